@@ -1,0 +1,69 @@
+# MESP: the user's vocabulary. `make run` and `make test` install what they
+# need on a fresh machine (Go modules, the ONNX Runtime library, the Python
+# environment) and cache it under ~/.cache/mesp, keyed by pinned versions.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+GO        ?= go
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DATA      ?= ../shared/data/azure2019-invitro-dev.csv.gz
+FIXTURE   ?= ../shared/data/azure2019-invitro-dev-sample100.csv.gz
+MODELS    ?= models
+CLUSTERS  ?=
+K         ?= 8
+VENV       = $(shell scripts/setup-venv.sh)
+PY         = PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
+export CGO_ENABLED := 1
+
+.PHONY: build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-serve clean
+
+ort:
+	@scripts/setup-ort.sh >/dev/null
+
+venv:
+	@scripts/setup-venv.sh >/dev/null
+
+build: ort
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/mesp ./cmd/mesp
+	@bin/mesp version
+
+## run: the main job: the forecast server on the shipped experts at 127.0.0.1:8080
+run: build
+	bin/mesp serve --models $(MODELS)
+
+## test: every Go and Python test, plus vet, gofmt and ruff
+test: build venv lint test-go test-py
+
+lint: venv
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(VENV)/bin/ruff check training scripts
+
+test-go: build venv
+	MESP_PYTHON=$(VENV)/bin/python $(GO) test -count=1 ./...
+
+test-py: build venv
+	cd training && MESP_BIN=$(CURDIR)/bin/mesp $(PY) -m pytest -q tests
+
+## cluster: K-Shape on the training part of the dev set
+cluster: build
+	bin/mesp cluster --data $(DATA) --part train --k $(K) --out $(MODELS)
+
+## train-experts: the full Optuna search per cluster and the dense model (CLUSTERS=1,2 for some)
+train-experts: venv
+	$(PY) -m mesp_training train --models $(MODELS) $(if $(CLUSTERS),--clusters $(CLUSTERS),) --config training/search.yaml
+
+## eval: backtest and provisioning simulation on the dev set's test part
+eval: build
+	bin/mesp eval --data $(DATA) --part test --models $(MODELS) --out docs/eval/eval.json --plots docs/eval
+
+bench: bench-kshape bench-serve
+
+bench-kshape: build venv
+	MESP_PYTHON=$(VENV)/bin/python scripts/bench-kshape.sh $(DATA)
+
+bench-serve: build venv
+	MESP_PYTHON=$(VENV)/bin/python scripts/bench-serve.sh
+
+clean:
+	rm -rf bin

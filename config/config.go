@@ -1,0 +1,183 @@
+// Package config is MESP's one configuration: defaults, then a YAML file,
+// then MESP_* environment variables, then command-line flags (koanf).
+//
+// Environment variables map to keys with a double underscore between levels
+// (MESP_SERVER__ADMIN_TOKEN is server.admin_token), so keys that contain an
+// underscore survive.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// ORTVersion is the ONNX Runtime release that onnxruntime_go v1.33.0 speaks
+// to (C API 29); scripts/setup-ort.sh fetches exactly this build.
+const ORTVersion = "1.29.0"
+
+// Config is every setting of every subcommand.
+type Config struct {
+	// Models is the folder with manifest.json, clusters.json and the ONNX files.
+	Models string `koanf:"models"`
+	ORT    ORT    `koanf:"ort"`
+	Server Server `koanf:"server"`
+	Router Router `koanf:"router"`
+	Log    Log    `koanf:"log"`
+}
+
+// ORT configures ONNX Runtime.
+type ORT struct {
+	// Library is the path of libonnxruntime.so; empty means the cached CPU
+	// build that scripts/setup-ort.sh installs.
+	Library string `koanf:"library"`
+	// Provider is "cpu" or "cuda" (needs a GPU build of the library).
+	Provider       string `koanf:"provider"`
+	CUDADevice     int    `koanf:"cuda_device"`
+	IntraOpThreads int    `koanf:"intra_op_threads"`
+	// BatchWait bounds how long a small request waits for others to share
+	// one Run call; 0 disables batching.
+	BatchWait time.Duration `koanf:"batch_wait"`
+	MaxBatch  int           `koanf:"max_batch"`
+}
+
+// Server configures the HTTP server.
+type Server struct {
+	Addr            string        `koanf:"addr"`
+	AdminToken      string        `koanf:"admin_token"`
+	MaxBatch        int           `koanf:"max_batch"`
+	MaxBodyBytes    int64         `koanf:"max_body_bytes"`
+	ReadTimeout     time.Duration `koanf:"read_timeout"`
+	WriteTimeout    time.Duration `koanf:"write_timeout"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	Watch           bool          `koanf:"watch"`
+}
+
+// Router configures routing.
+type Router struct {
+	// OODDir receives out-of-distribution patterns; empty disables the log.
+	OODDir string `koanf:"ood_dir"`
+	// OODMaxBytes bounds one OOD log file before it is rotated.
+	OODMaxBytes int64 `koanf:"ood_max_bytes"`
+	OODKeep     int   `koanf:"ood_keep"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"` // "text" or "json"
+}
+
+// Defaults are the values before any file, environment or flag.
+func Defaults() map[string]any {
+	return map[string]any{
+		"models":                  "models",
+		"ort.library":             "",
+		"ort.provider":            "cpu",
+		"ort.cuda_device":         0,
+		"ort.intra_op_threads":    1,
+		"ort.batch_wait":          "500us",
+		"ort.max_batch":           256,
+		"server.addr":             "127.0.0.1:8080",
+		"server.admin_token":      "",
+		"server.max_batch":        1024,
+		"server.max_body_bytes":   int64(32 << 20),
+		"server.read_timeout":     "10s",
+		"server.write_timeout":    "30s",
+		"server.shutdown_timeout": "15s",
+		"server.watch":            true,
+		"router.ood_dir":          "",
+		"router.ood_max_bytes":    int64(64 << 20),
+		"router.ood_keep":         4,
+		"log.level":               "info",
+		"log.format":              "text",
+	}
+}
+
+// Load builds the configuration: defaults, then the YAML file (if path is
+// not empty), then the environment, then flags that were set on fs. Flags
+// named like keys ("server.addr") map directly; aliases maps short flag
+// names ("addr") to keys.
+func Load(path string, fs *pflag.FlagSet, aliases map[string]string) (Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(Defaults(), "."), nil); err != nil {
+		return Config{}, fmt.Errorf("config: defaults: %w", err)
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	envProvider := env.Provider("MESP_", ".", func(key string) string {
+		key = strings.ToLower(strings.TrimPrefix(key, "MESP_"))
+		return strings.ReplaceAll(key, "__", ".")
+	})
+	if err := k.Load(envProvider, nil); err != nil {
+		return Config{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if fs != nil {
+		known := k.All()
+		p := posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
+			key := f.Name
+			if a, ok := aliases[key]; ok {
+				key = a
+			}
+			if _, ok := known[key]; !ok {
+				return "", nil // a subcommand flag that is not a setting
+			}
+			return key, posflag.FlagVal(fs, f)
+		})
+		if err := k.Load(p, nil); err != nil {
+			return Config{}, fmt.Errorf("config: flags: %w", err)
+		}
+	}
+	var c Config
+	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that no type can.
+func (c Config) Validate() error {
+	switch c.ORT.Provider {
+	case "cpu", "cuda":
+	default:
+		return fmt.Errorf("config: ort.provider %q: want cpu or cuda", c.ORT.Provider)
+	}
+	if c.ORT.IntraOpThreads < 0 || c.Server.MaxBatch < 1 || c.ORT.MaxBatch < 1 {
+		return fmt.Errorf("config: ort.intra_op_threads, server.max_batch and ort.max_batch must be positive")
+	}
+	return nil
+}
+
+// CacheDir is where set-up scripts keep downloads, outside the clone.
+func CacheDir() string {
+	if d := os.Getenv("MESP_CACHE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "mesp")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "mesp")
+}
+
+// ORTLibrary is the library path to use: the configured one, else the
+// cached CPU build.
+func (o ORT) ORTLibrary() string {
+	if o.Library != "" {
+		return o.Library
+	}
+	return filepath.Join(CacheDir(), "onnxruntime-"+ORTVersion, "libonnxruntime.so.1")
+}

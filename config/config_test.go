@@ -1,0 +1,61 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mesp.yaml")
+	yaml := "models: /from/file\nserver:\n  addr: file:1\n  admin_token: file-token\n  read_timeout: 3s\nort:\n  intra_op_threads: 2\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MESP_SERVER__ADMIN_TOKEN", "env-token")
+	t.Setenv("MESP_SERVER__ADDR", "env:2")
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.String("addr", "", "")
+	fs.String("models", "", "")
+	fs.Int("other", 0, "not a setting")
+	if err := fs.Parse([]string{"--addr", "flag:3", "--other", "5"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, fs, map[string]string{"addr": "server.addr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		got, want any
+	}{
+		{"flag beats env and file", c.Server.Addr, "flag:3"},
+		{"env beats file (key with underscore)", c.Server.AdminToken, "env-token"},
+		{"file beats default", c.ORT.IntraOpThreads, 2},
+		{"unset flag does not override file", c.Models, "/from/file"},
+		{"duration from file", c.Server.ReadTimeout, 3 * time.Second},
+		{"default kept", c.ORT.Provider, "cpu"},
+	}
+	for _, tc := range cases {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestValidateRejectsUnknownProvider(t *testing.T) {
+	t.Setenv("MESP_ORT__PROVIDER", "tpu")
+	if _, err := Load("", nil, nil); err == nil {
+		t.Fatal("want an error for provider tpu")
+	}
+}
+
+func TestMissingFileIsAnError(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), nil, nil); err == nil {
+		t.Fatal("want an error for a missing config file")
+	}
+}

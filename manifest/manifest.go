@@ -1,0 +1,184 @@
+// Package manifest defines the two files that the Go side and the Python
+// training directory share: clusters.json (written by `mesp cluster`, read
+// by training and by the router) and manifest.json (written by training,
+// read by the server). training/mesp_training/contract.py mirrors it.
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Version is the format version of both files.
+const Version = 1
+
+// Horizon is the number of minutes every model forecasts.
+const Horizon = 60
+
+// ONNX graph contract: one float32 input [batch, input_len] of raw counts,
+// one float32 output [batch, 60] of non-negative counts.
+const (
+	InputName  = "counts"
+	OutputName = "forecast"
+)
+
+// Custom metadata keys carried inside every exported ONNX file.
+const (
+	MetaModelID  = "mesp.model_id"
+	MetaInputLen = "mesp.input_len"
+	MetaHorizon  = "mesp.horizon"
+	MetaFamily   = "mesp.family"
+)
+
+// Clusters is clusters.json.
+type Clusters struct {
+	Version   int       `json:"version"`
+	K         int       `json:"k"`
+	Seed      int64     `json:"seed"`
+	Objective float64   `json:"objective"`
+	Length    int       `json:"length"`
+	Clusters  []Cluster `json:"clusters"`
+	// Members lists every clustered function with its cluster and SBD.
+	Members []Member `json:"members"`
+}
+
+// Cluster is one K-Shape cluster.
+type Cluster struct {
+	ID       int       `json:"id"`
+	Size     int       `json:"size"`
+	Centroid []float64 `json:"centroid"`
+	// Threshold is the SBD that covers 99% of the members; a pattern farther
+	// than every cluster's threshold is out of distribution.
+	Threshold float64 `json:"threshold"`
+	Parquet   string  `json:"parquet"`
+}
+
+// Member is one function's assignment.
+type Member struct {
+	Function string  `json:"function"`
+	Cluster  int     `json:"cluster"`
+	Distance float64 `json:"distance"`
+}
+
+// Manifest is manifest.json: which ONNX file serves which cluster.
+type Manifest struct {
+	Version  int      `json:"version"`
+	Horizon  int      `json:"horizon"`
+	Clusters string   `json:"clusters"` // file name of clusters.json, relative
+	Dense    Model    `json:"dense"`
+	Experts  []Expert `json:"experts"`
+}
+
+// Model is one exported ONNX graph.
+type Model struct {
+	ID       string  `json:"id"`
+	File     string  `json:"file"`
+	SHA256   string  `json:"sha256"`
+	Family   string  `json:"family"`
+	InputLen int     `json:"input_len"`
+	ValMAE   float64 `json:"val_mae"`
+	// Params are the winning hyper-parameters (informational).
+	Params map[string]any `json:"params,omitempty"`
+}
+
+// Expert is a cluster's model plus the decision whether to serve it.
+type Expert struct {
+	Model
+	Cluster int `json:"cluster"`
+	// DenseValMAE is the dense model's validation MAE on this cluster's
+	// validation functions; the expert serves only if it is lower.
+	DenseValMAE float64 `json:"dense_val_mae"`
+	// Serve is "expert" or "dense".
+	Serve string `json:"serve"`
+}
+
+// Read loads a JSON file of either kind into v.
+func Read(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("manifest: %s: %w", path, err)
+	}
+	return nil
+}
+
+// Write stores v as indented JSON atomically (temp file + rename), so a
+// watcher never sees half a file.
+func Write(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("manifest: %w", err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// ReadManifest loads and validates dir/manifest.json.
+func ReadManifest(dir string) (Manifest, error) {
+	var m Manifest
+	if err := Read(filepath.Join(dir, "manifest.json"), &m); err != nil {
+		return m, err
+	}
+	return m, m.Validate()
+}
+
+// Validate checks internal consistency.
+func (m Manifest) Validate() error {
+	if m.Version != Version {
+		return fmt.Errorf("manifest: version %d, want %d", m.Version, Version)
+	}
+	if m.Horizon != Horizon {
+		return fmt.Errorf("manifest: horizon %d, want %d", m.Horizon, Horizon)
+	}
+	if m.Dense.File == "" {
+		return errors.New("manifest: no dense model")
+	}
+	seen := map[int]bool{}
+	for _, e := range m.Experts {
+		if seen[e.Cluster] {
+			return fmt.Errorf("manifest: cluster %d has two experts", e.Cluster)
+		}
+		seen[e.Cluster] = true
+		if e.Serve != "expert" && e.Serve != "dense" {
+			return fmt.Errorf("manifest: expert %s: serve %q, want expert or dense", e.ID, e.Serve)
+		}
+		if e.File == "" || e.InputLen <= 0 {
+			return fmt.Errorf("manifest: expert %s: missing file or input_len", e.ID)
+		}
+	}
+	return nil
+}
+
+// ReadClusters loads and validates a clusters.json.
+func ReadClusters(path string) (Clusters, error) {
+	var c Clusters
+	if err := Read(path, &c); err != nil {
+		return c, err
+	}
+	if c.Version != Version || len(c.Clusters) == 0 {
+		return c, fmt.Errorf("manifest: %s: version %d with %d clusters", path, c.Version, len(c.Clusters))
+	}
+	for _, cl := range c.Clusters {
+		if len(cl.Centroid) != c.Length {
+			return c, fmt.Errorf("manifest: %s: cluster %d centroid has %d values, want %d", path, cl.ID, len(cl.Centroid), c.Length)
+		}
+	}
+	return c, nil
+}

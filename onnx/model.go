@@ -1,0 +1,186 @@
+package onnx
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/mesp-project/mesp/manifest"
+)
+
+// Model is one loaded forecaster: raw counts [n, InputLen] in, counts
+// [n, Horizon] out. Safe for concurrent use (DynamicAdvancedSession).
+type Model struct {
+	ID       string
+	Path     string
+	SHA256   string
+	InputLen int
+	Horizon  int
+	Family   string
+	sess     *ort.DynamicAdvancedSession
+}
+
+// ErrMismatch marks a file that loads but does not match what was expected.
+var ErrMismatch = errors.New("onnx: model does not match its manifest entry")
+
+// Expect is what the manifest says a file must be.
+type Expect struct {
+	ID       string
+	SHA256   string // empty: not checked
+	InputLen int
+	Horizon  int
+}
+
+// Load reads, verifies and opens a model: the file's sha256, its single
+// float32 input/output with the contract's names and shapes, and its
+// custom metadata (model id, input length, horizon), then one test
+// inference that must give finite, non-negative values.
+func Load(path string, want Expect, o Options) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	if want.SHA256 != "" && want.SHA256 != digest {
+		return nil, fmt.Errorf("%w: %s: sha256 %s, manifest says %s", ErrMismatch, path, digest, want.SHA256)
+	}
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(data)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %s: not a loadable ONNX model: %w", path, err)
+	}
+	if err := checkIO(ins, manifest.InputName, want.InputLen); err != nil {
+		return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
+	}
+	if err := checkIO(outs, manifest.OutputName, want.Horizon); err != nil {
+		return nil, fmt.Errorf("%w: %s: output: %v", ErrMismatch, path, err)
+	}
+	meta, err := ort.GetModelMetadataWithONNXData(data)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %s: metadata: %w", path, err)
+	}
+	family, err := checkMeta(meta, want)
+	meta.Destroy()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMismatch, path, err)
+	}
+	so, err := sessionOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data,
+		[]string{manifest.InputName}, []string{manifest.OutputName}, so)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %s: session: %w", path, err)
+	}
+	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen,
+		Horizon: want.Horizon, Family: family, sess: sess}
+	if err := m.selfTest(); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("%w: %s: test inference: %v", ErrMismatch, path, err)
+	}
+	return m, nil
+}
+
+func checkIO(infos []ort.InputOutputInfo, name string, width int) error {
+	if len(infos) != 1 {
+		return fmt.Errorf("%d tensors, want 1", len(infos))
+	}
+	io := infos[0]
+	if io.Name != name || io.DataType != ort.TensorElementDataTypeFloat {
+		return fmt.Errorf("%s, want float32 tensor %q", io.String(), name)
+	}
+	d := io.Dimensions
+	if len(d) != 2 || d[0] != -1 || d[1] != int64(width) {
+		return fmt.Errorf("shape %v, want [batch, %d] with a dynamic batch axis", d, width)
+	}
+	return nil
+}
+
+func checkMeta(meta *ort.ModelMetadata, want Expect) (family string, err error) {
+	get := func(key string) (string, error) {
+		v, ok, err := meta.LookupCustomMetadataMap(key)
+		if err != nil || !ok {
+			return "", fmt.Errorf("metadata %q missing", key)
+		}
+		return v, nil
+	}
+	id, err := get(manifest.MetaModelID)
+	if err != nil {
+		return "", err
+	}
+	if want.ID != "" && id != want.ID {
+		return "", fmt.Errorf("model id %q, manifest says %q", id, want.ID)
+	}
+	for key, n := range map[string]int{manifest.MetaInputLen: want.InputLen, manifest.MetaHorizon: want.Horizon} {
+		v, err := get(key)
+		if err != nil {
+			return "", err
+		}
+		if got, err := strconv.Atoi(v); err != nil || got != n {
+			return "", fmt.Errorf("metadata %s=%q, manifest says %d", key, v, n)
+		}
+	}
+	family, _ = get(manifest.MetaFamily)
+	return family, nil
+}
+
+// selfTest runs one ramp input and checks the output is finite and >= 0.
+func (m *Model) selfTest() error {
+	in := make([]float32, m.InputLen)
+	for i := range in {
+		in[i] = float32(i % 7)
+	}
+	out, err := m.Predict(context.Background(), in, 1)
+	if err != nil {
+		return err
+	}
+	for i, v := range out {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < 0 {
+			return fmt.Errorf("output %d is %v", i, v)
+		}
+	}
+	return nil
+}
+
+// Predict runs n rows of InputLen raw counts and returns n*Horizon counts.
+func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, error) {
+	if n <= 0 || len(in) != n*m.InputLen {
+		return nil, fmt.Errorf("onnx: %s: %d values for %d rows of %d", m.ID, len(in), n, m.InputLen)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	x, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.InputLen)), in)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: input tensor: %w", err)
+	}
+	defer x.Destroy()
+	y, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(m.Horizon)))
+	if err != nil {
+		return nil, fmt.Errorf("onnx: output tensor: %w", err)
+	}
+	defer y.Destroy()
+	if err := m.sess.Run([]ort.Value{x}, []ort.Value{y}); err != nil {
+		return nil, fmt.Errorf("onnx: %s: run: %w", m.ID, err)
+	}
+	return append([]float32(nil), y.GetData()...), nil
+}
+
+// Close releases the session. Callers make sure no Predict is running.
+func (m *Model) Close() error {
+	if m.sess == nil {
+		return nil
+	}
+	err := m.sess.Destroy()
+	m.sess = nil
+	return err
+}

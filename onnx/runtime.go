@@ -1,0 +1,88 @@
+// Package onnx runs exported MESP forecasters through ONNX Runtime
+// (github.com/yalue/onnxruntime_go, ONNX Runtime 1.29.x).
+package onnx
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+var (
+	initOnce    sync.Once
+	initErr     error
+	initLibrary string
+)
+
+// Init loads the shared library and creates the process's one ONNX Runtime
+// environment. Later calls return the first call's result; asking for a
+// different library after the first call is an error.
+func Init(library string) (version string, err error) {
+	initOnce.Do(func() {
+		initLibrary = library
+		if _, statErr := os.Stat(library); statErr != nil {
+			initErr = fmt.Errorf("onnx: runtime library: %w (run scripts/setup-ort.sh or set ort.library)", statErr)
+			return
+		}
+		ort.SetSharedLibraryPath(library)
+		if e := ort.InitializeEnvironment(ort.WithLogLevelError()); e != nil {
+			initErr = fmt.Errorf("onnx: initialise %s: %w", library, e)
+		}
+	})
+	if initErr != nil {
+		return "", initErr
+	}
+	if library != initLibrary {
+		return "", fmt.Errorf("onnx: already initialised with %s, not %s", initLibrary, library)
+	}
+	return ort.GetVersion(), nil
+}
+
+// Options are per-session settings.
+type Options struct {
+	IntraOpThreads int
+	// Provider is "cpu" or "cuda".
+	Provider   string
+	CUDADevice int
+}
+
+// ErrNoCUDA says the loaded library cannot run the CUDA provider.
+var ErrNoCUDA = errors.New("onnx: the ONNX Runtime library has no CUDA execution provider (use a GPU build and its provider libraries)")
+
+func sessionOptions(o Options) (*ort.SessionOptions, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("onnx: session options: %w", err)
+	}
+	if o.IntraOpThreads > 0 {
+		if err := so.SetIntraOpNumThreads(o.IntraOpThreads); err != nil {
+			so.Destroy()
+			return nil, fmt.Errorf("onnx: intra-op threads: %w", err)
+		}
+	}
+	switch o.Provider {
+	case "", "cpu":
+	case "cuda":
+		cuda, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			so.Destroy()
+			return nil, fmt.Errorf("%w: %v", ErrNoCUDA, err)
+		}
+		defer cuda.Destroy()
+		if err := cuda.Update(map[string]string{"device_id": fmt.Sprint(o.CUDADevice)}); err != nil {
+			so.Destroy()
+			return nil, fmt.Errorf("%w: %v", ErrNoCUDA, err)
+		}
+		if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
+			so.Destroy()
+			return nil, fmt.Errorf("%w: %v", ErrNoCUDA, err)
+		}
+	default:
+		so.Destroy()
+		return nil, fmt.Errorf("onnx: unknown provider %q", o.Provider)
+	}
+	return so, nil
+}

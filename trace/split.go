@@ -1,0 +1,59 @@
+package trace
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+)
+
+// Part selects one side of the fixed train/test split.
+//
+// The split is a pure function of the HashFunction id: the first 8 bytes of
+// sha256(id), read big-endian, modulo 100; below TestPercent means test.
+// It never changes, so every step (clustering, training, the search,
+// evaluation) agrees on which functions are held out.
+type Part int
+
+const (
+	All Part = iota
+	Train
+	Test
+)
+
+// TestPercent is the share of functions in the test part.
+const TestPercent = 20
+
+// IsTest reports whether a function id belongs to the held-out test part.
+func IsTest(id string) bool {
+	h := sha256.Sum256([]byte(id))
+	return binary.BigEndian.Uint64(h[:8])%100 < TestPercent
+}
+
+// Contains reports whether id is in this part.
+func (p Part) Contains(id string) bool {
+	switch p {
+	case Train:
+		return !IsTest(id)
+	case Test:
+		return IsTest(id)
+	default:
+		return true
+	}
+}
+
+func (p Part) String() string {
+	return [...]string{"all", "train", "test"}[p]
+}
+
+// ParsePart reads "all", "train" or "test".
+func ParsePart(s string) (Part, error) {
+	switch s {
+	case "", "all":
+		return All, nil
+	case "train":
+		return Train, nil
+	case "test":
+		return Test, nil
+	}
+	return All, fmt.Errorf("trace: unknown split part %q (want all, train or test)", s)
+}
