@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/plots"
+	"github.com/mesp-project/mesp/trace"
+)
+
+func init() {
+	register("cluster", "cluster daily patterns by shape (K-Shape); write clusters.json, Parquet and a plot", runCluster)
+}
+
+func runCluster(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("cluster", pflag.ContinueOnError)
+	data := fs.String("data", "", "Azure-layout CSV or CSV.gz")
+	partName := fs.String("part", "train", "split part to cluster: train, test or all")
+	kFlag := fs.String("k", "8", "number of clusters, or auto")
+	kRange := fs.String("k-range", "2..16", "range of K tried by --k auto")
+	out := fs.String("out", "", "output folder")
+	seed := fs.Int64("seed", 1, "random seed")
+	restarts := fs.Int("restarts", 3, "independent restarts")
+	maxIter := fs.Int("max-iter", 100, "iterations cap per restart")
+	skipBad := fs.Bool("skip-bad", false, "skip invalid rows instead of failing")
+	sample := fs.Int("silhouette-sample", 1000, "series sampled for the silhouette score")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" || *out == "" {
+		return fmt.Errorf("--data and --out are required")
+	}
+	part, err := trace.ParsePart(*partName)
+	if err != nil {
+		return err
+	}
+	fns, err := trace.ReadAll(*data, trace.Options{SkipBad: *skipBad}, part)
+	if err != nil {
+		return err
+	}
+	series := make([][]float64, len(fns))
+	for i, f := range fns {
+		series[i] = f.Counts
+	}
+	fmt.Fprintf(os.Stderr, "cluster: %d functions (%s part) x %d minutes\n", len(fns), part, len(series[0]))
+	opts := kshape.Options{MaxIter: *maxIter, Restarts: *restarts, Seed: *seed,
+		Progress: func(p kshape.Progress) {
+			fmt.Fprintf(os.Stderr, "\rcluster: restart %d iteration %3d objective %.2f changed %d   ", p.Restart+1, p.Iter, p.Objective, p.Changed)
+		}}
+	start := time.Now()
+	var res *kshape.Result
+	k := 0
+	if *kFlag == "auto" {
+		lo, hi, err := parseRange(*kRange)
+		if err != nil {
+			return err
+		}
+		best, table, err := kshape.ChooseK(ctx, series, lo, hi, opts, *sample)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "\n%4s %12s %10s\n", "K", "objective", "silhouette")
+		for _, s := range table {
+			mark := ""
+			if s.K == best.K {
+				mark = "  <- chosen"
+			}
+			fmt.Fprintf(os.Stderr, "%4d %12.2f %10.4f%s\n", s.K, s.Objective, s.Silhouette, mark)
+		}
+		res, k = best.Result, best.K
+	} else {
+		if k, err = strconv.Atoi(*kFlag); err != nil {
+			return fmt.Errorf("--k %q: want a number or auto", *kFlag)
+		}
+		if res, err = kshape.Fit(ctx, series, withK(opts, k)); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "\ncluster: K=%d objective %.2f in %d iterations, %s\n", k, res.Objective, res.Iterations, time.Since(start).Round(time.Millisecond))
+	return writeClusters(*out, fns, res, k, *seed)
+}
+
+func withK(o kshape.Options, k int) kshape.Options { o.K = k; return o }
+
+func parseRange(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "..")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || lo < 1 || hi < lo {
+		return 0, 0, fmt.Errorf("range %q: want LO..HI", s)
+	}
+	return lo, hi, nil
+}
+
+// writeClusters writes clusters.json, cluster-<id>.parquet and centroids.png.
+func writeClusters(dir string, fns []trace.Function, res *kshape.Result, k int, seed int64) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	thresholds := kshape.Threshold(res, k, 0.99)
+	members := make([][]trace.Function, k)
+	cs := manifest.Clusters{Version: manifest.Version, K: k, Seed: seed, Objective: res.Objective, Length: len(fns[0].Counts)}
+	for i, f := range fns {
+		members[res.Labels[i]] = append(members[res.Labels[i]], f)
+		cs.Members = append(cs.Members, manifest.Member{Function: f.ID, Cluster: res.Labels[i], Distance: res.Distances[i]})
+	}
+	sizes := make([]int, k)
+	for j := range k {
+		sizes[j] = len(members[j])
+		name := fmt.Sprintf("cluster-%d.parquet", j)
+		if err := trace.WriteParquet(filepath.Join(dir, name), members[j]); err != nil {
+			return err
+		}
+		cs.Clusters = append(cs.Clusters, manifest.Cluster{ID: j, Size: sizes[j], Centroid: res.Centroids[j], Threshold: thresholds[j], Parquet: name})
+	}
+	if err := manifest.Write(filepath.Join(dir, "clusters.json"), cs); err != nil {
+		return err
+	}
+	if err := plots.Centroids(filepath.Join(dir, "centroids.png"), res.Centroids, sizes); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "cluster: sizes %v; wrote %s/clusters.json, %d Parquet files, centroids.png\n", sizes, dir, k)
+	return nil
+}

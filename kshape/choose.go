@@ -1,0 +1,111 @@
+package kshape
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sort"
+)
+
+// Threshold is the q-quantile (e.g. 0.99) of the members' distances to
+// their centroid, per cluster: the radius a new pattern must fall within
+// to count as "in distribution" for that cluster.
+func Threshold(res *Result, k int, q float64) []float64 {
+	per := make([][]float64, k)
+	for i, l := range res.Labels {
+		per[l] = append(per[l], res.Distances[i])
+	}
+	out := make([]float64, k)
+	for j, d := range per {
+		if len(d) == 0 {
+			continue
+		}
+		sort.Float64s(d)
+		idx := int(math.Ceil(q*float64(len(d)))) - 1
+		out[j] = d[max(0, min(idx, len(d)-1))]
+	}
+	return out
+}
+
+// Silhouette is the mean silhouette coefficient on SBD over a random
+// sample of at most sample series (pairwise SBD is O(sample^2)).
+func Silhouette(series [][]float64, labels []int, k, sample int, seed int64) float64 {
+	rng := rand.New(rand.NewPCG(uint64(seed), 99))
+	idx := rng.Perm(len(series))
+	if len(idx) > sample {
+		idx = idx[:sample]
+	}
+	n := len(idx)
+	m := len(series[0])
+	p := NewPlan(m)
+	spec := make([]Spectrum, n)
+	for a, i := range idx {
+		spec[a] = p.Spectrum(ZNormalize(series[i]))
+	}
+	dist := make([]float64, n*n)
+	parallelN(n, 0, m, func(p *Plan, a int) {
+		for b := a + 1; b < n; b++ {
+			d, _ := p.SBD(spec[a], spec[b])
+			dist[a*n+b] = d
+		}
+	})
+	for a := range n {
+		for b := a + 1; b < n; b++ {
+			dist[b*n+a] = dist[a*n+b]
+		}
+	}
+	var total float64
+	for a := range n {
+		sumTo := make([]float64, k)
+		cnt := make([]int, k)
+		for b := range n {
+			if a != b {
+				sumTo[labels[idx[b]]] += dist[a*n+b]
+				cnt[labels[idx[b]]]++
+			}
+		}
+		own := labels[idx[a]]
+		if cnt[own] == 0 {
+			continue // singleton: silhouette 0
+		}
+		ai := sumTo[own] / float64(cnt[own])
+		bi := math.Inf(1)
+		for j := range k {
+			if j != own && cnt[j] > 0 {
+				bi = math.Min(bi, sumTo[j]/float64(cnt[j]))
+			}
+		}
+		if math.IsInf(bi, 1) {
+			continue
+		}
+		total += (bi - ai) / math.Max(ai, bi)
+	}
+	return total / float64(n)
+}
+
+// KScore is one row of the table ChooseK decides from.
+type KScore struct {
+	K          int
+	Objective  float64
+	Silhouette float64
+	Result     *Result
+}
+
+// ChooseK fits every K in [lo, hi] and picks the one with the highest
+// silhouette (the objective always falls with K, so it only informs).
+func ChooseK(ctx context.Context, series [][]float64, lo, hi int, opts Options, sample int) (best KScore, table []KScore, err error) {
+	for k := lo; k <= hi; k++ {
+		o := opts
+		o.K = k
+		res, err := Fit(ctx, series, o)
+		if err != nil {
+			return KScore{}, nil, err
+		}
+		s := KScore{K: k, Objective: res.Objective, Silhouette: Silhouette(series, res.Labels, k, sample, opts.Seed), Result: res}
+		table = append(table, s)
+		if best.Result == nil || s.Silhouette > best.Silhouette {
+			best = s
+		}
+	}
+	return best, table, nil
+}

@@ -1,0 +1,444 @@
+package kshape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+)
+
+// Options controls Fit.
+type Options struct {
+	K        int
+	MaxIter  int   // iterations cap per restart (default 100)
+	Restarts int   // independent starts; the lowest objective wins (default 1)
+	Seed     int64 // same seed, same data: same result
+	// Init is "kshape++" (default: seeding by D^2 sampling on SBD) or
+	// "random" (random initial assignment, as tslearn).
+	Init    string
+	Workers int // goroutines (default GOMAXPROCS)
+	// Progress, if set, is called after every iteration.
+	Progress func(p Progress)
+}
+
+// Progress reports one finished iteration.
+type Progress struct {
+	Restart, Iter int
+	Objective     float64
+	Changed       int // assignments that changed in this iteration
+}
+
+// Result is a clustering.
+type Result struct {
+	Centroids  [][]float64 // K z-normalised centroids
+	Labels     []int       // cluster of each series
+	Distances  []float64   // SBD of each series to its centroid
+	Objective  float64     // sum of Distances
+	Iterations int
+	Restart    int // which restart won
+}
+
+// ErrInput reports unusable input.
+var ErrInput = errors.New("kshape: bad input")
+
+// Fit clusters series (each of the same length; they are z-normalised
+// here) into opts.K clusters.
+func Fit(ctx context.Context, series [][]float64, opts Options) (*Result, error) {
+	d, err := newDataset(series, &opts)
+	if err != nil {
+		return nil, err
+	}
+	var best *Result
+	for r := range opts.Restarts {
+		rng := rand.New(rand.NewPCG(uint64(opts.Seed), uint64(r)))
+		var labels []int
+		var centroids [][]float64
+		if opts.Init == "random" {
+			labels = make([]int, d.n)
+			for i := range labels {
+				labels[i] = rng.IntN(opts.K)
+			}
+		} else {
+			centroids = d.seedPlusPlus(rng, opts.K)
+		}
+		res, err := d.run(ctx, r, labels, centroids, opts)
+		if err != nil {
+			return nil, err
+		}
+		if best == nil || res.Objective < best.Objective {
+			best = res
+		}
+	}
+	return best, nil
+}
+
+// FitFrom runs one k-Shape from a given initial assignment (to compare with
+// other implementations started the same way).
+func FitFrom(ctx context.Context, series [][]float64, labels []int, opts Options) (*Result, error) {
+	d, err := newDataset(series, &opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(labels) != d.n {
+		return nil, fmt.Errorf("%w: %d labels for %d series", ErrInput, len(labels), d.n)
+	}
+	for _, l := range labels {
+		if l < 0 || l >= opts.K {
+			return nil, fmt.Errorf("%w: label %d outside 0..%d", ErrInput, l, opts.K-1)
+		}
+	}
+	return d.run(ctx, 0, append([]int(nil), labels...), nil, opts)
+}
+
+// dataset is the z-normalised data in one row-major block plus each row's
+// spectrum, computed once.
+type dataset struct {
+	n, m    int
+	x       []float64 // n*m z-normalised
+	spectra []Spectrum
+	workers int
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxIter <= 0 {
+		o.MaxIter = 100
+	}
+	if o.Restarts <= 0 {
+		o.Restarts = 1
+	}
+}
+
+func newDataset(series [][]float64, opts *Options) (*dataset, error) {
+	opts.setDefaults()
+	if len(series) == 0 {
+		return nil, fmt.Errorf("%w: no series", ErrInput)
+	}
+	if opts.K < 1 || opts.K > len(series) {
+		return nil, fmt.Errorf("%w: k=%d for %d series", ErrInput, opts.K, len(series))
+	}
+	m := len(series[0])
+	if m < 2 {
+		return nil, fmt.Errorf("%w: series of length %d", ErrInput, m)
+	}
+	d := &dataset{n: len(series), m: m, x: make([]float64, len(series)*m),
+		spectra: make([]Spectrum, len(series)), workers: opts.Workers}
+	for i, s := range series {
+		if len(s) != m {
+			return nil, fmt.Errorf("%w: series %d has length %d, want %d", ErrInput, i, len(s), m)
+		}
+		for t, v := range s {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("%w: series %d value %d is %v", ErrInput, i, t, v)
+			}
+		}
+	}
+	d.parallel(func(p *Plan, i int) {
+		row := d.row(i)
+		ZNormalizeInto(row, series[i])
+		d.spectra[i] = p.Spectrum(row)
+	})
+	return d, nil
+}
+
+func (d *dataset) row(i int) []float64 { return d.x[i*d.m : (i+1)*d.m] }
+
+// parallel runs fn(i) for i in [0, n) on the workers, each with its own Plan.
+func (d *dataset) parallel(fn func(p *Plan, i int)) {
+	parallelN(d.n, d.workers, d.m, fn)
+}
+
+func parallelN(n, workers, m int, fn func(p *Plan, i int)) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, n)
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for w := range workers {
+		lo, hi := w*chunk, min((w+1)*chunk, n)
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := NewPlan(m)
+			for i := lo; i < hi; i++ {
+				fn(p, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// seedPlusPlus picks k initial centroids: the first uniformly, each next
+// with probability proportional to its squared SBD to the nearest chosen.
+func (d *dataset) seedPlusPlus(rng *rand.Rand, k int) [][]float64 {
+	first := rng.IntN(d.n)
+	centroids := [][]float64{append([]float64(nil), d.row(first)...)}
+	nearest := make([]float64, d.n)
+	for i := range nearest {
+		nearest[i] = math.Inf(1)
+	}
+	for len(centroids) < k {
+		cs := NewPlan(d.m).Spectrum(centroids[len(centroids)-1])
+		d.parallel(func(p *Plan, i int) {
+			dist, _ := p.SBD(d.spectra[i], cs)
+			nearest[i] = min(nearest[i], dist)
+		})
+		var total float64
+		for _, v := range nearest {
+			total += v * v
+		}
+		pick := rng.IntN(d.n)
+		if total > 0 {
+			u := rng.Float64() * total
+			for i, v := range nearest {
+				u -= v * v
+				if u <= 0 {
+					pick = i
+					break
+				}
+			}
+		}
+		centroids = append(centroids, append([]float64(nil), d.row(pick)...))
+	}
+	return centroids
+}
+
+// run iterates refinement (shape extraction) and assignment until no label
+// changes or MaxIter. With centroids given, it starts by assigning; with
+// labels given, by extracting shapes from that assignment.
+func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids [][]float64, opts Options) (*Result, error) {
+	dist := make([]float64, d.n)
+	if centroids == nil {
+		centroids = make([][]float64, opts.K)
+		for j := range centroids {
+			centroids[j] = make([]float64, d.m) // zero: shape extraction skips alignment
+		}
+		d.repairEmpty(labels, dist, opts.K)
+		centroids = d.refine(labels, centroids, opts.K)
+	} else {
+		labels = make([]int, d.n)
+		for i := range labels {
+			labels[i] = -1
+		}
+	}
+	res := &Result{Restart: restart}
+	for it := 1; it <= opts.MaxIter; it++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		changed := d.assign(centroids, labels, dist)
+		if d.repairEmpty(labels, dist, opts.K) {
+			changed++
+		}
+		res.Iterations = it
+		obj := sum(dist)
+		if opts.Progress != nil {
+			opts.Progress(Progress{Restart: restart, Iter: it, Objective: obj, Changed: changed})
+		}
+		if changed == 0 {
+			break
+		}
+		centroids = d.refine(labels, centroids, opts.K)
+	}
+	// Final distances are to the final centroids.
+	d.assign(centroids, labels, dist)
+	res.Centroids, res.Labels, res.Distances, res.Objective = centroids, labels, dist, sum(dist)
+	return res, nil
+}
+
+func sum(x []float64) (s float64) {
+	for _, v := range x {
+		s += v
+	}
+	return s
+}
+
+// assign gives each series its nearest centroid by SBD; it returns how
+// many labels changed.
+func (d *dataset) assign(centroids [][]float64, labels []int, dist []float64) int {
+	p := NewPlan(d.m)
+	cs := make([]Spectrum, len(centroids))
+	for j, c := range centroids {
+		cs[j] = p.Spectrum(c)
+	}
+	var mu sync.Mutex
+	changed := 0
+	d.parallel(func(p *Plan, i int) {
+		best, bj := math.Inf(1), 0
+		for j := range cs {
+			if dd, _ := p.SBD(d.spectra[i], cs[j]); dd < best {
+				best, bj = dd, j
+			}
+		}
+		dist[i] = best
+		if labels[i] != bj {
+			mu.Lock()
+			changed++
+			mu.Unlock()
+			labels[i] = bj
+		}
+	})
+	return changed
+}
+
+// repairEmpty moves, for each empty cluster, the series farthest from its
+// own centroid into it (rather than restarting or leaving a zero centroid).
+func (d *dataset) repairEmpty(labels []int, dist []float64, k int) bool {
+	repaired := false
+	for {
+		size := make([]int, k)
+		for _, l := range labels {
+			size[l]++
+		}
+		empty := -1
+		for j, s := range size {
+			if s == 0 {
+				empty = j
+				break
+			}
+		}
+		if empty < 0 {
+			return repaired
+		}
+		far, fi := -1.0, -1
+		for i, l := range labels {
+			if size[l] > 1 && dist[i] > far {
+				far, fi = dist[i], i
+			}
+		}
+		labels[fi] = empty
+		dist[fi] = 0
+		repaired = true
+	}
+}
+
+// refine computes each cluster's new centroid by shape extraction, the
+// clusters in parallel.
+func (d *dataset) refine(labels []int, old [][]float64, k int) [][]float64 {
+	members := make([][]int, k)
+	for i, l := range labels {
+		members[l] = append(members[l], i)
+	}
+	out := make([][]float64, k)
+	parallelN(k, d.workers, d.m, func(p *Plan, j int) {
+		out[j] = d.shapeExtract(p, members[j], old[j])
+	})
+	return out
+}
+
+// shapeExtract returns the z-normalised top eigenvector of M = Q^T S Q
+// where S = A^T A over the members aligned to ref, and Q = I - 11^T/m
+// centres a vector. M is never formed: power iteration applies
+// v -> Q A^T A Q v in O(n_j m), instead of O(m^2) memory and O(m^3) time
+// for eigendecomposing a 1440 x 1440 matrix.
+func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 {
+	m := d.m
+	if len(members) == 0 {
+		return append([]float64(nil), ref...)
+	}
+	a := make([]float64, len(members)*m)
+	refSpec := p.Spectrum(ref)
+	for r, i := range members {
+		dst := a[r*m : (r+1)*m]
+		if refSpec.Norm == 0 {
+			copy(dst, d.row(i))
+			continue
+		}
+		// Align the member to the reference, then z-normalise, as in the
+		// paper's Algorithm 2.
+		_, s := p.MaxNCC(refSpec, d.spectra[i])
+		ShiftInto(dst, d.row(i), s)
+		ZNormalizeInto(dst, dst)
+	}
+	A := blas64.General{Rows: len(members), Cols: m, Stride: m, Data: a}
+	v := make([]float64, m)
+	// Warm start from the previous centroid; from the members' mean if none.
+	if refSpec.Norm > 0 {
+		copy(v, ref)
+	} else {
+		for r := range members {
+			for t := range m {
+				v[t] += a[r*m+t]
+			}
+		}
+	}
+	center(v)
+	if norm(v) == 0 {
+		for t := range v {
+			v[t] = math.Sin(float64(t + 1)) // any vector not orthogonal to the top one
+		}
+		center(v)
+	}
+	scale(v, 1/norm(v))
+	av := make([]float64, len(members))
+	w := make([]float64, m)
+	for it := 0; it < 500; it++ {
+		blas64.Gemv(blas.NoTrans, 1, A, blas64.Vector{N: m, Inc: 1, Data: v}, 0, blas64.Vector{N: len(members), Inc: 1, Data: av})
+		blas64.Gemv(blas.Trans, 1, A, blas64.Vector{N: len(members), Inc: 1, Data: av}, 0, blas64.Vector{N: m, Inc: 1, Data: w})
+		center(w)
+		nw := norm(w)
+		if nw == 0 {
+			break
+		}
+		scale(w, 1/nw)
+		var diff float64
+		for t := range w {
+			diff = math.Max(diff, math.Abs(w[t]-v[t]))
+		}
+		v, w = w, v
+		if diff < 1e-10 {
+			break
+		}
+	}
+	// The eigenvector's sign is arbitrary: keep the one closer to the
+	// aligned members (sum of Euclidean distances, as tslearn).
+	var plus, minus float64
+	for r := range members {
+		var dp, dm float64
+		for t := range m {
+			x := a[r*m+t]
+			dp += (x - v[t]) * (x - v[t])
+			dm += (x + v[t]) * (x + v[t])
+		}
+		plus += math.Sqrt(dp)
+		minus += math.Sqrt(dm)
+	}
+	if minus < plus {
+		scale(v, -1)
+	}
+	return ZNormalize(v)
+}
+
+func center(v []float64) {
+	var mean float64
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	for i := range v {
+		v[i] -= mean
+	}
+}
+
+func norm(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x * x
+	}
+	return math.Sqrt(s)
+}
+
+func scale(v []float64, f float64) {
+	for i := range v {
+		v[i] *= f
+	}
+}
