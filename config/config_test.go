@@ -30,7 +30,7 @@ func TestPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name     string
+		name      string
 		got, want any
 	}{
 		{"flag beats env and file", c.Server.Addr, "flag:3"},

@@ -1,0 +1,1 @@
+"""MESP training: per-cluster forecasters searched with Optuna, exported to ONNX."""

@@ -1,0 +1,41 @@
+"""python -m mesp_training train --models DIR [--clusters 3,4] [--config search.yaml] [--storage URL]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .pipeline import train
+from .search import SearchConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mesp_training")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="search, train and export experts and the dense model")
+    t.add_argument("--models", required=True, type=Path, help="folder with clusters.json and cluster-*.parquet")
+    t.add_argument("--clusters", help="comma-separated cluster ids: train only these (keeps the others)")
+    t.add_argument("--config", type=Path, help="search settings (YAML)")
+    t.add_argument("--storage", help="Optuna storage URL (default: SQLite in the work folder)")
+    t.add_argument("--work", type=Path, help="folder for studies and trial weights")
+    t.add_argument("--trials", type=int, help="override trials_per_cluster")
+    t.add_argument("--minutes", type=float, help="override minutes_per_cluster")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    try:
+        cfg = SearchConfig.load(a.config, trials_per_cluster=a.trials, minutes_per_cluster=a.minutes)
+        clusters = [int(c) for c in a.clusters.split(",")] if a.clusters else None
+        train(a.models, cfg, clusters=clusters, storage=a.storage, work=a.work)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"mesp_training: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

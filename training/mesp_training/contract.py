@@ -1,0 +1,93 @@
+"""The files shared with the Go side (mirrors Go package ``manifest``).
+
+* ``clusters.json``: written by ``mesp cluster``; K-Shape centroids, sizes,
+  thresholds, members.
+* ``cluster-<id>.parquet``: columns ``function`` (string) and ``counts``
+  (list<float32>, one value per minute).
+* ``manifest.json``: written here; which ONNX file serves which cluster.
+* ONNX graphs: input ``counts`` float32 [batch, input_len] of raw counts,
+  output ``forecast`` float32 [batch, 60] of non-negative counts, custom
+  metadata ``mesp.model_id``, ``mesp.input_len``, ``mesp.horizon``,
+  ``mesp.family``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+VERSION = 1
+HORIZON = 60
+INPUT_NAME = "counts"
+OUTPUT_NAME = "forecast"
+META_MODEL_ID = "mesp.model_id"
+META_INPUT_LEN = "mesp.input_len"
+META_HORIZON = "mesp.horizon"
+META_FAMILY = "mesp.family"
+TEST_PERCENT = 20
+
+
+def is_test(function_id: str) -> bool:
+    """The fixed train/test split of Go's trace.IsTest."""
+    h = hashlib.sha256(function_id.encode()).digest()
+    return int.from_bytes(h[:8], "big") % 100 < TEST_PERCENT
+
+
+def is_validation(function_id: str, percent: int = 20) -> bool:
+    """Held-out validation functions inside the training part (other hash bits)."""
+    h = hashlib.sha256(function_id.encode()).digest()
+    return int.from_bytes(h[8:16], "big") % 100 < percent
+
+
+def read_clusters(path: str | Path) -> dict[str, Any]:
+    with open(path) as f:
+        c = json.load(f)
+    if c.get("version") != VERSION or not c.get("clusters"):
+        raise ValueError(f"{path}: not a version-{VERSION} clusters.json with clusters")
+    for cl in c["clusters"]:
+        if len(cl["centroid"]) != c["length"]:
+            raise ValueError(f"{path}: cluster {cl['id']} centroid length {len(cl['centroid'])}")
+    return c
+
+
+def read_cluster_parquet(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Function ids and a float32 [n, minutes] matrix of counts."""
+    table = pq.read_table(path, columns=["function", "counts"])
+    ids = table.column("function").to_pylist()
+    counts = table.column("counts").combine_chunks()
+    n = len(ids)
+    values = counts.values.to_numpy(zero_copy_only=False).astype(np.float32)
+    if n == 0:
+        return ids, np.zeros((0, 0), np.float32)
+    if values.size % n:
+        raise ValueError(f"{path}: ragged counts")
+    return ids, values.reshape(n, -1)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Temp file + rename, so the server's watcher never reads half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-" + path.name)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def sha256_file(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_manifest(models: str | Path) -> dict[str, Any] | None:
+    p = Path(models) / "manifest.json"
+    if not p.exists():
+        return None
+    with open(p) as f:
+        return json.load(f)

@@ -1,0 +1,121 @@
+"""`make train-experts`: the dense model and one expert per cluster, the
+winners exported to ONNX and listed in manifest.json.
+
+The dense model is one more study over every cluster's data with the same
+families and the same total budget as all experts together. An expert is
+served only where it beats the dense model on its cluster's validation
+functions; the manifest records both numbers and the decision.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .contract import (
+    HORIZON,
+    VERSION,
+    is_test,
+    is_validation,
+    read_cluster_parquet,
+    read_clusters,
+    read_manifest,
+    sha256_file,
+    write_json_atomic,
+)
+from .export import export
+from .fit import make_split, mae, naive_mae, predict
+from .search import SearchConfig, SplitCache, Winner, load_winner, save_winner, search
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _load_cluster(models: Path, cl: dict[str, Any], val_percent: int) -> tuple[np.ndarray, np.ndarray]:
+    ids, counts = read_cluster_parquet(models / cl["parquet"])
+    keep = [i for i, f in enumerate(ids) if not is_test(f)]
+    if len(keep) < len(ids):
+        # Never train on the held-out test part, even if clustered by mistake.
+        log(f"cluster {cl['id']}: dropped {len(ids) - len(keep)} test-part functions")
+    ids = [ids[i] for i in keep]
+    counts = counts[keep]
+    val = np.array([is_validation(f, val_percent) for f in ids], dtype=bool)
+    if val.all() or not val.any():
+        # Too few functions to hold some out by hash: alternate instead.
+        val = np.arange(len(ids)) % 5 == 4
+    return counts[~val], counts[val]
+
+
+def _model_entry(model_id: str, file: str, models: Path, w: Winner) -> dict[str, Any]:
+    c = w.candidate
+    return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": c.family,
+            "input_len": c.input_len, "val_mae": w.val_mae,
+            "params": {**c.params, "lr": c.lr, "init": c.init, "naive_val_mae": w.naive_val_mae}}
+
+
+def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None, storage: str | None = None,
+          work: Path | None = None) -> dict[str, Any]:
+    models = Path(models)
+    work = Path(work or models / ".work")
+    cs = read_clusters(models / "clusters.json")
+    by_id = {cl["id"]: cl for cl in cs["clusters"]}
+    selected = sorted(by_id) if clusters is None else clusters
+    unknown = [c for c in selected if c not in by_id]
+    if unknown:
+        raise ValueError(f"unknown cluster ids {unknown}; clusters.json has {sorted(by_id)}")
+    data = {cid: _load_cluster(models, by_id[cid], cfg.val_percent) for cid in sorted(by_id)}
+    k = len(by_id)
+    report: dict[str, Any] = {"config": cfg.__dict__, "studies": {}}
+
+    old = read_manifest(models)
+    if clusters is None or old is None:
+        fit_all = np.concatenate([d[0] for d in data.values()])
+        val_all = np.concatenate([d[1] for d in data.values()])
+        log(f"dense: {len(fit_all)} training + {len(val_all)} validation functions, "
+            f"{k * cfg.trials_per_cluster} trials, {k * cfg.minutes_per_cluster:.1f} min")
+        dense = search("dense", SplitCache(fit_all, val_all, cfg.train_stride), cfg,
+                       trials=k * cfg.trials_per_cluster, minutes=k * cfg.minutes_per_cluster,
+                       work=work, storage=storage, log=log)
+        export(dense.model, models / "dense.onnx", "dense")
+        save_winner(dense, models / "dense.pt")
+        dense_entry = _model_entry("dense", "dense.onnx", models, dense)
+        report["studies"]["dense"] = dense.trials
+        log(f"dense: winner {dense.candidate.family} L={dense.candidate.input_len} val MAE {dense.val_mae:.3f} "
+            f"(naive {dense.naive_val_mae:.3f})")
+        experts: dict[int, dict[str, Any]] = {}
+    else:
+        # Adding clusters: the dense model and the other experts stay as they are.
+        dense = load_winner(models / "dense.pt")
+        dense_entry = old["dense"]
+        experts = {e["cluster"]: e for e in old["experts"]}
+
+    for cid in selected:
+        fit_c, val_c = data[cid]
+        log(f"cluster {cid}: {len(fit_c)} training + {len(val_c)} validation functions")
+        name = f"cluster-{cid}"
+        w = search(name, SplitCache(fit_c, val_c, cfg.train_stride), cfg, trials=cfg.trials_per_cluster,
+                   minutes=cfg.minutes_per_cluster, work=work, storage=storage, warm=dense, log=log)
+        ds = make_split(fit_c[:0], val_c, dense.candidate.input_len, cfg.train_stride)
+        dense_val = mae(predict(dense.model, ds.x_val), ds.y_val)
+        file = f"expert-{cid}.onnx"
+        export(w.model, models / file, name)
+        entry = _model_entry(name, file, models, w)
+        serve = "expert" if w.val_mae < dense_val else "dense"
+        entry.update({"cluster": cid, "dense_val_mae": dense_val, "serve": serve})
+        entry["params"]["naive_val_mae_at_dense_len"] = naive_mae(ds.x_val, ds.y_val)
+        experts[cid] = entry
+        report["studies"][name] = w.trials
+        log(f"cluster {cid}: winner {w.candidate.init}/{w.candidate.family} L={w.candidate.input_len} "
+            f"val MAE {w.val_mae:.3f} vs dense {dense_val:.3f} (naive {w.naive_val_mae:.3f}) -> serve {serve}")
+
+    manifest = {"version": VERSION, "horizon": HORIZON, "clusters": "clusters.json", "dense": dense_entry,
+                "experts": [experts[c] for c in sorted(experts)]}
+    write_json_atomic(models / "manifest.json", manifest)
+    tag = "all" if clusters is None else "-".join(map(str, selected))
+    write_json_atomic(work / f"training-report-{tag}.json", report)
+    return manifest

@@ -1,0 +1,199 @@
+"""One Optuna study (TPE sampler, median pruner) over the four families and
+their hyper-parameters, for one cluster or for the dense model.
+
+Every finished trial's weights go to the work folder and its path into the
+trial's user attributes, so workers sharing one study through PostgreSQL
+(``--storage postgresql://...``) can each run trials and any of them can
+export the winner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+import yaml
+
+from . import models
+from .fit import Split, fit, make_split, naive_mae
+from .scaling import Forecaster
+
+
+@dataclass
+class SearchConfig:
+    families: list[str] = field(default_factory=lambda: ["nbeats", "patchtst", "lstm", "autoformer"])
+    input_lens: list[int] = field(default_factory=lambda: [60, 120, 240, 480])
+    trials_per_cluster: int = 8
+    minutes_per_cluster: float = 4.0
+    epochs: int = 6
+    batch_size: int = 256
+    max_train_windows: int = 20000
+    train_stride: int = 20
+    val_percent: int = 20
+    lr_min: float = 3e-4
+    lr_max: float = 3e-3
+    seed: int = 1
+    # Upper bound on the input length: the earliest evaluation origin (1080)
+    # leaves at most 1080 minutes of history.
+    max_input_len: int = 720
+
+    @classmethod
+    def load(cls, path: str | Path | None, **overrides: Any) -> SearchConfig:
+        values: dict[str, Any] = {}
+        if path:
+            with open(path) as f:
+                values = yaml.safe_load(f) or {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown search settings: {sorted(unknown)}")
+        cfg = cls(**values)
+        for fam in cfg.families:
+            if fam not in models.FAMILIES:
+                raise ValueError(f"unknown model family {fam!r}; known: {sorted(models.FAMILIES)}")
+        bad = [n for n in cfg.input_lens if not 16 <= n <= cfg.max_input_len]
+        if bad:
+            raise ValueError(f"input_lens {bad} outside 16..{cfg.max_input_len}")
+        return cfg
+
+
+@dataclass
+class Candidate:
+    family: str
+    input_len: int
+    params: dict[str, Any]
+    lr: float
+    init: str = "scratch"  # or "dense": fine-tune from the dense model's weights
+
+    def build(self) -> Forecaster:
+        return Forecaster(models.build(self.family, self.input_len, self.params), self.input_len, self.family)
+
+
+@dataclass
+class Winner:
+    candidate: Candidate
+    model: Forecaster
+    val_mae: float
+    naive_val_mae: float
+    trials: list[dict[str, Any]]
+
+
+class SplitCache:
+    """Windows per input length, built once per study."""
+
+    def __init__(self, fit_series: np.ndarray, val_series: np.ndarray, stride: int) -> None:
+        self.fit_series, self.val_series, self.stride = fit_series, val_series, stride
+        self._cache: dict[int, Split] = {}
+
+    def get(self, input_len: int) -> Split:
+        if input_len not in self._cache:
+            self._cache[input_len] = make_split(self.fit_series, self.val_series, input_len, self.stride)
+        return self._cache[input_len]
+
+
+def _candidate(trial: optuna.Trial, cfg: SearchConfig, warm: Winner | None) -> Candidate:
+    init = trial.suggest_categorical("init", ["scratch", "dense"]) if warm else "scratch"
+    if init == "dense" and warm is not None:
+        c = warm.candidate
+        lr = trial.suggest_float("finetune_lr", cfg.lr_min / 3, cfg.lr_max / 3, log=True)
+        return Candidate(c.family, c.input_len, dict(c.params), lr, "dense")
+    family = trial.suggest_categorical("family", cfg.families)
+    input_len = trial.suggest_categorical("input_len", cfg.input_lens)
+    params = models.space(family, trial)
+    lr = trial.suggest_float("lr", cfg.lr_min, cfg.lr_max, log=True)
+    return Candidate(family, input_len, params, lr)
+
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def search(
+    name: str,
+    splits: SplitCache,
+    cfg: SearchConfig,
+    *,
+    trials: int,
+    minutes: float,
+    work: Path,
+    storage: str | None = None,
+    warm: Winner | None = None,
+    log: Callable[[str], None] = print,
+) -> Winner:
+    work.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{work / 'optuna.db'}"
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
+                                pruner=pruner, load_if_exists=True)
+    if not study.trials:
+        # Start from what the reference trials say works: fine-tuning the
+        # dense model (experts), then each family once with defaults.
+        if warm is not None:
+            study.enqueue_trial({"init": "dense"})
+        for fam in cfg.families:
+            study.enqueue_trial({"init": "scratch", "family": fam} if warm else {"family": fam})
+    deadline = time.monotonic() + minutes * 60
+
+    def objective(trial: optuna.Trial) -> float:
+        cand = _candidate(trial, cfg, warm)
+        model = cand.build()
+        if cand.init == "dense" and warm is not None:
+            model.load_state_dict(warm.model.state_dict())
+        split = splits.get(cand.input_len)
+        if len(split.x_train) == 0 or len(split.x_val) == 0:
+            raise optuna.TrialPruned(f"no windows for input_len {cand.input_len}")
+
+        def report(epoch: int, val: float) -> bool:
+            trial.report(val, epoch)
+            return trial.should_prune()
+
+        t0 = time.monotonic()
+        res = fit(model, split, epochs=cfg.epochs, lr=cand.lr, batch_size=cfg.batch_size,
+                  max_windows=cfg.max_train_windows, seed=cfg.seed + trial.number, deadline=deadline, report=report)
+        path = work / f"{name}-trial-{trial.number}.pt"
+        torch.save({"candidate": cand.__dict__, "state": res.state}, path)
+        trial.set_user_attr("weights", str(path))
+        trial.set_user_attr("candidate", cand.__dict__)
+        trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))
+        log(f"{name}: trial {trial.number} {cand.init}/{cand.family} L={cand.input_len} "
+            f"val MAE {res.val_mae:.3f} (best epoch {res.epochs}, {time.monotonic() - t0:.0f}s)")
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        return res.val_mae
+
+    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    if done < trials:
+        study.optimize(objective, n_trials=trials - done, timeout=max(1.0, minutes * 60), catch=(RuntimeError,))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(f"{name}: no trial completed (budget too small?)")
+    best = min(complete, key=lambda t: t.value)
+    saved = torch.load(best.user_attrs["weights"], weights_only=False)
+    cand = Candidate(**saved["candidate"])
+    model = cand.build()
+    model.load_state_dict(saved["state"])
+    split = splits.get(cand.input_len)
+    history = [
+        {"trial": t.number, "state": t.state.name, "value": t.value, **t.user_attrs.get("candidate", {}),
+         "seconds": t.user_attrs.get("seconds")}
+        for t in study.trials
+    ]
+    return Winner(cand, model.eval(), float(best.value), naive_mae(split.x_val, split.y_val), history)
+
+
+def load_winner(path: str | Path) -> Winner:
+    saved = torch.load(path, weights_only=False)
+    cand = Candidate(**saved["candidate"])
+    model = cand.build()
+    model.load_state_dict(saved["state"])
+    return Winner(cand, model.eval(), saved.get("val_mae", float("nan")), float("nan"), [])
+
+
+def save_winner(w: Winner, path: str | Path) -> None:
+    torch.save({"candidate": w.candidate.__dict__, "state": w.model.state_dict(), "val_mae": w.val_mae}, path)

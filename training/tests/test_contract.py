@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURE
+
+from mesp_training.contract import is_test, read_cluster_parquet, read_clusters
+
+
+def fixture_rows() -> dict[str, np.ndarray]:
+    rows = {}
+    with gzip.open(FIXTURE, "rt") as f:
+        next(f)
+        for line in f:
+            cols = line.rstrip("\n").split(",")
+            rows[cols[2]] = np.array(cols[4:], dtype=np.float32)
+    return rows
+
+
+def test_go_parquet_reads_back_with_pyarrow(clustered: Path) -> None:
+    cs = read_clusters(clustered / "clusters.json")
+    rows = fixture_rows()
+    seen = 0
+    for cl in cs["clusters"]:
+        ids, counts = read_cluster_parquet(clustered / cl["parquet"])
+        assert len(ids) == cl["size"]
+        assert counts.shape == (len(ids), 1440)
+        for fid, c in zip(ids, counts, strict=True):
+            np.testing.assert_array_equal(c, rows[fid])
+        seen += len(ids)
+    assert seen == len(cs["members"])
+
+
+def test_split_matches_go(clustered: Path) -> None:
+    # Go clustered the train part only: Python's is_test must agree on all.
+    members = json.loads((clustered / "clusters.json").read_text())["members"]
+    assert members and not any(is_test(m["function"]) for m in members)
+    test_ids = [f for f in fixture_rows() if is_test(f)]
+    assert len(test_ids) == 21  # the Go split holds out 21 of the fixture's 100
+
+
+def test_read_clusters_rejects_bad_file(tmp_path: Path) -> None:
+    p = tmp_path / "clusters.json"
+    p.write_text(json.dumps({"version": 1, "length": 3, "clusters": [{"id": 0, "centroid": [1, 2]}]}))
+    with pytest.raises(ValueError, match="centroid length"):
+        read_clusters(p)
