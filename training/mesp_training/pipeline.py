@@ -28,7 +28,7 @@ from .contract import (
     write_json_atomic,
 )
 from .export import export
-from .fit import make_split, mae, naive_mae, predict
+from .fit import mae, make_split, naive_mae, predict
 from .search import SearchConfig, SplitCache, Winner, load_winner, save_winner, search
 
 
