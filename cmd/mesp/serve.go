@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/server"
+)
+
+func init() {
+	register("serve", "serve forecasts over HTTP from a models folder", runServe)
+}
+
+// serveAliases are the short flags of settings used on the command line.
+var serveAliases = map[string]string{
+	"addr": "server.addr", "ort-library": "ort.library", "provider": "ort.provider",
+	"admin-token": "server.admin_token", "threads": "ort.intra_op_threads", "ood-dir": "router.ood_dir",
+}
+
+func runServe(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	cfgPath := fs.String("config", "", "YAML config file")
+	fs.String("models", "", "models folder (models)")
+	fs.String("addr", "", "listen address (server.addr)")
+	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
+	fs.String("provider", "", "cpu or cuda (ort.provider)")
+	fs.String("admin-token", "", "bearer token for /v1/admin (server.admin_token)")
+	fs.Int("threads", 0, "ONNX Runtime intra-op threads per session (ort.intra_op_threads)")
+	fs.String("ood-dir", "", "folder for the out-of-distribution log (router.ood_dir)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath, fs, serveAliases)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log)
+	version, err := onnx.Init(cfg.ORT.ORTLibrary())
+	if err != nil {
+		return err
+	}
+	log.Info("onnxruntime ready", "version", version, "provider", cfg.ORT.Provider)
+	fc := forecast.New(cfg.Models, onnx.Options{IntraOpThreads: cfg.ORT.IntraOpThreads, Provider: cfg.ORT.Provider, CUDADevice: cfg.ORT.CUDADevice})
+	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log})
+	if st := srv.Reload("start"); !st.OK {
+		return fmt.Errorf("loading %s: %s", cfg.Models, st.Error)
+	}
+	if cfg.Server.Watch {
+		if err := srv.Watch(ctx, cfg.Models, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				srv.Reload("SIGHUP")
+			}
+		}
+	}()
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "models", cfg.Models)
+	// Tests and scripts read this line to find a port chosen by the OS.
+	fmt.Fprintf(os.Stderr, "mesp: listening on http://%s\n", ln.Addr())
+	return srv.Serve(ctx, ln)
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,123 @@
+package forecast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/router"
+	"github.com/mesp-project/mesp/trace"
+)
+
+// Request is one function's recent per-minute counts, oldest first; the
+// last value is the most recent full minute.
+type Request struct {
+	ID     string
+	Counts []float64
+}
+
+// Result is one function's forecast.
+type Result struct {
+	ID       string
+	Cluster  int
+	Distance float64
+	OOD      bool
+	// Model is the id of the model that answered, Kind "expert" or "dense".
+	Model, Kind, Family string
+	Forecast            []float64
+}
+
+// ErrInvalid marks a request that can never succeed (a 4xx).
+var ErrInvalid = errors.New("invalid request")
+
+// Mode chooses how a request is answered.
+type Mode int
+
+const (
+	// Routed is MESP as served: router, then the cluster's expert or dense.
+	Routed Mode = iota
+	// DenseOnly skips the experts (the evaluation's dense baseline).
+	DenseOnly
+)
+
+// Validate checks one request against the set in service.
+func (s *Set) Validate(r Request) error {
+	if len(r.Counts) < s.MaxInputLen || len(r.Counts) > s.Router.Length() {
+		return fmt.Errorf("%w: function %q: %d counts, want %d..%d per-minute counts", ErrInvalid, r.ID, len(r.Counts), s.MaxInputLen, s.Router.Length())
+	}
+	for i, v := range r.Counts {
+		if err := trace.CheckCount(v); err != nil {
+			return fmt.Errorf("%w: function %q: count %d: %v", ErrInvalid, r.ID, i, err)
+		}
+	}
+	return nil
+}
+
+// Forecast answers a batch: every request is validated first (one bad
+// request fails the batch, nothing half-done), then routed, then each
+// model runs once over all rows routed to it.
+func (f *Forecaster) Forecast(ctx context.Context, reqs []Request, mode Mode) ([]Result, error) {
+	s, release, err := f.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.forecast(ctx, reqs, mode, f.OnRoute)
+}
+
+func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute func(context.Context, string, []float64, router.Route)) ([]Result, error) {
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("%w: no functions", ErrInvalid)
+	}
+	for _, r := range reqs {
+		if err := s.Validate(r); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Result, len(reqs))
+	groups := map[*onnx.Model][]int{}
+	for i, r := range reqs {
+		rt, err := s.Router.Route(ctx, r.Counts)
+		if err != nil {
+			return nil, err
+		}
+		if onRoute != nil {
+			onRoute(ctx, r.ID, r.Counts, rt)
+		}
+		m, kind := s.Dense, "dense"
+		if mode == Routed {
+			m, kind = s.ServedModel(rt)
+		}
+		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
+		groups[m] = append(groups[m], i)
+	}
+	for m, idx := range groups {
+		in := make([]float32, 0, len(idx)*m.InputLen)
+		for _, i := range idx {
+			c := reqs[i].Counts
+			for _, v := range c[len(c)-m.InputLen:] {
+				in = append(in, float32(v))
+			}
+		}
+		y, err := m.Predict(ctx, in, len(idx))
+		if err != nil {
+			return nil, err
+		}
+		for r, i := range idx {
+			fc := make([]float64, manifest.Horizon)
+			for h := range fc {
+				fc[h] = float64(y[r*manifest.Horizon+h])
+			}
+			out[i].Forecast = fc
+		}
+	}
+	return out, nil
+}
+
+// RouteOnly routes without running a model (the evaluation's per-cluster
+// breakdown uses it for rows a baseline answers).
+func (s *Set) RouteOnly(ctx context.Context, counts []float64) (router.Route, error) {
+	return s.Router.Route(ctx, counts)
+}

@@ -1,0 +1,215 @@
+// Package forecast is the online path shared by the HTTP server and the
+// evaluation: validate a pattern, route it, run the chosen ONNX model, and
+// hot-swap the whole model set when the models folder changes.
+package forecast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/router"
+)
+
+// Set is one consistent generation of manifest, router and models. It is
+// immutable once loaded; a reload builds a new Set and swaps it in.
+type Set struct {
+	Manifest manifest.Manifest
+	Clusters manifest.Clusters
+	Router   *router.Router
+	Dense    *onnx.Model
+	Experts  map[int]*onnx.Model // every expert in the manifest, served or not
+	LoadedAt time.Time
+	// MaxInputLen is the longest model input: the shortest pattern served.
+	MaxInputLen int
+
+	mu      sync.Mutex
+	refs    int
+	retired bool
+	closed  bool
+}
+
+// LoadSet reads dir/manifest.json and its clusters file, then loads and
+// verifies every ONNX file (sha256, shapes, metadata, a test inference).
+// Any failure fails the whole load, so a bad file never enters service.
+func LoadSet(dir string, o onnx.Options) (*Set, error) {
+	m, err := manifest.ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := manifest.ReadClusters(filepath.Join(dir, m.Clusters))
+	if err != nil {
+		return nil, err
+	}
+	rt, err := router.New(cs)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{Manifest: m, Clusters: cs, Router: rt, Experts: map[int]*onnx.Model{}, LoadedAt: time.Now()}
+	known := map[int]bool{}
+	for _, c := range cs.Clusters {
+		known[c.ID] = true
+	}
+	load := func(e manifest.Model) (*onnx.Model, error) {
+		mod, err := onnx.Load(filepath.Join(dir, e.File), onnx.Expect{ID: e.ID, SHA256: e.SHA256, InputLen: e.InputLen, Horizon: m.Horizon}, o)
+		if err != nil {
+			return nil, err
+		}
+		s.MaxInputLen = max(s.MaxInputLen, e.InputLen)
+		return mod, nil
+	}
+	if s.Dense, err = load(m.Dense); err != nil {
+		s.close()
+		return nil, err
+	}
+	for _, e := range m.Experts {
+		if !known[e.Cluster] {
+			s.close()
+			return nil, fmt.Errorf("forecast: expert %s is for cluster %d, which %s does not have", e.ID, e.Cluster, m.Clusters)
+		}
+		mod, err := load(e.Model)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.Experts[e.Cluster] = mod
+	}
+	if s.MaxInputLen > rt.Length() {
+		s.close()
+		return nil, fmt.Errorf("forecast: a model needs %d minutes, the router takes at most %d", s.MaxInputLen, rt.Length())
+	}
+	return s, nil
+}
+
+func (s *Set) close() {
+	if s.Dense != nil {
+		s.Dense.Close()
+	}
+	for _, m := range s.Experts {
+		m.Close()
+	}
+}
+
+func (s *Set) acquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retired {
+		return false
+	}
+	s.refs++
+	return true
+}
+
+func (s *Set) release() {
+	s.mu.Lock()
+	s.refs--
+	done := s.retired && s.refs == 0 && !s.closed
+	s.closed = s.closed || done
+	s.mu.Unlock()
+	if done {
+		s.close()
+	}
+}
+
+// retire closes the set once the last request using it has finished.
+func (s *Set) retire() {
+	s.mu.Lock()
+	s.retired = true
+	done := s.refs == 0 && !s.closed
+	s.closed = s.closed || done
+	s.mu.Unlock()
+	if done {
+		s.close()
+	}
+}
+
+// ServedModel is the model that answers for a route, and its kind.
+func (s *Set) ServedModel(rt router.Route) (*onnx.Model, string) {
+	if rt.OOD {
+		return s.Dense, "dense"
+	}
+	for _, e := range s.Manifest.Experts {
+		if e.Cluster == rt.Cluster && e.Serve == "expert" {
+			return s.Experts[e.Cluster], "expert"
+		}
+	}
+	return s.Dense, "dense"
+}
+
+// ErrNotReady is returned before the first successful load.
+var ErrNotReady = errors.New("forecast: no models loaded")
+
+// Forecaster serves forecasts from the current Set and swaps sets.
+type Forecaster struct {
+	dir  string
+	opts onnx.Options
+	mu   sync.Mutex // serialises reloads
+	cur  *Set
+	curM sync.RWMutex
+	// OnRoute, if set, observes every routing decision (metrics, OOD log).
+	OnRoute func(ctx context.Context, id string, counts []float64, rt router.Route)
+}
+
+// New makes a Forecaster over a models folder; call Reload to load it.
+func New(dir string, o onnx.Options) *Forecaster {
+	return &Forecaster{dir: dir, opts: o}
+}
+
+// Dir is the models folder.
+func (f *Forecaster) Dir() string { return f.dir }
+
+// Reload loads the folder anew and swaps it in if, and only if, every part
+// verifies. Requests in flight finish on the set they started with.
+func (f *Forecaster) Reload() (*Set, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, err := LoadSet(f.dir, f.opts)
+	if err != nil {
+		return nil, err
+	}
+	f.curM.Lock()
+	old := f.cur
+	f.cur = s
+	f.curM.Unlock()
+	if old != nil {
+		old.retire()
+	}
+	return s, nil
+}
+
+// Current returns the set in service (nil before the first load); the
+// caller must not keep it past a reload without Acquire.
+func (f *Forecaster) Current() *Set {
+	f.curM.RLock()
+	defer f.curM.RUnlock()
+	return f.cur
+}
+
+// Acquire pins the current set for one request; call the returned release.
+func (f *Forecaster) Acquire() (*Set, func(), error) {
+	for {
+		s := f.Current()
+		if s == nil {
+			return nil, nil, ErrNotReady
+		}
+		if s.acquire() {
+			return s, s.release, nil
+		}
+	}
+}
+
+// Close retires the current set.
+func (f *Forecaster) Close() {
+	f.curM.Lock()
+	s := f.cur
+	f.cur = nil
+	f.curM.Unlock()
+	if s != nil {
+		s.retire()
+	}
+}

@@ -1,0 +1,97 @@
+// Package router is MESP's gate: it sends a function's recent per-minute
+// counts to the nearest K-Shape centroid by shape-based distance, and flags
+// patterns farther than every cluster's threshold as out of distribution.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/manifest"
+)
+
+// Route is the router's decision for one pattern.
+type Route struct {
+	Cluster  int     // nearest cluster id
+	Distance float64 // its length-corrected SBD
+	// OOD is true when the pattern is farther than every cluster's
+	// threshold: no expert has seen its like, so the dense model serves.
+	OOD bool
+}
+
+// Router holds the centroids' spectra, computed once.
+type Router struct {
+	m          int
+	ids        []int
+	thresholds []float64
+	spectra    []kshape.Spectrum
+	plans      sync.Pool
+}
+
+// ErrPattern marks an unusable input pattern.
+var ErrPattern = errors.New("router: bad pattern")
+
+// New builds a router from clusters.json.
+func New(cs manifest.Clusters) (*Router, error) {
+	if len(cs.Clusters) == 0 || cs.Length < 2 {
+		return nil, fmt.Errorf("router: no clusters")
+	}
+	r := &Router{m: cs.Length}
+	r.plans.New = func() any { return kshape.NewPlan(r.m) }
+	p := kshape.NewPlan(r.m)
+	for _, c := range cs.Clusters {
+		if len(c.Centroid) != r.m {
+			return nil, fmt.Errorf("router: cluster %d centroid has %d values, want %d", c.ID, len(c.Centroid), r.m)
+		}
+		r.ids = append(r.ids, c.ID)
+		r.thresholds = append(r.thresholds, c.Threshold)
+		r.spectra = append(r.spectra, p.Spectrum(kshape.ZNormalize(c.Centroid)))
+	}
+	return r, nil
+}
+
+// Length is the centroids' length: the longest pattern the router takes.
+func (r *Router) Length() int { return r.m }
+
+// Route picks the nearest centroid for counts (1 <= len <= Length).
+//
+// A pattern shorter than a day (the last n minutes known at a forecast
+// origin) is z-normalised and zero-padded; SBD's shift search aligns it
+// with the matching part of each centroid. Its NCC is then divided by
+// sqrt(n/m), the expected share of the centroid's norm an n-minute segment
+// carries, so that distances of partial and full-day patterns are on one
+// scale and the clusters' thresholds apply to both (for n = m this is
+// plain SBD).
+func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
+	n := len(counts)
+	if n == 0 || n > r.m {
+		return Route{}, fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, n, r.m)
+	}
+	if err := ctx.Err(); err != nil {
+		return Route{}, err
+	}
+	p := r.plans.Get().(*kshape.Plan)
+	defer r.plans.Put(p)
+	z := make([]float64, r.m)
+	kshape.ZNormalizeInto(z[:n], counts)
+	x := p.Spectrum(z)
+	correction := math.Sqrt(float64(r.m) / float64(n))
+	best := Route{Cluster: r.ids[0], Distance: math.Inf(1)}
+	within := false
+	for j, c := range r.spectra {
+		ncc, _ := p.MaxNCC(x, c)
+		d := 1 - math.Min(1, ncc*correction)
+		if d <= r.thresholds[j] {
+			within = true
+		}
+		if d < best.Distance {
+			best = Route{Cluster: r.ids[j], Distance: d}
+		}
+	}
+	best.OOD = !within
+	return best, nil
+}

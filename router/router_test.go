@@ -1,0 +1,95 @@
+package router
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/manifest"
+)
+
+func bump(m, at, width int) []float64 {
+	x := make([]float64, m)
+	for t := range x {
+		x[t] = math.Exp(-math.Pow(float64(t-at)/float64(width), 2))
+	}
+	return x
+}
+
+func periodic(m, period int) []float64 {
+	x := make([]float64, m)
+	for t := range x {
+		if t%period < 3 {
+			x[t] = 1
+		}
+	}
+	return x
+}
+
+func testClusters(m int) manifest.Clusters {
+	return manifest.Clusters{Version: 1, K: 2, Length: m, Clusters: []manifest.Cluster{
+		{ID: 10, Centroid: kshape.ZNormalize(bump(m, m/3, m/20)), Threshold: 0.2},
+		{ID: 20, Centroid: kshape.ZNormalize(periodic(m, 60)), Threshold: 0.3},
+	}}
+}
+
+func TestRoute(t *testing.T) {
+	m := 1440
+	r, err := New(testClusters(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]float64, m)
+	for i := range noise {
+		noise[i] = float64((i * 7919) % 13) // deterministic, shapeless
+	}
+	cases := []struct {
+		name    string
+		counts  []float64
+		cluster int
+		ood     bool
+	}{
+		{"bump shifted and scaled", scaleAdd(kshape.Shift(bump(m, m/3, m/20), 200), 50, 3), 10, false},
+		{"periodic, last 1080 minutes only", periodic(m, 60)[m-1080:], 20, false},
+		{"periodic, shifted", kshape.Shift(periodic(m, 60), 17), 20, false},
+		{"noise is out of distribution", noise, -1, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := r.Route(context.Background(), tc.counts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.OOD != tc.ood || (!tc.ood && got.Cluster != tc.cluster) {
+				t.Fatalf("got %+v, want cluster %d ood %v", got, tc.cluster, tc.ood)
+			}
+		})
+	}
+}
+
+func scaleAdd(x []float64, a, b float64) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = a*v + b
+	}
+	return out
+}
+
+func TestRouteRejectsBadLength(t *testing.T) {
+	r, _ := New(testClusters(100))
+	for _, n := range []int{0, 101} {
+		if _, err := r.Route(context.Background(), make([]float64, n)); err == nil {
+			t.Errorf("length %d: want error", n)
+		}
+	}
+}
+
+func TestConstantPatternIsOOD(t *testing.T) {
+	// A flat pattern has no shape: NCC 0 with everything, SBD 1.
+	r, _ := New(testClusters(1440))
+	got, err := r.Route(context.Background(), make([]float64, 1440))
+	if err != nil || !got.OOD || got.Distance != 1 {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}

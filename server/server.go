@@ -1,0 +1,327 @@
+// Package server is MESP's HTTP API (echo v4): forecasts, the experts in
+// service, health, Prometheus metrics, OpenAPI, and hot reload of models.
+package server
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/router"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Options configure a Server.
+type Options struct {
+	AdminToken      string
+	MaxBatch        int
+	MaxBodyBytes    int64
+	ReadTimeout     time.Duration
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Server serves one Forecaster.
+type Server struct {
+	opts    Options
+	fc      *forecast.Forecaster
+	echo    *echo.Echo
+	metrics *metrics
+	log     *slog.Logger
+
+	mu         sync.Mutex
+	lastReload ReloadStatus
+}
+
+// ReloadStatus is what the last reload attempt did.
+type ReloadStatus struct {
+	At      time.Time `json:"at"`
+	Trigger string    `json:"trigger"`
+	OK      bool      `json:"ok"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// APIError is every error body: {"error": {"status": 400, "message": "..."}}.
+type APIError struct {
+	Error struct {
+		Status  int    `json:"status"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// New wires the routes. Call Reload (or let Run do it) to load models.
+func New(fc *forecast.Forecaster, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{opts: o, fc: fc, echo: echo.New(), metrics: newMetrics(), log: o.Logger}
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.metrics.middleware)
+	e.Use(s.bodyLimit)
+	e.POST("/v1/forecast", s.handleForecast)
+	e.GET("/v1/experts", s.handleExperts)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.handleReady)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
+	e.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openAPI) })
+	e.POST("/v1/admin/reload", s.handleReload, s.requireAdmin)
+	fc.OnRoute = s.chainOnRoute(fc.OnRoute)
+	return s
+}
+
+// Echo exposes the router for tests and for adding routes (console, V2).
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+func (s *Server) chainOnRoute(next func(context.Context, string, []float64, router.Route)) func(context.Context, string, []float64, router.Route) {
+	return func(ctx context.Context, id string, counts []float64, rt router.Route) {
+		kind := "expert_or_dense"
+		if rt.OOD {
+			kind = "ood"
+		}
+		s.metrics.routes.WithLabelValues(strconv.Itoa(rt.Cluster), kind).Inc()
+		if next != nil {
+			next(ctx, id, counts, rt)
+		}
+	}
+}
+
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, err.Error()
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+		status, msg = he.Code, fmt.Sprint(he.Message)
+		if he.Internal != nil {
+			msg += ": " + he.Internal.Error()
+		}
+	case errors.Is(err, forecast.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, forecast.ErrNotReady):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
+	}
+	var body APIError
+	body.Error.Status, body.Error.Message = status, msg
+	if err := c.JSON(status, body); err != nil {
+		s.log.Error("writing error response", "err", err)
+	}
+}
+
+// bodyLimit refuses bodies over MaxBodyBytes with a JSON 413.
+func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if s.opts.MaxBodyBytes > 0 {
+			if r.ContentLength > s.opts.MaxBodyBytes {
+				return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes, at most %d", r.ContentLength, s.opts.MaxBodyBytes))
+			}
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, s.opts.MaxBodyBytes)
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.opts.AdminToken == "" {
+			return echo.NewHTTPError(http.StatusForbidden, "admin routes are disabled: set server.admin_token")
+		}
+		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if !ok || !constantTimeEqual(got, s.opts.AdminToken) {
+			return echo.NewHTTPError(http.StatusUnauthorized, "missing or wrong bearer token")
+		}
+		return next(c)
+	}
+}
+
+func constantTimeEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var v byte
+	for i := range len(a) {
+		v |= a[i] ^ b[i]
+	}
+	return v == 0
+}
+
+// ForecastJSON is one function's answer.
+type ForecastJSON struct {
+	ID       string    `json:"id"`
+	Cluster  int       `json:"cluster"`
+	Distance float64   `json:"distance"`
+	OOD      bool      `json:"out_of_distribution"`
+	Model    string    `json:"model"`
+	Kind     string    `json:"kind"`
+	Family   string    `json:"family"`
+	Forecast []float64 `json:"forecast"`
+}
+
+// ForecastResponse is the body of a successful POST /v1/forecast.
+type ForecastResponse struct {
+	Horizon   int            `json:"horizon"`
+	Forecasts []ForecastJSON `json:"forecasts"`
+}
+
+func (s *Server) handleForecast(c echo.Context) error {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
+		}
+		return echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
+	}
+	reqs, err := DecodeForecastRequest(body, s.opts.MaxBatch)
+	if err != nil {
+		return err
+	}
+	res, err := s.fc.Forecast(c.Request().Context(), reqs, forecast.Routed)
+	if err != nil {
+		return err
+	}
+	out := ForecastResponse{Horizon: 60, Forecasts: make([]ForecastJSON, len(res))}
+	for i, r := range res {
+		out.Forecasts[i] = ForecastJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD,
+			Model: r.Model, Kind: r.Kind, Family: r.Family, Forecast: r.Forecast}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// ExpertJSON describes one loaded model.
+type ExpertJSON struct {
+	ID          string  `json:"id"`
+	Cluster     *int    `json:"cluster,omitempty"`
+	File        string  `json:"file"`
+	SHA256      string  `json:"sha256"`
+	Family      string  `json:"family"`
+	InputLen    int     `json:"input_len"`
+	ValMAE      float64 `json:"val_mae"`
+	DenseValMAE float64 `json:"dense_val_mae,omitempty"`
+	Serve       string  `json:"serve,omitempty"`
+	ClusterSize int     `json:"cluster_size,omitempty"`
+	Threshold   float64 `json:"threshold,omitempty"`
+}
+
+func (s *Server) handleExperts(c echo.Context) error {
+	set, release, err := s.fc.Acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	m := set.Manifest
+	out := struct {
+		LoadedAt   time.Time    `json:"loaded_at"`
+		Horizon    int          `json:"horizon"`
+		Dense      ExpertJSON   `json:"dense"`
+		Experts    []ExpertJSON `json:"experts"`
+		LastReload ReloadStatus `json:"last_reload"`
+	}{LoadedAt: set.LoadedAt, Horizon: m.Horizon, LastReload: s.reloadStatus(),
+		Dense: ExpertJSON{ID: m.Dense.ID, File: m.Dense.File, SHA256: m.Dense.SHA256, Family: m.Dense.Family, InputLen: m.Dense.InputLen, ValMAE: m.Dense.ValMAE}}
+	sizes := map[int]manifestCluster{}
+	for _, c := range set.Clusters.Clusters {
+		sizes[c.ID] = manifestCluster{c.Size, c.Threshold}
+	}
+	for _, e := range m.Experts {
+		cl := e.Cluster
+		out.Experts = append(out.Experts, ExpertJSON{ID: e.ID, Cluster: &cl, File: e.File, SHA256: e.SHA256, Family: e.Family,
+			InputLen: e.InputLen, ValMAE: e.ValMAE, DenseValMAE: e.DenseValMAE, Serve: e.Serve,
+			ClusterSize: sizes[cl].size, Threshold: sizes[cl].threshold})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+type manifestCluster struct {
+	size      int
+	threshold float64
+}
+
+func (s *Server) handleReady(c echo.Context) error {
+	if s.fc.Current() == nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "models not loaded")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) handleReload(c echo.Context) error {
+	st := s.Reload("admin")
+	if !st.OK {
+		return echo.NewHTTPError(http.StatusUnprocessableEntity, "reload refused, previous models keep serving: "+st.Error)
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) reloadStatus() ReloadStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastReload
+}
+
+// Reload loads the models folder anew; on any failure the models in
+// service stay, and the failure is logged and reported.
+func (s *Server) Reload(trigger string) ReloadStatus {
+	st := ReloadStatus{At: time.Now(), Trigger: trigger}
+	set, err := s.fc.Reload()
+	if err != nil {
+		st.Error = err.Error()
+		s.metrics.loads.WithLabelValues("refused").Inc()
+		s.log.Error("model reload refused; previous models keep serving", "trigger", trigger, "err", err)
+	} else {
+		st.OK = true
+		s.metrics.loads.WithLabelValues("ok").Inc()
+		s.log.Info("models loaded", "trigger", trigger, "experts", len(set.Experts), "dense", set.Manifest.Dense.Family)
+	}
+	s.mu.Lock()
+	s.lastReload = st
+	s.mu.Unlock()
+	return st
+}
+
+// Serve answers on ln until ctx ends, then drains in-flight requests.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.echo, ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout,
+		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	timeout := s.opts.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.log.Info("shutting down, draining requests", "timeout", timeout)
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	return nil
+}
