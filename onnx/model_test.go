@@ -1,0 +1,136 @@
+package onnx
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/manifest"
+)
+
+// modelsDir is the shipped models folder (MESP_TEST_MODELS overrides).
+func modelsDir(t *testing.T) string {
+	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
+		return d
+	}
+	return "../models"
+}
+
+func setup(t *testing.T) (manifest.Manifest, string) {
+	t.Helper()
+	if _, err := Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatalf("ONNX Runtime: %v (run scripts/setup-ort.sh)", err)
+	}
+	dir := modelsDir(t)
+	m, err := manifest.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, dir
+}
+
+func expect(e manifest.Model) Expect {
+	return Expect{ID: e.ID, SHA256: e.SHA256, InputLen: e.InputLen, Horizon: manifest.Horizon}
+}
+
+func TestLoadAndPredictBatches(t *testing.T) {
+	m, dir := setup(t)
+	mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close()
+	if mod.Family != m.Dense.Family {
+		t.Errorf("family from metadata %q, manifest %q", mod.Family, m.Dense.Family)
+	}
+	L := mod.InputLen
+	one := make([]float32, L)
+	for i := range one {
+		one[i] = float32(5 + i%3)
+	}
+	single, err := mod.Predict(context.Background(), one, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same row inside a batch of 5 gives the same answer.
+	batch := make([]float32, 0, 5*L)
+	for r := range 5 {
+		for i := range L {
+			batch = append(batch, float32(r*(i%7)))
+		}
+	}
+	copy(batch[3*L:], one)
+	out, err := mod.Predict(context.Background(), batch, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h := range manifest.Horizon {
+		if math.Abs(float64(out[3*manifest.Horizon+h]-single[h])) > 1e-4*math.Max(1, float64(single[h])) {
+			t.Fatalf("batched row differs at %d: %v vs %v", h, out[3*manifest.Horizon+h], single[h])
+		}
+		if single[h] < 0 {
+			t.Fatalf("negative forecast %v", single[h])
+		}
+	}
+	if _, err := mod.Predict(context.Background(), one[:L-1], 1); err == nil {
+		t.Error("a short row must be refused")
+	}
+}
+
+func TestLoadRefusesBadFiles(t *testing.T) {
+	m, dir := setup(t)
+	good := filepath.Join(dir, m.Dense.File)
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	corrupt := filepath.Join(tmp, "corrupt.onnx")
+	os.WriteFile(corrupt, raw[:len(raw)/3], 0o644)
+	garbage := filepath.Join(tmp, "garbage.onnx")
+	os.WriteFile(garbage, []byte("this is not a model"), 0o644)
+	wrongLen := expect(m.Dense)
+	wrongLen.InputLen++
+	wrongID := expect(m.Dense)
+	wrongID.ID = "cluster-99"
+	wrongSum := expect(m.Dense)
+	wrongSum.SHA256 = "00"
+	noSum := func(e Expect) Expect { e.SHA256 = ""; return e }
+	cases := []struct {
+		name     string
+		path     string
+		want     Expect
+		mismatch bool
+	}{
+		{"truncated file", corrupt, noSum(expect(m.Dense)), false},
+		{"not ONNX", garbage, noSum(expect(m.Dense)), false},
+		{"missing file", filepath.Join(tmp, "nope.onnx"), expect(m.Dense), false},
+		{"wrong input length", good, wrongLen, true},
+		{"wrong model id", good, wrongID, true},
+		{"wrong sha256", good, wrongSum, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			mod, err := Load(tc.path, tc.want, Options{})
+			if err == nil {
+				mod.Close()
+				t.Fatal("loaded; want an error")
+			}
+			if tc.mismatch && !errors.Is(err, ErrMismatch) {
+				t.Fatalf("err %v, want ErrMismatch", err)
+			}
+		})
+	}
+}
+
+func TestCUDAOnCPUBuildIsAClearError(t *testing.T) {
+	m, dir := setup(t)
+	_, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{Provider: "cuda"})
+	if !errors.Is(err, ErrNoCUDA) {
+		t.Fatalf("err %v, want ErrNoCUDA on the CPU library", err)
+	}
+}

@@ -1,0 +1,422 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/server"
+	"github.com/mesp-project/mesp/trace"
+)
+
+const fixture = "../../shared/data/azure2019-invitro-dev-sample100.csv.gz"
+
+func shippedModels() string {
+	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
+		return d
+	}
+	return "../models"
+}
+
+// copyModels copies the shipped models so a test may change them.
+func copyModels(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(shippedModels())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(shippedModels(), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+type testServer struct {
+	URL string
+	srv *server.Server
+	dir string
+}
+
+// start runs the real server on loopback over a copy of the models.
+func start(t *testing.T, token string) *testServer {
+	t.Helper()
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	dir := copyModels(t)
+	fc := forecast.New(dir, onnx.Options{IntraOpThreads: 1})
+	srv := server.New(fc, server.Options{AdminToken: token, MaxBatch: 64, MaxBodyBytes: 4 << 20,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+	if st := srv.Reload("start"); !st.OK {
+		t.Fatal(st.Error)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		fc.Close()
+	})
+	return &testServer{URL: "http://" + ln.Addr().String(), srv: srv, dir: dir}
+}
+
+func fixtureRows(t *testing.T, n int) []trace.Function {
+	fns, err := trace.ReadAll(fixture, trace.Options{}, trace.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fns[:n]
+}
+
+func post(t *testing.T, url, body string, header ...string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func batchBody(fns []trace.Function, minutes int) string {
+	var req server.ForecastRequest
+	for _, f := range fns {
+		req.Functions = append(req.Functions, server.FunctionCounts{ID: f.ID, Counts: f.Counts[:minutes]})
+	}
+	b, _ := json.Marshal(req)
+	return string(b)
+}
+
+func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
+	ts := start(t, "")
+	fns := fixtureRows(t, 40)
+	code, body := post(t, ts.URL+"/v1/forecast", batchBody(fns, 1200))
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	var resp server.ForecastResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Forecasts) != len(fns) {
+		t.Fatalf("%d forecasts for %d functions", len(resp.Forecasts), len(fns))
+	}
+	m, err := manifest.ReadManifest(ts.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]manifest.Model{m.Dense.ID: m.Dense}
+	for _, e := range m.Experts {
+		files[e.ID] = e.Model
+	}
+	// Group rows per model and ask Python onnxruntime for the same rows.
+	byModel := map[string][]int{}
+	for i, f := range resp.Forecasts {
+		if f.ID != fns[i].ID || len(f.Forecast) != 60 {
+			t.Fatalf("forecast %d: id %s, %d values", i, f.ID, len(f.Forecast))
+		}
+		byModel[f.Model] = append(byModel[f.Model], i)
+	}
+	python := os.Getenv("MESP_PYTHON")
+	if python == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MESP_PYTHON is not set (make test sets it)")
+		}
+		t.Skip("MESP_PYTHON not set: run through make test")
+	}
+	for id, idx := range byModel {
+		e := files[id]
+		rows := make([][]float64, len(idx))
+		for r, i := range idx {
+			rows[r] = fns[i].Counts[1200-e.InputLen : 1200]
+		}
+		in, _ := json.Marshal(map[string]any{"model": filepath.Join(ts.dir, e.File), "rows": rows})
+		cmd := exec.Command(python, "../scripts/ort_predict.py")
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("python reference: %v", err)
+		}
+		var ref struct{ Forecast [][]float64 }
+		if err := json.Unmarshal(out, &ref); err != nil {
+			t.Fatal(err)
+		}
+		for r, i := range idx {
+			for h, want := range ref.Forecast[r] {
+				got := resp.Forecasts[i].Forecast[h]
+				if math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
+					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestBadInputsGetJSONErrors(t *testing.T) {
+	ts := start(t, "")
+	counts := func(n int, v string) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = "1"
+		}
+		if v != "" {
+			parts[n/2] = v
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	}
+	var big strings.Builder
+	big.WriteString(`{"functions":[`)
+	for i := range 65 {
+		if i > 0 {
+			big.WriteString(",")
+		}
+		big.WriteString(`{"counts":` + counts(600, "") + `}`)
+	}
+	big.WriteString("]}")
+	cases := []struct {
+		name, path, body string
+		status           int
+	}{
+		{"too short", "/v1/forecast", `{"counts":[1,2,3]}`, 400},
+		{"too long", "/v1/forecast", `{"counts":` + counts(1441, "") + `}`, 400},
+		{"negative", "/v1/forecast", `{"counts":` + counts(600, "-1") + `}`, 400},
+		{"NaN literal", "/v1/forecast", `{"counts":` + counts(600, "NaN") + `}`, 400},
+		{"non-numeric", "/v1/forecast", `{"counts":` + counts(600, `"x"`) + `}`, 400},
+		{"empty batch", "/v1/forecast", `{"functions":[]}`, 400},
+		{"empty body", "/v1/forecast", ``, 400},
+		{"unknown field", "/v1/forecast", `{"count":[1]}`, 400},
+		{"too large a batch", "/v1/forecast", big.String(), 400},
+		{"body over the limit", "/v1/forecast", `{"counts":` + counts(2500000, "") + `}`, 413},
+		{"unknown route", "/v1/nope", `{}`, 404},
+		{"admin disabled", "/v1/admin/reload", ``, 403},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := post(t, ts.URL+tc.path, tc.body)
+			if code != tc.status {
+				t.Fatalf("status %d, want %d: %s", code, tc.status, body)
+			}
+			var e server.APIError
+			if err := json.Unmarshal(body, &e); err != nil || e.Error.Message == "" || e.Error.Status != code {
+				t.Fatalf("not a JSON error with a message: %s", body)
+			}
+		})
+	}
+}
+
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestOperationalEndpoints(t *testing.T) {
+	ts := start(t, "s3cret")
+	post(t, ts.URL+"/v1/forecast", batchBody(fixtureRows(t, 3), 1440))
+	cases := []struct {
+		path, contains string
+	}{
+		{"/healthz", `"ok"`},
+		{"/readyz", `"ready"`},
+		{"/v1/experts", `"loaded_at"`},
+		{"/openapi.json", `"/v1/forecast"`},
+		{"/metrics", `mesp_http_requests_total{route="/v1/forecast",status="200"} 1`},
+		{"/metrics", `mesp_routes_total`},
+		{"/metrics", `mesp_model_loads_total{result="ok"} 1`},
+	}
+	for _, tc := range cases {
+		code, body := get(t, ts.URL+tc.path)
+		if code != 200 || !strings.Contains(string(body), tc.contains) {
+			t.Errorf("%s: %d, missing %q in %.300s", tc.path, code, tc.contains, body)
+		}
+	}
+	if code, _ := post(t, ts.URL+"/v1/admin/reload", "", "Authorization", "Bearer wrong"); code != 401 {
+		t.Errorf("wrong token: %d, want 401", code)
+	}
+	if code, body := post(t, ts.URL+"/v1/admin/reload", "", "Authorization", "Bearer s3cret"); code != 200 {
+		t.Errorf("reload: %d %s", code, body)
+	}
+}
+
+// TestHotSwapUnderLoad flips which model serves a cluster 100 times while
+// clients keep asking; no request may fail.
+func TestHotSwapUnderLoad(t *testing.T) {
+	ts := start(t, "tok")
+	orig, err := os.ReadFile(filepath.Join(ts.dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m manifest.Manifest
+	json.Unmarshal(orig, &m)
+	for i := range m.Experts {
+		if m.Experts[i].Serve == "expert" {
+			m.Experts[i].Serve = "dense"
+		} else {
+			m.Experts[i].Serve = "expert"
+		}
+	}
+	flipped, _ := json.Marshal(m)
+	body := batchBody(fixtureRows(t, 8), 1300)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				resp, err := http.Post(ts.URL+"/v1/forecast", "application/json", strings.NewReader(body))
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %s", resp.StatusCode, b))
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	kinds := map[string]bool{}
+	for i := range 100 {
+		content := orig
+		if i%2 == 0 {
+			content = flipped
+		}
+		if err := writeAtomic(filepath.Join(ts.dir, "manifest.json"), content); err != nil {
+			t.Fatal(err)
+		}
+		if st := ts.srv.Reload("test"); !st.OK {
+			t.Fatalf("swap %d refused: %s", i, st.Error)
+		}
+		_, b := post(t, ts.URL+"/v1/forecast", body)
+		var resp server.ForecastResponse
+		json.Unmarshal(b, &resp)
+		for _, f := range resp.Forecasts {
+			kinds[fmt.Sprint(i%2, f.ID, f.Kind)] = true
+		}
+	}
+	stop()
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d requests failed during swaps (first: %v), %d ok", failed.Load(), firstErr.Load(), ok.Load())
+	}
+	if ok.Load() < 100 {
+		t.Fatalf("only %d requests completed", ok.Load())
+	}
+	// The swaps were real: some function was answered by different kinds.
+	changed := false
+	for _, f := range fixtureRows(t, 8) {
+		if kinds[fmt.Sprint(0, f.ID, "expert")] != kinds[fmt.Sprint(1, f.ID, "expert")] {
+			changed = true
+		}
+	}
+	if !changed && len(m.Experts) > 0 {
+		t.Error("no answer changed between the two manifests")
+	}
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func TestCorruptExpertIsRefusedOldKeepsServing(t *testing.T) {
+	ts := start(t, "tok")
+	m, _ := manifest.ReadManifest(ts.dir)
+	body := batchBody(fixtureRows(t, 5), 1440)
+	_, before := post(t, ts.URL+"/v1/forecast", body)
+	// Drop a corrupt file over an expert and also over the dense model,
+	// by the watcher's path (file change) and by the admin route.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := ts.srv.Watch(ctx, ts.dir, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(ts.dir, m.Experts[0].File)
+	good, _ := os.ReadFile(target)
+	if err := writeAtomic(target, good[:len(good)/2]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, b := get(t, ts.URL+"/v1/experts")
+		if strings.Contains(string(b), `"trigger":"watch"`) {
+			if !strings.Contains(string(b), `"ok":false`) {
+				t.Fatalf("watch reload of a corrupt file was not refused: %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher never reloaded")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, msg := post(t, ts.URL+"/v1/admin/reload", "", "Authorization", "Bearer tok")
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(msg), "previous models keep serving") {
+		t.Fatalf("admin reload of a corrupt file: %d %s", code, msg)
+	}
+	code, after := post(t, ts.URL+"/v1/forecast", body)
+	if code != 200 || !bytes.Equal(before, after) {
+		t.Fatalf("old experts must keep answering identically: %d", code)
+	}
+	// Putting the good file back is picked up again.
+	writeAtomic(target, good)
+	if st := ts.srv.Reload("test"); !st.OK {
+		t.Fatal(st.Error)
+	}
+}
