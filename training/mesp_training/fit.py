@@ -85,6 +85,8 @@ def fit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             total += float(loss.detach()) * len(b)
+            if deadline is not None and time.monotonic() > deadline:
+                break  # the study's time budget is spent: score what we have
         val = mae(predict(model, split.x_val), split.y_val)
         if progress:
             progress(f"epoch {epoch}/{epochs} train loss {total / max(1, len(idx)):.4f} val MAE {val:.3f}")

@@ -60,3 +60,18 @@ def test_zero_and_huge_windows_stay_finite() -> None:
 def test_unknown_family_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown model family 'gru'"):
         models.build("gru", 60, {})
+
+
+def test_autoformer_dft_path_equals_fft_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training uses torch.fft; export uses DFT matrix products: same numbers."""
+    from mesp_training.models.autoformer import AutoCorrelation
+
+    torch.manual_seed(0)
+    for length in (60, 101):
+        ac = AutoCorrelation(16, 4, length, 1.0).eval()
+        x = torch.randn(3, length, 16)
+        fft = ac(x, x, x)
+        monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+        dft = ac(x, x, x)
+        monkeypatch.undo()
+        torch.testing.assert_close(fft, dft, rtol=1e-4, atol=1e-5)

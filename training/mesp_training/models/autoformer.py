@@ -88,10 +88,15 @@ class AutoCorrelation(nn.Module):
             k, v = torch.cat([k, pad], dim=1), torch.cat([v, pad], dim=1)
         # Correlation over time per channel: irfft(rfft(q) * conj(rfft(k))).
         qt, kt = q.transpose(1, 2), k.transpose(1, 2)  # [B, d, L]
-        qr, qi = qt @ self.fc, qt @ self.fs
-        kr, ki = kt @ self.fc, kt @ self.fs
-        pr, pi = qr * kr + qi * ki, qi * kr - qr * ki
-        corr = pr @ self.ic + pi @ self.is_  # [B, d, L]
+        if torch.onnx.is_in_onnx_export():
+            # Exact DFT products: the classic exporter rejects torch.fft.
+            qr, qi = qt @ self.fc, qt @ self.fs
+            kr, ki = kt @ self.fc, kt @ self.fs
+            pr, pi = qr * kr + qi * ki, qi * kr - qr * ki
+            corr = pr @ self.ic + pi @ self.is_  # [B, d, L]
+        else:
+            # Training: the same correlation in O(L log L).
+            corr = torch.fft.irfft(torch.fft.rfft(qt, dim=-1) * torch.conj(torch.fft.rfft(kt, dim=-1)), n=lq, dim=-1)
         mean_corr = corr.mean(dim=1)  # over heads and channels: [B, L]
         weights, delays = torch.topk(mean_corr, self.top_k, dim=-1)  # [B, k]
         weights = torch.softmax(weights, dim=-1)
