@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# MESP forecast server, CPU build. GPU variant: Dockerfile.gpu.
+#   docker build -t mesp .
+#   docker run -p 8080:8080 mesp
+
+ARG GO_VERSION=1.26
+ARG ORT_VERSION=1.29.0
+
+FROM golang:${GO_VERSION}-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w" -o /out/mesp ./cmd/mesp
+
+# The official ONNX Runtime CPU build, from the onnxruntime-node npm package
+# (the file onnxruntime_go v1.33.0 speaks to), verified by sha256.
+FROM node:20-bookworm-slim AS ort
+ARG ORT_VERSION
+WORKDIR /ort
+RUN npm pack "onnxruntime-node@${ORT_VERSION}" \
+ && tar -xzf "onnxruntime-node-${ORT_VERSION}.tgz" package/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
+ && echo "89688f5cf51c7e31befbb7b9101bc027799009b18d1baa9a5b1146a72e69538d  package/bin/napi-v6/linux/x64/libonnxruntime.so.1" | sha256sum -c - \
+ && mv package/bin/napi-v6/linux/x64/libonnxruntime.so.1 /ort/libonnxruntime.so.1
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u1 curl=7.88.1-10+deb12u14 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /srv/mesp mesp
+COPY --from=build /out/mesp /usr/local/bin/mesp
+COPY --from=ort /ort/libonnxruntime.so.1 /usr/local/lib/libonnxruntime.so.1
+COPY models /srv/mesp/models
+ENV MESP_ORT__LIBRARY=/usr/local/lib/libonnxruntime.so.1 \
+    MESP_MODELS=/srv/mesp/models \
+    MESP_SERVER__ADDR=0.0.0.0:8080 \
+    MESP_LOG__FORMAT=json
+USER mesp
+WORKDIR /srv/mesp
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+ENTRYPOINT ["/usr/local/bin/mesp"]
+CMD ["serve"]

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const fixture = "../../../shared/data/azure2019-invitro-dev-sample100.csv.gz"
+
+// TestEvalOnFixture runs `mesp eval` on the 100-row fixture with the
+// shipped models and checks the JSON contract.
+func TestEvalOnFixture(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "eval.json")
+	models := "../../models"
+	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
+		models = d
+	}
+	err := runEval(context.Background(), []string{"--data", fixture, "--models", models, "--out", out, "--plots", dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Rows        int                                   `json:"rows"`
+		Forecasters map[string]map[string]json.RawMessage `json:"forecasters"`
+		PerCluster  []map[string]json.RawMessage          `json:"per_cluster"`
+		Provision   map[string]map[string]float64         `json:"provisioning"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Rows != 100 {
+		t.Errorf("rows %d, want 100", doc.Rows)
+	}
+	var pairs []string
+	for _, name := range []string{"mesp", "dense", "naive", "mean60"} {
+		m, ok := doc.Forecasters[name]
+		if !ok {
+			t.Fatalf("forecaster %s missing", name)
+		}
+		for _, k := range []string{"mae", "rmse", "wape", "mase_mean", "mase_median"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%s: key %s missing", name, k)
+			}
+		}
+		pairs = append(pairs, string(m["pairs"]))
+	}
+	for _, p := range pairs {
+		if p != "600" {
+			t.Errorf("pairs per forecaster %v, want all 600 (100 functions x 6 origins)", pairs)
+		}
+	}
+	total := 0
+	for _, c := range doc.PerCluster {
+		for _, k := range []string{"cluster", "functions", "mesp", "dense"} {
+			if _, ok := c[k]; !ok {
+				t.Errorf("per_cluster entry without %s", k)
+			}
+		}
+		var p int
+		json.Unmarshal(c["pairs"], &p)
+		total += p
+	}
+	if total != 600 {
+		t.Errorf("per-cluster pairs sum to %d, want 600", total)
+	}
+	for _, p := range []string{"keepalive10", "hybrid_histogram", "mesp_prewarm"} {
+		o, ok := doc.Provision[p]
+		if !ok {
+			t.Fatalf("policy %s missing", p)
+		}
+		if _, ok := o["cold_start_rate"]; !ok {
+			t.Errorf("%s: no cold_start_rate", p)
+		}
+	}
+	for _, f := range []string{"example-1.png", "clusters.png", "provisioning.png"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() < 1000 {
+			t.Errorf("plot %s missing or empty", f)
+		}
+	}
+}
