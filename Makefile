@@ -41,17 +41,27 @@ lint: venv
 
 test-go: build venv
 	MESP_PYTHON=$(VENV)/bin/python $(GO) test -count=1 ./...
+	$(GO) test -run '^$$' -fuzz FuzzDecodeForecastRequest -fuzztime 5s ./server
 
 test-py: build venv
-	cd training && MESP_BIN=$(CURDIR)/bin/mesp $(PY) -m pytest -q tests
+	cd training && MESP_BIN=$(CURDIR)/bin/mesp \
+		../scripts/with-postgres.sh $(PY) -m pytest -q tests
 
 ## cluster: K-Shape on the training part of the dev set
 cluster: build
 	bin/mesp cluster --data $(DATA) --part train --k $(K) --out $(MODELS)
 
-## train-experts: the full Optuna search per cluster and the dense model (CLUSTERS=1,2 for some)
+## train-experts: the full Optuna search per cluster and the dense model.
+##   CLUSTERS=1,2 trains only those clusters; WORKERS=n runs n processes that
+##   share each study through STORAGE (a PostgreSQL URL; SQLite otherwise).
+WORKERS  ?= 1
+STORAGE  ?=
 train-experts: venv
-	$(PY) -m mesp_training train --models $(MODELS) $(if $(CLUSTERS),--clusters $(CLUSTERS),) --config training/search.yaml
+	@test -f $(MODELS)/cluster-0.parquet || $(MAKE) cluster
+	@set -e; pids=; for w in $$(seq $(WORKERS)); do \
+	  $(PY) -m mesp_training train --models $(MODELS) --config training/search.yaml \
+	    $(if $(CLUSTERS),--clusters $(CLUSTERS),) $(if $(STORAGE),--storage $(STORAGE),) & pids="$$pids $$!"; \
+	done; for p in $$pids; do wait $$p; done
 
 ## eval: backtest and provisioning simulation on the dev set's test part
 eval: build

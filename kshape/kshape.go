@@ -96,6 +96,27 @@ func FitFrom(ctx context.Context, series [][]float64, labels []int, opts Options
 	return d.run(ctx, 0, append([]int(nil), labels...), nil, opts)
 }
 
+// FitFromCentroids runs one k-Shape from given initial centroids (as
+// tslearn's KShape with an init array): assign, then refine and assign
+// until no label changes.
+func FitFromCentroids(ctx context.Context, series [][]float64, centroids [][]float64, opts Options) (*Result, error) {
+	d, err := newDataset(series, &opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(centroids) != opts.K {
+		return nil, fmt.Errorf("%w: %d centroids for k=%d", ErrInput, len(centroids), opts.K)
+	}
+	init := make([][]float64, len(centroids))
+	for j, c := range centroids {
+		if len(c) != d.m {
+			return nil, fmt.Errorf("%w: centroid %d has length %d, want %d", ErrInput, j, len(c), d.m)
+		}
+		init[j] = ZNormalize(c)
+	}
+	return d.run(ctx, 0, nil, init, opts)
+}
+
 // dataset is the z-normalised data in one row-major block plus each row's
 // spectrum, computed once.
 type dataset struct {

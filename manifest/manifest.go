@@ -80,8 +80,12 @@ type Model struct {
 	Family   string  `json:"family"`
 	InputLen int     `json:"input_len"`
 	ValMAE   float64 `json:"val_mae"`
-	// Params are the winning hyper-parameters (informational).
+	// NaiveValMAE is the naive forecast's MAE on the same validation windows.
+	NaiveValMAE float64 `json:"naive_val_mae,omitempty"`
+	// Params are the winning hyper-parameters; Data summarises the training
+	// and validation data (functions, windows). Informational.
 	Params map[string]any `json:"params,omitempty"`
+	Data   map[string]int `json:"data,omitempty"`
 }
 
 // Expert is a cluster's model plus the decision whether to serve it.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,6 +34,7 @@ func runCluster(ctx context.Context, args []string) error {
 	maxIter := fs.Int("max-iter", 100, "iterations cap per restart")
 	skipBad := fs.Bool("skip-bad", false, "skip invalid rows instead of failing")
 	sample := fs.Int("silhouette-sample", 1000, "series sampled for the silhouette score")
+	summary := fs.String("summary", "", "also write {seconds, objective, iterations, k} as JSON here (benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,7 +87,14 @@ func runCluster(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "\ncluster: K=%d objective %.2f in %d iterations, %s\n", k, res.Objective, res.Iterations, time.Since(start).Round(time.Millisecond))
+	elapsed := time.Since(start)
+	fmt.Fprintf(os.Stderr, "\ncluster: K=%d objective %.2f in %d iterations, %s\n", k, res.Objective, res.Iterations, elapsed.Round(time.Millisecond))
+	if *summary != "" {
+		b, _ := json.Marshal(map[string]any{"seconds": elapsed.Seconds(), "objective": res.Objective, "iterations": res.Iterations, "k": k, "n": len(fns)})
+		if err := os.WriteFile(*summary, b, 0o644); err != nil {
+			return err
+		}
+	}
 	return writeClusters(*out, fns, res, k, *seed)
 }
 

@@ -30,10 +30,15 @@ def make_split(fit: np.ndarray, val: np.ndarray, input_len: int, stride: int) ->
     return Split(xt, yt, xv, yv)
 
 
+# Train on a GPU when there is one; export always happens on the CPU.
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
     model.eval()
-    out = [model(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]
+    dev = next(model.parameters()).device
+    out = [model(torch.from_numpy(x[i:i + batch]).to(dev)).cpu().numpy() for i in range(0, len(x), batch)]
     return np.concatenate(out) if out else np.zeros((0, 60), np.float32)
 
 
@@ -69,16 +74,17 @@ def fit(
     epoch. ``report(epoch, val_mae)`` returning True stops early (pruning)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
+    model.to(DEVICE)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     best = FitResult(mae(predict(model, split.x_val), split.y_val), 0,
-                     {k: v.detach().clone() for k, v in model.state_dict().items()})
-    xt, yt = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
+                     {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    xt, yt = torch.from_numpy(split.x_train).to(DEVICE), torch.from_numpy(split.y_train).to(DEVICE)
     for epoch in range(1, epochs + 1):
         model.train()
         idx = rng.permutation(len(xt))[:max_windows]
         total = 0.0
         for i in range(0, len(idx), batch_size):
-            b = torch.from_numpy(idx[i:i + batch_size])
+            b = torch.from_numpy(idx[i:i + batch_size]).to(DEVICE)
             loss = scaled_l1(model(xt[b]), yt[b], xt[b])
             opt.zero_grad()
             loss.backward()
@@ -91,10 +97,11 @@ def fit(
         if progress:
             progress(f"epoch {epoch}/{epochs} train loss {total / max(1, len(idx)):.4f} val MAE {val:.3f}")
         if val < best.val_mae:
-            best = FitResult(val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            best = FitResult(val, epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         if report and report(epoch, val):
             break
         if deadline is not None and time.monotonic() > deadline:
             break
+    model.to("cpu")
     model.load_state_dict(best.state)
     return best

@@ -55,7 +55,8 @@ def _model_entry(model_id: str, file: str, models: Path, w: Winner) -> dict[str,
     c = w.candidate
     return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": c.family,
             "input_len": c.input_len, "val_mae": w.val_mae,
-            "params": {**c.params, "lr": c.lr, "init": c.init, "naive_val_mae": w.naive_val_mae}}
+            "naive_val_mae": w.naive_val_mae, "data": w.data,
+            "params": {**c.params, "lr": c.lr, "init": c.init}}
 
 
 def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None, storage: str | None = None,
@@ -107,7 +108,6 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         entry = _model_entry(name, file, models, w)
         serve = "expert" if w.val_mae < dense_val else "dense"
         entry.update({"cluster": cid, "dense_val_mae": dense_val, "serve": serve})
-        entry["params"]["naive_val_mae_at_dense_len"] = naive_mae(ds.x_val, ds.y_val)
         experts[cid] = entry
         report["studies"][name] = w.trials
         log(f"cluster {cid}: winner {w.candidate.init}/{w.candidate.family} L={w.candidate.input_len} "

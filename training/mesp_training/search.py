@@ -9,6 +9,8 @@ export the winner.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +84,7 @@ class Winner:
     val_mae: float
     naive_val_mae: float
     trials: list[dict[str, Any]]
+    data: dict[str, int] = field(default_factory=dict)
 
 
 class SplitCache:
@@ -111,6 +114,9 @@ def _candidate(trial: optuna.Trial, cfg: SearchConfig, warm: Winner | None) -> C
 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Identifies this process among workers sharing a study.
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def search(
@@ -161,15 +167,19 @@ def search(
         trial.set_user_attr("weights", str(path))
         trial.set_user_attr("candidate", cand.__dict__)
         trial.set_user_attr("seconds", round(time.monotonic() - t0, 1))
+        trial.set_user_attr("worker", WORKER)
         log(f"{name}: trial {trial.number} {cand.init}/{cand.family} L={cand.input_len} "
             f"val MAE {res.val_mae:.3f} (best epoch {res.epochs}, {time.monotonic() - t0:.0f}s)")
         if trial.should_prune():
             raise optuna.TrialPruned()
         return res.val_mae
 
-    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    if done < trials:
-        study.optimize(objective, n_trials=trials - done, timeout=max(1.0, minutes * 60), catch=(RuntimeError,))
+    # The budget is global to the study: several workers sharing it through
+    # one storage stop together once `trials` trials have finished.
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    if sum(t.state in finished for t in study.trials) < trials:
+        study.optimize(objective, timeout=max(1.0, minutes * 60), catch=(RuntimeError,),
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError(f"{name}: no trial completed (budget too small?)")
@@ -179,12 +189,14 @@ def search(
     model = cand.build()
     model.load_state_dict(saved["state"])
     split = splits.get(cand.input_len)
+    data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
+            "train_windows": len(split.x_train), "val_windows": len(split.x_val)}
     history = [
         {"trial": t.number, "state": t.state.name, "value": t.value, **t.user_attrs.get("candidate", {}),
-         "seconds": t.user_attrs.get("seconds")}
+         "seconds": t.user_attrs.get("seconds"), "worker": t.user_attrs.get("worker")}
         for t in study.trials
     ]
-    return Winner(cand, model.eval(), float(best.value), naive_mae(split.x_val, split.y_val), history)
+    return Winner(cand, model.eval(), float(best.value), naive_mae(split.x_val, split.y_val), history, data)
 
 
 def load_winner(path: str | Path) -> Winner:

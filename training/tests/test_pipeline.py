@@ -50,3 +50,37 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
     p.write_text("input_lens: [60, 2000]\n")
     with pytest.raises(ValueError, match="outside"):
         SearchConfig.load(p)
+
+
+def test_two_workers_share_one_study_on_postgres(clustered: Path, tmp_path: Path) -> None:
+    """`make train-experts WORKERS=2`: two processes, one PostgreSQL study."""
+    import os
+    import subprocess
+    import sys
+
+    import optuna
+
+    url = os.environ.get("MESP_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("MESP_TEST_PG_URL not set: make test runs pytest under scripts/with-postgres.sh")
+        pytest.skip("no PostgreSQL (run through make test)")
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("families: [nbeats]\ninput_lens: [60]\ntrials_per_cluster: 3\nminutes_per_cluster: 1\n"
+                   "epochs: 1\nmax_train_windows: 500\ntrain_stride: 120\n")
+    procs = []
+    for w in range(2):
+        models = tmp_path / f"models{w}"
+        shutil.copytree(clustered, models)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "mesp_training", "train", "--models", str(models), "--config", str(cfg),
+             "--storage", url, "--work", str(tmp_path / f"work{w}"), "--threads", "1"],
+            stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    study = optuna.load_study(study_name="dense", storage=url)
+    workers = {t.user_attrs.get("worker") for t in study.trials}
+    assert len(workers - {None}) == 2, f"trials came from {workers}"
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) >= 9  # the dense budget: K=3 clusters x 3 trials
