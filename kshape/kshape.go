@@ -252,6 +252,8 @@ func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids 
 		}
 	}
 	res := &Result{Restart: restart}
+	prevObj := math.Inf(1)
+	var prevCentroids [][]float64
 	for it := 1; it <= opts.MaxIter; it++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -265,9 +267,16 @@ func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids 
 		if opts.Progress != nil {
 			opts.Progress(Progress{Restart: restart, Iter: it, Objective: obj, Changed: changed})
 		}
-		if changed == 0 {
+		// Stop when nothing moves or the objective stops falling; if it
+		// rose, keep the previous centroids (as tslearn does).
+		if obj > prevObj && prevCentroids != nil {
+			centroids = prevCentroids
 			break
 		}
+		if changed == 0 || prevObj-obj < 1e-6*float64(d.n) {
+			break
+		}
+		prevObj, prevCentroids = obj, centroids
 		centroids = d.refine(labels, centroids, opts.K)
 	}
 	// Final distances are to the final centroids.
@@ -374,11 +383,11 @@ func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 
 			copy(dst, d.row(i))
 			continue
 		}
-		// Align the member to the reference, then z-normalise, as in the
-		// paper's Algorithm 2.
+		// Align the member to the reference (zeros shifted in), as
+		// tslearn and the authors' code do; the centroid is z-normalised
+		// at the end.
 		_, s := p.MaxNCC(refSpec, d.spectra[i])
 		ShiftInto(dst, d.row(i), s)
-		ZNormalizeInto(dst, dst)
 	}
 	A := blas64.General{Rows: len(members), Cols: m, Stride: m, Data: a}
 	v := make([]float64, m)
