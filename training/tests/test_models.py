@@ -75,3 +75,27 @@ def test_autoformer_dft_path_equals_fft_path(monkeypatch: pytest.MonkeyPatch) ->
         dft = ac(x, x, x)
         monkeypatch.undo()
         torch.testing.assert_close(fft, dft, rtol=1e-4, atol=1e-5)
+
+
+def test_autoformer_time_delay_aggregation_matches_definition() -> None:
+    """out[t] = sum_i w_i v[(t + tau_i) mod L] over the top-k delays."""
+    from mesp_training.models.autoformer import AutoCorrelation
+
+    torch.manual_seed(1)
+    length, d = 48, 8
+    ac = AutoCorrelation(d, 2, length, 1.0).eval()
+    x = torch.randn(2, length, d)
+    with torch.no_grad():
+        got = ac(x, x, x)
+        q, k, v = ac.q(x), ac.k(x), ac.v(x)
+        corr = torch.zeros(2, length)
+        for tau in range(length):
+            corr[:, tau] = (torch.roll(q, -tau, dims=1) * k).sum(dim=(1, 2)) / d
+        w, delays = torch.topk(corr, ac.top_k, dim=-1)
+        w = torch.softmax(w, dim=-1)
+        want = torch.zeros_like(v)
+        for b in range(2):
+            for i in range(ac.top_k):
+                want[b] += w[b, i] * torch.roll(v[b], -int(delays[b, i]), dims=0)
+        want = ac.out(want)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

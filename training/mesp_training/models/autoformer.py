@@ -73,7 +73,6 @@ class AutoCorrelation(nn.Module):
         self.register_buffer("fs", fs)
         self.register_buffer("ic", ic)
         self.register_buffer("is_", is_)
-        self.register_buffer("pos", torch.arange(q_len))
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         b, lq, d = queries.shape
@@ -87,27 +86,34 @@ class AutoCorrelation(nn.Module):
             pad = torch.zeros(b, lq - lk, d, dtype=q.dtype, device=q.device)
             k, v = torch.cat([k, pad], dim=1), torch.cat([v, pad], dim=1)
         # Correlation over time per channel: irfft(rfft(q) * conj(rfft(k))).
-        qt, kt = q.transpose(1, 2), k.transpose(1, 2)  # [B, d, L]
-        if torch.onnx.is_in_onnx_export():
+        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, d, L]
+        exporting = torch.onnx.is_in_onnx_export()
+        if exporting:
             # Exact DFT products: the classic exporter rejects torch.fft.
-            qr, qi = qt @ self.fc, qt @ self.fs
-            kr, ki = kt @ self.fc, kt @ self.fs
-            pr, pi = qr * kr + qi * ki, qi * kr - qr * ki
-            corr = pr @ self.ic + pi @ self.is_  # [B, d, L]
+            corr = self._circular_corr_dft(qt, kt)
         else:
-            # Training: the same correlation in O(L log L).
             corr = torch.fft.irfft(torch.fft.rfft(qt, dim=-1) * torch.conj(torch.fft.rfft(kt, dim=-1)), n=lq, dim=-1)
         mean_corr = corr.mean(dim=1)  # over heads and channels: [B, L]
         weights, delays = torch.topk(mean_corr, self.top_k, dim=-1)  # [B, k]
         weights = torch.softmax(weights, dim=-1)
-        # Aggregate values rolled by each delay: out[t] = sum_i w_i v[(t + tau_i) mod L].
-        idx = (self.pos.view(1, 1, lq) + delays.unsqueeze(-1)) % lq  # [B, k, L]
-        vt = v.transpose(1, 2)  # [B, d, L]
-        gathered = torch.gather(
-            vt.unsqueeze(1).expand(-1, self.top_k, -1, -1), 3, idx.unsqueeze(2).expand(-1, -1, d, -1)
-        )  # [B, k, d, L]
-        agg = (gathered * weights.view(b, self.top_k, 1, 1)).sum(dim=1)
+        # Time-delay aggregation out[t] = sum_i w_i v[(t + tau_i) mod L] is a
+        # circular correlation of v with a kernel holding w_i at tau_i: built
+        # with a tensor scatter (no Python loop over delays for tracing to
+        # freeze) and applied in the frequency domain.
+        kernel = torch.zeros(b, lq, dtype=v.dtype, device=v.device).scatter(1, delays, weights)
+        if exporting:
+            agg = self._circular_corr_dft(vt, kernel.unsqueeze(1))
+        else:
+            agg = torch.fft.irfft(torch.fft.rfft(vt, dim=-1) * torch.conj(torch.fft.rfft(kernel, dim=-1)).unsqueeze(1),
+                                  n=lq, dim=-1)
         return self.out(agg.transpose(1, 2))
+
+
+    def _circular_corr_dft(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """sum_t a[t + tau] b[t] (circular) for every tau, by real DFT matrices."""
+        ar, ai = a @ self.fc, a @ self.fs
+        br, bi = b @ self.fc, b @ self.fs
+        return (ar * br + ai * bi) @ self.ic + (ai * br - ar * bi) @ self.is_
 
 
 class EncoderLayer(nn.Module):
