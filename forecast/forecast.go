@@ -101,7 +101,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute f
 				in = append(in, float32(v))
 			}
 		}
-		y, err := m.Predict(ctx, in, len(idx))
+		y, err := s.predictor(m).Predict(ctx, in, len(idx))
 		if err != nil {
 			return nil, err
 		}

@@ -25,6 +25,8 @@ type Set struct {
 	Dense    *onnx.Model
 	Experts  map[int]*onnx.Model // every expert in the manifest, served or not
 	LoadedAt time.Time
+	// batchers merge concurrent small requests per model (nil: no batching)
+	batchers map[*onnx.Model]*onnx.Batcher
 	// MaxInputLen is the longest model input: the shortest pattern served.
 	MaxInputLen int
 
@@ -37,7 +39,7 @@ type Set struct {
 // LoadSet reads dir/manifest.json and its clusters file, then loads and
 // verifies every ONNX file (sha256, shapes, metadata, a test inference).
 // Any failure fails the whole load, so a bad file never enters service.
-func LoadSet(dir string, o onnx.Options) (*Set, error) {
+func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	m, err := manifest.ReadManifest(dir)
 	if err != nil {
 		return nil, err
@@ -83,10 +85,33 @@ func LoadSet(dir string, o onnx.Options) (*Set, error) {
 		s.close()
 		return nil, fmt.Errorf("forecast: a model needs %d minutes, the router takes at most %d", s.MaxInputLen, rt.Length())
 	}
+	if b.Wait > 0 {
+		s.batchers = map[*onnx.Model]*onnx.Batcher{s.Dense: onnx.NewBatcher(s.Dense, b.Wait, b.MaxRows)}
+		for _, m := range s.Experts {
+			s.batchers[m] = onnx.NewBatcher(m, b.Wait, b.MaxRows)
+		}
+	}
 	return s, nil
 }
 
+// Batching merges concurrent small requests to one model (Wait 0: off).
+type Batching struct {
+	Wait    time.Duration
+	MaxRows int
+}
+
+// predictor is the batched path to m when batching is on.
+func (s *Set) predictor(m *onnx.Model) onnx.Predictor {
+	if b, ok := s.batchers[m]; ok {
+		return b
+	}
+	return m
+}
+
 func (s *Set) close() {
+	for _, b := range s.batchers {
+		b.Close()
+	}
 	if s.Dense != nil {
 		s.Dense.Close()
 	}
@@ -146,18 +171,19 @@ var ErrNotReady = errors.New("forecast: no models loaded")
 
 // Forecaster serves forecasts from the current Set and swaps sets.
 type Forecaster struct {
-	dir  string
-	opts onnx.Options
-	mu   sync.Mutex // serialises reloads
-	cur  *Set
-	curM sync.RWMutex
+	dir   string
+	opts  onnx.Options
+	batch Batching
+	mu    sync.Mutex // serialises reloads
+	cur   *Set
+	curM  sync.RWMutex
 	// OnRoute, if set, observes every routing decision (metrics, OOD log).
 	OnRoute func(ctx context.Context, id string, counts []float64, rt router.Route)
 }
 
 // New makes a Forecaster over a models folder; call Reload to load it.
-func New(dir string, o onnx.Options) *Forecaster {
-	return &Forecaster{dir: dir, opts: o}
+func New(dir string, o onnx.Options, b Batching) *Forecaster {
+	return &Forecaster{dir: dir, opts: o, batch: b}
 }
 
 // Dir is the models folder.
@@ -168,7 +194,7 @@ func (f *Forecaster) Dir() string { return f.dir }
 func (f *Forecaster) Reload() (*Set, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, err := LoadSet(f.dir, f.opts)
+	s, err := LoadSet(f.dir, f.opts, f.batch)
 	if err != nil {
 		return nil, err
 	}

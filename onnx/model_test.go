@@ -3,10 +3,13 @@ package onnx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/manifest"
@@ -132,5 +135,52 @@ func TestCUDAOnCPUBuildIsAClearError(t *testing.T) {
 	_, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{Provider: "cuda"})
 	if !errors.Is(err, ErrNoCUDA) {
 		t.Fatalf("err %v, want ErrNoCUDA on the CPU library", err)
+	}
+}
+
+func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
+	m, dir := setup(t)
+	mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close()
+	b := NewBatcher(mod, 2*time.Millisecond, 32)
+	defer b.Close()
+	const callers = 24
+	inputs := make([][]float32, callers)
+	want := make([][]float32, callers)
+	for c := range callers {
+		inputs[c] = make([]float32, mod.InputLen)
+		for i := range inputs[c] {
+			inputs[c][i] = float32((c*31 + i) % 11)
+		}
+		if want[c], err = mod.Predict(context.Background(), inputs[c], 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := b.Predict(context.Background(), inputs[c], 1)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for h := range got {
+				if math.Abs(float64(got[h]-want[c][h])) > 1e-4*math.Max(1, float64(want[c][h])) {
+					errs <- fmt.Errorf("caller %d minute %d: %v vs %v", c, h, got[h], want[c][h])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -71,7 +71,7 @@ func start(t *testing.T, token string) *testServer {
 		t.Fatal(err)
 	}
 	dir := copyModels(t)
-	fc := forecast.New(dir, onnx.Options{IntraOpThreads: 1})
+	fc := forecast.New(dir, onnx.Options{IntraOpThreads: 1}, forecast.Batching{Wait: 500 * time.Microsecond, MaxRows: 64})
 	srv := server.New(fc, server.Options{AdminToken: token, MaxBatch: 64, MaxBodyBytes: 4 << 20,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
 	if st := srv.Reload("start"); !st.OK {

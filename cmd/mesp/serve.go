@@ -51,7 +51,8 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("onnxruntime ready", "version", version, "provider", cfg.ORT.Provider)
-	fc := forecast.New(cfg.Models, onnx.Options{IntraOpThreads: cfg.ORT.IntraOpThreads, Provider: cfg.ORT.Provider, CUDADevice: cfg.ORT.CUDADevice})
+	fc := forecast.New(cfg.Models, onnx.Options{IntraOpThreads: cfg.ORT.IntraOpThreads, Provider: cfg.ORT.Provider, CUDADevice: cfg.ORT.CUDADevice},
+		forecast.Batching{Wait: cfg.ORT.BatchWait, MaxRows: cfg.ORT.MaxBatch})
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log})

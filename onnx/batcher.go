@@ -1,0 +1,110 @@
+package onnx
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Predictor runs rows through a model.
+type Predictor interface {
+	Predict(ctx context.Context, in []float32, n int) ([]float32, error)
+}
+
+// Batcher merges small concurrent Predict calls to one model into one Run
+// (waiting at most `wait` for company), which is where ONNX Runtime's
+// throughput comes from when many single-function requests arrive at once.
+// Calls with at least maxRows rows run directly.
+type Batcher struct {
+	m       *Model
+	wait    time.Duration
+	maxRows int
+	jobs    chan *job
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type job struct {
+	in   []float32
+	n    int
+	out  []float32
+	err  error
+	done chan struct{}
+}
+
+// NewBatcher starts one collector per core.
+func NewBatcher(m *Model, wait time.Duration, maxRows int) *Batcher {
+	b := &Batcher{m: m, wait: wait, maxRows: maxRows, jobs: make(chan *job), stop: make(chan struct{})}
+	for range runtime.GOMAXPROCS(0) {
+		b.wg.Add(1)
+		go b.collect()
+	}
+	return b
+}
+
+// Predict is Model.Predict, batched with concurrent callers.
+func (b *Batcher) Predict(ctx context.Context, in []float32, n int) ([]float32, error) {
+	if n >= b.maxRows || b.wait <= 0 {
+		return b.m.Predict(ctx, in, n)
+	}
+	j := &job{in: in, n: n, done: make(chan struct{})}
+	select {
+	case b.jobs <- j:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	<-j.done // a job once taken is always answered
+	return j.out, j.err
+}
+
+func (b *Batcher) collect() {
+	defer b.wg.Done()
+	for {
+		var first *job
+		select {
+		case first = <-b.jobs:
+		case <-b.stop:
+			return
+		}
+		batch := []*job{first}
+		rows := first.n
+		timer := time.NewTimer(b.wait)
+	fill:
+		for rows < b.maxRows {
+			select {
+			case j := <-b.jobs:
+				batch = append(batch, j)
+				rows += j.n
+			case <-timer.C:
+				break fill
+			}
+		}
+		timer.Stop()
+		b.run(batch, rows)
+	}
+}
+
+func (b *Batcher) run(batch []*job, rows int) {
+	in := make([]float32, 0, rows*b.m.InputLen)
+	for _, j := range batch {
+		in = append(in, j.in...)
+	}
+	out, err := b.m.Predict(context.Background(), in, rows)
+	off := 0
+	for _, j := range batch {
+		if err != nil {
+			j.err = err
+		} else {
+			j.out = out[off*b.m.Horizon : (off+j.n)*b.m.Horizon]
+		}
+		off += j.n
+		close(j.done)
+	}
+}
+
+// Close stops the collectors; callers make sure no Predict is pending.
+func (b *Batcher) Close() {
+	close(b.stop)
+	b.wg.Wait()
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Serving benchmark: `mesp serve` vs the Python reference server
+# (scripts/reference_server.py: same ONNX files, same routing) under the same
+# load from `mesp loadgen` on loopback, plus raw ONNX Runtime runs (no HTTP,
+# no routing). Prints one JSON document with the ratios.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+py="${MESP_PYTHON:-$("$root/scripts/setup-venv.sh")/bin/python}"
+models="${MODELS:-$root/models}"
+data="${DATA:-$root/../shared/data/azure2019-invitro-dev-sample100.csv.gz}"
+dur="${DURATION:-10s}"
+go_port=18181; py_port=18182
+"$root/bin/mesp" serve --models "$models" --addr "127.0.0.1:$go_port" 2>/dev/null & go_pid=$!
+"$py" "$root/scripts/reference_server.py" "$models" "$py_port" 2>/dev/null & py_pid=$!
+trap 'kill $go_pid $py_pid 2>/dev/null || true' EXIT
+for port in $go_port $py_port; do
+  for _ in $(seq 150); do curl -s -o /dev/null "127.0.0.1:$port/" && break; sleep 0.2; done
+done
+lg() { "$root/bin/mesp" loadgen --data "$data" --duration "$dur" "$@"; }
+{
+echo "{"
+for name in go:$go_port python:$py_port; do
+  n="${name%%:*}"; p="${name##*:}"; u="http://127.0.0.1:$p/v1/forecast"
+  echo "\"$n\": {"
+  echo "\"single_at_1000rps\": $(lg --url "$u" --batch 1 --rate 1000),"
+  echo "\"single_closed_loop\": $(lg --url "$u" --batch 1 --concurrency 16),"
+  echo "\"batch64_closed_loop\": $(lg --url "$u" --batch 64 --concurrency 4)"
+  echo "},"
+done
+echo "\"raw_onnxruntime_batch64\": $(lg --raw "$models" --batch 64 --concurrency 2),"
+echo "\"raw_onnxruntime_batch1\": $(lg --raw "$models" --batch 1 --concurrency 2),"
+echo "\"go_server_peak_rss_kib\": $(awk '/VmHWM/ {print $2}' /proc/$go_pid/status),"
+echo "\"machine\": \"$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\""
+echo "}"
+} | "$py" -c '
+import json, sys
+d = json.load(sys.stdin)
+g, p = d["go"], d["python"]
+d["ratios"] = {
+    "single_forecasts_per_s_go_over_python": g["single_closed_loop"]["forecasts_per_s"] / p["single_closed_loop"]["forecasts_per_s"],
+    "batch64_forecasts_per_s_go_over_python": g["batch64_closed_loop"]["forecasts_per_s"] / p["batch64_closed_loop"]["forecasts_per_s"],
+    "batch64_go_over_raw_run": g["batch64_closed_loop"]["forecasts_per_s"] / d["raw_onnxruntime_batch64"]["forecasts_per_s"],
+    "p99_ms_single_at_1000rps_go": g["single_at_1000rps"]["p99_ms"],
+    "p99_ms_single_at_1000rps_python": p["single_at_1000rps"]["p99_ms"],
+}
+json.dump(d, sys.stdout, indent=2)
+print()
+'
+
