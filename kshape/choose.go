@@ -9,11 +9,15 @@ import (
 
 // Threshold is the q-quantile (e.g. 0.99) of the members' distances to
 // their centroid, per cluster: the radius a new pattern must fall within
-// to count as "in distribution" for that cluster.
+// to count as "in distribution" for that cluster. Shapeless members
+// (constant series, SBD 1 by definition) are left out: they would stretch
+// a radius to 1 and make everything look familiar.
 func Threshold(res *Result, k int, q float64) []float64 {
 	per := make([][]float64, k)
 	for i, l := range res.Labels {
-		per[l] = append(per[l], res.Distances[i])
+		if res.Shapeless == nil || !res.Shapeless[i] {
+			per[l] = append(per[l], res.Distances[i])
+		}
 	}
 	out := make([]float64, k)
 	for j, d := range per {

@@ -36,10 +36,13 @@ type Progress struct {
 
 // Result is a clustering.
 type Result struct {
-	Centroids  [][]float64 // K z-normalised centroids
-	Labels     []int       // cluster of each series
-	Distances  []float64   // SBD of each series to its centroid
-	Objective  float64     // sum of Distances
+	Centroids [][]float64 // K z-normalised centroids
+	Labels    []int       // cluster of each series
+	Distances []float64   // SBD of each series to its centroid
+	Objective float64     // sum of Distances
+	// Shapeless marks constant series (zero norm after z-normalisation):
+	// their SBD to anything is 1 by definition and says nothing of shape.
+	Shapeless  []bool
 	Iterations int
 	Restart    int // which restart won
 }
@@ -282,6 +285,10 @@ func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids 
 	// Final distances are to the final centroids.
 	d.assign(centroids, labels, dist)
 	res.Centroids, res.Labels, res.Distances, res.Objective = centroids, labels, dist, sum(dist)
+	res.Shapeless = make([]bool, d.n)
+	for i, sp := range d.spectra {
+		res.Shapeless[i] = sp.Norm == 0
+	}
 	return res, nil
 }
 

@@ -35,14 +35,24 @@ const (
 
 // Clusters is clusters.json.
 type Clusters struct {
-	Version   int       `json:"version"`
-	K         int       `json:"k"`
-	Seed      int64     `json:"seed"`
-	Objective float64   `json:"objective"`
-	Length    int       `json:"length"`
+	Version   int     `json:"version"`
+	K         int     `json:"k"`
+	Seed      int64   `json:"seed"`
+	Objective float64 `json:"objective"`
+	Length    int     `json:"length"`
+	// Transform is applied to raw counts before z-normalisation, at
+	// clustering and at routing alike.
+	Transform Transform `json:"transform"`
 	Clusters  []Cluster `json:"clusters"`
 	// Members lists every clustered function with its cluster and SBD.
 	Members []Member `json:"members"`
+}
+
+// Transform is the representation clustered: log1p, then a centred moving
+// average of Smooth minutes (see kshape.Transform).
+type Transform struct {
+	Log1p  bool `json:"log1p"`
+	Smooth int  `json:"smooth"`
 }
 
 // Cluster is one K-Shape cluster.

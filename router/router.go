@@ -18,8 +18,11 @@ import (
 type Route struct {
 	Cluster  int     // nearest cluster id
 	Distance float64 // its length-corrected SBD
-	// OOD is true when the pattern is farther than every cluster's
-	// threshold: no expert has seen its like, so the dense model serves.
+	// OOD is true when the pattern is farther from its nearest centroid
+	// than that cluster's threshold: no expert has seen its like, so the
+	// dense model serves. (The nearest cluster's radius decides, not the
+	// widest: one noisy cluster with a radius near 1 would otherwise make
+	// every pattern look familiar.)
 	OOD bool
 }
 
@@ -29,6 +32,7 @@ type Router struct {
 	ids        []int
 	thresholds []float64
 	spectra    []kshape.Spectrum
+	transform  kshape.Transform
 	plans      sync.Pool
 }
 
@@ -40,7 +44,7 @@ func New(cs manifest.Clusters) (*Router, error) {
 	if len(cs.Clusters) == 0 || cs.Length < 2 {
 		return nil, fmt.Errorf("router: no clusters")
 	}
-	r := &Router{m: cs.Length}
+	r := &Router{m: cs.Length, transform: kshape.Transform{Log1p: cs.Transform.Log1p, Smooth: cs.Transform.Smooth}}
 	r.plans.New = func() any { return kshape.NewPlan(r.m) }
 	p := kshape.NewPlan(r.m)
 	for _, c := range cs.Clusters {
@@ -77,21 +81,19 @@ func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
 	p := r.plans.Get().(*kshape.Plan)
 	defer r.plans.Put(p)
 	z := make([]float64, r.m)
-	kshape.ZNormalizeInto(z[:n], counts)
+	kshape.ZNormalizeInto(z[:n], r.transform.Apply(counts))
 	x := p.Spectrum(z)
 	correction := math.Sqrt(float64(r.m) / float64(n))
 	best := Route{Cluster: r.ids[0], Distance: math.Inf(1)}
-	within := false
+	threshold := 0.0
 	for j, c := range r.spectra {
 		ncc, _ := p.MaxNCC(x, c)
 		d := 1 - math.Min(1, ncc*correction)
-		if d <= r.thresholds[j] {
-			within = true
-		}
 		if d < best.Distance {
 			best = Route{Cluster: r.ids[j], Distance: d}
+			threshold = r.thresholds[j]
 		}
 	}
-	best.OOD = !within
+	best.OOD = best.Distance > threshold
 	return best, nil
 }

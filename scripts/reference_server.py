@@ -22,10 +22,24 @@ def znorm(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / sd if sd > 1e-12 * max(1.0, abs(x.mean())) else np.zeros_like(x)
 
 
+def transform(x: np.ndarray, log1p: bool, smooth: int) -> np.ndarray:
+    """kshape.Transform: log1p, then a centred moving average (edges shrink)."""
+    y = np.log1p(x) if log1p else x.astype(float)
+    if smooth <= 1:
+        return y
+    prefix = np.concatenate([[0.0], np.cumsum(y)])
+    i = np.arange(len(y))
+    lo = np.maximum(0, i - smooth // 2)
+    hi = np.minimum(len(y), i - smooth // 2 + smooth)
+    return (prefix[hi] - prefix[lo]) / (hi - lo)
+
+
 class Router:
     """Nearest centroid by length-corrected SBD, as Go's router.Route."""
 
     def __init__(self, clusters: dict) -> None:
+        tr = clusters.get("transform", {})
+        self.log1p, self.smooth = bool(tr.get("log1p")), int(tr.get("smooth", 0))
         self.m = clusters["length"]
         self.n = 1 << (2 * self.m - 1).bit_length()
         self.ids = [c["id"] for c in clusters["clusters"]]
@@ -36,7 +50,7 @@ class Router:
 
     def route(self, counts: np.ndarray) -> tuple[int, float, bool]:
         z = np.zeros(self.m)
-        z[: len(counts)] = znorm(counts)
+        z[: len(counts)] = znorm(transform(counts, self.log1p, self.smooth))
         nz = np.linalg.norm(z)
         if nz == 0:
             return self.ids[0], 1.0, True
@@ -45,7 +59,7 @@ class Router:
         ncc = np.minimum(1.0, cc / (nz * np.where(self.norms > 0, self.norms, np.inf)) * np.sqrt(self.m / len(counts)))
         d = 1 - ncc
         j = int(d.argmin())
-        return self.ids[j], float(d[j]), bool((d > self.thr).all())
+        return self.ids[j], float(d[j]), bool(d[j] > self.thr[j])
 
 
 def load(models: Path) -> tuple[Router, dict, dict]:

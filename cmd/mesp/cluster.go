@@ -19,10 +19,13 @@ import (
 )
 
 func init() {
-	register("cluster", "cluster daily patterns by shape (K-Shape); write clusters.json, Parquet and a plot", runCluster)
+	register("cluster", "cluster daily patterns by shape (K-Shape); write clusters.json, Parquet and a plot; 'cluster add' grows new clusters", runCluster)
 }
 
 func runCluster(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "add" {
+		return runClusterAdd(ctx, args[1:])
+	}
 	fs := pflag.NewFlagSet("cluster", pflag.ContinueOnError)
 	data := fs.String("data", "", "Azure-layout CSV or CSV.gz")
 	partName := fs.String("part", "train", "split part to cluster: train, test or all")
@@ -34,6 +37,8 @@ func runCluster(ctx context.Context, args []string) error {
 	maxIter := fs.Int("max-iter", 100, "iterations cap per restart")
 	skipBad := fs.Bool("skip-bad", false, "skip invalid rows instead of failing")
 	sample := fs.Int("silhouette-sample", 1000, "series sampled for the silhouette score")
+	log1p := fs.Bool("log1p", true, "cluster log1p(counts) (tames bursts)")
+	smooth := fs.Int("smooth", 15, "centred moving average over this many minutes before clustering (1: none)")
 	summary := fs.String("summary", "", "also write {seconds, objective, iterations, k} as JSON here (benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -49,9 +54,10 @@ func runCluster(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tr := kshape.Transform{Log1p: *log1p, Smooth: *smooth}
 	series := make([][]float64, len(fns))
 	for i, f := range fns {
-		series[i] = f.Counts
+		series[i] = tr.Apply(f.Counts)
 	}
 	fmt.Fprintf(os.Stderr, "cluster: %d functions (%s part) x %d minutes\n", len(fns), part, len(series[0]))
 	opts := kshape.Options{MaxIter: *maxIter, Restarts: *restarts, Seed: *seed,
@@ -95,7 +101,7 @@ func runCluster(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	return writeClusters(*out, fns, res, k, *seed)
+	return writeClusters(*out, fns, res, k, *seed, tr)
 }
 
 func withK(o kshape.Options, k int) kshape.Options { o.K = k; return o }
@@ -111,13 +117,14 @@ func parseRange(s string) (int, int, error) {
 }
 
 // writeClusters writes clusters.json, cluster-<id>.parquet and centroids.png.
-func writeClusters(dir string, fns []trace.Function, res *kshape.Result, k int, seed int64) error {
+func writeClusters(dir string, fns []trace.Function, res *kshape.Result, k int, seed int64, tr kshape.Transform) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	thresholds := kshape.Threshold(res, k, 0.99)
 	members := make([][]trace.Function, k)
-	cs := manifest.Clusters{Version: manifest.Version, K: k, Seed: seed, Objective: res.Objective, Length: len(fns[0].Counts)}
+	cs := manifest.Clusters{Version: manifest.Version, K: k, Seed: seed, Objective: res.Objective, Length: len(fns[0].Counts),
+		Transform: manifest.Transform{Log1p: tr.Log1p, Smooth: tr.Smooth}}
 	for i, f := range fns {
 		members[res.Labels[i]] = append(members[res.Labels[i]], f)
 		cs.Members = append(cs.Members, manifest.Member{Function: f.ID, Cluster: res.Labels[i], Distance: res.Distances[i]})

@@ -15,6 +15,8 @@ import (
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/oodlog"
+	"github.com/mesp-project/mesp/router"
 	"github.com/mesp-project/mesp/server"
 )
 
@@ -53,6 +55,20 @@ func runServe(ctx context.Context, args []string) error {
 	log.Info("onnxruntime ready", "version", version, "provider", cfg.ORT.Provider)
 	fc := forecast.New(cfg.Models, onnx.Options{IntraOpThreads: cfg.ORT.IntraOpThreads, Provider: cfg.ORT.Provider, CUDADevice: cfg.ORT.CUDADevice},
 		forecast.Batching{Wait: cfg.ORT.BatchWait, MaxRows: cfg.ORT.MaxBatch})
+	if cfg.Router.OODDir != "" {
+		ood, err := oodlog.Open(cfg.Router.OODDir, cfg.Router.OODMaxBytes, cfg.Router.OODKeep)
+		if err != nil {
+			return err
+		}
+		fc.OnRoute = func(_ context.Context, id string, counts []float64, rt router.Route) {
+			if !rt.OOD {
+				return
+			}
+			if err := ood.Append(oodlog.Record{Function: id, Time: time.Now().UTC(), Cluster: rt.Cluster, Distance: rt.Distance, Counts: counts}); err != nil {
+				log.Error("recording an out-of-distribution pattern", "err", err)
+			}
+		}
+	}
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log})

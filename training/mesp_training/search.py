@@ -41,6 +41,10 @@ class SearchConfig:
     lr_min: float = 3e-4
     lr_max: float = 3e-3
     seed: int = 1
+    # No single trial may take more than this share of its study's minutes,
+    # so one slow candidate (an LSTM over 480 steps on a CPU) cannot eat the
+    # whole budget; it is scored on the epochs it finished.
+    trial_share: float = 0.34
     # Upper bound on the input length: the earliest evaluation origin (1080)
     # leaves at most 1080 minutes of history.
     max_input_len: int = 720
@@ -160,8 +164,10 @@ def search(
             return trial.should_prune()
 
         t0 = time.monotonic()
+        trial_deadline = min(deadline, t0 + cfg.trial_share * minutes * 60)
         res = fit(model, split, epochs=cfg.epochs, lr=cand.lr, batch_size=cfg.batch_size,
-                  max_windows=cfg.max_train_windows, seed=cfg.seed + trial.number, deadline=deadline, report=report)
+                  max_windows=cfg.max_train_windows, seed=cfg.seed + trial.number, deadline=trial_deadline,
+                  report=report)
         path = work / f"{name}-trial-{trial.number}.pt"
         torch.save({"candidate": cand.__dict__, "state": res.state}, path)
         trial.set_user_attr("weights", str(path))

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/oodlog"
+	"github.com/mesp-project/mesp/router"
+	"github.com/mesp-project/mesp/trace"
+)
+
+// runClusterAdd clusters novel patterns and appends the clusters that are
+// really new to clusters.json, leaving every existing cluster as it was.
+func runClusterAdd(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("cluster add", pflag.ContinueOnError)
+	from := fs.String("from", "", "OOD log folder or file (mesp serve --ood-dir), or an Azure-layout CSV(.gz)")
+	models := fs.String("models", "models", "models folder with clusters.json")
+	kFlag := fs.String("k", "auto", "clusters to look for among the novel patterns, or auto")
+	kRange := fs.String("k-range", "1..4", "range of K tried by --k auto")
+	minSize := fs.Int("min-size", 5, "smallest new cluster kept")
+	seed := fs.Int64("seed", 1, "random seed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *from == "" {
+		return fmt.Errorf("--from is required")
+	}
+	path := filepath.Join(*models, "clusters.json")
+	cs, err := manifest.ReadClusters(path)
+	if err != nil {
+		return err
+	}
+	fns, skipped, err := readNovel(*from, cs.Length)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "cluster add: %d patterns of %d minutes (%d of other lengths skipped)\n", len(fns), cs.Length, skipped)
+	if len(fns) < *minSize {
+		return fmt.Errorf("%d patterns, fewer than --min-size %d", len(fns), *minSize)
+	}
+	series := make([][]float64, len(fns))
+	for i, f := range fns {
+		series[i] = f.Counts
+	}
+	opts := kshape.Options{Seed: *seed, Restarts: 3}
+	var res *kshape.Result
+	k := 1
+	if *kFlag == "auto" {
+		lo, hi, err := parseRange(*kRange)
+		if err != nil {
+			return err
+		}
+		hi = min(hi, len(fns)/max(1, *minSize))
+		best, table, err := kshape.ChooseK(ctx, series, lo, max(lo, hi), opts, 500)
+		if err != nil {
+			return err
+		}
+		for _, s := range table {
+			fmt.Fprintf(os.Stderr, "  K=%d objective %.3f silhouette %.4f\n", s.K, s.Objective, s.Silhouette)
+		}
+		res, k = best.Result, best.K
+	} else {
+		if k, err = strconv.Atoi(*kFlag); err != nil {
+			return fmt.Errorf("--k %q: want a number or auto", *kFlag)
+		}
+		if res, err = kshape.Fit(ctx, series, withK(opts, k)); err != nil {
+			return err
+		}
+	}
+	// A candidate is new when its centroid is out of distribution for the
+	// existing router: farther than every existing cluster's threshold.
+	rt, err := router.New(cs)
+	if err != nil {
+		return err
+	}
+	thresholds := kshape.Threshold(res, k, 0.99)
+	nextID := 0
+	for _, c := range cs.Clusters {
+		nextID = max(nextID, c.ID+1)
+	}
+	var added []string
+	for j := range k {
+		var members []trace.Function
+		var dists []float64
+		for i, l := range res.Labels {
+			if l == j {
+				members = append(members, fns[i])
+				dists = append(dists, res.Distances[i])
+			}
+		}
+		route, err := rt.Route(ctx, res.Centroids[j])
+		if err != nil {
+			return err
+		}
+		if len(members) < *minSize || !route.OOD {
+			fmt.Fprintf(os.Stderr, "  candidate %d: %d members, nearest existing cluster %d at SBD %.3f: not new, dropped\n", j, len(members), route.Cluster, route.Distance)
+			continue
+		}
+		id := nextID
+		nextID++
+		name := fmt.Sprintf("cluster-%d.parquet", id)
+		if err := trace.WriteParquet(filepath.Join(*models, name), members); err != nil {
+			return err
+		}
+		cs.Clusters = append(cs.Clusters, manifest.Cluster{ID: id, Size: len(members), Centroid: res.Centroids[j], Threshold: thresholds[j], Parquet: name})
+		for i, f := range members {
+			cs.Members = append(cs.Members, manifest.Member{Function: f.ID, Cluster: id, Distance: dists[i]})
+		}
+		added = append(added, strconv.Itoa(id))
+		fmt.Fprintf(os.Stderr, "  new cluster %d: %d members, nearest existing cluster %d at SBD %.3f\n", id, len(members), route.Cluster, route.Distance)
+	}
+	if len(added) == 0 {
+		fmt.Fprintln(os.Stderr, "cluster add: no new cluster")
+		return nil
+	}
+	cs.K = len(cs.Clusters)
+	if err := manifest.Write(path, cs); err != nil {
+		return err
+	}
+	// The ids for `make train-experts CLUSTERS=...`, on stdout.
+	fmt.Println(strings.Join(added, ","))
+	return nil
+}
+
+// readNovel reads patterns from an OOD log (folder or file) or a CSV,
+// keeping full-length patterns, the latest per function.
+func readNovel(from string, length int) ([]trace.Function, int, error) {
+	st, err := os.Stat(from)
+	if err != nil {
+		return nil, 0, err
+	}
+	var recs []oodlog.Record
+	switch {
+	case st.IsDir():
+		recs, _, err = oodlog.ReadDir(from)
+	case strings.Contains(filepath.Base(from), ".jsonl"):
+		recs, _, err = oodlog.ReadFile(from)
+	default:
+		fns, err := trace.ReadAll(from, trace.Options{}, trace.All)
+		return fns, 0, err
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	latest := map[string]int{}
+	var out []trace.Function
+	skipped := 0
+	for _, r := range recs {
+		if len(r.Counts) != length {
+			skipped++
+			continue
+		}
+		f := trace.Function{ID: r.Function, Owner: r.Function, App: r.Function, Trigger: "unknown", Counts: r.Counts}
+		if i, ok := latest[r.Function]; ok {
+			out[i] = f
+			continue
+		}
+		latest[r.Function] = len(out)
+		out = append(out, f)
+	}
+	return out, skipped, nil
+}

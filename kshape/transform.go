@@ -1,0 +1,40 @@
+package kshape
+
+import "math"
+
+// Transform maps raw per-minute counts to the representation whose shape is
+// clustered and routed: log1p tames bursts (one spike of 10,000 would
+// otherwise be the whole shape) and a centred moving average of Smooth
+// minutes removes the Poisson noise of low counts, which at one-minute
+// resolution hides the daily shape of most functions. The same Transform
+// must be applied at clustering and at routing: clusters.json records it.
+type Transform struct {
+	Log1p  bool `json:"log1p"`
+	Smooth int  `json:"smooth"` // window in minutes; 0 or 1: none
+}
+
+// Apply returns the transformed series (a new slice).
+func (tr Transform) Apply(x []float64) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		if tr.Log1p {
+			v = math.Log1p(v)
+		}
+		out[i] = v
+	}
+	if tr.Smooth <= 1 {
+		return out
+	}
+	// Centred moving average with a shrinking window at the edges, by
+	// prefix sums (O(n) whatever the window).
+	prefix := make([]float64, len(out)+1)
+	for i, v := range out {
+		prefix[i+1] = prefix[i] + v
+	}
+	half := tr.Smooth / 2
+	for i := range out {
+		lo, hi := max(0, i-half), min(len(out), i-half+tr.Smooth)
+		out[i] = (prefix[hi] - prefix[lo]) / float64(hi-lo)
+	}
+	return out
+}
