@@ -40,6 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff check training scripts
 
 test-go: build venv
+	@scripts/ensure-chromium.sh
 	MESP_PYTHON=$(VENV)/bin/python $(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeForecastRequest -fuzztime 5s ./server
 

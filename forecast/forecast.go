@@ -67,7 +67,7 @@ func (f *Forecaster) Forecast(ctx context.Context, reqs []Request, mode Mode) ([
 	return s.forecast(ctx, reqs, mode, f.OnRoute)
 }
 
-func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute func(context.Context, string, []float64, router.Route)) ([]Result, error) {
+func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute RouteHook) ([]Result, error) {
 	if len(reqs) == 0 {
 		return nil, fmt.Errorf("%w: no functions", ErrInvalid)
 	}
@@ -83,12 +83,12 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute f
 		if err != nil {
 			return nil, err
 		}
-		if onRoute != nil {
-			onRoute(ctx, r.ID, r.Counts, rt)
-		}
 		m, kind := s.Dense, "dense"
 		if mode == Routed {
 			m, kind = s.ServedModel(rt)
+		}
+		if onRoute != nil {
+			onRoute(ctx, r.ID, r.Counts, rt, kind)
 		}
 		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
 		groups[m] = append(groups[m], i)
@@ -120,4 +120,51 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute f
 // breakdown uses it for rows a baseline answers).
 func (s *Set) RouteOnly(ctx context.Context, counts []float64) (router.Route, error) {
 	return s.Router.Route(ctx, counts)
+}
+
+// ErrUnknownModel marks a model id that is not in service.
+var ErrUnknownModel = errors.New("unknown model")
+
+// ForecastModel runs one named model ("dense" or an expert's id) on every
+// request, without routing (the KServe V2 per-model endpoints).
+func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID string) ([]Result, error) {
+	s, release, err := f.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	m := s.Model(modelID)
+	if m == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownModel, modelID)
+	}
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("%w: no functions", ErrInvalid)
+	}
+	in := make([]float32, 0, len(reqs)*m.InputLen)
+	for _, r := range reqs {
+		if len(r.Counts) < m.InputLen {
+			return nil, fmt.Errorf("%w: function %q: %d counts, model %s needs at least %d", ErrInvalid, r.ID, len(r.Counts), m.ID, m.InputLen)
+		}
+		for i, v := range r.Counts {
+			if err := trace.CheckCount(v); err != nil {
+				return nil, fmt.Errorf("%w: function %q: count %d: %v", ErrInvalid, r.ID, i, err)
+			}
+		}
+		for _, v := range r.Counts[len(r.Counts)-m.InputLen:] {
+			in = append(in, float32(v))
+		}
+	}
+	y, err := s.predictor(m).Predict(ctx, in, len(reqs))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(reqs))
+	for i, r := range reqs {
+		fc := make([]float64, manifest.Horizon)
+		for h := range fc {
+			fc[h] = float64(y[i*manifest.Horizon+h])
+		}
+		out[i] = Result{ID: r.ID, Cluster: -1, Model: m.ID, Family: m.Family, Forecast: fc}
+	}
+	return out, nil
 }

@@ -166,6 +166,19 @@ func (s *Set) ServedModel(rt router.Route) (*onnx.Model, string) {
 	return s.Dense, "dense"
 }
 
+// Model finds a loaded model by id ("dense" or an expert's id).
+func (s *Set) Model(id string) *onnx.Model {
+	if s.Dense.ID == id {
+		return s.Dense
+	}
+	for _, m := range s.Experts {
+		if m.ID == id {
+			return m
+		}
+	}
+	return nil
+}
+
 // ErrNotReady is returned before the first successful load.
 var ErrNotReady = errors.New("forecast: no models loaded")
 
@@ -178,8 +191,11 @@ type Forecaster struct {
 	cur   *Set
 	curM  sync.RWMutex
 	// OnRoute, if set, observes every routing decision (metrics, OOD log).
-	OnRoute func(ctx context.Context, id string, counts []float64, rt router.Route)
+	OnRoute RouteHook
 }
+
+// RouteHook observes one routing decision and the kind of model chosen.
+type RouteHook func(ctx context.Context, id string, counts []float64, rt router.Route, kind string)
 
 // New makes a Forecaster over a models folder; call Reload to load it.
 func New(dir string, o onnx.Options, b Batching) *Forecaster {

@@ -9,6 +9,6 @@ data="${1:-$root/../shared/data/azure2019-invitro-dev.csv.gz}"
 k="${2:-8}"; iters="${3:-100}"
 py="${MESP_PYTHON:-$("$root/scripts/setup-venv.sh")/bin/python}"
 out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT
-"$root/bin/mesp" cluster --data "$data" --part all --k "$k" --max-iter "$iters" --restarts 1 --seed 1 \
+"$root/bin/mesp" cluster --data "$data" --part all --k "$k" --max-iter "$iters" --restarts 1 --seed 1 --log1p=false --smooth 1 \
   --out "$out/go" --summary "$out/go.json" 2> >(tail -3 >&2)
 "$py" "$root/scripts/kshape_reference.py" "$out/go" "$out/go.json" --max-iter "$iters"

@@ -78,11 +78,14 @@ func New(fc *forecast.Forecaster, o Options) *Server {
 	e.Use(s.bodyLimit)
 	e.POST("/v1/forecast", s.handleForecast)
 	e.GET("/v1/experts", s.handleExperts)
+	e.GET("/favicon.ico", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.handleReady)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	e.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openAPI) })
 	e.POST("/v1/admin/reload", s.handleReload, s.requireAdmin)
+	s.registerV2()
+	s.registerConsole()
 	fc.OnRoute = s.chainOnRoute(fc.OnRoute)
 	return s
 }
@@ -90,15 +93,15 @@ func New(fc *forecast.Forecaster, o Options) *Server {
 // Echo exposes the router for tests and for adding routes (console, V2).
 func (s *Server) Echo() *echo.Echo { return s.echo }
 
-func (s *Server) chainOnRoute(next func(context.Context, string, []float64, router.Route)) func(context.Context, string, []float64, router.Route) {
-	return func(ctx context.Context, id string, counts []float64, rt router.Route) {
-		kind := "expert_or_dense"
+func (s *Server) chainOnRoute(next forecast.RouteHook) forecast.RouteHook {
+	return func(ctx context.Context, id string, counts []float64, rt router.Route, kind string) {
+		label := kind
 		if rt.OOD {
-			kind = "ood"
+			label = "ood_dense"
 		}
-		s.metrics.routes.WithLabelValues(strconv.Itoa(rt.Cluster), kind).Inc()
+		s.metrics.routes.WithLabelValues(strconv.Itoa(rt.Cluster), label).Inc()
 		if next != nil {
-			next(ctx, id, counts, rt)
+			next(ctx, id, counts, rt, kind)
 		}
 	}
 }

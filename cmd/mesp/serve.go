@@ -60,7 +60,7 @@ func runServe(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fc.OnRoute = func(_ context.Context, id string, counts []float64, rt router.Route) {
+		fc.OnRoute = func(_ context.Context, id string, counts []float64, rt router.Route, _ string) {
 			if !rt.OOD {
 				return
 			}

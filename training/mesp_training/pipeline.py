@@ -9,6 +9,8 @@ functions; the manifest records both numbers and the decision.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -51,6 +53,14 @@ def _load_cluster(models: Path, cl: dict[str, Any], val_percent: int) -> tuple[n
     return counts[~val], counts[val]
 
 
+def _fingerprint(cfg: SearchConfig, *parts: Any) -> str:
+    """Names a study by what it searches: the same data and settings resume
+    the same study; re-clustered data or a changed budget start a new one
+    (a stale study would hand back weights trained on other data)."""
+    h = hashlib.sha256(json.dumps([cfg.__dict__, *parts], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:10]
+
+
 def _model_entry(model_id: str, file: str, models: Path, w: Winner) -> dict[str, Any]:
     c = w.candidate
     return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": c.family,
@@ -79,7 +89,8 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         val_all = np.concatenate([d[1] for d in data.values()])
         log(f"dense: {len(fit_all)} training + {len(val_all)} validation functions, "
             f"{k * cfg.trials_per_cluster} trials, {k * cfg.minutes_per_cluster:.1f} min")
-        dense = search("dense", SplitCache(fit_all, val_all, cfg.train_stride), cfg,
+        members = sorted((m["function"], m["cluster"]) for m in cs["members"])
+        dense = search(f"dense-{_fingerprint(cfg, members)}", SplitCache(fit_all, val_all, cfg.train_stride), cfg,
                        trials=k * cfg.trials_per_cluster, minutes=k * cfg.minutes_per_cluster,
                        work=work, storage=storage, log=log)
         export(dense.model, models / "dense.onnx", "dense")
@@ -99,7 +110,8 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         fit_c, val_c = data[cid]
         log(f"cluster {cid}: {len(fit_c)} training + {len(val_c)} validation functions")
         name = f"cluster-{cid}"
-        w = search(name, SplitCache(fit_c, val_c, cfg.train_stride), cfg, trials=cfg.trials_per_cluster,
+        ids = sorted(m["function"] for m in cs["members"] if m["cluster"] == cid)
+        w = search(f"{name}-{_fingerprint(cfg, ids, dense.candidate.__dict__)}", SplitCache(fit_c, val_c, cfg.train_stride), cfg, trials=cfg.trials_per_cluster,
                    minutes=cfg.minutes_per_cluster, work=work, storage=storage, warm=dense, log=log)
         ds = make_split(fit_c[:0], val_c, dense.candidate.input_len, cfg.train_stride)
         dense_val = mae(predict(dense.model, ds.x_val), ds.y_val)

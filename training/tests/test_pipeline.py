@@ -79,7 +79,9 @@ def test_two_workers_share_one_study_on_postgres(clustered: Path, tmp_path: Path
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    study = optuna.load_study(study_name="dense", storage=url)
+    names = [n for n in optuna.get_all_study_names(url) if n.startswith("dense-")]
+    assert len(names) == 1, names  # both workers named the study alike
+    study = optuna.load_study(study_name=names[0], storage=url)
     workers = {t.user_attrs.get("worker") for t in study.trials}
     assert len(workers - {None}) == 2, f"trials came from {workers}"
     finished = [t for t in study.trials if t.state.is_finished()]

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+	"path/filepath"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/mesp-project/mesp/trace"
+)
+
+// The web console: plain HTML/JS/CSS embedded in the binary, no network.
+//
+//go:embed console
+var consoleFS embed.FS
+
+func (s *Server) registerConsole() {
+	sub, _ := fs.Sub(consoleFS, "console")
+	static := http.StripPrefix("/console/", http.FileServer(http.FS(sub)))
+	s.echo.GET("/console/*", echo.WrapHandler(static))
+	s.echo.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/console/") })
+	s.echo.GET("/v1/clusters", s.handleClusters)
+	s.echo.GET("/v1/examples", s.handleExamples)
+	s.echo.GET("/v1/stats", s.handleStats)
+}
+
+// ClusterJSON is one cluster as the console draws it.
+type ClusterJSON struct {
+	ID        int       `json:"id"`
+	Size      int       `json:"size"`
+	Threshold float64   `json:"threshold"`
+	Centroid  []float64 `json:"centroid"`
+}
+
+func (s *Server) handleClusters(c echo.Context) error {
+	set, release, err := s.fc.Acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	out := make([]ClusterJSON, 0, len(set.Clusters.Clusters))
+	for _, cl := range set.Clusters.Clusters {
+		out = append(out, ClusterJSON{ID: cl.ID, Size: cl.Size, Threshold: cl.Threshold, Centroid: cl.Centroid})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"k": len(out), "length": set.Clusters.Length, "transform": set.Clusters.Transform, "clusters": out})
+}
+
+// handleExamples offers one real training function per cluster (from the
+// cluster's Parquet file, when shipped) for the forecast explorer.
+func (s *Server) handleExamples(c echo.Context) error {
+	set, release, err := s.fc.Acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	type example struct {
+		Label  string    `json:"label"`
+		ID     string    `json:"id"`
+		Counts []float64 `json:"counts"`
+	}
+	var out []example
+	for _, cl := range set.Clusters.Clusters {
+		fns, err := trace.ReadParquet(filepath.Join(s.fc.Dir(), cl.Parquet))
+		if err != nil || len(fns) == 0 {
+			continue
+		}
+		f := fns[len(fns)/2]
+		out = append(out, example{Label: "cluster " + strconv.Itoa(cl.ID) + " member", ID: f.ID, Counts: f.Counts})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"examples": out})
+}
+
+// handleStats summarises the Prometheus counters as JSON for the console.
+func (s *Server) handleStats(c echo.Context) error {
+	families, err := s.metrics.reg.Gather()
+	if err != nil {
+		return err
+	}
+	requests := map[string]float64{}
+	routes := map[string]float64{}
+	loads := map[string]float64{}
+	label := func(m *dto.Metric, name string) string {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == name {
+				return l.GetValue()
+			}
+		}
+		return ""
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch f.GetName() {
+			case "mesp_http_requests_total":
+				requests[label(m, "route")+" "+label(m, "status")] += m.GetCounter().GetValue()
+			case "mesp_routes_total":
+				routes[label(m, "cluster")+" "+label(m, "kind")] += m.GetCounter().GetValue()
+			case "mesp_model_loads_total":
+				loads[label(m, "result")] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"requests": requests, "routes": routes, "loads": loads, "last_reload": s.reloadStatus()})
+}

@@ -1,0 +1,209 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mesp-project/mesp/forecast"
+)
+
+// The KServe V2 / Open Inference Protocol (REST, JSON tensors; the binary
+// tensor extension is not supported), beside /v1. Model names: "mesp"
+// (routed, as /v1/forecast), "dense", or an expert's id ("cluster-3").
+//
+// Input "counts": FP32/FP64/INT32/INT64, shape [batch, minutes], data flat
+// (row-major) or nested. Outputs: "forecast" FP32 [batch, 60]; for "mesp"
+// also "cluster" INT64 [batch] and "distance" FP64 [batch].
+
+func (s *Server) registerV2() {
+	e := s.echo
+	e.GET("/v2", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]any{"name": "mesp", "version": "1", "extensions": []string{}})
+	})
+	e.GET("/v2/health/live", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
+	e.GET("/v2/health/ready", func(c echo.Context) error {
+		if s.fc.Current() == nil {
+			return v2Error(c, http.StatusServiceUnavailable, "models not loaded")
+		}
+		return c.NoContent(http.StatusOK)
+	})
+	e.GET("/v2/models/:name", s.v2Metadata)
+	e.GET("/v2/models/:name/ready", s.v2Ready)
+	e.POST("/v2/models/:name/infer", s.v2Infer)
+}
+
+type v2Tensor struct {
+	Name     string          `json:"name"`
+	Shape    []int           `json:"shape"`
+	Datatype string          `json:"datatype"`
+	Data     json.RawMessage `json:"data,omitempty"`
+}
+
+type v2TensorOut struct {
+	Name     string `json:"name"`
+	Shape    []int  `json:"shape"`
+	Datatype string `json:"datatype"`
+	Data     any    `json:"data"`
+}
+
+type v2Request struct {
+	ID      string     `json:"id,omitempty"`
+	Inputs  []v2Tensor `json:"inputs"`
+	Outputs []struct {
+		Name string `json:"name"`
+	} `json:"outputs,omitempty"`
+}
+
+// v2Error answers in V2's error shape: {"error": "message"}.
+func v2Error(c echo.Context, status int, msg string) error {
+	return c.JSON(status, map[string]string{"error": msg})
+}
+
+// v2Model resolves a model name; "" means unknown.
+func (s *Server) v2Model(name string) (inputLen int, ok bool) {
+	set := s.fc.Current()
+	if set == nil {
+		return 0, false
+	}
+	if name == "mesp" {
+		return set.MaxInputLen, true
+	}
+	if m := set.Model(name); m != nil {
+		return m.InputLen, true
+	}
+	return 0, false
+}
+
+func (s *Server) v2Metadata(c echo.Context) error {
+	name := c.Param("name")
+	inputLen, ok := s.v2Model(name)
+	if !ok {
+		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
+	}
+	outputs := []map[string]any{{"name": "forecast", "datatype": "FP32", "shape": []int{-1, 60}}}
+	if name == "mesp" {
+		outputs = append(outputs, map[string]any{"name": "cluster", "datatype": "INT64", "shape": []int{-1}},
+			map[string]any{"name": "distance", "datatype": "FP64", "shape": []int{-1}})
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"name": name, "versions": []string{"1"}, "platform": "onnxruntime_onnx",
+		"inputs":  []map[string]any{{"name": "counts", "datatype": "FP32", "shape": []int{-1, -1}, "min_minutes": inputLen}},
+		"outputs": outputs,
+	})
+}
+
+func (s *Server) v2Ready(c echo.Context) error {
+	if _, ok := s.v2Model(c.Param("name")); !ok {
+		return v2Error(c, http.StatusNotFound, fmt.Sprintf("model %q not ready or unknown", c.Param("name")))
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+func (s *Server) v2Infer(c echo.Context) error {
+	name := c.Param("name")
+	if _, ok := s.v2Model(name); !ok {
+		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
+	}
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		return v2Error(c, http.StatusRequestEntityTooLarge, "reading body: "+err.Error())
+	}
+	reqs, id, wantOut, err := decodeV2(body, s.opts.MaxBatch)
+	if err != nil {
+		return v2Error(c, http.StatusBadRequest, err.Error())
+	}
+	var res []forecast.Result
+	if name == "mesp" {
+		res, err = s.fc.Forecast(c.Request().Context(), reqs, forecast.Routed)
+	} else {
+		res, err = s.fc.ForecastModel(c.Request().Context(), reqs, name)
+	}
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, forecast.ErrInvalid) {
+			status = http.StatusBadRequest
+		}
+		return v2Error(c, status, err.Error())
+	}
+	fc := make([]float32, 0, len(res)*60)
+	cl := make([]int64, len(res))
+	dist := make([]float64, len(res))
+	for i, r := range res {
+		for _, v := range r.Forecast {
+			fc = append(fc, float32(v))
+		}
+		cl[i], dist[i] = int64(r.Cluster), r.Distance
+	}
+	all := []v2TensorOut{{Name: "forecast", Shape: []int{len(res), 60}, Datatype: "FP32", Data: fc}}
+	if name == "mesp" {
+		all = append(all, v2TensorOut{Name: "cluster", Shape: []int{len(res)}, Datatype: "INT64", Data: cl},
+			v2TensorOut{Name: "distance", Shape: []int{len(res)}, Datatype: "FP64", Data: dist})
+	}
+	var outs []v2TensorOut
+	for _, o := range all {
+		if len(wantOut) == 0 || wantOut[o.Name] {
+			outs = append(outs, o)
+		}
+	}
+	for n := range wantOut {
+		found := false
+		for _, o := range all {
+			found = found || o.Name == n
+		}
+		if !found {
+			return v2Error(c, http.StatusBadRequest, fmt.Sprintf("unknown output %q", n))
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"model_name": name, "model_version": "1", "id": id, "outputs": outs})
+}
+
+// decodeV2 reads the "counts" tensor into one request per row.
+func decodeV2(body []byte, maxBatch int) ([]forecast.Request, string, map[string]bool, error) {
+	var req v2Request
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, "", nil, fmt.Errorf("body is not a V2 inference request: %v", err)
+	}
+	if len(req.Inputs) != 1 || req.Inputs[0].Name != "counts" {
+		return nil, "", nil, fmt.Errorf("want exactly one input tensor named \"counts\"")
+	}
+	t := req.Inputs[0]
+	switch t.Datatype {
+	case "FP32", "FP64", "INT32", "INT64", "UINT32", "UINT64":
+	default:
+		return nil, "", nil, fmt.Errorf("input \"counts\": datatype %q, want FP32, FP64 or an integer type", t.Datatype)
+	}
+	if len(t.Shape) != 2 || t.Shape[0] < 1 || t.Shape[1] < 1 {
+		return nil, "", nil, fmt.Errorf("input \"counts\": shape %v, want [batch, minutes]", t.Shape)
+	}
+	if t.Shape[0] > maxBatch {
+		return nil, "", nil, fmt.Errorf("input \"counts\": batch of %d, at most %d", t.Shape[0], maxBatch)
+	}
+	var flat []float64
+	if err := json.Unmarshal(t.Data, &flat); err != nil {
+		var nested [][]float64
+		if err2 := json.Unmarshal(t.Data, &nested); err2 != nil {
+			return nil, "", nil, fmt.Errorf("input \"counts\": data must be numbers, flat or nested: %v", err)
+		}
+		for _, row := range nested {
+			flat = append(flat, row...)
+		}
+	}
+	b, n := t.Shape[0], t.Shape[1]
+	if len(flat) != b*n {
+		return nil, "", nil, fmt.Errorf("input \"counts\": %d values for shape %v", len(flat), t.Shape)
+	}
+	reqs := make([]forecast.Request, b)
+	for i := range reqs {
+		reqs[i] = forecast.Request{ID: fmt.Sprintf("#%d", i), Counts: flat[i*n : (i+1)*n]}
+	}
+	want := map[string]bool{}
+	for _, o := range req.Outputs {
+		want[o.Name] = true
+	}
+	return reqs, req.ID, want, nil
+}
