@@ -17,6 +17,7 @@ RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w" -o /out/mesp ./cmd/mesp
 # (the file onnxruntime_go v1.33.0 speaks to), verified by sha256.
 FROM node:20-bookworm-slim AS ort
 ARG ORT_VERSION
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /ort
 RUN npm pack "onnxruntime-node@${ORT_VERSION}" \
  && tar -xzf "onnxruntime-node-${ORT_VERSION}.tgz" package/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
@@ -35,9 +36,10 @@ ENV MESP_ORT__LIBRARY=/usr/local/lib/libonnxruntime.so.1 \
     MESP_MODELS=/srv/mesp/models \
     MESP_SERVER__ADDR=0.0.0.0:8080 \
     MESP_LOG__FORMAT=json
-USER mesp
+# numeric, so that Kubernetes runAsNonRoot can verify it; the user is "mesp"
+USER 10001
 WORKDIR /srv/mesp
 EXPOSE 8080
-HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD ["curl", "-fsS", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["/usr/local/bin/mesp"]
 CMD ["serve"]

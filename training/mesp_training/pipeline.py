@@ -30,7 +30,7 @@ from .contract import (
     write_json_atomic,
 )
 from .export import export
-from .fit import mae, make_split, naive_mae, predict
+from .fit import mae, make_split, predict
 from .search import SearchConfig, SplitCache, Winner, load_winner, save_winner, search
 
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +30,31 @@ def clustered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([str(mesp_bin()), "cluster", "--data", str(FIXTURE), "--k", "3", "--out", str(out)],
                    check=True, capture_output=True)
     return out
+
+
+def shipped_models() -> Path:
+    return Path(os.environ.get("MESP_TEST_MODELS", ROOT / "models"))
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[str]:
+    """`mesp serve` on loopback over a copy of the shipped models; yields host:port."""
+    models = tmp_path / "models"
+    shutil.copytree(shipped_models(), models, ignore=shutil.ignore_patterns(".work"))
+    proc = subprocess.Popen([str(mesp_bin()), "serve", "--models", str(models), "--addr", "127.0.0.1:0",
+                             "--admin-token", "t0k"], stderr=subprocess.PIPE, text=True)
+    addr = None
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(r"listening on http://(\S+)", line)
+        if m:
+            addr = m.group(1)
+            break
+    if addr is None:
+        proc.kill()
+        pytest.fail("mesp serve did not start")
+    try:
+        yield addr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
