@@ -111,7 +111,8 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         log(f"cluster {cid}: {len(fit_c)} training + {len(val_c)} validation functions")
         name = f"cluster-{cid}"
         ids = sorted(m["function"] for m in cs["members"] if m["cluster"] == cid)
-        w = search(f"{name}-{_fingerprint(cfg, ids, dense.candidate.__dict__)}", SplitCache(fit_c, val_c, cfg.train_stride), cfg, trials=cfg.trials_per_cluster,
+        study = f"{name}-{_fingerprint(cfg, ids, dense.candidate.__dict__)}"
+        w = search(study, SplitCache(fit_c, val_c, cfg.train_stride), cfg, trials=cfg.trials_per_cluster,
                    minutes=cfg.minutes_per_cluster, work=work, storage=storage, warm=dense, log=log)
         ds = make_split(fit_c[:0], val_c, dense.candidate.input_len, cfg.train_stride)
         dense_val = mae(predict(dense.model, ds.x_val), ds.y_val)
