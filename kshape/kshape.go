@@ -8,9 +8,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
-
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
 )
 
 // Options controls Fit.
@@ -53,7 +50,16 @@ var ErrInput = errors.New("kshape: bad input")
 // Fit clusters series (each of the same length; they are z-normalised
 // here) into opts.K clusters.
 func Fit(ctx context.Context, series [][]float64, opts Options) (*Result, error) {
-	d, err := newDataset(series, &opts)
+	x, err := MatrixOf(series)
+	if err != nil {
+		return nil, err
+	}
+	return FitMatrix(ctx, x, opts)
+}
+
+// FitMatrix is Fit on a Matrix (large data, streamed in by the caller).
+func FitMatrix(ctx context.Context, x *Matrix, opts Options) (*Result, error) {
+	d, err := newDataset(x, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +90,11 @@ func Fit(ctx context.Context, series [][]float64, opts Options) (*Result, error)
 // FitFrom runs one k-Shape from a given initial assignment (to compare with
 // other implementations started the same way).
 func FitFrom(ctx context.Context, series [][]float64, labels []int, opts Options) (*Result, error) {
-	d, err := newDataset(series, &opts)
+	x, err := MatrixOf(series)
+	if err != nil {
+		return nil, err
+	}
+	d, err := newDataset(x, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +113,11 @@ func FitFrom(ctx context.Context, series [][]float64, labels []int, opts Options
 // tslearn's KShape with an init array): assign, then refine and assign
 // until no label changes.
 func FitFromCentroids(ctx context.Context, series [][]float64, centroids [][]float64, opts Options) (*Result, error) {
-	d, err := newDataset(series, &opts)
+	x, err := MatrixOf(series)
+	if err != nil {
+		return nil, err
+	}
+	d, err := newDataset(x, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -120,15 +134,6 @@ func FitFromCentroids(ctx context.Context, series [][]float64, centroids [][]flo
 	return d.run(ctx, 0, nil, init, opts)
 }
 
-// dataset is the z-normalised data in one row-major block plus each row's
-// spectrum, computed once.
-type dataset struct {
-	n, m    int
-	x       []float64 // n*m z-normalised
-	spectra []Spectrum
-	workers int
-}
-
 func (o *Options) setDefaults() {
 	if o.MaxIter <= 0 {
 		o.MaxIter = 100
@@ -138,39 +143,32 @@ func (o *Options) setDefaults() {
 	}
 }
 
-func newDataset(series [][]float64, opts *Options) (*dataset, error) {
-	opts.setDefaults()
-	if len(series) == 0 {
-		return nil, fmt.Errorf("%w: no series", ErrInput)
-	}
-	if opts.K < 1 || opts.K > len(series) {
-		return nil, fmt.Errorf("%w: k=%d for %d series", ErrInput, opts.K, len(series))
-	}
-	m := len(series[0])
-	if m < 2 {
-		return nil, fmt.Errorf("%w: series of length %d", ErrInput, m)
-	}
-	d := &dataset{n: len(series), m: m, x: make([]float64, len(series)*m),
-		spectra: make([]Spectrum, len(series)), workers: opts.Workers}
-	for i, s := range series {
-		if len(s) != m {
-			return nil, fmt.Errorf("%w: series %d has length %d, want %d", ErrInput, i, len(s), m)
-		}
-		for t, v := range s {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("%w: series %d value %d is %v", ErrInput, i, t, v)
-			}
-		}
-	}
-	d.parallel(func(p *Plan, i int) {
-		row := d.row(i)
-		ZNormalizeInto(row, series[i])
-		d.spectra[i] = p.Spectrum(row)
-	})
-	return d, nil
+// dataset is the z-normalised data; spectra are computed on the fly.
+type dataset struct {
+	n, m    int
+	x       *Matrix
+	workers int
 }
 
-func (d *dataset) row(i int) []float64 { return d.x[i*d.m : (i+1)*d.m] }
+func newDataset(x *Matrix, opts *Options) (*dataset, error) {
+	opts.setDefaults()
+	if x == nil || x.Rows() == 0 {
+		return nil, fmt.Errorf("%w: no series", ErrInput)
+	}
+	if opts.K < 1 || opts.K > x.Rows() {
+		return nil, fmt.Errorf("%w: k=%d for %d series", ErrInput, opts.K, x.Rows())
+	}
+	if x.Len() < 2 {
+		return nil, fmt.Errorf("%w: series of length %d", ErrInput, x.Len())
+	}
+	return &dataset{n: x.Rows(), m: x.Len(), x: x, workers: opts.Workers}, nil
+}
+
+// spectrum is row i's spectrum in p's scratch space (valid until the next
+// call on p).
+func (d *dataset) spectrum(p *Plan, i int) Spectrum {
+	return p.scratchSpectrum(d.x.Row(i, p.row))
+}
 
 // parallel runs fn(i) for i in [0, n) on the workers, each with its own Plan.
 func (d *dataset) parallel(fn func(p *Plan, i int)) {
@@ -205,7 +203,7 @@ func parallelN(n, workers, m int, fn func(p *Plan, i int)) {
 // with probability proportional to its squared SBD to the nearest chosen.
 func (d *dataset) seedPlusPlus(rng *rand.Rand, k int) [][]float64 {
 	first := rng.IntN(d.n)
-	centroids := [][]float64{append([]float64(nil), d.row(first)...)}
+	centroids := [][]float64{d.x.Row(first, make([]float64, d.m))}
 	nearest := make([]float64, d.n)
 	for i := range nearest {
 		nearest[i] = math.Inf(1)
@@ -213,7 +211,7 @@ func (d *dataset) seedPlusPlus(rng *rand.Rand, k int) [][]float64 {
 	for len(centroids) < k {
 		cs := NewPlan(d.m).Spectrum(centroids[len(centroids)-1])
 		d.parallel(func(p *Plan, i int) {
-			dist, _ := p.SBD(d.spectra[i], cs)
+			dist, _ := p.SBD(d.spectrum(p, i), cs)
 			nearest[i] = min(nearest[i], dist)
 		})
 		var total float64
@@ -231,7 +229,7 @@ func (d *dataset) seedPlusPlus(rng *rand.Rand, k int) [][]float64 {
 				}
 			}
 		}
-		centroids = append(centroids, append([]float64(nil), d.row(pick)...))
+		centroids = append(centroids, d.x.Row(pick, make([]float64, d.m)))
 	}
 	return centroids
 }
@@ -285,10 +283,7 @@ func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids 
 	// Final distances are to the final centroids.
 	d.assign(centroids, labels, dist)
 	res.Centroids, res.Labels, res.Distances, res.Objective = centroids, labels, dist, sum(dist)
-	res.Shapeless = make([]bool, d.n)
-	for i, sp := range d.spectra {
-		res.Shapeless[i] = sp.Norm == 0
-	}
+	res.Shapeless = append([]bool(nil), d.x.shapeless...)
 	return res, nil
 }
 
@@ -311,8 +306,9 @@ func (d *dataset) assign(centroids [][]float64, labels []int, dist []float64) in
 	changed := 0
 	d.parallel(func(p *Plan, i int) {
 		best, bj := math.Inf(1), 0
+		si := d.spectrum(p, i)
 		for j := range cs {
-			if dd, _ := p.SBD(d.spectra[i], cs[j]); dd < best {
+			if dd, _ := p.SBD(si, cs[j]); dd < best {
 				best, bj = dd, j
 			}
 		}
@@ -376,27 +372,30 @@ func (d *dataset) refine(labels []int, old [][]float64, k int) [][]float64 {
 // where S = A^T A over the members aligned to ref, and Q = I - 11^T/m
 // centres a vector. M is never formed: power iteration applies
 // v -> Q A^T A Q v in O(n_j m), instead of O(m^2) memory and O(m^3) time
-// for eigendecomposing a 1440 x 1440 matrix.
+// for eigendecomposing a 1440 x 1440 matrix. A is kept as float32 (half
+// the memory for large clusters); products accumulate in float64.
 func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 {
 	m := d.m
 	if len(members) == 0 {
 		return append([]float64(nil), ref...)
 	}
-	a := make([]float64, len(members)*m)
-	refSpec := p.Spectrum(ref)
+	a := make([]float32, len(members)*m)
+	refSpec := p.Spectrum(ref) // owned copy: member spectra reuse p's scratch
+	shifted := make([]float64, m)
 	for r, i := range members {
-		dst := a[r*m : (r+1)*m]
-		if refSpec.Norm == 0 {
-			copy(dst, d.row(i))
-			continue
+		row := d.x.Row(i, make([]float64, m))
+		if refSpec.Norm > 0 {
+			// Align the member to the reference (zeros shifted in), as
+			// tslearn and the authors' code do; the centroid is
+			// z-normalised at the end.
+			_, s := p.MaxNCC(refSpec, p.scratchSpectrum(row))
+			ShiftInto(shifted, row, s)
+			row = shifted
 		}
-		// Align the member to the reference (zeros shifted in), as
-		// tslearn and the authors' code do; the centroid is z-normalised
-		// at the end.
-		_, s := p.MaxNCC(refSpec, d.spectra[i])
-		ShiftInto(dst, d.row(i), s)
+		for t, v := range row {
+			a[r*m+t] = float32(v)
+		}
 	}
-	A := blas64.General{Rows: len(members), Cols: m, Stride: m, Data: a}
 	v := make([]float64, m)
 	// Warm start from the previous centroid; from the members' mean if none.
 	if refSpec.Norm > 0 {
@@ -404,7 +403,7 @@ func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 
 	} else {
 		for r := range members {
 			for t := range m {
-				v[t] += a[r*m+t]
+				v[t] += float64(a[r*m+t])
 			}
 		}
 	}
@@ -416,11 +415,19 @@ func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 
 		center(v)
 	}
 	scale(v, 1/norm(v))
-	av := make([]float64, len(members))
 	w := make([]float64, m)
-	for it := 0; it < 500; it++ {
-		blas64.Gemv(blas.NoTrans, 1, A, blas64.Vector{N: m, Inc: 1, Data: v}, 0, blas64.Vector{N: len(members), Inc: 1, Data: av})
-		blas64.Gemv(blas.Trans, 1, A, blas64.Vector{N: len(members), Inc: 1, Data: av}, 0, blas64.Vector{N: m, Inc: 1, Data: w})
+	for it := 0; it < 1000; it++ {
+		clear(w)
+		for r := range members {
+			row := a[r*m : (r+1)*m]
+			var dot float64
+			for t, x := range row {
+				dot += float64(x) * v[t]
+			}
+			for t, x := range row {
+				w[t] += float64(x) * dot
+			}
+		}
 		center(w)
 		nw := norm(w)
 		if nw == 0 {
@@ -432,7 +439,7 @@ func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 
 			diff = math.Max(diff, math.Abs(w[t]-v[t]))
 		}
 		v, w = w, v
-		if diff < 1e-10 {
+		if diff < 1e-9 {
 			break
 		}
 	}
@@ -442,7 +449,7 @@ func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 
 	for r := range members {
 		var dp, dm float64
 		for t := range m {
-			x := a[r*m+t]
+			x := float64(a[r*m+t])
 			dp += (x - v[t]) * (x - v[t])
 			dm += (x + v[t]) * (x + v[t])
 		}

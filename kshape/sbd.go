@@ -67,13 +67,17 @@ type Plan struct {
 	buf  []float64
 	prod []complex128
 	cc   []float64
+	// scratch for on-the-fly row spectra
+	row  []float64
+	spec []complex128
 }
 
 // NewPlan prepares FFTs for cross-correlating series of length m.
 func NewPlan(m int) *Plan {
 	n := fastLength(2*m - 1)
 	return &Plan{m: m, n: n, fft: fourier.NewFFT(n), buf: make([]float64, n),
-		prod: make([]complex128, n/2+1), cc: make([]float64, n)}
+		prod: make([]complex128, n/2+1), cc: make([]float64, n),
+		row: make([]float64, m), spec: make([]complex128, n/2+1)}
 }
 
 // Spectrum is a series' zero-padded FFT and its L2 norm, computed once and
@@ -92,6 +96,18 @@ func (p *Plan) Spectrum(x []float64) Spectrum {
 		ss += v * v
 	}
 	return Spectrum{Coeff: p.fft.Coefficients(nil, p.buf), Norm: math.Sqrt(ss)}
+}
+
+// scratchSpectrum is Spectrum written into the plan's scratch buffer: no
+// allocation, valid until the next call.
+func (p *Plan) scratchSpectrum(x []float64) Spectrum {
+	clear(p.buf)
+	copy(p.buf, x)
+	var ss float64
+	for _, v := range x {
+		ss += v * v
+	}
+	return Spectrum{Coeff: p.fft.Coefficients(p.spec, p.buf), Norm: math.Sqrt(ss)}
 }
 
 // MaxNCC returns the maximum normalised cross-correlation of x and y over

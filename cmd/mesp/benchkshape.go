@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/trace"
+)
+
+func init() {
+	register("bench-kshape", "time K-Shape at n rows made from real ones (random shifts and noise); report time per iteration and peak memory", runBenchKShape)
+}
+
+func runBenchKShape(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("bench-kshape", pflag.ContinueOnError)
+	data := fs.String("data", "", "Azure-layout CSV(.gz) of real rows")
+	n := fs.Int("n", 50000, "rows to cluster; beyond the file's rows, augmented copies")
+	k := fs.Int("k", 8, "clusters")
+	iters := fs.Int("max-iter", 5, "iterations")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	real, err := trace.ReadAll(*data, trace.Options{}, trace.All)
+	if err != nil {
+		return err
+	}
+	// Rows beyond the real ones: a real row shifted by up to +-120 minutes
+	// with 10% multiplicative noise per minute (trace.Augment), seed 1.
+	rng := rand.New(rand.NewPCG(1, 1))
+	x := kshape.NewMatrix(len(real[0].Counts), *n)
+	for i := range *n {
+		row := real[i%len(real)].Counts
+		if i >= len(real) {
+			row = trace.Augment(row, 120, 0.1, rng)
+		}
+		if err := x.Append(row); err != nil {
+			return err
+		}
+	}
+	real = nil
+	runtime.GC()
+	start := time.Now()
+	var iterTimes []float64
+	last := start
+	res, err := kshape.FitMatrix(ctx, x, kshape.Options{K: *k, MaxIter: *iters, Seed: 1, Progress: func(p kshape.Progress) {
+		now := time.Now()
+		iterTimes = append(iterTimes, now.Sub(last).Seconds())
+		last = now
+		fmt.Fprintf(os.Stderr, "\rbench-kshape: n=%d iteration %d objective %.1f   ", *n, p.Iter, p.Objective)
+	}})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr)
+	total := time.Since(start).Seconds()
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"n": *n, "k": *k, "iterations": res.Iterations, "seconds": total,
+		"seconds_per_iteration": total / float64(max(1, res.Iterations)), "iteration_seconds": iterTimes,
+		"objective": res.Objective, "peak_rss_mib": peakRSSMiB(), "cores": runtime.GOMAXPROCS(0),
+	})
+}
+
+// peakRSSMiB is the process's high-water resident memory (Linux).
+func peakRSSMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
