@@ -71,14 +71,19 @@ type Point struct {
 	X, Y float64
 }
 
-// TradeOff draws a curve (e.g. MESP over thresholds) and baseline points.
-func TradeOff(path, title, xLabel, yLabel string, curve []Point, points []Point) error {
+// TradeOff draws curves (e.g. MESP over thresholds) and baseline points.
+func TradeOff(path, title, xLabel, yLabel string, curves [][]Point, points []Point) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = xLabel
 	p.Y.Label.Text = yLabel
+	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
-	if len(curve) > 0 {
+	colors := []color.Color{color.RGBA{B: 200, A: 255}, color.RGBA{R: 200, G: 100, A: 255}}
+	for ci, curve := range curves {
+		if len(curve) == 0 {
+			continue
+		}
 		xy := make(plotter.XYs, len(curve))
 		for i, c := range curve {
 			xy[i].X, xy[i].Y = c.X, c.Y
@@ -87,7 +92,7 @@ func TradeOff(path, title, xLabel, yLabel string, curve []Point, points []Point)
 		if err != nil {
 			return err
 		}
-		l.Color = color.RGBA{B: 200, A: 255}
+		l.Color = colors[ci%len(colors)]
 		s.Color = l.Color
 		p.Add(l, s)
 		p.Legend.Add(curve[0].Name, l, s)

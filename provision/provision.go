@@ -170,3 +170,13 @@ func ForecastPrewarm(forecasts [][]float64, threshold float64) []bool {
 	}
 	return warm
 }
+
+// Union keeps an instance warm when either schedule does (forecast-driven
+// pre-warming backed by a short keep-alive for bursts no forecast sees).
+func Union(a, b []bool) []bool {
+	out := make([]bool, len(a))
+	for i := range a {
+		out[i] = a[i] || b[i]
+	}
+	return out
+}

@@ -32,6 +32,8 @@ type Document struct {
 	// mesp_prewarm cold starts and idle minutes over keepalive10's.
 	Ratios       map[string]float64 `json:"ratios"`
 	PrewarmCurve []CurvePoint       `json:"mesp_prewarm_curve"`
+	// PrewarmKACurve is forecast pre-warming backed by a 5-minute keep-alive.
+	PrewarmKACurve []CurvePoint `json:"mesp_prewarm_ka5_curve"`
 }
 
 // CurvePoint is one threshold of the MESP pre-warming curve.
@@ -46,18 +48,25 @@ func New(res *backtest.Result, prov map[string]provision.Outcome, rows int) Docu
 	d := Document{Rows: rows, Forecasters: res.Forecasters, PerCluster: res.PerCluster,
 		Provisioning: map[string]provision.Outcome{}, Ratios: map[string]float64{}}
 	for name, o := range prov {
-		th, ok := strings.CutPrefix(name, "mesp_prewarm@")
+		policy, th, ok := strings.Cut(name, "@")
 		if !ok {
 			d.Provisioning[name] = o
 			continue
 		}
 		v, _ := strconv.ParseFloat(th, 64)
-		d.PrewarmCurve = append(d.PrewarmCurve, CurvePoint{Threshold: v, ColdStartRate: o.ColdStartRate, IdleMinutes: o.IdleMinutes})
+		pt := CurvePoint{Threshold: v, ColdStartRate: o.ColdStartRate, IdleMinutes: o.IdleMinutes}
+		if policy == "mesp_prewarm" {
+			d.PrewarmCurve = append(d.PrewarmCurve, pt)
+		} else {
+			d.PrewarmKACurve = append(d.PrewarmKACurve, pt)
+		}
 		if v == DefaultPrewarmThreshold {
-			d.Provisioning["mesp_prewarm"] = o
+			d.Provisioning[policy] = o
 		}
 	}
-	sort.Slice(d.PrewarmCurve, func(i, j int) bool { return d.PrewarmCurve[i].Threshold < d.PrewarmCurve[j].Threshold })
+	for _, c := range [][]CurvePoint{d.PrewarmCurve, d.PrewarmKACurve} {
+		sort.Slice(c, func(i, j int) bool { return c[i].Threshold < c[j].Threshold })
+	}
 	m, dn := res.Forecasters["mesp"], res.Forecasters["dense"]
 	best := math.Min(res.Forecasters["naive"].WAPE, res.Forecasters["mean60"].WAPE)
 	d.Ratios["mesp_wape_over_dense"] = m.WAPE / dn.WAPE
@@ -67,6 +76,9 @@ func New(res *backtest.Result, prov map[string]provision.Outcome, rows int) Docu
 	if ka.ColdStarts > 0 && ka.IdleMinutes > 0 {
 		d.Ratios["mesp_prewarm_cold_starts_over_keepalive10"] = float64(mp.ColdStarts) / float64(ka.ColdStarts)
 		d.Ratios["mesp_prewarm_idle_over_keepalive10"] = float64(mp.IdleMinutes) / float64(ka.IdleMinutes)
+		mk := d.Provisioning["mesp_prewarm_ka5"]
+		d.Ratios["mesp_prewarm_ka5_cold_starts_over_keepalive10"] = float64(mk.ColdStarts) / float64(ka.ColdStarts)
+		d.Ratios["mesp_prewarm_ka5_idle_over_keepalive10"] = float64(mk.IdleMinutes) / float64(ka.IdleMinutes)
 	}
 	return d
 }
@@ -99,6 +111,9 @@ func Table(d Document) string {
 	}
 	for _, p := range d.PrewarmCurve {
 		fmt.Fprintf(&b, "%-18s %15.4f %12d\n", fmt.Sprintf("  prewarm@%g", p.Threshold), p.ColdStartRate, p.IdleMinutes)
+	}
+	for _, p := range d.PrewarmKACurve {
+		fmt.Fprintf(&b, "%-18s %15.4f %12d\n", fmt.Sprintf("  prewarm_ka5@%g", p.Threshold), p.ColdStartRate, p.IdleMinutes)
 	}
 	keys := make([]string, 0, len(d.Ratios))
 	for k := range d.Ratios {
@@ -140,16 +155,19 @@ func Plots(dir string, fns []trace.Function, res *backtest.Result, prov map[stri
 			return err
 		}
 	}
-	var curve, points []plots.Point
+	var curve, curveKA, points []plots.Point
 	for _, p := range d.PrewarmCurve {
 		curve = append(curve, plots.Point{Name: "mesp_prewarm (thresholds)", X: float64(p.IdleMinutes), Y: p.ColdStartRate})
+	}
+	for _, p := range d.PrewarmKACurve {
+		curveKA = append(curveKA, plots.Point{Name: "mesp_prewarm + 5-min keep-alive", X: float64(p.IdleMinutes), Y: p.ColdStartRate})
 	}
 	for _, n := range []string{"keepalive10", "hybrid_histogram"} {
 		o := d.Provisioning[n]
 		points = append(points, plots.Point{Name: n, X: float64(o.IdleMinutes), Y: o.ColdStartRate})
 	}
 	return plots.TradeOff(filepath.Join(dir, "provisioning.png"), "Cold starts vs idle memory, minutes 1081-1440",
-		"idle instance-minutes", "cold-start rate", curve, points)
+		"idle instance-minutes", "cold-start rate", [][]plots.Point{curve, curveKA}, points)
 }
 
 // examples plots four functions spread over the busyness range at the

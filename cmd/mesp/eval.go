@@ -24,7 +24,11 @@ func init() {
 }
 
 // Thresholds of the MESP pre-warming curve (forecast invocations/minute).
-var prewarmThresholds = []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2}
+var prewarmThresholds = []float64{0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2}
+
+// shortKeepAlive backs forecast pre-warming in the mesp_prewarm_ka policy:
+// half the standard 10 minutes, fixed a priori.
+const shortKeepAlive = 5
 
 func runEval(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("eval", pflag.ContinueOnError)
@@ -141,8 +145,11 @@ func provisioning(fns []trace.Function, res *backtest.Result) map[string]provisi
 			o.FallbackFunctions = 1
 		}
 		add("hybrid_histogram", o)
+		ka := provision.KeepAlive(f.Counts, shortKeepAlive)
 		for _, th := range prewarmThresholds {
-			add(fmt.Sprintf("mesp_prewarm@%g", th), provision.Simulate(f.Counts, provision.ForecastPrewarm(res.Forecasts["mesp"][i], th)))
+			pre := provision.ForecastPrewarm(res.Forecasts["mesp"][i], th)
+			add(fmt.Sprintf("mesp_prewarm@%g", th), provision.Simulate(f.Counts, pre))
+			add(fmt.Sprintf("mesp_prewarm_ka%d@%g", shortKeepAlive, th), provision.Simulate(f.Counts, provision.Union(pre, ka)))
 		}
 	}
 	return out
