@@ -12,7 +12,7 @@ MODELS    ?= models
 CLUSTERS  ?=
 K         ?= 8
 VENV       = $(shell scripts/setup-venv.sh)
-PY         = PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
+PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
 .PHONY: build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-serve clean

@@ -11,7 +11,9 @@ import (
 // their centroid, per cluster: the radius a new pattern must fall within
 // to count as "in distribution" for that cluster. Shapeless members
 // (constant series, SBD 1 by definition) are left out: they would stretch
-// a radius to 1 and make everything look familiar.
+// a radius to 1 and make everything look familiar. A radius is never
+// below MinThreshold: a cluster of near-identical members (a timer) must
+// not turn away an identical newcomer over rounding noise.
 func Threshold(res *Result, k int, q float64) []float64 {
 	per := make([][]float64, k)
 	for i, l := range res.Labels {
@@ -26,10 +28,13 @@ func Threshold(res *Result, k int, q float64) []float64 {
 		}
 		sort.Float64s(d)
 		idx := int(math.Ceil(q*float64(len(d)))) - 1
-		out[j] = d[max(0, min(idx, len(d)-1))]
+		out[j] = math.Max(MinThreshold, d[max(0, min(idx, len(d)-1))])
 	}
 	return out
 }
+
+// MinThreshold is the smallest cluster radius (SBD).
+const MinThreshold = 0.05
 
 // Silhouette is the mean silhouette coefficient on SBD over a random
 // sample of at most sample series (pairwise SBD is O(sample^2)).

@@ -128,6 +128,7 @@ func Bars(path, title, yLabel string, labels []string, names []string, values []
 		p.Legend.Add(name, b)
 	}
 	p.Legend.Top = true
+	p.Legend.Left = true
 	p.NominalX(labels...)
 	return p.Save(vg.Length(max(6, len(labels)))*vg.Inch, 4*vg.Inch, path)
 }

@@ -71,7 +71,13 @@ func (r *Router) Length() int { return r.m }
 // scale and the clusters' thresholds apply to both (for n = m this is
 // plain SBD).
 func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
-	n := len(counts)
+	return r.RouteShape(ctx, r.transform.Apply(counts))
+}
+
+// RouteShape routes a series already in the clusters' representation
+// (transformed, e.g. another clustering's centroid): no transform applied.
+func (r *Router) RouteShape(ctx context.Context, shape []float64) (Route, error) {
+	n := len(shape)
 	if n == 0 || n > r.m {
 		return Route{}, fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, n, r.m)
 	}
@@ -81,7 +87,7 @@ func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
 	p := r.plans.Get().(*kshape.Plan)
 	defer r.plans.Put(p)
 	z := make([]float64, r.m)
-	kshape.ZNormalizeInto(z[:n], r.transform.Apply(counts))
+	kshape.ZNormalizeInto(z[:n], shape)
 	x := p.Spectrum(z)
 	correction := math.Sqrt(float64(r.m) / float64(n))
 	best := Route{Cluster: r.ids[0], Distance: math.Inf(1)}

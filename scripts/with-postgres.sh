@@ -20,5 +20,5 @@ as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
 stop() { as_pg "$bindir/pg_ctl" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$dir"; }
 trap stop EXIT
 as_pg "$bindir/createdb" -h 127.0.0.1 -p "$port" -U mesp optuna
-export MESP_TEST_PG_URL="postgresql://mesp@127.0.0.1:$port/optuna"
+export MESP_TEST_PG_URL="postgresql+psycopg2://mesp@127.0.0.1:$port/optuna"
 "$@"

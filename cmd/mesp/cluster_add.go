@@ -46,9 +46,11 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	if len(fns) < *minSize {
 		return fmt.Errorf("%d patterns, fewer than --min-size %d", len(fns), *minSize)
 	}
+	// The existing clusters' representation, so new centroids compare.
+	tr := kshape.Transform{Log1p: cs.Transform.Log1p, Smooth: cs.Transform.Smooth}
 	series := make([][]float64, len(fns))
 	for i, f := range fns {
-		series[i] = f.Counts
+		series[i] = tr.Apply(f.Counts)
 	}
 	opts := kshape.Options{Seed: *seed, Restarts: 3}
 	var res *kshape.Result
@@ -96,7 +98,7 @@ func runClusterAdd(ctx context.Context, args []string) error {
 				dists = append(dists, res.Distances[i])
 			}
 		}
-		route, err := rt.Route(ctx, res.Centroids[j])
+		route, err := rt.RouteShape(ctx, res.Centroids[j])
 		if err != nil {
 			return err
 		}

@@ -10,7 +10,9 @@ export the winner.
 from __future__ import annotations
 
 import os
+import random
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,8 +141,7 @@ def search(
     storage = storage or f"sqlite:///{work / 'optuna.db'}"
     sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
-                                pruner=pruner, load_if_exists=True)
+    study = _create_study(name, storage, sampler, pruner)
     if not study.trials:
         # Start from what the reference trials say works: fine-tuning the
         # dense model (experts), then each family once with defaults.
@@ -203,6 +204,23 @@ def search(
         for t in study.trials
     ]
     return Winner(cand, model.eval(), float(best.value), naive_mae(split.x_val, split.y_val), history, data)
+
+
+def _create_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler,
+                  pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """create_study, retried: workers starting together on a fresh database
+    race to create Optuna's schema (one of them gets a unique violation) and
+    to create the study; the loser finds both in place on its next try."""
+    for attempt in range(5):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler,
+                                       pruner=pruner, load_if_exists=True)
+        except Exception as e:  # sqlalchemy's IntegrityError / ProgrammingError, optuna's DuplicatedStudyError
+            if attempt == 4:
+                raise
+            print(f"{name}: storage busy ({type(e).__name__}), retrying", file=sys.stderr)
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def load_winner(path: str | Path) -> Winner:

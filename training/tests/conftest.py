@@ -17,7 +17,7 @@ TINY = ROOT / "training" / "search-tiny.yaml"
 
 
 def mesp_bin() -> Path:
-    b = Path(os.environ.get("MESP_BIN", ROOT / "bin" / "mesp"))
+    b = Path(os.environ.get("MESP_BIN", ROOT / "bin" / "mesp")).resolve()
     if not b.exists():
         pytest.fail(f"{b} missing: run `make build` first")
     return b

@@ -2,10 +2,11 @@
 stay byte-identical (issue: extensibility).
 
 The novel functions are built from real fixture rows by a documented
-transformation: a batch job that wakes every 97 minutes, i.e. the row's
-counts (plus its daily mean, so quiet rows are visible) kept only in the
-first 5 minutes of every 97 and zero elsewhere. No cluster of the shipped
-models covers that shape (the test checks it through the server's router).
+transformation: a batch job that wakes every 97 minutes and runs for 5, at
+the real function's mean rate (its daily mean per minute, plus one, rounded,
+in the first 5 minutes of every 97; zero elsewhere). No cluster of the
+shipped models covers that shape: the test checks it through the server's
+router (every such pattern must come back out of distribution).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def novel_rows() -> list[tuple[str, np.ndarray]]:
     gate = (np.arange(1440) % PERIOD) < ACTIVE
     out = []
     for x in rows:
-        y = np.round((x + x.mean()) * gate)
+        y = np.round(x.mean() + 1) * gate.astype(float)
         out.append((hashlib.sha256(",".join(str(int(v)) for v in y).encode()).hexdigest(), y))
     return out
 
@@ -82,7 +83,7 @@ def test_add_cluster_and_expert_without_retraining_the_others(tmp_path: Path) ->
         assert addr
         first = forecast(addr, learn)
         ood_before = [f for f in first if f["out_of_distribution"]]
-        assert len(ood_before) >= len(learn) // 2, f"only {len(ood_before)} of {len(learn)} novel patterns are OOD"
+        assert len(ood_before) >= 0.9 * len(learn), f"only {len(ood_before)} of {len(learn)} novel patterns are OOD"
         held_before = {f["id"]: f for f in forecast(addr, held_out)}
 
         # Grow the new cluster from the OOD log, train only its expert.
@@ -111,7 +112,9 @@ def test_add_cluster_and_expert_without_retraining_the_others(tmp_path: Path) ->
         was_ood = [fid for fid, f in held_before.items() if f["out_of_distribution"]]
         now = {f["id"]: f for f in forecast(addr, held_out)}
         moved = [fid for fid in was_ood if now[fid]["cluster"] in new_ids and not now[fid]["out_of_distribution"]]
-        assert len(moved) >= 0.8 * len(was_ood), f"{len(moved)} of {len(was_ood)} routed to {new_ids}"
+        assert len(moved) >= 0.8 * len(was_ood), (
+            f"{len(moved)} of {len(was_ood)} routed to {new_ids}: "
+            f"{[(now[f]['cluster'], round(now[f]['distance'], 4), now[f]['out_of_distribution']) for f in was_ood[:5]]}")
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -1,0 +1,144 @@
+package forecast
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/router"
+)
+
+func shipped() string {
+	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
+		return d
+	}
+	return "../models"
+}
+
+// copyShipped copies the shipped models folder (files only).
+func copyShipped(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(shipped())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			b, _ := os.ReadFile(filepath.Join(shipped(), e.Name()))
+			os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+		}
+	}
+	return dst
+}
+
+func editManifest(t *testing.T, dir string, edit func(m *manifest.Manifest)) {
+	t.Helper()
+	m, err := manifest.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&m)
+	b, _ := json.Marshal(m)
+	os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644)
+}
+
+func TestLoadSetRefusesBrokenFolders(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		breakIt func(t *testing.T, dir string)
+		want    string
+	}{
+		{"missing ONNX file", func(t *testing.T, dir string) {
+			m, _ := manifest.ReadManifest(dir)
+			os.Remove(filepath.Join(dir, m.Experts[0].File))
+		}, "no such file"},
+		{"sha256 mismatch", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Experts[1].SHA256 = strings.Repeat("0", 64) })
+		}, "sha256"},
+		{"wrong input shape", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Dense.InputLen += 7 })
+		}, "shape"},
+		{"unknown cluster", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Experts[0].Cluster = 999 })
+		}, "cluster 999"},
+		{"bad serve value", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Experts[0].Serve = "maybe" })
+		}, "serve"},
+		{"missing clusters file", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "clusters.json"))
+		}, "clusters.json"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyShipped(t)
+			tc.breakIt(t, dir)
+			s, err := LoadSet(dir, onnx.Options{}, Batching{})
+			if err == nil {
+				s.close()
+				t.Fatal("loaded a broken folder")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestForecastRoutesAndValidates(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	f := New(copyShipped(t), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if _, err := f.Forecast(context.Background(), []Request{{ID: "x", Counts: make([]float64, 600)}}, Routed); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("before load: %v, want ErrNotReady", err)
+	}
+	set, err := f.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := make([]float64, 1300)
+	for i := range counts {
+		counts[i] = float64(i%60) + 3
+	}
+	res, err := f.Forecast(context.Background(), []Request{{ID: "a", Counts: counts}}, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, kind := set.ServedModel(routeOf(t, set, counts))
+	if res[0].Model != m.ID || res[0].Kind != kind || len(res[0].Forecast) != manifest.Horizon {
+		t.Fatalf("answered by %s/%s, router says %s/%s", res[0].Model, res[0].Kind, m.ID, kind)
+	}
+	dense, err := f.Forecast(context.Background(), []Request{{ID: "a", Counts: counts}}, DenseOnly)
+	if err != nil || dense[0].Model != set.Dense.ID {
+		t.Fatalf("dense-only answered by %v (%v)", dense[0].Model, err)
+	}
+	bad := [][]float64{make([]float64, set.MaxInputLen-1), make([]float64, 1441), append(make([]float64, 599), -1)}
+	for _, c := range bad {
+		if _, err := f.Forecast(context.Background(), []Request{{ID: "b", Counts: c}}, Routed); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%d counts: err %v, want ErrInvalid", len(c), err)
+		}
+	}
+	if _, err := f.ForecastModel(context.Background(), []Request{{ID: "a", Counts: counts}}, "cluster-404"); !errors.Is(err, ErrUnknownModel) {
+		t.Errorf("unknown model: %v", err)
+	}
+}
+
+func routeOf(t *testing.T, s *Set, counts []float64) router.Route {
+	t.Helper()
+	r, err := s.Router.Route(context.Background(), counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
