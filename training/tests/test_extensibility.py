@@ -114,7 +114,7 @@ def test_add_cluster_and_expert_without_retraining_the_others(tmp_path: Path) ->
         moved = [fid for fid in was_ood if now[fid]["cluster"] in new_ids and not now[fid]["out_of_distribution"]]
         assert len(moved) >= 0.8 * len(was_ood), (
             f"{len(moved)} of {len(was_ood)} routed to {new_ids}: "
-            f"{[(now[f]['cluster'], round(now[f]['distance'], 4), now[f]['out_of_distribution']) for f in was_ood[:5]]}")
+            f"{[(now[f]['cluster'], now[f]['distance'], now[f]['out_of_distribution']) for f in was_ood[:5]]}")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
