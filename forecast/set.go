@@ -214,6 +214,12 @@ func (f *Forecaster) Reload() (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.swap(s)
+	return s, nil
+}
+
+// swap puts s in service and retires the set it replaces.
+func (f *Forecaster) swap(s *Set) {
 	f.curM.Lock()
 	old := f.cur
 	f.cur = s
@@ -221,7 +227,6 @@ func (f *Forecaster) Reload() (*Set, error) {
 	if old != nil {
 		old.retire()
 	}
-	return s, nil
 }
 
 // Current returns the set in service (nil before the first load); the
@@ -246,12 +251,4 @@ func (f *Forecaster) Acquire() (*Set, func(), error) {
 }
 
 // Close retires the current set.
-func (f *Forecaster) Close() {
-	f.curM.Lock()
-	s := f.cur
-	f.cur = nil
-	f.curM.Unlock()
-	if s != nil {
-		s.retire()
-	}
-}
+func (f *Forecaster) Close() { f.swap(nil) }

@@ -90,11 +90,7 @@ func FitMatrix(ctx context.Context, x *Matrix, opts Options) (*Result, error) {
 // FitFrom runs one k-Shape from a given initial assignment (to compare with
 // other implementations started the same way).
 func FitFrom(ctx context.Context, series [][]float64, labels []int, opts Options) (*Result, error) {
-	x, err := MatrixOf(series)
-	if err != nil {
-		return nil, err
-	}
-	d, err := newDataset(x, &opts)
+	d, err := datasetOf(series, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +109,7 @@ func FitFrom(ctx context.Context, series [][]float64, labels []int, opts Options
 // tslearn's KShape with an init array): assign, then refine and assign
 // until no label changes.
 func FitFromCentroids(ctx context.Context, series [][]float64, centroids [][]float64, opts Options) (*Result, error) {
-	x, err := MatrixOf(series)
-	if err != nil {
-		return nil, err
-	}
-	d, err := newDataset(x, &opts)
+	d, err := datasetOf(series, &opts)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +154,14 @@ func newDataset(x *Matrix, opts *Options) (*dataset, error) {
 		return nil, fmt.Errorf("%w: series of length %d", ErrInput, x.Len())
 	}
 	return &dataset{n: x.Rows(), m: x.Len(), x: x, workers: opts.Workers}, nil
+}
+
+func datasetOf(series [][]float64, opts *Options) (*dataset, error) {
+	x, err := MatrixOf(series)
+	if err != nil {
+		return nil, err
+	}
+	return newDataset(x, opts)
 }
 
 // spectrum is row i's spectrum in p's scratch space (valid until the next

@@ -88,27 +88,22 @@ type Spectrum struct {
 }
 
 // Spectrum computes x's padded FFT (len(x) must be the plan's m).
-func (p *Plan) Spectrum(x []float64) Spectrum {
+func (p *Plan) Spectrum(x []float64) Spectrum { return p.spectrumInto(nil, x) }
+
+// spectrumInto writes x's spectrum into dst (allocated when nil).
+func (p *Plan) spectrumInto(dst []complex128, x []float64) Spectrum {
 	clear(p.buf)
 	copy(p.buf, x)
 	var ss float64
 	for _, v := range x {
 		ss += v * v
 	}
-	return Spectrum{Coeff: p.fft.Coefficients(nil, p.buf), Norm: math.Sqrt(ss)}
+	return Spectrum{Coeff: p.fft.Coefficients(dst, p.buf), Norm: math.Sqrt(ss)}
 }
 
 // scratchSpectrum is Spectrum written into the plan's scratch buffer: no
 // allocation, valid until the next call.
-func (p *Plan) scratchSpectrum(x []float64) Spectrum {
-	clear(p.buf)
-	copy(p.buf, x)
-	var ss float64
-	for _, v := range x {
-		ss += v * v
-	}
-	return Spectrum{Coeff: p.fft.Coefficients(p.spec, p.buf), Norm: math.Sqrt(ss)}
-}
+func (p *Plan) scratchSpectrum(x []float64) Spectrum { return p.spectrumInto(p.spec, x) }
 
 // MaxNCC returns the maximum normalised cross-correlation of x and y over
 // all shifts and the shift s at which it occurs: x[t+s] best matches y[t].

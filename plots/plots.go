@@ -21,14 +21,20 @@ type Series struct {
 	Dashed bool
 }
 
-// Lines saves a line chart (PNG or SVG by the file extension).
-func Lines(path, title, xLabel, yLabel string, series []Series, width, height vg.Length) error {
+// newPlot is a plot with a title, axis labels, a grid and the legend on top.
+func newPlot(title, xLabel, yLabel string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = xLabel
 	p.Y.Label.Text = yLabel
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
+	return p
+}
+
+// Lines saves a line chart (PNG or SVG by the file extension).
+func Lines(path, title, xLabel, yLabel string, series []Series, width, height vg.Length) error {
+	p := newPlot(title, xLabel, yLabel)
 	for i, s := range series {
 		xy := make(plotter.XYs, len(s.Y))
 		for t := range s.Y {
@@ -73,12 +79,7 @@ type Point struct {
 
 // TradeOff draws curves (e.g. MESP over thresholds) and baseline points.
 func TradeOff(path, title, xLabel, yLabel string, curves [][]Point, points []Point) error {
-	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = xLabel
-	p.Y.Label.Text = yLabel
-	p.Legend.Top = true
-	p.Add(plotter.NewGrid())
+	p := newPlot(title, xLabel, yLabel)
 	colors := []color.Color{color.RGBA{B: 200, A: 255}, color.RGBA{R: 200, G: 100, A: 255}}
 	for ci, curve := range curves {
 		if len(curve) == 0 {

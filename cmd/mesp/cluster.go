@@ -65,33 +65,9 @@ func runCluster(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "\rcluster: restart %d iteration %3d objective %.2f changed %d   ", p.Restart+1, p.Iter, p.Objective, p.Changed)
 		}}
 	start := time.Now()
-	var res *kshape.Result
-	k := 0
-	if *kFlag == "auto" {
-		lo, hi, err := parseRange(*kRange)
-		if err != nil {
-			return err
-		}
-		best, table, err := kshape.ChooseK(ctx, series, lo, hi, opts, *sample)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "\n%4s %12s %10s\n", "K", "objective", "silhouette")
-		for _, s := range table {
-			mark := ""
-			if s.K == best.K {
-				mark = "  <- chosen"
-			}
-			fmt.Fprintf(os.Stderr, "%4d %12.2f %10.4f%s\n", s.K, s.Objective, s.Silhouette, mark)
-		}
-		res, k = best.Result, best.K
-	} else {
-		if k, err = strconv.Atoi(*kFlag); err != nil {
-			return fmt.Errorf("--k %q: want a number or auto", *kFlag)
-		}
-		if res, err = kshape.Fit(ctx, series, withK(opts, k)); err != nil {
-			return err
-		}
+	res, k, err := fitK(ctx, series, *kFlag, *kRange, opts, *sample)
+	if err != nil {
+		return err
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(os.Stderr, "\ncluster: K=%d objective %.2f in %d iterations, %s\n", k, res.Objective, res.Iterations, elapsed.Round(time.Millisecond))
@@ -104,7 +80,50 @@ func runCluster(ctx context.Context, args []string) error {
 	return writeClusters(*out, fns, res, k, *seed, tr)
 }
 
-func withK(o kshape.Options, k int) kshape.Options { o.K = k; return o }
+// fitK clusters with a given K, or with --k auto picks K in a range by
+// silhouette and prints the table it decided from.
+func fitK(ctx context.Context, series [][]float64, kFlag, kRange string, opts kshape.Options, sample int) (*kshape.Result, int, error) {
+	if kFlag != "auto" {
+		k, err := strconv.Atoi(kFlag)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--k %q: want a number or auto", kFlag)
+		}
+		opts.K = k
+		res, err := kshape.Fit(ctx, series, opts)
+		return res, k, err
+	}
+	lo, hi, err := parseRange(kRange)
+	if err != nil {
+		return nil, 0, err
+	}
+	hi = min(hi, len(series))
+	best, table, err := kshape.ChooseK(ctx, series, lo, max(lo, hi), opts, sample)
+	if err != nil {
+		return nil, 0, err
+	}
+	fmt.Fprintf(os.Stderr, "\n%4s %12s %10s\n", "K", "objective", "silhouette")
+	for _, s := range table {
+		mark := ""
+		if s.K == best.K {
+			mark = "  <- chosen"
+		}
+		fmt.Fprintf(os.Stderr, "%4d %12.2f %10.4f%s\n", s.K, s.Objective, s.Silhouette, mark)
+	}
+	return best.Result, best.K, nil
+}
+
+// readPart reads one part of the fixed train/test split of a trace file.
+func readPart(data, partName string, skipBad bool) ([]trace.Function, trace.Part, error) {
+	part, err := trace.ParsePart(partName)
+	if err != nil {
+		return nil, part, err
+	}
+	fns, err := trace.ReadAll(data, trace.Options{SkipBad: skipBad}, part)
+	if err == nil && len(fns) == 0 {
+		err = fmt.Errorf("%s: no functions in the %s part", data, part)
+	}
+	return fns, part, err
+}
 
 func parseRange(s string) (int, int, error) {
 	a, b, ok := strings.Cut(s, "..")

@@ -52,30 +52,14 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	for i, f := range fns {
 		series[i] = tr.Apply(f.Counts)
 	}
-	opts := kshape.Options{Seed: *seed, Restarts: 3}
-	var res *kshape.Result
-	k := 1
-	if *kFlag == "auto" {
-		lo, hi, err := parseRange(*kRange)
-		if err != nil {
-			return err
-		}
-		hi = min(hi, len(fns)/max(1, *minSize))
-		best, table, err := kshape.ChooseK(ctx, series, lo, max(lo, hi), opts, 500)
-		if err != nil {
-			return err
-		}
-		for _, s := range table {
-			fmt.Fprintf(os.Stderr, "  K=%d objective %.3f silhouette %.4f\n", s.K, s.Objective, s.Silhouette)
-		}
-		res, k = best.Result, best.K
-	} else {
-		if k, err = strconv.Atoi(*kFlag); err != nil {
-			return fmt.Errorf("--k %q: want a number or auto", *kFlag)
-		}
-		if res, err = kshape.Fit(ctx, series, withK(opts, k)); err != nil {
-			return err
-		}
+	// At most one cluster per min-size patterns.
+	hi := *kRange
+	if lo, h, err := parseRange(*kRange); err == nil {
+		hi = fmt.Sprintf("%d..%d", lo, max(lo, min(h, len(fns)/max(1, *minSize))))
+	}
+	res, k, err := fitK(ctx, series, *kFlag, hi, kshape.Options{Seed: *seed, Restarts: 3}, 500)
+	if err != nil {
+		return err
 	}
 	// A candidate is new when its centroid is out of distribution for the
 	// existing router: farther than every existing cluster's threshold.

@@ -50,16 +50,9 @@ func runEval(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	part, err := trace.ParsePart(*partName)
+	fns, part, err := readPart(*data, *partName, *skipBad)
 	if err != nil {
 		return err
-	}
-	fns, err := trace.ReadAll(*data, trace.Options{SkipBad: *skipBad}, part)
-	if err != nil {
-		return err
-	}
-	if len(fns) == 0 {
-		return fmt.Errorf("%s: no functions in the %s part", *data, part)
 	}
 	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
 		return err

@@ -1,0 +1,54 @@
+package forecast
+
+import (
+	"context"
+	"testing"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/trace"
+)
+
+// BenchmarkForecastBatch64 is the server's work for one 64-function
+// request without HTTP and JSON: validate, route, run the models.
+func BenchmarkForecastBatch64(b *testing.B) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		b.Fatal(err)
+	}
+	f := New(shipped(), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if _, err := f.Reload(); err != nil {
+		b.Fatal(err)
+	}
+	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]Request, 64)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := f.Forecast(context.Background(), reqs, Routed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRoute is one routing decision for a 1200-minute pattern.
+func BenchmarkRoute(b *testing.B) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		b.Fatal(err)
+	}
+	s, err := LoadSet(shipped(), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fns, _ := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Router.Route(context.Background(), fns[0].Counts[:1200]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
