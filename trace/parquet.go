@@ -59,6 +59,15 @@ func ReadParquet(path string) ([]Function, error) {
 		return nil, fmt.Errorf("trace: %w", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	// OpenFile checks the footer and schema and reports a bad file as an
+	// error; the generic reader would panic on one.
+	if _, err := parquet.OpenFile(f, st.Size()); err != nil {
+		return nil, fmt.Errorf("trace: %s: not a readable Parquet file: %w", path, err)
+	}
 	r := parquet.NewGenericReader[ParquetRow](f)
 	defer r.Close()
 	var out []Function
