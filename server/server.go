@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mesp-project/mesp/forecast"
@@ -75,6 +76,8 @@ func New(fc *forecast.Forecaster, o Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.metrics.middleware)
+	// A panic in a handler answers 500 (JSON, logged) instead of killing the process.
+	e.Use(middleware.Recover())
 	e.Use(s.bodyLimit)
 	e.POST("/v1/forecast", s.handleForecast)
 	e.GET("/v1/experts", s.handleExperts)
