@@ -382,8 +382,9 @@ func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 
 	a := make([]float32, len(members)*m)
 	refSpec := p.Spectrum(ref) // owned copy: member spectra reuse p's scratch
 	shifted := make([]float64, m)
+	buf := make([]float64, m)
 	for r, i := range members {
-		row := d.x.Row(i, make([]float64, m))
+		row := d.x.Row(i, buf)
 		if refSpec.Norm > 0 {
 			// Align the member to the reference (zeros shifted in), as
 			// tslearn and the authors' code do; the centroid is
