@@ -47,12 +47,26 @@ func (s *Set) Validate(r Request) error {
 	if len(r.Counts) < s.MaxInputLen || len(r.Counts) > s.Router.Length() {
 		return fmt.Errorf("%w: function %q: %d counts, want %d..%d per-minute counts", ErrInvalid, r.ID, len(r.Counts), s.MaxInputLen, s.Router.Length())
 	}
+	return checkCounts(r)
+}
+
+// checkCounts refuses NaN, infinite and negative counts.
+func checkCounts(r Request) error {
 	for i, v := range r.Counts {
 		if err := trace.CheckCount(v); err != nil {
 			return fmt.Errorf("%w: function %q: count %d: %v", ErrInvalid, r.ID, i, err)
 		}
 	}
 	return nil
+}
+
+// row is row i of a model's flat [n, Horizon] output, as float64.
+func row(y []float32, i int) []float64 {
+	fc := make([]float64, manifest.Horizon)
+	for h := range fc {
+		fc[h] = float64(y[i*manifest.Horizon+h])
+	}
+	return fc
 }
 
 // Forecast answers a batch: every request is validated first (one bad
@@ -106,11 +120,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute R
 			return nil, err
 		}
 		for r, i := range idx {
-			fc := make([]float64, manifest.Horizon)
-			for h := range fc {
-				fc[h] = float64(y[r*manifest.Horizon+h])
-			}
-			out[i].Forecast = fc
+			out[i].Forecast = row(y, r)
 		}
 	}
 	return out, nil
@@ -145,10 +155,8 @@ func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID 
 		if len(r.Counts) < m.InputLen {
 			return nil, fmt.Errorf("%w: function %q: %d counts, model %s needs at least %d", ErrInvalid, r.ID, len(r.Counts), m.ID, m.InputLen)
 		}
-		for i, v := range r.Counts {
-			if err := trace.CheckCount(v); err != nil {
-				return nil, fmt.Errorf("%w: function %q: count %d: %v", ErrInvalid, r.ID, i, err)
-			}
+		if err := checkCounts(r); err != nil {
+			return nil, err
 		}
 		for _, v := range r.Counts[len(r.Counts)-m.InputLen:] {
 			in = append(in, float32(v))
@@ -160,11 +168,7 @@ func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID 
 	}
 	out := make([]Result, len(reqs))
 	for i, r := range reqs {
-		fc := make([]float64, manifest.Horizon)
-		for h := range fc {
-			fc[h] = float64(y[i*manifest.Horizon+h])
-		}
-		out[i] = Result{ID: r.ID, Cluster: -1, Model: m.ID, Family: m.Family, Forecast: fc}
+		out[i] = Result{ID: r.ID, Cluster: -1, Model: m.ID, Family: m.Family, Forecast: row(y, i)}
 	}
 	return out, nil
 }
