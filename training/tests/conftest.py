@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
@@ -8,12 +9,25 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 FIXTURE = DATA / "azure2019-invitro-dev-sample100.csv.gz"
 TINY = ROOT / "training" / "search-tiny.yaml"
+
+
+def fixture_rows() -> dict[str, np.ndarray]:
+    """The fixture's rows by HashFunction, counts as float32, file order (tests
+    compare against the Go loader's output, so they read the file directly)."""
+    rows = {}
+    with gzip.open(FIXTURE, "rt") as f:
+        next(f)
+        for line in f:
+            cols = line.rstrip("\n").split(",")
+            rows[cols[2]] = np.array(cols[4:], dtype=np.float32)
+    return rows
 
 
 def mesp_bin() -> Path:

@@ -1,24 +1,13 @@
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE
+from conftest import fixture_rows
 
 from mesp_training.contract import is_test, read_cluster_parquet, read_clusters
-
-
-def fixture_rows() -> dict[str, np.ndarray]:
-    rows = {}
-    with gzip.open(FIXTURE, "rt") as f:
-        next(f)
-        for line in f:
-            cols = line.rstrip("\n").split(",")
-            rows[cols[2]] = np.array(cols[4:], dtype=np.float32)
-    return rows
 
 
 def test_go_parquet_reads_back_with_pyarrow(clustered: Path) -> None:

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from conftest import FIXTURE, ROOT, mesp_bin, shipped_models
+from conftest import ROOT, fixture_rows, mesp_bin, shipped_models
 
 from mesp_training.contract import sha256_file
 from mesp_training.pipeline import train
@@ -30,8 +30,7 @@ PERIOD, ACTIVE = 97, 5
 
 
 def novel_rows() -> list[tuple[str, np.ndarray]]:
-    with gzip.open(FIXTURE, "rt") as f:
-        rows = [np.array(line.rstrip("\n").split(",")[4:], float) for line in list(f)[1:]]
+    rows = [x.astype(float) for x in fixture_rows().values()]
     gate = (np.arange(1440) % PERIOD) < ACTIVE
     out = []
     for x in rows:

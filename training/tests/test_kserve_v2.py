@@ -3,21 +3,18 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import urllib.request
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import FIXTURE
+from conftest import fixture_rows
 from tritonclient.utils import InferenceServerException
 
 
 def fixture_counts(n: int, minutes: int) -> np.ndarray:
-    with gzip.open(FIXTURE, "rt") as f:
-        rows = [line.rstrip("\n").split(",")[4:] for line in list(f)[1:n + 1]]
-    return np.array(rows, dtype=np.float32)[:, :minutes]
+    return np.stack(list(fixture_rows().values())[:n])[:, :minutes]
 
 
 def v1(addr: str, counts: np.ndarray) -> dict:
