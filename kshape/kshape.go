@@ -44,6 +44,10 @@ type Result struct {
 	Restart    int // which restart won
 }
 
+// unknownShift marks a series whose alignment to its centroid is not known
+// (it has not been assigned, or was moved by empty-cluster repair).
+const unknownShift = math.MinInt
+
 // ErrInput reports unusable input.
 var ErrInput = errors.New("kshape: bad input")
 
@@ -239,13 +243,17 @@ func (d *dataset) seedPlusPlus(rng *rand.Rand, k int) [][]float64 {
 // labels given, by extracting shapes from that assignment.
 func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids [][]float64, opts Options) (*Result, error) {
 	dist := make([]float64, d.n)
+	shift := make([]int, d.n)
+	for i := range shift {
+		shift[i] = unknownShift
+	}
 	if centroids == nil {
 		centroids = make([][]float64, opts.K)
 		for j := range centroids {
 			centroids[j] = make([]float64, d.m) // zero: shape extraction skips alignment
 		}
-		d.repairEmpty(labels, dist, opts.K)
-		centroids = d.refine(labels, centroids, opts.K)
+		d.repairEmpty(labels, dist, shift, opts.K)
+		centroids = d.refine(labels, shift, centroids, opts.K)
 	} else {
 		labels = make([]int, d.n)
 		for i := range labels {
@@ -259,8 +267,8 @@ func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		changed := d.assign(centroids, labels, dist)
-		if d.repairEmpty(labels, dist, opts.K) {
+		changed := d.assign(centroids, labels, dist, shift)
+		if d.repairEmpty(labels, dist, shift, opts.K) {
 			changed++
 		}
 		res.Iterations = it
@@ -278,10 +286,10 @@ func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids 
 			break
 		}
 		prevObj, prevCentroids = obj, centroids
-		centroids = d.refine(labels, centroids, opts.K)
+		centroids = d.refine(labels, shift, centroids, opts.K)
 	}
 	// Final distances are to the final centroids.
-	d.assign(centroids, labels, dist)
+	d.assign(centroids, labels, dist, shift)
 	res.Centroids, res.Labels, res.Distances, res.Objective = centroids, labels, dist, sum(dist)
 	res.Shapeless = append([]bool(nil), d.x.shapeless...)
 	return res, nil
@@ -294,30 +302,23 @@ func sum(x []float64) (s float64) {
 	return s
 }
 
-// assign gives each series its nearest centroid by SBD; it returns how
-// many labels changed.
-func (d *dataset) assign(centroids [][]float64, labels []int, dist []float64) int {
-	p := NewPlan(d.m)
-	cs := make([]Spectrum, len(centroids))
-	for j, c := range centroids {
-		cs[j] = p.Spectrum(c)
-	}
+// assign gives each series its nearest centroid by SBD and records the
+// shift that aligns it to that centroid; it returns how many labels
+// changed.
+func (d *dataset) assign(centroids [][]float64, labels []int, dist []float64, shift []int) int {
+	bank := NewPlan(d.m).NewBank(centroids)
 	var mu sync.Mutex
 	changed := 0
 	d.parallel(func(p *Plan, i int) {
-		best, bj := math.Inf(1), 0
-		si := d.spectrum(p, i)
-		for j := range cs {
-			if dd, _ := p.SBD(si, cs[j]); dd < best {
-				best, bj = dd, j
-			}
-		}
-		dist[i] = best
-		if labels[i] != bj {
+		j, ncc, s, _ := p.Nearest(d.spectrum(p, i), bank)
+		// MaxNCC(row, centroid) = s means row[t+s] matches centroid[t]:
+		// Shift(row, -s) is the row aligned to the centroid.
+		dist[i], shift[i] = 1-ncc, -s
+		if labels[i] != j {
 			mu.Lock()
 			changed++
 			mu.Unlock()
-			labels[i] = bj
+			labels[i] = j
 		}
 	})
 	return changed
@@ -325,7 +326,7 @@ func (d *dataset) assign(centroids [][]float64, labels []int, dist []float64) in
 
 // repairEmpty moves, for each empty cluster, the series farthest from its
 // own centroid into it (rather than restarting or leaving a zero centroid).
-func (d *dataset) repairEmpty(labels []int, dist []float64, k int) bool {
+func (d *dataset) repairEmpty(labels []int, dist []float64, shift []int, k int) bool {
 	repaired := false
 	for {
 		size := make([]int, k)
@@ -350,20 +351,21 @@ func (d *dataset) repairEmpty(labels []int, dist []float64, k int) bool {
 		}
 		labels[fi] = empty
 		dist[fi] = 0
+		shift[fi] = unknownShift
 		repaired = true
 	}
 }
 
 // refine computes each cluster's new centroid by shape extraction, the
 // clusters in parallel.
-func (d *dataset) refine(labels []int, old [][]float64, k int) [][]float64 {
+func (d *dataset) refine(labels []int, shift []int, old [][]float64, k int) [][]float64 {
 	members := make([][]int, k)
 	for i, l := range labels {
 		members[l] = append(members[l], i)
 	}
 	out := make([][]float64, k)
 	parallelN(k, d.workers, d.m, func(p *Plan, j int) {
-		out[j] = d.shapeExtract(p, members[j], old[j])
+		out[j] = d.shapeExtract(p, members[j], shift, old[j])
 	})
 	return out
 }
@@ -374,7 +376,7 @@ func (d *dataset) refine(labels []int, old [][]float64, k int) [][]float64 {
 // v -> Q A^T A Q v in O(n_j m), instead of O(m^2) memory and O(m^3) time
 // for eigendecomposing a 1440 x 1440 matrix. A is kept as float32 (half
 // the memory for large clusters); products accumulate in float64.
-func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 {
+func (d *dataset) shapeExtract(p *Plan, members []int, shift []int, ref []float64) []float64 {
 	m := d.m
 	if len(members) == 0 {
 		return append([]float64(nil), ref...)
@@ -388,8 +390,13 @@ func (d *dataset) shapeExtract(p *Plan, members []int, ref []float64) []float64 
 		if refSpec.Norm > 0 {
 			// Align the member to the reference (zeros shifted in), as
 			// tslearn and the authors' code do; the centroid is
-			// z-normalised at the end.
-			_, s := p.MaxNCC(refSpec, p.scratchSpectrum(row))
+			// z-normalised at the end. The assignment step found the shift
+			// against this same reference unless the member was moved
+			// since.
+			s := shift[i]
+			if s == unknownShift {
+				_, s = p.MaxNCC(refSpec, p.scratchSpectrum(row))
+			}
 			ShiftInto(shifted, row, s)
 			row = shifted
 		}

@@ -6,7 +6,7 @@ package kshape
 import (
 	"math"
 
-	"gonum.org/v1/gonum/dsp/fourier"
+	"github.com/mesp-project/mesp/fft"
 )
 
 // ZNormalize returns (x - mean) / std with the population std. A constant
@@ -42,18 +42,12 @@ func ZNormalizeInto(dst, x []float64) {
 	}
 }
 
-// fastLength is the smallest 2^a 3^b 5^c >= n: FFT sizes gonum handles
-// with its fastest radices, and smaller than the next power of two for
-// 2*1440-1 (2880 rather than 4096).
+// fastLength is the smallest even 2^a 3^b 5^c >= n: the lengths package
+// fft transforms, and smaller than the next power of two for 2*1440-1
+// (2880 rather than 4096).
 func fastLength(n int) int {
-	for l := n; ; l++ {
-		r := l
-		for _, p := range []int{2, 3, 5} {
-			for r%p == 0 {
-				r /= p
-			}
-		}
-		if r == 1 {
+	for l := max(n, 2); ; l++ {
+		if fft.Supported(l) {
 			return l
 		}
 	}
@@ -63,21 +57,29 @@ func fastLength(n int) int {
 // concurrent use; give each goroutine its own.
 type Plan struct {
 	m, n int
-	fft  *fourier.FFT
+	fft  *fft.Real
 	buf  []float64
 	prod []complex128
 	cc   []float64
 	// scratch for on-the-fly row spectra
 	row  []float64
 	spec []complex128
+	// scratch for Nearest
+	mag    []float64
+	bounds []float64
+	order  []int
 }
 
 // NewPlan prepares FFTs for cross-correlating series of length m.
 func NewPlan(m int) *Plan {
 	n := fastLength(2*m - 1)
-	return &Plan{m: m, n: n, fft: fourier.NewFFT(n), buf: make([]float64, n),
+	f, err := fft.NewReal(n)
+	if err != nil {
+		panic(err) // fastLength returns supported lengths only
+	}
+	return &Plan{m: m, n: n, fft: f, buf: make([]float64, n),
 		prod: make([]complex128, n/2+1), cc: make([]float64, n),
-		row: make([]float64, m), spec: make([]complex128, n/2+1)}
+		row: make([]float64, m), spec: make([]complex128, n/2+1), mag: make([]float64, n/2+1)}
 }
 
 // Spectrum is a series' zero-padded FFT and its L2 norm, computed once and
@@ -117,16 +119,17 @@ func (p *Plan) MaxNCC(x, y Spectrum) (ncc float64, shift int) {
 	}
 	p.fft.Sequence(p.cc, p.prod)
 	// cc[s] for s in 0..m-1 are non-negative lags; cc[n+s] for s in
-	// -(m-1)..-1 the negative ones. Ties go to the smallest |shift| first
-	// scanned, as in tslearn (lags from -(m-1) upwards).
+	// -(m-1)..-1 the negative ones. Ties go to the first lag scanned from
+	// -(m-1) upwards, as in tslearn.
 	best, bestShift := math.Inf(-1), 0
-	for s := -(p.m - 1); s < p.m; s++ {
-		idx := s
-		if s < 0 {
-			idx += p.n
-		}
+	for idx := p.n - (p.m - 1); idx < p.n; idx++ {
 		if v := p.cc[idx]; v > best {
-			best, bestShift = v, s
+			best, bestShift = v, idx-p.n
+		}
+	}
+	for idx, v := range p.cc[:p.m] {
+		if v > best {
+			best, bestShift = v, idx
 		}
 	}
 	return best / float64(p.n) / (x.Norm * y.Norm), bestShift

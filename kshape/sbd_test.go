@@ -105,7 +105,7 @@ func TestZNormalizeConstantIsZeroNotNaN(t *testing.T) {
 }
 
 func TestFastLength(t *testing.T) {
-	cases := map[int]int{1: 1, 7: 8, 2879: 2880, 31: 32, 121: 125}
+	cases := map[int]int{1: 2, 7: 8, 2879: 2880, 31: 32, 121: 128, 15: 16, 9: 10}
 	for n, want := range cases {
 		if got := fastLength(n); got != want {
 			t.Errorf("fastLength(%d) = %d, want %d", n, got, want)

@@ -31,7 +31,7 @@ type Router struct {
 	m          int
 	ids        []int
 	thresholds []float64
-	spectra    []kshape.Spectrum
+	bank       *kshape.Bank
 	transform  kshape.Transform
 	plans      sync.Pool
 }
@@ -46,15 +46,16 @@ func New(cs manifest.Clusters) (*Router, error) {
 	}
 	r := &Router{m: cs.Length, transform: kshape.Transform{Log1p: cs.Transform.Log1p, Smooth: cs.Transform.Smooth}}
 	r.plans.New = func() any { return kshape.NewPlan(r.m) }
-	p := kshape.NewPlan(r.m)
+	var centroids [][]float64
 	for _, c := range cs.Clusters {
 		if len(c.Centroid) != r.m {
 			return nil, fmt.Errorf("router: cluster %d centroid has %d values, want %d", c.ID, len(c.Centroid), r.m)
 		}
 		r.ids = append(r.ids, c.ID)
 		r.thresholds = append(r.thresholds, c.Threshold)
-		r.spectra = append(r.spectra, p.Spectrum(kshape.ZNormalize(c.Centroid)))
+		centroids = append(centroids, kshape.ZNormalize(c.Centroid))
 	}
+	r.bank = kshape.NewPlan(r.m).NewBank(centroids)
 	return r, nil
 }
 
@@ -88,18 +89,9 @@ func (r *Router) RouteShape(ctx context.Context, shape []float64) (Route, error)
 	defer r.plans.Put(p)
 	z := make([]float64, r.m)
 	kshape.ZNormalizeInto(z[:n], shape)
-	x := p.Spectrum(z)
-	correction := math.Sqrt(float64(r.m) / float64(n))
-	best := Route{Cluster: r.ids[0], Distance: math.Inf(1)}
-	threshold := 0.0
-	for j, c := range r.spectra {
-		ncc, _ := p.MaxNCC(x, c)
-		d := 1 - math.Min(1, ncc*correction)
-		if d < best.Distance {
-			best = Route{Cluster: r.ids[j], Distance: d}
-			threshold = r.thresholds[j]
-		}
-	}
-	best.OOD = best.Distance > threshold
-	return best, nil
+	// The nearest centroid by NCC is the nearest after the correction too
+	// (it scales every centroid's NCC alike).
+	j, ncc, _, _ := p.Nearest(p.Spectrum(z), r.bank)
+	d := 1 - math.Min(1, ncc*math.Sqrt(float64(r.m)/float64(n)))
+	return Route{Cluster: r.ids[j], Distance: d, OOD: d > r.thresholds[j]}, nil
 }
