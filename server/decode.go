@@ -1,10 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
+	"math"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/mesp-project/mesp/forecast"
 )
@@ -24,17 +26,21 @@ type FunctionCounts struct {
 
 // DecodeForecastRequest parses and bounds a request body. Values are
 // checked later against the models in service (length, sign); here: valid
-// JSON, numbers only, no unknown fields, a non-empty batch of at most
-// maxBatch functions.
+// JSON, numbers only (a null count is an error, not a zero), no unknown
+// fields, a non-empty batch of at most maxBatch functions.
+//
+// The body is parsed by a small scanner for exactly this schema rather
+// than encoding/json: a batch of 64 daily patterns is 92,160 numbers, and
+// reflection-driven decoding of them cost more CPU than routing and
+// inference together. Whatever it accepts, encoding/json accepts with the
+// same values (FuzzDecodeForecastRequest checks it); it is stricter where
+// encoding/json is lenient (null counts, case-insensitive keys, invalid
+// UTF-8).
 func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var req ForecastRequest
-	if err := dec.Decode(&req); err != nil {
+	d := &requestDecoder{b: body}
+	req, err := d.request()
+	if err != nil {
 		return nil, fmt.Errorf("%w: body is not a forecast request: %v", forecast.ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", forecast.ErrInvalid)
 	}
 	fns := req.Functions
 	if req.Counts != nil || req.ID != "" {
@@ -58,4 +64,302 @@ func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error
 		out[i] = forecast.Request{ID: id, Counts: f.Counts}
 	}
 	return out, nil
+}
+
+// requestDecoder scans one ForecastRequest JSON document.
+type requestDecoder struct {
+	b []byte
+	i int
+	// countsCap sizes the next counts slice: functions of one batch
+	// usually have equal lengths.
+	countsCap int
+}
+
+func (d *requestDecoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("at byte %d: %s", d.i, fmt.Sprintf(format, args...))
+}
+
+func (d *requestDecoder) skipSpace() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-space byte (0 at the end).
+func (d *requestDecoder) peek() byte {
+	d.skipSpace()
+	if d.i >= len(d.b) {
+		return 0
+	}
+	return d.b[d.i]
+}
+
+func (d *requestDecoder) expect(c byte) error {
+	if got := d.peek(); got != c {
+		if got == 0 {
+			return d.errorf("unexpected end of body, want %q", c)
+		}
+		return d.errorf("unexpected %q, want %q", got, c)
+	}
+	d.i++
+	return nil
+}
+
+// literal consumes word (null) if it comes next.
+func (d *requestDecoder) literal(word string) bool {
+	if d.peek() == word[0] && len(d.b)-d.i >= len(word) && string(d.b[d.i:d.i+len(word)]) == word {
+		d.i += len(word)
+		return true
+	}
+	return false
+}
+
+func (d *requestDecoder) request() (ForecastRequest, error) {
+	var req ForecastRequest
+	err := d.object(func(key string) error {
+		switch key {
+		case "functions":
+			if d.literal("null") {
+				req.Functions = nil
+				return nil
+			}
+			req.Functions = req.Functions[:0]
+			return d.array(func(int) error {
+				f, err := d.function()
+				req.Functions = append(req.Functions, f)
+				return err
+			})
+		default:
+			return d.functionField(key, &req.FunctionCounts)
+		}
+	})
+	if err != nil {
+		return req, err
+	}
+	if d.peek() != 0 {
+		return req, d.errorf("trailing data after the JSON object")
+	}
+	return req, nil
+}
+
+func (d *requestDecoder) function() (FunctionCounts, error) {
+	var f FunctionCounts
+	if d.literal("null") {
+		return f, nil
+	}
+	err := d.object(func(key string) error { return d.functionField(key, &f) })
+	return f, err
+}
+
+func (d *requestDecoder) functionField(key string, f *FunctionCounts) error {
+	switch key {
+	case "id":
+		if d.literal("null") {
+			f.ID = ""
+			return nil
+		}
+		s, err := d.string()
+		f.ID = s
+		return err
+	case "counts":
+		if d.literal("null") {
+			f.Counts = nil
+			return nil
+		}
+		c, err := d.counts()
+		f.Counts = c
+		return err
+	default:
+		return d.errorf("unknown field %q", key)
+	}
+}
+
+// object parses {"key": value, ...}, calling field for each value.
+func (d *requestDecoder) object(field func(key string) error) error {
+	if err := d.expect('{'); err != nil {
+		return err
+	}
+	if d.peek() == '}' {
+		d.i++
+		return nil
+	}
+	for {
+		if d.peek() != '"' {
+			return d.errorf("want a field name in quotes")
+		}
+		key, err := d.string()
+		if err != nil {
+			return err
+		}
+		if err := d.expect(':'); err != nil {
+			return err
+		}
+		if err := field(key); err != nil {
+			return err
+		}
+		switch d.peek() {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return nil
+		default:
+			return d.errorf("want ',' or '}' after a field")
+		}
+	}
+}
+
+// array parses [v, ...], calling elem for each element.
+func (d *requestDecoder) array(elem func(i int) error) error {
+	if err := d.expect('['); err != nil {
+		return err
+	}
+	if d.peek() == ']' {
+		d.i++
+		return nil
+	}
+	for n := 0; ; n++ {
+		if err := elem(n); err != nil {
+			return err
+		}
+		switch d.peek() {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return nil
+		default:
+			return d.errorf("want ',' or ']' after an element")
+		}
+	}
+}
+
+func (d *requestDecoder) counts() ([]float64, error) {
+	out := make([]float64, 0, max(d.countsCap, 16))
+	err := d.array(func(n int) error {
+		if d.literal("null") {
+			return d.errorf("counts[%d] is null, want a number", n)
+		}
+		v, err := d.number()
+		if err != nil {
+			return fmt.Errorf("counts[%d]: %w", n, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	d.countsCap = len(out)
+	return out, err
+}
+
+// number parses one JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+// Integers of up to 15 digits (per-minute counts) convert exactly without
+// strconv.
+func (d *requestDecoder) number() (float64, error) {
+	d.skipSpace()
+	start := d.i
+	b := d.b
+	i := d.i
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	digits := i
+	var mant uint64
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			mant = mant*10 + uint64(b[i]-'0')
+			i++
+		}
+	default:
+		return 0, d.errorf("want a number")
+	}
+	simple := i-digits <= 15
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			d.i = i
+			return 0, d.errorf("want a digit after '.'")
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		simple = false
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			d.i = i
+			return 0, d.errorf("want a digit in the exponent")
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		simple = false
+	}
+	d.i = i
+	if simple {
+		v := float64(mant)
+		if neg {
+			v = -v
+		}
+		return v, nil
+	}
+	// The bytes are not retained by ParseFloat: no copy needed.
+	text := b[start:i]
+	v, err := strconv.ParseFloat(unsafe.String(&text[0], len(text)), 64)
+	if err != nil || math.IsInf(v, 0) {
+		d.i = start
+		return 0, d.errorf("number %s is out of range", text)
+	}
+	return v, nil
+}
+
+// string parses a JSON string; escapes are rare in ids, and are left to
+// encoding/json.
+func (d *requestDecoder) string() (string, error) {
+	if err := d.expect('"'); err != nil {
+		return "", err
+	}
+	start := d.i - 1
+	escaped := false
+	for i := d.i; i < len(d.b); i++ {
+		switch c := d.b[i]; {
+		case c == '"':
+			raw := d.b[start : i+1]
+			d.i = i + 1
+			if !escaped {
+				if !utf8.Valid(raw) {
+					return "", d.errorf("string is not valid UTF-8")
+				}
+				return string(raw[1 : len(raw)-1]), nil
+			}
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return "", d.errorf("bad string: %v", err)
+			}
+			if !utf8.ValidString(s) || !utf8.Valid(raw) {
+				return "", d.errorf("string is not valid UTF-8")
+			}
+			return s, nil
+		case c == '\\':
+			escaped = true
+			i++ // the escaped byte cannot end the string
+		case c < 0x20:
+			d.i = i
+			return "", d.errorf("control character in a string")
+		}
+	}
+	d.i = len(d.b)
+	return "", d.errorf("unterminated string")
 }

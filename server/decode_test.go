@@ -1,7 +1,11 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,6 +26,23 @@ func TestDecodeForecastRequest(t *testing.T) {
 		{"string count", `{"counts":["1"]}`, -1},
 		{"too many", `{"functions":[{"counts":[1]},{"counts":[1]},{"counts":[1]}]}`, -1},
 		{"not json", `counts=1`, -1},
+		{"whitespace and exponents", " {\n\t\"counts\" : [ 1e2 , -0.5E-1, 0 ] } \r\n", 1},
+		{"escaped id", `{"id":"f\u00e9\n","counts":[1]}`, 1},
+		{"null counts element", `{"counts":[1,null]}`, -1},
+		{"unknown field", `{"counts":[1],"window":5}`, -1},
+		{"case-folded field", `{"Counts":[1]}`, -1},
+		{"leading zero", `{"counts":[01]}`, -1},
+		{"bare dot", `{"counts":[1.]}`, -1},
+		{"NaN", `{"counts":[NaN]}`, -1},
+		{"Infinity", `{"counts":[Infinity]}`, -1},
+		{"out of range", `{"counts":[1e400]}`, -1},
+		{"trailing comma", `{"counts":[1,]}`, -1},
+		{"missing comma", `{"counts":[1 2]}`, -1},
+		{"unterminated", `{"counts":[1,2`, -1},
+		{"control character in id", "{\"id\":\"a\tb\",\"counts\":[1]}", -1},
+		{"invalid UTF-8 in id", "{\"id\":\"\xff\",\"counts\":[1]}", -1},
+		{"nested array", `{"counts":[[1]]}`, -1},
+		{"top-level array", `[{"counts":[1]}]`, -1},
 	}
 	for _, tc := range cases {
 		reqs, err := DecodeForecastRequest([]byte(tc.body), 2)
@@ -41,10 +62,32 @@ func TestDecodeForecastRequest(t *testing.T) {
 	}
 }
 
+func TestDecodeForecastRequestValues(t *testing.T) {
+	reqs, err := DecodeForecastRequest([]byte(`{"functions":[{"id":"a\"b","counts":[0,12,-3.5,2.5e3,123456789012345678,-0]}]}`), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{0, 12, -3.5, 2500, 123456789012345678, 0}
+	if reqs[0].ID != `a"b` || len(reqs[0].Counts) != len(want) {
+		t.Fatalf("got %+v", reqs[0])
+	}
+	for i, v := range want {
+		if reqs[0].Counts[i] != v {
+			t.Errorf("counts[%d] = %v, want %v", i, reqs[0].Counts[i], v)
+		}
+	}
+	_, err = DecodeForecastRequest([]byte(`{"counts":[1,null]}`), 2)
+	if err == nil || !strings.Contains(err.Error(), "counts[1] is null") {
+		t.Errorf("null count: %v", err)
+	}
+}
+
 // FuzzDecodeForecastRequest: any body either decodes into a bounded,
-// non-empty batch or fails with ErrInvalid; it never panics.
+// non-empty batch or fails with ErrInvalid; it never panics; and whatever
+// it accepts, encoding/json reads as the same request.
 func FuzzDecodeForecastRequest(f *testing.F) {
-	for _, s := range []string{`{"counts":[1,2]}`, `{"functions":[{"id":"a","counts":[0]}]}`, `{}`, `[`, `{"counts":[1e400]}`} {
+	for _, s := range []string{`{"counts":[1,2]}`, `{"functions":[{"id":"a","counts":[0]}]}`, `{}`, `[`, `{"counts":[1e400]}`,
+		`{"id":"\u00e9x","counts":[1.5e-3,-0,7]}`, `{"functions":[null,{"counts":null}]}`, `{"counts":[1,null]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -55,6 +98,27 @@ func FuzzDecodeForecastRequest(f *testing.F) {
 			}
 			return
 		}
+		var std ForecastRequest
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&std); err != nil {
+			t.Fatalf("accepted what encoding/json rejects (%v): %q", err, body)
+		}
+		fns := std.Functions
+		if len(fns) == 0 {
+			fns = []FunctionCounts{std.FunctionCounts}
+		}
+		if len(fns) != len(reqs) {
+			t.Fatalf("%d functions, encoding/json %d", len(reqs), len(fns))
+		}
+		for i, fn := range fns {
+			if fn.ID != "" && fn.ID != reqs[i].ID {
+				t.Fatalf("id %q, encoding/json %q", reqs[i].ID, fn.ID)
+			}
+			if !slices.Equal(fn.Counts, reqs[i].Counts) {
+				t.Fatalf("counts %v, encoding/json %v", reqs[i].Counts, fn.Counts)
+			}
+		}
 		if len(reqs) == 0 || len(reqs) > 8 {
 			t.Fatalf("%d requests", len(reqs))
 		}
@@ -64,4 +128,49 @@ func FuzzDecodeForecastRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// batchBody is a 64-function request of daily patterns (1,440 counts each).
+func batchBody() []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"functions":[`)
+	for f := range 64 {
+		if f > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"fn-%d","counts":[`, f)
+		for t := range 1440 {
+			if t > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%d", (t*f*7919)%1000)
+		}
+		b.WriteString("]}")
+	}
+	b.WriteString("]}")
+	return b.Bytes()
+}
+
+func BenchmarkDecodeForecastRequest64(b *testing.B) {
+	body := batchBody()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeForecastRequest(body, 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The peer: encoding/json into the same types, as the server did before.
+func BenchmarkDecodeForecastRequest64EncodingJSON(b *testing.B) {
+	body := batchBody()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var req ForecastRequest
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
