@@ -46,7 +46,8 @@ type ORT struct {
 	CUDADevice     int    `koanf:"cuda_device"`
 	IntraOpThreads int    `koanf:"intra_op_threads"`
 	// BatchWait bounds how long a small request waits for others to share
-	// one Run call; 0 disables batching.
+	// one Run call while another Run of its model is in flight (an idle
+	// model runs at once); 0 disables batching.
 	BatchWait time.Duration `koanf:"batch_wait"`
 	MaxBatch  int           `koanf:"max_batch"`
 }

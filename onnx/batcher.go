@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,10 +13,16 @@ type Predictor interface {
 	Predict(ctx context.Context, in []float32, n int) ([]float32, error)
 }
 
-// Batcher merges small concurrent Predict calls to one model into one Run
-// (waiting at most `wait` for company), which is where ONNX Runtime's
-// throughput comes from when many single-function requests arrive at once.
-// Calls with at least maxRows rows run directly.
+// Batcher merges small concurrent Predict calls to one model into one Run,
+// which is where ONNX Runtime's throughput comes from when many
+// single-function requests arrive at once. Calls with at least maxRows
+// rows run directly.
+//
+// A collector takes every call already queued without waiting; it waits up
+// to `wait` for more only while another run of the model is in flight
+// (the cores are busy anyway, so the wait costs little latency and buys a
+// larger batch). An idle model runs a lone call at once: at low load,
+// batching adds no latency.
 type Batcher struct {
 	m       *Model
 	wait    time.Duration
@@ -23,6 +30,7 @@ type Batcher struct {
 	jobs    chan *job
 	stop    chan struct{}
 	wg      sync.WaitGroup
+	running atomic.Int32 // runs in flight
 }
 
 type job struct {
@@ -69,19 +77,33 @@ func (b *Batcher) collect() {
 		}
 		batch := []*job{first}
 		rows := first.n
-		timer := time.NewTimer(b.wait)
-	fill:
+	drain:
 		for rows < b.maxRows {
 			select {
 			case j := <-b.jobs:
 				batch = append(batch, j)
 				rows += j.n
-			case <-timer.C:
-				break fill
+			default:
+				break drain
 			}
 		}
-		timer.Stop()
+		if rows < b.maxRows && b.running.Load() > 0 {
+			timer := time.NewTimer(b.wait)
+		fill:
+			for rows < b.maxRows {
+				select {
+				case j := <-b.jobs:
+					batch = append(batch, j)
+					rows += j.n
+				case <-timer.C:
+					break fill
+				}
+			}
+			timer.Stop()
+		}
+		b.running.Add(1)
 		b.run(batch, rows)
+		b.running.Add(-1)
 	}
 }
 

@@ -184,3 +184,29 @@ func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestBatcherRunsLoneCallAtOnce: with nothing else in flight a call does
+// not wait for company, however long the configured wait.
+func TestBatcherRunsLoneCallAtOnce(t *testing.T) {
+	m, dir := setup(t)
+	mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close()
+	b := NewBatcher(mod, time.Hour, 32)
+	defer b.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Predict(context.Background(), make([]float32, mod.InputLen), 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a lone call waited for company on an idle model")
+	}
+}
