@@ -374,35 +374,40 @@ func (d *dataset) refine(labels []int, shift []int, old [][]float64, k int) [][]
 // where S = A^T A over the members aligned to ref, and Q = I - 11^T/m
 // centres a vector. M is never formed: power iteration applies
 // v -> Q A^T A Q v in O(n_j m), instead of O(m^2) memory and O(m^3) time
-// for eigendecomposing a 1440 x 1440 matrix. A is kept as float32 (half
-// the memory for large clusters); products accumulate in float64.
+// for eigendecomposing a 1440 x 1440 matrix. Nor is A: each aligned member
+// is read in place from the matrix as the part of its row that overlaps
+// the window after shifting (zeros shifted in contribute nothing), so
+// refinement needs no memory per member; products accumulate in float64.
 func (d *dataset) shapeExtract(p *Plan, members []int, shift []int, ref []float64) []float64 {
 	m := d.m
 	if len(members) == 0 {
 		return append([]float64(nil), ref...)
 	}
-	a := make([]float32, len(members)*m)
 	refSpec := p.Spectrum(ref) // owned copy: member spectra reuse p's scratch
-	shifted := make([]float64, m)
-	buf := make([]float64, m)
-	for r, i := range members {
-		row := d.x.Row(i, buf)
-		if refSpec.Norm > 0 {
-			// Align the member to the reference (zeros shifted in), as
-			// tslearn and the authors' code do; the centroid is
-			// z-normalised at the end. The assignment step found the shift
-			// against this same reference unless the member was moved
-			// since.
+	// Align each member to the reference (zeros shifted in), as tslearn and
+	// the authors' code do; the centroid is z-normalised at the end. The
+	// assignment step found the shift against this same reference unless
+	// the member was moved since. A zero reference (the first refinement
+	// from labels) means no alignment.
+	shifts := make([]int, len(members))
+	if refSpec.Norm > 0 {
+		for r, i := range members {
 			s := shift[i]
 			if s == unknownShift {
-				_, s = p.MaxNCC(refSpec, p.scratchSpectrum(row))
+				_, s = p.MaxNCC(refSpec, d.spectrum(p, i))
 			}
-			ShiftInto(shifted, row, s)
-			row = shifted
+			shifts[r] = s
 		}
-		for t, v := range row {
-			a[r*m+t] = float32(v)
+	}
+	// aligned returns member r's aligned values that can be non-zero and
+	// where they start: aligned[t] = row[t-s] for t in [lo, lo+len(seg)).
+	aligned := func(r int) (seg []float32, lo int) {
+		i, s := members[r], shifts[r]
+		row := d.x.data[i*m : (i+1)*m]
+		if s >= 0 {
+			return row[:m-min(s, m)], min(s, m)
 		}
+		return row[min(-s, m):], 0
 	}
 	v := make([]float64, m)
 	// Warm start from the previous centroid; from the members' mean if none.
@@ -410,8 +415,9 @@ func (d *dataset) shapeExtract(p *Plan, members []int, shift []int, ref []float6
 		copy(v, ref)
 	} else {
 		for r := range members {
-			for t := range m {
-				v[t] += float64(a[r*m+t])
+			seg, lo := aligned(r)
+			for t, x := range seg {
+				v[lo+t] += float64(x)
 			}
 		}
 	}
@@ -427,13 +433,14 @@ func (d *dataset) shapeExtract(p *Plan, members []int, shift []int, ref []float6
 	for it := 0; it < 1000; it++ {
 		clear(w)
 		for r := range members {
-			row := a[r*m : (r+1)*m]
+			seg, lo := aligned(r)
+			vs, ws := v[lo:lo+len(seg)], w[lo:lo+len(seg)]
 			var dot float64
-			for t, x := range row {
-				dot += float64(x) * v[t]
+			for t, x := range seg {
+				dot += float64(x) * vs[t]
 			}
-			for t, x := range row {
-				w[t] += float64(x) * dot
+			for t, x := range seg {
+				ws[t] += float64(x) * dot
 			}
 		}
 		center(w)
@@ -452,17 +459,19 @@ func (d *dataset) shapeExtract(p *Plan, members []int, shift []int, ref []float6
 		}
 	}
 	// The eigenvector's sign is arbitrary: keep the one closer to the
-	// aligned members (sum of Euclidean distances, as tslearn).
+	// aligned members (sum of Euclidean distances, as tslearn), with
+	// |a -+ v|^2 = |v|^2 + |a|^2 -+ 2 a.v over the member's non-zero part.
+	vv := norm(v) * norm(v)
 	var plus, minus float64
 	for r := range members {
-		var dp, dm float64
-		for t := range m {
-			x := float64(a[r*m+t])
-			dp += (x - v[t]) * (x - v[t])
-			dm += (x + v[t]) * (x + v[t])
+		seg, lo := aligned(r)
+		var aa, av float64
+		for t, x := range seg {
+			aa += float64(x) * float64(x)
+			av += float64(x) * v[lo+t]
 		}
-		plus += math.Sqrt(dp)
-		minus += math.Sqrt(dm)
+		plus += math.Sqrt(math.Max(0, vv+aa-2*av))
+		minus += math.Sqrt(math.Max(0, vv+aa+2*av))
 	}
 	if minus < plus {
 		scale(v, -1)

@@ -153,17 +153,10 @@ func SBD(x, y []float64) (dist float64, shift int) {
 // returned shift s.
 func Shift(y []float64, s int) []float64 {
 	out := make([]float64, len(y))
-	ShiftInto(out, y, s)
-	return out
-}
-
-// ShiftInto is Shift writing into dst.
-func ShiftInto(dst, y []float64, s int) {
-	clear(dst)
-	m := len(y)
-	for t := range m {
-		if src := t - s; src >= 0 && src < m {
-			dst[t] = y[src]
+	for t := range out {
+		if src := t - s; src >= 0 && src < len(y) {
+			out[t] = y[src]
 		}
 	}
+	return out
 }
