@@ -139,3 +139,35 @@ func root(k, n int) complex128 {
 	s, c := math.Sincos(-2 * math.Pi * float64(k%n) / float64(n))
 	return complex(c, s)
 }
+
+// Complex holds the plan for complex sequences of one 5-smooth length; like
+// Real it keeps scratch and is not safe for concurrent use.
+type Complex struct {
+	plan *complexPlan
+	y    []complex128
+}
+
+// NewComplex plans transforms of complex sequences of length n.
+func NewComplex(n int) (*Complex, error) {
+	if n < 1 || (n > 1 && !Supported(2*n)) {
+		return nil, fmt.Errorf("fft: length %d is not a product of 2, 3 and 5", n)
+	}
+	return &Complex{plan: newComplexPlan(n), y: make([]complex128, n)}, nil
+}
+
+// Inverse returns the unnormalised inverse DFT sum_k x_k e^{2 pi i k t / n};
+// x is overwritten, and the result (x or the plan's scratch) is valid until
+// the next call.
+func (c *Complex) Inverse(x []complex128) []complex128 {
+	if len(x) != c.plan.n {
+		panic(fmt.Sprintf("fft: sequence of length %d, plan for %d", len(x), c.plan.n))
+	}
+	for i, v := range x {
+		x[i] = complex(real(v), -imag(v))
+	}
+	out := c.plan.forward(x, c.y)
+	for i, v := range out {
+		out[i] = complex(real(v), -imag(v))
+	}
+	return out
+}

@@ -129,3 +129,32 @@ func BenchmarkGonumSequence2880(b *testing.B) {
 		g.Sequence(dst, c)
 	}
 }
+
+func TestComplexInverseMatchesDefinition(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{1, 2, 3, 5, 12, 45, 360} {
+		c, err := NewComplex(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]complex128, n)
+		for i := range x {
+			x[i] = complex(rng.NormFloat64(), rng.NormFloat64())
+		}
+		want := make([]complex128, n)
+		for tt := range want {
+			for k, v := range x {
+				want[tt] += v * cmplx.Conj(root(k*tt, n))
+			}
+		}
+		got := c.Inverse(append([]complex128(nil), x...))
+		for i := range want {
+			if d := cmplx.Abs(got[i] - want[i]); d > 1e-9*float64(n) {
+				t.Fatalf("n=%d: [%d] = %v, want %v", n, i, got[i], want[i])
+			}
+		}
+	}
+	if _, err := NewComplex(7); err == nil {
+		t.Error("NewComplex(7) succeeded")
+	}
+}

@@ -74,10 +74,12 @@ func radix2(st *stage, x, y []complex128) {
 	m, s := st.m, st.s
 	for j := range m {
 		w := st.tw[j]
-		for q := range s {
-			a, b := x[q+s*j], x[q+s*(j+m)]
-			y[q+s*2*j] = a + b
-			y[q+s*(2*j+1)] = (a - b) * w
+		a0, a1 := x[s*j:s*j+s], x[s*(j+m):s*(j+m)+s]
+		y0, y1 := y[s*2*j:s*2*j+s], y[s*(2*j+1):s*(2*j+1)+s]
+		for q, a := range a0 {
+			b := a1[q]
+			y0[q] = a + b
+			y1[q] = (a - b) * w
 		}
 	}
 }
@@ -94,16 +96,20 @@ func radix3(st *stage, x, y []complex128) {
 	m, s := st.m, st.s
 	for j := range m {
 		w1, w2 := st.tw[2*j], st.tw[2*j+1]
-		for q := range s {
-			a0, a1, a2 := x[q+s*j], x[q+s*(j+m)], x[q+s*(j+2*m)]
+		x0, x1, x2 := x[s*j:s*j+s], x[s*(j+m):s*(j+m)+s], x[s*(j+2*m):s*(j+2*m)+s]
+		o := s * 3 * j
+		y0, y1, y2 := y[o:o+s], y[o+s:o+2*s], y[o+2*s:o+3*s]
+		x1, x2 = x1[:len(x0)], x2[:len(x0)]
+		y0, y1, y2 = y0[:len(x0)], y1[:len(x0)], y2[:len(x0)]
+		for q, a0 := range x0 {
+			a1, a2 := x1[q], x2[q]
 			t1 := a1 + a2
 			t2 := a0 - scale(t1, 0.5)
 			d := a1 - a2
 			t3 := complex(imag(d)*sin3, -real(d)*sin3) // (a1 - a2) * (-i sqrt3/2)
-			o := q + s*3*j
-			y[o] = a0 + t1
-			y[o+s] = (t2 + t3) * w1
-			y[o+2*s] = (t2 - t3) * w2
+			y0[q] = a0 + t1
+			y1[q] = (t2 + t3) * w1
+			y2[q] = (t2 - t3) * w2
 		}
 	}
 }
@@ -112,15 +118,19 @@ func radix4(st *stage, x, y []complex128) {
 	m, s := st.m, st.s
 	for j := range m {
 		w1, w2, w3 := st.tw[3*j], st.tw[3*j+1], st.tw[3*j+2]
-		for q := range s {
-			a0, a1, a2, a3 := x[q+s*j], x[q+s*(j+m)], x[q+s*(j+2*m)], x[q+s*(j+3*m)]
+		x0, x1, x2, x3 := x[s*j:s*j+s], x[s*(j+m):s*(j+m)+s], x[s*(j+2*m):s*(j+2*m)+s], x[s*(j+3*m):s*(j+3*m)+s]
+		o := s * 4 * j
+		y0, y1, y2, y3 := y[o:o+s], y[o+s:o+2*s], y[o+2*s:o+3*s], y[o+3*s:o+4*s]
+		x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
+		y0, y1, y2, y3 = y0[:len(x0)], y1[:len(x0)], y2[:len(x0)], y3[:len(x0)]
+		for q, a0 := range x0 {
+			a1, a2, a3 := x1[q], x2[q], x3[q]
 			t0, t1 := a0+a2, a0-a2
 			t2, t3 := a1+a3, mulNegI(a1-a3)
-			o := q + s*4*j
-			y[o] = t0 + t2
-			y[o+s] = (t1 + t3) * w1
-			y[o+2*s] = (t0 - t2) * w2
-			y[o+3*s] = (t1 - t3) * w3
+			y0[q] = t0 + t2
+			y1[q] = (t1 + t3) * w1
+			y2[q] = (t0 - t2) * w2
+			y3[q] = (t1 - t3) * w3
 		}
 	}
 }
@@ -129,20 +139,25 @@ func radix5(st *stage, x, y []complex128) {
 	m, s := st.m, st.s
 	for j := range m {
 		w := st.tw[4*j : 4*j+4]
-		for q := range s {
-			a0, a1, a2, a3, a4 := x[q+s*j], x[q+s*(j+m)], x[q+s*(j+2*m)], x[q+s*(j+3*m)], x[q+s*(j+4*m)]
+		x0, x1, x2 := x[s*j:s*j+s], x[s*(j+m):s*(j+m)+s], x[s*(j+2*m):s*(j+2*m)+s]
+		x3, x4 := x[s*(j+3*m):s*(j+3*m)+s], x[s*(j+4*m):s*(j+4*m)+s]
+		o := s * 5 * j
+		y0, y1, y2, y3, y4 := y[o:o+s], y[o+s:o+2*s], y[o+2*s:o+3*s], y[o+3*s:o+4*s], y[o+4*s:o+5*s]
+		x1, x2, x3, x4 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)], x4[:len(x0)]
+		y0, y1, y2, y3, y4 = y0[:len(x0)], y1[:len(x0)], y2[:len(x0)], y3[:len(x0)], y4[:len(x0)]
+		for q, a0 := range x0 {
+			a1, a2, a3, a4 := x1[q], x2[q], x3[q], x4[q]
 			t1, t2 := a1+a4, a2+a3
 			t3, t4 := a1-a4, a2-a3
 			u1 := a0 + scale(t1, cos5a) + scale(t2, cos5b)
 			u2 := a0 + scale(t1, cos5b) + scale(t2, cos5a)
 			v1 := mulNegI(scale(t3, sin5a) + scale(t4, sin5b))
 			v2 := mulNegI(scale(t3, sin5b) - scale(t4, sin5a))
-			o := q + s*5*j
-			y[o] = a0 + t1 + t2
-			y[o+s] = (u1 + v1) * w[0]
-			y[o+2*s] = (u2 + v2) * w[1]
-			y[o+3*s] = (u2 - v2) * w[2]
-			y[o+4*s] = (u1 - v1) * w[3]
+			y0[q] = a0 + t1 + t2
+			y1[q] = (u1 + v1) * w[0]
+			y2[q] = (u2 + v2) * w[1]
+			y3[q] = (u2 - v2) * w[2]
+			y4[q] = (u1 - v1) * w[3]
 		}
 	}
 }

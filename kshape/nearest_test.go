@@ -44,8 +44,8 @@ func TestNearestEqualsBruteForce(t *testing.T) {
 		random    bool
 		maxFFTs   float64 // average inverse FFTs per series allowed (of K = 6)
 	}{
-		{"raw counts", Transform{}, false, 4},
-		{"log1p, smoothed", Transform{Log1p: true, Smooth: 15}, false, 4},
+		{"raw counts", Transform{}, false, 3.5},
+		{"log1p, smoothed", Transform{Log1p: true, Smooth: 15}, false, 2.5},
 		{"random series", Transform{}, true, 6},
 	}
 	for _, tc := range cases {

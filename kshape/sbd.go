@@ -65,9 +65,12 @@ type Plan struct {
 	row  []float64
 	spec []complex128
 	// scratch for Nearest
-	mag    []float64
-	bounds []float64
-	order  []int
+	mag      []float64
+	bounds   []float64
+	order    []int
+	gridStep int          // refinedBound evaluates every gridStep-th shift
+	grid     *fft.Complex // of length n/gridStep
+	gridBuf  []complex128
 }
 
 // NewPlan prepares FFTs for cross-correlating series of length m.
@@ -77,9 +80,21 @@ func NewPlan(m int) *Plan {
 	if err != nil {
 		panic(err) // fastLength returns supported lengths only
 	}
+	step := 1
+	for _, g := range []int{8, 6, 5, 4, 3, 2} {
+		if n%g == 0 {
+			step = g
+			break
+		}
+	}
+	grid, err := fft.NewComplex(n / step)
+	if err != nil {
+		panic(err) // a divisor of a 5-smooth length is 5-smooth
+	}
 	return &Plan{m: m, n: n, fft: f, buf: make([]float64, n),
 		prod: make([]complex128, n/2+1), cc: make([]float64, n),
-		row: make([]float64, m), spec: make([]complex128, n/2+1), mag: make([]float64, n/2+1)}
+		row: make([]float64, m), spec: make([]complex128, n/2+1), mag: make([]float64, n/2+1),
+		gridStep: step, grid: grid, gridBuf: make([]complex128, n/step)}
 }
 
 // Spectrum is a series' zero-padded FFT and its L2 norm, computed once and
