@@ -171,7 +171,7 @@ func datasetOf(series [][]float64, opts *Options) (*dataset, error) {
 // spectrum is row i's spectrum in p's scratch space (valid until the next
 // call on p).
 func (d *dataset) spectrum(p *Plan, i int) Spectrum {
-	return p.scratchSpectrum(d.x.Row(i, p.row))
+	return p.ScratchSpectrum(d.x.Row(i, p.row))
 }
 
 // parallel runs fn(i) for i in [0, n) on the workers, each with its own Plan.

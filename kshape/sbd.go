@@ -118,9 +118,9 @@ func (p *Plan) spectrumInto(dst []complex128, x []float64) Spectrum {
 	return Spectrum{Coeff: p.fft.Coefficients(dst, p.buf), Norm: math.Sqrt(ss)}
 }
 
-// scratchSpectrum is Spectrum written into the plan's scratch buffer: no
-// allocation, valid until the next call.
-func (p *Plan) scratchSpectrum(x []float64) Spectrum { return p.spectrumInto(p.spec, x) }
+// ScratchSpectrum is Spectrum written into the plan's scratch buffer: no
+// allocation, valid until the next ScratchSpectrum call on p.
+func (p *Plan) ScratchSpectrum(x []float64) Spectrum { return p.spectrumInto(p.spec, x) }
 
 // MaxNCC returns the maximum normalised cross-correlation of x and y over
 // all shifts and the shift s at which it occurs: x[t+s] best matches y[t].

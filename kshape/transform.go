@@ -15,28 +15,36 @@ type Transform struct {
 
 // Apply returns the transformed series (a new slice).
 func (tr Transform) Apply(x []float64) []float64 {
-	out := make([]float64, len(x))
+	return tr.ApplyInto(make([]float64, len(x)), x, make([]float64, len(x)+1))
+}
+
+// ApplyInto writes the transformed x into dst (len(x)), using scratch
+// (len(x)+1) for prefix sums, and returns dst: no allocation on the routing
+// path.
+func (tr Transform) ApplyInto(dst, x, scratch []float64) []float64 {
+	dst = dst[:len(x)]
 	for i, v := range x {
 		if tr.Log1p {
 			v = log1p(v)
 		}
-		out[i] = v
+		dst[i] = v
 	}
 	if tr.Smooth <= 1 {
-		return out
+		return dst
 	}
 	// Centred moving average with a shrinking window at the edges, by
 	// prefix sums (O(n) whatever the window).
-	prefix := make([]float64, len(out)+1)
-	for i, v := range out {
+	prefix := scratch[:len(x)+1]
+	prefix[0] = 0
+	for i, v := range dst {
 		prefix[i+1] = prefix[i] + v
 	}
 	half := tr.Smooth / 2
-	for i := range out {
-		lo, hi := max(0, i-half), min(len(out), i-half+tr.Smooth)
-		out[i] = (prefix[hi] - prefix[lo]) / float64(hi-lo)
+	for i := range dst {
+		lo, hi := max(0, i-half), min(len(dst), i-half+tr.Smooth)
+		dst[i] = (prefix[hi] - prefix[lo]) / float64(hi-lo)
 	}
-	return out
+	return dst
 }
 
 // log1pSmall holds log1p of the counts 0..4095: per-minute counts are

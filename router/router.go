@@ -33,7 +33,14 @@ type Router struct {
 	thresholds []float64
 	bank       *kshape.Bank
 	transform  kshape.Transform
-	plans      sync.Pool
+	scratch    sync.Pool // of *scratch
+}
+
+// scratch is one routing's working memory, pooled: a route allocates
+// nothing.
+type scratch struct {
+	plan             *kshape.Plan
+	shape, prefix, z []float64
 }
 
 // ErrPattern marks an unusable input pattern.
@@ -45,7 +52,9 @@ func New(cs manifest.Clusters) (*Router, error) {
 		return nil, fmt.Errorf("router: no clusters")
 	}
 	r := &Router{m: cs.Length, transform: kshape.Transform{Log1p: cs.Transform.Log1p, Smooth: cs.Transform.Smooth}}
-	r.plans.New = func() any { return kshape.NewPlan(r.m) }
+	r.scratch.New = func() any {
+		return &scratch{plan: kshape.NewPlan(r.m), shape: make([]float64, r.m), prefix: make([]float64, r.m+1), z: make([]float64, r.m)}
+	}
 	var centroids [][]float64
 	for _, c := range cs.Clusters {
 		if len(c.Centroid) != r.m {
@@ -72,26 +81,36 @@ func (r *Router) Length() int { return r.m }
 // scale and the clusters' thresholds apply to both (for n = m this is
 // plain SBD).
 func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
-	return r.RouteShape(ctx, r.transform.Apply(counts))
+	if len(counts) == 0 || len(counts) > r.m {
+		return Route{}, fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, len(counts), r.m)
+	}
+	s := r.scratch.Get().(*scratch)
+	defer r.scratch.Put(s)
+	return r.route(ctx, s, r.transform.ApplyInto(s.shape, counts, s.prefix))
 }
 
 // RouteShape routes a series already in the clusters' representation
 // (transformed, e.g. another clustering's centroid): no transform applied.
 func (r *Router) RouteShape(ctx context.Context, shape []float64) (Route, error) {
-	n := len(shape)
-	if n == 0 || n > r.m {
-		return Route{}, fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, n, r.m)
+	if len(shape) == 0 || len(shape) > r.m {
+		return Route{}, fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, len(shape), r.m)
 	}
+	s := r.scratch.Get().(*scratch)
+	defer r.scratch.Put(s)
+	return r.route(ctx, s, shape)
+}
+
+func (r *Router) route(ctx context.Context, s *scratch, shape []float64) (Route, error) {
 	if err := ctx.Err(); err != nil {
 		return Route{}, err
 	}
-	p := r.plans.Get().(*kshape.Plan)
-	defer r.plans.Put(p)
-	z := make([]float64, r.m)
+	n := len(shape)
+	p, z := s.plan, s.z
+	clear(z[n:])
 	kshape.ZNormalizeInto(z[:n], shape)
 	// The nearest centroid by NCC is the nearest after the correction too
 	// (it scales every centroid's NCC alike).
-	j, ncc, _, _ := p.Nearest(p.Spectrum(z), r.bank)
+	j, ncc, _, _ := p.Nearest(p.ScratchSpectrum(z), r.bank)
 	d := 1 - math.Min(1, ncc*math.Sqrt(float64(r.m)/float64(n)))
 	return Route{Cluster: r.ids[j], Distance: d, OOD: d > r.thresholds[j]}, nil
 }
