@@ -22,6 +22,9 @@ type Options struct {
 	Rows   int
 	// Rate > 0: open loop at that many requests/s (latency under a fixed
 	// load); Rate 0: closed loop with Concurrency callers (max throughput).
+	// Open-loop latency counts from each request's scheduled send time, so
+	// a stalled sender or server cannot hide queueing (no coordinated
+	// omission); a late schedule sends at once to catch up.
 	Rate        float64
 	Concurrency int
 	Duration    time.Duration
@@ -48,9 +51,8 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var errs, next atomic.Int64
-	do := func() {
+	do := func(t0 time.Time) {
 		body := o.Bodies[int(next.Add(1))%len(o.Bodies)]
-		t0 := time.Now()
 		resp, err := client.Post(o.URL, "application/json", bytes.NewReader(body))
 		if err == nil {
 			_, err = io.Copy(io.Discard, resp.Body)
@@ -74,17 +76,23 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	var wg sync.WaitGroup
 	if o.Rate > 0 {
 		interval := time.Duration(float64(time.Second) / o.Rate)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
+		timer := time.NewTimer(0)
+		defer timer.Stop()
 	loop:
-		for {
-			select {
-			case <-ctx.Done():
+		for i := 0; ; i++ {
+			at := start.Add(time.Duration(i) * interval)
+			if wait := time.Until(at); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					break loop
+				case <-timer.C:
+				}
+			} else if ctx.Err() != nil {
 				break loop
-			case <-tick.C:
-				wg.Add(1)
-				go func() { defer wg.Done(); do() }()
 			}
+			wg.Add(1)
+			go func() { defer wg.Done(); do(at) }()
 		}
 	} else {
 		for range max(1, o.Concurrency) {
@@ -92,7 +100,7 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
-					do()
+					do(time.Now())
 				}
 			}()
 		}
