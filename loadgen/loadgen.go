@@ -22,9 +22,12 @@ type Options struct {
 	Rows   int
 	// Rate > 0: open loop at that many requests/s (latency under a fixed
 	// load); Rate 0: closed loop with Concurrency callers (max throughput).
-	// Open-loop latency counts from each request's scheduled send time, so
-	// a stalled sender or server cannot hide queueing (no coordinated
-	// omission); a late schedule sends at once to catch up.
+	// The open loop keeps an absolute schedule (a late tick sends at once
+	// to catch up, so the rate holds) and every request has its own
+	// goroutine, so a slow answer never delays the next send (no
+	// coordinated omission). Latency counts from the actual send: the
+	// runtime's timers wake up to a millisecond late, and that is the load
+	// generator's delay, not the server's.
 	Rate        float64
 	Concurrency int
 	Duration    time.Duration
@@ -51,8 +54,9 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var errs, next atomic.Int64
-	do := func(t0 time.Time) {
+	do := func() {
 		body := o.Bodies[int(next.Add(1))%len(o.Bodies)]
+		t0 := time.Now()
 		resp, err := client.Post(o.URL, "application/json", bytes.NewReader(body))
 		if err == nil {
 			_, err = io.Copy(io.Discard, resp.Body)
@@ -92,7 +96,7 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 				break loop
 			}
 			wg.Add(1)
-			go func() { defer wg.Done(); do(at) }()
+			go func() { defer wg.Done(); do() }()
 		}
 	} else {
 		for range max(1, o.Concurrency) {
@@ -100,7 +104,7 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
-					do(time.Now())
+					do()
 				}
 			}()
 		}
