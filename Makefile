@@ -15,7 +15,7 @@ VENV       = $(shell scripts/setup-venv.sh)
 PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-serve clean
+.PHONY: build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve clean
 
 ort:
 	@scripts/setup-ort.sh >/dev/null
@@ -72,6 +72,9 @@ bench: bench-kshape bench-serve
 
 bench-kshape: build venv
 	MESP_PYTHON=$(VENV)/bin/python scripts/bench-kshape.sh $(DATA)
+
+bench-kshape-scale: build
+	scripts/bench-kshape-scale.sh $(DATA)
 
 bench-serve: build venv
 	MESP_PYTHON=$(VENV)/bin/python scripts/bench-serve.sh

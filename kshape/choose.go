@@ -37,19 +37,20 @@ func Threshold(res *Result, k int, q float64) []float64 {
 const MinThreshold = 0.05
 
 // Silhouette is the mean silhouette coefficient on SBD over a random
-// sample of at most sample series (pairwise SBD is O(sample^2)).
-func Silhouette(series [][]float64, labels []int, k, sample int, seed int64) float64 {
+// sample of at most sample series of x (pairwise SBD is O(sample^2)).
+func Silhouette(x *Matrix, labels []int, k, sample int, seed int64) float64 {
 	rng := rand.New(rand.NewPCG(uint64(seed), 99))
-	idx := rng.Perm(len(series))
+	idx := rng.Perm(x.Rows())
 	if len(idx) > sample {
 		idx = idx[:sample]
 	}
 	n := len(idx)
-	m := len(series[0])
+	m := x.Len()
 	p := NewPlan(m)
 	spec := make([]Spectrum, n)
+	row := make([]float64, m)
 	for a, i := range idx {
-		spec[a] = p.Spectrum(ZNormalize(series[i]))
+		spec[a] = p.Spectrum(x.Row(i, row))
 	}
 	dist := make([]float64, n*n)
 	parallelN(n, 0, m, func(p *Plan, a int) {
@@ -102,15 +103,15 @@ type KScore struct {
 
 // ChooseK fits every K in [lo, hi] and picks the one with the highest
 // silhouette (the objective always falls with K, so it only informs).
-func ChooseK(ctx context.Context, series [][]float64, lo, hi int, opts Options, sample int) (best KScore, table []KScore, err error) {
+func ChooseK(ctx context.Context, x *Matrix, lo, hi int, opts Options, sample int) (best KScore, table []KScore, err error) {
 	for k := lo; k <= hi; k++ {
 		o := opts
 		o.K = k
-		res, err := Fit(ctx, series, o)
+		res, err := FitMatrix(ctx, x, o)
 		if err != nil {
 			return KScore{}, nil, err
 		}
-		s := KScore{K: k, Objective: res.Objective, Silhouette: Silhouette(series, res.Labels, k, sample, opts.Seed), Result: res}
+		s := KScore{K: k, Objective: res.Objective, Silhouette: Silhouette(x, res.Labels, k, sample, opts.Seed), Result: res}
 		table = append(table, s)
 		if best.Result == nil || s.Silhouette > best.Silhouette {
 			best = s

@@ -403,7 +403,7 @@ func (d *dataset) shapeExtract(p *Plan, members []int, shift []int, ref []float6
 	// where they start: aligned[t] = row[t-s] for t in [lo, lo+len(seg)).
 	aligned := func(r int) (seg []float32, lo int) {
 		i, s := members[r], shifts[r]
-		row := d.x.data[i*m : (i+1)*m]
+		row := d.x.row32(i)
 		if s >= 0 {
 			return row[:m-min(s, m)], min(s, m)
 		}

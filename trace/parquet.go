@@ -17,39 +17,81 @@ type ParquetRow struct {
 	Counts   []float32 `parquet:"counts,list"`
 }
 
+// ParquetWriter streams functions into one cluster data file: rows are
+// buffered a row group at a time, so writing 500,000 rows holds a few
+// megabytes, and the file appears at its path only when Close succeeds.
+type ParquetWriter struct {
+	path string
+	f    *os.File
+	w    *parquet.GenericWriter[ParquetRow]
+	rows []ParquetRow
+}
+
+// parquetRowGroup is the rows per row group (about 6 MB of counts).
+const parquetRowGroup = 1024
+
+// CreateParquet starts a ParquetWriter for path (zstd-compressed).
+func CreateParquet(path string) (*ParquetWriter, error) {
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	w := parquet.NewGenericWriter[ParquetRow](f, parquet.Compression(&parquet.Zstd), parquet.MaxRowsPerRowGroup(parquetRowGroup))
+	return &ParquetWriter{path: path, f: f, w: w, rows: make([]ParquetRow, 0, 128)}, nil
+}
+
+// Write adds one function.
+func (pw *ParquetWriter) Write(fn Function) error {
+	c := make([]float32, len(fn.Counts))
+	for i, v := range fn.Counts {
+		c[i] = float32(v)
+	}
+	pw.rows = append(pw.rows, ParquetRow{Function: fn.ID, Counts: c})
+	if len(pw.rows) == cap(pw.rows) {
+		return pw.flush()
+	}
+	return nil
+}
+
+func (pw *ParquetWriter) flush() error {
+	_, err := pw.w.Write(pw.rows)
+	pw.rows = pw.rows[:0]
+	if err != nil {
+		return fmt.Errorf("trace: %s: %w", pw.path, err)
+	}
+	return nil
+}
+
+// Close finishes the file and moves it into place; on any error the
+// partial file is removed.
+func (pw *ParquetWriter) Close() error {
+	err := errors.Join(pw.flush(), pw.w.Close(), pw.f.Close())
+	if err != nil {
+		os.Remove(pw.f.Name())
+		return fmt.Errorf("trace: %s: %w", pw.path, err)
+	}
+	return os.Rename(pw.f.Name(), pw.path)
+}
+
+// Abort drops an unfinished file.
+func (pw *ParquetWriter) Abort() {
+	pw.f.Close()
+	os.Remove(pw.f.Name())
+}
+
 // WriteParquet writes functions to path (zstd-compressed), atomically.
 func WriteParquet(path string, fns []Function) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	pw, err := CreateParquet(path)
 	if err != nil {
-		return fmt.Errorf("trace: %w", err)
-	}
-	w := parquet.NewGenericWriter[ParquetRow](f, parquet.Compression(&parquet.Zstd))
-	rows := make([]ParquetRow, 0, 256)
-	flush := func() error {
-		_, err := w.Write(rows)
-		rows = rows[:0]
 		return err
 	}
 	for _, fn := range fns {
-		c := make([]float32, len(fn.Counts))
-		for i, v := range fn.Counts {
-			c[i] = float32(v)
-		}
-		rows = append(rows, ParquetRow{Function: fn.ID, Counts: c})
-		if len(rows) == cap(rows) {
-			if err := flush(); err != nil {
-				f.Close()
-				return fmt.Errorf("trace: %s: %w", path, err)
-			}
+		if err := pw.Write(fn); err != nil {
+			pw.Abort()
+			return err
 		}
 	}
-	err = errors.Join(flush(), w.Close(), f.Close())
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("trace: %s: %w", path, err)
-	}
-	return os.Rename(tmp, path)
+	return pw.Close()
 }
 
 // ReadParquet reads a file written by WriteParquet.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -27,6 +29,7 @@ func runBenchKShape(ctx context.Context, args []string) error {
 	n := fs.Int("n", 50000, "rows to cluster; beyond the file's rows, augmented copies")
 	k := fs.Int("k", 8, "clusters")
 	iters := fs.Int("max-iter", 5, "iterations")
+	write := fs.String("write", "", "write the n rows to this Azure-layout CSV.gz instead of clustering them (for `mesp cluster` streaming from a file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,15 +40,25 @@ func runBenchKShape(ctx context.Context, args []string) error {
 	// Rows beyond the real ones: a real row shifted by up to +-120 minutes
 	// with 10% multiplicative noise per minute (trace.Augment), seed 1.
 	rng := rand.New(rand.NewPCG(1, 1))
+	rows := func(yield func(trace.Function) error) error {
+		for i := range *n {
+			f := real[i%len(real)]
+			if i >= len(real) {
+				f.ID = fmt.Sprintf("%s-aug%d", f.ID, i)
+				f.Counts = trace.Augment(f.Counts, 120, 0.1, rng)
+			}
+			if err := yield(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if *write != "" {
+		return writeCSVGz(*write, len(real[0].Counts), rows)
+	}
 	x := kshape.NewMatrix(len(real[0].Counts), *n)
-	for i := range *n {
-		row := real[i%len(real)].Counts
-		if i >= len(real) {
-			row = trace.Augment(row, 120, 0.1, rng)
-		}
-		if err := x.Append(row); err != nil {
-			return err
-		}
+	if err := rows(func(f trace.Function) error { return x.Append(f.Counts) }); err != nil {
+		return err
 	}
 	real = nil
 	runtime.GC()
@@ -83,4 +96,21 @@ func peakRSSMiB() float64 {
 		}
 	}
 	return -1
+}
+
+// writeCSVGz writes rows to path as a gzipped Azure-layout CSV.
+func writeCSVGz(path string, minutes int, rows func(func(trace.Function) error) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	gz := gzip.NewWriter(f)
+	w, err := trace.NewCSVWriter(gz, minutes)
+	if err == nil {
+		err = errors.Join(rows(w.Write), w.Flush())
+	}
+	if err = errors.Join(err, gz.Close(), f.Close()); err != nil {
+		os.Remove(path)
+	}
+	return err
 }

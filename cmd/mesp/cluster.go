@@ -50,54 +50,77 @@ func runCluster(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fns, err := trace.ReadAll(*data, trace.Options{SkipBad: *skipBad}, part)
-	if err != nil {
+	// Rows are streamed from the file into the float32 matrix: neither the
+	// raw counts nor their float64 transforms are held (500,000 rows would
+	// take 5.8 GB each), only the ids. The Parquet files are written by a
+	// second pass over the file.
+	tr := kshape.Transform{Log1p: *log1p, Smooth: *smooth}
+	topts := trace.Options{SkipBad: *skipBad}
+	var x *kshape.Matrix
+	var ids []string
+	var shape, prefix []float64
+	if _, err := trace.Each(*data, topts, func(f trace.Function) error {
+		if !part.Contains(f.ID) {
+			return nil
+		}
+		if x == nil {
+			x = kshape.NewMatrix(len(f.Counts), 0)
+			shape, prefix = make([]float64, len(f.Counts)), make([]float64, len(f.Counts)+1)
+		}
+		ids = append(ids, f.ID)
+		if len(ids)%10000 == 0 {
+			fmt.Fprintf(os.Stderr, "\rcluster: read %d functions", len(ids))
+		}
+		return x.Append(tr.ApplyInto(shape, f.Counts, prefix))
+	}); err != nil {
 		return err
 	}
-	tr := kshape.Transform{Log1p: *log1p, Smooth: *smooth}
-	series := make([][]float64, len(fns))
-	for i, f := range fns {
-		series[i] = tr.Apply(f.Counts)
+	if x == nil {
+		return fmt.Errorf("%s: no functions in the %s part", *data, part)
 	}
-	fmt.Fprintf(os.Stderr, "cluster: %d functions (%s part) x %d minutes\n", len(fns), part, len(series[0]))
+	fmt.Fprintf(os.Stderr, "\rcluster: %d functions (%s part) x %d minutes\n", x.Rows(), part, x.Len())
 	opts := kshape.Options{MaxIter: *maxIter, Restarts: *restarts, Seed: *seed,
 		Progress: func(p kshape.Progress) {
 			fmt.Fprintf(os.Stderr, "\rcluster: restart %d iteration %3d objective %.2f changed %d   ", p.Restart+1, p.Iter, p.Objective, p.Changed)
 		}}
 	start := time.Now()
-	res, k, err := fitK(ctx, series, *kFlag, *kRange, opts, *sample)
+	res, k, err := fitK(ctx, x, *kFlag, *kRange, opts, *sample)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(os.Stderr, "\ncluster: K=%d objective %.2f in %d iterations, %s\n", k, res.Objective, res.Iterations, elapsed.Round(time.Millisecond))
+	if err := writeClusters(*out, *data, topts, part, ids, x.Len(), res, k, *seed, tr); err != nil {
+		return err
+	}
 	if *summary != "" {
-		b, _ := json.Marshal(map[string]any{"seconds": elapsed.Seconds(), "objective": res.Objective, "iterations": res.Iterations, "k": k, "n": len(fns)})
+		b, _ := json.Marshal(map[string]any{"seconds": elapsed.Seconds(), "objective": res.Objective, "iterations": res.Iterations,
+			"k": k, "n": len(ids), "peak_rss_mib": peakRSSMiB()})
 		if err := os.WriteFile(*summary, b, 0o644); err != nil {
 			return err
 		}
 	}
-	return writeClusters(*out, fns, res, k, *seed, tr)
+	return nil
 }
 
 // fitK clusters with a given K, or with --k auto picks K in a range by
 // silhouette and prints the table it decided from.
-func fitK(ctx context.Context, series [][]float64, kFlag, kRange string, opts kshape.Options, sample int) (*kshape.Result, int, error) {
+func fitK(ctx context.Context, x *kshape.Matrix, kFlag, kRange string, opts kshape.Options, sample int) (*kshape.Result, int, error) {
 	if kFlag != "auto" {
 		k, err := strconv.Atoi(kFlag)
 		if err != nil {
 			return nil, 0, fmt.Errorf("--k %q: want a number or auto", kFlag)
 		}
 		opts.K = k
-		res, err := kshape.Fit(ctx, series, opts)
+		res, err := kshape.FitMatrix(ctx, x, opts)
 		return res, k, err
 	}
 	lo, hi, err := parseRange(kRange)
 	if err != nil {
 		return nil, 0, err
 	}
-	hi = min(hi, len(series))
-	best, table, err := kshape.ChooseK(ctx, series, lo, max(lo, hi), opts, sample)
+	hi = min(hi, x.Rows())
+	best, table, err := kshape.ChooseK(ctx, x, lo, max(lo, hi), opts, sample)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -136,26 +159,64 @@ func parseRange(s string) (int, int, error) {
 }
 
 // writeClusters writes clusters.json, cluster-<id>.parquet and centroids.png.
-func writeClusters(dir string, fns []trace.Function, res *kshape.Result, k int, seed int64, tr kshape.Transform) error {
+// writeClusters writes clusters.json, one Parquet file per cluster with the
+// members' raw counts (streamed again from data: the same rows in the same
+// order as ids) and the centroid plot.
+func writeClusters(dir, data string, opts trace.Options, part trace.Part, ids []string, length int, res *kshape.Result, k int, seed int64, tr kshape.Transform) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	thresholds := kshape.Threshold(res, k, 0.99)
-	members := make([][]trace.Function, k)
-	cs := manifest.Clusters{Version: manifest.Version, K: k, Seed: seed, Objective: res.Objective, Length: len(fns[0].Counts),
+	cs := manifest.Clusters{Version: manifest.Version, K: k, Seed: seed, Objective: res.Objective, Length: length,
 		Transform: manifest.Transform{Log1p: tr.Log1p, Smooth: tr.Smooth}}
-	for i, f := range fns {
-		members[res.Labels[i]] = append(members[res.Labels[i]], f)
-		cs.Members = append(cs.Members, manifest.Member{Function: f.ID, Cluster: res.Labels[i], Distance: res.Distances[i]})
-	}
 	sizes := make([]int, k)
+	for i, id := range ids {
+		sizes[res.Labels[i]]++
+		cs.Members = append(cs.Members, manifest.Member{Function: id, Cluster: res.Labels[i], Distance: res.Distances[i]})
+	}
+	writers := make([]*trace.ParquetWriter, k)
+	abort := func() {
+		for _, w := range writers {
+			if w != nil {
+				w.Abort()
+			}
+		}
+	}
 	for j := range k {
-		sizes[j] = len(members[j])
 		name := fmt.Sprintf("cluster-%d.parquet", j)
-		if err := trace.WriteParquet(filepath.Join(dir, name), members[j]); err != nil {
+		w, err := trace.CreateParquet(filepath.Join(dir, name))
+		if err != nil {
+			abort()
 			return err
 		}
+		writers[j] = w
 		cs.Clusters = append(cs.Clusters, manifest.Cluster{ID: j, Size: sizes[j], Centroid: res.Centroids[j], Threshold: thresholds[j], Parquet: name})
+	}
+	i := 0
+	if _, err := trace.Each(data, opts, func(f trace.Function) error {
+		if !part.Contains(f.ID) {
+			return nil
+		}
+		if i >= len(ids) || ids[i] != f.ID {
+			return fmt.Errorf("%s changed while it was clustered: row %d is not %q", data, i, ids[min(i, len(ids)-1)])
+		}
+		err := writers[res.Labels[i]].Write(f)
+		i++
+		return err
+	}); err != nil {
+		abort()
+		return err
+	}
+	if i != len(ids) {
+		abort()
+		return fmt.Errorf("%s changed while it was clustered: %d rows, was %d", data, i, len(ids))
+	}
+	for j, w := range writers {
+		writers[j] = nil
+		if err := w.Close(); err != nil {
+			abort()
+			return err
+		}
 	}
 	if err := manifest.Write(filepath.Join(dir, "clusters.json"), cs); err != nil {
 		return err

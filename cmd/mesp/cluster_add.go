@@ -57,7 +57,11 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	if lo, h, err := parseRange(*kRange); err == nil {
 		hi = fmt.Sprintf("%d..%d", lo, max(lo, min(h, len(fns)/max(1, *minSize))))
 	}
-	res, k, err := fitK(ctx, series, *kFlag, hi, kshape.Options{Seed: *seed, Restarts: 3}, 500)
+	x, err := kshape.MatrixOf(series)
+	if err != nil {
+		return err
+	}
+	res, k, err := fitK(ctx, x, *kFlag, hi, kshape.Options{Seed: *seed, Restarts: 3}, 500)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/trace"
+)
+
+// TestClusterStreamsFixture runs `mesp cluster` on the fixture: every
+// function of the part lands in exactly one cluster's Parquet file, with
+// its raw counts, and clusters.json agrees with the files.
+func TestClusterStreamsFixture(t *testing.T) {
+	out := t.TempDir()
+	err := runCluster(context.Background(), []string{"--data", fixture, "--part", "all", "--k", "3", "--restarts", "1", "--max-iter", "10", "--out", out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs manifest.Clusters
+	if err := manifest.Read(filepath.Join(out, "clusters.json"), &cs); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := trace.ReadAll(fixture, trace.Options{}, trace.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string][]float64{}
+	for _, f := range raw {
+		byID[f.ID] = f.Counts
+	}
+	if len(cs.Members) != len(raw) || cs.K != 3 {
+		t.Fatalf("%d members, K=%d; want %d, 3", len(cs.Members), cs.K, len(raw))
+	}
+	seen := 0
+	for _, c := range cs.Clusters {
+		fns, err := trace.ReadParquet(filepath.Join(out, c.Parquet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fns) != c.Size {
+			t.Errorf("cluster %d: %d rows in Parquet, size %d", c.ID, len(fns), c.Size)
+		}
+		for _, f := range fns {
+			want := byID[f.ID]
+			if len(want) != len(f.Counts) {
+				t.Fatalf("%s: %d counts, want %d", f.ID, len(f.Counts), len(want))
+			}
+			for m := range want {
+				if float64(float32(want[m])) != f.Counts[m] {
+					t.Fatalf("%s minute %d: %v, want %v", f.ID, m, f.Counts[m], want[m])
+				}
+			}
+			seen++
+		}
+	}
+	if seen != len(raw) {
+		t.Errorf("%d functions in the Parquet files, want %d", seen, len(raw))
+	}
+}
+
+// TestWriteClustersRefusesChangedFile: the second pass over the file must
+// meet the rows the clustering saw; if not, it fails and leaves nothing.
+func TestWriteClustersRefusesChangedFile(t *testing.T) {
+	raw, err := trace.ReadAll(fixture, trace.Options{}, trace.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(raw))
+	for i, f := range raw {
+		ids[i] = f.ID
+	}
+	ids[40] = "not-in-the-file"
+	res := &kshape.Result{Labels: make([]int, len(ids)), Distances: make([]float64, len(ids)), Centroids: [][]float64{make([]float64, 1440)}}
+	out := t.TempDir()
+	err = writeClusters(out, fixture, trace.Options{}, trace.All, ids, 1440, res, 1, 1, kshape.Transform{})
+	if err == nil || !strings.Contains(err.Error(), "changed while it was clustered") {
+		t.Fatalf("err %v, want a changed-file error", err)
+	}
+	left, _ := os.ReadDir(out)
+	for _, e := range left {
+		t.Errorf("left behind: %s", e.Name())
+	}
+}
