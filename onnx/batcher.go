@@ -75,36 +75,40 @@ func (b *Batcher) collect() {
 		case <-b.stop:
 			return
 		}
-		batch := []*job{first}
-		rows := first.n
-	drain:
-		for rows < b.maxRows {
-			select {
-			case j := <-b.jobs:
-				batch = append(batch, j)
-				rows += j.n
-			default:
-				break drain
-			}
-		}
+		batch, rows := b.gather([]*job{first}, first.n, nil)
 		if rows < b.maxRows && b.running.Load() > 0 {
 			timer := time.NewTimer(b.wait)
-		fill:
-			for rows < b.maxRows {
-				select {
-				case j := <-b.jobs:
-					batch = append(batch, j)
-					rows += j.n
-				case <-timer.C:
-					break fill
-				}
-			}
+			batch, rows = b.gather(batch, rows, timer.C)
 			timer.Stop()
 		}
 		b.running.Add(1)
 		b.run(batch, rows)
 		b.running.Add(-1)
 	}
+}
+
+// gather adds queued calls to batch up to maxRows rows: with a nil timeout
+// only those already waiting, else until the timeout fires.
+func (b *Batcher) gather(batch []*job, rows int, timeout <-chan time.Time) ([]*job, int) {
+	for rows < b.maxRows {
+		var j *job
+		if timeout == nil {
+			select {
+			case j = <-b.jobs:
+			default:
+				return batch, rows
+			}
+		} else {
+			select {
+			case j = <-b.jobs:
+			case <-timeout:
+				return batch, rows
+			}
+		}
+		batch = append(batch, j)
+		rows += j.n
+	}
+	return batch, rows
 }
 
 func (b *Batcher) run(batch []*job, rows int) {

@@ -41,12 +41,7 @@ func expect(e manifest.Model) Expect {
 }
 
 func TestLoadAndPredictBatches(t *testing.T) {
-	m, dir := setup(t)
-	mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close()
+	m, mod := loadDense(t)
 	if mod.Family != m.Dense.Family {
 		t.Errorf("family from metadata %q, manifest %q", mod.Family, m.Dense.Family)
 	}
@@ -139,12 +134,7 @@ func TestCUDAOnCPUBuildIsAClearError(t *testing.T) {
 }
 
 func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
-	m, dir := setup(t)
-	mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close()
+	_, mod := loadDense(t)
 	b := NewBatcher(mod, 2*time.Millisecond, 32)
 	defer b.Close()
 	const callers = 24
@@ -155,6 +145,7 @@ func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
 		for i := range inputs[c] {
 			inputs[c][i] = float32((c*31 + i) % 11)
 		}
+		var err error
 		if want[c], err = mod.Predict(context.Background(), inputs[c], 1); err != nil {
 			t.Fatal(err)
 		}
@@ -188,12 +179,7 @@ func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
 // TestBatcherRunsLoneCallAtOnce: with nothing else in flight a call does
 // not wait for company, however long the configured wait.
 func TestBatcherRunsLoneCallAtOnce(t *testing.T) {
-	m, dir := setup(t)
-	mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close()
+	_, mod := loadDense(t)
 	b := NewBatcher(mod, time.Hour, 32)
 	defer b.Close()
 	done := make(chan error, 1)
@@ -209,4 +195,17 @@ func TestBatcherRunsLoneCallAtOnce(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("a lone call waited for company on an idle model")
 	}
+}
+
+// loadDense loads the shipped dense model on one intra-op thread, closed
+// when the test ends.
+func loadDense(t *testing.T) (manifest.Manifest, *Model) {
+	t.Helper()
+	m, dir := setup(t)
+	mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mod.Close() })
+	return m, mod
 }

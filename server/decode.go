@@ -181,14 +181,7 @@ func (d *requestDecoder) functionField(key string, f *FunctionCounts) error {
 
 // object parses {"key": value, ...}, calling field for each value.
 func (d *requestDecoder) object(field func(key string) error) error {
-	if err := d.expect('{'); err != nil {
-		return err
-	}
-	if d.peek() == '}' {
-		d.i++
-		return nil
-	}
-	for {
+	return d.sequence('{', '}', "a field", func(int) error {
 		if d.peek() != '"' {
 			return d.errorf("want a field name in quotes")
 		}
@@ -199,42 +192,37 @@ func (d *requestDecoder) object(field func(key string) error) error {
 		if err := d.expect(':'); err != nil {
 			return err
 		}
-		if err := field(key); err != nil {
-			return err
-		}
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return nil
-		default:
-			return d.errorf("want ',' or '}' after a field")
-		}
-	}
+		return field(key)
+	})
 }
 
 // array parses [v, ...], calling elem for each element.
 func (d *requestDecoder) array(elem func(i int) error) error {
-	if err := d.expect('['); err != nil {
+	return d.sequence('[', ']', "an element", elem)
+}
+
+// sequence parses open, then items separated by commas, then end (or
+// open and end alone).
+func (d *requestDecoder) sequence(open, end byte, what string, item func(n int) error) error {
+	if err := d.expect(open); err != nil {
 		return err
 	}
-	if d.peek() == ']' {
+	if d.peek() == end {
 		d.i++
 		return nil
 	}
 	for n := 0; ; n++ {
-		if err := elem(n); err != nil {
+		if err := item(n); err != nil {
 			return err
 		}
 		switch d.peek() {
 		case ',':
 			d.i++
-		case ']':
+		case end:
 			d.i++
 			return nil
 		default:
-			return d.errorf("want ',' or ']' after an element")
+			return d.errorf("want ',' or %q after %s", end, what)
 		}
 	}
 }
