@@ -288,8 +288,16 @@ func (d *dataset) run(ctx context.Context, restart int, labels []int, centroids 
 		prevObj, prevCentroids = obj, centroids
 		centroids = d.refine(labels, shift, centroids, opts.K)
 	}
-	// Final distances are to the final centroids.
+	// Final distances are to the final centroids. A cluster this last
+	// assignment empties gets the series farthest from its own centroid
+	// and a centroid refined from it (a few rounds at most), so that no
+	// cluster comes back without members when the iteration cap stopped
+	// the run.
 	d.assign(centroids, labels, dist, shift)
+	for round := 0; round < opts.K && d.repairEmpty(labels, dist, shift, opts.K); round++ {
+		centroids = d.refine(labels, shift, centroids, opts.K)
+		d.assign(centroids, labels, dist, shift)
+	}
 	res.Centroids, res.Labels, res.Distances, res.Objective = centroids, labels, dist, sum(dist)
 	res.Shapeless = append([]bool(nil), d.x.shapeless...)
 	return res, nil
@@ -343,10 +351,15 @@ func (d *dataset) repairEmpty(labels []int, dist []float64, shift []int, k int) 
 		if empty < 0 {
 			return repaired
 		}
+		// A shapeless (constant) series is at SBD 1 from everything, the
+		// farthest by definition, but gives an empty cluster no shape to
+		// hold on to: prefer the farthest series with a shape.
 		far, fi := -1.0, -1
-		for i, l := range labels {
-			if size[l] > 1 && dist[i] > far {
-				far, fi = dist[i], i
+		for pass := 0; pass < 2 && fi < 0; pass++ {
+			for i, l := range labels {
+				if size[l] > 1 && dist[i] > far && (pass == 1 || !d.x.shapeless[i]) {
+					far, fi = dist[i], i
+				}
 			}
 		}
 		labels[fi] = empty

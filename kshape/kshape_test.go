@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/mesp-project/mesp/trace"
 )
 
 // adjustedRand is the adjusted Rand index of two labelings.
@@ -147,6 +149,38 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range cases {
 		if _, err := Fit(context.Background(), tc.series, Options{K: tc.k}); err == nil {
 			t.Errorf("%s: want an error", tc.name)
+		}
+	}
+}
+
+// TestNoEmptyClusterAtIterationCap: when the cap stops a run, the final
+// assignment can leave a cluster empty (here, with these augmented real
+// rows, cluster 2 every time); it must come back with members.
+func TestNoEmptyClusterAtIterationCap(t *testing.T) {
+	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := Transform{Log1p: true, Smooth: 15}
+	rng := rand.New(rand.NewPCG(1, 1))
+	var series [][]float64
+	for i := range 300 {
+		series = append(series, tr.Apply(trace.Augment(fns[i%len(fns)].Counts, 120, 0.1, rng)))
+	}
+	for _, maxIter := range []int{1, 2, 3} {
+		opts := Options{K: 8, MaxIter: maxIter, Seed: 1}
+		res, err := Fit(context.Background(), series, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := make([]int, opts.K)
+		for _, l := range res.Labels {
+			size[l]++
+		}
+		for j, s := range size {
+			if s == 0 {
+				t.Fatalf("cap %d: cluster %d is empty (sizes %v)", maxIter, j, size)
+			}
 		}
 	}
 }

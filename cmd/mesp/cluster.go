@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,11 @@ func runCluster(ctx context.Context, args []string) error {
 	// second pass over the file.
 	tr := kshape.Transform{Log1p: *log1p, Smooth: *smooth}
 	topts := trace.Options{SkipBad: *skipBad}
+	// Each parsed row is garbage once appended, and with the default GOGC
+	// the heap may grow to twice the matrix before a collection (7.8 GB at
+	// 500,000 rows). The matrix holds no pointers, so collecting more often
+	// costs little.
+	defer debug.SetGCPercent(debug.SetGCPercent(20))
 	var x *kshape.Matrix
 	var ids []string
 	var shape, prefix []float64
