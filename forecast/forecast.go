@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
@@ -90,13 +92,14 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute R
 			return nil, err
 		}
 	}
+	routes, err := s.routeAll(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Result, len(reqs))
 	groups := map[*onnx.Model][]int{}
 	for i, r := range reqs {
-		rt, err := s.Router.Route(ctx, r.Counts)
-		if err != nil {
-			return nil, err
-		}
+		rt := routes[i]
 		m, kind := s.Dense, "dense"
 		if mode == Routed {
 			m, kind = s.ServedModel(rt)
@@ -124,6 +127,41 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute R
 		}
 	}
 	return out, nil
+}
+
+// parallelRoutes is the batch size from which routing is spread over the
+// cores: a route is about 70 us, so a 64-function request spends 4.5 ms
+// routing on one core.
+const parallelRoutes = 8
+
+// routeAll routes every request, over all cores for a large batch (the
+// router is safe for concurrent use); on errors, the first worker's.
+func (s *Set) routeAll(ctx context.Context, reqs []Request) ([]router.Route, error) {
+	routes := make([]router.Route, len(reqs))
+	workers := min(runtime.GOMAXPROCS(0), (len(reqs)+parallelRoutes-1)/parallelRoutes)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(reqs); i += workers {
+				rt, err := s.Router.Route(ctx, reqs[i].Counts)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				routes[i] = rt
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return routes, nil
 }
 
 // RouteOnly routes without running a model (the evaluation's per-cluster

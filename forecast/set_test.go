@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/router"
+	"github.com/mesp-project/mesp/trace"
 )
 
 func shipped() string {
@@ -141,4 +143,48 @@ func routeOf(t *testing.T, s *Set, counts []float64) router.Route {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestBatchEqualsSingles: a batch (routed over all cores) answers every
+// function as it would be answered alone, in request order.
+func TestBatchEqualsSingles(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	f := New(copyShipped(t), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if _, err := f.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := make([]Request, 50)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[200+i:]}
+	}
+	batch, err := f.Forecast(context.Background(), reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusters := map[int]bool{}
+	for i, r := range reqs {
+		one, err := f.Forecast(context.Background(), []Request{r}, Routed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, o := batch[i], one[0]
+		if b.ID != o.ID || b.Cluster != o.Cluster || b.Distance != o.Distance || b.Model != o.Model {
+			t.Fatalf("function %d: batch %+v, alone %+v", i, b, o)
+		}
+		for h := range o.Forecast {
+			if math.Abs(b.Forecast[h]-o.Forecast[h]) > 1e-4*math.Max(1, math.Abs(o.Forecast[h])) {
+				t.Fatalf("function %d minute %d: batch %v, alone %v", i, h, b.Forecast[h], o.Forecast[h])
+			}
+		}
+		clusters[b.Cluster] = true
+	}
+	if len(clusters) < 3 {
+		t.Errorf("only clusters %v: the batch does not mix experts", clusters)
+	}
 }
