@@ -8,6 +8,9 @@ type Bank struct {
 	spectra []Spectrum
 	weights [][]float64 // w_f |C_f| / (n ||c||), w = 1 at f = 0 and n/2, else 2
 	rise    [][]float64 // weights times the most frequency f can move between grid shifts
+	// conj(C_f) w_f / (n ||c||): the cross-spectrum with x is one product
+	// per frequency in refinedBound
+	crossWeights [][]complex128
 }
 
 // NewBank prepares centroids (each of the plan's length m) for Nearest.
@@ -29,9 +32,20 @@ func (p *Plan) NewBank(centroids [][]float64) *Bank {
 			// |e^{2 pi i f d/n} - 1| = 2 |sin(pi f d/n)| for |d| <= step/2
 			rise[f] = w[f] * 2 * math.Sin(math.Min(math.Pi/2, math.Pi*float64(f*p.gridStep)/float64(2*p.n)))
 		}
+		cw := make([]complex128, len(w))
+		if s.Norm > 0 {
+			for f, v := range s.Coeff {
+				scale := 2 / (float64(p.n) * s.Norm)
+				if f == 0 || f == len(cw)-1 {
+					scale /= 2
+				}
+				cw[f] = complex(real(v)*scale, -imag(v)*scale)
+			}
+		}
 		b.spectra = append(b.spectra, s)
 		b.weights = append(b.weights, w)
 		b.rise = append(b.rise, rise)
+		b.crossWeights = append(b.crossWeights, cw)
 	}
 	return b
 }
@@ -115,17 +129,12 @@ func (p *Plan) refinedBound(x Spectrum, b *Bank, c int) float64 {
 	}
 	q := p.gridBuf
 	clear(q)
-	last := len(x.Coeff) - 1
-	r := 0
-	for f, xv := range x.Coeff {
-		cv := cs.Coeff[f]
-		prod := xv * complex(real(cv), -imag(cv))
-		if f != 0 && f != last {
-			prod *= 2
-		}
-		q[r] += prod
-		if r++; r == len(q) {
-			r = 0
+	cw := b.crossWeights[c]
+	for lo := 0; lo < len(x.Coeff); lo += len(q) {
+		hi := min(lo+len(q), len(x.Coeff))
+		xs, ws := x.Coeff[lo:hi], cw[lo:hi]
+		for r, xv := range xs {
+			q[r] += xv * ws[r]
 		}
 	}
 	best := math.Inf(-1)
@@ -136,5 +145,5 @@ func (p *Plan) refinedBound(x Spectrum, b *Bank, c int) float64 {
 	for f, w := range b.rise[c] {
 		rise += w * p.mag[f]
 	}
-	return best/(float64(p.n)*x.Norm*cs.Norm) + rise
+	return best/x.Norm + rise
 }
