@@ -12,17 +12,7 @@ import (
 // BenchmarkForecastBatch64 is the server's work for one 64-function
 // request without HTTP and JSON: validate, route, run the models.
 func BenchmarkForecastBatch64(b *testing.B) {
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		b.Fatal(err)
-	}
-	f := New(shipped(), onnx.Options{IntraOpThreads: 1}, Batching{})
-	if _, err := f.Reload(); err != nil {
-		b.Fatal(err)
-	}
-	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
-	if err != nil {
-		b.Fatal(err)
-	}
+	f, fns := readyForecaster(b, shipped())
 	reqs := make([]Request, 64)
 	for i := range reqs {
 		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
@@ -51,4 +41,22 @@ func BenchmarkRoute(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// readyForecaster loads the models in dir (one intra-op thread, no
+// batching) and reads the fixture.
+func readyForecaster(tb testing.TB, dir string) (*Forecaster, []trace.Function) {
+	tb.Helper()
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		tb.Fatal(err)
+	}
+	f := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+	if _, err := f.Reload(); err != nil {
+		tb.Fatal(err)
+	}
+	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f, fns
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/router"
-	"github.com/mesp-project/mesp/trace"
 )
 
 func shipped() string {
@@ -148,17 +147,7 @@ func routeOf(t *testing.T, s *Set, counts []float64) router.Route {
 // TestBatchEqualsSingles: a batch (routed over all cores) answers every
 // function as it would be answered alone, in request order.
 func TestBatchEqualsSingles(t *testing.T) {
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		t.Fatal(err)
-	}
-	f := New(copyShipped(t), onnx.Options{IntraOpThreads: 1}, Batching{})
-	if _, err := f.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, fns := readyForecaster(t, copyShipped(t))
 	reqs := make([]Request, 50)
 	for i := range reqs {
 		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[200+i:]}

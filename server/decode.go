@@ -271,29 +271,24 @@ func (d *requestDecoder) number() (float64, error) {
 	}
 	simple := i-digits <= 15
 	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			d.i = i
+		j := skipDigits(b, i+1)
+		if j == i+1 {
+			d.i = j
 			return 0, d.errorf("want a digit after '.'")
 		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		simple = false
+		i, simple = j, false
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			d.i = i
+		j := skipDigits(b, i)
+		if j == i {
+			d.i = j
 			return 0, d.errorf("want a digit in the exponent")
 		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		simple = false
+		i, simple = j, false
 	}
 	d.i = i
 	if simple {
@@ -311,6 +306,14 @@ func (d *requestDecoder) number() (float64, error) {
 		return 0, d.errorf("number %s is out of range", text)
 	}
 	return v, nil
+}
+
+// skipDigits returns the index after the run of digits at b[i:].
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 // string parses a JSON string; escapes are rare in ids, and are left to
