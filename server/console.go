@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -49,29 +51,44 @@ func (s *Server) handleClusters(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"k": len(out), "length": set.Clusters.Length, "transform": set.Clusters.Transform, "clusters": out})
 }
 
-// handleExamples offers one real training function per cluster (from the
-// cluster's Parquet file, when shipped) for the forecast explorer.
+// example is one real function offered to the forecast explorer.
+type example struct {
+	Label  string    `json:"label"`
+	ID     string    `json:"id"`
+	Counts []float64 `json:"counts"`
+}
+
+// examples caches the explorer's examples for the model set in service:
+// they change only when the set does.
+type examples struct {
+	mu   sync.Mutex
+	set  *forecast.Set
+	list []example
+}
+
+// handleExamples offers one real training function per cluster (the middle
+// row of the cluster's Parquet file, when shipped) for the forecast
+// explorer.
 func (s *Server) handleExamples(c echo.Context) error {
 	set, release, err := s.fc.Acquire()
 	if err != nil {
 		return err
 	}
 	defer release()
-	type example struct {
-		Label  string    `json:"label"`
-		ID     string    `json:"id"`
-		Counts []float64 `json:"counts"`
-	}
-	var out []example
-	for _, cl := range set.Clusters.Clusters {
-		fns, err := trace.ReadParquet(filepath.Join(s.fc.Dir(), cl.Parquet))
-		if err != nil || len(fns) == 0 {
-			continue
+	s.examples.mu.Lock()
+	defer s.examples.mu.Unlock()
+	if s.examples.set != set {
+		var list []example
+		for _, cl := range set.Clusters.Clusters {
+			f, err := trace.ReadParquetMiddleRow(filepath.Join(s.fc.Dir(), cl.Parquet))
+			if err != nil {
+				continue // not shipped: the console offers the others
+			}
+			list = append(list, example{Label: "cluster " + strconv.Itoa(cl.ID) + " member", ID: f.ID, Counts: f.Counts})
 		}
-		f := fns[len(fns)/2]
-		out = append(out, example{Label: "cluster " + strconv.Itoa(cl.ID) + " member", ID: f.ID, Counts: f.Counts})
+		s.examples.set, s.examples.list = set, list
 	}
-	return c.JSON(http.StatusOK, map[string]any{"examples": out})
+	return c.JSON(http.StatusOK, map[string]any{"examples": s.examples.list})
 }
 
 // handleStats summarises the Prometheus counters as JSON for the console.

@@ -420,3 +420,49 @@ func TestCorruptExpertIsRefusedOldKeepsServing(t *testing.T) {
 		t.Fatal(st.Error)
 	}
 }
+
+// TestConsoleExamplesFollowTheModelSet: /v1/examples offers a real member
+// of each shipped cluster, read once per model set: the files can go while
+// the set serves, and a reload reads them again.
+func TestConsoleExamplesFollowTheModelSet(t *testing.T) {
+	ts := start(t, "s3cret")
+	examples := func() []struct {
+		ID     string    `json:"id"`
+		Counts []float64 `json:"counts"`
+	} {
+		t.Helper()
+		code, body := get(t, ts.URL+"/v1/examples")
+		var out struct {
+			Examples []struct {
+				ID     string    `json:"id"`
+				Counts []float64 `json:"counts"`
+			} `json:"examples"`
+		}
+		if code != 200 || json.Unmarshal(body, &out) != nil {
+			t.Fatalf("/v1/examples: %d %.200s", code, body)
+		}
+		return out.Examples
+	}
+	first := examples()
+	parquets, _ := filepath.Glob(filepath.Join(ts.dir, "cluster-*.parquet"))
+	if len(first) == 0 || len(first) != len(parquets) {
+		t.Fatalf("%d examples for %d shipped cluster files", len(first), len(parquets))
+	}
+	for _, e := range first {
+		if e.ID == "" || len(e.Counts) != 1440 {
+			t.Fatalf("example %q with %d counts", e.ID, len(e.Counts))
+		}
+	}
+	for _, p := range parquets {
+		os.Remove(p)
+	}
+	if again := examples(); len(again) != len(first) || again[0].ID != first[0].ID {
+		t.Fatalf("same model set, examples changed: %d, want %d", len(again), len(first))
+	}
+	if code, body := post(t, ts.URL+"/v1/admin/reload", "", "Authorization", "Bearer s3cret"); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if after := examples(); len(after) != 0 {
+		t.Fatalf("%d examples after the files went and the set was reloaded", len(after))
+	}
+}

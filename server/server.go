@@ -48,6 +48,7 @@ type Server struct {
 
 	mu         sync.Mutex
 	lastReload ReloadStatus
+	examples   examples // the console's, for the set in service
 }
 
 // ReloadStatus is what the last reload attempt did.

@@ -96,38 +96,76 @@ func WriteParquet(path string, fns []Function) error {
 
 // ReadParquet reads a file written by WriteParquet.
 func ReadParquet(path string) ([]Function, error) {
+	var out []Function
+	err := readParquet(path, func(r *parquet.GenericReader[ParquetRow]) error {
+		buf := make([]ParquetRow, 128)
+		for {
+			n, err := r.Read(buf)
+			for _, row := range buf[:n] {
+				out = append(out, row.function())
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	})
+	return out, err
+}
+
+// ReadParquetMiddleRow reads only the middle row of a file written by
+// WriteParquet (an example member of a cluster of any size).
+func ReadParquetMiddleRow(path string) (Function, error) {
+	var out Function
+	err := readParquet(path, func(r *parquet.GenericReader[ParquetRow]) error {
+		n := r.NumRows()
+		if n == 0 {
+			return fmt.Errorf("no rows")
+		}
+		if err := r.SeekToRow(n / 2); err != nil {
+			return err
+		}
+		buf := make([]ParquetRow, 1)
+		if got, err := r.Read(buf); got != 1 {
+			return fmt.Errorf("reading row %d: %w", n/2, err)
+		}
+		out = buf[0].function()
+		return nil
+	})
+	return out, err
+}
+
+func (row ParquetRow) function() Function {
+	c := make([]float64, len(row.Counts))
+	for i, v := range row.Counts {
+		c[i] = float64(v)
+	}
+	return Function{ID: row.Function, Counts: c}
+}
+
+// readParquet opens path, checks it is a readable Parquet file and hands a
+// reader of ParquetRow to read.
+func readParquet(path string, read func(r *parquet.GenericReader[ParquetRow]) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("trace: %w", err)
+		return fmt.Errorf("trace: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("trace: %w", err)
+		return fmt.Errorf("trace: %w", err)
 	}
 	// OpenFile checks the footer and schema and reports a bad file as an
 	// error; the generic reader would panic on one.
 	if _, err := parquet.OpenFile(f, st.Size()); err != nil {
-		return nil, fmt.Errorf("trace: %s: not a readable Parquet file: %w", path, err)
+		return fmt.Errorf("trace: %s: not a readable Parquet file: %w", path, err)
 	}
 	r := parquet.NewGenericReader[ParquetRow](f)
 	defer r.Close()
-	var out []Function
-	buf := make([]ParquetRow, 128)
-	for {
-		n, err := r.Read(buf)
-		for _, row := range buf[:n] {
-			c := make([]float64, len(row.Counts))
-			for i, v := range row.Counts {
-				c[i] = float64(v)
-			}
-			out = append(out, Function{ID: row.Function, Counts: c})
-		}
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("trace: %s: %w", path, err)
-		}
+	if err := read(r); err != nil {
+		return fmt.Errorf("trace: %s: %w", path, err)
 	}
+	return nil
 }

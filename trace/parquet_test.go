@@ -119,6 +119,14 @@ func TestStreamedWritersRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	// The middle row alone, from the third row group.
+	mid, err := ReadParquetMiddleRow(pqPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := many[len(many)/2]; mid.ID != want.ID || !slices.Equal(mid.Counts, want.Counts) {
+		t.Errorf("middle row %s, want %s", mid.ID, want.ID)
+	}
 	if fromCSV[7].App != many[7].App {
 		t.Errorf("quoted app %q back as %q", many[7].App, fromCSV[7].App)
 	}
