@@ -18,11 +18,12 @@ FIXTURE = DATA / "azure2019-invitro-dev-sample100.csv.gz"
 TINY = ROOT / "training" / "search-tiny.yaml"
 
 
-def fixture_rows() -> dict[str, np.ndarray]:
-    """The fixture's rows by HashFunction, counts as float32, file order (tests
-    compare against the Go loader's output, so they read the file directly)."""
+def fixture_rows(path: Path = FIXTURE) -> dict[str, np.ndarray]:
+    """A gzipped Azure-layout file's rows (the fixture's by default) by
+    HashFunction, counts as float32, file order (tests compare against the Go
+    loader's output, so they read the file directly)."""
     rows = {}
-    with gzip.open(FIXTURE, "rt") as f:
+    with gzip.open(path, "rt") as f:
         next(f)
         for line in f:
             cols = line.rstrip("\n").split(",")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from conftest import fixture_rows
+from conftest import FIXTURE, fixture_rows, mesp_bin
 
 from mesp_training.contract import is_test, read_cluster_parquet, read_clusters
 
@@ -37,3 +39,26 @@ def test_read_clusters_rejects_bad_file(tmp_path: Path) -> None:
     p.write_text(json.dumps({"version": 1, "length": 3, "clusters": [{"id": 0, "centroid": [1, 2]}]}))
     with pytest.raises(ValueError, match="centroid length"):
         read_clusters(p)
+
+
+def test_large_cluster_files_read_back_whole(tmp_path: Path) -> None:
+    """Clusters past one Parquet row group (1,024 rows) read back whole."""
+    rows_csv, out = tmp_path / "rows.csv.gz", tmp_path / "out"
+    mesp = str(mesp_bin())
+    make_rows = ["bench-kshape", "--data", str(FIXTURE), "--n", "2500", "--write", str(rows_csv)]
+    subprocess.run([mesp, *make_rows], check=True, capture_output=True)
+    cluster = ["cluster", "--data", str(rows_csv), "--part", "all", "--k", "2", "--max-iter", "3", "--restarts", "1"]
+    subprocess.run([mesp, *cluster, "--out", str(out)], check=True, capture_output=True)
+    want = fixture_rows(rows_csv)
+    cs = read_clusters(out / "clusters.json")
+    groups, seen = 0, 0
+    for cl in cs["clusters"]:
+        path = out / cl["parquet"]
+        groups = max(groups, pq.ParquetFile(path).num_row_groups)
+        ids, counts = read_cluster_parquet(path)
+        assert len(ids) == cl["size"]
+        for fid, c in zip(ids, counts, strict=True):
+            np.testing.assert_array_equal(c, want[fid])
+        seen += len(ids)
+    assert seen == len(want) == 2500
+    assert groups > 1
