@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/trace"
 )
@@ -12,7 +13,7 @@ import (
 // BenchmarkForecastBatch64 is the server's work for one 64-function
 // request without HTTP and JSON: validate, route, run the models.
 func BenchmarkForecastBatch64(b *testing.B) {
-	f, fns := readyForecaster(b, shipped())
+	f, fns := readyForecaster(b, fixture.Models())
 	reqs := make([]Request, 64)
 	for i := range reqs {
 		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
@@ -30,11 +31,11 @@ func BenchmarkRoute(b *testing.B) {
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		b.Fatal(err)
 	}
-	s, err := LoadSet(shipped(), onnx.Options{IntraOpThreads: 1}, Batching{})
+	s, err := LoadSet(fixture.Models(), onnx.Options{IntraOpThreads: 1}, Batching{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	fns, _ := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
+	fns := fixture.Rows(b)
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := s.Router.Route(context.Background(), fns[0].Counts[:1200]); err != nil {
@@ -54,9 +55,5 @@ func readyForecaster(tb testing.TB, dir string) (*Forecaster, []trace.Function) 
 	if _, err := f.Reload(); err != nil {
 		tb.Fatal(err)
 	}
-	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return f, fns
+	return f, fixture.Rows(tb)
 }

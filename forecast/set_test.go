@@ -11,34 +11,11 @@ import (
 	"testing"
 
 	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/router"
 )
-
-func shipped() string {
-	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
-		return d
-	}
-	return "../models"
-}
-
-// copyShipped copies the shipped models folder (files only).
-func copyShipped(t *testing.T) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(shipped())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			b, _ := os.ReadFile(filepath.Join(shipped(), e.Name()))
-			os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
-		}
-	}
-	return dst
-}
 
 func editManifest(t *testing.T, dir string, edit func(m *manifest.Manifest)) {
 	t.Helper()
@@ -82,7 +59,7 @@ func TestLoadSetRefusesBrokenFolders(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := copyShipped(t)
+			dir := fixture.CopyModels(t)
 			tc.breakIt(t, dir)
 			s, err := LoadSet(dir, onnx.Options{}, Batching{})
 			if err == nil {
@@ -100,7 +77,7 @@ func TestForecastRoutesAndValidates(t *testing.T) {
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		t.Fatal(err)
 	}
-	f := New(copyShipped(t), onnx.Options{IntraOpThreads: 1}, Batching{})
+	f := New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, Batching{})
 	if _, err := f.Forecast(context.Background(), []Request{{ID: "x", Counts: make([]float64, 600)}}, Routed); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("before load: %v, want ErrNotReady", err)
 	}
@@ -147,7 +124,7 @@ func routeOf(t *testing.T, s *Set, counts []float64) router.Route {
 // TestBatchEqualsSingles: a batch (routed over all cores) answers every
 // function as it would be answered alone, in request order.
 func TestBatchEqualsSingles(t *testing.T) {
-	f, fns := readyForecaster(t, copyShipped(t))
+	f, fns := readyForecaster(t, fixture.CopyModels(t))
 	reqs := make([]Request, 50)
 	for i := range reqs {
 		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[200+i:]}

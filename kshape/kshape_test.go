@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -157,10 +158,7 @@ func TestBadInput(t *testing.T) {
 // assignment can leave a cluster empty (here, with these augmented real
 // rows, cluster 2 every time); it must come back with members.
 func TestNoEmptyClusterAtIterationCap(t *testing.T) {
-	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fns := fixture.Rows(t)
 	tr := Transform{Log1p: true, Smooth: 15}
 	rng := rand.New(rand.NewPCG(1, 1))
 	var series [][]float64

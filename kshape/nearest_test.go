@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/mesp-project/mesp/trace"
+	"github.com/mesp-project/mesp/internal/fixture"
 )
 
 // bruteNearest tries every centroid: the largest NCC, the lowest index on
@@ -26,10 +26,7 @@ func bruteNearest(p *Plan, x Spectrum, cs [][]float64) (int, float64, int) {
 // centroids fitted to them) and on random series; on the real ones it must
 // also actually prune.
 func TestNearestEqualsBruteForce(t *testing.T) {
-	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fns := fixture.Rows(t)
 	rng := rand.New(rand.NewPCG(7, 8))
 	random := make([][]float64, 100)
 	for i := range random {

@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/mesp-project/mesp/trace"
+	"github.com/mesp-project/mesp/internal/fixture"
 )
 
 // TestMatchesTslearnFromSameStart: testdata/tslearn_fixture.json holds
@@ -29,10 +29,7 @@ func TestMatchesTslearnFromSameStart(t *testing.T) {
 	if err := json.Unmarshal(raw, &ref); err != nil {
 		t.Fatal(err)
 	}
-	fns, err := trace.ReadAll("../../shared/data/azure2019-invitro-dev-sample100.csv.gz", trace.Options{}, trace.All)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fns := fixture.Rows(t)
 	byID := map[string][]float64{}
 	for _, f := range fns {
 		byID[f.ID] = f.Counts

@@ -12,23 +12,16 @@ import (
 	"time"
 
 	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
 )
-
-// modelsDir is the shipped models folder (MESP_TEST_MODELS overrides).
-func modelsDir(t *testing.T) string {
-	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
-		return d
-	}
-	return "../models"
-}
 
 func setup(t *testing.T) (manifest.Manifest, string) {
 	t.Helper()
 	if _, err := Init(config.ORT{}.ORTLibrary()); err != nil {
 		t.Fatalf("ONNX Runtime: %v (run scripts/setup-ort.sh)", err)
 	}
-	dir := modelsDir(t)
+	dir := fixture.Models()
 	m, err := manifest.ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)

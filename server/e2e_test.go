@@ -20,43 +20,12 @@ import (
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/server"
 	"github.com/mesp-project/mesp/trace"
 )
-
-const fixture = "../../shared/data/azure2019-invitro-dev-sample100.csv.gz"
-
-func shippedModels() string {
-	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
-		return d
-	}
-	return "../models"
-}
-
-// copyModels copies the shipped models so a test may change them.
-func copyModels(t *testing.T) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(shippedModels())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(shippedModels(), e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
 
 type testServer struct {
 	URL string
@@ -70,7 +39,7 @@ func start(t *testing.T, token string) *testServer {
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		t.Fatal(err)
 	}
-	dir := copyModels(t)
+	dir := fixture.CopyModels(t)
 	fc := forecast.New(dir, onnx.Options{IntraOpThreads: 1}, forecast.Batching{Wait: 500 * time.Microsecond, MaxRows: 64})
 	srv := server.New(fc, server.Options{AdminToken: token, MaxBatch: 64, MaxBodyBytes: 4 << 20,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
@@ -94,13 +63,7 @@ func start(t *testing.T, token string) *testServer {
 	return &testServer{URL: "http://" + ln.Addr().String(), srv: srv, dir: dir}
 }
 
-func fixtureRows(t *testing.T, n int) []trace.Function {
-	fns, err := trace.ReadAll(fixture, trace.Options{}, trace.All)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fns[:n]
-}
+func fixtureRows(t *testing.T, n int) []trace.Function { return fixture.Rows(t)[:n] }
 
 func post(t *testing.T, url, body string, header ...string) (int, []byte) {
 	t.Helper()

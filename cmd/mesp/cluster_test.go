@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/trace"
@@ -17,7 +18,7 @@ import (
 // its raw counts, and clusters.json agrees with the files.
 func TestClusterStreamsFixture(t *testing.T) {
 	out := t.TempDir()
-	err := runCluster(context.Background(), []string{"--data", fixture, "--part", "all", "--k", "3", "--restarts", "1", "--max-iter", "10", "--out", out})
+	err := runCluster(context.Background(), []string{"--data", fixture.Sample100, "--part", "all", "--k", "3", "--restarts", "1", "--max-iter", "10", "--out", out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,10 +26,7 @@ func TestClusterStreamsFixture(t *testing.T) {
 	if err := manifest.Read(filepath.Join(out, "clusters.json"), &cs); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := trace.ReadAll(fixture, trace.Options{}, trace.All)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := fixture.Rows(t)
 	byID := map[string][]float64{}
 	for _, f := range raw {
 		byID[f.ID] = f.Counts
@@ -66,10 +64,7 @@ func TestClusterStreamsFixture(t *testing.T) {
 // TestWriteClustersRefusesChangedFile: the second pass over the file must
 // meet the rows the clustering saw; if not, it fails and leaves nothing.
 func TestWriteClustersRefusesChangedFile(t *testing.T) {
-	raw, err := trace.ReadAll(fixture, trace.Options{}, trace.All)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := fixture.Rows(t)
 	ids := make([]string, len(raw))
 	for i, f := range raw {
 		ids[i] = f.ID
@@ -77,7 +72,7 @@ func TestWriteClustersRefusesChangedFile(t *testing.T) {
 	ids[40] = "not-in-the-file"
 	res := &kshape.Result{Labels: make([]int, len(ids)), Distances: make([]float64, len(ids)), Centroids: [][]float64{make([]float64, 1440)}}
 	out := t.TempDir()
-	err = writeClusters(out, fixture, trace.Options{}, trace.All, ids, 1440, res, 1, 1, kshape.Transform{})
+	err := writeClusters(out, fixture.Sample100, trace.Options{}, trace.All, ids, 1440, res, 1, 1, kshape.Transform{})
 	if err == nil || !strings.Contains(err.Error(), "changed while it was clustered") {
 		t.Fatalf("err %v, want a changed-file error", err)
 	}

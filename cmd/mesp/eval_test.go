@@ -6,20 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-)
 
-const fixture = "../../../shared/data/azure2019-invitro-dev-sample100.csv.gz"
+	"github.com/mesp-project/mesp/internal/fixture"
+)
 
 // TestEvalOnFixture runs `mesp eval` on the 100-row fixture with the
 // shipped models and checks the JSON contract.
 func TestEvalOnFixture(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "eval.json")
-	models := "../../models"
-	if d := os.Getenv("MESP_TEST_MODELS"); d != "" {
-		models = d
-	}
-	err := runEval(context.Background(), []string{"--data", fixture, "--models", models, "--out", out, "--plots", dir})
+	err := runEval(context.Background(), []string{"--data", fixture.Sample100, "--models", fixture.Models(), "--out", out, "--plots", dir})
 	if err != nil {
 		t.Fatal(err)
 	}
