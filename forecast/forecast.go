@@ -62,6 +62,15 @@ func checkCounts(r Request) error {
 	return nil
 }
 
+// appendInput appends a model's input row, the last inputLen counts as
+// float32, to in.
+func appendInput(in []float32, counts []float64, inputLen int) []float32 {
+	for _, v := range counts[len(counts)-inputLen:] {
+		in = append(in, float32(v))
+	}
+	return in
+}
+
 // row is row i of a model's flat [n, Horizon] output, as float64.
 func row(y []float32, i int) []float64 {
 	fc := make([]float64, manifest.Horizon)
@@ -113,10 +122,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute R
 	for m, idx := range groups {
 		in := make([]float32, 0, len(idx)*m.InputLen)
 		for _, i := range idx {
-			c := reqs[i].Counts
-			for _, v := range c[len(c)-m.InputLen:] {
-				in = append(in, float32(v))
-			}
+			in = appendInput(in, reqs[i].Counts, m.InputLen)
 		}
 		y, err := s.predictor(m).Predict(ctx, in, len(idx))
 		if err != nil {
@@ -196,9 +202,7 @@ func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID 
 		if err := checkCounts(r); err != nil {
 			return nil, err
 		}
-		for _, v := range r.Counts[len(r.Counts)-m.InputLen:] {
-			in = append(in, float32(v))
-		}
+		in = appendInput(in, r.Counts, m.InputLen)
 	}
 	y, err := s.predictor(m).Predict(ctx, in, len(reqs))
 	if err != nil {

@@ -19,20 +19,9 @@ func (p *Plan) NewBank(centroids [][]float64) *Bank {
 	b := &Bank{}
 	for _, c := range centroids {
 		s := p.Spectrum(c)
+		cw := make([]complex128, len(s.Coeff))
 		w := make([]float64, len(s.Coeff))
-		if s.Norm > 0 {
-			for f, v := range s.Coeff {
-				w[f] = 2 * math.Hypot(real(v), imag(v)) / (float64(p.n) * s.Norm)
-			}
-			w[0] /= 2
-			w[len(w)-1] /= 2
-		}
-		rise := make([]float64, len(w))
-		for f := range rise {
-			// |e^{2 pi i f d/n} - 1| = 2 |sin(pi f d/n)| for |d| <= step/2
-			rise[f] = w[f] * 2 * math.Sin(math.Min(math.Pi/2, math.Pi*float64(f*p.gridStep)/float64(2*p.n)))
-		}
-		cw := make([]complex128, len(w))
+		rise := make([]float64, len(s.Coeff))
 		if s.Norm > 0 {
 			for f, v := range s.Coeff {
 				scale := 2 / (float64(p.n) * s.Norm)
@@ -40,6 +29,9 @@ func (p *Plan) NewBank(centroids [][]float64) *Bank {
 					scale /= 2
 				}
 				cw[f] = complex(real(v)*scale, -imag(v)*scale)
+				w[f] = math.Hypot(real(cw[f]), imag(cw[f]))
+				// |e^{2 pi i f d/n} - 1| = 2 |sin(pi f d/n)| for |d| <= step/2
+				rise[f] = w[f] * 2 * math.Sin(math.Min(math.Pi/2, math.Pi*float64(f*p.gridStep)/float64(2*p.n)))
 			}
 		}
 		b.spectra = append(b.spectra, s)
@@ -52,9 +44,6 @@ func (p *Plan) NewBank(centroids [][]float64) *Bank {
 
 // Len is the number of centroids.
 func (b *Bank) Len() int { return len(b.spectra) }
-
-// Spectrum is centroid j's spectrum.
-func (b *Bank) Spectrum(j int) Spectrum { return b.spectra[j] }
 
 // boundSlack absorbs rounding between a bound and the NCC computed by the
 // inverse FFT; it only makes pruning more cautious.

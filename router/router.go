@@ -81,8 +81,8 @@ func (r *Router) Length() int { return r.m }
 // scale and the clusters' thresholds apply to both (for n = m this is
 // plain SBD).
 func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
-	if len(counts) == 0 || len(counts) > r.m {
-		return Route{}, fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, len(counts), r.m)
+	if err := r.checkLength(len(counts)); err != nil {
+		return Route{}, err
 	}
 	s := r.scratch.Get().(*scratch)
 	defer r.scratch.Put(s)
@@ -92,12 +92,19 @@ func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
 // RouteShape routes a series already in the clusters' representation
 // (transformed, e.g. another clustering's centroid): no transform applied.
 func (r *Router) RouteShape(ctx context.Context, shape []float64) (Route, error) {
-	if len(shape) == 0 || len(shape) > r.m {
-		return Route{}, fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, len(shape), r.m)
+	if err := r.checkLength(len(shape)); err != nil {
+		return Route{}, err
 	}
 	s := r.scratch.Get().(*scratch)
 	defer r.scratch.Put(s)
 	return r.route(ctx, s, shape)
+}
+
+func (r *Router) checkLength(n int) error {
+	if n == 0 || n > r.m {
+		return fmt.Errorf("%w: %d minutes, want 1..%d", ErrPattern, n, r.m)
+	}
+	return nil
 }
 
 func (r *Router) route(ctx context.Context, s *scratch, shape []float64) (Route, error) {

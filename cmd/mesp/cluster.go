@@ -164,7 +164,6 @@ func parseRange(s string) (int, int, error) {
 	return lo, hi, nil
 }
 
-// writeClusters writes clusters.json, cluster-<id>.parquet and centroids.png.
 // writeClusters writes clusters.json, one Parquet file per cluster with the
 // members' raw counts (streamed again from data: the same rows in the same
 // order as ids) and the centroid plot.
