@@ -329,18 +329,16 @@ func (d *requestDecoder) string() (string, error) {
 		case c == '"':
 			raw := d.b[start : i+1]
 			d.i = i + 1
+			// encoding/json would replace invalid UTF-8 silently.
+			if !utf8.Valid(raw) {
+				return "", d.errorf("string is not valid UTF-8")
+			}
 			if !escaped {
-				if !utf8.Valid(raw) {
-					return "", d.errorf("string is not valid UTF-8")
-				}
 				return string(raw[1 : len(raw)-1]), nil
 			}
 			var s string
 			if err := json.Unmarshal(raw, &s); err != nil {
 				return "", d.errorf("bad string: %v", err)
-			}
-			if !utf8.ValidString(s) || !utf8.Valid(raw) {
-				return "", d.errorf("string is not valid UTF-8")
 			}
 			return s, nil
 		case c == '\\':
