@@ -116,6 +116,10 @@ func radix3(st *stage, x, y []complex128) {
 
 func radix4(st *stage, x, y []complex128) {
 	m, s := st.m, st.s
+	if s == 1 {
+		radix4First(st, x, y)
+		return
+	}
 	for j := range m {
 		w1, w2, w3 := st.tw[3*j], st.tw[3*j+1], st.tw[3*j+2]
 		x0, x1, x2, x3 := x[s*j:s*j+s], x[s*(j+m):s*(j+m)+s], x[s*(j+2*m):s*(j+2*m)+s], x[s*(j+3*m):s*(j+3*m)+s]
@@ -132,6 +136,26 @@ func radix4(st *stage, x, y []complex128) {
 			y2[q] = (t0 - t2) * w2
 			y3[q] = (t1 - t3) * w3
 		}
+	}
+}
+
+// radix4First is radix4 for the first stage (stride 1), where the
+// general loop would build eight one-element slices per butterfly.
+func radix4First(st *stage, x, y []complex128) {
+	m := st.m
+	x0, x1, x2, x3 := x[:m], x[m:2*m], x[2*m:3*m], x[3*m:4*m]
+	y = y[:4*m]
+	tw := st.tw[:3*m]
+	for j, a0 := range x0 {
+		a1, a2, a3 := x1[j], x2[j], x3[j]
+		t0, t1 := a0+a2, a0-a2
+		t2, t3 := a1+a3, mulNegI(a1-a3)
+		w := tw[3*j : 3*j+3]
+		o := y[4*j : 4*j+4]
+		o[0] = t0 + t2
+		o[1] = (t1 + t3) * w[0]
+		o[2] = (t0 - t2) * w[1]
+		o[3] = (t1 - t3) * w[2]
 	}
 }
 

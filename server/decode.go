@@ -229,7 +229,27 @@ func (d *requestDecoder) sequence(open, end byte, what string, item func(n int) 
 
 func (d *requestDecoder) counts() ([]float64, error) {
 	out := make([]float64, 0, max(d.countsCap, 16))
+	b := d.b
 	err := d.array(func(n int) error {
+		// Fast path for what nearly every count is: a plain integer
+		// written compactly, right before ',' or ']'. Anything else (a
+		// space, a sign, a fraction, a leading zero) takes number().
+		if i := d.i; i+1 < len(b) && b[i] == '0' && (b[i+1] == ',' || b[i+1] == ']') {
+			out = append(out, 0)
+			d.i = i + 1
+			return nil
+		} else if i < len(b) && b[i]-'1' <= 8 {
+			mant, j := uint64(b[i]-'0'), i+1
+			for j < len(b) && j-i <= 15 && b[j]-'0' <= 9 {
+				mant = mant*10 + uint64(b[j]-'0')
+				j++
+			}
+			if j-i <= 15 && j < len(b) && (b[j] == ',' || b[j] == ']') {
+				out = append(out, float64(mant))
+				d.i = j
+				return nil
+			}
+		}
 		if d.literal("null") {
 			return d.errorf("counts[%d] is null, want a number", n)
 		}

@@ -32,6 +32,8 @@ func TestDecodeForecastRequest(t *testing.T) {
 		{"unknown field", `{"counts":[1],"window":5}`, -1},
 		{"case-folded field", `{"Counts":[1]}`, -1},
 		{"leading zero", `{"counts":[01]}`, -1},
+		{"leading zeros", `{"counts":[1,00,2]}`, -1},
+		{"integer at the end of the body", `{"counts":[12`, -1},
 		{"bare dot", `{"counts":[1.]}`, -1},
 		{"NaN", `{"counts":[NaN]}`, -1},
 		{"Infinity", `{"counts":[Infinity]}`, -1},
@@ -63,11 +65,13 @@ func TestDecodeForecastRequest(t *testing.T) {
 }
 
 func TestDecodeForecastRequestValues(t *testing.T) {
-	reqs, err := DecodeForecastRequest([]byte(`{"functions":[{"id":"a\"b","counts":[0,12,-3.5,2.5e3,123456789012345678,-0]}]}`), 2)
+	// Plain integers take a fast path; its edges: 15 and 16 digits, a
+	// space before the comma, zero last.
+	reqs, err := DecodeForecastRequest([]byte(`{"functions":[{"id":"a\"b","counts":[0,12,-3.5,2.5e3,123456789012345678,-0,999999999999999,1234567890123456,7 ,10,0]}]}`), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []float64{0, 12, -3.5, 2500, 123456789012345678, 0}
+	want := []float64{0, 12, -3.5, 2500, 123456789012345678, 0, 999999999999999, 1234567890123456, 7, 10, 0}
 	if reqs[0].ID != `a"b` || len(reqs[0].Counts) != len(want) {
 		t.Fatalf("got %+v", reqs[0])
 	}

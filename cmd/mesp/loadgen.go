@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -31,7 +32,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	rate := fs.Float64("rate", 0, "open-loop requests/s (0: closed loop)")
 	conc := fs.Int("concurrency", 8, "callers in closed loop")
 	dur := fs.Duration("duration", 10*time.Second, "how long")
-	raw := fs.String("raw", "", "models folder: time Predict on the dense model with no HTTP and no routing")
+	raw := fs.String("raw", "", "models folder: time raw ONNX Runtime runs on the same batches, with no HTTP and no routing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,17 +40,22 @@ func runLoadgen(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *raw != "" {
-		return rawRuns(ctx, *raw, fns, *batch, *conc, *dur)
+	batches, err := requestBatches(fns, *batch, *minutes)
+	if err != nil {
+		return err
 	}
-	var bodies [][]byte
-	for i := 0; i+*batch <= len(fns); i += *batch {
-		var req server.ForecastRequest
-		for _, f := range fns[i : i+*batch] {
-			req.Functions = append(req.Functions, server.FunctionCounts{ID: f.ID, Counts: f.Counts[:*minutes]})
+	if *raw != "" {
+		return rawRuns(ctx, *raw, batches, *conc, *dur)
+	}
+	bodies := make([][]byte, len(batches))
+	for i, b := range batches {
+		req := server.ForecastRequest{Functions: make([]server.FunctionCounts, len(b))}
+		for j, r := range b {
+			req.Functions[j] = server.FunctionCounts{ID: r.ID, Counts: r.Counts}
 		}
-		b, _ := json.Marshal(req)
-		bodies = append(bodies, b)
+		if bodies[i], err = json.Marshal(req); err != nil {
+			return err
+		}
 	}
 	st, err := loadgen.Run(ctx, loadgen.Options{URL: *url, Bodies: bodies, Rows: *batch, Rate: *rate, Concurrency: *conc, Duration: *dur})
 	if err != nil {
@@ -58,8 +64,32 @@ func runLoadgen(ctx context.Context, args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(st)
 }
 
-// rawRuns times the model alone: the ceiling the server can approach.
-func rawRuns(ctx context.Context, dir string, fns []trace.Function, batch, conc int, dur time.Duration) error {
+// requestBatches groups the data's functions, in file order, into requests
+// of batch functions with their first minutes counts: the load generator's
+// bodies and the raw runs' batches are the same.
+func requestBatches(fns []trace.Function, batch, minutes int) ([][]forecast.Request, error) {
+	if batch < 1 || len(fns) < batch {
+		return nil, fmt.Errorf("loadgen: %d functions cannot fill a batch of %d", len(fns), batch)
+	}
+	var out [][]forecast.Request
+	for i := 0; i+batch <= len(fns); i += batch {
+		b := make([]forecast.Request, batch)
+		for j, f := range fns[i : i+batch] {
+			if len(f.Counts) < minutes {
+				return nil, fmt.Errorf("loadgen: function %s has %d minutes, want %d", f.ID, len(f.Counts), minutes)
+			}
+			b[j] = forecast.Request{ID: f.ID, Counts: f.Counts[:minutes]}
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// rawRuns times ONNX Runtime alone on the load generator's batches: the
+// ceiling the server can approach. Two ceilings: every batch through the
+// dense model in one run (no split), and every batch split by expert as
+// the server splits it, with the routes computed before the clock starts.
+func rawRuns(ctx context.Context, dir string, batches [][]forecast.Request, conc int, dur time.Duration) error {
 	cfg, err := config.Load("", nil, nil)
 	if err != nil {
 		return err
@@ -71,35 +101,88 @@ func rawRuns(ctx context.Context, dir string, fns []trace.Function, batch, conc 
 	if err != nil {
 		return err
 	}
-	m := set.Dense
-	in := make([]float32, 0, batch*m.InputLen)
-	for i := range batch {
-		c := fns[i%len(fns)].Counts[1200-m.InputLen : 1200]
-		for _, v := range c {
+	dense := make([][]modelRun, len(batches))
+	split := make([][]modelRun, len(batches))
+	for i, b := range batches {
+		dense[i] = []modelRun{inputRows(set.Dense, b)}
+		groups := map[*onnx.Model][]forecast.Request{}
+		for _, r := range b {
+			rt, err := set.RouteOnly(ctx, r.Counts)
+			if err != nil {
+				return err
+			}
+			m, _ := set.ServedModel(rt)
+			groups[m] = append(groups[m], r)
+		}
+		for m, g := range groups {
+			split[i] = append(split[i], inputRows(m, g))
+		}
+	}
+	rows := len(batches[0])
+	out := map[string]any{"batch": rows, "horizon": manifest.Horizon, "family": set.Dense.Family,
+		"note": fmt.Sprintf("%d concurrent callers, no HTTP, no routing", conc)}
+	for _, c := range []struct {
+		name string
+		runs [][]modelRun
+	}{{"dense_one_run", dense}, {"split_by_expert", split}} {
+		n, err := timeRuns(ctx, c.runs, conc, dur/2)
+		if err != nil {
+			return err
+		}
+		var models float64
+		for _, r := range c.runs {
+			models += float64(len(r))
+		}
+		out[c.name] = map[string]float64{"forecasts_per_s": n * float64(rows), "batches_per_s": n,
+			"runs_per_batch": models / float64(len(c.runs))}
+	}
+	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// modelRun is one ONNX Runtime run: a model and its flat input rows.
+type modelRun struct {
+	model *onnx.Model
+	in    []float32
+	rows  int
+}
+
+func inputRows(m *onnx.Model, reqs []forecast.Request) modelRun {
+	in := make([]float32, 0, len(reqs)*m.InputLen)
+	for _, r := range reqs {
+		for _, v := range r.Counts[len(r.Counts)-m.InputLen:] {
 			in = append(in, float32(v))
 		}
 	}
+	return modelRun{m, in, len(reqs)}
+}
+
+// timeRuns runs the batches round robin from conc goroutines for dur and
+// returns batches per second.
+func timeRuns(ctx context.Context, batches [][]modelRun, conc int, dur time.Duration) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	start := time.Now()
-	done := make(chan int)
+	var next, done atomic.Int64
+	errs := make(chan error, conc)
 	for range conc {
 		go func() {
-			n := 0
 			for ctx.Err() == nil {
-				if _, err := m.Predict(context.Background(), in, batch); err == nil {
-					n++
+				for _, r := range batches[int(next.Add(1))%len(batches)] {
+					if _, err := r.model.Predict(context.Background(), r.in, r.rows); err != nil {
+						errs <- err
+						return
+					}
 				}
+				done.Add(1)
 			}
-			done <- n
+			errs <- nil
 		}()
 	}
-	runs := 0
+	var first error
 	for range conc {
-		runs += <-done
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
 	}
-	el := time.Since(start).Seconds()
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"model": m.ID, "family": m.Family, "batch": batch,
-		"runs_per_s": float64(runs) / el, "forecasts_per_s": float64(runs*batch) / el, "horizon": manifest.Horizon,
-		"note": fmt.Sprintf("%d concurrent callers, no HTTP, no routing", conc)})
+	return float64(done.Load()) / time.Since(start).Seconds(), first
 }
