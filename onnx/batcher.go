@@ -68,6 +68,7 @@ func (b *Batcher) Predict(ctx context.Context, in []float32, n int) ([]float32, 
 
 func (b *Batcher) collect() {
 	defer b.wg.Done()
+	var in []float32 // this collector's merged input, reused run after run
 	for {
 		var first *job
 		select {
@@ -82,7 +83,7 @@ func (b *Batcher) collect() {
 			timer.Stop()
 		}
 		b.running.Add(1)
-		b.run(batch, rows)
+		in = b.run(batch, rows, in[:0])
 		b.running.Add(-1)
 	}
 }
@@ -111,12 +112,17 @@ func (b *Batcher) gather(batch []*job, rows int, timeout <-chan time.Time) ([]*j
 	return batch, rows
 }
 
-func (b *Batcher) run(batch []*job, rows int) {
-	in := make([]float32, 0, rows*b.m.InputLen)
-	for _, j := range batch {
-		in = append(in, j.in...)
+// run answers batch in one Predict, merging the inputs into in (a lone
+// job's input is used as it is), and returns in for reuse.
+func (b *Batcher) run(batch []*job, rows int, in []float32) []float32 {
+	x := batch[0].in
+	if len(batch) > 1 {
+		for _, j := range batch {
+			in = append(in, j.in...)
+		}
+		x = in
 	}
-	out, err := b.m.Predict(context.Background(), in, rows)
+	out, err := b.m.Predict(context.Background(), x, rows)
 	off := 0
 	for _, j := range batch {
 		if err != nil {
@@ -127,6 +133,7 @@ func (b *Batcher) run(batch []*job, rows int) {
 		off += j.n
 		close(j.done)
 	}
+	return in
 }
 
 // Close stops the collectors; callers make sure no Predict is pending.

@@ -164,7 +164,9 @@ func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, er
 		return nil, fmt.Errorf("onnx: input tensor: %w", err)
 	}
 	defer x.Destroy()
-	y, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(m.Horizon)))
+	// The output tensor wraps a Go slice that outlives it: no copy out.
+	out := make([]float32, n*m.Horizon)
+	y, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Horizon)), out)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: output tensor: %w", err)
 	}
@@ -172,7 +174,7 @@ func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, er
 	if err := m.sess.Run([]ort.Value{x}, []ort.Value{y}); err != nil {
 		return nil, fmt.Errorf("onnx: %s: run: %w", m.ID, err)
 	}
-	return append([]float32(nil), y.GetData()...), nil
+	return out, nil
 }
 
 // Close releases the session. Callers make sure no Predict is running.

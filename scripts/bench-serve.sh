@@ -49,9 +49,9 @@ for s in (g, p):
 d["ratios"] = {
     "single_forecasts_per_s_go_over_python": g["single_closed_loop"]["forecasts_per_s"] / p["single_closed_loop"]["forecasts_per_s"],
     "batch64_forecasts_per_s_go_over_python": g["batch64_closed_loop"]["forecasts_per_s"] / p["batch64_closed_loop"]["forecasts_per_s"],
-    # the issue's ceiling: the same batches, each in one run of one model
+    # the ceiling the issue names: the same batches, each in one run of one model
     "batch64_go_over_raw_run": g["batch64_closed_loop"]["forecasts_per_s"] / raw["dense_one_run"]["forecasts_per_s"],
-    # the ceiling for MESP's split: each batch's rows run by their experts
+    # the ceiling for the split by expert: the rows of each batch run by their experts
     "batch64_go_over_raw_run_split_by_expert": g["batch64_closed_loop"]["forecasts_per_s"] / raw["split_by_expert"]["forecasts_per_s"],
     "p99_ms_single_at_1000rps_go": g["single_at_1000rps"]["p99_ms"],
     "p99_ms_single_at_1000rps_python": p["single_at_1000rps"]["p99_ms"],

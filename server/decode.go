@@ -37,7 +37,20 @@ type FunctionCounts struct {
 // encoding/json is lenient (null counts, case-insensitive keys, invalid
 // UTF-8).
 func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error) {
-	d := &requestDecoder{b: body}
+	reqs, _, err := decodeForecastRequest(body, maxBatch, nil)
+	return reqs, err
+}
+
+// decodeForecastRequest is DecodeForecastRequest with every function's
+// counts appended to arena, which it returns (grown if need be) so that
+// the caller can reuse it once the requests are answered.
+func decodeForecastRequest(body []byte, maxBatch int, arena []float64) ([]forecast.Request, []float64, error) {
+	d := &requestDecoder{b: body, arena: arena}
+	reqs, err := d.forecastRequests(maxBatch)
+	return reqs, d.arena, err
+}
+
+func (d *requestDecoder) forecastRequests(maxBatch int) ([]forecast.Request, error) {
 	req, err := d.request()
 	if err != nil {
 		return nil, fmt.Errorf("%w: body is not a forecast request: %v", forecast.ErrInvalid, err)
@@ -70,9 +83,9 @@ func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error
 type requestDecoder struct {
 	b []byte
 	i int
-	// countsCap sizes the next counts slice: functions of one batch
-	// usually have equal lengths.
-	countsCap int
+	// arena holds every function's counts back to back; each function's
+	// Counts is a capped window on it.
+	arena []float64
 }
 
 func (d *requestDecoder) errorf(format string, args ...any) error {
@@ -228,14 +241,14 @@ func (d *requestDecoder) sequence(open, end byte, what string, item func(n int) 
 }
 
 func (d *requestDecoder) counts() ([]float64, error) {
-	out := make([]float64, 0, max(d.countsCap, 16))
+	start := len(d.arena)
 	b := d.b
 	err := d.array(func(n int) error {
 		// Fast path for what nearly every count is: a plain integer
 		// written compactly, right before ',' or ']'. Anything else (a
 		// space, a sign, a fraction, a leading zero) takes number().
 		if i := d.i; i+1 < len(b) && b[i] == '0' && (b[i+1] == ',' || b[i+1] == ']') {
-			out = append(out, 0)
+			d.arena = append(d.arena, 0)
 			d.i = i + 1
 			return nil
 		} else if i < len(b) && b[i]-'1' <= 8 {
@@ -245,7 +258,7 @@ func (d *requestDecoder) counts() ([]float64, error) {
 				j++
 			}
 			if j-i <= 15 && j < len(b) && (b[j] == ',' || b[j] == ']') {
-				out = append(out, float64(mant))
+				d.arena = append(d.arena, float64(mant))
 				d.i = j
 				return nil
 			}
@@ -257,11 +270,14 @@ func (d *requestDecoder) counts() ([]float64, error) {
 		if err != nil {
 			return fmt.Errorf("counts[%d]: %w", n, err)
 		}
-		out = append(out, v)
+		d.arena = append(d.arena, v)
 		return nil
 	})
-	d.countsCap = len(out)
-	return out, err
+	end := len(d.arena)
+	if end == start {
+		return []float64{}, err // present but empty: not nil
+	}
+	return d.arena[start:end:end], err
 }
 
 // number parses one JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?

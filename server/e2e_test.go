@@ -429,3 +429,78 @@ func TestConsoleExamplesFollowTheModelSet(t *testing.T) {
 		t.Fatalf("%d examples after the files went and the set was reloaded", len(after))
 	}
 }
+
+// TestConcurrentRequestsGetTheirOwnAnswers: request memory is pooled and
+// concurrent calls to one model are merged into one run, so requests of
+// different sizes and functions, sent at once from many callers, must each
+// get the answer they get alone (to float rounding: a merged run may block
+// its matrix products differently).
+func TestConcurrentRequestsGetTheirOwnAnswers(t *testing.T) {
+	ts := start(t, "")
+	fns := fixtureRows(t, 64)
+	var bodies []string
+	for i, n := range []int{1, 64, 3, 17, 1, 40} {
+		lo := (i * 11) % (len(fns) - n + 1)
+		bodies = append(bodies, batchBody(fns[lo:lo+n], 1200-i*37))
+	}
+	decode := func(b []byte) (server.ForecastResponse, error) {
+		var r server.ForecastResponse
+		err := json.Unmarshal(b, &r)
+		return r, err
+	}
+	alone := make([]server.ForecastResponse, len(bodies))
+	for i, b := range bodies {
+		code, resp := post(t, ts.URL+"/v1/forecast", b)
+		r, err := decode(resp)
+		if code != http.StatusOK || err != nil {
+			t.Fatalf("body %d alone: %d %s", i, code, resp)
+		}
+		alone[i] = r
+	}
+	same := func(a, b server.ForecastResponse) error {
+		if len(a.Forecasts) != len(b.Forecasts) {
+			return fmt.Errorf("%d forecasts, want %d", len(a.Forecasts), len(b.Forecasts))
+		}
+		for j, f := range a.Forecasts {
+			g := b.Forecasts[j]
+			if f.ID != g.ID || f.Cluster != g.Cluster || f.Model != g.Model || f.Distance != g.Distance || len(f.Forecast) != len(g.Forecast) {
+				return fmt.Errorf("function %d: %s/%d/%s, want %s/%d/%s", j, f.ID, f.Cluster, f.Model, g.ID, g.Cluster, g.Model)
+			}
+			for h, v := range f.Forecast {
+				if math.Abs(v-g.Forecast[h]) > 1e-4*(1+math.Abs(g.Forecast[h])) {
+					return fmt.Errorf("function %s minute %d: %v, want %v", f.ID, h, v, g.Forecast[h])
+				}
+			}
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	var mismatches atomic.Int64
+	var first atomic.Value
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 30 {
+				i := (c + k) % len(bodies)
+				resp, err := http.Post(ts.URL+"/v1/forecast", "application/json", strings.NewReader(bodies[i]))
+				if err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					var r server.ForecastResponse
+					if r, err = decode(b); err == nil {
+						err = same(r, alone[i])
+					}
+				}
+				if err != nil {
+					mismatches.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := mismatches.Load(); n > 0 {
+		t.Fatalf("%d of 240 concurrent answers differ from the same request sent alone (first: %v)", n, first.Load())
+	}
+}
