@@ -74,24 +74,18 @@ func (r *Real) Coefficients(dst []complex128, x []float64) []complex128 {
 	zk := r.half.forward(z, r.y)
 	// Split Z into the spectra of the even (E) and odd (O) samples:
 	// X_k = E_k + W^k O_k with E_k = (Z_k + conj Z_{m-k}) / 2 and
-	// O_k = (Z_k - conj Z_{m-k}) / 2i.
-	for k := 0; k <= m; k++ {
-		// Z is periodic in m: indices k and m-k wrap at both ends.
-		ka, kb := k, m-k
-		if k == m {
-			ka = 0
-		}
-		if k == 0 {
-			kb = 0
-		}
-		a := zk[ka]
-		b := zk[kb]
-		b = complex(real(b), -imag(b))
-		e := (a + b) * 0.5
-		o := a - b
-		o = complex(imag(o)*0.5, -real(o)*0.5) // (a - b) / 2i
-		dst[k] = e + r.twist[k]*o
+	// O_k = (Z_k - conj Z_{m-k}) / 2i. Indices k and m-k read the same
+	// pair: one pass over the pairs.
+	zk, twist := zk[:m], r.twist[:m+1]
+	for k := 1; 2*k <= m; k++ {
+		a, b := zk[k], zk[m-k]
+		dst[k] = forwardTerm(a, b, twist[k])
+		dst[m-k] = forwardTerm(b, a, twist[m-k])
 	}
+	// k = 0 and k = m both read Z_0 (Z is periodic in m).
+	z0 := zk[0]
+	dst[0] = complex(real(z0)+imag(z0), 0)
+	dst[m] = complex(real(z0)-imag(z0), 0)
 	return dst
 }
 
@@ -100,6 +94,22 @@ func (r *Real) Coefficients(dst []complex128, x []float64) []complex128 {
 // returns) into dst (allocated when nil or short): Sequence(Coefficients(x))
 // is n*x. The imaginary parts of X_0 and X_{n/2} are ignored.
 func (r *Real) Sequence(dst []float64, coeff []complex128) []float64 {
+	return r.inverse(dst, coeff, nil)
+}
+
+// CrossSequence is Sequence of the product x_k conj(y_k) (the circular
+// cross-correlation of the two real sequences with spectra x and y),
+// without storing the product.
+func (r *Real) CrossSequence(dst []float64, x, y []complex128) []float64 {
+	if len(y) != len(x) {
+		panic(fmt.Sprintf("fft: %d and %d coefficients", len(x), len(y)))
+	}
+	return r.inverse(dst, x, y)
+}
+
+// inverse is Sequence of coeff, or of coeff times conj(y) when y is not
+// nil.
+func (r *Real) inverse(dst []float64, coeff, y []complex128) []float64 {
 	m := r.n / 2
 	if len(coeff) != m+1 {
 		panic(fmt.Sprintf("fft: %d coefficients, plan for %d", len(coeff), m+1))
@@ -108,22 +118,25 @@ func (r *Real) Sequence(dst []float64, coeff []complex128) []float64 {
 		dst = make([]float64, r.n)
 	}
 	dst = dst[:r.n]
+	at := func(k int) complex128 {
+		if y == nil {
+			return coeff[k]
+		}
+		v := y[k]
+		return coeff[k] * complex(real(v), -imag(v))
+	}
 	// Rebuild Z_k = 2(E_k + i O_k) from X_k and X_{m-k}, conjugated so the
 	// forward transform computes the inverse: IDFT(Z) = conj(DFT(conj Z)).
-	z := r.z
-	for k := range m {
-		a := coeff[k]
-		b := coeff[m-k]
-		b = complex(real(b), -imag(b))
-		e := a + b
-		w := r.twist[k]
-		o := (a - b) * complex(real(w), -imag(w))
-		zk := e + complex(-imag(o), real(o)) // e + i o
-		z[k] = complex(real(zk), -imag(zk))
+	// Indices k and m-k read the same pair: one pass over the pairs.
+	z, twist := r.z[:m], r.twist[:m+1]
+	for k := 1; 2*k <= m; k++ {
+		a, b := at(k), at(m-k)
+		z[k] = inverseTerm(a, b, twist[k])
+		z[m-k] = inverseTerm(b, a, twist[m-k])
 	}
 	if m > 0 {
 		// k = 0 reads X_0 and X_m; both are real for a real sequence.
-		a, b := real(coeff[0]), real(coeff[m])
+		a, b := real(at(0)), real(at(m))
 		z[0] = complex(a+b, -(a - b))
 	}
 	out := r.half.forward(z, r.y)
@@ -132,6 +145,23 @@ func (r *Real) Sequence(dst []float64, coeff []complex128) []float64 {
 		dst[2*t+1] = -imag(v)
 	}
 	return dst
+}
+
+// forwardTerm is E + W^k O for the pair Z_k = a, Z_{m-k} = b.
+func forwardTerm(a, b, w complex128) complex128 {
+	b = complex(real(b), -imag(b))
+	e := scale(a+b, 0.5)
+	d := a - b
+	o := complex(imag(d)*0.5, -real(d)*0.5) // (a - b) / 2i
+	return e + w*o
+}
+
+// inverseTerm is conj(E + i O) for the pair X_k = a, X_{m-k} = b.
+func inverseTerm(a, b, w complex128) complex128 {
+	b = complex(real(b), -imag(b))
+	e := a + b
+	o := (a - b) * complex(real(w), -imag(w))
+	return complex(real(e)-imag(o), -(imag(e) + real(o)))
 }
 
 // root is e^{-2 pi i k / n}, computed from the reduced angle for accuracy.

@@ -59,7 +59,6 @@ type Plan struct {
 	m, n int
 	fft  *fft.Real
 	buf  []float64
-	prod []complex128
 	cc   []float64
 	// scratch for on-the-fly row spectra
 	row  []float64
@@ -92,7 +91,7 @@ func NewPlan(m int) *Plan {
 		panic(err) // a divisor of a 5-smooth length is 5-smooth
 	}
 	return &Plan{m: m, n: n, fft: f, buf: make([]float64, n),
-		prod: make([]complex128, n/2+1), cc: make([]float64, n),
+		cc:  make([]float64, n),
 		row: make([]float64, m), spec: make([]complex128, n/2+1), mag: make([]float64, n/2+1),
 		gridStep: step, grid: grid, gridBuf: make([]complex128, n/step)}
 }
@@ -129,10 +128,7 @@ func (p *Plan) MaxNCC(x, y Spectrum) (ncc float64, shift int) {
 	if x.Norm == 0 || y.Norm == 0 {
 		return 0, 0
 	}
-	for i := range p.prod {
-		p.prod[i] = x.Coeff[i] * complex(real(y.Coeff[i]), -imag(y.Coeff[i]))
-	}
-	p.fft.Sequence(p.cc, p.prod)
+	p.fft.CrossSequence(p.cc, x.Coeff, y.Coeff)
 	// cc[s] for s in 0..m-1 are non-negative lags; cc[n+s] for s in
 	// -(m-1)..-1 the negative ones. Ties go to the first lag scanned from
 	// -(m-1) upwards, as in tslearn.
