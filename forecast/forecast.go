@@ -98,50 +98,121 @@ func (f *Forecaster) Forecast(ctx context.Context, reqs []Request, mode Mode) ([
 }
 
 func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute RouteHook) ([]Result, error) {
-	if len(reqs) == 0 {
-		return nil, fmt.Errorf("%w: no functions", ErrInvalid)
-	}
-	for _, r := range reqs {
-		if err := s.Validate(r); err != nil {
-			return nil, err
-		}
-	}
-	routes, err := s.routeAll(ctx, reqs)
+	routes, per, groups, err := s.plan(ctx, reqs, mode)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Result, len(reqs))
-	groups := map[*onnx.Model][]int{}
 	for i, r := range reqs {
-		rt := routes[i]
-		m, kind := s.Dense, "dense"
-		if mode == Routed {
-			m, kind = s.ServedModel(rt)
-		}
+		rt, m, kind := routes[i], per[i].model, per[i].kind
 		if onRoute != nil {
 			onRoute(ctx, r.ID, r.Counts, rt, kind)
 		}
 		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
-		groups[m] = append(groups[m], i)
 	}
 	buf := inputPool.Get().(*[]float32)
 	defer inputPool.Put(buf)
-	for m, idx := range groups {
-		in := (*buf)[:0]
-		for _, i := range idx {
-			in = appendInput(in, reqs[i].Counts, m.InputLen)
-		}
+	for _, g := range groups {
+		in := g.input((*buf)[:0], reqs)
 		*buf = in
-		y, err := s.predictor(m).Predict(ctx, in, len(idx))
+		y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
 		if err != nil {
 			return nil, err
 		}
 		fc := rows(y)
-		for r, i := range idx {
+		for r, i := range g.rows {
 			out[i].Forecast = fc[r]
 		}
 	}
 	return out, nil
+}
+
+// plan validates a batch (one bad request fails it, nothing half-done),
+// routes it and assigns every request its model.
+func (s *Set) plan(ctx context.Context, reqs []Request, mode Mode) ([]router.Route, []served, []modelGroup, error) {
+	if len(reqs) == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: no functions", ErrInvalid)
+	}
+	for _, r := range reqs {
+		if err := s.Validate(r); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	routes, err := s.routeAll(ctx, reqs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	per, groups := s.assign(routes, mode)
+	return routes, per, groups, nil
+}
+
+// served is the model that answers one routed request, and its kind.
+type served struct {
+	model *onnx.Model
+	kind  string
+}
+
+// modelGroup is the requests of a batch that one model answers, in one
+// run.
+type modelGroup struct {
+	model *onnx.Model
+	rows  []int
+}
+
+// input appends the group's model input, each request's last InputLen
+// counts, to in.
+func (g modelGroup) input(in []float32, reqs []Request) []float32 {
+	for _, i := range g.rows {
+		in = appendInput(in, reqs[i].Counts, g.model.InputLen)
+	}
+	return in
+}
+
+// assign picks the model for every routed request (the cluster's expert,
+// or dense for DenseOnly, out-of-distribution patterns and clusters
+// without a served expert) and groups the requests by model, in the order
+// models first appear.
+func (s *Set) assign(routes []router.Route, mode Mode) ([]served, []modelGroup) {
+	per := make([]served, len(routes))
+	var groups []modelGroup
+	at := map[*onnx.Model]int{}
+	for i, rt := range routes {
+		m, kind := s.Dense, "dense"
+		if mode == Routed {
+			m, kind = s.ServedModel(rt)
+		}
+		per[i] = served{m, kind}
+		g, ok := at[m]
+		if !ok {
+			g = len(groups)
+			at[m] = g
+			groups = append(groups, modelGroup{model: m})
+		}
+		groups[g].rows = append(groups[g].rows, i)
+	}
+	return per, groups
+}
+
+// Run is one ONNX Runtime run: a model and its input rows.
+type Run struct {
+	Model *onnx.Model
+	Input []float32
+	Rows  int
+}
+
+// Runs returns the model runs that Forecast makes for a batch, inputs
+// built and routes computed here, so that ONNX Runtime can be timed alone
+// on the same work (the ceiling in make bench-serve).
+func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error) {
+	_, _, groups, err := s.plan(ctx, reqs, mode)
+	if err != nil {
+		return nil, err
+	}
+	runs := make([]Run, len(groups))
+	for k, g := range groups {
+		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}
+	}
+	return runs, nil
 }
 
 // inputPool holds model input buffers: Predict is done with its input when

@@ -154,3 +154,70 @@ func TestBatchEqualsSingles(t *testing.T) {
 		t.Errorf("only clusters %v: the batch does not mix experts", clusters)
 	}
 }
+
+// TestRunsAreForecastsWork: the runs handed to the raw ONNX Runtime
+// benchmark are the ones Forecast makes: every request in exactly one run,
+// of the model that answers it, and predicting them gives its forecasts.
+func TestRunsAreForecastsWork(t *testing.T) {
+	f, fns := readyForecaster(t, fixture.CopyModels(t))
+	reqs := make([]Request, 64)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200-i]}
+	}
+	ctx := context.Background()
+	want, err := f.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, release, err := f.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for _, mode := range []Mode{Routed, DenseOnly} {
+		runs, err := s.Runs(ctx, reqs, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode == DenseOnly && (len(runs) != 1 || runs[0].Model != s.Dense || runs[0].Rows != len(reqs)) {
+			t.Fatalf("dense only: %d runs, want one of every row through dense", len(runs))
+		}
+		// Runs follow the order models first appear in the batch, and
+		// rows keep request order within a run.
+		next := map[*onnx.Model][]int{}
+		var order []*onnx.Model
+		for i, r := range want {
+			m := s.Model(r.Model)
+			if mode == DenseOnly {
+				m = s.Dense
+			}
+			if _, ok := next[m]; !ok {
+				order = append(order, m)
+			}
+			next[m] = append(next[m], i)
+		}
+		if len(runs) != len(order) {
+			t.Fatalf("mode %d: %d runs, want %d", mode, len(runs), len(order))
+		}
+		for k, run := range runs {
+			rows := next[order[k]]
+			if run.Model != order[k] || run.Rows != len(rows) || len(run.Input) != len(rows)*run.Model.InputLen {
+				t.Fatalf("mode %d run %d: model %s with %d rows, want %s with %d", mode, k, run.Model.ID, run.Rows, order[k].ID, len(rows))
+			}
+			if mode == DenseOnly {
+				continue
+			}
+			y, err := run.Model.Predict(ctx, run.Input, run.Rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for r, i := range rows {
+				for h, v := range want[i].Forecast {
+					if got := float64(y[r*manifest.Horizon+h]); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
+						t.Fatalf("request %d minute %d: run gives %v, Forecast %v", i, h, got, v)
+					}
+				}
+			}
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -87,8 +86,8 @@ func requestBatches(fns []trace.Function, batch, minutes int) ([][]forecast.Requ
 
 // rawRuns times ONNX Runtime alone on the load generator's batches: the
 // ceiling the server can approach. Two ceilings: every batch through the
-// dense model in one run (no split), and every batch split by expert as
-// the server splits it, with the routes computed before the clock starts.
+// dense model in one run, and every batch split by expert as the server
+// splits it.
 func rawRuns(ctx context.Context, dir string, batches [][]forecast.Request, conc int, dur time.Duration) error {
 	cfg, err := config.Load("", nil, nil)
 	if err != nil {
@@ -101,88 +100,27 @@ func rawRuns(ctx context.Context, dir string, batches [][]forecast.Request, conc
 	if err != nil {
 		return err
 	}
-	dense := make([][]modelRun, len(batches))
-	split := make([][]modelRun, len(batches))
-	for i, b := range batches {
-		dense[i] = []modelRun{inputRows(set.Dense, b)}
-		groups := map[*onnx.Model][]forecast.Request{}
-		for _, r := range b {
-			rt, err := set.RouteOnly(ctx, r.Counts)
-			if err != nil {
-				return err
-			}
-			m, _ := set.ServedModel(rt)
-			groups[m] = append(groups[m], r)
-		}
-		for m, g := range groups {
-			split[i] = append(split[i], inputRows(m, g))
-		}
-	}
 	rows := len(batches[0])
 	out := map[string]any{"batch": rows, "horizon": manifest.Horizon, "family": set.Dense.Family,
 		"note": fmt.Sprintf("%d concurrent callers, no HTTP, no routing", conc)}
 	for _, c := range []struct {
 		name string
-		runs [][]modelRun
-	}{{"dense_one_run", dense}, {"split_by_expert", split}} {
-		n, err := timeRuns(ctx, c.runs, conc, dur/2)
+		mode forecast.Mode
+	}{{"dense_one_run", forecast.DenseOnly}, {"split_by_expert", forecast.Routed}} {
+		runs := make([][]forecast.Run, len(batches))
+		var n float64
+		for i, b := range batches {
+			if runs[i], err = set.Runs(ctx, b, c.mode); err != nil {
+				return err
+			}
+			n += float64(len(runs[i]))
+		}
+		bps, err := loadgen.TimeRuns(ctx, runs, conc, dur/2)
 		if err != nil {
 			return err
 		}
-		var models float64
-		for _, r := range c.runs {
-			models += float64(len(r))
-		}
-		out[c.name] = map[string]float64{"forecasts_per_s": n * float64(rows), "batches_per_s": n,
-			"runs_per_batch": models / float64(len(c.runs))}
+		out[c.name] = map[string]float64{"forecasts_per_s": bps * float64(rows), "batches_per_s": bps,
+			"runs_per_batch": n / float64(len(batches))}
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
-}
-
-// modelRun is one ONNX Runtime run: a model and its flat input rows.
-type modelRun struct {
-	model *onnx.Model
-	in    []float32
-	rows  int
-}
-
-func inputRows(m *onnx.Model, reqs []forecast.Request) modelRun {
-	in := make([]float32, 0, len(reqs)*m.InputLen)
-	for _, r := range reqs {
-		for _, v := range r.Counts[len(r.Counts)-m.InputLen:] {
-			in = append(in, float32(v))
-		}
-	}
-	return modelRun{m, in, len(reqs)}
-}
-
-// timeRuns runs the batches round robin from conc goroutines for dur and
-// returns batches per second.
-func timeRuns(ctx context.Context, batches [][]modelRun, conc int, dur time.Duration) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, dur)
-	defer cancel()
-	start := time.Now()
-	var next, done atomic.Int64
-	errs := make(chan error, conc)
-	for range conc {
-		go func() {
-			for ctx.Err() == nil {
-				for _, r := range batches[int(next.Add(1))%len(batches)] {
-					if _, err := r.model.Predict(context.Background(), r.in, r.rows); err != nil {
-						errs <- err
-						return
-					}
-				}
-				done.Add(1)
-			}
-			errs <- nil
-		}()
-	}
-	var first error
-	for range conc {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return float64(done.Load()) / time.Since(start).Seconds(), first
 }
