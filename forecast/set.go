@@ -195,6 +195,8 @@ type Forecaster struct {
 }
 
 // RouteHook observes one routing decision and the kind of model chosen.
+// It runs before Forecast returns; counts may be reused after that (the
+// server pools request memory), so a hook that keeps them copies them.
 type RouteHook func(ctx context.Context, id string, counts []float64, rt router.Route, kind string)
 
 // New makes a Forecaster over a models folder; call Reload to load it.
