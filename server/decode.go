@@ -244,24 +244,14 @@ func (d *requestDecoder) counts() ([]float64, error) {
 	start := len(d.arena)
 	b := d.b
 	err := d.array(func(n int) error {
-		// Fast path for what nearly every count is: a plain integer
-		// written compactly, right before ',' or ']'. Anything else (a
-		// space, a sign, a fraction, a leading zero) takes number().
-		if i := d.i; i+1 < len(b) && b[i] == '0' && (b[i+1] == ',' || b[i+1] == ']') {
-			d.arena = append(d.arena, 0)
-			d.i = i + 1
+		// Fast path for what nearly every count is: a plain integer of at
+		// most 15 digits written compactly, right before ',' or ']'.
+		// Anything else (a space, a sign, a fraction, an exponent, a
+		// leading zero before a digit) takes number().
+		if mant, j := integer(b, d.i); j > d.i && j-d.i <= 15 && j < len(b) && (b[j] == ',' || b[j] == ']') {
+			d.arena = append(d.arena, float64(mant))
+			d.i = j
 			return nil
-		} else if i < len(b) && b[i]-'1' <= 8 {
-			mant, j := uint64(b[i]-'0'), i+1
-			for j < len(b) && j-i <= 15 && b[j]-'0' <= 9 {
-				mant = mant*10 + uint64(b[j]-'0')
-				j++
-			}
-			if j-i <= 15 && j < len(b) && (b[j] == ',' || b[j] == ']') {
-				d.arena = append(d.arena, float64(mant))
-				d.i = j
-				return nil
-			}
 		}
 		if d.literal("null") {
 			return d.errorf("counts[%d] is null, want a number", n)
@@ -293,16 +283,8 @@ func (d *requestDecoder) number() (float64, error) {
 		i++
 	}
 	digits := i
-	var mant uint64
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			mant = mant*10 + uint64(b[i]-'0')
-			i++
-		}
-	default:
+	mant, i := integer(b, i)
+	if i == digits {
 		return 0, d.errorf("want a number")
 	}
 	simple := i-digits <= 15
@@ -342,6 +324,22 @@ func (d *requestDecoder) number() (float64, error) {
 		return 0, d.errorf("number %s is out of range", text)
 	}
 	return v, nil
+}
+
+// integer scans a JSON number's integer part, 0 or [1-9][0-9]*, at b[i:]:
+// its value (exact up to 15 digits) and the index after it, i if there is
+// none. Per-minute counts are integers, so this is the routine path.
+func integer(b []byte, i int) (mant uint64, j int) {
+	switch {
+	case i < len(b) && b[i] == '0':
+		return 0, i + 1
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for j = i; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
+			mant = mant*10 + uint64(b[j]-'0')
+		}
+		return mant, j
+	}
+	return 0, i
 }
 
 // skipDigits returns the index after the run of digits at b[i:].
