@@ -129,6 +129,9 @@ func ReadParquetMiddleRow(path string) (Function, error) {
 		}
 		buf := make([]ParquetRow, 1)
 		if got, err := r.Read(buf); got != 1 {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
 			return fmt.Errorf("reading row %d: %w", n/2, err)
 		}
 		out = buf[0].function()

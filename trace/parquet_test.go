@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"testing"
 
 	"github.com/parquet-go/parquet-go"
-	"testing"
 )
 
 func TestParquetRoundTrip(t *testing.T) {
