@@ -64,9 +64,14 @@ train-experts: venv
 	    $(if $(CLUSTERS),--clusters $(CLUSTERS),) $(if $(STORAGE),--storage $(STORAGE),) & pids="$$pids $$!"; \
 	done; for p in $$pids; do wait $$p; done
 
-## eval: backtest and provisioning simulation on the dev set's test part
-eval: build
-	bin/mesp eval --data $(DATA) --part test --models $(MODELS) --out docs/eval/eval.json --plots docs/eval
+## eval: backtest and provisioning simulation on the dev set's test part,
+##   with the LightGBM peer of the minutely loop (fitted on the training
+##   part; cached in out/ by the hash of its inputs)
+eval: build venv
+	bin/mesp export --data $(DATA) --part test --out out/eval-test.parquet
+	$(PY) scripts/peer_lightgbm_minutely.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-minutely.csv
+	bin/mesp eval --data $(DATA) --part test --models $(MODELS) --peer-lightgbm out/peer-lightgbm-minutely.csv \
+	  --out docs/eval/eval.json --plots docs/eval
 
 bench: bench-kshape bench-serve
 

@@ -29,7 +29,24 @@ type Result struct {
 	// Model is the id of the model that answered, Kind "expert" or "dense".
 	Model, Kind, Family string
 	Forecast            []float64
+	// PInvoke is the probability of an invocation in each of the next 60
+	// minutes (with Outputs PInvoke), answered by PModel of kind PKind.
+	PInvoke       []float64
+	PModel, PKind string
 }
+
+// Outputs chooses what a call computes.
+type Outputs uint8
+
+const (
+	// Counts is the 60 expected counts.
+	Counts Outputs = 1 << iota
+	// PInvoke is the 60 invocation probabilities.
+	PInvoke
+)
+
+// ErrNoPInvoke marks a model set without p_invoke models.
+var ErrNoPInvoke = errors.New("the models in service have no p_invoke models (train them: make train-experts)")
 
 // ErrInvalid marks a request that can never succeed (a 4xx).
 var ErrInvalid = errors.New("invalid request")
@@ -60,6 +77,21 @@ func checkCounts(r Request) error {
 		}
 	}
 	return nil
+}
+
+// appendPInvokeInput appends a p_invoke model's input row: the counts as
+// float32, left-padded with manifest.Missing to inputLen minutes.
+func appendPInvokeInput(in []float32, counts []float64, inputLen int) []float32 {
+	if len(counts) > inputLen {
+		counts = counts[len(counts)-inputLen:]
+	}
+	for range inputLen - len(counts) {
+		in = append(in, manifest.Missing)
+	}
+	for _, v := range counts {
+		in = append(in, float32(v))
+	}
+	return in
 }
 
 // appendInput appends a model's input row, the last inputLen counts as
@@ -94,10 +126,24 @@ func (f *Forecaster) Forecast(ctx context.Context, reqs []Request, mode Mode) ([
 		return nil, err
 	}
 	defer release()
-	return s.forecast(ctx, reqs, mode, f.OnRoute)
+	return s.forecast(ctx, reqs, mode, Counts, f.OnRoute)
 }
 
-func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute RouteHook) ([]Result, error) {
+// Predict is Forecast with a choice of outputs: counts, p_invoke or both
+// (the pre-warm decision). Both are routed by one routing decision.
+func (f *Forecaster) Predict(ctx context.Context, reqs []Request, mode Mode, outs Outputs) ([]Result, error) {
+	s, release, err := f.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.forecast(ctx, reqs, mode, outs, f.OnRoute)
+}
+
+func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outputs, onRoute RouteHook) ([]Result, error) {
+	if outs&PInvoke != 0 && s.PDense == nil {
+		return nil, ErrNoPInvoke
+	}
 	routes, per, groups, err := s.plan(ctx, reqs, mode)
 	if err != nil {
 		return nil, err
@@ -112,16 +158,44 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, onRoute R
 	}
 	buf := inputPool.Get().(*[]float32)
 	defer inputPool.Put(buf)
-	for _, g := range groups {
-		in := g.input((*buf)[:0], reqs)
-		*buf = in
-		y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
-		if err != nil {
-			return nil, err
+	if outs&Counts != 0 {
+		for _, g := range groups {
+			in := g.input((*buf)[:0], reqs)
+			*buf = in
+			y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
+			if err != nil {
+				return nil, err
+			}
+			fc := rows(y)
+			for r, i := range g.rows {
+				out[i].Forecast = fc[r]
+			}
 		}
-		fc := rows(y)
-		for r, i := range g.rows {
-			out[i].Forecast = fc[r]
+	}
+	if outs&PInvoke != 0 {
+		pper, pgroups := s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
+			if mode == DenseOnly {
+				return s.PDense, "dense"
+			}
+			return s.ServedPInvoke(rt)
+		})
+		for i := range out {
+			out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
+		}
+		for _, g := range pgroups {
+			in := (*buf)[:0]
+			for _, i := range g.rows {
+				in = appendPInvokeInput(in, reqs[i].Counts, g.model.InputLen)
+			}
+			*buf = in
+			y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
+			if err != nil {
+				return nil, err
+			}
+			p := rows(y)
+			for r, i := range g.rows {
+				out[i].PInvoke = p[r]
+			}
 		}
 	}
 	return out, nil
@@ -173,14 +247,21 @@ func (g modelGroup) input(in []float32, reqs []Request) []float32 {
 // without a served expert) and groups the requests by model, in the order
 // models first appear.
 func (s *Set) assign(routes []router.Route, mode Mode) ([]served, []modelGroup) {
+	return s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
+		if mode == Routed {
+			return s.ServedModel(rt)
+		}
+		return s.Dense, "dense"
+	})
+}
+
+// assignBy groups requests by the model choose picks for their route.
+func (s *Set) assignBy(routes []router.Route, choose func(router.Route) (*onnx.Model, string)) ([]served, []modelGroup) {
 	per := make([]served, len(routes))
 	var groups []modelGroup
 	at := map[*onnx.Model]int{}
 	for i, rt := range routes {
-		m, kind := s.Dense, "dense"
-		if mode == Routed {
-			m, kind = s.ServedModel(rt)
-		}
+		m, kind := choose(rt)
 		per[i] = served{m, kind}
 		g, ok := at[m]
 		if !ok {

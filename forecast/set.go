@@ -24,6 +24,11 @@ type Set struct {
 	Router   *router.Router
 	Dense    *onnx.Model
 	Experts  map[int]*onnx.Model // every expert in the manifest, served or not
+	// PDense and PExperts are the p_invoke models (nil and empty when the
+	// manifest has none); pOf maps a count model to its entry's p_invoke.
+	PDense   *onnx.Model
+	PExperts map[int]*onnx.Model
+	pOf      map[*onnx.Model]*onnx.Model
 	LoadedAt time.Time
 	// batchers merge concurrent small requests per model (nil: no batching)
 	batchers map[*onnx.Model]*onnx.Batcher
@@ -52,7 +57,8 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Set{Manifest: m, Clusters: cs, Router: rt, Experts: map[int]*onnx.Model{}, LoadedAt: time.Now()}
+	s := &Set{Manifest: m, Clusters: cs, Router: rt, Experts: map[int]*onnx.Model{}, PExperts: map[int]*onnx.Model{},
+		pOf: map[*onnx.Model]*onnx.Model{}, LoadedAt: time.Now()}
 	known := map[int]bool{}
 	for _, c := range cs.Clusters {
 		known[c.ID] = true
@@ -65,7 +71,23 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		s.MaxInputLen = max(s.MaxInputLen, e.InputLen)
 		return mod, nil
 	}
+	loadP := func(owner *onnx.Model, p *manifest.PInvoke) (*onnx.Model, error) {
+		if p == nil {
+			return nil, nil
+		}
+		mod, err := onnx.Load(filepath.Join(dir, p.File), onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
+			Horizon: m.Horizon, Output: manifest.PInvokeOutputName}, o)
+		if err != nil {
+			return nil, err
+		}
+		s.pOf[owner] = mod
+		return mod, nil
+	}
 	if s.Dense, err = load(m.Dense); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.PDense, err = loadP(s.Dense, m.Dense.PInvoke); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -80,6 +102,14 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			return nil, err
 		}
 		s.Experts[e.Cluster] = mod
+		pm, err := loadP(mod, e.PInvoke)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		if pm != nil {
+			s.PExperts[e.Cluster] = pm
+		}
 	}
 	if s.MaxInputLen > rt.Length() {
 		s.close()
@@ -88,6 +118,9 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	if b.Wait > 0 {
 		s.batchers = map[*onnx.Model]*onnx.Batcher{s.Dense: onnx.NewBatcher(s.Dense, b.Wait, b.MaxRows)}
 		for _, m := range s.Experts {
+			s.batchers[m] = onnx.NewBatcher(m, b.Wait, b.MaxRows)
+		}
+		for _, m := range s.pOf {
 			s.batchers[m] = onnx.NewBatcher(m, b.Wait, b.MaxRows)
 		}
 	}
@@ -116,6 +149,9 @@ func (s *Set) close() {
 		s.Dense.Close()
 	}
 	for _, m := range s.Experts {
+		m.Close()
+	}
+	for _, m := range s.pOf {
 		m.Close()
 	}
 }
@@ -164,6 +200,28 @@ func (s *Set) ServedModel(rt router.Route) (*onnx.Model, string) {
 		}
 	}
 	return s.Dense, "dense"
+}
+
+// ServedPInvoke is the p_invoke model that answers for a route, and its
+// kind: the cluster's where the manifest serves it, else the dense one.
+func (s *Set) ServedPInvoke(rt router.Route) (*onnx.Model, string) {
+	if !rt.OOD {
+		for _, e := range s.Manifest.Experts {
+			if e.Cluster == rt.Cluster && e.PInvoke != nil && e.PInvoke.Serve == "expert" {
+				return s.PExperts[e.Cluster], "expert"
+			}
+		}
+	}
+	return s.PDense, "dense"
+}
+
+// PrewarmThreshold is the manifest's default pre-warm threshold (0 when
+// the set has none).
+func (s *Set) PrewarmThreshold() float64 {
+	if s.Manifest.Prewarm == nil {
+		return 0
+	}
+	return s.Manifest.Prewarm.Threshold
 }
 
 // Model finds a loaded model by id ("dense" or an expert's id).

@@ -25,6 +25,17 @@ const (
 	OutputName = "forecast"
 )
 
+// The p_invoke graph contract: the same input name, float32
+// [batch, PInvokeInputLen] of raw counts, the most recent minute last and
+// minutes not known (a history shorter than a day) set to Missing on the
+// left; one float32 output [batch, 60]: the probability that the function
+// is invoked (count > 0) in each of the next 60 minutes.
+const (
+	PInvokeOutputName = "p_invoke"
+	PInvokeInputLen   = 1440
+	Missing           = -1
+)
+
 // Custom metadata keys carried inside every exported ONNX file.
 const (
 	MetaModelID  = "mesp.model_id"
@@ -80,6 +91,7 @@ type Manifest struct {
 	Clusters string   `json:"clusters"` // file name of clusters.json, relative
 	Dense    Model    `json:"dense"`
 	Experts  []Expert `json:"experts"`
+	Prewarm  *Prewarm `json:"prewarm,omitempty"`
 }
 
 // Model is one exported ONNX graph.
@@ -96,6 +108,39 @@ type Model struct {
 	// and validation data (functions, windows). Informational.
 	Params map[string]any `json:"params,omitempty"`
 	Data   map[string]int `json:"data,omitempty"`
+	// PInvoke is the model's per-minute invocation probabilities (optional:
+	// a set without them answers forecasts but not pre-warm decisions).
+	PInvoke *PInvoke `json:"p_invoke,omitempty"`
+}
+
+// PInvoke is one exported p_invoke graph. An expert's serves only where
+// it beat the dense one on the cluster's validation functions (log-loss of
+// "invoked in minute m" from minutes 1..m-1, m = 1081..1440).
+type PInvoke struct {
+	ID              string         `json:"id"`
+	File            string         `json:"file"`
+	SHA256          string         `json:"sha256"`
+	Family          string         `json:"family"`
+	InputLen        int            `json:"input_len"`
+	ValLogLoss      float64        `json:"val_logloss"`
+	DenseValLogLoss float64        `json:"dense_val_logloss,omitempty"`
+	Serve           string         `json:"serve,omitempty"`
+	Params          map[string]any `json:"params,omitempty"`
+	Data            map[string]int `json:"data,omitempty"`
+}
+
+// Prewarm is the pre-warm policy fixed at training time: warm in a minute
+// when p_invoke for it is at least Threshold. Chosen on validation
+// functions only (never on evaluation data); the validation figures are
+// kept for the record.
+type Prewarm struct {
+	Threshold                float64 `json:"threshold"`
+	ChosenOn                 string  `json:"chosen_on,omitempty"`
+	ValColdStarts            int     `json:"val_cold_starts"`
+	ValIdleMinutes           int     `json:"val_idle_minutes"`
+	ValInvokedMinutes        int     `json:"val_invoked_minutes"`
+	ValKeepalive10ColdStarts int     `json:"val_keepalive10_cold_starts"`
+	ValKeepalive10Idle       int     `json:"val_keepalive10_idle_minutes"`
 }
 
 // Expert is a cluster's model plus the decision whether to serve it.
@@ -164,6 +209,12 @@ func (m Manifest) Validate() error {
 	if m.Dense.File == "" {
 		return errors.New("manifest: no dense model")
 	}
+	if err := m.Dense.PInvoke.validate(m.Dense.ID, false); err != nil {
+		return err
+	}
+	if m.Prewarm != nil && !(m.Prewarm.Threshold > 0 && m.Prewarm.Threshold < 1) {
+		return fmt.Errorf("manifest: prewarm threshold %v, want a probability in (0, 1)", m.Prewarm.Threshold)
+	}
 	seen := map[int]bool{}
 	for _, e := range m.Experts {
 		if seen[e.Cluster] {
@@ -176,6 +227,28 @@ func (m Manifest) Validate() error {
 		if e.File == "" || e.InputLen <= 0 {
 			return fmt.Errorf("manifest: expert %s: missing file or input_len", e.ID)
 		}
+		if err := e.PInvoke.validate(e.ID, true); err != nil {
+			return err
+		}
+		if e.PInvoke != nil && m.Dense.PInvoke == nil {
+			return fmt.Errorf("manifest: expert %s has a p_invoke model but the dense model has none (its fallback)", e.ID)
+		}
+	}
+	return nil
+}
+
+func (p *PInvoke) validate(owner string, expert bool) error {
+	if p == nil {
+		return nil
+	}
+	if p.File == "" || p.ID == "" {
+		return fmt.Errorf("manifest: %s: p_invoke without id or file", owner)
+	}
+	if p.InputLen != PInvokeInputLen {
+		return fmt.Errorf("manifest: %s: p_invoke input_len %d, want %d", owner, p.InputLen, PInvokeInputLen)
+	}
+	if expert && p.Serve != "expert" && p.Serve != "dense" {
+		return fmt.Errorf("manifest: %s: p_invoke serve %q, want expert or dense", owner, p.Serve)
 	}
 	return nil
 }

@@ -24,7 +24,10 @@ type Model struct {
 	InputLen int
 	Horizon  int
 	Family   string
-	sess     *ort.DynamicAdvancedSession
+	// Output is the graph's output: manifest.OutputName (counts) or
+	// manifest.PInvokeOutputName (probabilities).
+	Output string
+	sess   *ort.DynamicAdvancedSession
 }
 
 // ErrMismatch marks a file that loads but does not match what was expected.
@@ -36,6 +39,16 @@ type Expect struct {
 	SHA256   string // empty: not checked
 	InputLen int
 	Horizon  int
+	// Output is the output's name; empty means manifest.OutputName. A
+	// p_invoke graph (manifest.PInvokeOutputName) must answer in [0, 1].
+	Output string
+}
+
+func (e Expect) output() string {
+	if e.Output == "" {
+		return manifest.OutputName
+	}
+	return e.Output
 }
 
 // Load reads, verifies and opens a model: the file's sha256, its single
@@ -59,7 +72,7 @@ func Load(path string, want Expect, o Options) (*Model, error) {
 	if err := checkIO(ins, manifest.InputName, want.InputLen); err != nil {
 		return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
 	}
-	if err := checkIO(outs, manifest.OutputName, want.Horizon); err != nil {
+	if err := checkIO(outs, want.output(), want.Horizon); err != nil {
 		return nil, fmt.Errorf("%w: %s: output: %v", ErrMismatch, path, err)
 	}
 	meta, err := ort.GetModelMetadataWithONNXData(data)
@@ -77,12 +90,12 @@ func Load(path string, want Expect, o Options) (*Model, error) {
 	}
 	defer so.Destroy()
 	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data,
-		[]string{manifest.InputName}, []string{manifest.OutputName}, so)
+		[]string{manifest.InputName}, []string{want.output()}, so)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %s: session: %w", path, err)
 	}
 	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen,
-		Horizon: want.Horizon, Family: family, sess: sess}
+		Horizon: want.Horizon, Family: family, Output: want.output(), sess: sess}
 	if err := m.selfTest(); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%w: %s: test inference: %v", ErrMismatch, path, err)
@@ -133,7 +146,8 @@ func checkMeta(meta *ort.ModelMetadata, want Expect) (family string, err error) 
 	return family, nil
 }
 
-// selfTest runs one ramp input and checks the output is finite and >= 0.
+// selfTest runs one ramp input and checks the output is finite and >= 0
+// (and at most 1 for probabilities).
 func (m *Model) selfTest() error {
 	in := make([]float32, m.InputLen)
 	for i := range in {
@@ -144,7 +158,7 @@ func (m *Model) selfTest() error {
 		return err
 	}
 	for i, v := range out {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < 0 {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < 0 || (m.Output == manifest.PInvokeOutputName && v > 1) {
 			return fmt.Errorf("output %d is %v", i, v)
 		}
 	}

@@ -77,17 +77,24 @@ type Point struct {
 	X, Y float64
 }
 
-// TradeOff draws curves (e.g. MESP over thresholds) and baseline points.
+// TradeOff draws curves (e.g. MESP over thresholds) and baseline points,
+// the y axis on a log scale (cold-start rates span orders of magnitude);
+// points with y <= 0 cannot be drawn there and are left out.
 func TradeOff(path, title, xLabel, yLabel string, curves [][]Point, points []Point) error {
 	p := newPlot(title, xLabel, yLabel)
-	colors := []color.Color{color.RGBA{B: 200, A: 255}, color.RGBA{R: 200, G: 100, A: 255}}
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	colors := []color.Color{color.RGBA{B: 200, A: 255}, color.RGBA{R: 200, G: 100, A: 255},
+		color.RGBA{G: 150, A: 255}, color.RGBA{R: 200, B: 200, A: 255}, color.RGBA{R: 120, G: 120, B: 120, A: 255}}
 	for ci, curve := range curves {
-		if len(curve) == 0 {
-			continue
+		var xy plotter.XYs
+		for _, c := range curve {
+			if c.Y > 0 {
+				xy = append(xy, plotter.XY{X: c.X, Y: c.Y})
+			}
 		}
-		xy := make(plotter.XYs, len(curve))
-		for i, c := range curve {
-			xy[i].X, xy[i].Y = c.X, c.Y
+		if len(xy) == 0 {
+			continue
 		}
 		l, s, err := plotter.NewLinePoints(xy)
 		if err != nil {
@@ -99,6 +106,9 @@ func TradeOff(path, title, xLabel, yLabel string, curves [][]Point, points []Poi
 		p.Legend.Add(curve[0].Name, l, s)
 	}
 	for i, pt := range points {
+		if pt.Y <= 0 {
+			continue
+		}
 		s, err := plotter.NewScatter(plotter.XYs{{X: pt.X, Y: pt.Y}})
 		if err != nil {
 			return err

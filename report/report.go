@@ -17,69 +17,25 @@ import (
 	"github.com/mesp-project/mesp/trace"
 )
 
-// DefaultPrewarmThreshold is the forecast (invocations/minute) at which
-// mesp_prewarm keeps an instance warm: an invocation is "likely" once the
-// forecast rounds to one. Fixed a priori, never picked on evaluation data.
-const DefaultPrewarmThreshold = 0.5
-
 // Document is the JSON of `mesp eval`; the keys are a contract.
 type Document struct {
-	Rows         int                          `json:"rows"`
-	Forecasters  map[string]backtest.Metrics  `json:"forecasters"`
-	PerCluster   []backtest.ClusterMetrics    `json:"per_cluster"`
-	Provisioning map[string]provision.Outcome `json:"provisioning"`
-	// Ratios: mesp WAPE over dense and over the better of naive/mean60;
-	// mesp_prewarm cold starts and idle minutes over keepalive10's.
-	Ratios       map[string]float64 `json:"ratios"`
-	PrewarmCurve []CurvePoint       `json:"mesp_prewarm_curve"`
-	// PrewarmKACurve is forecast pre-warming backed by a 5-minute keep-alive.
-	PrewarmKACurve []CurvePoint `json:"mesp_prewarm_ka5_curve"`
-}
-
-// CurvePoint is one threshold of the MESP pre-warming curve.
-type CurvePoint struct {
-	Threshold     float64 `json:"threshold"`
-	ColdStartRate float64 `json:"cold_start_rate"`
-	IdleMinutes   int     `json:"idle_minutes"`
+	Rows         int                         `json:"rows"`
+	Forecasters  map[string]backtest.Metrics `json:"forecasters"`
+	PerCluster   []backtest.ClusterMetrics   `json:"per_cluster"`
+	Provisioning provision.Report            `json:"provisioning"`
+	// Ratios: mesp WAPE over dense and over the better of naive/mean60.
+	Ratios map[string]float64 `json:"ratios"`
 }
 
 // New assembles the document.
-func New(res *backtest.Result, prov map[string]provision.Outcome, rows int) Document {
+func New(res *backtest.Result, prov provision.Report, rows int) Document {
 	d := Document{Rows: rows, Forecasters: res.Forecasters, PerCluster: res.PerCluster,
-		Provisioning: map[string]provision.Outcome{}, Ratios: map[string]float64{}}
-	for name, o := range prov {
-		policy, th, ok := strings.Cut(name, "@")
-		if !ok {
-			d.Provisioning[name] = o
-			continue
-		}
-		v, _ := strconv.ParseFloat(th, 64)
-		pt := CurvePoint{Threshold: v, ColdStartRate: o.ColdStartRate, IdleMinutes: o.IdleMinutes}
-		if policy == "mesp_prewarm" {
-			d.PrewarmCurve = append(d.PrewarmCurve, pt)
-		} else {
-			d.PrewarmKACurve = append(d.PrewarmKACurve, pt)
-		}
-		if v == DefaultPrewarmThreshold {
-			d.Provisioning[policy] = o
-		}
-	}
-	for _, c := range [][]CurvePoint{d.PrewarmCurve, d.PrewarmKACurve} {
-		sort.Slice(c, func(i, j int) bool { return c[i].Threshold < c[j].Threshold })
-	}
+		Provisioning: prov, Ratios: map[string]float64{}}
 	m, dn := res.Forecasters["mesp"], res.Forecasters["dense"]
 	best := math.Min(res.Forecasters["naive"].WAPE, res.Forecasters["mean60"].WAPE)
 	d.Ratios["mesp_wape_over_dense"] = m.WAPE / dn.WAPE
 	d.Ratios["mesp_wape_over_best_baseline"] = m.WAPE / best
 	d.Ratios["dense_wape_over_best_baseline"] = dn.WAPE / best
-	ka, mp := d.Provisioning["keepalive10"], d.Provisioning["mesp_prewarm"]
-	if ka.ColdStarts > 0 && ka.IdleMinutes > 0 {
-		d.Ratios["mesp_prewarm_cold_starts_over_keepalive10"] = float64(mp.ColdStarts) / float64(ka.ColdStarts)
-		d.Ratios["mesp_prewarm_idle_over_keepalive10"] = float64(mp.IdleMinutes) / float64(ka.IdleMinutes)
-		mk := d.Provisioning["mesp_prewarm_ka5"]
-		d.Ratios["mesp_prewarm_ka5_cold_starts_over_keepalive10"] = float64(mk.ColdStarts) / float64(ka.ColdStarts)
-		d.Ratios["mesp_prewarm_ka5_idle_over_keepalive10"] = float64(mk.IdleMinutes) / float64(ka.IdleMinutes)
-	}
 	return d
 }
 
@@ -99,21 +55,39 @@ func Table(d Document) string {
 		}
 		fmt.Fprintf(&b, "%-8s %9d %12.4f %12.4f %12.4f\n", name, c.Functions, c.Scores["mesp"].WAPE, c.Scores["dense"].WAPE, c.Scores["naive"].WAPE)
 	}
-	fmt.Fprintf(&b, "\n%-18s %15s %12s\n", "policy", "cold-start rate", "idle minutes")
-	names := make([]string, 0, len(d.Provisioning))
-	for n := range d.Provisioning {
+	p := d.Provisioning
+	row := func(name string, o provision.Outcome) {
+		fmt.Fprintf(&b, "%-30s %11d %12d %15.4f %12.4f\n", name, o.ColdStarts, o.IdleMinutes, o.ColdStartRate, o.P75FunctionColdStartRate)
+	}
+	fmt.Fprintf(&b, "\n%-30s %11s %12s %15s %12s\n", "policy", "cold starts", "idle minutes", "cold-start rate", "p75 fn rate")
+	for _, w := range p.KeepAlive {
+		row(w.Label(), w.Outcome)
+	}
+	row("hybrid_histogram", p.HybridHistogram)
+	if p.MespMinutelyDefault != nil {
+		row(fmt.Sprintf("mesp_minutely_default@%g", p.MespMinutelyDefault.Threshold), p.MespMinutelyDefault.Outcome)
+	}
+	for _, c := range []struct {
+		name  string
+		curve []provision.ThresholdPoint
+	}{{"mesp_minutely", p.MespMinutely}, {"dense_minutely", p.DenseMinutely}, {"peer_lightgbm_minutely", p.PeerLightGBMMinutely}, {"mesp_hourly", p.MespHourly}} {
+		for _, pt := range c.curve {
+			row(fmt.Sprintf("  %s@%g", c.name, pt.Threshold), pt.Outcome)
+		}
+	}
+	cmp := p.Comparison
+	fmt.Fprintf(&b, "\nat no more idle minutes than keepalive%d (%d idle, %d cold starts):\n", cmp.Reference.Window, cmp.Reference.IdleMinutes, cmp.Reference.ColdStarts)
+	names := make([]string, 0, len(cmp.AtReferenceIdle))
+	for n := range cmp.AtReferenceIdle {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		o := d.Provisioning[n]
-		fmt.Fprintf(&b, "%-18s %15.4f %12d\n", n, o.ColdStartRate, o.IdleMinutes)
+		x := cmp.AtReferenceIdle[n]
+		fmt.Fprintf(&b, "  %-24s threshold %-7g cold starts %.3fx, idle %.3fx\n", n, x.Threshold, x.ColdStartsOverReference, x.IdleOverReference)
 	}
-	for _, p := range d.PrewarmCurve {
-		fmt.Fprintf(&b, "%-18s %15.4f %12d\n", fmt.Sprintf("  prewarm@%g", p.Threshold), p.ColdStartRate, p.IdleMinutes)
-	}
-	for _, p := range d.PrewarmKACurve {
-		fmt.Fprintf(&b, "%-18s %15.4f %12d\n", fmt.Sprintf("  prewarm_ka5@%g", p.Threshold), p.ColdStartRate, p.IdleMinutes)
+	for _, v := range cmp.MespVsKeepAlive {
+		fmt.Fprintf(&b, "  mesp_minutely vs keepalive%-3d beaten %-5v cold starts %.3fx at its idle\n", v.Window, v.Beaten, v.ColdStartsRatio)
 	}
 	keys := make([]string, 0, len(d.Ratios))
 	for k := range d.Ratios {
@@ -129,12 +103,12 @@ func Table(d Document) string {
 
 // Plots writes examples.png (a few functions: history, actual, each
 // forecast), clusters.png (WAPE by cluster, mesp vs dense) and
-// provisioning.png (cold starts vs idle minutes).
-func Plots(dir string, fns []trace.Function, res *backtest.Result, prov map[string]provision.Outcome) error {
+// provisioning.png (cold-start rate vs idle minutes: the keep-alive
+// frontier, the hybrid histogram and every policy's curve).
+func Plots(dir string, fns []trace.Function, d Document, res *backtest.Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	d := New(res, prov, len(fns))
 	if err := examples(dir, fns, res); err != nil {
 		return err
 	}
@@ -155,19 +129,29 @@ func Plots(dir string, fns []trace.Function, res *backtest.Result, prov map[stri
 			return err
 		}
 	}
-	var curve, curveKA, points []plots.Point
-	for _, p := range d.PrewarmCurve {
-		curve = append(curve, plots.Point{Name: "mesp_prewarm (thresholds)", X: float64(p.IdleMinutes), Y: p.ColdStartRate})
+	p := d.Provisioning
+	var frontier []plots.Point
+	for _, w := range p.KeepAlive {
+		frontier = append(frontier, plots.Point{Name: "keep-alive 0..60 min", X: float64(w.IdleMinutes), Y: w.ColdStartRate})
 	}
-	for _, p := range d.PrewarmKACurve {
-		curveKA = append(curveKA, plots.Point{Name: "mesp_prewarm + 5-min keep-alive", X: float64(p.IdleMinutes), Y: p.ColdStartRate})
+	curves := [][]plots.Point{frontier}
+	for _, c := range []struct {
+		name  string
+		curve []provision.ThresholdPoint
+	}{{"mesp_minutely", p.MespMinutely}, {"dense_minutely", p.DenseMinutely}, {"peer_lightgbm_minutely", p.PeerLightGBMMinutely}, {"mesp_hourly (+5-min keep-alive)", p.MespHourly}} {
+		var pts []plots.Point
+		for _, pt := range c.curve {
+			pts = append(pts, plots.Point{Name: c.name, X: float64(pt.IdleMinutes), Y: pt.ColdStartRate})
+		}
+		curves = append(curves, pts)
 	}
-	for _, n := range []string{"keepalive10", "hybrid_histogram"} {
-		o := d.Provisioning[n]
-		points = append(points, plots.Point{Name: n, X: float64(o.IdleMinutes), Y: o.ColdStartRate})
+	points := []plots.Point{{Name: "hybrid_histogram", X: float64(p.HybridHistogram.IdleMinutes), Y: p.HybridHistogram.ColdStartRate},
+		{Name: "keepalive10", X: float64(p.Comparison.Reference.IdleMinutes), Y: p.Comparison.Reference.ColdStartRate}}
+	if m := p.MespMinutelyDefault; m != nil {
+		points = append(points, plots.Point{Name: "mesp_minutely_default", X: float64(m.IdleMinutes), Y: m.ColdStartRate})
 	}
 	return plots.TradeOff(filepath.Join(dir, "provisioning.png"), "Cold starts vs idle memory, minutes 1081-1440",
-		"idle instance-minutes", "cold-start rate", [][]plots.Point{curve, curveKA}, points)
+		"idle instance-minutes", "cold-start rate (log)", curves, points)
 }
 
 // examples plots four functions spread over the busyness range at the

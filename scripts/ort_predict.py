@@ -1,7 +1,10 @@
 """Reference inference with Python onnxruntime, for parity tests.
 
 stdin: {"model": "path.onnx", "rows": [[counts...], ...]}
-stdout: {"forecast": [[60 values], ...]}
+stdout: {"forecast": [[60 values], ...]} for a count model, or
+        {"p_invoke": [[60 values], ...]} for a p_invoke model, whose rows
+        may be shorter than its input: they are left-padded with -1 (the
+        contract's "minute not known") by training's own padding function.
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ import onnxruntime as ort
 def main() -> None:
     req = json.load(sys.stdin)
     sess = ort.InferenceSession(req["model"], providers=["CPUExecutionProvider"])
-    x = np.asarray(req["rows"], dtype=np.float32)
-    y = sess.run(["forecast"], {"counts": x})[0]
-    json.dump({"forecast": y.tolist()}, sys.stdout)
+    out = sess.get_outputs()[0].name
+    if out == "p_invoke":
+        from mesp_training.invocation import pad_history
+
+        x = np.stack([pad_history(np.asarray(r, dtype=np.float32)) for r in req["rows"]])
+    else:
+        x = np.asarray(req["rows"], dtype=np.float32)
+    y = sess.run([out], {"counts": x})[0]
+    json.dump({out: y.tolist()}, sys.stdout)
 
 
 if __name__ == "__main__":

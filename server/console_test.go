@@ -71,12 +71,16 @@ func TestConsoleForecastInHeadlessChromium(t *testing.T) {
 	model, err2 := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#route-model`)))
 	forecastLines, err3 := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#chart polyline.forecast").length`))
 	rows, err4 := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#clusters tbody tr").length`))
+	// The shipped models have p_invoke models: 60 probability bars under
+	// the forecast, and a threshold line.
+	bars, err6 := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#pchart rect.p").length`))
+	thresholds, err7 := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#pchart line.threshold").length`))
 	png, err5 := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		t.Fatal(err)
 	}
-	if strings.TrimSpace(cluster) == "" || !strings.Contains(model, "(") || forecastLines != 1 || rows == 0 {
-		t.Fatalf("cluster %q, model %q, %d forecast lines, %d cluster rows", cluster, model, forecastLines, rows)
+	if strings.TrimSpace(cluster) == "" || !strings.Contains(model, "p_invoke") || forecastLines != 1 || rows == 0 || bars != 60 || thresholds != 1 {
+		t.Fatalf("cluster %q, model %q, %d forecast lines, %d cluster rows, %d p bars, %d threshold lines", cluster, model, forecastLines, rows, bars, thresholds)
 	}
 	out := filepath.Join("..", "out")
 	os.MkdirAll(out, 0o755)

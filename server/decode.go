@@ -16,6 +16,14 @@ import (
 type ForecastRequest struct {
 	Functions []FunctionCounts `json:"functions,omitempty"`
 	FunctionCounts
+	// Policy overrides the pre-warm policy (POST /v1/prewarm only).
+	Policy *PolicyJSON `json:"policy,omitempty"`
+}
+
+// PolicyJSON is a request's pre-warm policy: warm in a minute when its
+// p_invoke is at least Threshold (default: the manifest's).
+type PolicyJSON struct {
+	Threshold *float64 `json:"threshold,omitempty"`
 }
 
 // FunctionCounts is one function's recent per-minute counts, oldest first.
@@ -37,20 +45,26 @@ type FunctionCounts struct {
 // encoding/json is lenient (null counts, case-insensitive keys, invalid
 // UTF-8).
 func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error) {
-	reqs, _, err := decodeForecastRequest(body, maxBatch, nil)
+	reqs, _, _, err := decodeForecastRequest(body, maxBatch, nil)
 	return reqs, err
 }
 
 // decodeForecastRequest is DecodeForecastRequest with every function's
 // counts appended to arena, which it returns (grown if need be) so that
-// the caller can reuse it once the requests are answered.
-func decodeForecastRequest(body []byte, maxBatch int, arena []float64) ([]forecast.Request, []float64, error) {
-	d := &requestDecoder{b: body, arena: arena}
-	reqs, err := d.forecastRequests(maxBatch)
-	return reqs, d.arena, err
+// the caller can reuse it once the requests are answered, and the
+// request's policy (nil when absent).
+func decodeForecastRequest(body []byte, maxBatch int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {
+	d := &requestDecoder{b: body, arena: arena, maxBatch: maxBatch}
+	reqs, policy, err := d.forecastRequests(maxBatch)
+	return reqs, policy, d.arena, err
 }
 
-func (d *requestDecoder) forecastRequests(maxBatch int) ([]forecast.Request, error) {
+func (d *requestDecoder) forecastRequests(maxBatch int) ([]forecast.Request, *PolicyJSON, error) {
+	reqs, err := d.forecastRequestsOnly(maxBatch)
+	return reqs, d.policy, err
+}
+
+func (d *requestDecoder) forecastRequestsOnly(maxBatch int) ([]forecast.Request, error) {
 	req, err := d.request()
 	if err != nil {
 		return nil, fmt.Errorf("%w: body is not a forecast request: %v", forecast.ErrInvalid, err)
@@ -86,6 +100,10 @@ type requestDecoder struct {
 	// arena holds every function's counts back to back; each function's
 	// Counts is a capped window on it.
 	arena []float64
+	// maxBatch bounds the functions while scanning (0: no bound), so a body
+	// of a million empty objects stops at the limit instead of decoding.
+	maxBatch int
+	policy   *PolicyJSON
 }
 
 func (d *requestDecoder) errorf(format string, args ...any) error {
@@ -142,9 +160,31 @@ func (d *requestDecoder) request() (ForecastRequest, error) {
 				return nil
 			}
 			req.Functions = req.Functions[:0]
-			return d.array(func(int) error {
+			return d.array(func(n int) error {
+				if d.maxBatch > 0 && n >= d.maxBatch {
+					return d.errorf("more than %d functions in the batch", d.maxBatch)
+				}
 				f, err := d.function()
 				req.Functions = append(req.Functions, f)
+				return err
+			})
+		case "policy":
+			if d.literal("null") {
+				d.policy = nil
+				return nil
+			}
+			p := &PolicyJSON{}
+			d.policy = p
+			return d.object(func(key string) error {
+				if key != "threshold" {
+					return d.errorf("unknown policy field %q (known: threshold)", key)
+				}
+				if d.literal("null") {
+					p.Threshold = nil
+					return nil
+				}
+				v, err := d.number()
+				p.Threshold = &v
 				return err
 			})
 		default:

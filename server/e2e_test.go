@@ -120,32 +120,15 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 		}
 		byModel[f.Model] = append(byModel[f.Model], i)
 	}
-	python := os.Getenv("MESP_PYTHON")
-	if python == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MESP_PYTHON is not set (make test sets it)")
-		}
-		t.Skip("MESP_PYTHON not set: run through make test")
-	}
 	for id, idx := range byModel {
 		e := files[id]
 		rows := make([][]float64, len(idx))
 		for r, i := range idx {
 			rows[r] = fns[i].Counts[1200-e.InputLen : 1200]
 		}
-		in, _ := json.Marshal(map[string]any{"model": filepath.Join(ts.dir, e.File), "rows": rows})
-		cmd := exec.Command(python, "../scripts/ort_predict.py")
-		cmd.Stdin = bytes.NewReader(in)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("python reference: %v", err)
-		}
-		var ref struct{ Forecast [][]float64 }
-		if err := json.Unmarshal(out, &ref); err != nil {
-			t.Fatal(err)
-		}
+		ref := ortReference(t, filepath.Join(ts.dir, e.File), "forecast", rows)
 		for r, i := range idx {
-			for h, want := range ref.Forecast[r] {
+			for h, want := range ref[r] {
 				got := resp.Forecasts[i].Forecast[h]
 				if math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
 					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
@@ -153,6 +136,129 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			}
 		}
 	}
+}
+
+// ortReference asks Python onnxruntime (scripts/ort_predict.py) for a
+// model's output on rows; output is "forecast" or "p_invoke".
+func ortReference(t *testing.T, model, output string, rows [][]float64) [][]float64 {
+	t.Helper()
+	python := os.Getenv("MESP_PYTHON")
+	if python == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MESP_PYTHON is not set (make test sets it)")
+		}
+		t.Skip("MESP_PYTHON not set: run through make test")
+	}
+	in, _ := json.Marshal(map[string]any{"model": model, "rows": rows})
+	cmd := exec.Command(python, "../scripts/ort_predict.py")
+	cmd.Env = append(os.Environ(), "PYTHONPATH=../training")
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python reference: %v", err)
+	}
+	var ref map[string][][]float64
+	if err := json.Unmarshal(out, &ref); err != nil {
+		t.Fatal(err)
+	}
+	if len(ref[output]) != len(rows) {
+		t.Fatalf("python reference: %d rows of %q for %d", len(ref[output]), output, len(rows))
+	}
+	return ref[output]
+}
+
+// TestPrewarmMatchesPythonOnnxRuntime: /v1/prewarm's p_invoke equals
+// Python onnxruntime's on the same real histories (of several lengths, so
+// the Go side's padding of short histories is checked against training's),
+// warm follows the threshold, and the default threshold is the manifest's.
+func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
+	ts := start(t, "")
+	m, err := manifest.ReadManifest(ts.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Dense.PInvoke == nil || m.Prewarm == nil {
+		t.Fatal("the shipped models have no p_invoke models or no prewarm threshold")
+	}
+	files := map[string]string{m.Dense.PInvoke.ID: m.Dense.PInvoke.File}
+	for _, e := range m.Experts {
+		if e.PInvoke != nil {
+			files[e.PInvoke.ID] = e.PInvoke.File
+		}
+	}
+	fns := fixtureRows(t, 40)
+	lengths := []int{1200, 1440, 480, 1081}
+	var b strings.Builder
+	b.WriteString(`{"functions":[`)
+	for i, f := range fns {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		c, _ := json.Marshal(f.Counts[:lengths[i%len(lengths)]])
+		fmt.Fprintf(&b, `{"id":%q,"counts":%s}`, f.ID, c)
+	}
+	b.WriteString("]}")
+	code, body := post(t, ts.URL+"/v1/prewarm", b.String())
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	var resp server.PrewarmResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Threshold != m.Prewarm.Threshold || len(resp.Functions) != len(fns) {
+		t.Fatalf("threshold %v (manifest %v), %d answers for %d", resp.Threshold, m.Prewarm.Threshold, len(resp.Functions), len(fns))
+	}
+	byModel := map[string][]int{}
+	kinds := map[string]bool{}
+	for i, f := range resp.Functions {
+		if f.ID != fns[i].ID || len(f.PInvoke) != 60 || len(f.Forecast) != 60 || len(f.Warm) != 60 {
+			t.Fatalf("answer %d: id %s, %d/%d/%d values", i, f.ID, len(f.PInvoke), len(f.Forecast), len(f.Warm))
+		}
+		for h, p := range f.PInvoke {
+			if !(p >= 0 && p <= 1) || f.Warm[h] != (p >= resp.Threshold) {
+				t.Fatalf("answer %d minute %d: p %v warm %v at threshold %v", i, h, p, f.Warm[h], resp.Threshold)
+			}
+		}
+		byModel[f.Model] = append(byModel[f.Model], i)
+		kinds[f.Kind] = true
+	}
+	for id, idx := range byModel {
+		rows := make([][]float64, len(idx))
+		for r, i := range idx {
+			rows[r] = fns[i].Counts[:lengths[i%len(lengths)]]
+		}
+		ref := ortReference(t, filepath.Join(ts.dir, files[id]), "p_invoke", rows)
+		for r, i := range idx {
+			for h, want := range ref[r] {
+				if got := resp.Functions[i].PInvoke[h]; math.Abs(got-want) > 1e-4 {
+					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
+				}
+			}
+		}
+	}
+	// A request's own threshold overrides the default.
+	code, body = post(t, ts.URL+"/v1/prewarm", `{"policy":{"threshold":1},"counts":`+mustJSON(fns[0].Counts[:1200])+`}`)
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	var one server.PrewarmResponse
+	if err := json.Unmarshal(body, &one); err != nil {
+		t.Fatal(err)
+	}
+	for h, w := range one.Functions[0].Warm {
+		if w != (one.Functions[0].PInvoke[h] >= 1) || one.Threshold != 1 {
+			t.Fatalf("threshold 1: minute %d warm %v", h, w)
+		}
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 func TestBadInputsGetJSONErrors(t *testing.T) {
@@ -192,6 +298,14 @@ func TestBadInputsGetJSONErrors(t *testing.T) {
 		{"body over the limit", "/v1/forecast", `{"counts":` + counts(2500000, "") + `}`, 413},
 		{"unknown route", "/v1/nope", `{}`, 404},
 		{"admin disabled", "/v1/admin/reload", ``, 403},
+		{"prewarm too short", "/v1/prewarm", `{"counts":[1,2,3]}`, 400},
+		{"prewarm negative", "/v1/prewarm", `{"counts":` + counts(600, "-1") + `}`, 400},
+		{"prewarm non-numeric", "/v1/prewarm", `{"counts":` + counts(600, `"x"`) + `}`, 400},
+		{"prewarm too large a batch", "/v1/prewarm", big.String(), 400},
+		{"prewarm threshold above 1", "/v1/prewarm", `{"policy":{"threshold":1.5},"counts":` + counts(600, "") + `}`, 400},
+		{"prewarm threshold not a number", "/v1/prewarm", `{"policy":{"threshold":"x"},"counts":` + counts(600, "") + `}`, 400},
+		{"prewarm unknown policy field", "/v1/prewarm", `{"policy":{"window":5},"counts":` + counts(600, "") + `}`, 400},
+		{"policy on forecast", "/v1/forecast", `{"policy":{"threshold":0.5},"counts":` + counts(600, "") + `}`, 400},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

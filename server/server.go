@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/router"
 )
 
@@ -82,6 +83,7 @@ func New(fc *forecast.Forecaster, o Options) *Server {
 	e.Use(middleware.Recover())
 	e.Use(s.bodyLimit)
 	e.POST("/v1/forecast", s.handleForecast)
+	e.POST("/v1/prewarm", s.handlePrewarm)
 	e.GET("/v1/experts", s.handleExperts)
 	e.GET("/favicon.ico", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
@@ -125,6 +127,8 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		}
 	case errors.Is(err, forecast.ErrInvalid):
 		status = http.StatusBadRequest
+	case errors.Is(err, forecast.ErrNoPInvoke):
+		status = http.StatusNotImplemented
 	case errors.Is(err, forecast.ErrNotReady):
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -207,11 +211,9 @@ type requestMemory struct {
 
 var requestMemoryPool = sync.Pool{New: func() any { return new(requestMemory) }}
 
-func (s *Server) handleForecast(c echo.Context) error {
-	mem := requestMemoryPool.Get().(*requestMemory)
-	// Nothing holds on to the counts once Forecast returns: the model
-	// inputs are float32 copies, and route hooks run synchronously.
-	defer requestMemoryPool.Put(mem)
+// readForecastBody reads and decodes a /v1/forecast or /v1/prewarm body
+// into pooled memory; the caller returns mem to the pool once answered.
+func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, *PolicyJSON, error) {
 	mem.body.Reset()
 	r := c.Request()
 	if n := r.ContentLength; n > 0 && (s.opts.MaxBodyBytes <= 0 || n <= s.opts.MaxBodyBytes) {
@@ -220,25 +222,108 @@ func (s *Server) handleForecast(c echo.Context) error {
 	if _, err := mem.body.ReadFrom(r.Body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
+			return nil, nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
 		}
-		return echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
+		return nil, nil, echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
 	}
-	reqs, counts, err := decodeForecastRequest(mem.body.Bytes(), s.opts.MaxBatch, mem.counts[:0])
+	reqs, policy, counts, err := decodeForecastRequest(mem.body.Bytes(), s.opts.MaxBatch, mem.counts[:0])
 	mem.counts = counts
+	return reqs, policy, err
+}
+
+func (s *Server) handleForecast(c echo.Context) error {
+	mem := requestMemoryPool.Get().(*requestMemory)
+	// Nothing holds on to the counts once Forecast returns: the model
+	// inputs are float32 copies, and route hooks run synchronously.
+	defer requestMemoryPool.Put(mem)
+	reqs, policy, err := s.readForecastBody(c, mem)
 	if err != nil {
 		return err
+	}
+	if policy != nil {
+		return fmt.Errorf("%w: \"policy\" belongs to POST /v1/prewarm", forecast.ErrInvalid)
 	}
 	res, err := s.fc.Forecast(c.Request().Context(), reqs, forecast.Routed)
 	if err != nil {
 		return err
 	}
-	out := ForecastResponse{Horizon: 60, Forecasts: make([]ForecastJSON, len(res))}
+	out := ForecastResponse{Horizon: manifest.Horizon, Forecasts: make([]ForecastJSON, len(res))}
 	for i, r := range res {
 		out.Forecasts[i] = ForecastJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD,
 			Model: r.Model, Kind: r.Kind, Family: r.Family, Forecast: r.Forecast}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// PrewarmJSON is one function's pre-warm answer: per minute of the next
+// hour, the probability of an invocation, the expected count and whether
+// to keep an instance warm (p_invoke >= threshold).
+type PrewarmJSON struct {
+	ID       string  `json:"id"`
+	Cluster  int     `json:"cluster"`
+	Distance float64 `json:"distance"`
+	OOD      bool    `json:"out_of_distribution"`
+	// Model and Kind answered p_invoke; ForecastModel answered the counts.
+	Model         string    `json:"model"`
+	Kind          string    `json:"kind"`
+	ForecastModel string    `json:"forecast_model"`
+	Threshold     float64   `json:"threshold"`
+	PInvoke       []float64 `json:"p_invoke"`
+	Forecast      []float64 `json:"forecast"`
+	Warm          []bool    `json:"warm"`
+}
+
+// PrewarmResponse is the body of a successful POST /v1/prewarm.
+type PrewarmResponse struct {
+	Horizon   int           `json:"horizon"`
+	Threshold float64       `json:"threshold"`
+	Functions []PrewarmJSON `json:"functions"`
+}
+
+func (s *Server) handlePrewarm(c echo.Context) error {
+	mem := requestMemoryPool.Get().(*requestMemory)
+	defer requestMemoryPool.Put(mem)
+	reqs, policy, err := s.readForecastBody(c, mem)
+	if err != nil {
+		return err
+	}
+	th, err := s.threshold(policy)
+	if err != nil {
+		return err
+	}
+	res, err := s.fc.Predict(c.Request().Context(), reqs, forecast.Routed, forecast.Counts|forecast.PInvoke)
+	if err != nil {
+		return err
+	}
+	out := PrewarmResponse{Horizon: manifest.Horizon, Threshold: th, Functions: make([]PrewarmJSON, len(res))}
+	for i, r := range res {
+		warm := make([]bool, len(r.PInvoke))
+		for h, p := range r.PInvoke {
+			warm[h] = p >= th
+		}
+		out.Functions[i] = PrewarmJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD, Model: r.PModel,
+			Kind: r.PKind, ForecastModel: r.Model, Threshold: th, PInvoke: r.PInvoke, Forecast: r.Forecast, Warm: warm}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// threshold is the request's pre-warm threshold, else the manifest's.
+func (s *Server) threshold(p *PolicyJSON) (float64, error) {
+	if p != nil && p.Threshold != nil {
+		th := *p.Threshold
+		if !(th >= 0 && th <= 1) {
+			return 0, fmt.Errorf("%w: policy.threshold %v, want a probability in [0, 1]", forecast.ErrInvalid, th)
+		}
+		return th, nil
+	}
+	set := s.fc.Current()
+	if set == nil {
+		return 0, forecast.ErrNotReady
+	}
+	if th := set.PrewarmThreshold(); th > 0 {
+		return th, nil
+	}
+	return 0, fmt.Errorf("%w: the models in service have no default pre-warm threshold: give \"policy\": {\"threshold\": p}", forecast.ErrInvalid)
 }
 
 // ExpertJSON describes one loaded model.

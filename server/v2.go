@@ -17,8 +17,10 @@ import (
 // (routed, as /v1/forecast), "dense", or an expert's id ("cluster-3").
 //
 // Input "counts": FP32/FP64/INT32/INT64, shape [batch, minutes], data flat
-// (row-major) or nested. Outputs: "forecast" FP32 [batch, 60]; for "mesp"
-// also "cluster" INT64 [batch] and "distance" FP64 [batch].
+// (row-major) or nested. Outputs: "forecast" FP32 [batch, 60]; "p_invoke"
+// FP32 [batch, 60] (the probability of an invocation in each minute) where
+// the model set has p_invoke models; for "mesp" also "cluster" INT64
+// [batch] and "distance" FP64 [batch].
 
 func (s *Server) registerV2() {
 	e := s.echo
@@ -86,6 +88,9 @@ func (s *Server) v2Metadata(c echo.Context) error {
 		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
 	}
 	outputs := []map[string]any{{"name": "forecast", "datatype": "FP32", "shape": []int{-1, 60}}}
+	if set := s.fc.Current(); set != nil && set.PDense != nil {
+		outputs = append(outputs, map[string]any{"name": "p_invoke", "datatype": "FP32", "shape": []int{-1, 60}})
+	}
 	if name == "mesp" {
 		outputs = append(outputs, map[string]any{"name": "cluster", "datatype": "INT64", "shape": []int{-1}},
 			map[string]any{"name": "distance", "datatype": "FP64", "shape": []int{-1}})
@@ -119,7 +124,11 @@ func (s *Server) v2Infer(c echo.Context) error {
 	}
 	var res []forecast.Result
 	if name == "mesp" {
-		res, err = s.fc.Forecast(c.Request().Context(), reqs, forecast.Routed)
+		outs := forecast.Counts
+		if set := s.fc.Current(); set != nil && set.PDense != nil && (len(wantOut) == 0 || wantOut["p_invoke"]) {
+			outs |= forecast.PInvoke
+		}
+		res, err = s.fc.Predict(c.Request().Context(), reqs, forecast.Routed, outs)
 	} else {
 		res, err = s.fc.ForecastModel(c.Request().Context(), reqs, name)
 	}
@@ -131,15 +140,22 @@ func (s *Server) v2Infer(c echo.Context) error {
 		return v2Error(c, status, err.Error())
 	}
 	fc := make([]float32, 0, len(res)*60)
+	var pinv []float32
 	cl := make([]int64, len(res))
 	dist := make([]float64, len(res))
 	for i, r := range res {
 		for _, v := range r.Forecast {
 			fc = append(fc, float32(v))
 		}
+		for _, v := range r.PInvoke {
+			pinv = append(pinv, float32(v))
+		}
 		cl[i], dist[i] = int64(r.Cluster), r.Distance
 	}
 	all := []v2TensorOut{{Name: "forecast", Shape: []int{len(res), 60}, Datatype: "FP32", Data: fc}}
+	if pinv != nil {
+		all = append(all, v2TensorOut{Name: "p_invoke", Shape: []int{len(res), 60}, Datatype: "FP32", Data: pinv})
+	}
 	if name == "mesp" {
 		all = append(all, v2TensorOut{Name: "cluster", Shape: []int{len(res)}, Datatype: "INT64", Data: cl},
 			v2TensorOut{Name: "distance", Shape: []int{len(res)}, Datatype: "FP64", Data: dist})
@@ -162,6 +178,10 @@ func (s *Server) v2Infer(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"model_name": name, "model_version": "1", "id": id, "outputs": outs})
 }
 
+// maxMinutes bounds a V2 row before any allocation (the router takes a
+// day; longer rows are refused later with the exact limit).
+const maxMinutes = 1 << 16
+
 // decodeV2 reads the "counts" tensor into one request per row.
 func decodeV2(body []byte, maxBatch int) ([]forecast.Request, string, map[string]bool, error) {
 	var req v2Request
@@ -180,6 +200,9 @@ func decodeV2(body []byte, maxBatch int) ([]forecast.Request, string, map[string
 	if len(t.Shape) != 2 || t.Shape[0] < 1 || t.Shape[1] < 1 {
 		return nil, "", nil, fmt.Errorf("input \"counts\": shape %v, want [batch, minutes]", t.Shape)
 	}
+	if t.Shape[1] > maxMinutes {
+		return nil, "", nil, fmt.Errorf("input \"counts\": %d minutes, at most %d", t.Shape[1], maxMinutes)
+	}
 	if t.Shape[0] > maxBatch {
 		return nil, "", nil, fmt.Errorf("input \"counts\": batch of %d, at most %d", t.Shape[0], maxBatch)
 	}
@@ -189,7 +212,12 @@ func decodeV2(body []byte, maxBatch int) ([]forecast.Request, string, map[string
 		if err2 := json.Unmarshal(t.Data, &nested); err2 != nil {
 			return nil, "", nil, fmt.Errorf("input \"counts\": data must be numbers, flat or nested: %v", err)
 		}
+		// A failed flat decode may have filled part of flat: start afresh.
+		flat = flat[:0]
 		for _, row := range nested {
+			if len(row) != t.Shape[1] {
+				return nil, "", nil, fmt.Errorf("input \"counts\": a row of %d values for shape %v", len(row), t.Shape)
+			}
 			flat = append(flat, row...)
 		}
 	}

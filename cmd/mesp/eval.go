@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -16,19 +17,11 @@ import (
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/provision"
 	"github.com/mesp-project/mesp/report"
-	"github.com/mesp-project/mesp/trace"
 )
 
 func init() {
 	register("eval", "backtest next-hour forecasts and simulate cold starts / idle memory", runEval)
 }
-
-// Thresholds of the MESP pre-warming curve (forecast invocations/minute).
-var prewarmThresholds = []float64{0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2}
-
-// shortKeepAlive backs forecast pre-warming in the mesp_prewarm_ka policy:
-// half the standard 10 minutes, fixed a priori.
-const shortKeepAlive = 5
 
 func runEval(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("eval", pflag.ContinueOnError)
@@ -40,6 +33,7 @@ func runEval(ctx context.Context, args []string) error {
 	out := fs.String("out", "", "write the JSON here instead of stdout")
 	plotDir := fs.String("plots", "", "folder for PNG plots (none if empty)")
 	skipBad := fs.Bool("skip-bad", false, "skip invalid rows instead of failing")
+	peer := fs.String("peer-lightgbm", "", "CSV function,minute,p_invoke of the LightGBM peer (scripts/peer_lightgbm_minutely.py)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,10 +71,37 @@ func runEval(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr)
-	prov := provisioning(fns, res)
-	doc := report.New(res, prov, len(fns))
+	in := provision.Inputs{DefaultThreshold: fc.Current().PrewarmThreshold(), HourlyForecasts: res.Forecasts["mesp"]}
+	ids := make([]string, len(fns))
+	for i, f := range fns {
+		in.Days = append(in.Days, f.Counts)
+		ids[i] = f.ID
+	}
+	if fc.Current().PDense != nil {
+		for _, c := range []struct {
+			name string
+			mode forecast.Mode
+			p    *[][]float64
+		}{{"mesp", forecast.Routed, &in.MespP}, {"dense", forecast.DenseOnly, &in.DenseP}} {
+			*c.p, err = provision.MinutelyLoop(ctx, in.Days, nextMinute(fc, c.mode), func(done, total int) {
+				fmt.Fprintf(os.Stderr, "\reval: %s minutely loop %d/%d minutes, %s   ", c.name, done, total, time.Since(start).Round(time.Second))
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(os.Stderr)
+		}
+	} else {
+		fmt.Fprintln(os.Stderr, "eval: the models have no p_invoke models: no minutely policies")
+	}
+	if *peer != "" {
+		if in.PeerP, err = provision.ReadPredictions(*peer, ids); err != nil {
+			return err
+		}
+	}
+	doc := report.New(res, provision.Evaluate(in), len(fns))
 	if *plotDir != "" {
-		if err := report.Plots(*plotDir, fns, res, prov); err != nil {
+		if err := report.Plots(*plotDir, fns, doc, res); err != nil {
 			return err
 		}
 	}
@@ -122,28 +143,22 @@ func served(fc *forecast.Forecaster, mode forecast.Mode) backtest.Predict {
 	}
 }
 
-// provisioning runs §2's policies for every function.
-func provisioning(fns []trace.Function, res *backtest.Result) map[string]provision.Outcome {
-	out := map[string]provision.Outcome{}
-	add := func(name string, o provision.Outcome) {
-		cur := out[name]
-		cur.Add(o)
-		out[name] = cur
-	}
-	for i, f := range fns {
-		add("keepalive10", provision.Simulate(f.Counts, provision.KeepAlive(f.Counts, 10)))
-		warm, fallback := provision.HybridHistogram(f.Counts, provision.Start-1)
-		o := provision.Simulate(f.Counts, warm)
-		if fallback {
-			o.FallbackFunctions = 1
+// nextMinute adapts the serving path's p_invoke to the platform's loop:
+// the probability for the minute after each history.
+func nextMinute(fc *forecast.Forecaster, mode forecast.Mode) provision.NextMinute {
+	return func(ctx context.Context, hs [][]float64) ([]float64, error) {
+		reqs := make([]forecast.Request, len(hs))
+		for i, h := range hs {
+			reqs[i] = forecast.Request{ID: strconv.Itoa(i), Counts: h}
 		}
-		add("hybrid_histogram", o)
-		ka := provision.KeepAlive(f.Counts, shortKeepAlive)
-		for _, th := range prewarmThresholds {
-			pre := provision.ForecastPrewarm(res.Forecasts["mesp"][i], th)
-			add(fmt.Sprintf("mesp_prewarm@%g", th), provision.Simulate(f.Counts, pre))
-			add(fmt.Sprintf("mesp_prewarm_ka%d@%g", shortKeepAlive, th), provision.Simulate(f.Counts, provision.Union(pre, ka)))
+		res, err := fc.Predict(ctx, reqs, mode, forecast.PInvoke)
+		if err != nil {
+			return nil, err
 		}
+		out := make([]float64, len(res))
+		for i, r := range res {
+			out[i] = r.PInvoke[0]
+		}
+		return out, nil
 	}
-	return out
 }

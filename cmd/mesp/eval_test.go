@@ -27,7 +27,7 @@ func TestEvalOnFixture(t *testing.T) {
 		Rows        int                                   `json:"rows"`
 		Forecasters map[string]map[string]json.RawMessage `json:"forecasters"`
 		PerCluster  []map[string]json.RawMessage          `json:"per_cluster"`
-		Provision   map[string]map[string]float64         `json:"provisioning"`
+		Provision   map[string]json.RawMessage            `json:"provisioning"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
@@ -67,14 +67,35 @@ func TestEvalOnFixture(t *testing.T) {
 	if total != 600 {
 		t.Errorf("per-cluster pairs sum to %d, want 600", total)
 	}
-	for _, p := range []string{"keepalive10", "hybrid_histogram", "mesp_prewarm"} {
-		o, ok := doc.Provision[p]
-		if !ok {
-			t.Fatalf("policy %s missing", p)
+	// EVALUATION.md §2's names: curves are lists of entries with a
+	// threshold (keep-alive: a window), each with the five figures.
+	figures := []string{"cold_starts", "invoked_minutes", "idle_minutes", "cold_start_rate", "p75_function_cold_start_rate"}
+	check := func(name string, o map[string]json.RawMessage) {
+		for _, k := range figures {
+			if _, ok := o[k]; !ok {
+				t.Errorf("%s: no %s", name, k)
+			}
 		}
-		if _, ok := o["cold_start_rate"]; !ok {
-			t.Errorf("%s: no cold_start_rate", p)
+	}
+	for _, c := range []struct{ name, key string }{{"keepalive", "window"}, {"mesp_minutely", "threshold"},
+		{"dense_minutely", "threshold"}, {"mesp_hourly", "threshold"}} {
+		var curve []map[string]json.RawMessage
+		if err := json.Unmarshal(doc.Provision[c.name], &curve); err != nil || len(curve) < 5 {
+			t.Fatalf("%s: %d entries (%v)", c.name, len(curve), err)
 		}
+		for _, o := range curve {
+			if _, ok := o[c.key]; !ok {
+				t.Errorf("%s entry without %s", c.name, c.key)
+			}
+			check(c.name, o)
+		}
+	}
+	for _, name := range []string{"hybrid_histogram", "mesp_minutely_default"} {
+		var o map[string]json.RawMessage
+		if err := json.Unmarshal(doc.Provision[name], &o); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		check(name, o)
 	}
 	for _, f := range []string{"example-1.png", "clusters.png", "provisioning.png"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() < 1000 {

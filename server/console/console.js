@@ -117,6 +117,34 @@ function drawChart(history, forecast) {
   $("chart-title").textContent = `History and 60-minute forecast; forecast mean ${(forecast.reduce((a, b) => a + b, 0) / forecast.length).toFixed(2)} per minute`;
 }
 
+function drawProbabilities(p, threshold, warm) {
+  const svg = $("pchart");
+  for (const el of [...svg.querySelectorAll("rect, line, text.label")]) el.remove();
+  const ns = "http://www.w3.org/2000/svg";
+  const W = 900, H = 160, pad = 30;
+  const bw = (W - 2 * pad) / p.length;
+  const y = (v) => H - pad - v * (H - 2 * pad);
+  p.forEach((v, i) => {
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", pad + i * bw + 1); r.setAttribute("width", Math.max(1, bw - 2));
+    r.setAttribute("y", y(v)); r.setAttribute("height", H - pad - y(v));
+    r.setAttribute("class", warm[i] ? "p warm" : "p");
+    const tip = document.createElementNS(ns, "title");
+    tip.textContent = `minute +${i + 1}: p_invoke ${v.toFixed(3)}${warm[i] ? ", warm" : ""}`;
+    r.appendChild(tip);
+    svg.appendChild(r);
+  });
+  const th = document.createElementNS(ns, "line");
+  th.setAttribute("x1", pad); th.setAttribute("x2", W - pad);
+  th.setAttribute("y1", y(threshold)); th.setAttribute("y2", y(threshold)); th.setAttribute("class", "threshold");
+  svg.appendChild(th);
+  const t = document.createElementNS(ns, "text");
+  t.setAttribute("x", 4); t.setAttribute("y", 14); t.setAttribute("class", "label");
+  t.textContent = `p_invoke (0..1), threshold ${threshold.toFixed(3)}, warm ${warm.filter(Boolean).length} of ${warm.length} minutes`;
+  svg.appendChild(t);
+  $("pfigure").hidden = false;
+}
+
 $("explorer").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("explorer-error").textContent = "";
@@ -126,17 +154,27 @@ $("explorer").addEventListener("submit", async (ev) => {
     return;
   }
   try {
-    const res = await getJSON("/v1/forecast", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ id: "console", counts }),
-    });
-    const f = res.forecasts[0];
+    // The pre-warm answer carries the forecast too; a model set without
+    // p_invoke models answers 501 there, and the forecast alone is drawn.
+    const body = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id: "console", counts }) };
+    let f, prewarm = null;
+    try {
+      prewarm = (await getJSON("/v1/prewarm", body)).functions[0];
+      f = { ...prewarm, model: prewarm.forecast_model, kind: prewarm.kind, family: "" };
+    } catch (e) {
+      if (!String(e.message).includes("p_invoke")) throw e;
+      f = (await getJSON("/v1/forecast", body)).forecasts[0];
+    }
     $("route-cluster").textContent = f.cluster;
     $("route-distance").textContent = f.distance.toFixed(3);
     $("route-ood").textContent = f.out_of_distribution ? ", out of distribution" : "";
-    $("route-model").textContent = `${f.model} (${f.kind}, ${f.family})`;
+    $("route-model").textContent = prewarm
+      ? `${prewarm.forecast_model} (counts) and ${prewarm.model} (p_invoke, ${prewarm.kind})`
+      : `${f.model} (${f.kind}, ${f.family})`;
     $("result").hidden = false;
     drawChart(counts, f.forecast);
+    if (prewarm) drawProbabilities(prewarm.p_invoke, prewarm.threshold, prewarm.warm);
+    else $("pfigure").hidden = true;
     loadStats();
   } catch (e) {
     $("explorer-error").textContent = e.message;

@@ -1,4 +1,5 @@
-"""python -m mesp_training train --models DIR [--clusters 3,4] [--config search.yaml] [--storage URL]"""
+"""python -m mesp_training train --models DIR [--clusters 3,4] [--config search.yaml] [--storage URL]
+python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]"""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .pipeline import train
+from .invocation_train import InvokeConfig, train_invoke
+from .pipeline import load_cluster, log, train
 from .search import SearchConfig
 
 
@@ -24,12 +26,23 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--trials", type=int, help="override trials_per_cluster")
     t.add_argument("--minutes", type=float, help="override minutes_per_cluster")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    i = sub.add_parser("train-invoke", help="train and export the p_invoke models (after `train`)")
+    i.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
+    i.add_argument("--clusters", help="comma-separated cluster ids: train only these (keeps the others)")
+    i.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
+    i.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
-        cfg = SearchConfig.load(a.config, trials_per_cluster=a.trials, minutes_per_cluster=a.minutes)
         clusters = [int(c) for c in a.clusters.split(",")] if a.clusters else None
+        if a.cmd == "train-invoke":
+            icfg = InvokeConfig.load(a.config)
+            scfg = SearchConfig.load(a.config)
+            train_invoke(a.models, icfg, lambda cl: load_cluster(a.models, cl, scfg.val_percent),
+                         clusters=clusters, log=log)
+            return 0
+        cfg = SearchConfig.load(a.config, trials_per_cluster=a.trials, minutes_per_cluster=a.minutes)
         train(a.models, cfg, clusters=clusters, storage=a.storage, work=a.work)
     except (ValueError, FileNotFoundError) as e:
         print(f"mesp_training: {e}", file=sys.stderr)

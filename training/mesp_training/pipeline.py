@@ -38,7 +38,7 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _load_cluster(models: Path, cl: dict[str, Any], val_percent: int) -> tuple[np.ndarray, np.ndarray]:
+def load_cluster(models: Path, cl: dict[str, Any], val_percent: int) -> tuple[np.ndarray, np.ndarray]:
     ids, counts = read_cluster_parquet(models / cl["parquet"])
     keep = [i for i, f in enumerate(ids) if not is_test(f)]
     if len(keep) < len(ids):
@@ -79,7 +79,7 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
     unknown = [c for c in selected if c not in by_id]
     if unknown:
         raise ValueError(f"unknown cluster ids {unknown}; clusters.json has {sorted(by_id)}")
-    data = {cid: _load_cluster(models, by_id[cid], cfg.val_percent) for cid in sorted(by_id)}
+    data = {cid: load_cluster(models, by_id[cid], cfg.val_percent) for cid in sorted(by_id)}
     k = len(by_id)
     report: dict[str, Any] = {"config": cfg.__dict__, "studies": {}}
 

@@ -57,6 +57,7 @@ class SearchConfig:
         if path:
             with open(path) as f:
                 values = yaml.safe_load(f) or {}
+        values.pop("invoke", None)  # the p_invoke models' section (invocation_train.InvokeConfig)
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:

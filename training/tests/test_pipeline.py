@@ -4,12 +4,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 from conftest import TINY
 
 from mesp_training.contract import sha256_file
-from mesp_training.pipeline import train
+from mesp_training.invocation import WINDOW
+from mesp_training.invocation_train import InvokeConfig, train_invoke
+from mesp_training.pipeline import load_cluster, train
 from mesp_training.search import SearchConfig
 
 
@@ -31,15 +34,38 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
     tried = {t.get("family") for t in report["studies"]["dense"]}
     assert {"nbeats", "patchtst", "lstm", "autoformer"} <= tried
 
+    # The p_invoke models: dense, one per cluster, the threshold from
+    # validation functions; each graph takes a padded day and answers
+    # probabilities.
+    icfg = InvokeConfig.load(TINY)
+    manifest = train_invoke(models, icfg, lambda cl: load_cluster(models, cl, cfg.val_percent))
+    assert 0 < manifest["prewarm"]["threshold"] < 1
+    assert manifest["prewarm"]["val_idle_minutes"] <= manifest["prewarm"]["val_keepalive10_idle_minutes"]
+    for e in [manifest["dense"], *manifest["experts"]]:
+        p = e["p_invoke"]
+        assert sha256_file(models / p["file"]) == p["sha256"] and p["input_len"] == WINDOW
+        sess = ort.InferenceSession(str(models / p["file"]), providers=["CPUExecutionProvider"])
+        assert [o.name for o in sess.get_outputs()] == ["p_invoke"]
+        x = np.full((2, WINDOW), -1.0, np.float32)
+        x[0, -600:] = np.arange(600) % 5
+        y = sess.run(None, {"counts": x})[0]
+        assert y.shape == (2, 60) and (y >= 0).all() and (y <= 1).all()
+    for e in manifest["experts"]:
+        p = e["p_invoke"]
+        assert p["serve"] == ("expert" if p["val_logloss"] < p["dense_val_logloss"] else "dense")
+
     # Retraining one cluster leaves every other entry and file byte-identical.
-    before = {e["cluster"]: (dict(e), (models / e["file"]).read_bytes()) for e in manifest["experts"]}
-    dense_bytes = (models / "dense.onnx").read_bytes()
-    again = train(models, cfg, clusters=[1])
-    assert (models / "dense.onnx").read_bytes() == dense_bytes
+    before = {e["cluster"]: (dict(e), (models / e["file"]).read_bytes(), (models / e["p_invoke"]["file"]).read_bytes())
+              for e in manifest["experts"]}
+    dense_bytes = (models / "dense.onnx").read_bytes(), (models / "dense-p.onnx").read_bytes()
+    train(models, cfg, clusters=[1])
+    again = train_invoke(models, icfg, lambda cl: load_cluster(models, cl, cfg.val_percent), clusters=[1])
+    assert ((models / "dense.onnx").read_bytes(), (models / "dense-p.onnx").read_bytes()) == dense_bytes
     for e in again["experts"]:
         if e["cluster"] != 1:
             assert e == before[e["cluster"]][0]
             assert (models / e["file"]).read_bytes() == before[e["cluster"]][1]
+            assert (models / e["p_invoke"]["file"]).read_bytes() == before[e["cluster"]][2]
 
 
 def test_bad_config_is_rejected(tmp_path: Path) -> None:

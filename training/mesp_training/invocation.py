@@ -1,0 +1,148 @@
+"""Per-minute invocation probabilities (``p_invoke``): the features that carry
+the signal, computed inside the exported graph, and the model on top.
+
+What predicts the next invocation of a function is mostly in the timing of
+its history: minutes since the last invocation, the function's own idle-gap
+distribution so far (the chance that a gap that has lasted ``s`` minutes ends
+now), recent activity at several scales and hourly periodicity. The
+features are torch operations on the raw counts, exported with the model,
+so training and serving share exactly one implementation: the graph takes
+raw counts and answers probabilities.
+
+Input contract: float32 ``[batch, 1440]``, the last 1440 minutes with the
+most recent last; minutes not known (a history shorter than a day) are
+``-1`` on the left. Output: float32 ``[batch, 60]`` in [0, 1], the
+probability that the function is invoked (count > 0) in each of the next
+60 minutes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .contract import HORIZON
+
+WINDOW = 1440
+HOURS = WINDOW // 60
+MISSING = -1.0
+# Scales of recent activity (minutes).
+SCALES = (1, 2, 5, 15, 60, 240, 1440)
+# Horizons k of "the current gap ends within k minutes" from the gap history.
+GAP_HORIZONS = (1, 2, 5, 15, 60)
+FAMILY = "hazard-mlp"
+
+
+def pad_history(counts: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Left-pads (or cuts) 1-D counts to ``window`` minutes with MISSING."""
+    out = np.full(window, MISSING, np.float32)
+    tail = counts[-window:]
+    out[window - len(tail):] = tail
+    return out
+
+
+class InvocationFeatures(nn.Module):
+    """Raw counts [B, 1440] (-1 = unknown) -> features [B, n_features]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("idx", torch.arange(WINDOW, dtype=torch.float32), persistent=False)
+
+    @property
+    def n_features(self) -> int:
+        return 5 + 2 * len(SCALES) + 2 * len(GAP_HORIZONS) + 3 + 3 * HORIZON
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, length = x.shape[0], WINDOW
+        valid = (x >= 0).float()
+        xc = torch.clamp(x, min=0.0)
+        a = (xc > 0).float()
+        idx = self.idx.unsqueeze(0)
+        n_valid = valid.sum(1, keepdim=True)
+
+        # Minutes since the last invocation (censored at the history's length).
+        last = (a * (idx + 1)).amax(1, keepdim=True) - 1
+        has = (last >= 0).float()
+        since = has * (length - 1 - last) + (1 - has) * n_valid
+        prev = (a * (idx + 1) * (idx < last).float()).amax(1, keepdim=True) - 1
+        has_prev = (prev >= 0).float() * has
+        prev_gap = has_prev * (last - prev - 1)
+
+        # Completed idle gaps of length >= j: actives i with no invocation in
+        # i+1..i+j and one later (c = running count of invoked minutes).
+        c = torch.cumsum(a, 1)
+        c_end = c[:, -1:]
+        later = a * (c_end > c).float()
+
+        def gaps_at_least(j: torch.Tensor) -> torch.Tensor:
+            at = torch.clamp(idx + j, max=length - 1).long()
+            return (later * (torch.gather(c, 1, at) == c).float()).sum(1, keepdim=True)
+
+        g0 = gaps_at_least(since)
+        rate = a.sum(1, keepdim=True) / torch.clamp(n_valid, min=1.0)
+        gap_feats = []
+        for k in GAP_HORIZONS:
+            ended = g0 - gaps_at_least(since + k)
+            # Shrunk towards the function's overall activity rate when few
+            # gaps that long were seen.
+            gap_feats.append((ended + rate) / (g0 + 1.0))
+            gap_feats.append(torch.log1p(ended))
+
+        cx = torch.cumsum(xc, 1)
+        cv = torch.cumsum(valid, 1)
+        scale_feats = []
+        for w in SCALES:
+            lo = length - 1 - w
+            if lo >= 0:
+                s_x, s_a, s_v = cx[:, -1:] - cx[:, lo:lo + 1], c[:, -1:] - c[:, lo:lo + 1], cv[:, -1:] - cv[:, lo:lo + 1]
+            else:
+                s_x, s_a, s_v = cx[:, -1:], c[:, -1:], cv[:, -1:]
+            scale_feats.append(torch.log1p(s_x / w))
+            scale_feats.append(s_a / torch.clamp(s_v, min=1.0))
+
+        # Hourly periodicity: the minute one hour before each target minute,
+        # and the share of past hours invoked at that minute of the hour.
+        a_h = a.reshape(b, HOURS, 60)
+        v_h = valid.reshape(b, HOURS, 60)
+        last_hour = a_h[:, -1, :]
+        profile = a_h.sum(1) / torch.clamp(v_h.sum(1), min=1.0)
+        recent = a_h[:, -4:, :].sum(1) / torch.clamp(v_h[:, -4:, :].sum(1), min=1.0)
+
+        per_active = torch.log1p(xc.sum(1, keepdim=True) / torch.clamp(a.sum(1, keepdim=True), min=1.0))
+        head = [
+            torch.log1p(since), (since == 0).float(), torch.log1p(prev_gap), has_prev,
+            torch.log1p(g0),
+        ]
+        tail = [per_active, rate, torch.log1p(a.sum(1, keepdim=True))]
+        return torch.cat(head + scale_feats + gap_feats + tail + [last_hour, profile, recent], 1)
+
+
+class InvocationModel(nn.Module):
+    """Features, then an MLP to 60 logits; sigmoid out."""
+
+    def __init__(self, hidden: int = 128, layers: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.family = FAMILY
+        self.input_len = WINDOW
+        self.params: dict[str, Any] = {"hidden": hidden, "layers": layers, "dropout": dropout}
+        self.features = InvocationFeatures()
+        n = self.features.n_features
+        mods: list[nn.Module] = []
+        for _ in range(layers):
+            mods += [nn.Linear(n, hidden), nn.GELU(), nn.Dropout(dropout)]
+            n = hidden
+        self.body = nn.Sequential(*mods)
+        self.out = nn.Linear(n, HORIZON)
+        # Feature standardisation, fixed from the dense model's training data
+        # and exported with the graph.
+        self.register_buffer("mu", torch.zeros(self.features.n_features))
+        self.register_buffer("sd", torch.ones(self.features.n_features))
+
+    def logits_from_features(self, f: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body((f - self.mu) / self.sd))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits_from_features(self.features(x)))

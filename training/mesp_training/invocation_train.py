@@ -1,0 +1,452 @@
+"""`make train-experts`, second half: the ``p_invoke`` models.
+
+One dense model over every cluster's training functions (an Optuna study
+over the MLP's size, dropout and learning rate), then per cluster a study
+that fine-tunes the dense winner on the cluster's functions. Every
+candidate is scored on held-out validation functions the way a platform
+uses it: the log-loss of "invoked in minute m" predicted from minutes
+1..m-1, for m = 1081..1440. An expert serves only where it beats the dense
+model on its cluster's validation functions.
+
+The default pre-warm threshold is fixed here, on validation functions only:
+the threshold with the fewest cold starts whose idle instance-minutes are
+no more than a fixed 10-minute keep-alive's on the same functions. With
+calibrated probabilities one threshold for every minute is the optimal rule
+for a budget of idle minutes (each warm minute costs 1 - p idle and saves p
+cold starts), so the threshold is global; the manifest records it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+import yaml
+
+from .contract import HORIZON, read_clusters, read_manifest, sha256_file, write_json_atomic
+from .invocation import FAMILY, MISSING, WINDOW, InvocationFeatures, InvocationModel
+
+# Minutes of the platform's loop (EVALUATION.md §2): the decision for minute
+# m is made from minutes 1..m-1.
+LOOP_START, LOOP_END = 1081, 1440
+# Horizon 1 drives the minutely decision; the other 59 minutes are served too.
+H1_WEIGHT = 20.0
+# The keep-alive window the default threshold must not exceed in idle memory.
+REFERENCE_KEEPALIVE = 10
+
+
+@dataclass
+class InvokeConfig:
+    dense_trials: int = 12
+    dense_minutes: float = 8.0
+    expert_trials: int = 3
+    expert_minutes: float = 1.0
+    epochs: int = 6
+    batch_size: int = 1024
+    # Training origins: every `stride`-th minute, denser (`late_stride`) in
+    # the last six hours, where the evaluation's loop runs.
+    stride: int = 8
+    late_stride: int = 4
+    min_history: int = 60
+    # Validation decisions per function (all 360 when 1).
+    val_stride: int = 1
+    seed: int = 1
+    thresholds: list[float] = field(default_factory=lambda: [round(x, 4) for x in np.geomspace(0.005, 0.9, 60)])
+
+    @classmethod
+    def load(cls, path: str | Path | None, **overrides: Any) -> InvokeConfig:
+        values: dict[str, Any] = {}
+        if path:
+            with open(path) as f:
+                values = (yaml.safe_load(f) or {}).get("invoke", {}) or {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown invoke settings: {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class Samples:
+    """Features of (function, origin t) pairs, targets a[t+1..t+60] and their
+    mask (minutes past the day's end are not targets)."""
+
+    x: np.ndarray  # [n, features] float32
+    y: np.ndarray  # [n, 60] float32 in {0, 1}
+    mask: np.ndarray  # [n, 60] float32 in {0, 1}
+    function: np.ndarray  # [n] row index of the function
+    origin: np.ndarray  # [n] t
+
+    def subset(self, keep: np.ndarray) -> Samples:
+        return Samples(self.x[keep], self.y[keep], self.mask[keep], self.function[keep], self.origin[keep])
+
+
+def histories(series: np.ndarray, rows: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """The model inputs for (row, t): minutes 1..t of the row, left-padded to
+    WINDOW with MISSING (the serving contract)."""
+    m = series.shape[1]
+    padded = np.concatenate([np.full((series.shape[0], WINDOW), MISSING, np.float32), series.astype(np.float32)], 1)
+    # padded column WINDOW + k holds minute k + 1: minutes t-WINDOW+1..t
+    # start at column t.
+    cols = origins[:, None] + np.arange(WINDOW)[None, :]
+    assert (origins <= m).all()
+    return padded[rows[:, None], cols]
+
+
+@torch.no_grad()
+def featurize(series: np.ndarray, rows: np.ndarray, origins: np.ndarray, chunk: int = 8192,
+              progress: Callable[[str], None] | None = None) -> Samples:
+    feats = InvocationFeatures()
+    xs = []
+    for i in range(0, len(rows), chunk):
+        h = histories(series, rows[i:i + chunk], origins[i:i + chunk])
+        xs.append(feats(torch.from_numpy(h)).numpy())
+        if progress and (i // chunk) % 20 == 0:
+            progress(f"features {i + len(h)}/{len(rows)}")
+    x = np.concatenate(xs) if xs else np.zeros((0, feats.n_features), np.float32)
+    m = series.shape[1]
+    tgt = origins[:, None] + np.arange(HORIZON)[None, :]  # 0-based index of minute t+h
+    mask = (tgt < m).astype(np.float32)
+    y = (series[rows[:, None], np.minimum(tgt, m - 1)] > 0).astype(np.float32) * mask
+    return Samples(x, y, mask, rows, origins)
+
+
+def train_samples(series: np.ndarray, cfg: InvokeConfig, seed: int, **kw: Any) -> Samples:
+    rng = np.random.default_rng(seed)
+    n, m = series.shape
+    rows, origins = [], []
+    for r in range(n):
+        early = np.arange(cfg.min_history + rng.integers(cfg.stride), LOOP_START - 1, cfg.stride)
+        late = np.arange(LOOP_START - 1 + rng.integers(cfg.late_stride), m, cfg.late_stride)
+        t = np.concatenate([early, late])
+        rows.append(np.full(len(t), r))
+        origins.append(t)
+    if not rows:
+        return featurize(series, np.zeros(0, int), np.zeros(0, int))
+    return featurize(series, np.concatenate(rows), np.concatenate(origins), **kw)
+
+
+def loop_samples(series: np.ndarray, stride: int = 1, **kw: Any) -> Samples:
+    """The platform's loop: the decision for minute m from minutes 1..m-1."""
+    t = np.arange(LOOP_START - 1, LOOP_END, stride)
+    n = series.shape[0]
+    return featurize(series, np.repeat(np.arange(n), len(t)), np.tile(t, n), **kw)
+
+
+def h1_logloss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if len(y) else float("nan")
+
+
+@torch.no_grad()
+def predict_features(model: InvocationModel, x: np.ndarray, batch: int = 65536) -> np.ndarray:
+    model.eval()
+    out = [torch.sigmoid(model.logits_from_features(torch.from_numpy(x[i:i + batch]))).numpy()
+           for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros((0, HORIZON), np.float32)
+
+
+def set_standardisation(model: InvocationModel, x: np.ndarray) -> None:
+    model.mu.copy_(torch.from_numpy(x.mean(0)))
+    model.sd.copy_(torch.from_numpy(np.maximum(x.std(0), 1e-3)))
+
+
+def fit(model: InvocationModel, train: Samples, val: Samples, *, epochs: int, lr: float, batch_size: int,
+        seed: int, deadline: float | None = None, report: Callable[[int, float], bool] | None = None) -> float:
+    """AdamW on horizon-weighted binary cross-entropy; keeps the epoch with the
+    lowest validation log-loss at horizon 1."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    w = torch.ones(HORIZON)
+    w[0] = H1_WEIGHT
+    x, y, mk = (torch.from_numpy(a) for a in (train.x, train.y, train.mask))
+    bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+
+    def score() -> float:
+        return h1_logloss(predict_features(model, val.x)[:, 0], val.y[:, 0])
+
+    best, best_state = score(), {k: v.clone() for k, v in model.state_dict().items()}
+    for epoch in range(1, epochs + 1):
+        model.train()
+        idx = torch.from_numpy(rng.permutation(len(x)))
+        for i in range(0, len(idx), batch_size):
+            b = idx[i:i + batch_size]
+            loss = (bce(model.logits_from_features(x[b]), y[b]) * mk[b] * w).sum() / (mk[b] * w).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        val_loss = score()
+        if val_loss < best:
+            best, best_state = val_loss, {k: v.clone() for k, v in model.state_dict().items()}
+        if (report and report(epoch, val_loss)) or (deadline is not None and time.monotonic() > deadline):
+            break
+    model.load_state_dict(best_state)
+    return best
+
+
+@dataclass
+class Winner:
+    model: InvocationModel
+    val_logloss: float
+    params: dict[str, Any]
+    trials: list[dict[str, Any]]
+
+
+def search(name: str, train: Samples, val: Samples, cfg: InvokeConfig, *, trials: int, minutes: float,
+           warm: InvocationModel | None, log: Callable[[str], None]) -> Winner:
+    """An in-memory Optuna study (a trial is seconds: no storage needed)."""
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed)
+    study = optuna.create_study(direction="minimize", sampler=sampler,
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    if warm is None:
+        study.enqueue_trial({"hidden": 128, "layers": 2, "dropout": 0.1, "lr": 1e-3})
+    else:
+        study.enqueue_trial({"lr": 3e-4})
+    deadline = time.monotonic() + minutes * 60
+    kept: dict[int, tuple[InvocationModel, dict[str, Any]]] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        if warm is None:
+            params = {"hidden": trial.suggest_categorical("hidden", [64, 128, 256]),
+                      "layers": trial.suggest_int("layers", 1, 3),
+                      "dropout": trial.suggest_float("dropout", 0.0, 0.3)}
+            lr = trial.suggest_float("lr", 3e-4, 3e-3, log=True)
+            model = InvocationModel(**params)
+            set_standardisation(model, train.x)
+        else:
+            lr = trial.suggest_float("lr", 3e-5, 1e-3, log=True)
+            model = InvocationModel(**warm.params)
+            model.load_state_dict(warm.state_dict())
+            params = dict(warm.params)
+        t0 = time.monotonic()
+
+        def report(epoch: int, v: float) -> bool:
+            trial.report(v, epoch)
+            return trial.should_prune()
+
+        val_loss = fit(model, train, val, epochs=cfg.epochs, lr=lr, batch_size=cfg.batch_size,
+                       seed=cfg.seed + trial.number, deadline=deadline, report=report)
+        kept[trial.number] = (model, {**params, "lr": lr, "init": "dense" if warm is not None else "scratch"})
+        log(f"{name}: trial {trial.number} {kept[trial.number][1]} val log-loss(h=1) {val_loss:.5f} "
+            f"({time.monotonic() - t0:.0f}s)")
+        return val_loss
+
+    study.optimize(objective, n_trials=trials, timeout=max(1.0, minutes * 60))
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.number in kept]
+    if not done:
+        raise RuntimeError(f"{name}: no trial completed")
+    best = min(done, key=lambda t: t.value)
+    model, params = kept[best.number]
+    history = [{"trial": t.number, "state": t.state.name, "value": t.value, **t.params} for t in study.trials]
+    return Winner(model.eval(), float(best.value), params, history)
+
+
+# ---- provisioning on validation functions (the threshold) -------------------
+
+def keepalive_warm(series: np.ndarray, window: int) -> np.ndarray:
+    """[n, 360] warm flags of a fixed keep-alive (provision.KeepAlive in Go)."""
+    n, m = series.shape
+    a = series > 0
+    warm = np.zeros((n, LOOP_END - LOOP_START + 1), bool)
+    last = np.full(n, -(10**9))
+    for minute in range(1, LOOP_END + 1):
+        if minute >= LOOP_START:
+            warm[:, minute - LOOP_START] = minute - last <= window
+        last = np.where(a[:, minute - 1], minute, last)
+    return warm
+
+
+def cold_idle(invoked: np.ndarray, warm: np.ndarray) -> tuple[int, int]:
+    return int((invoked & ~warm).sum()), int((~invoked & warm).sum())
+
+
+def choose_threshold(p1: np.ndarray, series: np.ndarray, thresholds: list[float]) -> dict[str, Any]:
+    """p1 [n, 360]: p_invoke of minute m made at m-1. The threshold with the
+    fewest cold starts at no more idle minutes than keepalive10."""
+    invoked = series[:, LOOP_START - 1:LOOP_END] > 0
+    ka_cold, ka_idle = cold_idle(invoked, keepalive_warm(series, REFERENCE_KEEPALIVE))
+    curve = []
+    for th in thresholds:
+        cold, idle = cold_idle(invoked, p1 >= th)
+        curve.append({"threshold": th, "cold_starts": cold, "idle_minutes": idle})
+    ok = [c for c in curve if c["idle_minutes"] <= ka_idle] or [max(curve, key=lambda c: c["threshold"])]
+    best = min(ok, key=lambda c: (c["cold_starts"], c["idle_minutes"]))
+    return {"threshold": best["threshold"], "val_cold_starts": best["cold_starts"],
+            "val_idle_minutes": best["idle_minutes"], "val_keepalive10_cold_starts": ka_cold,
+            "val_keepalive10_idle_minutes": ka_idle, "val_invoked_minutes": int(invoked.sum()),
+            "chosen_on": "validation functions of the training part: fewest cold starts at no more idle "
+                         "instance-minutes than a 10-minute keep-alive"}
+
+
+# ---- export -----------------------------------------------------------------
+
+P_OUTPUT_NAME = "p_invoke"
+
+
+def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray) -> None:
+    """ONNX with the contract's names and metadata, checked against torch."""
+    import os
+    import tempfile
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+
+    from .contract import INPUT_NAME, META_FAMILY, META_HORIZON, META_INPUT_LEN, META_MODEL_ID
+    from .export import OPSET, ExportMismatch
+
+    model = model.eval()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = torch.from_numpy(probe)
+            torch.onnx.export(model, (x,), tmp, input_names=[INPUT_NAME], output_names=[P_OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, P_OUTPUT_NAME: {0: "batch"}},
+                              opset_version=OPSET, dynamo=False)
+            want = model(x).numpy()
+        graph = onnx.load(tmp)
+        del graph.metadata_props[:]
+        for k, v in {META_MODEL_ID: model_id, META_INPUT_LEN: str(WINDOW), META_HORIZON: str(HORIZON),
+                     META_FAMILY: FAMILY}.items():
+            graph.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+        onnx.checker.check_model(graph)
+        onnx.save(graph, tmp)
+        sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        got = sess.run([P_OUTPUT_NAME], {INPUT_NAME: probe})[0]
+        if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, atol=1e-5):
+            raise ExportMismatch(f"{model_id}: ONNX p_invoke differs from torch by up to {np.abs(got - want).max()}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def probe_rows(series: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Real histories of several lengths (some padded) for the parity check."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(series), n)
+    origins = rng.integers(120, series.shape[1] + 1, n)
+    origins[0] = series.shape[1]
+    out = histories(series, rows, origins)
+    return np.concatenate([out, np.full((1, WINDOW), MISSING, np.float32), np.zeros((1, WINDOW), np.float32)])
+
+
+def save_model(w: Winner, path: Path) -> None:
+    torch.save({"params": w.model.params, "state": w.model.state_dict(), "val_logloss": w.val_logloss}, path)
+
+
+def load_model(path: Path) -> InvocationModel:
+    saved = torch.load(path, weights_only=False)
+    model = InvocationModel(**saved["params"])
+    model.load_state_dict(saved["state"])
+    return model.eval()
+
+
+def _entry(model_id: str, file: str, models: Path, w: Winner, data: dict[str, int]) -> dict[str, Any]:
+    return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": FAMILY,
+            "input_len": WINDOW, "val_logloss": w.val_logloss, "params": w.params, "data": data}
+
+
+def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
+                 *, clusters: list[int] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Trains and exports the p_invoke models and records them in manifest.json
+    (which the count models' training wrote first)."""
+    models = Path(models)
+    manifest = read_manifest(models)
+    if manifest is None:
+        raise ValueError(f"{models}/manifest.json missing: train the count models first")
+    cs = read_clusters(models / manifest["clusters"])
+    by_id = {cl["id"]: cl for cl in cs["clusters"]}
+    selected = sorted(by_id) if clusters is None else clusters
+    data = {cid: load_cluster(by_id[cid]) for cid in sorted(by_id)}
+    seed = cfg.seed
+    feats: dict[int, tuple[Samples, Samples]] = {}
+    for cid in sorted(by_id):
+        if clusters is not None and cid not in selected:
+            continue
+        fit_c, val_c = data[cid]
+        tr = train_samples(fit_c, cfg, seed + cid)
+        va = loop_samples(val_c, cfg.val_stride)
+        feats[cid] = (tr, va)
+        log(f"p_invoke cluster {cid}: {len(tr.x)} training and {len(va.x)} validation decisions")
+
+    dense_pt = models / "dense-p.pt"
+    if clusters is None or not dense_pt.exists() or "p_invoke" not in manifest["dense"]:
+        tr_all = _concat([feats[c][0] for c in sorted(feats)])
+        va_all = _concat([feats[c][1] for c in sorted(feats)])
+        log(f"p_invoke dense: {len(tr_all.x)} training, {len(va_all.x)} validation decisions, "
+            f"{cfg.dense_trials} trials, {cfg.dense_minutes} min")
+        dense = search("p_invoke dense", tr_all, va_all, cfg, trials=cfg.dense_trials, minutes=cfg.dense_minutes,
+                       warm=None, log=log)
+        save_model(dense, dense_pt)
+        export(dense.model, models / "dense-p.onnx", "dense-p", probe_rows(np.concatenate([d[0] for d in data.values()])))
+        manifest["dense"]["p_invoke"] = _entry("dense-p", "dense-p.onnx", models, dense,
+                                               {"train_decisions": len(tr_all.x), "val_decisions": len(va_all.x)})
+        log(f"p_invoke dense: val log-loss(h=1) {dense.val_logloss:.5f} params {dense.params}")
+    dense_model = load_model(dense_pt)
+
+    experts = {e["cluster"]: e for e in manifest["experts"]}
+    for cid in selected:
+        tr, va = feats[cid]
+        dense_val = h1_logloss(predict_features(dense_model, va.x)[:, 0], va.y[:, 0])
+        w = search(f"p_invoke cluster {cid}", tr, va, cfg, trials=cfg.expert_trials, minutes=cfg.expert_minutes,
+                   warm=dense_model, log=log)
+        file = f"expert-{cid}-p.onnx"
+        export(w.model, models / file, f"cluster-{cid}-p", probe_rows(data[cid][0] if len(data[cid][0]) else data[cid][1]))
+        entry = _entry(f"cluster-{cid}-p", file, models, w, {"train_decisions": len(tr.x), "val_decisions": len(va.x)})
+        serve = "expert" if w.val_logloss < dense_val else "dense"
+        entry.update({"dense_val_logloss": dense_val, "serve": serve})
+        if cid not in experts:
+            raise ValueError(f"cluster {cid} has no count expert in manifest.json: train it first")
+        experts[cid]["p_invoke"] = entry
+        log(f"p_invoke cluster {cid}: val log-loss(h=1) {w.val_logloss:.5f} vs dense {dense_val:.5f} -> serve {serve}")
+
+    # The threshold: every validation function answered, through ONNX
+    # Runtime, by the p_invoke model its cluster serves, in the platform's loop.
+    p1s, series = [], []
+    for cid in sorted(by_id):
+        val_c = data[cid][1]
+        if not len(val_c):
+            continue
+        e = experts.get(cid, {}).get("p_invoke")
+        served = e if e and e.get("serve") == "expert" else manifest["dense"]["p_invoke"]
+        p1s.append(loop_p1(models / served["file"], val_c))
+        series.append(val_c)
+    prewarm = choose_threshold(np.concatenate(p1s), np.concatenate(series), cfg.thresholds)
+    manifest["prewarm"] = prewarm
+    manifest["experts"] = [experts[c] for c in sorted(experts)]
+    write_json_atomic(models / "manifest.json", manifest)
+    log(f"p_invoke: default threshold {prewarm['threshold']} (validation: {prewarm['val_cold_starts']} cold starts, "
+        f"{prewarm['val_idle_minutes']} idle vs keepalive10 {prewarm['val_keepalive10_cold_starts']}, "
+        f"{prewarm['val_keepalive10_idle_minutes']})")
+    return manifest
+
+
+def loop_p1(onnx_file: Path, series: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """[n, 360]: the exported model's p_invoke of minute m from minutes 1..m-1."""
+    import onnxruntime as ort
+
+    from .contract import INPUT_NAME
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    t = np.arange(LOOP_START - 1, LOOP_END)
+    rows, origins = np.repeat(np.arange(len(series)), len(t)), np.tile(t, len(series))
+    out = [sess.run([P_OUTPUT_NAME], {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])})[0][:, 0]
+           for i in range(0, len(rows), chunk)]
+    return np.concatenate(out).reshape(len(series), len(t))
+
+
+def _concat(parts: list[Samples]) -> Samples:
+    return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "y", "mask", "function", "origin")))
+

@@ -1,0 +1,80 @@
+"""The p_invoke features against plain loops on real rows, and the padding
+contract the Go server relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import fixture_rows
+
+from mesp_training.invocation import GAP_HORIZONS, HOURS, MISSING, SCALES, WINDOW, InvocationFeatures, pad_history
+
+
+def reference_features(history: np.ndarray) -> np.ndarray:
+    """The same features, one function at a time, with Python loops."""
+    t = len(history)
+    a = history > 0
+    active = [i for i in range(t) if a[i]]
+    since = t - 1 - active[-1] if active else t
+    prev_gap = active[-1] - active[-2] - 1 if len(active) >= 2 else 0
+    gaps = [active[k + 1] - active[k] - 1 for k in range(len(active) - 1)]
+    rate = a.sum() / t
+
+    def at_least(j: int) -> int:
+        return sum(g >= j for g in gaps)
+
+    g0 = at_least(since)
+    head = [np.log1p(since), float(since == 0), np.log1p(prev_gap), float(len(active) >= 2), np.log1p(g0)]
+    scales = []
+    for w in SCALES:
+        win = history[-w:]
+        scales += [np.log1p(win.sum() / w), (win > 0).sum() / len(win)]
+    gap = []
+    for k in GAP_HORIZONS:
+        ended = g0 - at_least(since + k)
+        gap += [(ended + rate) / (g0 + 1), np.log1p(ended)]
+    tail = [np.log1p(history.sum() / max(1, a.sum())), rate, np.log1p(a.sum())]
+    last_hour = np.zeros(60)
+    num, den = np.zeros(60), np.zeros(60)
+    rnum, rden = np.zeros(60), np.zeros(60)
+    for p in range(60):
+        for k in range(1, HOURS + 1):
+            i = t - 60 * k + p  # the same minute of the hour, k hours back
+            if i < 0:
+                continue
+            num[p] += a[i]
+            den[p] += 1
+            if k <= 4:
+                rnum[p] += a[i]
+                rden[p] += 1
+        last_hour[p] = a[t - 60 + p] if t - 60 + p >= 0 else 0
+    profile = num / np.maximum(den, 1)
+    recent = rnum / np.maximum(rden, 1)
+    return np.concatenate([head, scales, gap, tail, last_hour, profile, recent]).astype(np.float32)
+
+
+@pytest.mark.parametrize("t", [1440, 1200, 1080, 300])
+def test_features_equal_plain_loops_on_real_rows(t: int) -> None:
+    rows = list(fixture_rows().values())[::7]
+    feats = InvocationFeatures()
+    x = np.stack([pad_history(r[:t]) for r in rows])
+    got = feats(torch.from_numpy(x)).numpy()
+    assert got.shape == (len(rows), feats.n_features)
+    for i, r in enumerate(rows):
+        want = reference_features(r[:t].astype(np.float64))
+        np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-5, err_msg=f"row {i} at t={t}")
+
+
+def test_padding_is_not_silence() -> None:
+    """A short history padded with MISSING is not a day of zeros: the share
+    of invoked minutes counts known minutes only."""
+    r = np.zeros(WINDOW, np.float32)
+    r[-10:] = 1
+    feats = InvocationFeatures()
+    short = feats(torch.from_numpy(pad_history(r[-100:])[None])).numpy()[0]
+    full = feats(torch.from_numpy(r[None])).numpy()[0]
+    rate_index = 5 + 2 * len(SCALES) + 2 * len(GAP_HORIZONS) + 1
+    assert short[rate_index] == pytest.approx(10 / 100)
+    assert full[rate_index] == pytest.approx(10 / WINDOW)
+    assert pad_history(r[-100:])[0] == MISSING
