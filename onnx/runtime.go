@@ -27,9 +27,18 @@ func Init(library string) (version string, err error) {
 			initErr = fmt.Errorf("onnx: runtime library: %w (run scripts/setup-ort.sh or set ort.library)", statErr)
 			return
 		}
+		// The stock library sends usage telemetry (a device id and an event
+		// queue under ~/.cache/Microsoft, a collector lookup, and
+		// /tmp/mat-debug-<pid>.log); MESP switches it off before the
+		// library is loaded, and once more through the API.
+		os.Setenv("ORT_DISABLE_TELEMETRY", "1")
 		ort.SetSharedLibraryPath(library)
 		if e := ort.InitializeEnvironment(ort.WithLogLevelError()); e != nil {
 			initErr = fmt.Errorf("onnx: initialise %s: %w", library, e)
+			return
+		}
+		if e := ort.DisableTelemetry(); e != nil {
+			initErr = fmt.Errorf("onnx: disable telemetry: %w", e)
 		}
 	})
 	if initErr != nil {

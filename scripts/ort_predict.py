@@ -10,10 +10,16 @@ stdout: {"forecast": [[60 values], ...]} for a count model, or
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
-import onnxruntime as ort
+
+# No usage telemetry from the onnxruntime library (set before it loads).
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+import onnxruntime as ort  # noqa: E402
+
+ort.disable_telemetry_events()
 
 
 def main() -> None:

@@ -9,12 +9,18 @@ usage: reference_server.py MODELS_DIR PORT
 from __future__ import annotations
 
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+# No usage telemetry from the onnxruntime library (set before it loads).
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+import onnxruntime as ort  # noqa: E402
+
+ort.disable_telemetry_events()
 
 
 def znorm(x: np.ndarray) -> np.ndarray:

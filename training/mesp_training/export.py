@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from .contract import (
@@ -22,6 +21,7 @@ from .contract import (
     META_MODEL_ID,
     OUTPUT_NAME,
 )
+from .runtime import inference_session
 from .scaling import Forecaster
 
 OPSET = 17
@@ -62,7 +62,7 @@ def export(model: Forecaster, path: str | Path, model_id: str) -> None:
             graph.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
         onnx.checker.check_model(graph)
         onnx.save(graph, tmp)
-        sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        sess = inference_session(tmp)
         got = sess.run([OUTPUT_NAME], {INPUT_NAME: probe})[0]
         if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, rtol=1e-4, atol=1e-3):
             err = float(np.abs(got - want).max())

@@ -97,7 +97,8 @@ class InvocationFeatures(nn.Module):
         for w in SCALES:
             lo = length - 1 - w
             if lo >= 0:
-                s_x, s_a, s_v = cx[:, -1:] - cx[:, lo:lo + 1], c[:, -1:] - c[:, lo:lo + 1], cv[:, -1:] - cv[:, lo:lo + 1]
+                s_x, s_a = cx[:, -1:] - cx[:, lo:lo + 1], c[:, -1:] - c[:, lo:lo + 1]
+                s_v = cv[:, -1:] - cv[:, lo:lo + 1]
             else:
                 s_x, s_a, s_v = cx[:, -1:], c[:, -1:], cv[:, -1:]
             scale_feats.append(torch.log1p(s_x / w))

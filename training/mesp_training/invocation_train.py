@@ -31,6 +31,7 @@ import yaml
 
 from .contract import HORIZON, read_clusters, read_manifest, sha256_file, write_json_atomic
 from .invocation import FAMILY, MISSING, WINDOW, InvocationFeatures, InvocationModel
+from .runtime import inference_session
 
 # Minutes of the platform's loop (EVALUATION.md §2): the decision for minute
 # m is made from minutes 1..m-1.
@@ -299,7 +300,6 @@ def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray)
     import warnings
 
     import onnx
-    import onnxruntime as ort
 
     from .contract import INPUT_NAME, META_FAMILY, META_HORIZON, META_INPUT_LEN, META_MODEL_ID
     from .export import OPSET, ExportMismatch
@@ -322,7 +322,7 @@ def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray)
             graph.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
         onnx.checker.check_model(graph)
         onnx.save(graph, tmp)
-        sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        sess = inference_session(tmp)
         got = sess.run([P_OUTPUT_NAME], {INPUT_NAME: probe})[0]
         if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, atol=1e-5):
             raise ExportMismatch(f"{model_id}: ONNX p_invoke differs from torch by up to {np.abs(got - want).max()}")
@@ -358,7 +358,10 @@ def _entry(model_id: str, file: str, models: Path, w: Winner, data: dict[str, in
             "input_len": WINDOW, "val_logloss": w.val_logloss, "params": w.params, "data": data}
 
 
-def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
+ClusterLoader = Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]
+
+
+def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
                  *, clusters: list[int] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Trains and exports the p_invoke models and records them in manifest.json
     (which the count models' training wrote first)."""
@@ -390,7 +393,8 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: Callable[[dict[s
         dense = search("p_invoke dense", tr_all, va_all, cfg, trials=cfg.dense_trials, minutes=cfg.dense_minutes,
                        warm=None, log=log)
         save_model(dense, dense_pt)
-        export(dense.model, models / "dense-p.onnx", "dense-p", probe_rows(np.concatenate([d[0] for d in data.values()])))
+        all_fit = np.concatenate([d[0] for d in data.values()])
+        export(dense.model, models / "dense-p.onnx", "dense-p", probe_rows(all_fit))
         manifest["dense"]["p_invoke"] = _entry("dense-p", "dense-p.onnx", models, dense,
                                                {"train_decisions": len(tr_all.x), "val_decisions": len(va_all.x)})
         log(f"p_invoke dense: val log-loss(h=1) {dense.val_logloss:.5f} params {dense.params}")
@@ -403,7 +407,8 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: Callable[[dict[s
         w = search(f"p_invoke cluster {cid}", tr, va, cfg, trials=cfg.expert_trials, minutes=cfg.expert_minutes,
                    warm=dense_model, log=log)
         file = f"expert-{cid}-p.onnx"
-        export(w.model, models / file, f"cluster-{cid}-p", probe_rows(data[cid][0] if len(data[cid][0]) else data[cid][1]))
+        rows = data[cid][0] if len(data[cid][0]) else data[cid][1]
+        export(w.model, models / file, f"cluster-{cid}-p", probe_rows(rows))
         entry = _entry(f"cluster-{cid}-p", file, models, w, {"train_decisions": len(tr.x), "val_decisions": len(va.x)})
         serve = "expert" if w.val_logloss < dense_val else "dense"
         entry.update({"dense_val_logloss": dense_val, "serve": serve})
@@ -435,11 +440,9 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: Callable[[dict[s
 
 def loop_p1(onnx_file: Path, series: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """[n, 360]: the exported model's p_invoke of minute m from minutes 1..m-1."""
-    import onnxruntime as ort
-
     from .contract import INPUT_NAME
 
-    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    sess = inference_session(str(onnx_file))
     t = np.arange(LOOP_START - 1, LOOP_END)
     rows, origins = np.repeat(np.arange(len(series)), len(t)), np.tile(t, len(series))
     out = [sess.run([P_OUTPUT_NAME], {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])})[0][:, 0]
