@@ -54,14 +54,17 @@ type ORT struct {
 
 // Server configures the HTTP server.
 type Server struct {
-	Addr            string        `koanf:"addr"`
-	AdminToken      string        `koanf:"admin_token"`
-	MaxBatch        int           `koanf:"max_batch"`
-	MaxBodyBytes    int64         `koanf:"max_body_bytes"`
-	ReadTimeout     time.Duration `koanf:"read_timeout"`
-	WriteTimeout    time.Duration `koanf:"write_timeout"`
-	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
-	Watch           bool          `koanf:"watch"`
+	Addr         string `koanf:"addr"`
+	AdminToken   string `koanf:"admin_token"`
+	MaxBatch     int    `koanf:"max_batch"`
+	MaxBodyBytes int64  `koanf:"max_body_bytes"`
+	// MaxInflightFunctions bounds the functions being answered at once,
+	// over all requests; beyond it requests get 503 with Retry-After.
+	MaxInflightFunctions int           `koanf:"max_inflight_functions"`
+	ReadTimeout          time.Duration `koanf:"read_timeout"`
+	WriteTimeout         time.Duration `koanf:"write_timeout"`
+	ShutdownTimeout      time.Duration `koanf:"shutdown_timeout"`
+	Watch                bool          `koanf:"watch"`
 }
 
 // Router configures routing.
@@ -82,26 +85,27 @@ type Log struct {
 // Defaults are the values before any file, environment or flag.
 func Defaults() map[string]any {
 	return map[string]any{
-		"models":                  "models",
-		"ort.library":             "",
-		"ort.provider":            "cpu",
-		"ort.cuda_device":         0,
-		"ort.intra_op_threads":    1,
-		"ort.batch_wait":          "500us",
-		"ort.max_batch":           256,
-		"server.addr":             "127.0.0.1:8080",
-		"server.admin_token":      "",
-		"server.max_batch":        1024,
-		"server.max_body_bytes":   int64(32 << 20),
-		"server.read_timeout":     "10s",
-		"server.write_timeout":    "30s",
-		"server.shutdown_timeout": "15s",
-		"server.watch":            true,
-		"router.ood_dir":          "",
-		"router.ood_max_bytes":    int64(64 << 20),
-		"router.ood_keep":         4,
-		"log.level":               "info",
-		"log.format":              "text",
+		"models":                        "models",
+		"ort.library":                   "",
+		"ort.provider":                  "cpu",
+		"ort.cuda_device":               0,
+		"ort.intra_op_threads":          1,
+		"ort.batch_wait":                "500us",
+		"ort.max_batch":                 256,
+		"server.addr":                   "127.0.0.1:8080",
+		"server.admin_token":            "",
+		"server.max_batch":              1024,
+		"server.max_body_bytes":         int64(32 << 20),
+		"server.max_inflight_functions": 4096,
+		"server.read_timeout":           "10s",
+		"server.write_timeout":          "30s",
+		"server.shutdown_timeout":       "15s",
+		"server.watch":                  true,
+		"router.ood_dir":                "",
+		"router.ood_max_bytes":          int64(64 << 20),
+		"router.ood_keep":               4,
+		"log.level":                     "info",
+		"log.format":                    "text",
 	}
 }
 

@@ -54,7 +54,13 @@ func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error
 // the caller can reuse it once the requests are answered, and the
 // request's policy (nil when absent).
 func decodeForecastRequest(body []byte, maxBatch int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {
-	d := &requestDecoder{b: body, arena: arena, maxBatch: maxBatch}
+	return decodeBoundedRequest(body, maxBatch, 0, arena)
+}
+
+// decodeBoundedRequest is decodeForecastRequest that also stops scanning a
+// function's counts past maxCounts values (0: no bound).
+func decodeBoundedRequest(body []byte, maxBatch, maxCounts int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {
+	d := &requestDecoder{b: body, arena: arena, maxBatch: maxBatch, maxCounts: maxCounts}
 	reqs, policy, err := d.forecastRequests(maxBatch)
 	return reqs, policy, d.arena, err
 }
@@ -103,7 +109,9 @@ type requestDecoder struct {
 	// maxBatch bounds the functions while scanning (0: no bound), so a body
 	// of a million empty objects stops at the limit instead of decoding.
 	maxBatch int
-	policy   *PolicyJSON
+	// maxCounts bounds each function's counts while scanning (0: none).
+	maxCounts int
+	policy    *PolicyJSON
 }
 
 func (d *requestDecoder) errorf(format string, args ...any) error {
@@ -221,8 +229,7 @@ func (d *requestDecoder) functionField(key string, f *FunctionCounts) error {
 		return err
 	case "counts":
 		if d.literal("null") {
-			f.Counts = nil
-			return nil
+			return d.errorf("counts is null, want an array of per-minute counts")
 		}
 		c, err := d.counts()
 		f.Counts = c
@@ -284,6 +291,9 @@ func (d *requestDecoder) counts() ([]float64, error) {
 	start := len(d.arena)
 	b := d.b
 	err := d.array(func(n int) error {
+		if d.maxCounts > 0 && n >= d.maxCounts {
+			return d.errorf("more than %d counts for one function (at most a day of minutes)", d.maxCounts)
+		}
 		// Fast path for what nearly every count is: a plain integer of at
 		// most 15 digits written compactly, right before ',' or ']'.
 		// Anything else (a space, a sign, a fraction, an exponent, a

@@ -36,13 +36,20 @@ type testServer struct {
 // start runs the real server on loopback over a copy of the models.
 func start(t *testing.T, token string) *testServer {
 	t.Helper()
+	return startWith(t, func(o *server.Options) { o.AdminToken = token })
+}
+
+// startWith is start with options changed by edit.
+func startWith(t *testing.T, edit func(*server.Options)) *testServer {
+	t.Helper()
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		t.Fatal(err)
 	}
 	dir := fixture.CopyModels(t)
 	fc := forecast.New(dir, onnx.Options{IntraOpThreads: 1}, forecast.Batching{Wait: 500 * time.Microsecond, MaxRows: 64})
-	srv := server.New(fc, server.Options{AdminToken: token, MaxBatch: 64, MaxBodyBytes: 4 << 20,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+	opts := server.Options{MaxBatch: 64, MaxBodyBytes: 4 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	edit(&opts)
+	srv := server.New(fc, opts)
 	if st := srv.Reload("start"); !st.OK {
 		t.Fatal(st.Error)
 	}

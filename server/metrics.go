@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -16,6 +17,8 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	routes   *prometheus.CounterVec
 	loads    *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	dropped  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -31,7 +34,11 @@ func newMetrics() *metrics {
 		loads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mesp_model_loads_total", Help: "Model set loads and reloads by result."}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.routes, m.loads,
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mesp_requests_rejected_total", Help: "Requests refused before any work, by reason (overload: in-flight function budget)."}, []string{"reason"})
+	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mesp_responses_dropped_total", Help: "Answers computed but not delivered (the write failed, e.g. past the write timeout)."})
+	m.reg.MustRegister(m.requests, m.latency, m.routes, m.loads, m.rejected, m.dropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -40,14 +47,29 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
-		if err != nil {
+		// An error after the response was committed is a failed write: the
+		// status line says 200, but the client got nothing usable.
+		dropped := err != nil && c.Response().Committed
+		if err != nil && !dropped {
 			c.Error(err) // write the response now so the status is known
+			dropped = c.Get(writeFailed) != nil
+		}
+		// A small answer sits in the connection's buffer until the handler
+		// returns; flushing here tells whether it reached the client.
+		if !dropped && c.Response().Committed {
+			if ferr := http.NewResponseController(c.Response().Writer).Flush(); ferr != nil {
+				dropped = true
+			}
 		}
 		route := c.Path()
 		if route == "" {
 			route = "unmatched"
 		}
 		status := strconv.Itoa(c.Response().Status)
+		if dropped {
+			status = "dropped"
+			m.dropped.Inc()
+		}
 		m.requests.WithLabelValues(route, status).Inc()
 		m.latency.WithLabelValues(route, status).Observe(time.Since(start).Seconds())
 		return nil

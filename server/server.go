@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -34,6 +35,9 @@ type Options struct {
 	AdminToken      string
 	MaxBatch        int
 	MaxBodyBytes    int64
+	// MaxInflightFunctions bounds the functions answered at once over all
+	// requests (0: no bound); beyond it a request gets 503 + Retry-After.
+	MaxInflightFunctions int
 	ReadTimeout     time.Duration
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
@@ -47,6 +51,8 @@ type Server struct {
 	echo    *echo.Echo
 	metrics *metrics
 	log     *slog.Logger
+
+	inflight atomic.Int64 // functions being answered
 
 	mu         sync.Mutex
 	lastReload ReloadStatus
@@ -127,6 +133,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		}
 	case errors.Is(err, forecast.ErrInvalid):
 		status = http.StatusBadRequest
+	case errors.Is(err, ErrOverloaded):
+		status = http.StatusServiceUnavailable
+		c.Response().Header().Set("Retry-After", "1")
 	case errors.Is(err, forecast.ErrNoPInvoke):
 		status = http.StatusNotImplemented
 	case errors.Is(err, forecast.ErrNotReady):
@@ -140,9 +149,14 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	var body APIError
 	body.Error.Status, body.Error.Message = status, msg
 	if err := c.JSON(status, body); err != nil {
+		c.Set(writeFailed, true) // the metrics count it as dropped
 		s.log.Error("writing error response", "err", err)
 	}
 }
+
+// writeFailed marks, in a request's context, an answer that could not be
+// written (the client never got it).
+const writeFailed = "mesp.write_failed"
 
 // bodyLimit refuses bodies over MaxBodyBytes with a JSON 413.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
@@ -209,15 +223,50 @@ type requestMemory struct {
 	counts []float64
 }
 
+// announcedBodyReserve is the most of an announced Content-Length reserved
+// before the bytes arrive: a 64-function batch of days is about 0.6 MB.
+const announcedBodyReserve = 1 << 20
+
 var requestMemoryPool = sync.Pool{New: func() any { return new(requestMemory) }}
+
+// ErrOverloaded answers 503 with Retry-After: more functions are in flight
+// than server.max_inflight_functions allows.
+var ErrOverloaded = errors.New("server busy: too many functions in flight, retry shortly")
+
+// admit reserves n functions of the in-flight budget; call release when
+// answered.
+func (s *Server) admit(n int) (release func(), err error) {
+	limit := int64(s.opts.MaxInflightFunctions)
+	if now := s.inflight.Add(int64(n)); limit > 0 && now > limit && now != int64(n) {
+		// A request alone is always admitted (its size is bounded by
+		// max_batch); otherwise the budget decides.
+		s.inflight.Add(-int64(n))
+		s.metrics.rejected.WithLabelValues("overload").Inc()
+		return nil, ErrOverloaded
+	}
+	return func() { s.inflight.Add(-int64(n)) }, nil
+}
+
+// answerContext ties a request's work to the write timeout: work that
+// could not be written back in time stops.
+func (s *Server) answerContext(c echo.Context) (context.Context, context.CancelFunc) {
+	if s.opts.WriteTimeout <= 0 {
+		return context.WithCancel(c.Request().Context())
+	}
+	return context.WithTimeout(c.Request().Context(), s.opts.WriteTimeout)
+}
 
 // readForecastBody reads and decodes a /v1/forecast or /v1/prewarm body
 // into pooled memory; the caller returns mem to the pool once answered.
 func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, *PolicyJSON, error) {
 	mem.body.Reset()
 	r := c.Request()
+	// Reserve what the client announced only up to a small bound: a client
+	// that announces 32 MiB and trickles bytes must not hold 32 MiB per
+	// connection. Beyond it the buffer grows as bytes arrive (and a pooled
+	// buffer keeps its capacity from earlier requests).
 	if n := r.ContentLength; n > 0 && (s.opts.MaxBodyBytes <= 0 || n <= s.opts.MaxBodyBytes) {
-		mem.body.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF without growing
+		mem.body.Grow(int(min(n, announcedBodyReserve)) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF without growing
 	}
 	if _, err := mem.body.ReadFrom(r.Body); err != nil {
 		var mbe *http.MaxBytesError
@@ -226,7 +275,7 @@ func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecas
 		}
 		return nil, nil, echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
 	}
-	reqs, policy, counts, err := decodeForecastRequest(mem.body.Bytes(), s.opts.MaxBatch, mem.counts[:0])
+	reqs, policy, counts, err := decodeBoundedRequest(mem.body.Bytes(), s.opts.MaxBatch, s.maxCounts(), mem.counts[:0])
 	mem.counts = counts
 	return reqs, policy, err
 }
@@ -243,7 +292,14 @@ func (s *Server) handleForecast(c echo.Context) error {
 	if policy != nil {
 		return fmt.Errorf("%w: \"policy\" belongs to POST /v1/prewarm", forecast.ErrInvalid)
 	}
-	res, err := s.fc.Forecast(c.Request().Context(), reqs, forecast.Routed)
+	release, err := s.admit(len(reqs))
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancel := s.answerContext(c)
+	defer cancel()
+	res, err := s.fc.Forecast(ctx, reqs, forecast.Routed)
 	if err != nil {
 		return err
 	}
@@ -291,7 +347,14 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.fc.Predict(c.Request().Context(), reqs, forecast.Routed, forecast.Counts|forecast.PInvoke)
+	release, err := s.admit(len(reqs))
+	if err != nil {
+		return err
+	}
+	defer release()
+	ctx, cancel := s.answerContext(c)
+	defer cancel()
+	res, err := s.fc.Predict(ctx, reqs, forecast.Routed, forecast.Counts|forecast.PInvoke)
 	if err != nil {
 		return err
 	}
@@ -305,6 +368,15 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 			Kind: r.PKind, ForecastModel: r.Model, Threshold: th, PInvoke: r.PInvoke, Forecast: r.Forecast, Warm: warm}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// maxCounts is the longest pattern the models in service take (a day when
+// none are loaded yet): longer counts stop the scan at once.
+func (s *Server) maxCounts() int {
+	if set := s.fc.Current(); set != nil {
+		return set.Router.Length()
+	}
+	return 1440
 }
 
 // threshold is the request's pre-warm threshold, else the manifest's.
