@@ -32,16 +32,16 @@ var openAPI []byte
 
 // Options configure a Server.
 type Options struct {
-	AdminToken      string
-	MaxBatch        int
-	MaxBodyBytes    int64
+	AdminToken   string
+	MaxBatch     int
+	MaxBodyBytes int64
 	// MaxInflightFunctions bounds the functions answered at once over all
 	// requests (0: no bound); beyond it a request gets 503 + Retry-After.
 	MaxInflightFunctions int
-	ReadTimeout     time.Duration
-	WriteTimeout    time.Duration
-	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	ReadTimeout          time.Duration
+	WriteTimeout         time.Duration
+	ShutdownTimeout      time.Duration
+	Logger               *slog.Logger
 }
 
 // Server serves one Forecaster.
