@@ -49,7 +49,11 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs, err := manifest.ReadClusters(filepath.Join(dir, m.Clusters))
+	raw, err := manifest.Open(dir, m.Clusters, m.ClustersSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("forecast: the clusters the experts were trained on: %w", err)
+	}
+	cs, err := manifest.ParseClusters(filepath.Join(dir, m.Clusters), raw)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +68,11 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		known[c.ID] = true
 	}
 	load := func(e manifest.Model) (*onnx.Model, error) {
-		mod, err := onnx.Load(filepath.Join(dir, e.File), onnx.Expect{ID: e.ID, SHA256: e.SHA256, InputLen: e.InputLen, Horizon: m.Horizon}, o)
+		data, err := manifest.Open(dir, e.File, e.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		mod, err := onnx.LoadBytes(filepath.Join(dir, e.File), data, onnx.Expect{ID: e.ID, SHA256: e.SHA256, InputLen: e.InputLen, Horizon: m.Horizon}, o)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +83,11 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		if p == nil {
 			return nil, nil
 		}
-		mod, err := onnx.Load(filepath.Join(dir, p.File), onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
+		data, err := manifest.Open(dir, p.File, p.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		mod, err := onnx.LoadBytes(filepath.Join(dir, p.File), data, onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
 			Horizon: m.Horizon, Output: manifest.PInvokeOutputName}, o)
 		if err != nil {
 			return nil, err

@@ -56,6 +56,26 @@ func TestLoadSetRefusesBrokenFolders(t *testing.T) {
 		{"missing clusters file", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "clusters.json"))
 		}, "clusters.json"},
+		{"re-clustered beside the experts", func(t *testing.T, dir string) {
+			// Another clustering's file in place: the experts were not
+			// trained on it (a threshold moved is enough).
+			cs, _ := manifest.ReadClusters(filepath.Join(dir, "clusters.json"))
+			cs.Clusters[0].Threshold += 0.01
+			manifest.Write(filepath.Join(dir, "clusters.json"), cs)
+		}, "checksum"},
+		{"p_invoke model tampered", func(t *testing.T, dir string) {
+			m, _ := manifest.ReadManifest(dir)
+			os.WriteFile(filepath.Join(dir, m.Dense.PInvoke.File), []byte("not onnx"), 0o644)
+		}, "checksum"},
+		{"file linked from outside", func(t *testing.T, dir string) {
+			m, _ := manifest.ReadManifest(dir)
+			p := filepath.Join(dir, m.Experts[0].File)
+			b, _ := os.ReadFile(p)
+			out := filepath.Join(t.TempDir(), "x.onnx")
+			os.WriteFile(out, b, 0o644)
+			os.Remove(p)
+			os.Symlink(out, p)
+		}, "outside"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,11 +5,14 @@
 package manifest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Version is the format version of both files.
@@ -89,6 +92,9 @@ type Manifest struct {
 	Version  int      `json:"version"`
 	Horizon  int      `json:"horizon"`
 	Clusters string   `json:"clusters"` // file name of clusters.json, relative
+	// ClustersSHA256 pins clusters.json: experts trained on one clustering
+	// never serve beside another's centroids.
+	ClustersSHA256 string `json:"clusters_sha256"`
 	Dense    Model    `json:"dense"`
 	Experts  []Expert `json:"experts"`
 	Prewarm  *Prewarm `json:"prewarm,omitempty"`
@@ -209,6 +215,12 @@ func (m Manifest) Validate() error {
 	if m.Dense.File == "" {
 		return errors.New("manifest: no dense model")
 	}
+	if err := checkFile("clusters", m.Clusters, m.ClustersSHA256); err != nil {
+		return err
+	}
+	if err := checkFile(m.Dense.ID, m.Dense.File, m.Dense.SHA256); err != nil {
+		return err
+	}
 	if err := m.Dense.PInvoke.validate(m.Dense.ID, false); err != nil {
 		return err
 	}
@@ -227,6 +239,9 @@ func (m Manifest) Validate() error {
 		if e.File == "" || e.InputLen <= 0 {
 			return fmt.Errorf("manifest: expert %s: missing file or input_len", e.ID)
 		}
+		if err := checkFile(e.ID, e.File, e.SHA256); err != nil {
+			return err
+		}
 		if err := e.PInvoke.validate(e.ID, true); err != nil {
 			return err
 		}
@@ -237,12 +252,56 @@ func (m Manifest) Validate() error {
 	return nil
 }
 
+// checkFile refuses a file name that leaves the models folder (absolute,
+// "..", a path that is not local) and a missing or malformed sha256: every
+// file a manifest names is verified.
+func checkFile(owner, name, sum string) error {
+	if name == "" || !filepath.IsLocal(name) {
+		return fmt.Errorf("manifest: %s: file %q is not a name inside the models folder", owner, name)
+	}
+	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+		return fmt.Errorf("manifest: %s: sha256 %q, want 64 lower-case hex digits (every file is verified)", owner, sum)
+	}
+	return nil
+}
+
+// Open reads a file the manifest names, refusing one whose real path
+// (symbolic links resolved) leaves dir, and checks its sha256.
+func Open(dir, name, sum string) ([]byte, error) {
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if rel, err := filepath.Rel(realDir, real); err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("manifest: %s resolves to %s, outside the models folder %s", name, real, realDir)
+	}
+	b, err := os.ReadFile(real)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	got := sha256.Sum256(b)
+	if hex.EncodeToString(got[:]) != sum {
+		return nil, fmt.Errorf("%w: %s: sha256 %x, manifest says %s", ErrChecksum, name, got, sum)
+	}
+	return b, nil
+}
+
+// ErrChecksum marks a file whose content is not what the manifest pins.
+var ErrChecksum = errors.New("manifest: checksum mismatch")
+
 func (p *PInvoke) validate(owner string, expert bool) error {
 	if p == nil {
 		return nil
 	}
 	if p.File == "" || p.ID == "" {
 		return fmt.Errorf("manifest: %s: p_invoke without id or file", owner)
+	}
+	if err := checkFile(p.ID, p.File, p.SHA256); err != nil {
+		return err
 	}
 	if p.InputLen != PInvokeInputLen {
 		return fmt.Errorf("manifest: %s: p_invoke input_len %d, want %d", owner, p.InputLen, PInvokeInputLen)
@@ -255,9 +314,19 @@ func (p *PInvoke) validate(owner string, expert bool) error {
 
 // ReadClusters loads and validates a clusters.json.
 func ReadClusters(path string) (Clusters, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Clusters{}, fmt.Errorf("manifest: %w", err)
+	}
+	return ParseClusters(path, b)
+}
+
+// ParseClusters validates a clusters.json's content (path names it in
+// errors).
+func ParseClusters(path string, b []byte) (Clusters, error) {
 	var c Clusters
-	if err := Read(path, &c); err != nil {
-		return c, err
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("manifest: %s: %w", path, err)
 	}
 	if c.Version != Version || len(c.Clusters) == 0 {
 		return c, fmt.Errorf("manifest: %s: version %d with %d clusters", path, c.Version, len(c.Clusters))

@@ -60,6 +60,12 @@ func Load(path string, want Expect, o Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %w", err)
 	}
+	return LoadBytes(path, data, want, o)
+}
+
+// LoadBytes is Load on a file's content already read (path names it in
+// errors).
+func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error) {
 	sum := sha256.Sum256(data)
 	digest := hex.EncodeToString(sum[:])
 	if want.SHA256 != "" && want.SHA256 != digest {

@@ -326,6 +326,7 @@ def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray)
         got = sess.run([P_OUTPUT_NAME], {INPUT_NAME: probe})[0]
         if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, atol=1e-5):
             raise ExportMismatch(f"{model_id}: ONNX p_invoke differs from torch by up to {np.abs(got - want).max()}")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is not
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -369,6 +370,11 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
     manifest = read_manifest(models)
     if manifest is None:
         raise ValueError(f"{models}/manifest.json missing: train the count models first")
+    pinned, now = manifest.get("clusters_sha256"), sha256_file(models / manifest["clusters"])
+    if pinned and pinned != now:
+        raise ValueError(f"{manifest['clusters']} changed since the count models were trained (sha256 {now}, "
+                         f"manifest pins {pinned}): train them again first")
+    manifest["clusters_sha256"] = now
     cs = read_clusters(models / manifest["clusters"])
     by_id = {cl["id"]: cl for cl in cs["clusters"]}
     selected = sorted(by_id) if clusters is None else clusters

@@ -126,8 +126,11 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         log(f"cluster {cid}: winner {w.candidate.init}/{w.candidate.family} L={w.candidate.input_len} "
             f"val MAE {w.val_mae:.3f} vs dense {dense_val:.3f} (naive {w.naive_val_mae:.3f}) -> serve {serve}")
 
-    manifest = {"version": VERSION, "horizon": HORIZON, "clusters": "clusters.json", "dense": dense_entry,
+    manifest = {"version": VERSION, "horizon": HORIZON, "clusters": "clusters.json",
+                "clusters_sha256": sha256_file(models / "clusters.json"), "dense": dense_entry,
                 "experts": [experts[c] for c in sorted(experts)]}
+    if old is not None and clusters is not None and "prewarm" in old:
+        manifest["prewarm"] = old["prewarm"]  # the p_invoke models' threshold stays until they are retrained
     write_json_atomic(models / "manifest.json", manifest)
     tag = "all" if clusters is None else "-".join(map(str, selected))
     write_json_atomic(work / f"training-report-{tag}.json", report)

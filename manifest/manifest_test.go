@@ -1,0 +1,74 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
+	good := strings.Repeat("ab", 32)
+	base := func() Manifest {
+		return Manifest{Version: Version, Horizon: Horizon, Clusters: "clusters.json", ClustersSHA256: good,
+			Dense: Model{ID: "dense", File: "dense.onnx", SHA256: good, InputLen: 240},
+			Experts: []Expert{{Model: Model{ID: "cluster-0", File: "expert-0.onnx", SHA256: good, InputLen: 240}, Cluster: 0, Serve: "expert"}}}
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("a good manifest: %v", err)
+	}
+	cases := map[string]func(*Manifest){
+		"dense outside":         func(m *Manifest) { m.Dense.File = "../x.onnx" },
+		"expert absolute":       func(m *Manifest) { m.Experts[0].File = "/etc/passwd" },
+		"clusters outside":      func(m *Manifest) { m.Clusters = "../other/clusters.json" },
+		"empty sha256":          func(m *Manifest) { m.Experts[0].SHA256 = "" },
+		"short sha256":          func(m *Manifest) { m.Dense.SHA256 = "abc" },
+		"clusters not pinned":   func(m *Manifest) { m.ClustersSHA256 = "" },
+		"upper-case sha256":     func(m *Manifest) { m.Dense.SHA256 = strings.ToUpper(good) },
+		"p_invoke outside":      func(m *Manifest) { m.Dense.PInvoke = &PInvoke{ID: "p", File: "a/../../p.onnx", SHA256: good, InputLen: PInvokeInputLen} },
+		"p_invoke without hash": func(m *Manifest) { m.Dense.PInvoke = &PInvoke{ID: "p", File: "p.onnx", InputLen: PInvokeInputLen} },
+	}
+	for name, edit := range cases {
+		m := base()
+		edit(&m)
+		if err := m.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestOpenRefusesSymlinksOutAndWrongContent(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "models")
+	os.Mkdir(dir, 0o755)
+	inside, outside := []byte("inside"), []byte("outside")
+	os.WriteFile(filepath.Join(dir, "a.onnx"), inside, 0o644)
+	os.WriteFile(filepath.Join(root, "secret"), outside, 0o644)
+	os.Symlink(filepath.Join(root, "secret"), filepath.Join(dir, "link.onnx"))
+	os.Symlink("a.onnx", filepath.Join(dir, "alias.onnx"))
+	if b, err := Open(dir, "a.onnx", sum(inside)); err != nil || string(b) != "inside" {
+		t.Fatalf("a plain file: %q %v", b, err)
+	}
+	if _, err := Open(dir, "alias.onnx", sum(inside)); err != nil {
+		t.Fatalf("a link inside the folder: %v", err)
+	}
+	if _, err := Open(dir, "link.onnx", sum(outside)); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Fatalf("a link out of the folder: %v", err)
+	}
+	if _, err := Open(dir, "a.onnx", sum(outside)); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("wrong content: %v", err)
+	}
+	// A models folder that is itself a link (a symlink switch) is fine.
+	os.Symlink(dir, filepath.Join(root, "current"))
+	if _, err := Open(filepath.Join(root, "current"), "a.onnx", sum(inside)); err != nil {
+		t.Fatalf("through a linked folder: %v", err)
+	}
+}
