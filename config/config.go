@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -123,9 +124,17 @@ func Load(path string, fs *pflag.FlagSet, aliases map[string]string) (Config, er
 			return Config{}, fmt.Errorf("config: %s: %w", path, err)
 		}
 	}
+	defaults := Defaults()
 	envProvider := env.Provider("MESP_", ".", func(key string) string {
 		key = strings.ToLower(strings.TrimPrefix(key, "MESP_"))
-		return strings.ReplaceAll(key, "__", ".")
+		key = strings.ReplaceAll(key, "__", ".")
+		if _, ok := defaults[key]; !ok && !strings.Contains(key, ".") {
+			// MESP_CACHE, MESP_PYTHON, MESP_BIN...: the tools' own variables,
+			// not settings. A variable with a level (MESP_SERVER__X) is a
+			// setting, and an unknown one is refused below.
+			return ""
+		}
+		return key
 	})
 	if err := k.Load(envProvider, nil); err != nil {
 		return Config{}, fmt.Errorf("config: environment: %w", err)
@@ -146,6 +155,11 @@ func Load(path string, fs *pflag.FlagSet, aliases map[string]string) (Config, er
 			return Config{}, fmt.Errorf("config: flags: %w", err)
 		}
 	}
+	for _, key := range k.Keys() {
+		if _, ok := defaults[key]; !ok {
+			return Config{}, fmt.Errorf("config: unknown setting %q (a typo? known: %s)", key, strings.Join(knownKeys(), ", "))
+		}
+	}
 	var c Config
 	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
@@ -153,8 +167,30 @@ func Load(path string, fs *pflag.FlagSet, aliases map[string]string) (Config, er
 	return c, c.Validate()
 }
 
+func knownKeys() []string {
+	keys := make([]string, 0, len(Defaults()))
+	for k := range Defaults() {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // Validate checks values that no type can.
 func (c Config) Validate() error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: log.format %q: want text or json", c.Log.Format)
+	}
+	if c.Server.MaxInflightFunctions < 0 {
+		return fmt.Errorf("config: server.max_inflight_functions must not be negative")
+	}
 	switch c.ORT.Provider {
 	case "cpu", "cuda":
 	default:

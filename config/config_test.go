@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +58,41 @@ func TestValidateRejectsUnknownProvider(t *testing.T) {
 func TestMissingFileIsAnError(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), nil, nil); err == nil {
 		t.Fatal("want an error for a missing config file")
+	}
+}
+
+// TestTyposAndBadValuesAreRefused: an unknown key from the file or the
+// environment, and an invalid value, stop the start with a message that
+// names them; the tools' own MESP_ variables are not settings.
+func TestTyposAndBadValuesAreRefused(t *testing.T) {
+	cases := []struct {
+		name, yaml, env, val, want string
+	}{
+		{"env typo", "", "MESP_SERVER__MAXBATCH", "10", `"server.maxbatch"`},
+		{"file typo", "server:\n  max_batchs: 3\n", "", "", `"server.max_batchs"`},
+		{"unknown section", "sever:\n  addr: x\n", "", "", `"sever.addr"`},
+		{"log level", "log:\n  level: verbose\n", "", "", `log.level "verbose"`},
+		{"log format", "", "MESP_LOG__FORMAT", "xml", `log.format "xml"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = filepath.Join(t.TempDir(), "mesp.yaml")
+				os.WriteFile(path, []byte(tc.yaml), 0o644)
+			}
+			if tc.env != "" {
+				t.Setenv(tc.env, tc.val)
+			}
+			_, err := Load(path, nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+	t.Setenv("MESP_CACHE", "/tmp/x")
+	t.Setenv("MESP_PYTHON", "/usr/bin/python3")
+	if _, err := Load("", nil, nil); err != nil {
+		t.Fatalf("tool variables taken for settings: %v", err)
 	}
 }

@@ -46,7 +46,6 @@ def cache_key(models: Path, eval_file: Path) -> str:
     h = hashlib.sha256()
     for p in [Path(__file__), Path(invocation.__file__), eval_file, models / "clusters.json",
               *sorted(models.glob("cluster-*.parquet"))]:
-        h.update(p.name.encode())
         h.update(p.read_bytes())
     h.update(repr((PARAMS, ROUNDS, VAL_PERCENT, InvokeConfig())).encode())
     return h.hexdigest()[:16]

@@ -14,7 +14,7 @@ if [[ ! -x "$venv/bin/python" || ! -f "$venv/.complete" ]]; then
   mkdir -p "$cache"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip >&2
-  "$venv/bin/pip" install --quiet -r "$lock" >&2
+  "$venv/bin/pip" install --quiet --require-hashes --only-binary=:all: -r "$lock" >&2
   touch "$venv/.complete"
 fi
 # The training package itself is used from the source tree (PYTHONPATH), so

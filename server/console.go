@@ -25,6 +25,7 @@ func (s *Server) registerConsole() {
 	static := http.StripPrefix("/console/", http.FileServer(http.FS(sub)))
 	s.echo.GET("/console/*", echo.WrapHandler(static))
 	s.echo.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/console/") })
+	s.echo.GET("/console", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, "/console/") })
 	s.echo.GET("/v1/clusters", s.handleClusters)
 	s.echo.GET("/v1/examples", s.handleExamples)
 	s.echo.GET("/v1/stats", s.handleStats)

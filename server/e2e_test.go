@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -313,6 +314,16 @@ func TestBadInputsGetJSONErrors(t *testing.T) {
 		{"prewarm threshold not a number", "/v1/prewarm", `{"policy":{"threshold":"x"},"counts":` + counts(600, "") + `}`, 400},
 		{"prewarm unknown policy field", "/v1/prewarm", `{"policy":{"window":5},"counts":` + counts(600, "") + `}`, 400},
 		{"policy on forecast", "/v1/forecast", `{"policy":{"threshold":0.5},"counts":` + counts(600, "") + `}`, 400},
+	}
+	// A cross-site text/plain or form POST is refused before any work.
+	for _, path := range []string{"/v1/forecast", "/v1/prewarm"} {
+		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
+			code, body := post(t, ts.URL+path, `{"counts":`+counts(600, "")+`}`, "Content-Type", ct)
+			var e server.APIError
+			if code != http.StatusUnsupportedMediaType || json.Unmarshal(body, &e) != nil || e.Error.Status != 415 {
+				t.Errorf("%s with Content-Type %q: %d %s", path, ct, code, body)
+			}
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -623,5 +634,33 @@ func TestConcurrentRequestsGetTheirOwnAnswers(t *testing.T) {
 	wg.Wait()
 	if n := mismatches.Load(); n > 0 {
 		t.Fatalf("%d of 240 concurrent answers differ from the same request sent alone (first: %v)", n, first.Load())
+	}
+}
+
+// TestOpenAPIDescribesEveryRoute: each route the server answers is in
+// /openapi.json with its method (redirects and the favicon aside).
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	ts := start(t, "")
+	_, body := get(t, ts.URL+"/openapi.json")
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	param := regexp.MustCompile(`:(\w+)`)
+	for _, r := range ts.srv.Echo().Routes() {
+		path := strings.TrimSuffix(param.ReplaceAllString(r.Path, "{$1}"), "*")
+		switch path {
+		case "/", "/favicon.ico", "/console":
+			continue
+		}
+		if _, ok := doc.Paths[path][strings.ToLower(r.Method)]; !ok {
+			t.Errorf("%s %s is not in /openapi.json", r.Method, path)
+		}
+	}
+	code, _ := get(t, ts.URL+"/console")
+	if code != http.StatusOK { // the client follows the redirect to /console/
+		t.Errorf("/console: %d", code)
 	}
 }

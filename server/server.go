@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -261,6 +262,12 @@ func (s *Server) answerContext(c echo.Context) (context.Context, context.CancelF
 func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, *PolicyJSON, error) {
 	mem.body.Reset()
 	r := c.Request()
+	// JSON only: a cross-site form or text/plain POST (which a browser
+	// sends without asking) must not reach the models or the OOD log.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, nil, echo.NewHTTPError(http.StatusUnsupportedMediaType,
+			fmt.Sprintf("Content-Type %q: send application/json", r.Header.Get("Content-Type")))
+	}
 	// Reserve what the client announced only up to a small bound: a client
 	// that announces 32 MiB and trickles bytes must not hold 32 MiB per
 	// connection. Beyond it the buffer grows as bytes arrive (and a pooled
@@ -456,7 +463,11 @@ func (s *Server) handleReady(c echo.Context) error {
 func (s *Server) handleReload(c echo.Context) error {
 	st := s.Reload("admin")
 	if !st.OK {
-		return echo.NewHTTPError(http.StatusUnprocessableEntity, "reload refused, previous models keep serving: "+st.Error)
+		msg := "reload refused, previous models keep serving: "
+		if s.fc.Current() == nil {
+			msg = "reload refused, no models are serving: "
+		}
+		return echo.NewHTTPError(http.StatusUnprocessableEntity, msg+st.Error)
 	}
 	return c.JSON(http.StatusOK, st)
 }
@@ -471,11 +482,16 @@ func (s *Server) reloadStatus() ReloadStatus {
 // service stay, and the failure is logged and reported.
 func (s *Server) Reload(trigger string) ReloadStatus {
 	st := ReloadStatus{At: time.Now(), Trigger: trigger}
+	serving := s.fc.Current() != nil
 	set, err := s.fc.Reload()
 	if err != nil {
 		st.Error = err.Error()
 		s.metrics.loads.WithLabelValues("refused").Inc()
-		s.log.Error("model reload refused; previous models keep serving", "trigger", trigger, "err", err)
+		if serving {
+			s.log.Error("model reload refused; previous models keep serving", "trigger", trigger, "err", err)
+		} else {
+			s.log.Error("models refused; none are serving", "trigger", trigger, "err", err)
+		}
 	} else {
 		st.OK = true
 		s.metrics.loads.WithLabelValues("ok").Inc()

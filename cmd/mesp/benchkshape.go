@@ -29,7 +29,7 @@ func runBenchKShape(ctx context.Context, args []string) error {
 	n := fs.Int("n", 50000, "rows to cluster; beyond the file's rows, augmented copies")
 	k := fs.Int("k", 8, "clusters")
 	iters := fs.Int("max-iter", 5, "iterations")
-	write := fs.String("write", "", "write the n rows to this Azure-layout CSV.gz instead of clustering them (for `mesp cluster` streaming from a file)")
+	write := fs.String("write", "", "write the n rows to this Azure-layout CSV.gz instead of clustering them (for mesp cluster streaming from a file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/spf13/pflag"
 )
 
 type command struct {
@@ -51,7 +54,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := cmd.run(ctx, os.Args[2:]); err != nil {
+	if err := cmd.run(ctx, os.Args[2:]); errors.Is(err, pflag.ErrHelp) {
+		return // the flags' usage is printed; asking for help is no failure
+	} else if err != nil {
 		fmt.Fprintf(os.Stderr, "mesp %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}

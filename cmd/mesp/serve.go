@@ -69,10 +69,17 @@ func runServe(ctx context.Context, args []string) error {
 			}
 		}
 	}
+	// Take the port first: a port in use is reported before minutes of
+	// model loading, not after.
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
+	if err != nil {
+		return err
+	}
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log})
 	if st := srv.Reload("start"); !st.OK {
+		ln.Close()
 		return fmt.Errorf("loading %s: %s", cfg.Models, st.Error)
 	}
 	if cfg.Server.Watch {
@@ -93,13 +100,12 @@ func runServe(ctx context.Context, args []string) error {
 			}
 		}
 	}()
-	ln, err := net.Listen("tcp", cfg.Server.Addr)
-	if err != nil {
-		return err
-	}
 	log.Info("serving", "addr", ln.Addr().String(), "models", cfg.Models)
-	// Tests and scripts read this line to find a port chosen by the OS.
-	fmt.Fprintf(os.Stderr, "mesp: listening on http://%s\n", ln.Addr())
+	if cfg.Log.Format != "json" {
+		// Tests and scripts read this line to find a port chosen by the OS
+		// (with JSON logs, the "serving" record carries the address).
+		fmt.Fprintf(os.Stderr, "mesp: listening on http://%s\n", ln.Addr())
+	}
 	return srv.Serve(ctx, ln)
 }
 
@@ -110,6 +116,13 @@ func newLogger(c config.Log) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
+		// Durations as "1.5s", not nanoseconds.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))

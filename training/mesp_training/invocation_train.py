@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import optuna
 import torch
 import yaml
 
+from . import invocation_gbm as gbm
 from .contract import HORIZON, read_clusters, read_manifest, sha256_file, write_json_atomic
+from .export import OPSET
 from .invocation import FAMILY, MISSING, WINDOW, InvocationFeatures, InvocationModel
 from .runtime import inference_session
 
@@ -58,6 +61,10 @@ class InvokeConfig:
     # Validation decisions per function (all 360 when 1).
     val_stride: int = 1
     seed: int = 1
+    # Trees for the next minute (0: MLP only): the dense model's boosting
+    # rounds (early-stopped), and the rounds a cluster adds to them.
+    gbm_rounds: int = 600
+    gbm_expert_rounds: int = 150
     thresholds: list[float] = field(default_factory=lambda: [round(x, 4) for x in np.geomspace(0.005, 0.9, 60)])
 
     @classmethod
@@ -302,7 +309,7 @@ def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray)
     import onnx
 
     from .contract import INPUT_NAME, META_FAMILY, META_HORIZON, META_INPUT_LEN, META_MODEL_ID
-    from .export import OPSET, ExportMismatch
+    from .export import ExportMismatch
 
     model = model.eval()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
@@ -354,9 +361,23 @@ def load_model(path: Path) -> InvocationModel:
     return model.eval()
 
 
-def _entry(model_id: str, file: str, models: Path, w: Winner, data: dict[str, int]) -> dict[str, Any]:
-    return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": FAMILY,
-            "input_len": WINDOW, "val_logloss": w.val_logloss, "params": w.params, "data": data}
+def _export_best(model_id: str, file: str, models: Path, w: Winner, trees: lgb.Booster | None, val: Samples,
+                 probe: np.ndarray, log: Callable[[str], None]) -> dict[str, Any]:
+    """Exports the better family on validation (horizon-1 log-loss): the MLP
+    alone, or the MLP with trees for the next minute; returns its entry."""
+    family, val_logloss, params = FAMILY, w.val_logloss, dict(w.params)
+    if trees is not None:
+        tree_val = h1_logloss(gbm.predict_h1(trees, val.x), val.y[:, 0])
+        log(f"{model_id}: MLP {w.val_logloss:.5f}, with trees {tree_val:.5f} ({trees.num_trees()} trees)")
+        if tree_val < w.val_logloss:
+            family, val_logloss = gbm.FAMILY, tree_val
+            params.update({"trees": trees.num_trees(), "mlp_val_logloss": w.val_logloss, **gbm.PARAMS})
+    if family == gbm.FAMILY:
+        gbm.export(w.model, trees, val.x, models / file, model_id, probe, OPSET)
+    else:
+        export(w.model, models / file, model_id, probe)
+    return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": family,
+            "input_len": WINDOW, "val_logloss": val_logloss, "params": params}
 
 
 ClusterLoader = Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]
@@ -390,7 +411,7 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
         feats[cid] = (tr, va)
         log(f"p_invoke cluster {cid}: {len(tr.x)} training and {len(va.x)} validation decisions")
 
-    dense_pt = models / "dense-p.pt"
+    dense_pt, dense_gbm_file = models / "dense-p.pt", models / "dense-p.lgb"
     if clusters is None or not dense_pt.exists() or "p_invoke" not in manifest["dense"]:
         tr_all = _concat([feats[c][0] for c in sorted(feats)])
         va_all = _concat([feats[c][1] for c in sorted(feats)])
@@ -399,29 +420,45 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
         dense = search("p_invoke dense", tr_all, va_all, cfg, trials=cfg.dense_trials, minutes=cfg.dense_minutes,
                        warm=None, log=log)
         save_model(dense, dense_pt)
+        dense_gbm = None
+        if cfg.gbm_rounds > 0:
+            t0 = time.monotonic()
+            dense_gbm = gbm.fit_gbm(tr_all.x, tr_all.y[:, 0], va_all.x, va_all.y[:, 0], rounds=cfg.gbm_rounds)
+            dense_gbm.save_model(str(dense_gbm_file))
+            log(f"p_invoke dense: {dense_gbm.num_trees()} trees, val log-loss(h=1) "
+                f"{h1_logloss(gbm.predict_h1(dense_gbm, va_all.x), va_all.y[:, 0]):.5f} ({time.monotonic() - t0:.0f}s)")
         all_fit = np.concatenate([d[0] for d in data.values()])
-        export(dense.model, models / "dense-p.onnx", "dense-p", probe_rows(all_fit))
-        manifest["dense"]["p_invoke"] = _entry("dense-p", "dense-p.onnx", models, dense,
-                                               {"train_decisions": len(tr_all.x), "val_decisions": len(va_all.x)})
-        log(f"p_invoke dense: val log-loss(h=1) {dense.val_logloss:.5f} params {dense.params}")
+        manifest["dense"]["p_invoke"] = _export_best("dense-p", "dense-p.onnx", models, dense, dense_gbm, va_all,
+                                                     probe_rows(all_fit), log)
+        manifest["dense"]["p_invoke"]["data"] = {"train_decisions": len(tr_all.x), "val_decisions": len(va_all.x)}
     dense_model = load_model(dense_pt)
+    dense_family = manifest["dense"]["p_invoke"]["family"]
+    dense_gbm = lgb.Booster(model_file=str(dense_gbm_file)) if dense_gbm_file.exists() else None
+
+    def dense_h1(x: np.ndarray) -> np.ndarray:
+        if dense_family == gbm.FAMILY and dense_gbm is not None:
+            return gbm.predict_h1(dense_gbm, x)
+        return predict_features(dense_model, x)[:, 0]
 
     experts = {e["cluster"]: e for e in manifest["experts"]}
     for cid in selected:
         tr, va = feats[cid]
-        dense_val = h1_logloss(predict_features(dense_model, va.x)[:, 0], va.y[:, 0])
+        dense_val = h1_logloss(dense_h1(va.x), va.y[:, 0])
         w = search(f"p_invoke cluster {cid}", tr, va, cfg, trials=cfg.expert_trials, minutes=cfg.expert_minutes,
                    warm=dense_model, log=log)
-        file = f"expert-{cid}-p.onnx"
+        trees = None
+        if dense_gbm is not None and cfg.gbm_expert_rounds > 0:
+            trees = gbm.fit_gbm(tr.x, tr.y[:, 0], va.x, va.y[:, 0], rounds=cfg.gbm_expert_rounds, init=dense_gbm)
         rows = data[cid][0] if len(data[cid][0]) else data[cid][1]
-        export(w.model, models / file, f"cluster-{cid}-p", probe_rows(rows))
-        entry = _entry(f"cluster-{cid}-p", file, models, w, {"train_decisions": len(tr.x), "val_decisions": len(va.x)})
-        serve = "expert" if w.val_logloss < dense_val else "dense"
+        entry = _export_best(f"cluster-{cid}-p", f"expert-{cid}-p.onnx", models, w, trees, va, probe_rows(rows), log)
+        entry["data"] = {"train_decisions": len(tr.x), "val_decisions": len(va.x)}
+        serve = "expert" if entry["val_logloss"] < dense_val else "dense"
         entry.update({"dense_val_logloss": dense_val, "serve": serve})
         if cid not in experts:
             raise ValueError(f"cluster {cid} has no count expert in manifest.json: train it first")
         experts[cid]["p_invoke"] = entry
-        log(f"p_invoke cluster {cid}: val log-loss(h=1) {w.val_logloss:.5f} vs dense {dense_val:.5f} -> serve {serve}")
+        log(f"p_invoke cluster {cid}: {entry['family']} val log-loss(h=1) {entry['val_logloss']:.5f} "
+            f"vs dense {dense_val:.5f} -> serve {serve}")
 
     # The threshold: every validation function answered, through ONNX
     # Runtime, by the p_invoke model its cluster serves, in the platform's loop.

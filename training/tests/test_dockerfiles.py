@@ -48,3 +48,25 @@ def test_copied_paths_exist(name: str) -> None:
             continue
         assert (ROOT / src).exists(), f"{name}: COPY {src}: no such path"
     assert "USER 10001" in text and "HEALTHCHECK" in text
+
+
+def test_dockerignore_keeps_build_outputs_and_history_out() -> None:
+    """The build context holds no binaries, git history or trial weights,
+    and every path a Dockerfile copies stays in it."""
+    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    for must in (".git", "bin/", "models/.work/", "out/"):
+        assert must in lines, f".dockerignore lacks {must}"
+    for name in DOCKERFILES:
+        for line in (ROOT / name).read_text().splitlines():
+            m = re.match(r"\s*COPY\s+(?!--from)(.+)", line)
+            if m:
+                for src in [p for p in m.group(1).split() if not p.startswith("--")][:-1]:
+                    assert src.rstrip("/") + "/" not in lines and src not in lines, f"{name} copies {src}, ignored"
+
+
+def test_gpu_library_hash_is_required() -> None:
+    """The GPU build refuses to download ONNX Runtime without its sha256."""
+    text = (ROOT / "Dockerfile.gpu").read_text()
+    assert 'if [ -z "${ORT_GPU_SHA256}" ]' in text and "exit 1" in text
+    assert 'sha256sum -c -' in text and "if [ -n" not in text
