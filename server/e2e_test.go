@@ -43,10 +43,20 @@ func start(t *testing.T, token string) *testServer {
 // startWith is start with options changed by edit.
 func startWith(t *testing.T, edit func(*server.Options)) *testServer {
 	t.Helper()
+	return startServer(t, fixture.CopyModels(t), edit)
+}
+
+// startOn serves the models folder dir as it is (no copy).
+func startOn(t *testing.T, dir string) *testServer {
+	t.Helper()
+	return startServer(t, dir, func(*server.Options) {})
+}
+
+func startServer(t *testing.T, dir string, edit func(*server.Options)) *testServer {
+	t.Helper()
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		t.Fatal(err)
 	}
-	dir := fixture.CopyModels(t)
 	fc := forecast.New(dir, onnx.Options{IntraOpThreads: 1}, forecast.Batching{Wait: 500 * time.Microsecond, MaxRows: 64})
 	opts := server.Options{MaxBatch: 64, MaxBodyBytes: 4 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	edit(&opts)
@@ -298,6 +308,8 @@ func TestBadInputsGetJSONErrors(t *testing.T) {
 		{"too long", "/v1/forecast", `{"counts":` + counts(1441, "") + `}`, 400},
 		{"negative", "/v1/forecast", `{"counts":` + counts(600, "-1") + `}`, 400},
 		{"NaN literal", "/v1/forecast", `{"counts":` + counts(600, "NaN") + `}`, 400},
+		{"beyond float32", "/v1/forecast", `{"counts":` + counts(600, "1e39") + `}`, 400},
+		{"null counts", "/v1/forecast", `{"counts":null}`, 400},
 		{"non-numeric", "/v1/forecast", `{"counts":` + counts(600, `"x"`) + `}`, 400},
 		{"empty batch", "/v1/forecast", `{"functions":[]}`, 400},
 		{"empty body", "/v1/forecast", ``, 400},
