@@ -48,21 +48,29 @@ test-py: build venv
 	cd training && MESP_BIN=$(CURDIR)/bin/mesp \
 		../scripts/with-postgres.sh $(PY) -m pytest -q tests
 
-## cluster: K-Shape on the training part of the dev set
+## cluster: K-Shape on the training part of the dev set, published (one
+##   atomic switch) into the work folder WORK; the served MODELS stay as they
+##   are until train-experts publishes a complete set
+WORK      ?= out/work
 cluster: build
-	bin/mesp cluster --data $(DATA) --part train --k $(K) --out $(MODELS)
+	bin/mesp cluster --data $(DATA) --part train --k $(K) --out $(WORK)
 
 ## train-experts: the full Optuna search per cluster and the dense model.
 ##   CLUSTERS=1,2 trains only those clusters; WORKERS=n runs n processes that
 ##   share each study through STORAGE (a PostgreSQL URL; SQLite otherwise).
 WORKERS  ?= 1
 STORAGE  ?=
-train-experts: venv
-	@test -f $(MODELS)/cluster-0.parquet || $(MAKE) cluster
+train-experts: venv build
+	@test -f $(WORK)/clusters.json || { echo "train-experts: $(WORK) has no clustering: starting from $(MODELS)'s"; \
+	  mkdir -p $(WORK) && cp $(MODELS)/* $(WORK)/; }
+	$(if $(CLUSTERS),cp $(MODELS)/* $(WORK)/,)
 	@set -e; pids=; for w in $$(seq $(WORKERS)); do \
-	  $(PY) -m mesp_training train --models $(MODELS) --config training/search.yaml \
+	  $(PY) -m mesp_training train --models $(WORK) --config training/search.yaml \
 	    $(if $(CLUSTERS),--clusters $(CLUSTERS),) $(if $(STORAGE),--storage $(STORAGE),) & pids="$$pids $$!"; \
 	done; for p in $$pids; do wait $$p; done
+	$(PY) -m mesp_training train-invoke --models $(WORK) --config training/search.yaml \
+	  $(if $(CLUSTERS),--clusters $(CLUSTERS),)
+	bin/mesp publish --from $(WORK) --models $(MODELS)
 
 ## eval: backtest and provisioning simulation on the dev set's test part,
 ##   with the LightGBM peer of the minutely loop (fitted on the training

@@ -153,6 +153,10 @@ func (s *Set) predictor(m *onnx.Model) onnx.Predictor {
 	return m
 }
 
+// Close releases a set loaded with LoadSet and never put in service (a
+// Forecaster closes the sets it serves itself).
+func (s *Set) Close() { s.close() }
+
 func (s *Set) close() {
 	for _, b := range s.batchers {
 		b.Close()

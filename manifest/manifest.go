@@ -172,8 +172,8 @@ func Read(path string, v any) error {
 	return nil
 }
 
-// Write stores v as indented JSON atomically (temp file + rename), so a
-// watcher never sees half a file.
+// Write stores v as indented JSON atomically and durably (temp file,
+// fsync, rename), so a watcher never sees half a file.
 func Write(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -184,6 +184,13 @@ func Write(path string, v any) error {
 		return fmt.Errorf("manifest: %w", err)
 	}
 	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("manifest: %w", err)
+	}
+	// Durable before it is visible: a crash after the rename must not
+	// leave an empty file under the real name.
+	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return fmt.Errorf("manifest: %w", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/plots"
+	"github.com/mesp-project/mesp/publish"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -96,9 +97,21 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(os.Stderr, "\ncluster: K=%d objective %.2f in %d iterations, %s\n", k, res.Objective, res.Iterations, elapsed.Round(time.Millisecond))
-	if err := writeClusters(*out, *data, topts, part, ids, x.Len(), res, k, *seed, tr); err != nil {
+	// A new folder, published in one step: a run killed while writing
+	// leaves the previous clustering (and nothing of this one) at --out.
+	stage, err := publish.Stage(*out)
+	if err != nil {
 		return err
 	}
+	if err := writeClusters(stage, *data, topts, part, ids, x.Len(), res, k, *seed, tr); err != nil {
+		publish.Abort(stage)
+		return err
+	}
+	if err := publish.Commit(stage, *out); err != nil {
+		publish.Abort(stage)
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "cluster: published %s\n", *out)
 	if *summary != "" {
 		b, _ := json.Marshal(map[string]any{"seconds": elapsed.Seconds(), "objective": res.Objective, "iterations": res.Iterations,
 			"k": k, "n": len(ids), "peak_rss_mib": peakRSSMiB()})

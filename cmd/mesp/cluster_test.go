@@ -81,3 +81,29 @@ func TestWriteClustersRefusesChangedFile(t *testing.T) {
 		t.Errorf("left behind: %s", e.Name())
 	}
 }
+
+// TestReclusteringPublishesACompleteSet: clustering again with another K
+// into the same folder leaves exactly the new set (no Parquet file of the
+// old K), and a hidden staging folder never stays behind.
+func TestReclusteringPublishesACompleteSet(t *testing.T) {
+	root := t.TempDir()
+	out := filepath.Join(root, "work")
+	for _, k := range []string{"3", "2"} {
+		if err := runCluster(context.Background(), []string{"--data", fixture.Sample100, "--part", "all", "--k", k,
+			"--restarts", "1", "--max-iter", "5", "--out", out}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, _ := os.ReadDir(out)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	want := []string{"centroids.png", "cluster-0.parquet", "cluster-1.parquet", "clusters.json"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("folder holds %v, want %v", got, want)
+	}
+	if siblings, _ := os.ReadDir(root); len(siblings) != 1 {
+		t.Fatalf("left beside it: %v", siblings)
+	}
+}

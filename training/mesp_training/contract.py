@@ -78,6 +78,9 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())  # durable before it is visible under the real name
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
