@@ -34,6 +34,9 @@ type Record struct {
 	Cluster  int       `json:"nearest_cluster"`
 	Distance float64   `json:"distance"`
 	Counts   []float64 `json:"counts"`
+	// Source is the client address the pattern came from (the connection's,
+	// not a forwarded header): cluster add can learn from trusted sources only.
+	Source string `json:"source,omitempty"`
 }
 
 // Name is the current log file in a folder.

@@ -2,7 +2,8 @@
 # Serving benchmark: `mesp serve` vs the Python reference server
 # (scripts/reference_server.py: same ONNX files, same routing) under the same
 # load from `mesp loadgen` on loopback, plus raw ONNX Runtime runs (no HTTP,
-# no routing). Prints one JSON document with the ratios.
+# no routing), and the Go server's /v1/prewarm (counts and p_invoke) under
+# the same load as /v1/forecast. Prints one JSON document with the ratios.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 py="${MESP_PYTHON:-$("$root/scripts/setup-venv.sh")/bin/python}"
@@ -33,6 +34,13 @@ for name in go:$go_port:$go_pid python:$py_port:$py_pid; do
   echo "\"batch64_server_cpu_s\": $(awk -v a="$c0" -v b="$(cpu_s "$pid")" 'BEGIN {print b - a}')"
   echo "},"
 done
+# The pre-warm decision (counts and p_invoke, one routing) on the same load.
+u="http://127.0.0.1:$go_port/v1/prewarm"
+echo "\"go_prewarm\": {"
+echo "\"single_at_1000rps\": $(lg --url "$u" --batch 1 --rate 1000),"
+echo "\"single_closed_loop\": $(lg --url "$u" --batch 1 --concurrency 16),"
+echo "\"batch64_closed_loop\": $(lg --url "$u" --batch 64 --concurrency 4)"
+echo "},"
 echo "\"raw_onnxruntime_batch64\": $(lg --raw "$models" --batch 64 --concurrency 2),"
 echo "\"raw_onnxruntime_batch1\": $(lg --raw "$models" --batch 1 --concurrency 2),"
 echo "\"go_server_peak_rss_kib\": $(awk '/VmHWM/ {print $2}' /proc/$go_pid/status),"
@@ -55,6 +63,9 @@ d["ratios"] = {
     "batch64_go_over_raw_run_split_by_expert": g["batch64_closed_loop"]["forecasts_per_s"] / raw["split_by_expert"]["forecasts_per_s"],
     "p99_ms_single_at_1000rps_go": g["single_at_1000rps"]["p99_ms"],
     "p99_ms_single_at_1000rps_python": p["single_at_1000rps"]["p99_ms"],
+    "p99_ms_prewarm_single_at_1000rps_go": d["go_prewarm"]["single_at_1000rps"]["p99_ms"],
+    "prewarm_over_forecast_single_closed_loop_go": d["go_prewarm"]["single_closed_loop"]["forecasts_per_s"] / g["single_closed_loop"]["forecasts_per_s"],
+    "prewarm_over_forecast_batch64_go": d["go_prewarm"]["batch64_closed_loop"]["forecasts_per_s"] / g["batch64_closed_loop"]["forecasts_per_s"],
 }
 json.dump(d, sys.stdout, indent=2)
 print()

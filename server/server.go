@@ -251,10 +251,24 @@ func (s *Server) admit(n int) (release func(), err error) {
 // answerContext ties a request's work to the write timeout: work that
 // could not be written back in time stops.
 func (s *Server) answerContext(c echo.Context) (context.Context, context.CancelFunc) {
-	if s.opts.WriteTimeout <= 0 {
-		return context.WithCancel(c.Request().Context())
+	r := c.Request()
+	ctx := r.Context()
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		ctx = context.WithValue(ctx, sourceKey{}, host)
 	}
-	return context.WithTimeout(c.Request().Context(), s.opts.WriteTimeout)
+	if s.opts.WriteTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.opts.WriteTimeout)
+}
+
+type sourceKey struct{}
+
+// Source is the client address of the request a forecast context belongs
+// to (the connection's peer, never a forwarded header), or "".
+func Source(ctx context.Context) string {
+	s, _ := ctx.Value(sourceKey{}).(string)
+	return s
 }
 
 // readForecastBody reads and decodes a /v1/forecast or /v1/prewarm body

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,6 +28,7 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	kRange := fs.String("k-range", "1..4", "range of K tried by --k auto")
 	minSize := fs.Int("min-size", 5, "smallest new cluster kept")
 	seed := fs.Int64("seed", 1, "random seed")
+	sources := fs.StringSlice("source", nil, "learn only from OOD records sent from these client addresses or CIDR ranges (repeatable; default: all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,11 +40,15 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fns, skipped, err := readNovel(*from, cs.Length)
+	trusted, err := parseSources(*sources)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "cluster add: %d patterns of %d minutes (%d of other lengths skipped)\n", len(fns), cs.Length, skipped)
+	fns, skipped, err := readNovel(*from, cs.Length, trusted)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "cluster add: %d patterns of %d minutes (%d of other lengths or untrusted sources skipped)\n", len(fns), cs.Length, skipped)
 	if len(fns) < *minSize {
 		return fmt.Errorf("%d patterns, fewer than --min-size %d", len(fns), *minSize)
 	}
@@ -122,7 +128,42 @@ func runClusterAdd(ctx context.Context, args []string) error {
 
 // readNovel reads patterns from an OOD log (folder or file) or a CSV,
 // keeping full-length patterns, the latest per function.
-func readNovel(from string, length int) ([]trace.Function, int, error) {
+// parseSources reads --source values: addresses or CIDR ranges.
+func parseSources(vals []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range vals {
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("--source %q: want an address or a CIDR range", v)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// trustedSource says whether a record's source is among the trusted ones
+// (all are, when none are given; a record without a source is not, then).
+func trustedSource(src string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return true
+	}
+	a, err := netip.ParseAddr(src)
+	if err != nil {
+		return false
+	}
+	for _, p := range trusted {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func readNovel(from string, length int, trusted []netip.Prefix) ([]trace.Function, int, error) {
 	st, err := os.Stat(from)
 	if err != nil {
 		return nil, 0, err
@@ -144,7 +185,7 @@ func readNovel(from string, length int) ([]trace.Function, int, error) {
 	var out []trace.Function
 	skipped := 0
 	for _, r := range recs {
-		if len(r.Counts) != length {
+		if len(r.Counts) != length || !trustedSource(r.Source, trusted) {
 			skipped++
 			continue
 		}

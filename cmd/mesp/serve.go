@@ -60,11 +60,11 @@ func runServe(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fc.OnRoute = func(_ context.Context, id string, counts []float64, rt router.Route, _ string) {
+		fc.OnRoute = func(ctx context.Context, id string, counts []float64, rt router.Route, _ string) {
 			if !rt.OOD {
 				return
 			}
-			if err := ood.Append(oodlog.Record{Function: id, Time: time.Now().UTC(), Cluster: rt.Cluster, Distance: rt.Distance, Counts: counts}); err != nil {
+			if err := ood.Append(oodlog.Record{Function: id, Time: time.Now().UTC(), Cluster: rt.Cluster, Distance: rt.Distance, Counts: counts, Source: server.Source(ctx)}); err != nil {
 				log.Error("recording an out-of-distribution pattern", "err", err)
 			}
 		}
