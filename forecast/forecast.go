@@ -164,17 +164,11 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	buf := inputPool.Get().(*[]float32)
 	defer inputPool.Put(buf)
 	if outs&Counts != 0 {
-		for _, g := range groups {
-			in := g.input((*buf)[:0], reqs)
-			*buf = in
-			y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
-			if err != nil {
-				return nil, err
-			}
-			fc := rows(y)
-			for r, i := range g.rows {
-				out[i].Forecast = fc[r]
-			}
+		err := s.runGroups(ctx, groups, buf, func(in []float32, i int, m *onnx.Model) []float32 {
+			return appendInput(in, reqs[i].Counts, m.InputLen)
+		}, func(i int, y []float64) { out[i].Forecast = y })
+		if err != nil {
+			return nil, err
 		}
 	}
 	if outs&PInvoke != 0 {
@@ -187,23 +181,35 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		for i := range out {
 			out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
 		}
-		for _, g := range pgroups {
-			in := (*buf)[:0]
-			for _, i := range g.rows {
-				in = appendPInvokeInput(in, reqs[i].Counts, g.model.InputLen)
-			}
-			*buf = in
-			y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
-			if err != nil {
-				return nil, err
-			}
-			p := rows(y)
-			for r, i := range g.rows {
-				out[i].PInvoke = p[r]
-			}
+		err := s.runGroups(ctx, pgroups, buf, func(in []float32, i int, m *onnx.Model) []float32 {
+			return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
+		}, func(i int, y []float64) { out[i].PInvoke = y })
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// runGroups runs each group's model once over its rows: input appends a
+// request's model input, store keeps a request's output row.
+func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32,
+	input func(in []float32, i int, m *onnx.Model) []float32, store func(i int, y []float64)) error {
+	for _, g := range groups {
+		in := (*buf)[:0]
+		for _, i := range g.rows {
+			in = input(in, i, g.model)
+		}
+		*buf = in
+		y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
+		if err != nil {
+			return err
+		}
+		for r, row := range rows(y) {
+			store(g.rows[r], row)
+		}
+	}
+	return nil
 }
 
 // plan validates a batch (one bad request fails it, nothing half-done),

@@ -197,12 +197,21 @@ func constantTimeEqual(a, b string) bool {
 	return v == 0
 }
 
+// RouteJSON is the router's decision for one function, in every answer.
+type RouteJSON struct {
+	ID       string  `json:"id"`
+	Cluster  int     `json:"cluster"`
+	Distance float64 `json:"distance"`
+	OOD      bool    `json:"out_of_distribution"`
+}
+
+func routeJSON(r forecast.Result) RouteJSON {
+	return RouteJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD}
+}
+
 // ForecastJSON is one function's answer.
 type ForecastJSON struct {
-	ID       string    `json:"id"`
-	Cluster  int       `json:"cluster"`
-	Distance float64   `json:"distance"`
-	OOD      bool      `json:"out_of_distribution"`
+	RouteJSON
 	Model    string    `json:"model"`
 	Kind     string    `json:"kind"`
 	Family   string    `json:"family"`
@@ -326,8 +335,7 @@ func (s *Server) handleForecast(c echo.Context) error {
 	}
 	out := ForecastResponse{Horizon: manifest.Horizon, Forecasts: make([]ForecastJSON, len(res))}
 	for i, r := range res {
-		out.Forecasts[i] = ForecastJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD,
-			Model: r.Model, Kind: r.Kind, Family: r.Family, Forecast: r.Forecast}
+		out.Forecasts[i] = ForecastJSON{RouteJSON: routeJSON(r), Model: r.Model, Kind: r.Kind, Family: r.Family, Forecast: r.Forecast}
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -336,10 +344,7 @@ func (s *Server) handleForecast(c echo.Context) error {
 // hour, the probability of an invocation, the expected count and whether
 // to keep an instance warm (p_invoke >= threshold).
 type PrewarmJSON struct {
-	ID       string  `json:"id"`
-	Cluster  int     `json:"cluster"`
-	Distance float64 `json:"distance"`
-	OOD      bool    `json:"out_of_distribution"`
+	RouteJSON
 	// Model and Kind answered p_invoke; ForecastModel answered the counts.
 	Model         string    `json:"model"`
 	Kind          string    `json:"kind"`
@@ -385,7 +390,7 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 		for h, p := range r.PInvoke {
 			warm[h] = p >= th
 		}
-		out.Functions[i] = PrewarmJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD, Model: r.PModel,
+		out.Functions[i] = PrewarmJSON{RouteJSON: routeJSON(r), Model: r.PModel,
 			Kind: r.PKind, ForecastModel: r.Model, Threshold: th, PInvoke: r.PInvoke, Forecast: r.Forecast, Warm: warm}
 	}
 	return c.JSON(http.StatusOK, out)
