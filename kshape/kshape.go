@@ -26,6 +26,7 @@ type Options struct {
 
 // Progress reports one finished iteration.
 type Progress struct {
+	K             int // the K being tried (ChooseK), 0 otherwise
 	Restart, Iter int
 	Objective     float64
 	Changed       int // assignments that changed in this iteration

@@ -182,3 +182,32 @@ func TestNoEmptyClusterAtIterationCap(t *testing.T) {
 		}
 	}
 }
+
+// TestChooseKFindsTheShapesAndStopsEarly: four true shapes are found, the
+// search stops ChoosePatience values of K past the best instead of trying
+// every K up to 16, and each K's iterations are reported with that K.
+func TestChooseKFindsTheShapesAndStopsEarly(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	series, _ := synthetic(rng, 288, 30, 10)
+	x, err := MatrixOf(series)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	opts := Options{Seed: 1, Restarts: 1, Progress: func(p Progress) { seen[p.K] = true }}
+	best, table, err := ChooseK(context.Background(), x, 2, 16, opts, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if best.K != 4 {
+		t.Fatalf("chose K=%d, want 4 (table %v)", best.K, len(table))
+	}
+	if last := table[len(table)-1].K; last != best.K+ChoosePatience || len(table) != last-1 {
+		t.Fatalf("tried K up to %d (%d rows), want up to %d", last, len(table), best.K+ChoosePatience)
+	}
+	for _, s := range table {
+		if !seen[s.K] {
+			t.Fatalf("no progress reported for K=%d", s.K)
+		}
+	}
+}

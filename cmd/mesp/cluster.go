@@ -88,7 +88,11 @@ func runCluster(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "\rcluster: %d functions (%s part) x %d minutes\n", x.Rows(), part, x.Len())
 	opts := kshape.Options{MaxIter: *maxIter, Restarts: *restarts, Seed: *seed,
 		Progress: func(p kshape.Progress) {
-			fmt.Fprintf(os.Stderr, "\rcluster: restart %d iteration %3d objective %.2f changed %d   ", p.Restart+1, p.Iter, p.Objective, p.Changed)
+			k := ""
+			if p.K > 0 {
+				k = fmt.Sprintf("K=%d ", p.K)
+			}
+			fmt.Fprintf(os.Stderr, "\rcluster: %srestart %d iteration %3d objective %.2f changed %d   ", k, p.Restart+1, p.Iter, p.Objective, p.Changed)
 		}}
 	start := time.Now()
 	res, k, err := fitK(ctx, x, *kFlag, *kRange, opts, *sample)
