@@ -1,6 +1,9 @@
 package provision
 
-import "strconv"
+import (
+	"math"
+	"strconv"
+)
 
 // KeepAliveWindows is the fixed keep-alive frontier (minutes).
 var KeepAliveWindows = []int{0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60}
@@ -10,9 +13,19 @@ var KeepAliveWindows = []int{0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60}
 const ReferenceWindow = 10
 
 // ProbabilityThresholds are the p_invoke thresholds of the minutely curves:
-// fine near 0, where sparse functions' decisions are made.
-var ProbabilityThresholds = []float64{0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1,
-	0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}
+// 48 points spaced evenly in log scale from 0.001 to 0.95, fine near 0
+// where sparse functions' decisions are made (a coarse grid reads a curve
+// "at the reference idle" off whichever point happens to fall below it).
+var ProbabilityThresholds = logGrid(0.001, 0.95, 48)
+
+func logGrid(lo, hi float64, n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		v := lo * math.Pow(hi/lo, float64(i)/float64(n-1))
+		out[i] = math.Round(v*1e5) / 1e5
+	}
+	return out
+}
 
 // HourlyThresholds (invocations per minute) of mesp_hourly, the policy of
 // before: the count forecast made at the hourly origins, at least the
