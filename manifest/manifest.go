@@ -89,15 +89,15 @@ type Member struct {
 
 // Manifest is manifest.json: which ONNX file serves which cluster.
 type Manifest struct {
-	Version  int      `json:"version"`
-	Horizon  int      `json:"horizon"`
-	Clusters string   `json:"clusters"` // file name of clusters.json, relative
+	Version  int    `json:"version"`
+	Horizon  int    `json:"horizon"`
+	Clusters string `json:"clusters"` // file name of clusters.json, relative
 	// ClustersSHA256 pins clusters.json: experts trained on one clustering
 	// never serve beside another's centroids.
-	ClustersSHA256 string `json:"clusters_sha256"`
-	Dense    Model    `json:"dense"`
-	Experts  []Expert `json:"experts"`
-	Prewarm  *Prewarm `json:"prewarm,omitempty"`
+	ClustersSHA256 string   `json:"clusters_sha256"`
+	Dense          Model    `json:"dense"`
+	Experts        []Expert `json:"experts"`
+	Prewarm        *Prewarm `json:"prewarm,omitempty"`
 }
 
 // Model is one exported ONNX graph.

@@ -19,21 +19,23 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 	good := strings.Repeat("ab", 32)
 	base := func() Manifest {
 		return Manifest{Version: Version, Horizon: Horizon, Clusters: "clusters.json", ClustersSHA256: good,
-			Dense: Model{ID: "dense", File: "dense.onnx", SHA256: good, InputLen: 240},
+			Dense:   Model{ID: "dense", File: "dense.onnx", SHA256: good, InputLen: 240},
 			Experts: []Expert{{Model: Model{ID: "cluster-0", File: "expert-0.onnx", SHA256: good, InputLen: 240}, Cluster: 0, Serve: "expert"}}}
 	}
 	if err := base().Validate(); err != nil {
 		t.Fatalf("a good manifest: %v", err)
 	}
 	cases := map[string]func(*Manifest){
-		"dense outside":         func(m *Manifest) { m.Dense.File = "../x.onnx" },
-		"expert absolute":       func(m *Manifest) { m.Experts[0].File = "/etc/passwd" },
-		"clusters outside":      func(m *Manifest) { m.Clusters = "../other/clusters.json" },
-		"empty sha256":          func(m *Manifest) { m.Experts[0].SHA256 = "" },
-		"short sha256":          func(m *Manifest) { m.Dense.SHA256 = "abc" },
-		"clusters not pinned":   func(m *Manifest) { m.ClustersSHA256 = "" },
-		"upper-case sha256":     func(m *Manifest) { m.Dense.SHA256 = strings.ToUpper(good) },
-		"p_invoke outside":      func(m *Manifest) { m.Dense.PInvoke = &PInvoke{ID: "p", File: "a/../../p.onnx", SHA256: good, InputLen: PInvokeInputLen} },
+		"dense outside":       func(m *Manifest) { m.Dense.File = "../x.onnx" },
+		"expert absolute":     func(m *Manifest) { m.Experts[0].File = "/etc/passwd" },
+		"clusters outside":    func(m *Manifest) { m.Clusters = "../other/clusters.json" },
+		"empty sha256":        func(m *Manifest) { m.Experts[0].SHA256 = "" },
+		"short sha256":        func(m *Manifest) { m.Dense.SHA256 = "abc" },
+		"clusters not pinned": func(m *Manifest) { m.ClustersSHA256 = "" },
+		"upper-case sha256":   func(m *Manifest) { m.Dense.SHA256 = strings.ToUpper(good) },
+		"p_invoke outside": func(m *Manifest) {
+			m.Dense.PInvoke = &PInvoke{ID: "p", File: "a/../../p.onnx", SHA256: good, InputLen: PInvokeInputLen}
+		},
 		"p_invoke without hash": func(m *Manifest) { m.Dense.PInvoke = &PInvoke{ID: "p", File: "p.onnx", InputLen: PInvokeInputLen} },
 	}
 	for name, edit := range cases {
