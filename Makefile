@@ -15,7 +15,7 @@ VENV       = $(shell scripts/setup-venv.sh)
 PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve clean
+.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve clean
 
 ort:
 	@scripts/setup-ort.sh >/dev/null
@@ -55,6 +55,10 @@ WORK      ?= out/work
 cluster: build
 	bin/mesp cluster --data $(DATA) --part train --k $(K) --out $(WORK)
 
+## work: start the work folder from the served set (before cluster add)
+work:
+	mkdir -p $(WORK) && cp $(MODELS)/* $(WORK)/
+
 ## train-experts: the full Optuna search per cluster and the dense model.
 ##   CLUSTERS=1,2 trains only those clusters; WORKERS=n runs n processes that
 ##   share each study through STORAGE (a PostgreSQL URL; SQLite otherwise).
@@ -63,7 +67,6 @@ STORAGE  ?=
 train-experts: venv build
 	@test -f $(WORK)/clusters.json || { echo "train-experts: $(WORK) has no clustering: starting from $(MODELS)'s"; \
 	  mkdir -p $(WORK) && cp $(MODELS)/* $(WORK)/; }
-	$(if $(CLUSTERS),cp $(MODELS)/* $(WORK)/,)
 	@set -e; pids=; for w in $$(seq $(WORKERS)); do \
 	  $(PY) -m mesp_training train --models $(WORK) --config training/search.yaml \
 	    $(if $(CLUSTERS),--clusters $(CLUSTERS),) $(if $(STORAGE),--storage $(STORAGE),) & pids="$$pids $$!"; \

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
@@ -144,5 +145,36 @@ func TestClusterAddLearnsOnlyFromTrustedSources(t *testing.T) {
 	}
 	if _, err := parseSources([]string{"not-an-address"}); err == nil {
 		t.Fatal("a bad --source was accepted")
+	}
+}
+
+// TestPublishVerifiesBeforeSwapping: a set the server would refuse is not
+// published and the served folder keeps its files; a good set replaces
+// it whole.
+func TestPublishVerifiesBeforeSwapping(t *testing.T) {
+	served := fixture.CopyModels(t)
+	good := fixture.CopyModels(t)
+	bad := fixture.CopyModels(t)
+	m, err := manifest.ReadManifest(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(bad, m.Experts[0].File), []byte("not a model"), 0o644)
+	os.WriteFile(filepath.Join(served, "stale.parquet"), []byte("x"), 0o644)
+	lib := []string{"--ort-library", config.ORT{}.ORTLibrary()}
+	if err := runPublish(context.Background(), append([]string{"--from", bad, "--models", served}, lib...)); err == nil {
+		t.Fatal("a broken set was published")
+	}
+	if _, err := os.Stat(filepath.Join(served, "stale.parquet")); err != nil {
+		t.Fatal("the served folder changed although nothing was published")
+	}
+	if err := runPublish(context.Background(), append([]string{"--from", good, "--models", served}, lib...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(served, "stale.parquet")); err == nil {
+		t.Fatal("a file of the old set survived the publication")
+	}
+	if _, err := manifest.ReadManifest(served); err != nil {
+		t.Fatal(err)
 	}
 }
