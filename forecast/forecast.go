@@ -346,12 +346,6 @@ func (s *Set) routeAll(ctx context.Context, reqs []Request) ([]router.Route, err
 	return routes, nil
 }
 
-// RouteOnly routes without running a model (the evaluation's per-cluster
-// breakdown uses it for rows a baseline answers).
-func (s *Set) RouteOnly(ctx context.Context, counts []float64) (router.Route, error) {
-	return s.Router.Route(ctx, counts)
-}
-
 // ErrUnknownModel marks a model id that is not in service.
 var ErrUnknownModel = errors.New("unknown model")
 

@@ -75,7 +75,8 @@ type Cluster struct {
 	Size     int       `json:"size"`
 	Centroid []float64 `json:"centroid"`
 	// Threshold is the SBD that covers 99% of the members; a pattern farther
-	// than every cluster's threshold is out of distribution.
+	// from its nearest centroid than that cluster's threshold is out of
+	// distribution.
 	Threshold float64 `json:"threshold"`
 	Parquet   string  `json:"parquet"`
 }

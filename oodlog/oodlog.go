@@ -1,5 +1,5 @@
-// Package oodlog records out-of-distribution patterns (farther from every
-// centroid than its cluster's threshold) durably, so that `mesp cluster add`
+// Package oodlog records out-of-distribution patterns (farther from their
+// nearest centroid than that cluster's threshold) durably, so that `mesp cluster add`
 // can later grow new clusters from them.
 //
 // Format: JSON Lines, one record per line followed by a tab and the CRC-32

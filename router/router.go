@@ -1,6 +1,7 @@
 // Package router is MESP's gate: it sends a function's recent per-minute
 // counts to the nearest K-Shape centroid by shape-based distance, and flags
-// patterns farther than every cluster's threshold as out of distribution.
+// patterns farther from their nearest centroid than that cluster's threshold
+// as out of distribution.
 package router
 
 import (

@@ -72,7 +72,8 @@ func runClusterAdd(ctx context.Context, args []string) error {
 		return err
 	}
 	// A candidate is new when its centroid is out of distribution for the
-	// existing router: farther than every existing cluster's threshold.
+	// existing router: farther from its nearest existing centroid than that
+	// cluster's threshold.
 	rt, err := router.New(cs)
 	if err != nil {
 		return err
