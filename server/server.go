@@ -257,6 +257,19 @@ func (s *Server) admit(n int) (release func(), err error) {
 	return func() { s.inflight.Add(-int64(n)) }, nil
 }
 
+// answer runs routed requests within the in-flight budget and the write
+// timeout.
+func (s *Server) answer(c echo.Context, reqs []forecast.Request, outs forecast.Outputs) ([]forecast.Result, error) {
+	release, err := s.admit(len(reqs))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ctx, cancel := s.answerContext(c)
+	defer cancel()
+	return s.fc.Predict(ctx, reqs, forecast.Routed, outs)
+}
+
 // answerContext ties a request's work to the write timeout: work that
 // could not be written back in time stops.
 func (s *Server) answerContext(c echo.Context) (context.Context, context.CancelFunc) {
@@ -322,14 +335,7 @@ func (s *Server) handleForecast(c echo.Context) error {
 	if policy != nil {
 		return fmt.Errorf("%w: \"policy\" belongs to POST /v1/prewarm", forecast.ErrInvalid)
 	}
-	release, err := s.admit(len(reqs))
-	if err != nil {
-		return err
-	}
-	defer release()
-	ctx, cancel := s.answerContext(c)
-	defer cancel()
-	res, err := s.fc.Forecast(ctx, reqs, forecast.Routed)
+	res, err := s.answer(c, reqs, forecast.Counts)
 	if err != nil {
 		return err
 	}
@@ -373,14 +379,7 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	release, err := s.admit(len(reqs))
-	if err != nil {
-		return err
-	}
-	defer release()
-	ctx, cancel := s.answerContext(c)
-	defer cancel()
-	res, err := s.fc.Predict(ctx, reqs, forecast.Routed, forecast.Counts|forecast.PInvoke)
+	res, err := s.answer(c, reqs, forecast.Counts|forecast.PInvoke)
 	if err != nil {
 		return err
 	}
