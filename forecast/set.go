@@ -25,10 +25,9 @@ type Set struct {
 	Dense    *onnx.Model
 	Experts  map[int]*onnx.Model // every expert in the manifest, served or not
 	// PDense and PExperts are the p_invoke models (nil and empty when the
-	// manifest has none); pOf maps a count model to its entry's p_invoke.
+	// manifest has none).
 	PDense   *onnx.Model
 	PExperts map[int]*onnx.Model
-	pOf      map[*onnx.Model]*onnx.Model
 	LoadedAt time.Time
 	// batchers merge concurrent small requests per model (nil: no batching)
 	batchers map[*onnx.Model]*onnx.Batcher
@@ -62,44 +61,40 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		return nil, err
 	}
 	s := &Set{Manifest: m, Clusters: cs, Router: rt, Experts: map[int]*onnx.Model{}, PExperts: map[int]*onnx.Model{},
-		pOf: map[*onnx.Model]*onnx.Model{}, LoadedAt: time.Now()}
+		LoadedAt: time.Now()}
 	known := map[int]bool{}
 	for _, c := range cs.Clusters {
 		known[c.ID] = true
 	}
-	load := func(e manifest.Model) (*onnx.Model, error) {
-		data, err := manifest.Open(dir, e.File, e.SHA256)
+	// open verifies a file the manifest names (inside the folder, its
+	// sha256) and loads it as the model want describes.
+	open := func(file, sum string, want onnx.Expect) (*onnx.Model, error) {
+		data, err := manifest.Open(dir, file, sum)
 		if err != nil {
 			return nil, err
 		}
-		mod, err := onnx.LoadBytes(filepath.Join(dir, e.File), data, onnx.Expect{ID: e.ID, SHA256: e.SHA256, InputLen: e.InputLen, Horizon: m.Horizon}, o)
+		return onnx.LoadBytes(filepath.Join(dir, file), data, want, o)
+	}
+	load := func(e manifest.Model) (*onnx.Model, error) {
+		mod, err := open(e.File, e.SHA256, onnx.Expect{ID: e.ID, SHA256: e.SHA256, InputLen: e.InputLen, Horizon: m.Horizon})
 		if err != nil {
 			return nil, err
 		}
 		s.MaxInputLen = max(s.MaxInputLen, e.InputLen)
 		return mod, nil
 	}
-	loadP := func(owner *onnx.Model, p *manifest.PInvoke) (*onnx.Model, error) {
+	loadP := func(p *manifest.PInvoke) (*onnx.Model, error) {
 		if p == nil {
 			return nil, nil
 		}
-		data, err := manifest.Open(dir, p.File, p.SHA256)
-		if err != nil {
-			return nil, err
-		}
-		mod, err := onnx.LoadBytes(filepath.Join(dir, p.File), data, onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
-			Horizon: m.Horizon, Output: manifest.PInvokeOutputName}, o)
-		if err != nil {
-			return nil, err
-		}
-		s.pOf[owner] = mod
-		return mod, nil
+		return open(p.File, p.SHA256, onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
+			Horizon: m.Horizon, Output: manifest.PInvokeOutputName})
 	}
 	if s.Dense, err = load(m.Dense); err != nil {
 		s.close()
 		return nil, err
 	}
-	if s.PDense, err = loadP(s.Dense, m.Dense.PInvoke); err != nil {
+	if s.PDense, err = loadP(m.Dense.PInvoke); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -114,7 +109,7 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			return nil, err
 		}
 		s.Experts[e.Cluster] = mod
-		pm, err := loadP(mod, e.PInvoke)
+		pm, err := loadP(e.PInvoke)
 		if err != nil {
 			s.close()
 			return nil, err
@@ -128,11 +123,8 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		return nil, fmt.Errorf("forecast: a model needs %d minutes, the router takes at most %d", s.MaxInputLen, rt.Length())
 	}
 	if b.Wait > 0 {
-		s.batchers = map[*onnx.Model]*onnx.Batcher{s.Dense: onnx.NewBatcher(s.Dense, b.Wait, b.MaxRows)}
-		for _, m := range s.Experts {
-			s.batchers[m] = onnx.NewBatcher(m, b.Wait, b.MaxRows)
-		}
-		for _, m := range s.pOf {
+		s.batchers = map[*onnx.Model]*onnx.Batcher{}
+		for _, m := range s.models() {
 			s.batchers[m] = onnx.NewBatcher(m, b.Wait, b.MaxRows)
 		}
 	}
@@ -161,15 +153,26 @@ func (s *Set) close() {
 	for _, b := range s.batchers {
 		b.Close()
 	}
-	if s.Dense != nil {
-		s.Dense.Close()
+	for _, m := range s.models() {
+		m.Close()
+	}
+}
+
+// models is every loaded model: dense, experts, p_invoke models.
+func (s *Set) models() []*onnx.Model {
+	var out []*onnx.Model
+	for _, m := range []*onnx.Model{s.Dense, s.PDense} {
+		if m != nil {
+			out = append(out, m)
+		}
 	}
 	for _, m := range s.Experts {
-		m.Close()
+		out = append(out, m)
 	}
-	for _, m := range s.pOf {
-		m.Close()
+	for _, m := range s.PExperts {
+		out = append(out, m)
 	}
+	return out
 }
 
 func (s *Set) acquire() bool {

@@ -305,8 +305,8 @@ func (p *PInvoke) validate(owner string, expert bool) error {
 	if p == nil {
 		return nil
 	}
-	if p.File == "" || p.ID == "" {
-		return fmt.Errorf("manifest: %s: p_invoke without id or file", owner)
+	if p.ID == "" {
+		return fmt.Errorf("manifest: %s: p_invoke without id", owner)
 	}
 	if err := checkFile(p.ID, p.File, p.SHA256); err != nil {
 		return err

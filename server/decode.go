@@ -45,48 +45,38 @@ type FunctionCounts struct {
 // encoding/json is lenient (null counts, case-insensitive keys, invalid
 // UTF-8).
 func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error) {
-	reqs, _, _, err := decodeForecastRequest(body, maxBatch, nil)
+	reqs, _, _, err := decodeForecastRequest(body, maxBatch, 0, nil)
 	return reqs, err
 }
 
-// decodeForecastRequest is DecodeForecastRequest with every function's
-// counts appended to arena, which it returns (grown if need be) so that
-// the caller can reuse it once the requests are answered, and the
+// decodeForecastRequest is DecodeForecastRequest that also bounds each
+// function's counts (maxCounts, 0: no bound) while scanning, appends every
+// function's counts to arena, which it returns (grown if need be) so that
+// the caller can reuse it once the requests are answered, and returns the
 // request's policy (nil when absent).
-func decodeForecastRequest(body []byte, maxBatch int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {
-	return decodeBoundedRequest(body, maxBatch, 0, arena)
-}
-
-// decodeBoundedRequest is decodeForecastRequest that also stops scanning a
-// function's counts past maxCounts values (0: no bound).
-func decodeBoundedRequest(body []byte, maxBatch, maxCounts int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {
+func decodeForecastRequest(body []byte, maxBatch, maxCounts int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {
 	d := &requestDecoder{b: body, arena: arena, maxBatch: maxBatch, maxCounts: maxCounts}
-	reqs, policy, err := d.forecastRequests(maxBatch)
+	reqs, policy, err := d.forecastRequests()
 	return reqs, policy, d.arena, err
 }
 
-func (d *requestDecoder) forecastRequests(maxBatch int) ([]forecast.Request, *PolicyJSON, error) {
-	reqs, err := d.forecastRequestsOnly(maxBatch)
-	return reqs, d.policy, err
-}
-
-func (d *requestDecoder) forecastRequestsOnly(maxBatch int) ([]forecast.Request, error) {
+func (d *requestDecoder) forecastRequests() ([]forecast.Request, *PolicyJSON, error) {
 	req, err := d.request()
 	if err != nil {
-		return nil, fmt.Errorf("%w: body is not a forecast request: %v", forecast.ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: body is not a forecast request: %v", forecast.ErrInvalid, err)
 	}
 	fns := req.Functions
 	if req.Counts != nil || req.ID != "" {
 		if len(fns) > 0 {
-			return nil, fmt.Errorf("%w: give either \"functions\" or one function's \"counts\", not both", forecast.ErrInvalid)
+			return nil, nil, fmt.Errorf("%w: give either \"functions\" or one function's \"counts\", not both", forecast.ErrInvalid)
 		}
 		fns = []FunctionCounts{req.FunctionCounts}
 	}
 	if len(fns) == 0 {
-		return nil, fmt.Errorf("%w: empty batch: give \"functions\": [{\"id\", \"counts\"}]", forecast.ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: empty batch: give \"functions\": [{\"id\", \"counts\"}]", forecast.ErrInvalid)
 	}
-	if len(fns) > maxBatch {
-		return nil, fmt.Errorf("%w: batch of %d functions, at most %d", forecast.ErrInvalid, len(fns), maxBatch)
+	if len(fns) > d.maxBatch {
+		return nil, nil, fmt.Errorf("%w: batch of %d functions, at most %d", forecast.ErrInvalid, len(fns), d.maxBatch)
 	}
 	out := make([]forecast.Request, len(fns))
 	for i, f := range fns {
@@ -96,7 +86,7 @@ func (d *requestDecoder) forecastRequestsOnly(maxBatch int) ([]forecast.Request,
 		}
 		out[i] = forecast.Request{ID: id, Counts: f.Counts}
 	}
-	return out, nil
+	return out, req.Policy, nil
 }
 
 // requestDecoder scans one ForecastRequest JSON document.
@@ -111,7 +101,6 @@ type requestDecoder struct {
 	maxBatch int
 	// maxCounts bounds each function's counts while scanning (0: none).
 	maxCounts int
-	policy    *PolicyJSON
 }
 
 func (d *requestDecoder) errorf(format string, args ...any) error {
@@ -178,11 +167,11 @@ func (d *requestDecoder) request() (ForecastRequest, error) {
 			})
 		case "policy":
 			if d.literal("null") {
-				d.policy = nil
+				req.Policy = nil
 				return nil
 			}
 			p := &PolicyJSON{}
-			d.policy = p
+			req.Policy = p
 			return d.object(func(key string) error {
 				if key != "threshold" {
 					return d.errorf("unknown policy field %q (known: threshold)", key)

@@ -318,7 +318,7 @@ func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecas
 		}
 		return nil, nil, echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
 	}
-	reqs, policy, counts, err := decodeBoundedRequest(mem.body.Bytes(), s.opts.MaxBatch, s.maxCounts(), mem.counts[:0])
+	reqs, policy, counts, err := decodeForecastRequest(mem.body.Bytes(), s.opts.MaxBatch, s.maxCounts(), mem.counts[:0])
 	mem.counts = counts
 	return reqs, policy, err
 }
