@@ -27,6 +27,12 @@ VERSION = 1
 HORIZON = 60
 INPUT_NAME = "counts"
 OUTPUT_NAME = "forecast"
+# The p_invoke graphs (Go: manifest.PInvokeOutputName, PInvokeInputLen,
+# Missing): the same input, a day of minutes, unknown minutes MISSING on the
+# left; output [batch, 60] probabilities.
+P_INVOKE_OUTPUT_NAME = "p_invoke"
+P_INVOKE_INPUT_LEN = 1440
+MISSING = -1.0
 META_MODEL_ID = "mesp.model_id"
 META_INPUT_LEN = "mesp.input_len"
 META_HORIZON = "mesp.horizon"

@@ -31,6 +31,17 @@ class ExportMismatch(RuntimeError):
     """The exported graph does not reproduce the torch model."""
 
 
+def stamp(graph: onnx.ModelProto, model_id: str, input_len: int, family: str) -> onnx.ModelProto:
+    """Writes the contract's metadata into an exported graph (the server
+    checks it at load) and checks the graph."""
+    del graph.metadata_props[:]
+    for k, v in {META_MODEL_ID: model_id, META_INPUT_LEN: str(input_len), META_HORIZON: str(HORIZON),
+                 META_FAMILY: family}.items():
+        graph.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.checker.check_model(graph)
+    return graph
+
+
 def export(model: Forecaster, path: str | Path, model_id: str) -> None:
     path = Path(path)
     model = model.eval()
@@ -54,13 +65,7 @@ def export(model: Forecaster, path: str | Path, model_id: str) -> None:
                 dynamo=False,
             )
             want = model(torch.from_numpy(probe)).numpy()
-        graph = onnx.load(tmp)
-        meta = {META_MODEL_ID: model_id, META_INPUT_LEN: str(length), META_HORIZON: str(HORIZON),
-                META_FAMILY: model.family}
-        del graph.metadata_props[:]
-        for k, v in meta.items():
-            graph.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-        onnx.checker.check_model(graph)
+        graph = stamp(onnx.load(tmp), model_id, length, model.family)
         onnx.save(graph, tmp)
         sess = inference_session(tmp)
         got = sess.run([OUTPUT_NAME], {INPUT_NAME: probe})[0]

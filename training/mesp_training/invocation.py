@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .contract import HORIZON
+from .contract import HORIZON, MISSING, P_INVOKE_INPUT_LEN
 
-WINDOW = 1440
+WINDOW = P_INVOKE_INPUT_LEN
 HOURS = WINDOW // 60
-MISSING = -1.0
 # Scales of recent activity (minutes).
 SCALES = (1, 2, 5, 15, 60, 240, 1440)
 # Horizons k of "the current gap ends within k minutes" from the gap history.

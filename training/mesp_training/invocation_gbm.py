@@ -24,7 +24,7 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper
 
-from .contract import HORIZON, INPUT_NAME, META_FAMILY, META_HORIZON, META_INPUT_LEN, META_MODEL_ID
+from .contract import HORIZON, INPUT_NAME, P_INVOKE_OUTPUT_NAME
 from .invocation import WINDOW, InvocationModel
 from .runtime import inference_session
 
@@ -32,7 +32,6 @@ FAMILY = "hazard-mlp+lightgbm"
 PARAMS: dict[str, Any] = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 100,
                           "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1,
                           "seed": 1}
-P_OUTPUT_NAME = "p_invoke"
 
 
 def fit_gbm(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, *, rounds: int,
@@ -101,10 +100,10 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
     g.node.extend([
         helper.make_node("Slice", ["gbm_probabilities", "join_one", "join_two", "join_axis"], ["join_p1"]),
         helper.make_node("Slice", ["p_mlp", "join_one", "join_sixty", "join_axis"], ["join_rest"]),
-        helper.make_node("Concat", ["join_p1", "join_rest"], [P_OUTPUT_NAME], axis=1),
+        helper.make_node("Concat", ["join_p1", "join_rest"], [P_INVOKE_OUTPUT_NAME], axis=1),
     ])
     del g.output[:]
-    g.output.append(helper.make_tensor_value_info(P_OUTPUT_NAME, TensorProto.FLOAT, ["batch", HORIZON]))
+    g.output.append(helper.make_tensor_value_info(P_INVOKE_OUTPUT_NAME, TensorProto.FLOAT, ["batch", HORIZON]))
     return joined
 
 
@@ -116,19 +115,14 @@ def export(model: InvocationModel, booster: lgb.Booster, features: np.ndarray, p
            probe: np.ndarray, opset: int) -> None:
     """Writes the joined graph, checked against torch (minutes 2..60) and
     LightGBM (minute 1) on real-shaped probes before it replaces path."""
-    from .export import ExportMismatch
+    from .export import ExportMismatch, stamp
 
-    graph = build_graph(model, booster, probe, opset)
-    del graph.metadata_props[:]
-    for k, v in {META_MODEL_ID: model_id, META_INPUT_LEN: str(WINDOW), META_HORIZON: str(HORIZON),
-                 META_FAMILY: FAMILY}.items():
-        graph.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.checker.check_model(graph)
+    graph = stamp(build_graph(model, booster, probe, opset), model_id, WINDOW, FAMILY)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
     os.close(fd)
     try:
         onnx.save(graph, tmp)
-        got = inference_session(tmp).run([P_OUTPUT_NAME], {INPUT_NAME: probe})[0]
+        got = inference_session(tmp).run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: probe})[0]
         with torch.no_grad():
             f = model.features(torch.from_numpy(probe))
             want = torch.sigmoid(model.logits_from_features(f)).numpy()

@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from . import invocation_gbm as gbm
-from .contract import HORIZON, read_clusters, read_manifest, sha256_file, write_json_atomic
+from .contract import HORIZON, P_INVOKE_OUTPUT_NAME, read_clusters, read_manifest, sha256_file, write_json_atomic
 from .export import OPSET
 from .invocation import FAMILY, MISSING, WINDOW, InvocationFeatures, InvocationModel
 from .runtime import inference_session
@@ -91,8 +91,6 @@ class Samples:
     function: np.ndarray  # [n] row index of the function
     origin: np.ndarray  # [n] t
 
-    def subset(self, keep: np.ndarray) -> Samples:
-        return Samples(self.x[keep], self.y[keep], self.mask[keep], self.function[keep], self.origin[keep])
 
 
 def histories(series: np.ndarray, rows: np.ndarray, origins: np.ndarray) -> np.ndarray:
@@ -297,8 +295,6 @@ def choose_threshold(p1: np.ndarray, series: np.ndarray, thresholds: list[float]
 
 # ---- export -----------------------------------------------------------------
 
-P_OUTPUT_NAME = "p_invoke"
-
 
 def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray) -> None:
     """ONNX with the contract's names and metadata, checked against torch."""
@@ -308,8 +304,8 @@ def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray)
 
     import onnx
 
-    from .contract import INPUT_NAME, META_FAMILY, META_HORIZON, META_INPUT_LEN, META_MODEL_ID
-    from .export import ExportMismatch
+    from .contract import INPUT_NAME
+    from .export import ExportMismatch, stamp
 
     model = model.eval()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
@@ -318,19 +314,14 @@ def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = torch.from_numpy(probe)
-            torch.onnx.export(model, (x,), tmp, input_names=[INPUT_NAME], output_names=[P_OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, P_OUTPUT_NAME: {0: "batch"}},
+            torch.onnx.export(model, (x,), tmp, input_names=[INPUT_NAME], output_names=[P_INVOKE_OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, P_INVOKE_OUTPUT_NAME: {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
             want = model(x).numpy()
-        graph = onnx.load(tmp)
-        del graph.metadata_props[:]
-        for k, v in {META_MODEL_ID: model_id, META_INPUT_LEN: str(WINDOW), META_HORIZON: str(HORIZON),
-                     META_FAMILY: FAMILY}.items():
-            graph.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-        onnx.checker.check_model(graph)
+        graph = stamp(onnx.load(tmp), model_id, WINDOW, FAMILY)
         onnx.save(graph, tmp)
         sess = inference_session(tmp)
-        got = sess.run([P_OUTPUT_NAME], {INPUT_NAME: probe})[0]
+        got = sess.run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: probe})[0]
         if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, atol=1e-5):
             raise ExportMismatch(f"{model_id}: ONNX p_invoke differs from torch by up to {np.abs(got - want).max()}")
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is not
@@ -488,7 +479,8 @@ def loop_p1(onnx_file: Path, series: np.ndarray, chunk: int = 4096) -> np.ndarra
     sess = inference_session(str(onnx_file))
     t = np.arange(LOOP_START - 1, LOOP_END)
     rows, origins = np.repeat(np.arange(len(series)), len(t)), np.tile(t, len(series))
-    out = [sess.run([P_OUTPUT_NAME], {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])})[0][:, 0]
+    out = [sess.run([P_INVOKE_OUTPUT_NAME],
+                    {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])})[0][:, 0]
            for i in range(0, len(rows), chunk)]
     return np.concatenate(out).reshape(len(series), len(t))
 
