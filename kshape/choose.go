@@ -23,14 +23,19 @@ func Threshold(res *Result, k int, q float64) []float64 {
 	}
 	out := make([]float64, k)
 	for j, d := range per {
-		if len(d) == 0 {
-			continue
+		if len(d) > 0 {
+			out[j] = Radius(d, q)
 		}
-		sort.Float64s(d)
-		idx := int(math.Ceil(q*float64(len(d)))) - 1
-		out[j] = math.Max(MinThreshold, d[max(0, min(idx, len(d)-1))])
 	}
 	return out
+}
+
+// Radius is the q-quantile of distances d (sorted in place), at least
+// MinThreshold: one cluster's radius. d must not be empty.
+func Radius(d []float64, q float64) float64 {
+	sort.Float64s(d)
+	idx := int(math.Ceil(q*float64(len(d)))) - 1
+	return math.Max(MinThreshold, d[max(0, min(idx, len(d)-1))])
 }
 
 // MinThreshold is the smallest cluster radius (SBD).

@@ -78,7 +78,20 @@ type Cluster struct {
 	// from its nearest centroid than that cluster's threshold is out of
 	// distribution.
 	Threshold float64 `json:"threshold"`
-	Parquet   string  `json:"parquet"`
+	// PartialThresholds are the radii for windows shorter than a day, by
+	// window length, ascending: a partial window's distance (its best
+	// same-length stretch of the centroid) has another spread than a full
+	// day's SBD, so each length gets its own 99% radius, calibrated on
+	// windows of training functions the router sends to this cluster.
+	// Lengths between two entries interpolate; empty: Threshold serves all.
+	PartialThresholds []LengthThreshold `json:"partial_thresholds,omitempty"`
+	Parquet           string            `json:"parquet"`
+}
+
+// LengthThreshold is a cluster's radius for windows of Length minutes.
+type LengthThreshold struct {
+	Length    int     `json:"length"`
+	Threshold float64 `json:"threshold"`
 }
 
 // Member is one function's assignment.
@@ -343,6 +356,36 @@ func ParseClusters(path string, b []byte) (Clusters, error) {
 		if len(cl.Centroid) != c.Length {
 			return c, fmt.Errorf("manifest: %s: cluster %d centroid has %d values, want %d", path, cl.ID, len(cl.Centroid), c.Length)
 		}
+		for i, lt := range cl.PartialThresholds {
+			if lt.Length < 2 || lt.Length >= c.Length || (i > 0 && lt.Length <= cl.PartialThresholds[i-1].Length) ||
+				!(lt.Threshold >= 0 && lt.Threshold <= 2) {
+				return c, fmt.Errorf("manifest: %s: cluster %d partial threshold %d (%d minutes, %v): want ascending lengths in 2..%d and a distance in [0, 2]",
+					path, cl.ID, i, lt.Length, lt.Threshold, c.Length-1)
+			}
+		}
 	}
 	return c, nil
+}
+
+// PinClusters records the current sha256 of the clusters file that dir's
+// manifest.json names, leaving every other field as it is. It is for a
+// change that keeps centroids and members (recalibrated radii), after
+// which the experts still match the clustering.
+func PinClusters(dir string) error {
+	path := filepath.Join(dir, "manifest.json")
+	var raw map[string]json.RawMessage
+	if err := Read(path, &raw); err != nil {
+		return err
+	}
+	var name string
+	if err := json.Unmarshal(raw["clusters"], &name); err != nil || !filepath.IsLocal(name) {
+		return fmt.Errorf("manifest: %s: clusters %q is not a file name in the folder", path, raw["clusters"])
+	}
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	raw["clusters_sha256"], _ = json.Marshal(hex.EncodeToString(sum[:]))
+	return Write(path, raw)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"sync"
 
 	"github.com/mesp-project/mesp/kshape"
@@ -18,7 +19,7 @@ import (
 // Route is the router's decision for one pattern.
 type Route struct {
 	Cluster  int     // nearest cluster id
-	Distance float64 // its length-corrected SBD
+	Distance float64 // SBD for a full day; 1 - NCC with the best stretch for a partial one
 	// OOD is true when the pattern is farther from its nearest centroid
 	// than that cluster's threshold: no expert has seen its like, so the
 	// dense model serves. (The nearest cluster's radius decides, not the
@@ -32,7 +33,9 @@ type Router struct {
 	m          int
 	ids        []int
 	thresholds []float64
+	partial    [][]manifest.LengthThreshold // per cluster, ascending lengths
 	bank       *kshape.Bank
+	stretches  *kshape.StretchBank
 	transform  kshape.Transform
 	scratch    sync.Pool // of *scratch
 }
@@ -63,10 +66,34 @@ func New(cs manifest.Clusters) (*Router, error) {
 		}
 		r.ids = append(r.ids, c.ID)
 		r.thresholds = append(r.thresholds, c.Threshold)
+		r.partial = append(r.partial, c.PartialThresholds)
 		centroids = append(centroids, kshape.ZNormalize(c.Centroid))
 	}
-	r.bank = kshape.NewPlan(r.m).NewBank(centroids)
+	p := kshape.NewPlan(r.m)
+	r.bank = p.NewBank(centroids)
+	r.stretches = p.NewStretchBank(centroids)
 	return r, nil
+}
+
+// threshold is cluster index j's radius for windows of n minutes: the
+// full-day radius for a day, else the calibrated partial radii,
+// interpolated between lengths and held flat beyond the shortest and the
+// longest.
+func (r *Router) threshold(j, n int) float64 {
+	pt := r.partial[j]
+	if n == r.m || len(pt) == 0 {
+		return r.thresholds[j]
+	}
+	i := sort.Search(len(pt), func(i int) bool { return pt[i].Length >= n })
+	switch {
+	case i == 0:
+		return pt[0].Threshold
+	case i == len(pt):
+		return pt[len(pt)-1].Threshold
+	}
+	lo, hi := pt[i-1], pt[i]
+	w := float64(n-lo.Length) / float64(hi.Length-lo.Length)
+	return lo.Threshold + w*(hi.Threshold-lo.Threshold)
 }
 
 // Length is the centroids' length: the longest pattern the router takes.
@@ -74,13 +101,13 @@ func (r *Router) Length() int { return r.m }
 
 // Route picks the nearest centroid for counts (1 <= len <= Length).
 //
-// A pattern shorter than a day (the last n minutes known at a forecast
-// origin) is z-normalised and zero-padded; SBD's shift search aligns it
-// with the matching part of each centroid. Its NCC is then divided by
-// sqrt(n/m), the expected share of the centroid's norm an n-minute segment
-// carries, so that distances of partial and full-day patterns are on one
-// scale and the clusters' thresholds apply to both (for n = m this is
-// plain SBD).
+// A full day is compared by SBD, as it was clustered. A pattern shorter
+// than a day (the last n minutes known at a forecast origin) is compared
+// with every n-minute stretch of each centroid, both z-normalised: its
+// distance is 1 - the best stretch's NCC, and it is out of distribution
+// when that exceeds the nearest cluster's radius for n-minute windows
+// (manifest.Cluster.PartialThresholds), so the OOD rate holds at every
+// length.
 func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
 	if err := r.checkLength(len(counts)); err != nil {
 		return Route{}, err
@@ -116,9 +143,13 @@ func (r *Router) route(ctx context.Context, s *scratch, shape []float64) (Route,
 	p, z := s.plan, s.z
 	clear(z[n:])
 	kshape.ZNormalizeInto(z[:n], shape)
-	// The nearest centroid by NCC is the nearest after the correction too
-	// (it scales every centroid's NCC alike).
-	j, ncc, _, _ := p.Nearest(p.ScratchSpectrum(z), r.bank)
-	d := 1 - math.Min(1, ncc*math.Sqrt(float64(r.m)/float64(n)))
-	return Route{Cluster: r.ids[j], Distance: d, OOD: d > r.thresholds[j]}, nil
+	var j int
+	var ncc float64
+	if n == r.m {
+		j, ncc, _, _ = p.Nearest(p.ScratchSpectrum(z), r.bank)
+	} else {
+		j, ncc, _ = p.NearestStretch(p.ScratchSpectrum(z), n, r.stretches)
+	}
+	d := 1 - math.Max(-1, math.Min(1, ncc))
+	return Route{Cluster: r.ids[j], Distance: d, OOD: d > r.threshold(j, n)}, nil
 }

@@ -93,3 +93,53 @@ func TestConstantPatternIsOOD(t *testing.T) {
 		t.Fatalf("got %+v, %v", got, err)
 	}
 }
+
+func TestPartialThresholdInterpolates(t *testing.T) {
+	cs := testClusters(1440)
+	cs.Clusters[0].PartialThresholds = []manifest.LengthThreshold{{Length: 240, Threshold: 0.3}, {Length: 480, Threshold: 0.5}, {Length: 1439, Threshold: 0.6}}
+	r, err := New(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		cluster, n int
+		want       float64
+	}{
+		{0, 100, 0.3},  // shorter than any calibrated length: the shortest's
+		{0, 240, 0.3},  // calibrated
+		{0, 360, 0.4},  // halfway
+		{0, 1439, 0.6}, // the longest partial window
+		{0, 1440, 0.2}, // a full day: the SBD radius
+		{1, 360, 0.3},  // no partial radii: the full-day one
+	}
+	for _, tc := range cases {
+		if got := r.threshold(tc.cluster, tc.n); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("cluster index %d, %d minutes: threshold %v, want %v", tc.cluster, tc.n, got, tc.want)
+		}
+	}
+}
+
+// A partial window is compared with same-length stretches: a noisy copy
+// of the part of a peaked centroid around its peak matches only loosely,
+// and its distance says so. (The length correction this replaced scaled
+// its NCC past 1 and put it at distance 0, so no such window was ever out
+// of distribution.)
+func TestPartialWindowDistanceIsNotInflated(t *testing.T) {
+	m := 1440
+	r, err := New(testClusters(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak := bump(m, m/3, m/20)[m/3-120 : m/3+120]
+	window := make([]float64, len(peak))
+	for i, v := range peak {
+		window[i] = v + 1.0*float64((i*7919)%13)/13 // deterministic noise
+	}
+	got, err := r.Route(context.Background(), window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Cluster != 10 || got.Distance < 0.2 || !got.OOD {
+		t.Fatalf("noisy peak at distance %.3f from cluster %d (OOD %v): want cluster 10 at an honest distance, beyond its radius 0.2", got.Distance, got.Cluster, got.OOD)
+	}
+}

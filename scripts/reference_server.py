@@ -4,6 +4,9 @@ ThreadingHTTPServer, numpy, onnxruntime), so the two can be compared under
 the same load.
 
 usage: reference_server.py MODELS_DIR PORT
+       reference_server.py --route CLUSTERS_JSON < rows.json
+           (routes a JSON array of count arrays, prints [cluster, distance,
+           ood] per row: the Go router's agreement test)
 """
 
 from __future__ import annotations
@@ -41,31 +44,57 @@ def transform(x: np.ndarray, log1p: bool, smooth: int) -> np.ndarray:
 
 
 class Router:
-    """Nearest centroid by length-corrected SBD, as Go's router.Route."""
+    """Go's router.Route: SBD to each centroid for a full day; for a shorter
+    window the best NCC with any same-length stretch of each centroid
+    (wrapping past midnight), with that length's interpolated radius."""
 
     def __init__(self, clusters: dict) -> None:
         tr = clusters.get("transform", {})
         self.log1p, self.smooth = bool(tr.get("log1p")), int(tr.get("smooth", 0))
         self.m = clusters["length"]
-        self.n = 1 << (2 * self.m - 1).bit_length()
+        self.n = 1 << (2 * self.m).bit_length()
         self.ids = [c["id"] for c in clusters["clusters"]]
         self.thr = np.array([c["threshold"] for c in clusters["clusters"]])
+        self.partial = [c.get("partial_thresholds") or [] for c in clusters["clusters"]]
         cents = np.array([znorm(np.asarray(c["centroid"], float)) for c in clusters["clusters"]])
         self.spec = np.conj(np.fft.rfft(cents, self.n))
         self.norms = np.linalg.norm(cents, axis=1)
+        twice = np.concatenate([cents, cents], axis=1)
+        self.twice_spec = np.fft.rfft(twice, self.n)
+        self.sum = np.concatenate([np.zeros((len(cents), 1)), np.cumsum(twice, axis=1)], axis=1)
+        self.sum_sq = np.concatenate([np.zeros((len(cents), 1)), np.cumsum(twice**2, axis=1)], axis=1)
+
+    def threshold(self, j: int, n: int) -> float:
+        pt = self.partial[j]
+        if n == self.m or not pt:
+            return float(self.thr[j])
+        lengths = [p["length"] for p in pt]
+        values = [p["threshold"] for p in pt]
+        return float(np.interp(n, lengths, values))
 
     def route(self, counts: np.ndarray) -> tuple[int, float, bool]:
-        z = np.zeros(self.m)
-        z[: len(counts)] = znorm(transform(counts, self.log1p, self.smooth))
+        n = len(counts)
+        z = znorm(transform(counts, self.log1p, self.smooth))
         nz = np.linalg.norm(z)
         if nz == 0:
             return self.ids[0], 1.0, True
-        cc = np.fft.irfft(np.fft.rfft(z, self.n) * self.spec, self.n)
-        cc = np.concatenate([cc[:, -(self.m - 1):], cc[:, : self.m]], axis=1).max(axis=1)
-        ncc = np.minimum(1.0, cc / (nz * np.where(self.norms > 0, self.norms, np.inf)) * np.sqrt(self.m / len(counts)))
-        d = 1 - ncc
+        zs = np.fft.rfft(z, self.n)
+        if n == self.m:
+            cc = np.fft.irfft(zs * self.spec, self.n)
+            cc = np.concatenate([cc[:, -(self.m - 1):], cc[:, : self.m]], axis=1).max(axis=1)
+            ncc = cc / (nz * np.where(self.norms > 0, self.norms, np.inf))
+        else:
+            # cc[s] = sum_t doubled[t+s] z[t], s = 0..m-1
+            cc = np.fft.irfft(self.twice_spec * np.conj(zs), self.n)[:, : self.m]
+            s = np.arange(self.m)
+            mean = (self.sum[:, s + n] - self.sum[:, s]) / n
+            ss = self.sum_sq[:, s + n] - self.sum_sq[:, s] - n * mean**2
+            ok = ss > 1e-9 * n
+            ncc = np.where(ok, cc / (nz * np.sqrt(np.where(ok, ss, 1.0))), 0.0).max(axis=1)
+            ncc = np.maximum(ncc, 0.0)
+        d = 1 - np.clip(ncc, -1.0, 1.0)
         j = int(d.argmin())
-        return self.ids[j], float(d[j]), bool(d[j] > self.thr[j])
+        return self.ids[j], float(d[j]), bool(d[j] > self.threshold(j, n))
 
 
 def load(models: Path) -> tuple[Router, dict, dict]:
@@ -81,6 +110,11 @@ def load(models: Path) -> tuple[Router, dict, dict]:
 
 
 def main() -> None:
+    if sys.argv[1] == "--route":
+        router = Router(json.loads(Path(sys.argv[2]).read_text()))
+        rows = json.load(sys.stdin)
+        json.dump([list(router.route(np.asarray(r, float))) for r in rows], sys.stdout)
+        return
     models, port = Path(sys.argv[1]), int(sys.argv[2])
     router, sess, table = load(models)
 

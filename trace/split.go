@@ -29,6 +29,18 @@ func IsTest(id string) bool {
 	return binary.BigEndian.Uint64(h[:8])%100 < TestPercent
 }
 
+// ValidationPercent is the share of the training part held out for
+// validation (model selection, thresholds, calibration checks).
+const ValidationPercent = 20
+
+// IsValidation reports whether a training function is held out for
+// validation: the next 8 bytes of sha256(id), modulo 100, below
+// ValidationPercent. Python's contract.is_validation is the same rule.
+func IsValidation(id string) bool {
+	h := sha256.Sum256([]byte(id))
+	return binary.BigEndian.Uint64(h[8:16])%100 < ValidationPercent
+}
+
 // Contains reports whether id is in this part.
 func (p Part) Contains(id string) bool {
 	switch p {

@@ -21,12 +21,15 @@ import (
 )
 
 func init() {
-	register("cluster", "cluster daily patterns by shape (K-Shape); write clusters.json, Parquet and a plot; 'cluster add' grows new clusters", runCluster)
+	register("cluster", "cluster daily patterns by shape (K-Shape); write clusters.json, Parquet and a plot; 'cluster add' grows new clusters, 'cluster calibrate' recomputes partial-window radii", runCluster)
 }
 
 func runCluster(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "add" {
 		return runClusterAdd(ctx, args[1:])
+	}
+	if len(args) > 0 && args[0] == "calibrate" {
+		return runClusterCalibrate(ctx, args[1:])
 	}
 	fs := pflag.NewFlagSet("cluster", pflag.ContinueOnError)
 	data := fs.String("data", "", "Azure-layout CSV or CSV.gz")
@@ -107,7 +110,7 @@ func runCluster(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeClusters(stage, *data, topts, part, ids, x.Len(), res, k, *seed, tr); err != nil {
+	if err := writeClusters(ctx, stage, *data, topts, part, ids, x.Len(), res, k, *seed, tr); err != nil {
 		publish.Abort(stage)
 		return err
 	}
@@ -184,7 +187,7 @@ func parseRange(s string) (int, int, error) {
 // writeClusters writes clusters.json, one Parquet file per cluster with the
 // members' raw counts (streamed again from data: the same rows in the same
 // order as ids) and the centroid plot.
-func writeClusters(dir, data string, opts trace.Options, part trace.Part, ids []string, length int, res *kshape.Result, k int, seed int64, tr kshape.Transform) error {
+func writeClusters(ctx context.Context, dir, data string, opts trace.Options, part trace.Part, ids []string, length int, res *kshape.Result, k int, seed int64, tr kshape.Transform) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -239,6 +242,9 @@ func writeClusters(dir, data string, opts trace.Options, part trace.Part, ids []
 			abort()
 			return err
 		}
+	}
+	if err := calibrateRadii(ctx, &cs, data, opts, nil); err != nil {
+		return err
 	}
 	if err := manifest.Write(filepath.Join(dir, "clusters.json"), cs); err != nil {
 		return err

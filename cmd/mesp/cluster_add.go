@@ -84,6 +84,9 @@ func runClusterAdd(ctx context.Context, args []string) error {
 		nextID = max(nextID, c.ID+1)
 	}
 	var added []string
+	var addedIDs []string
+	var addedDays [][]float64
+	newIDs := map[int]bool{}
 	for j := range k {
 		var members []trace.Function
 		var dists []float64
@@ -110,8 +113,10 @@ func runClusterAdd(ctx context.Context, args []string) error {
 		cs.Clusters = append(cs.Clusters, manifest.Cluster{ID: id, Size: len(members), Centroid: res.Centroids[j], Threshold: thresholds[j], Parquet: name})
 		for i, f := range members {
 			cs.Members = append(cs.Members, manifest.Member{Function: f.ID, Cluster: id, Distance: dists[i]})
+			addedIDs, addedDays = append(addedIDs, f.ID), append(addedDays, f.Counts)
 		}
 		added = append(added, strconv.Itoa(id))
+		newIDs[id] = true
 		fmt.Fprintf(os.Stderr, "  new cluster %d: %d members, nearest existing cluster %d at SBD %.3f\n", id, len(members), route.Cluster, route.Distance)
 	}
 	if len(added) == 0 {
@@ -119,6 +124,12 @@ func runClusterAdd(ctx context.Context, args []string) error {
 		return nil
 	}
 	cs.K = len(cs.Clusters)
+	// New clusters' partial-window radii from their own members' windows
+	// (the existing clusters keep theirs; a new cluster that receives too
+	// few windows at a length falls back to its full-day radius there).
+	if err := setRadii(ctx, &cs, addedIDs, addedDays, newIDs); err != nil {
+		return err
+	}
 	if err := manifest.Write(path, cs); err != nil {
 		return err
 	}

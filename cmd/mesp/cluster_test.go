@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,7 +76,7 @@ func TestWriteClustersRefusesChangedFile(t *testing.T) {
 	ids[40] = "not-in-the-file"
 	res := &kshape.Result{Labels: make([]int, len(ids)), Distances: make([]float64, len(ids)), Centroids: [][]float64{make([]float64, 1440)}}
 	out := t.TempDir()
-	err := writeClusters(out, fixture.Sample100, trace.Options{}, trace.All, ids, 1440, res, 1, 1, kshape.Transform{})
+	err := writeClusters(context.Background(), out, fixture.Sample100, trace.Options{}, trace.All, ids, 1440, res, 1, 1, kshape.Transform{})
 	if err == nil || !strings.Contains(err.Error(), "changed while it was clustered") {
 		t.Fatalf("err %v, want a changed-file error", err)
 	}
@@ -176,5 +177,48 @@ func TestPublishVerifiesBeforeSwapping(t *testing.T) {
 	}
 	if _, err := manifest.ReadManifest(served); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// cluster calibrate rewrites the radii only and re-pins clusters.json in
+// the manifest: the set still verifies, centroids and members unchanged.
+func TestClusterCalibrateRepinsTheSet(t *testing.T) {
+	dir := fixture.CopyModels(t)
+	before, err := manifest.ReadClusters(filepath.Join(dir, "clusters.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range before.Clusters {
+		before.Clusters[i].PartialThresholds = nil
+	}
+	if err := manifest.Write(filepath.Join(dir, "clusters.json"), before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := manifest.ReadManifest(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := runClusterCalibrate(context.Background(), []string{"--data", fixture.Sample100, "--models", dir}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := manifest.Open(dir, m.Clusters, m.ClustersSHA256); err != nil {
+		t.Fatalf("clusters.json not re-pinned: %v", err)
+	}
+	after, err := manifest.ReadClusters(filepath.Join(dir, "clusters.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	radii := 0
+	for i, c := range after.Clusters {
+		radii += len(c.PartialThresholds)
+		if !slices.Equal(c.Centroid, before.Clusters[i].Centroid) || c.Threshold != before.Clusters[i].Threshold {
+			t.Fatalf("cluster %d changed beyond its partial radii", c.ID)
+		}
+	}
+	if radii == 0 || len(after.Members) != len(before.Members) {
+		t.Fatalf("%d partial radii, %d members (was %d)", radii, len(after.Members), len(before.Members))
 	}
 }
