@@ -41,6 +41,7 @@ lint: venv
 
 test-go: build venv
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-prometheus.sh
 	MESP_PYTHON=$(VENV)/bin/python $(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeForecastRequest -fuzztime 5s ./server
 

@@ -35,6 +35,38 @@ type Config struct {
 	Server Server `koanf:"server"`
 	Router Router `koanf:"router"`
 	Log    Log    `koanf:"log"`
+	// History, Scaler and Prometheus make MESP a KEDA external scaler
+	// that keeps each function's last day itself.
+	History    History    `koanf:"history"`
+	Scaler     Scaler     `koanf:"scaler"`
+	Prometheus Prometheus `koanf:"prometheus"`
+}
+
+// History configures the per-function store of per-minute counts.
+type History struct {
+	// MaxFunctions bounds the functions held (about 5.6 KiB each); a push
+	// for a new function beyond it is refused (HTTP 507).
+	MaxFunctions int `koanf:"max_functions"`
+}
+
+// Scaler configures KEDA's external scaler protocol over gRPC.
+type Scaler struct {
+	// GRPCAddr is the gRPC listen address; empty: no scaler.
+	GRPCAddr string `koanf:"grpc_addr"`
+	// StreamEvery is how often StreamIsActive re-decides.
+	StreamEvery time.Duration `koanf:"stream_every"`
+}
+
+// Prometheus configures the reader that fills the history from Prometheus.
+type Prometheus struct {
+	// URL of the Prometheus server; empty: no reader.
+	URL string `koanf:"url"`
+	// Query is PromQL giving one series of per-minute counts, $name the
+	// function.
+	Query     string   `koanf:"query"`
+	Functions []string `koanf:"functions"`
+	// Refresh is how often the last minutes are read again.
+	Refresh time.Duration `koanf:"refresh"`
 }
 
 // ORT configures ONNX Runtime.
@@ -107,6 +139,13 @@ func Defaults() map[string]any {
 		"router.ood_keep":               4,
 		"log.level":                     "info",
 		"log.format":                    "text",
+		"history.max_functions":         100000,
+		"scaler.grpc_addr":              "",
+		"scaler.stream_every":           "1m",
+		"prometheus.url":                "",
+		"prometheus.query":              `sum(increase(function_invocations_total{function="$name"}[1m]))`,
+		"prometheus.functions":          []string{},
+		"prometheus.refresh":            "1m",
 	}
 }
 
@@ -195,6 +234,17 @@ func (c Config) Validate() error {
 	case "cpu", "cuda":
 	default:
 		return fmt.Errorf("config: ort.provider %q: want cpu or cuda", c.ORT.Provider)
+	}
+	if c.History.MaxFunctions < 1 {
+		return fmt.Errorf("config: history.max_functions must be positive")
+	}
+	if c.Prometheus.URL != "" {
+		if len(c.Prometheus.Functions) == 0 || !strings.Contains(c.Prometheus.Query, "$name") || c.Prometheus.Refresh < time.Second {
+			return fmt.Errorf("config: prometheus.url is set: want prometheus.functions, a prometheus.query with $name and a prometheus.refresh of at least 1s")
+		}
+	}
+	if c.Scaler.StreamEvery < time.Second {
+		return fmt.Errorf("config: scaler.stream_every %v: want at least 1s", c.Scaler.StreamEvery)
 	}
 	if c.ORT.IntraOpThreads < 0 || c.Server.MaxBatch < 1 || c.ORT.MaxBatch < 1 {
 		return fmt.Errorf("config: ort.intra_op_threads, server.max_batch and ort.max_batch must be positive")

@@ -161,6 +161,9 @@ type Prewarm struct {
 	ValInvokedMinutes        int     `json:"val_invoked_minutes"`
 	ValKeepalive10ColdStarts int     `json:"val_keepalive10_cold_starts"`
 	ValKeepalive10Idle       int     `json:"val_keepalive10_idle_minutes"`
+	// ValIdleRatioUpper is the 95th percentile, over bootstrap resamples
+	// of the validation functions, of idle minutes over keepalive10's.
+	ValIdleRatioUpper float64 `json:"val_idle_ratio_upper,omitempty"`
 }
 
 // Expert is a cluster's model plus the decision whether to serve it.

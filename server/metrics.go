@@ -43,6 +43,10 @@ func newMetrics() *metrics {
 	return m
 }
 
+// Registerer is where other parts of the process (the gRPC scaler) put
+// their series, so that /metrics serves them too.
+func (s *Server) Registerer() prometheus.Registerer { return s.metrics.reg }
+
 func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()

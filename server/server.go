@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/router"
 )
@@ -43,6 +44,11 @@ type Options struct {
 	WriteTimeout         time.Duration
 	ShutdownTimeout      time.Duration
 	Logger               *slog.Logger
+	// History is the per-function store POST /v1/observe feeds (nil: the
+	// route answers 404).
+	History *history.Store
+	// Now is the clock for /v1/observe (time.Now when nil).
+	Now func() time.Time
 }
 
 // Server serves one Forecaster.
@@ -92,6 +98,8 @@ func New(fc *forecast.Forecaster, o Options) *Server {
 	e.POST("/v1/forecast", s.handleForecast)
 	e.POST("/v1/prewarm", s.handlePrewarm)
 	e.GET("/v1/experts", s.handleExperts)
+	e.POST("/v1/observe", s.handleObserve)
+	e.GET("/v1/history/:id", s.handleHistory)
 	e.GET("/favicon.ico", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.handleReady)
@@ -132,8 +140,10 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		if he.Internal != nil {
 			msg += ": " + he.Internal.Error()
 		}
-	case errors.Is(err, forecast.ErrInvalid):
+	case errors.Is(err, forecast.ErrInvalid), errors.Is(err, history.ErrInvalid):
 		status = http.StatusBadRequest
+	case errors.Is(err, history.ErrFull):
+		status = http.StatusInsufficientStorage
 	case errors.Is(err, ErrOverloaded):
 		status = http.StatusServiceUnavailable
 		c.Response().Header().Set("Retry-After", "1")
@@ -293,16 +303,24 @@ func Source(ctx context.Context) string {
 	return s
 }
 
+// requireJSON refuses a body that is not application/json: a cross-site
+// form or text/plain POST (which a browser sends without asking) must not
+// reach the models, the OOD log or the history.
+func requireJSON(r *http.Request) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType,
+			fmt.Sprintf("Content-Type %q: send application/json", r.Header.Get("Content-Type")))
+	}
+	return nil
+}
+
 // readForecastBody reads and decodes a /v1/forecast or /v1/prewarm body
 // into pooled memory; the caller returns mem to the pool once answered.
 func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, *PolicyJSON, error) {
 	mem.body.Reset()
 	r := c.Request()
-	// JSON only: a cross-site form or text/plain POST (which a browser
-	// sends without asking) must not reach the models or the OOD log.
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return nil, nil, echo.NewHTTPError(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("Content-Type %q: send application/json", r.Header.Get("Content-Type")))
+	if err := requireJSON(r); err != nil {
+		return nil, nil, err
 	}
 	// Reserve what the client announced only up to a small bound: a client
 	// that announces 32 MiB and trickles bytes must not hold 32 MiB per

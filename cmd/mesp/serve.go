@@ -14,6 +14,8 @@ import (
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/oodlog"
 	"github.com/mesp-project/mesp/router"
@@ -28,6 +30,7 @@ func init() {
 var serveAliases = map[string]string{
 	"addr": "server.addr", "ort-library": "ort.library", "provider": "ort.provider",
 	"admin-token": "server.admin_token", "threads": "ort.intra_op_threads", "ood-dir": "router.ood_dir",
+	"grpc-addr": "scaler.grpc_addr",
 }
 
 func runServe(ctx context.Context, args []string) error {
@@ -40,6 +43,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.String("admin-token", "", "bearer token for /v1/admin (server.admin_token)")
 	fs.Int("threads", 0, "ONNX Runtime intra-op threads per session (ort.intra_op_threads)")
 	fs.String("ood-dir", "", "folder for the out-of-distribution log (router.ood_dir)")
+	fs.String("grpc-addr", "", "serve KEDA's external scaler protocol here (scaler.grpc_addr)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,12 +79,17 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	store := history.New(manifest.PInvokeInputLen, cfg.History.MaxFunctions)
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
-		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log})
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store})
 	if st := srv.Reload("start"); !st.OK {
 		ln.Close()
 		return fmt.Errorf("loading %s: %s", cfg.Models, st.Error)
+	}
+	if err := startScaler(ctx, cfg, fc, store, srv, log); err != nil {
+		ln.Close()
+		return err
 	}
 	if cfg.Server.Watch {
 		if err := srv.Watch(ctx, cfg.Models, 500*time.Millisecond); err != nil {

@@ -1,5 +1,6 @@
 """python -m mesp_training train --models DIR [--clusters 3,4] [--config search.yaml] [--storage URL]
-python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]"""
+python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]
+python -m mesp_training threshold --models DIR [--config search.yaml]"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .invocation_train import InvokeConfig, train_invoke
+from .invocation_train import InvokeConfig, rechoose_threshold, train_invoke
 from .pipeline import load_cluster, log, train
 from .search import SearchConfig
 
@@ -31,11 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--clusters", help="comma-separated cluster ids: train only these (keeps the others)")
     i.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
     i.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    h = sub.add_parser("threshold", help="choose the default pre-warm threshold again for the served p_invoke models")
+    h.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
+    h.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
+    h.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
         clusters = [int(c) for c in a.clusters.split(",")] if a.clusters else None
+        if a.cmd == "threshold":
+            scfg = SearchConfig.load(a.config)
+            rechoose_threshold(a.models, InvokeConfig.load(a.config),
+                               lambda cl: load_cluster(a.models, cl, scfg.val_percent), log=log)
+            return 0
         if a.cmd == "train-invoke":
             icfg = InvokeConfig.load(a.config)
             scfg = SearchConfig.load(a.config)

@@ -49,6 +49,13 @@ class InvocationFeatures(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("idx", torch.arange(WINDOW, dtype=torch.float32), persistent=False)
+        self.register_buffer("gap_offsets", torch.tensor((0, *GAP_HORIZONS), dtype=torch.float32), persistent=False)
+        # Per scale w: the running sums' index w minutes back, whether that
+        # lies inside the window (else the whole history counts), and w.
+        self.register_buffer("scale_lo", torch.tensor([max(WINDOW - 1 - w, 0) for w in SCALES]), persistent=False)
+        self.register_buffer("scale_inside", torch.tensor([float(WINDOW - 1 - w >= 0) for w in SCALES]),
+                             persistent=False)
+        self.register_buffer("scale_w", torch.tensor(SCALES, dtype=torch.float32), persistent=False)
 
     @property
     def n_features(self) -> int:
@@ -72,36 +79,33 @@ class InvocationFeatures(nn.Module):
 
         # Completed idle gaps of length >= j: actives i with no invocation in
         # i+1..i+j and one later (c = running count of invoked minutes).
+        # All horizons at once ([B, 1 + len(GAP_HORIZONS), WINDOW]): a graph
+        # of few, wide operations runs faster than many narrow ones.
         c = torch.cumsum(a, 1)
         c_end = c[:, -1:]
-        later = a * (c_end > c).float()
-
-        def gaps_at_least(j: torch.Tensor) -> torch.Tensor:
-            at = torch.clamp(idx + j, max=length - 1).long()
-            return (later * (torch.gather(c, 1, at) == c).float()).sum(1, keepdim=True)
-
-        g0 = gaps_at_least(since)
+        later = (a * (c_end > c).float()).unsqueeze(1)
+        j = since.unsqueeze(2) + self.gap_offsets.view(1, -1, 1)
+        at = torch.clamp(idx.unsqueeze(1) + j, max=length - 1).long()
+        c_rep = c.unsqueeze(1).expand(-1, at.shape[1], -1)
+        at_least = (later * (torch.gather(c_rep, 2, at) == c_rep).float()).sum(2)
+        g0 = at_least[:, :1]
+        ended = g0 - at_least[:, 1:]
         rate = a.sum(1, keepdim=True) / torch.clamp(n_valid, min=1.0)
-        gap_feats = []
-        for k in GAP_HORIZONS:
-            ended = g0 - gaps_at_least(since + k)
-            # Shrunk towards the function's overall activity rate when few
-            # gaps that long were seen.
-            gap_feats.append((ended + rate) / (g0 + 1.0))
-            gap_feats.append(torch.log1p(ended))
+        # Shrunk towards the function's overall activity rate when few gaps
+        # that long were seen.
+        gap_share = (ended + rate) / (g0 + 1.0)
+        gap_feats = torch.stack([gap_share, torch.log1p(ended)], 2).reshape(b, -1)
 
+        # Activity over the last w minutes, every scale by one gather of the
+        # running sums (a scale longer than the history takes all of it).
         cx = torch.cumsum(xc, 1)
         cv = torch.cumsum(valid, 1)
-        scale_feats = []
-        for w in SCALES:
-            lo = length - 1 - w
-            if lo >= 0:
-                s_x, s_a = cx[:, -1:] - cx[:, lo:lo + 1], c[:, -1:] - c[:, lo:lo + 1]
-                s_v = cv[:, -1:] - cv[:, lo:lo + 1]
-            else:
-                s_x, s_a, s_v = cx[:, -1:], c[:, -1:], cv[:, -1:]
-            scale_feats.append(torch.log1p(s_x / w))
-            scale_feats.append(s_a / torch.clamp(s_v, min=1.0))
+        sums = torch.stack([cx, c, cv], 1)  # [B, 3, WINDOW]
+        lo = torch.gather(sums, 2, self.scale_lo.view(1, 1, -1).expand(b, 3, -1))
+        lo = lo * self.scale_inside.view(1, 1, -1)
+        diff = sums[:, :, -1:] - lo  # [B, 3, scales]
+        scale_feats = torch.stack([torch.log1p(diff[:, 0] / self.scale_w),
+                                   diff[:, 1] / torch.clamp(diff[:, 2], min=1.0)], 2).reshape(b, -1)
 
         # Hourly periodicity: the minute one hour before each target minute,
         # and the share of past hours invoked at that minute of the hour.
@@ -117,7 +121,7 @@ class InvocationFeatures(nn.Module):
             torch.log1p(g0),
         ]
         tail = [per_active, rate, torch.log1p(a.sum(1, keepdim=True))]
-        return torch.cat(head + scale_feats + gap_feats + tail + [last_hour, profile, recent], 1)
+        return torch.cat(head + [scale_feats, gap_feats] + tail + [last_hour, profile, recent], 1)
 
 
 class InvocationModel(nn.Module):

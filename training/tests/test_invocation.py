@@ -78,3 +78,37 @@ def test_padding_is_not_silence() -> None:
     assert short[rate_index] == pytest.approx(10 / 100)
     assert full[rate_index] == pytest.approx(10 / WINDOW)
     assert pad_history(r[-100:])[0] == MISSING
+
+
+def test_default_threshold_holds_idle_budget_over_resampled_functions() -> None:
+    """The default threshold is chosen so that idle minutes stay within
+    keepalive10's over resampled functions, not just on the sample: it is
+    never looser than the plain rule (fewest cold starts at no more idle on
+    the sample itself) and its resampled idle ratio is at most 1."""
+    from mesp_training.invocation_train import (
+        LOOP_END,
+        LOOP_START,
+        REFERENCE_KEEPALIVE,
+        InvokeConfig,
+        choose_threshold,
+        cold_idle,
+        keepalive_warm,
+    )
+
+    series = np.stack(list(fixture_rows().values())).astype(np.float64)
+    # p1 of minute m from minutes 1..m-1: the share of the last hour invoked
+    active = (series > 0).astype(np.float64)
+    c = np.concatenate([np.zeros((len(series), 1)), np.cumsum(active, axis=1)], axis=1)
+    minutes = np.arange(LOOP_START, LOOP_END + 1)
+    p1 = (c[:, minutes - 1] - c[:, minutes - 61]) / 60 * 0.98 + 0.01
+    thresholds = InvokeConfig().thresholds
+    got = choose_threshold(p1, series, thresholds)
+
+    invoked = series[:, LOOP_START - 1:LOOP_END] > 0
+    _, ka_idle = cold_idle(invoked, keepalive_warm(series, REFERENCE_KEEPALIVE))
+    points = [(*cold_idle(invoked, p1 >= th), th) for th in thresholds]
+    plain = min(p for p in points if p[1] <= ka_idle)
+    assert got["val_idle_ratio_upper"] <= 1
+    assert got["val_idle_minutes"] <= ka_idle
+    assert got["val_idle_minutes"] <= cold_idle(invoked, p1 >= plain[2])[1]
+    assert got["threshold"] > plain[2]  # on these rows the sample alone would overspend

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/promread"
+	"github.com/mesp-project/mesp/scaler"
+	"github.com/mesp-project/mesp/server"
+)
+
+// startScaler wires the Prometheus reader (when prometheus.url is set) and
+// KEDA's external scaler over gRPC (when scaler.grpc_addr is set); both
+// stop with ctx.
+func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server, log *slog.Logger) error {
+	if cfg.Prometheus.URL != "" {
+		r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: cfg.Prometheus.Functions,
+			Store: store, Log: log}
+		go r.Run(ctx, cfg.Prometheus.Refresh)
+	}
+	if cfg.Scaler.GRPCAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.Scaler.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("scaler: %w", err)
+	}
+	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery,
+		DefaultThreshold: func() float64 {
+			if s := fc.Current(); s != nil {
+				return s.PrewarmThreshold()
+			}
+			return 0
+		}}, srv.Registerer())
+	go func() {
+		<-ctx.Done()
+		stopped := make(chan struct{})
+		go func() { g.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(cfg.Server.ShutdownTimeout):
+			g.Stop() // open StreamIsActive streams end only when KEDA closes them
+		}
+	}()
+	go func() {
+		if err := g.Serve(ln); err != nil {
+			log.Error("scaler stopped", "err", err)
+		}
+	}()
+	log.Info("KEDA external scaler serving", "grpc_addr", ln.Addr().String())
+	return nil
+}

@@ -1,0 +1,176 @@
+// Package history keeps, per function, the last day of per-minute
+// invocation counts inside MESP, so that a caller (KEDA, a platform's
+// control loop) can ask for a decision by function name instead of
+// sending 1440 numbers on every call. It is fed by pushes (POST
+// /v1/observe) and by a Prometheus reader; both set a minute's count, so
+// that a minute sent twice, late or out of order, ends the same.
+package history
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+)
+
+// Observation is one function's invocation count in one minute. Minute is
+// the Unix time of the minute's start divided by 60.
+type Observation struct {
+	ID     string
+	Minute int64
+	Count  float64
+}
+
+// ErrUnknown marks a function the store holds no history for.
+var ErrUnknown = errors.New("history: no history for function")
+
+// ErrFull marks an observation of a new function refused because the store
+// already holds its limit of functions.
+var ErrFull = errors.New("history: function limit reached")
+
+// ErrInvalid marks an unusable observation.
+var ErrInvalid = errors.New("history: bad observation")
+
+// Store holds a float32 ring of the last Length minutes per function:
+// 4 bytes a minute, about 5.6 KiB per function for a day, and at most
+// MaxFunctions functions. A new function beyond the limit is refused with
+// ErrFull (never a silent eviction: a platform would rather see the error
+// than lose a function's history). Safe for concurrent use.
+type Store struct {
+	length, max int
+	mu          sync.RWMutex
+	series      map[string]*ring
+}
+
+// ring is one function's counts: counts[minute % length] for the minutes
+// newest-length+1..newest; minutes before first were never observed.
+type ring struct {
+	mu            sync.Mutex
+	counts        []float32
+	newest, first int64
+}
+
+// New makes a store of length-minute histories for at most maxFunctions
+// functions.
+func New(length, maxFunctions int) *Store {
+	return &Store{length: length, max: maxFunctions, series: map[string]*ring{}}
+}
+
+// Length is the most minutes a history holds.
+func (s *Store) Length() int { return s.length }
+
+// Len is the number of functions held.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.series)
+}
+
+// Check validates one observation without storing it.
+func Check(o Observation) error {
+	switch {
+	case o.ID == "":
+		return fmt.Errorf("%w: empty function id", ErrInvalid)
+	case math.IsNaN(o.Count) || math.IsInf(o.Count, 0) || o.Count < 0 || o.Count > math.MaxFloat32:
+		return fmt.Errorf("%w: function %q minute %d: count %v, want a finite number >= 0", ErrInvalid, o.ID, o.Minute, o.Count)
+	case o.Minute <= 0:
+		return fmt.Errorf("%w: function %q: minute %d, want a positive Unix minute", ErrInvalid, o.ID, o.Minute)
+	}
+	return nil
+}
+
+// Observe sets the count of each observation's minute. Minutes newer than
+// a function's newest move its window on (minutes skipped in between count
+// as 0: no invocation reported); older minutes inside the window overwrite
+// their slot; minutes older than the window are dropped and counted in
+// stale. It stops at the first invalid observation or, for a new function,
+// at the function limit, and returns how many it stored before.
+func (s *Store) Observe(obs []Observation) (stored, stale int, err error) {
+	for _, o := range obs {
+		if err := Check(o); err != nil {
+			return stored, stale, err
+		}
+		r, err := s.ring(o.ID)
+		if err != nil {
+			return stored, stale, err
+		}
+		if r.set(o.Minute, float32(o.Count), s.length) {
+			stored++
+		} else {
+			stale++
+		}
+	}
+	return stored, stale, nil
+}
+
+func (s *Store) ring(id string) (*ring, error) {
+	s.mu.RLock()
+	r, ok := s.series[id]
+	s.mu.RUnlock()
+	if ok {
+		return r, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.series[id]; ok {
+		return r, nil
+	}
+	if len(s.series) >= s.max {
+		return nil, fmt.Errorf("%w: %d functions held, none added (history.max_functions)", ErrFull, len(s.series))
+	}
+	r = &ring{counts: make([]float32, s.length)}
+	s.series[id] = r
+	return r, nil
+}
+
+// set stores one minute; false when it is older than the window.
+func (r *ring) set(minute int64, v float32, length int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := int64(length)
+	switch {
+	case r.newest == 0: // first observation
+		r.newest, r.first = minute, minute
+	case minute > r.newest:
+		// zero the slots of the minutes skipped (all, after a long silence)
+		for t := r.newest + 1; t < minute && t <= r.newest+n; t++ {
+			r.counts[t%n] = 0
+		}
+		r.newest = minute
+		r.first = max(r.first, minute-n+1)
+	case minute <= r.newest-n:
+		return false
+	default:
+		r.first = min(r.first, minute)
+	}
+	r.counts[minute%n] = v
+	return true
+}
+
+// Window returns a function's counts for the minutes before end (a Unix
+// minute, exclusive), oldest first: at most Length minutes, starting no
+// earlier than its first observed minute. Minutes after its newest
+// observation count as 0 (nothing was reported). ErrUnknown if the store
+// has never seen the function.
+func (s *Store) Window(id string, end int64) ([]float64, error) {
+	s.mu.RLock()
+	r, ok := s.series[id]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknown, id)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := int64(s.length)
+	lo := max(r.first, end-n, r.newest-n+1)
+	if end <= lo {
+		return nil, nil
+	}
+	out := make([]float64, end-lo)
+	for t := lo; t < end; t++ {
+		if t <= r.newest {
+			out[t-lo] = float64(r.counts[t%n])
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,130 @@
+package history_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/internal/fixture"
+)
+
+const day = int64(29_000_000) // a Unix minute (2025) where the test's day starts
+
+// A day of real counts of every fixture function, pushed by 16 goroutines
+// in shuffled order with every minute sent twice, reads back exactly.
+func TestConcurrentWritersLoseNoMinute(t *testing.T) {
+	fns := fixture.Rows(t)
+	var obs []history.Observation
+	for _, f := range fns {
+		for m, c := range f.Counts {
+			o := history.Observation{ID: f.ID, Minute: day + int64(m), Count: c}
+			obs = append(obs, o, o)
+		}
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(obs), func(i, j int) { obs[i], obs[j] = obs[j], obs[i] })
+	s := history.New(1440, len(fns))
+	var wg sync.WaitGroup
+	const writers = 16
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w * 64; i < len(obs); i += writers * 64 {
+				if _, _, err := s.Observe(obs[i:min(i+64, len(obs))]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range fns {
+		got, err := s.Window(f.ID, day+1440)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, f.Counts) {
+			t.Fatalf("%s: read back %d minutes, differing from the %d pushed", f.ID, len(got), len(f.Counts))
+		}
+	}
+}
+
+func TestObserveAndWindow(t *testing.T) {
+	obs := func(pairs ...int64) []history.Observation {
+		var out []history.Observation
+		for i := 0; i < len(pairs); i += 2 {
+			out = append(out, history.Observation{ID: "f", Minute: day + pairs[i], Count: float64(pairs[i+1])})
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		length int
+		push   []history.Observation
+		end    int64
+		want   []float64
+		stale  int
+	}{
+		{"in order", 5, obs(0, 1, 1, 2, 2, 3), 3, []float64{1, 2, 3}, 0},
+		{"a resent minute replaces, not adds", 5, obs(0, 1, 1, 2, 1, 7), 2, []float64{1, 7}, 0},
+		{"out of order", 5, obs(2, 3, 0, 1, 1, 2), 3, []float64{1, 2, 3}, 0},
+		{"skipped minutes are zero", 5, obs(0, 4, 3, 5), 4, []float64{4, 0, 0, 5}, 0},
+		{"silent since: zeros up to end", 5, obs(0, 4, 1, 6), 4, []float64{4, 6, 0, 0}, 0},
+		{"the window keeps the last length minutes", 3, obs(0, 1, 1, 2, 2, 3, 3, 4, 4, 5), 5, []float64{3, 4, 5}, 0},
+		{"older than the window: dropped, counted", 3, obs(5, 1, 1, 9), 6, []float64{1}, 1},
+		{"a late minute inside the window extends it back", 4, obs(5, 1, 3, 2), 6, []float64{2, 0, 1}, 0},
+		{"a long silence clears every slot", 3, obs(0, 1, 1, 2, 10, 3), 11, []float64{0, 0, 3}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := history.New(tc.length, 10)
+			_, stale, err := s.Observe(tc.push)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Window("f", day+tc.end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) || stale != tc.stale {
+				t.Fatalf("window %v (stale %d), want %v (stale %d)", got, stale, tc.want, tc.stale)
+			}
+		})
+	}
+}
+
+func TestObserveRefuses(t *testing.T) {
+	cases := []struct {
+		name string
+		o    history.Observation
+		want error
+	}{
+		{"negative count", history.Observation{ID: "f", Minute: day, Count: -1}, history.ErrInvalid},
+		{"NaN", history.Observation{ID: "f", Minute: day, Count: math.NaN()}, history.ErrInvalid},
+		{"beyond float32", history.Observation{ID: "f", Minute: day, Count: 1e39}, history.ErrInvalid},
+		{"no id", history.Observation{Minute: day, Count: 1}, history.ErrInvalid},
+		{"no minute", history.Observation{ID: "f", Count: 1}, history.ErrInvalid},
+		{"a function past the limit", history.Observation{ID: "third", Minute: day, Count: 1}, history.ErrFull},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := history.New(60, 2)
+			if _, _, err := s.Observe([]history.Observation{{ID: "one", Minute: day, Count: 1}, {ID: "two", Minute: day, Count: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.Observe([]history.Observation{tc.o}); !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+			if s.Len() != 2 {
+				t.Fatalf("%d functions held after a refused observation", s.Len())
+			}
+		})
+	}
+	if _, err := history.New(60, 1).Window("nobody", day); !errors.Is(err, history.ErrUnknown) {
+		t.Fatalf("unknown function: %v", err)
+	}
+}

@@ -1,0 +1,236 @@
+// Package scaler is MESP as a KEDA external scaler (KEDA's
+// externalscaler.proto, served over gRPC with KEDA's own generated code):
+// KEDA names a function in a ScaledObject's metadata, MESP reads its last
+// day of per-minute counts from the history store and answers from the
+// experts. IsActive is the pre-warm decision for the current minute
+// (p_invoke >= threshold, as POST /v1/prewarm decides); GetMetrics is the
+// demand coming, the largest expected per-minute count over the next
+// demandMinutes minutes, which KEDA divides by the target to size the
+// workload.
+package scaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
+)
+
+// Predictor answers p_invoke and expected counts for patterns, routed as
+// served (forecast.Forecaster).
+type Predictor interface {
+	Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error)
+}
+
+// Metadata keys a ScaledObject's trigger may set.
+const (
+	KeyFunction      = "function"      // required: the function's name in the history store
+	KeyThreshold     = "threshold"     // p_invoke at or above it: active (default: the manifest's)
+	KeyDemandMinutes = "demandMinutes" // minutes ahead whose largest forecast is the demand (default 10)
+	KeyTarget        = "target"        // invocations per minute one replica serves (default 60)
+)
+
+// Defaults for the optional metadata.
+const (
+	DefaultDemandMinutes = 10
+	DefaultTarget        = 60.0
+)
+
+// Server implements KEDA's ExternalScaler service.
+type Server struct {
+	externalscaler.UnimplementedExternalScalerServer
+	Predictor Predictor
+	History   *history.Store
+	// DefaultThreshold is the models' default pre-warm threshold (0: none).
+	DefaultThreshold func() float64
+	// Now is the clock (time.Now when nil): the current minute is the one
+	// decided, from the minutes before it.
+	Now func() time.Time
+	// StreamEvery is how often StreamIsActive re-decides (a minute when 0).
+	StreamEvery time.Duration
+}
+
+// trigger is a ScaledObject's parsed metadata.
+type trigger struct {
+	function      string
+	threshold     float64
+	demandMinutes int
+	target        float64
+}
+
+func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
+	if ref == nil {
+		return trigger{}, status.Error(codes.InvalidArgument, "no ScaledObjectRef")
+	}
+	md := ref.GetScalerMetadata()
+	t := trigger{function: md[KeyFunction], demandMinutes: DefaultDemandMinutes, target: DefaultTarget}
+	if t.function == "" {
+		return t, status.Errorf(codes.InvalidArgument, "ScaledObject %s/%s: metadata %q (the function's name) is required", ref.GetNamespace(), ref.GetName(), KeyFunction)
+	}
+	if v, ok := md[KeyThreshold]; ok {
+		th, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(th >= 0 && th <= 1) {
+			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want a probability in [0, 1]", KeyThreshold, v)
+		}
+		t.threshold = th
+	} else {
+		if s.DefaultThreshold != nil {
+			t.threshold = s.DefaultThreshold()
+		}
+		if !(t.threshold > 0) {
+			return t, status.Errorf(codes.FailedPrecondition, "the models in service have no default pre-warm threshold: set metadata %s", KeyThreshold)
+		}
+	}
+	if v, ok := md[KeyDemandMinutes]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 60 {
+			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want 1..60 minutes", KeyDemandMinutes, v)
+		}
+		t.demandMinutes = n
+	}
+	if v, ok := md[KeyTarget]; ok {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(x > 0) || math.IsInf(x, 0) {
+			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want invocations per minute per replica, > 0", KeyTarget, v)
+		}
+		t.target = x
+	}
+	return t, nil
+}
+
+// Decision is one function's answer for the current minute.
+type Decision struct {
+	Active bool
+	// Demand is the largest expected per-minute count over the trigger's
+	// demand minutes.
+	Demand float64
+	Result forecast.Result
+}
+
+// Decide reads the function's history up to the current minute and asks
+// the models: the same p_invoke and forecast POST /v1/prewarm gives for
+// those counts.
+func (s *Server) Decide(ctx context.Context, t trigger) (Decision, error) {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	counts, err := s.History.Window(t.function, now().Unix()/60)
+	if err != nil {
+		if errors.Is(err, history.ErrUnknown) {
+			return Decision{}, status.Errorf(codes.NotFound, "%v: push it to POST /v1/observe or configure it for the Prometheus reader", err)
+		}
+		return Decision{}, status.Error(codes.Internal, err.Error())
+	}
+	res, err := s.Predictor.Predict(ctx, []forecast.Request{{ID: t.function, Counts: counts}}, forecast.Routed, forecast.Counts|forecast.PInvoke)
+	switch {
+	case errors.Is(err, forecast.ErrInvalid):
+		return Decision{}, status.Errorf(codes.FailedPrecondition, "function %q: %d minutes of history: %v", t.function, len(counts), err)
+	case errors.Is(err, forecast.ErrNotReady):
+		return Decision{}, status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, forecast.ErrNoPInvoke):
+		return Decision{}, status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return Decision{}, status.FromContextError(err).Err()
+	case err != nil:
+		return Decision{}, status.Error(codes.Internal, err.Error())
+	}
+	r := res[0]
+	return Decision{Active: r.PInvoke[0] >= t.threshold, Demand: slices.Max(r.Forecast[:t.demandMinutes]), Result: r}, nil
+}
+
+// IsActive is KEDA's activation question: warm for the current minute?
+func (s *Server) IsActive(ctx context.Context, ref *externalscaler.ScaledObjectRef) (*externalscaler.IsActiveResponse, error) {
+	t, err := s.parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.Decide(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &externalscaler.IsActiveResponse{Result: d.Active}, nil
+}
+
+// StreamIsActive sends the decision at once and then every StreamEvery,
+// until KEDA closes the stream.
+func (s *Server) StreamIsActive(ref *externalscaler.ScaledObjectRef, stream externalscaler.ExternalScaler_StreamIsActiveServer) error {
+	t, err := s.parse(ref)
+	if err != nil {
+		return err
+	}
+	every := s.StreamEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		d, err := s.Decide(stream.Context(), t)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&externalscaler.IsActiveResponse{Result: d.Active}); err != nil {
+			return err
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// MetricName is the metric KEDA asks for, per function.
+func MetricName(function string) string {
+	return "mesp-" + strings.Trim(unsafeMetric.ReplaceAllString(strings.ToLower(function), "-"), "-")
+}
+
+var unsafeMetric = regexp.MustCompile(`[^a-z0-9]+`)
+
+// GetMetricSpec tells KEDA the metric and its per-replica target.
+func (s *Server) GetMetricSpec(_ context.Context, ref *externalscaler.ScaledObjectRef) (*externalscaler.GetMetricSpecResponse, error) {
+	t, err := s.parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	return &externalscaler.GetMetricSpecResponse{MetricSpecs: []*externalscaler.MetricSpec{{
+		MetricName: MetricName(t.function), TargetSize: int64(math.Ceil(t.target)), TargetSizeFloat: t.target,
+	}}}, nil
+}
+
+// GetMetrics is the demand coming: the largest expected per-minute count
+// over the next demandMinutes minutes.
+func (s *Server) GetMetrics(ctx context.Context, req *externalscaler.GetMetricsRequest) (*externalscaler.GetMetricsResponse, error) {
+	t, err := s.parse(req.GetScaledObjectRef())
+	if err != nil {
+		return nil, err
+	}
+	if name := req.GetMetricName(); name != "" && name != MetricName(t.function) {
+		return nil, status.Errorf(codes.InvalidArgument, "metric %q: this trigger's metric is %q", name, MetricName(t.function))
+	}
+	d, err := s.Decide(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &externalscaler.GetMetricsResponse{MetricValues: []*externalscaler.MetricValue{{
+		MetricName: MetricName(t.function), MetricValue: int64(math.Ceil(d.Demand)), MetricValueFloat: d.Demand,
+	}}}, nil
+}
+
+// String describes a trigger in logs.
+func (t trigger) String() string {
+	return fmt.Sprintf("function %q threshold %v demand over %d min target %v", t.function, t.threshold, t.demandMinutes, t.target)
+}

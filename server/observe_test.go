@@ -1,0 +1,109 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/server"
+)
+
+// A day of real counts of 20 functions, pushed over HTTP by 12 concurrent
+// clients in batches that interleave functions and minutes (every minute
+// twice), reads back exactly from GET /v1/history.
+func TestObserveConcurrentPushesLoseNoMinute(t *testing.T) {
+	end := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	start := end.Add(-1440 * time.Minute)
+	ts := startWith(t, func(o *server.Options) {
+		o.History = history.New(1440, 100)
+		o.Now = func() time.Time { return end.Add(30 * time.Second) }
+	})
+	fns := fixtureRows(t, 20)
+	var all []server.ObservationJSON
+	for m := range 1440 {
+		for _, f := range fns {
+			c := f.Counts[m]
+			o := server.ObservationJSON{ID: f.ID, Minute: start.Add(time.Duration(m) * time.Minute), Count: &c}
+			all = append(all, o, o)
+		}
+	}
+	const clients, batch = 12, 500
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w * batch; i < len(all); i += clients * batch {
+				body, _ := json.Marshal(server.ObserveRequest{Observations: all[i:min(i+batch, len(all))]})
+				if code, b := post(t, ts.URL+"/v1/observe", string(body)); code != http.StatusOK {
+					t.Errorf("push: %d %s", code, b)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range fns {
+		code, b := get(t, ts.URL+"/v1/history/"+f.ID)
+		var h server.HistoryResponse
+		if code != http.StatusOK || json.Unmarshal(b, &h) != nil {
+			t.Fatalf("history of %s: %d %s", f.ID, code, b)
+		}
+		if !h.End.Equal(end) || !slices.Equal(h.Counts, f.Counts) {
+			t.Fatalf("history of %s: %d minutes ending %v differ from the day pushed", f.ID, len(h.Counts), h.End)
+		}
+	}
+}
+
+func TestObserveRefusesBadInput(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
+	store := history.New(1440, 2)
+	ts := startWith(t, func(o *server.Options) {
+		o.History = store
+		o.Now = func() time.Time { return now }
+	})
+	ok := `{"id":"a","minute":"2026-11-27T11:59:00Z","count":1}`
+	cases := []struct {
+		name, body string
+		status     int
+		message    string
+	}{
+		{"negative count", `{"observations":[` + ok + `,{"id":"b","minute":"2026-11-27T11:59:00Z","count":-1}]}`, 400, "count -1"},
+		{"null count", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:00Z","count":null}]}`, 400, "null"},
+		{"not on a minute", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:10Z","count":1}]}`, 400, "seconds 0"},
+		{"in the future", `{"observations":[{"id":"b","minute":"2026-11-27T12:05:00Z","count":1}]}`, 400, "future"},
+		{"not a time", `{"observations":[{"id":"b","minute":"yesterday","count":1}]}`, 400, "body"},
+		{"unknown field", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:00Z","count":1,"x":2}]}`, 400, "unknown field"},
+		{"empty", `{"observations":[]}`, 400, "no observations"},
+		{"no id", `{"observations":[{"minute":"2026-11-27T11:59:00Z","count":1}]}`, 400, "empty function id"},
+		{"a third function past the limit of two", `{"observations":[` + ok + `,{"id":"b","minute":"2026-11-27T11:59:00Z","count":1},{"id":"c","minute":"2026-11-27T11:59:00Z","count":1}]}`, 507, "limit"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, b := post(t, ts.URL+"/v1/observe", tc.body)
+			var e server.APIError
+			if code != tc.status || json.Unmarshal(b, &e) != nil || e.Error.Status != tc.status || !strings.Contains(e.Error.Message, tc.message) {
+				t.Fatalf("%d %s, want %d with %q", code, b, tc.status, tc.message)
+			}
+		})
+	}
+	// the refused batches stored nothing but what came before the limit
+	if code, b := get(t, ts.URL+"/v1/history/c"); code != http.StatusNotFound {
+		t.Fatalf("function c after a refused push: %d %s", code, b)
+	}
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/observe", strings.NewReader(`{"observations":[`+ok+`]}`))
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("text/plain push: %d", resp.StatusCode)
+	}
+}
