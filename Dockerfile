@@ -39,7 +39,8 @@ ENV MESP_ORT__LIBRARY=/usr/local/lib/libonnxruntime.so.1 \
 # numeric, so that Kubernetes runAsNonRoot can verify it; the user is "mesp"
 USER 10001
 WORKDIR /srv/mesp
-EXPOSE 8080
+# 8080: HTTP; 9091: KEDA's external scaler protocol (gRPC), when scaler.grpc_addr is set
+EXPOSE 8080 9091
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD ["curl", "-fsS", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["/usr/local/bin/mesp"]
 CMD ["serve"]
