@@ -32,7 +32,7 @@ type FunctionCounts struct {
 	Counts []float64 `json:"counts,omitempty"`
 }
 
-// DecodeForecastRequest parses and bounds a request body. Values are
+// decodeForecastRequest parses and bounds a request body. Values are
 // checked later against the models in service (length, sign); here: valid
 // JSON, numbers only (a null count is an error, not a zero), no unknown
 // fields, a non-empty batch of at most maxBatch functions.
@@ -44,14 +44,9 @@ type FunctionCounts struct {
 // same values (FuzzDecodeForecastRequest checks it); it is stricter where
 // encoding/json is lenient (null counts, case-insensitive keys, invalid
 // UTF-8).
-func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error) {
-	reqs, _, _, err := decodeForecastRequest(body, maxBatch, 0, nil)
-	return reqs, err
-}
-
-// decodeForecastRequest is DecodeForecastRequest that also bounds each
-// function's counts (maxCounts, 0: no bound) while scanning, appends every
-// function's counts to arena, which it returns (grown if need be) so that
+//
+// It bounds each function's counts (maxCounts, 0: no bound) while
+// scanning, appends every function's counts to arena, which it returns (grown if need be) so that
 // the caller can reuse it once the requests are answered, and returns the
 // request's policy (nil when absent).
 func decodeForecastRequest(body []byte, maxBatch, maxCounts int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {

@@ -178,3 +178,10 @@ func BenchmarkDecodeForecastRequest64EncodingJSON(b *testing.B) {
 		}
 	}
 }
+
+// DecodeForecastRequest decodes a whole body with no bound on counts: the
+// decoder as the fuzz and table tests drive it.
+func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error) {
+	reqs, _, _, err := decodeForecastRequest(body, maxBatch, 0, nil)
+	return reqs, err
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the server's Prometheus series, in their own registry so
@@ -39,7 +40,7 @@ func newMetrics() *metrics {
 	m.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mesp_responses_dropped_total", Help: "Answers computed but not delivered (the write failed, e.g. past the write timeout)."})
 	m.reg.MustRegister(m.requests, m.latency, m.routes, m.loads, m.rejected, m.dropped,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

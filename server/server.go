@@ -112,9 +112,6 @@ func New(fc *forecast.Forecaster, o Options) *Server {
 	return s
 }
 
-// Echo exposes the router for tests and for adding routes (console, V2).
-func (s *Server) Echo() *echo.Echo { return s.echo }
-
 func (s *Server) chainOnRoute(next forecast.RouteHook) forecast.RouteHook {
 	return func(ctx context.Context, id string, counts []float64, rt router.Route, kind string) {
 		label := kind

@@ -66,7 +66,9 @@ func v2Error(c echo.Context, status int, msg string) error {
 	return c.JSON(status, map[string]string{"error": msg})
 }
 
-// v2Model resolves a model name; "" means unknown.
+// v2Model resolves a model name ("mesp", routed, or one loaded model's
+// id) to the shortest input it takes; ok is false for an unknown name or
+// before any models are loaded.
 func (s *Server) v2Model(name string) (inputLen int, ok bool) {
 	set := s.fc.Current()
 	if set == nil {

@@ -83,7 +83,6 @@ type Reader struct {
 	header  []string
 	opts    Options
 	skipped int
-	errs    []error
 }
 
 // Open opens a CSV or gzip-compressed CSV (detected by its magic bytes, not
@@ -149,14 +148,8 @@ func checkHeader(h []string) error {
 	return nil
 }
 
-// Minutes is the number of minute columns per row.
-func (r *Reader) Minutes() int { return len(r.header) - len(idColumns) }
-
 // Skipped is the number of invalid rows skipped so far (Options.SkipBad).
 func (r *Reader) Skipped() int { return r.skipped }
-
-// SkippedErrors are the errors of the skipped rows (at most the first 100).
-func (r *Reader) SkippedErrors() []error { return r.errs }
 
 // Next returns the next valid row, or io.EOF after the last one.
 func (r *Reader) Next() (Function, error) {
@@ -169,7 +162,7 @@ func (r *Reader) Next() (Function, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) && !errors.Is(err, io.ErrUnexpectedEOF) && r.opts.SkipBad {
-				r.skip(&ParseError{File: r.name, Line: pe.Line, Err: err})
+				r.skip()
 				continue
 			}
 			return Function{}, r.wrapIOError(err, line)
@@ -177,7 +170,7 @@ func (r *Reader) Next() (Function, error) {
 		fn, perr := r.parse(rec, line)
 		if perr != nil {
 			if r.opts.SkipBad {
-				r.skip(perr)
+				r.skip()
 				continue
 			}
 			return Function{}, perr
@@ -186,12 +179,7 @@ func (r *Reader) Next() (Function, error) {
 	}
 }
 
-func (r *Reader) skip(err error) {
-	r.skipped++
-	if len(r.errs) < 100 {
-		r.errs = append(r.errs, err)
-	}
-}
+func (r *Reader) skip() { r.skipped++ }
 
 func (r *Reader) wrapIOError(err error, line int) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) {

@@ -69,7 +69,7 @@ func runCluster(ctx context.Context, args []string) error {
 	var x *kshape.Matrix
 	var ids []string
 	var shape, prefix []float64
-	if _, err := trace.Each(*data, topts, func(f trace.Function) error {
+	skipped, err := trace.Each(*data, topts, func(f trace.Function) error {
 		if !part.Contains(f.ID) {
 			return nil
 		}
@@ -82,8 +82,12 @@ func runCluster(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "\rcluster: read %d functions", len(ids))
 		}
 		return x.Append(tr.ApplyInto(shape, f.Counts, prefix))
-	}); err != nil {
+	})
+	if err != nil {
 		return err
+	}
+	if skipped > 0 {
+		fmt.Fprintf(os.Stderr, "\rcluster: skipped %d invalid rows (--skip-bad)\n", skipped)
 	}
 	if x == nil {
 		return fmt.Errorf("%s: no functions in the %s part", *data, part)

@@ -5,8 +5,8 @@ import (
 	"slices"
 )
 
-// ReadDays joins daily files (in the given order, e.g. d01..d14) into one
-// multi-day series per function. A function missing from a day gets zeros
+// ReadDays (test-only) joins daily files (in the given order, e.g.
+// d01..d14) into one multi-day series per function. A function missing from a day gets zeros
 // for that day, as in the Azure trace, where a function not invoked on a day
 // has no row.
 func ReadDays(paths []string, opts Options) ([]Function, error) {
