@@ -6,13 +6,15 @@ package backtest
 import (
 	"math"
 	"sort"
+
+	"github.com/mesp-project/mesp/manifest"
 )
 
 // Origins are the forecast origins (minutes elapsed in the day).
 var Origins = []int{1080, 1140, 1200, 1260, 1320, 1380}
 
-// Horizon is the forecast length in minutes.
-const Horizon = 60
+// Horizon is the forecast length in minutes: the contract's.
+const Horizon = manifest.Horizon
 
 // ScaleEnd is the last minute of the in-sample part used for MASE's scale.
 const ScaleEnd = 1080

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mesp-project/mesp/kshape"
 )
 
 // Version is the format version of both files.
@@ -63,11 +65,9 @@ type Clusters struct {
 }
 
 // Transform is the representation clustered: log1p, then a centred moving
-// average of Smooth minutes (see kshape.Transform).
-type Transform struct {
-	Log1p  bool `json:"log1p"`
-	Smooth int  `json:"smooth"`
-}
+// average of Smooth minutes. It is kshape's own type, so that clustering,
+// clusters.json and the router share one definition.
+type Transform = kshape.Transform
 
 // Cluster is one K-Shape cluster.
 type Cluster struct {

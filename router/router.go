@@ -55,7 +55,7 @@ func New(cs manifest.Clusters) (*Router, error) {
 	if len(cs.Clusters) == 0 || cs.Length < 2 {
 		return nil, fmt.Errorf("router: no clusters")
 	}
-	r := &Router{m: cs.Length, transform: kshape.Transform{Log1p: cs.Transform.Log1p, Smooth: cs.Transform.Smooth}}
+	r := &Router{m: cs.Length, transform: cs.Transform}
 	r.scratch.New = func() any {
 		return &scratch{plan: kshape.NewPlan(r.m), shape: make([]float64, r.m), prefix: make([]float64, r.m+1), z: make([]float64, r.m)}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/manifest"
 )
 
 // The KServe V2 / Open Inference Protocol (REST, JSON tensors; the binary
@@ -89,9 +90,9 @@ func (s *Server) v2Metadata(c echo.Context) error {
 	if !ok {
 		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
 	}
-	outputs := []map[string]any{{"name": "forecast", "datatype": "FP32", "shape": []int{-1, 60}}}
+	outputs := []map[string]any{{"name": "forecast", "datatype": "FP32", "shape": []int{-1, manifest.Horizon}}}
 	if set := s.fc.Current(); set != nil && set.PDense != nil {
-		outputs = append(outputs, map[string]any{"name": "p_invoke", "datatype": "FP32", "shape": []int{-1, 60}})
+		outputs = append(outputs, map[string]any{"name": "p_invoke", "datatype": "FP32", "shape": []int{-1, manifest.Horizon}})
 	}
 	if name == "mesp" {
 		outputs = append(outputs, map[string]any{"name": "cluster", "datatype": "INT64", "shape": []int{-1}},
@@ -141,7 +142,7 @@ func (s *Server) v2Infer(c echo.Context) error {
 		}
 		return v2Error(c, status, err.Error())
 	}
-	fc := make([]float32, 0, len(res)*60)
+	fc := make([]float32, 0, len(res)*manifest.Horizon)
 	var pinv []float32
 	cl := make([]int64, len(res))
 	dist := make([]float64, len(res))
@@ -154,9 +155,9 @@ func (s *Server) v2Infer(c echo.Context) error {
 		}
 		cl[i], dist[i] = int64(r.Cluster), r.Distance
 	}
-	all := []v2TensorOut{{Name: "forecast", Shape: []int{len(res), 60}, Datatype: "FP32", Data: fc}}
+	all := []v2TensorOut{{Name: "forecast", Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: fc}}
 	if pinv != nil {
-		all = append(all, v2TensorOut{Name: "p_invoke", Shape: []int{len(res), 60}, Datatype: "FP32", Data: pinv})
+		all = append(all, v2TensorOut{Name: "p_invoke", Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: pinv})
 	}
 	if name == "mesp" {
 		all = append(all, v2TensorOut{Name: "cluster", Shape: []int{len(res)}, Datatype: "INT64", Data: cl},

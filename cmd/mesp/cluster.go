@@ -197,7 +197,7 @@ func writeClusters(ctx context.Context, dir, data string, opts trace.Options, pa
 	}
 	thresholds := kshape.Threshold(res, k, 0.99)
 	cs := manifest.Clusters{Version: manifest.Version, K: k, Seed: seed, Objective: res.Objective, Length: length,
-		Transform: manifest.Transform{Log1p: tr.Log1p, Smooth: tr.Smooth}}
+		Transform: tr}
 	sizes := make([]int, k)
 	for i, id := range ids {
 		sizes[res.Labels[i]]++

@@ -53,7 +53,7 @@ func runClusterAdd(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d patterns, fewer than --min-size %d", len(fns), *minSize)
 	}
 	// The existing clusters' representation, so new centroids compare.
-	tr := kshape.Transform{Log1p: cs.Transform.Log1p, Smooth: cs.Transform.Smooth}
+	tr := cs.Transform
 	series := make([][]float64, len(fns))
 	for i, f := range fns {
 		series[i] = tr.Apply(f.Counts)

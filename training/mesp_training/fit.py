@@ -39,7 +39,7 @@ def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndar
     model.eval()
     dev = next(model.parameters()).device
     out = [model(torch.from_numpy(x[i:i + batch]).to(dev)).cpu().numpy() for i in range(0, len(x), batch)]
-    return np.concatenate(out) if out else np.zeros((0, 60), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, HORIZON), np.float32)
 
 
 def mae(pred: np.ndarray, y: np.ndarray) -> float:
