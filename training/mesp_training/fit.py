@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .contract import HORIZON
 from .data import EVAL_ORIGINS, train_origins, windows
 from .scaling import Forecaster, scaled_l1
 
