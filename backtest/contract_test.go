@@ -1,12 +1,8 @@
 package backtest_test
 
 import (
-	"encoding/json"
 	"math"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/mesp-project/mesp/backtest"
@@ -18,20 +14,19 @@ import (
 // same naive forecast and the same MAE (training/mesp_training: data.py's
 // EVAL_ORIGINS and windows, fit.py's mae and naive_mae).
 func TestEvaluationAgreesWithTraining(t *testing.T) {
-	python := os.Getenv("MESP_PYTHON")
-	if python == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MESP_PYTHON is not set (make test sets it)")
-		}
-		t.Skip("MESP_PYTHON not set: run through make test")
-	}
 	fns := fixture.Rows(t)
 	rows := make([][]float64, len(fns))
 	for i, f := range fns {
 		rows[i] = f.Counts
 	}
-	in, _ := json.Marshal(rows)
-	cmd := exec.Command(python, "-c", `import json, sys
+	var py struct {
+		Horizon   int     `json:"horizon"`
+		Origins   []int   `json:"origins"`
+		Pairs     int     `json:"pairs"`
+		NaiveMAE  float64 `json:"naive_mae"`
+		Mean60MAE float64 `json:"mean60_mae"`
+	}
+	fixture.RunPython(t, rows, &py, "-c", `import json, sys
 import numpy as np
 from mesp_training.contract import HORIZON
 from mesp_training.data import EVAL_ORIGINS, windows
@@ -41,22 +36,6 @@ x, y = windows(series, 240, EVAL_ORIGINS)
 mean60 = np.repeat(x[:, -60:].mean(axis=1, keepdims=True), HORIZON, axis=1)
 print(json.dumps({"horizon": HORIZON, "origins": list(EVAL_ORIGINS), "pairs": len(y),
                   "naive_mae": naive_mae(x, y), "mean60_mae": mae(mean60, y)}))`)
-	cmd.Env = append(os.Environ(), "PYTHONPATH=../training")
-	cmd.Stdin = strings.NewReader(string(in))
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v", err)
-	}
-	var py struct {
-		Horizon   int     `json:"horizon"`
-		Origins   []int   `json:"origins"`
-		Pairs     int     `json:"pairs"`
-		NaiveMAE  float64 `json:"naive_mae"`
-		Mean60MAE float64 `json:"mean60_mae"`
-	}
-	if err := json.Unmarshal(out, &py); err != nil {
-		t.Fatal(err)
-	}
 	if py.Horizon != backtest.Horizon || !slices.Equal(py.Origins, backtest.Origins) {
 		t.Fatalf("Python horizon %d origins %v; Go %d %v", py.Horizon, py.Origins, backtest.Horizon, backtest.Origins)
 	}

@@ -1,13 +1,9 @@
 package router_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -97,13 +93,6 @@ func TestPartialWindowOODRateOnValidationFunctions(t *testing.T) {
 // as Go's: on real rows, full days and windows of several lengths placed
 // through the day, both pick the same cluster, distance and OOD flag.
 func TestReferenceServerRoutesLikeGo(t *testing.T) {
-	python := os.Getenv("MESP_PYTHON")
-	if python == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MESP_PYTHON is not set (make test sets it)")
-		}
-		t.Skip("MESP_PYTHON not set: run through make test")
-	}
 	path := filepath.Join(fixture.Models(), "clusters.json")
 	cs, err := manifest.ReadClusters(path)
 	if err != nil {
@@ -119,16 +108,10 @@ func TestReferenceServerRoutesLikeGo(t *testing.T) {
 			rows = append(rows, router.Window(f.ID, f.Counts, n))
 		}
 	}
-	in, _ := json.Marshal(rows)
-	cmd := exec.Command(python, "../scripts/reference_server.py", "--route", path)
-	cmd.Stdin = bytes.NewReader(in)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("reference router: %v", err)
-	}
 	var ref [][3]any
-	if err := json.Unmarshal(out, &ref); err != nil || len(ref) != len(rows) {
-		t.Fatalf("reference router: %d answers for %d rows (%v)", len(ref), len(rows), err)
+	fixture.RunPython(t, rows, &ref, "scripts/reference_server.py", "--route", path)
+	if len(ref) != len(rows) {
+		t.Fatalf("reference router: %d answers for %d rows", len(ref), len(rows))
 	}
 	for i, row := range rows {
 		got, err := r.Route(context.Background(), row)

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -160,25 +159,8 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 // model's output on rows; output is "forecast" or "p_invoke".
 func ortReference(t *testing.T, model, output string, rows [][]float64) [][]float64 {
 	t.Helper()
-	python := os.Getenv("MESP_PYTHON")
-	if python == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MESP_PYTHON is not set (make test sets it)")
-		}
-		t.Skip("MESP_PYTHON not set: run through make test")
-	}
-	in, _ := json.Marshal(map[string]any{"model": model, "rows": rows})
-	cmd := exec.Command(python, "../scripts/ort_predict.py")
-	cmd.Env = append(os.Environ(), "PYTHONPATH=../training")
-	cmd.Stdin = bytes.NewReader(in)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python reference: %v", err)
-	}
 	var ref map[string][][]float64
-	if err := json.Unmarshal(out, &ref); err != nil {
-		t.Fatal(err)
-	}
+	fixture.RunPython(t, map[string]any{"model": model, "rows": rows}, &ref, "scripts/ort_predict.py")
 	if len(ref[output]) != len(rows) {
 		t.Fatalf("python reference: %d rows of %q for %d", len(ref[output]), output, len(rows))
 	}

@@ -1,52 +1,32 @@
-package trace
+package trace_test
 
 import (
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/trace"
 )
 
 // The split is one rule on both sides: Go's IsTest and IsValidation agree
 // with Python's contract.is_test and is_validation on every fixture id.
 func TestSplitAgreesWithPython(t *testing.T) {
-	python := os.Getenv("MESP_PYTHON")
-	if python == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("MESP_PYTHON is not set (make test sets it)")
-		}
-		t.Skip("MESP_PYTHON not set: run through make test")
-	}
-	fns, err := ReadAll(filepath.Join("..", "..", "shared", "data", "azure2019-invitro-dev-sample100.csv.gz"), Options{}, All)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := make([]string, len(fns))
-	for i, f := range fns {
-		ids[i] = f.ID
-	}
-	in, _ := json.Marshal(ids)
-	cmd := exec.Command(python, "-c", `import json, sys
-from mesp_training.contract import is_test, is_validation
-print(json.dumps([[is_test(i), is_validation(i)] for i in json.load(sys.stdin)]))`)
-	cmd.Env = append(os.Environ(), "PYTHONPATH=../training")
-	cmd.Stdin = strings.NewReader(string(in))
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v", err)
+	var ids []string
+	for _, f := range fixture.Rows(t) {
+		ids = append(ids, f.ID)
 	}
 	var py [][2]bool
-	if err := json.Unmarshal(out, &py); err != nil || len(py) != len(ids) {
-		t.Fatalf("python: %d answers for %d ids (%v)", len(py), len(ids), err)
+	fixture.RunPython(t, ids, &py, "-c", `import json, sys
+from mesp_training.contract import is_test, is_validation
+print(json.dumps([[is_test(i), is_validation(i)] for i in json.load(sys.stdin)]))`)
+	if len(py) != len(ids) {
+		t.Fatalf("python: %d answers for %d ids", len(py), len(ids))
 	}
 	var val int
 	for i, id := range ids {
-		if IsTest(id) != py[i][0] || IsValidation(id) != py[i][1] {
-			t.Errorf("%s: Go test=%v validation=%v, Python %v", id, IsTest(id), IsValidation(id), py[i])
+		if trace.IsTest(id) != py[i][0] || trace.IsValidation(id) != py[i][1] {
+			t.Errorf("%s: Go test=%v validation=%v, Python %v", id, trace.IsTest(id), trace.IsValidation(id), py[i])
 		}
-		if IsValidation(id) {
+		if trace.IsValidation(id) {
 			val++
 		}
 	}
