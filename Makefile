@@ -77,12 +77,14 @@ train-experts: venv build
 	bin/mesp publish --from $(WORK) --models $(MODELS)
 
 ## eval: backtest and provisioning simulation on the dev set's test part,
-##   with the LightGBM peer of the minutely loop (fitted on the training
-##   part; cached in out/ by the hash of its inputs)
+##   with the LightGBM peers of the minutely loop and of the counts (fitted
+##   on the training part; cached in out/ by the hash of their inputs)
 eval: build venv
 	bin/mesp export --data $(DATA) --part test --out out/eval-test.parquet
 	$(PY) scripts/peer_lightgbm_minutely.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-minutely.csv
+	$(PY) scripts/peer_lightgbm_counts.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-counts.csv
 	bin/mesp eval --data $(DATA) --part test --models $(MODELS) --peer-lightgbm out/peer-lightgbm-minutely.csv \
+	  --peer-counts out/peer-lightgbm-counts.csv \
 	  --out docs/eval/eval.json --plots docs/eval
 
 bench: bench-kshape bench-serve

@@ -40,6 +40,8 @@ type Result struct {
 	Rows        int                `json:"rows"`
 	Forecasters map[string]Metrics `json:"forecasters"`
 	PerCluster  []ClusterMetrics   `json:"per_cluster"`
+	// ByVolume breaks scores down by the function's daily total.
+	ByVolume []VolumeMetrics `json:"by_daily_total"`
 	// Forecasts[name][function][origin index] keeps every forecast for the
 	// provisioning simulation and the plots.
 	Forecasts map[string][][][]float64 `json:"-"`
@@ -54,6 +56,39 @@ type ClusterMetrics struct {
 	Functions int                `json:"functions"`
 	Pairs     int                `json:"pairs"`
 	Scores    map[string]Metrics `json:"-"`
+}
+
+// VolumeBands are the daily-total bands of the volume breakdown:
+// [lower, next lower) invocations a day.
+var VolumeBands = []float64{0, 1e3, 1e4, 1e5}
+
+// VolumeMetrics is one band's scores.
+type VolumeMetrics struct {
+	Band      string             `json:"band"`
+	Functions int                `json:"functions"`
+	Scores    map[string]Metrics `json:"scores"`
+}
+
+// volumeBand is the index in VolumeBands of a day's total.
+func volumeBand(counts []float64) int {
+	var total float64
+	for _, v := range counts {
+		total += v
+	}
+	b := 0
+	for i, lo := range VolumeBands {
+		if total >= lo {
+			b = i
+		}
+	}
+	return b
+}
+
+func bandName(i int) string {
+	if i+1 < len(VolumeBands) {
+		return fmt.Sprintf("%g-%g", VolumeBands[i], VolumeBands[i+1])
+	}
+	return fmt.Sprintf(">=%g", VolumeBands[i])
 }
 
 // Run backtests every forecaster on the same functions and origins. The
@@ -114,6 +149,7 @@ func Run(ctx context.Context, fns []trace.Function, fcs []Forecaster, routedBy s
 	for name, a := range acc {
 		res.Forecasters[name] = a.Metrics()
 	}
+	res.ByVolume = byVolume(fns, fcs, res, scales)
 	if routedBy != "" {
 		for i, f := range fns {
 			for oi, t := range Origins {
@@ -147,6 +183,37 @@ func Run(ctx context.Context, fns []trace.Function, fcs []Forecaster, routedBy s
 		}
 	}
 	return res, nil
+}
+
+func byVolume(fns []trace.Function, fcs []Forecaster, res *Result, scales []float64) []VolumeMetrics {
+	band := make([][]*Accumulator, len(VolumeBands))
+	funcs := make([]int, len(VolumeBands))
+	for i, f := range fns {
+		b := volumeBand(f.Counts)
+		if band[b] == nil {
+			for range fcs {
+				band[b] = append(band[b], NewAccumulator())
+			}
+		}
+		funcs[b]++
+		for k, fc := range fcs {
+			for oi, t := range Origins {
+				band[b][k].Add(i, scales[i], res.Forecasts[fc.Name][i][oi], f.Counts[t:t+Horizon])
+			}
+		}
+	}
+	var out []VolumeMetrics
+	for b, accs := range band {
+		if accs == nil {
+			continue
+		}
+		vm := VolumeMetrics{Band: bandName(b), Functions: funcs[b], Scores: map[string]Metrics{}}
+		for k, fc := range fcs {
+			vm.Scores[fc.Name] = accs[k].Metrics()
+		}
+		out = append(out, vm)
+	}
+	return out
 }
 
 // MarshalJSON writes each forecaster's scores as a key beside the counts:

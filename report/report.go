@@ -22,30 +22,54 @@ type Document struct {
 	Rows         int                         `json:"rows"`
 	Forecasters  map[string]backtest.Metrics `json:"forecasters"`
 	PerCluster   []backtest.ClusterMetrics   `json:"per_cluster"`
+	ByVolume     []backtest.VolumeMetrics    `json:"by_daily_total"`
 	Provisioning provision.Report            `json:"provisioning"`
 	// Ratios: mesp WAPE over dense and over the better of naive/mean60.
 	Ratios map[string]float64 `json:"ratios"`
 }
 
+// PeerCounts names the LightGBM count peer's forecasts (mesp eval
+// --peer-counts).
+const PeerCounts = "peer_lightgbm"
+
 // New assembles the document.
 func New(res *backtest.Result, prov provision.Report, rows int) Document {
-	d := Document{Rows: rows, Forecasters: res.Forecasters, PerCluster: res.PerCluster,
+	d := Document{Rows: rows, Forecasters: res.Forecasters, PerCluster: res.PerCluster, ByVolume: res.ByVolume,
 		Provisioning: prov, Ratios: map[string]float64{}}
 	m, dn := res.Forecasters["mesp"], res.Forecasters["dense"]
 	best := math.Min(res.Forecasters["naive"].WAPE, res.Forecasters["mean60"].WAPE)
 	d.Ratios["mesp_wape_over_dense"] = m.WAPE / dn.WAPE
 	d.Ratios["mesp_wape_over_best_baseline"] = m.WAPE / best
 	d.Ratios["dense_wape_over_best_baseline"] = dn.WAPE / best
+	if p, ok := res.Forecasters[PeerCounts]; ok {
+		d.Ratios["mesp_wape_over_peer"] = m.WAPE / p.WAPE
+	}
 	return d
 }
 
 // Table is a human-readable summary.
 func Table(d Document) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-10s %10s %10s %8s %10s %11s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median")
-	for _, name := range []string{"mesp", "dense", "naive", "mean60"} {
+	fmt.Fprintf(&b, "%-13s %10s %10s %8s %10s %11s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median")
+	names := []string{"mesp", "dense", "naive", "mean60"}
+	if _, ok := d.Forecasters[PeerCounts]; ok {
+		names = append(names, PeerCounts)
+	}
+	for _, name := range names {
 		m := d.Forecasters[name]
-		fmt.Fprintf(&b, "%-10s %10.3f %10.3f %8.4f %10.3f %11.3f\n", name, m.MAE, m.RMSE, m.WAPE, m.MASEMean, m.MASEMedian)
+		fmt.Fprintf(&b, "%-13s %10.3f %10.3f %8.4f %10.3f %11.3f\n", name, m.MAE, m.RMSE, m.WAPE, m.MASEMean, m.MASEMedian)
+	}
+	fmt.Fprintf(&b, "\nWAPE by daily total (invocations)\n%-14s %9s", "band", "functions")
+	for _, name := range names {
+		fmt.Fprintf(&b, " %13s", name)
+	}
+	b.WriteString("\n")
+	for _, v := range d.ByVolume {
+		fmt.Fprintf(&b, "%-14s %9d", v.Band, v.Functions)
+		for _, name := range names {
+			fmt.Fprintf(&b, " %13.4f", v.Scores[name].WAPE)
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "\n%-8s %9s %12s %12s %12s\n", "cluster", "functions", "mesp WAPE", "dense WAPE", "naive WAPE")
 	for _, c := range d.PerCluster {
@@ -77,12 +101,12 @@ func Table(d Document) string {
 	}
 	cmp := p.Comparison
 	fmt.Fprintf(&b, "\nat no more idle minutes than keepalive%d (%d idle, %d cold starts):\n", cmp.Reference.Window, cmp.Reference.IdleMinutes, cmp.Reference.ColdStarts)
-	names := make([]string, 0, len(cmp.AtReferenceIdle))
+	policies := make([]string, 0, len(cmp.AtReferenceIdle))
 	for n := range cmp.AtReferenceIdle {
-		names = append(names, n)
+		policies = append(policies, n)
 	}
-	sort.Strings(names)
-	for _, n := range names {
+	sort.Strings(policies)
+	for _, n := range policies {
 		x := cmp.AtReferenceIdle[n]
 		fmt.Fprintf(&b, "  %-24s threshold %-7g cold starts %.3fx, idle %.3fx\n", n, x.Threshold, x.ColdStartsOverReference, x.IdleOverReference)
 	}

@@ -34,6 +34,7 @@ func runEval(ctx context.Context, args []string) error {
 	plotDir := fs.String("plots", "", "folder for PNG plots (none if empty)")
 	skipBad := fs.Bool("skip-bad", false, "skip invalid rows instead of failing")
 	peer := fs.String("peer-lightgbm", "", "CSV function,minute,p_invoke of the LightGBM peer (scripts/peer_lightgbm_minutely.py)")
+	peerCounts := fs.String("peer-counts", "", "CSV function,origin,h1..h60 of the LightGBM count peer (scripts/peer_lightgbm_counts.py)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,6 +65,13 @@ func runEval(ctx context.Context, args []string) error {
 		{Name: "mesp", Predict: served(fc, forecast.Routed)},
 		{Name: "dense", Predict: served(fc, forecast.DenseOnly)},
 	}, backtest.Baselines()...)
+	if *peerCounts != "" {
+		p, err := backtest.FromTable(report.PeerCounts, *peerCounts, fns)
+		if err != nil {
+			return err
+		}
+		contenders = append(contenders, p)
+	}
 	res, err := backtest.Run(ctx, fns, contenders, "mesp", func(done, total int) {
 		fmt.Fprintf(os.Stderr, "\reval: backtest %d/%d forecaster-origins, %s   ", done, total, time.Since(start).Round(time.Second))
 	})

@@ -1,0 +1,129 @@
+"""The gradient-boosted peer of the next-hour count forecast (EVALUATION.md,
+"Reference points measured later"): one global LightGBM model per horizon
+(direct, 60 models) on lags 1..60 and 75..240 every 15 minutes, rolling
+means and the time of day, each window scaled by 1 + the mean of its last 60
+minutes, L1 loss weighted by the square root of that level. This is the
+recipe the team measured with Nixtla's mlforecast, written out in LightGBM
+directly (mlforecast would add numba and its tree to the locked
+environment for the same model).
+
+Fitted on the training part's fit functions (the clusters' Parquet files,
+test functions dropped), early-stopped on its validation functions at the
+evaluation origins; it forecasts the evaluated functions at every origin
+and writes ``function,origin,h1..h60`` for ``mesp eval --peer-counts``,
+which scores it beside MESP on the same rows. Cached by the hash of its
+inputs, so `make eval` stays quick when nothing changed.
+
+    python scripts/peer_lightgbm_counts.py --models models --eval out/eval-test.parquet --out out/peer-counts.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from mesp_training.contract import HORIZON, is_test, is_validation, read_cluster_parquet, read_clusters
+from mesp_training.data import EVAL_ORIGINS
+
+LAGS = (*range(1, 61), *range(75, 241, 15))
+MEANS = (15, 60, 240)
+MIN_HISTORY = 240
+TRAIN_STRIDE = 30
+PARAMS = {"objective": "l1", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 50,
+          "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "seed": 1}
+ROUNDS = 400
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] peer_lightgbm_counts: {msg}", file=sys.stderr, flush=True)
+
+
+def features(series: np.ndarray, origins: list[int] | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (function, origin) in that order: scaled features, the scale,
+    and the scaled targets [rows, HORIZON] (NaN past the day's end)."""
+    n, m = series.shape
+    xs, scales, ys = [], [], []
+    for t in origins:
+        hist = series[:, :t]
+        s = 1.0 + hist[:, -60:].mean(axis=1)
+        cols = [hist[:, t - k] for k in LAGS]
+        cols += [hist[:, -w:].mean(axis=1) for w in MEANS]
+        cols.append(hist[:, -60:].std(axis=1))
+        f = np.stack(cols, axis=1) / s[:, None]
+        f = np.concatenate([f, np.log(s)[:, None], np.full((n, 1), t / 1440.0)], axis=1)
+        y = np.full((n, HORIZON), np.nan)
+        end = min(m, t + HORIZON)
+        y[:, :end - t] = series[:, t:end]
+        xs.append(f)
+        scales.append(s)
+        ys.append(y / s[:, None])
+    return np.concatenate(xs).astype(np.float32), np.concatenate(scales), np.concatenate(ys)
+
+
+def cache_key(models: Path, eval_file: Path) -> str:
+    h = hashlib.sha256()
+    for p in [Path(__file__), eval_file, models / "clusters.json", *sorted(models.glob("cluster-*.parquet"))]:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, required=True, help="folder with clusters.json and the training Parquet")
+    ap.add_argument("--eval", type=Path, required=True, help="Parquet of the evaluated functions (mesp export)")
+    ap.add_argument("--out", type=Path, required=True, help="CSV to write: function,origin,h1..h60")
+    a = ap.parse_args(argv)
+    key = cache_key(a.models, a.eval)
+    stamp = a.out.with_suffix(a.out.suffix + ".key")
+    if a.out.exists() and stamp.exists() and stamp.read_text() == key:
+        log(f"{a.out} is up to date (inputs {key})")
+        return 0
+    t0 = time.monotonic()
+    fit_rows, val_rows = [], []
+    for cl in read_clusters(a.models / "clusters.json")["clusters"]:
+        ids, counts = read_cluster_parquet(a.models / cl["parquet"])
+        for fid, row in zip(ids, counts, strict=True):
+            if not is_test(fid):
+                (val_rows if is_validation(fid) else fit_rows).append(row)
+    fit, val = np.stack(fit_rows).astype(np.float64), np.stack(val_rows).astype(np.float64)
+    x, s, y = features(fit, list(range(MIN_HISTORY, fit.shape[1] - HORIZON + 1, TRAIN_STRIDE)))
+    xv, sv, yv = features(val, EVAL_ORIGINS)
+    log(f"{len(fit)} fit and {len(val)} validation functions: {len(x)} and {len(xv)} windows ({time.monotonic() - t0:.0f}s)")
+    ids, ev = read_cluster_parquet(a.eval)
+    xe, se, _ = features(ev.astype(np.float64), EVAL_ORIGINS)
+    pred = np.zeros((len(xe), HORIZON))
+    val_abs = val_sum = 0.0
+    for h in range(HORIZON):
+        ok, okv = ~np.isnan(y[:, h]), ~np.isnan(yv[:, h])
+        train = lgb.Dataset(x[ok], y[ok, h], weight=np.sqrt(s[ok]), free_raw_data=False)
+        valid = lgb.Dataset(xv[okv], yv[okv, h], weight=np.sqrt(sv[okv]), reference=train)
+        b = lgb.train(PARAMS, train, ROUNDS, valid_sets=[valid], callbacks=[lgb.early_stopping(30, verbose=False)])
+        pred[:, h] = np.maximum(b.predict(xe, num_iteration=b.best_iteration), 0) * se
+        pv = np.maximum(b.predict(xv[okv], num_iteration=b.best_iteration), 0) * sv[okv]
+        val_abs += float(np.abs(pv - yv[okv, h] * sv[okv]).sum())
+        val_sum += float((yv[okv, h] * sv[okv]).sum())
+        if (h + 1) % 10 == 0:
+            log(f"horizon {h + 1}/{HORIZON}: {b.best_iteration} trees ({time.monotonic() - t0:.0f}s)")
+    log(f"validation WAPE {val_abs / max(val_sum, 1e-9):.4f}")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write("function,origin," + ",".join(f"h{h + 1}" for h in range(HORIZON)) + "\n")
+        for oi, t in enumerate(EVAL_ORIGINS):
+            for i, fid in enumerate(ids):
+                row = pred[oi * len(ids) + i]
+                f.write(f"{fid},{t}," + ",".join(f"{v:.6g}" for v in row) + "\n")
+    tmp.replace(a.out)
+    stamp.write_text(key)
+    log(f"wrote {a.out}: {len(ids)} functions x {len(EVAL_ORIGINS)} origins ({time.monotonic() - t0:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
