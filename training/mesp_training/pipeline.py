@@ -29,8 +29,9 @@ from .contract import (
     sha256_file,
     write_json_atomic,
 )
+from .data import EVAL_ORIGINS, windows
 from .export import export
-from .fit import mae, make_split, predict
+from .fit import mae, predict
 from .search import SearchConfig, SplitCache, Winner, load_winner, save_winner, search
 
 
@@ -114,8 +115,8 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         study = f"{name}-{_fingerprint(cfg, ids, dense.candidate.__dict__)}"
         w = search(study, SplitCache(fit_c, val_c, cfg.train_stride), cfg, trials=cfg.trials_per_cluster,
                    minutes=cfg.minutes_per_cluster, work=work, storage=storage, warm=dense, log=log)
-        ds = make_split(fit_c[:0], val_c, dense.candidate.input_len, cfg.train_stride)
-        dense_val = mae(predict(dense.model, ds.x_val), ds.y_val)
+        x_val, y_val = windows(val_c, dense.candidate.input_len, EVAL_ORIGINS)
+        dense_val = mae(predict(dense.model, x_val), y_val)
         file = f"expert-{cid}.onnx"
         export(w.model, models / file, name)
         entry = _model_entry(name, file, models, w)

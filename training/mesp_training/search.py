@@ -192,10 +192,7 @@ def search(
     if not complete:
         raise RuntimeError(f"{name}: no trial completed (budget too small?)")
     best = min(complete, key=lambda t: t.value)
-    saved = torch.load(best.user_attrs["weights"], weights_only=False)
-    cand = Candidate(**saved["candidate"])
-    model = cand.build()
-    model.load_state_dict(saved["state"])
+    cand, model, _ = load_weights(best.user_attrs["weights"])
     split = splits.get(cand.input_len)
     data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
             "train_windows": len(split.x_train), "val_windows": len(split.x_val)}
@@ -224,12 +221,19 @@ def _create_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler,
     raise AssertionError("unreachable")
 
 
-def load_winner(path: str | Path) -> Winner:
+def load_weights(path: str | Path) -> tuple[Candidate, torch.nn.Module, dict[str, Any]]:
+    """The one loader of saved weights (a trial's, a winner's): the
+    candidate, its model with the weights in eval mode, and the whole file."""
     saved = torch.load(path, weights_only=False)
     cand = Candidate(**saved["candidate"])
     model = cand.build()
     model.load_state_dict(saved["state"])
-    return Winner(cand, model.eval(), saved.get("val_mae", float("nan")), float("nan"), [])
+    return cand, model.eval(), saved
+
+
+def load_winner(path: str | Path) -> Winner:
+    cand, model, saved = load_weights(path)
+    return Winner(cand, model, saved.get("val_mae", float("nan")), float("nan"), [])
 
 
 def save_winner(w: Winner, path: str | Path) -> None:
