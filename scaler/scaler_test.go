@@ -1,0 +1,110 @@
+package scaler_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/scaler"
+)
+
+// answer is a Predictor with fixed outputs (the end-to-end test in
+// cmd/mesp runs the real models; this one pins the protocol's edges).
+type answer struct {
+	p, counts []float64
+	err       error
+}
+
+func (a answer) Predict(_ context.Context, reqs []forecast.Request, _ forecast.Mode, _ forecast.Outputs) ([]forecast.Result, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	return []forecast.Result{{ID: reqs[0].ID, PInvoke: a.p, Forecast: a.counts}}, nil
+}
+
+func ramp(start float64) []float64 {
+	out := make([]float64, 60)
+	for i := range out {
+		out[i] = start + float64(i)
+	}
+	return out
+}
+
+func TestScalerProtocol(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	store := history.New(1440, 10)
+	if _, _, err := store.Observe([]history.Observation{{ID: "f", Minute: now.Unix()/60 - 1, Count: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	p := ramp(0)
+	p[0] = 0.3
+	s := &scaler.Server{Predictor: answer{p: p, counts: ramp(10)}, History: store,
+		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now }}
+	ref := func(md map[string]string) *externalscaler.ScaledObjectRef {
+		return &externalscaler.ScaledObjectRef{Name: "w", Namespace: "ns", ScalerMetadata: md}
+	}
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		md     map[string]string
+		active bool
+		demand float64
+		code   codes.Code
+	}{
+		{"defaults: the manifest's threshold, 10 minutes", map[string]string{"function": "f"}, true, 19, codes.OK},
+		{"a higher threshold", map[string]string{"function": "f", "threshold": "0.31"}, false, 19, codes.OK},
+		{"demand over one minute", map[string]string{"function": "f", "demandMinutes": "1"}, true, 10, codes.OK},
+		{"demand over the hour", map[string]string{"function": "f", "demandMinutes": "60"}, true, 69, codes.OK},
+		{"no function", map[string]string{}, false, 0, codes.InvalidArgument},
+		{"threshold above 1", map[string]string{"function": "f", "threshold": "1.5"}, false, 0, codes.InvalidArgument},
+		{"threshold not a number", map[string]string{"function": "f", "threshold": "high"}, false, 0, codes.InvalidArgument},
+		{"demand minutes 0", map[string]string{"function": "f", "demandMinutes": "0"}, false, 0, codes.InvalidArgument},
+		{"demand minutes 61", map[string]string{"function": "f", "demandMinutes": "61"}, false, 0, codes.InvalidArgument},
+		{"target 0", map[string]string{"function": "f", "target": "0"}, false, 0, codes.InvalidArgument},
+		{"an unknown function", map[string]string{"function": "g"}, false, 0, codes.NotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := s.IsActive(ctx, ref(tc.md))
+			m, merr := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: ref(tc.md)})
+			if status.Code(err) != tc.code || status.Code(merr) != tc.code {
+				t.Fatalf("codes %v, %v; want %v", status.Code(err), status.Code(merr), tc.code)
+			}
+			if tc.code == codes.OK && (a.Result != tc.active || m.MetricValues[0].MetricValueFloat != tc.demand) {
+				t.Fatalf("active %v demand %v; want %v %v", a.Result, m.MetricValues[0].MetricValueFloat, tc.active, tc.demand)
+			}
+		})
+	}
+	if _, err := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: ref(map[string]string{"function": "f"}), MetricName: "other"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("another trigger's metric name: %v", err)
+	}
+	errs := []struct {
+		err  error
+		code codes.Code
+	}{
+		{fmt.Errorf("%w: 1 counts, want 240..1440", forecast.ErrInvalid), codes.FailedPrecondition},
+		{forecast.ErrNotReady, codes.Unavailable},
+		{forecast.ErrNoPInvoke, codes.FailedPrecondition},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+	}
+	for _, e := range errs {
+		s := &scaler.Server{Predictor: answer{err: e.err}, History: store, DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now }}
+		if _, err := s.IsActive(ctx, ref(map[string]string{"function": "f"})); status.Code(err) != e.code {
+			t.Errorf("%v: %v, want %v", e.err, err, e.code)
+		}
+	}
+	noDefault := &scaler.Server{Predictor: answer{p: p, counts: ramp(0)}, History: store, Now: func() time.Time { return now }}
+	if _, err := noDefault.IsActive(ctx, ref(map[string]string{"function": "f"})); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("no default threshold and none given: %v", err)
+	}
+	if got := scaler.MetricName("Fn_1.prod"); got != "mesp-fn-1-prod" {
+		t.Fatalf("metric name %q", got)
+	}
+}
