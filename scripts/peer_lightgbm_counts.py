@@ -35,9 +35,10 @@ LAGS = (*range(1, 61), *range(75, 241, 15))
 MEANS = (15, 60, 240)
 MIN_HISTORY = 240
 TRAIN_STRIDE = 30
-PARAMS = {"objective": "l1", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 50,
+# About 10 minutes on 2 cores for the 60 models (the peer's budget).
+PARAMS = {"objective": "l1", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 50, "max_bin": 63,
           "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "seed": 1}
-ROUNDS = 400
+ROUNDS = 300
 
 
 def log(msg: str) -> None:
