@@ -79,3 +79,28 @@ func TestForecastPrewarm(t *testing.T) {
 		t.Fatalf("threshold 0.1: got %+v", o)
 	}
 }
+
+func TestColdStartsAtIdleInterpolates(t *testing.T) {
+	curve := []ThresholdPoint{
+		{Threshold: 0.1, Outcome: Outcome{ColdStarts: 300, IdleMinutes: 70}},
+		{Threshold: 0.05, Outcome: Outcome{ColdStarts: 200, IdleMinutes: 90}},
+		{Threshold: 0.02, Outcome: Outcome{ColdStarts: 100, IdleMinutes: 120}},
+	}
+	cases := []struct {
+		idle int
+		want float64
+		ok   bool
+	}{
+		{80, 250, true},  // halfway between the first two points
+		{90, 200, true},  // on a point
+		{105, 150, true}, // halfway between the last two
+		{60, 0, false},   // below the curve
+		{130, 0, false},  // beyond it
+	}
+	for _, tc := range cases {
+		got, ok := ColdStartsAtIdle(curve, tc.idle)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("idle %d: %v %v, want %v %v", tc.idle, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -144,6 +144,12 @@ type Best struct {
 	IdleMinutes             int     `json:"idle_minutes"`
 	ColdStartsOverReference float64 `json:"cold_starts_over_reference"`
 	IdleOverReference       float64 `json:"idle_over_reference"`
+	// Interpolated is the curve's cold starts at exactly the reference's
+	// idle minutes, linear between the two thresholds around it (0 when the
+	// curve does not reach that far): the grid point above can sit a few
+	// percent below the budget, so curves compare fairly only here.
+	Interpolated        float64 `json:"cold_starts_interpolated,omitempty"`
+	InterpolatedOverRef float64 `json:"cold_starts_interpolated_over_reference,omitempty"`
 }
 
 // WindowVerdict compares mesp_minutely with one keep-alive window.
@@ -168,6 +174,30 @@ func BestAtIdle(curve []ThresholdPoint, idle int) (ThresholdPoint, bool) {
 	return best, found
 }
 
+// ColdStartsAtIdle is the curve's cold starts at exactly idle idle
+// minutes, linear between the nearest points below and above it; false
+// when no point lies on one side.
+func ColdStartsAtIdle(curve []ThresholdPoint, idle int) (float64, bool) {
+	var lo, hi *ThresholdPoint
+	for i := range curve {
+		p := &curve[i]
+		if p.IdleMinutes <= idle && (lo == nil || p.IdleMinutes > lo.IdleMinutes || p.IdleMinutes == lo.IdleMinutes && p.ColdStarts < lo.ColdStarts) {
+			lo = p
+		}
+		if p.IdleMinutes >= idle && (hi == nil || p.IdleMinutes < hi.IdleMinutes || p.IdleMinutes == hi.IdleMinutes && p.ColdStarts < hi.ColdStarts) {
+			hi = p
+		}
+	}
+	switch {
+	case lo == nil || hi == nil:
+		return 0, false
+	case hi.IdleMinutes == lo.IdleMinutes:
+		return float64(min(lo.ColdStarts, hi.ColdStarts)), true
+	}
+	w := float64(idle-lo.IdleMinutes) / float64(hi.IdleMinutes-lo.IdleMinutes)
+	return float64(lo.ColdStarts) + w*float64(hi.ColdStarts-lo.ColdStarts), true
+}
+
 func compare(r Report) Comparison {
 	var c Comparison
 	for _, w := range r.KeepAlive {
@@ -186,13 +216,17 @@ func compare(r Report) Comparison {
 	for name, cv := range map[string][]ThresholdPoint{"mesp_minutely": r.MespMinutely, "dense_minutely": r.DenseMinutely,
 		"mesp_hourly": r.MespHourly, "peer_lightgbm_minutely": r.PeerLightGBMMinutely} {
 		if p, ok := BestAtIdle(cv, ref.IdleMinutes); ok {
-			c.AtReferenceIdle[name] = Best{p.Threshold, p.ColdStarts, p.IdleMinutes,
-				ratio(p.ColdStarts, ref.ColdStarts), ratio(p.IdleMinutes, ref.IdleMinutes)}
+			b := Best{Threshold: p.Threshold, ColdStarts: p.ColdStarts, IdleMinutes: p.IdleMinutes,
+				ColdStartsOverReference: ratio(p.ColdStarts, ref.ColdStarts), IdleOverReference: ratio(p.IdleMinutes, ref.IdleMinutes)}
+			if v, ok := ColdStartsAtIdle(cv, ref.IdleMinutes); ok && ref.ColdStarts > 0 {
+				b.Interpolated, b.InterpolatedOverRef = v, v/float64(ref.ColdStarts)
+			}
+			c.AtReferenceIdle[name] = b
 		}
 	}
 	if d := r.MespMinutelyDefault; d != nil {
-		c.AtReferenceIdle["mesp_minutely_default"] = Best{d.Threshold, d.ColdStarts, d.IdleMinutes,
-			ratio(d.ColdStarts, ref.ColdStarts), ratio(d.IdleMinutes, ref.IdleMinutes)}
+		c.AtReferenceIdle["mesp_minutely_default"] = Best{Threshold: d.Threshold, ColdStarts: d.ColdStarts, IdleMinutes: d.IdleMinutes,
+			ColdStartsOverReference: ratio(d.ColdStarts, ref.ColdStarts), IdleOverReference: ratio(d.IdleMinutes, ref.IdleMinutes)}
 	}
 	if r.MespMinutely != nil {
 		for _, w := range r.KeepAlive {

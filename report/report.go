@@ -108,7 +108,11 @@ func Table(d Document) string {
 	sort.Strings(policies)
 	for _, n := range policies {
 		x := cmp.AtReferenceIdle[n]
-		fmt.Fprintf(&b, "  %-24s threshold %-7g cold starts %.3fx, idle %.3fx\n", n, x.Threshold, x.ColdStartsOverReference, x.IdleOverReference)
+		fmt.Fprintf(&b, "  %-24s threshold %-7g cold starts %.3fx, idle %.3fx", n, x.Threshold, x.ColdStartsOverReference, x.IdleOverReference)
+		if x.Interpolated > 0 {
+			fmt.Fprintf(&b, "; at exactly its idle %.1f cold starts (%.3fx)", x.Interpolated, x.InterpolatedOverRef)
+		}
+		b.WriteString("\n")
 	}
 	for _, v := range cmp.MespVsKeepAlive {
 		fmt.Fprintf(&b, "  mesp_minutely vs keepalive%-3d beaten %-5v cold starts %.3fx at its idle\n", v.Window, v.Beaten, v.ColdStartsRatio)

@@ -18,6 +18,10 @@ const (
 	All Part = iota
 	Train
 	Test
+	// Validation is the training part's held-out validation functions
+	// (IsValidation): for judging serving decisions as served, never the
+	// test part.
+	Validation
 )
 
 // TestPercent is the share of functions in the test part.
@@ -48,13 +52,15 @@ func (p Part) Contains(id string) bool {
 		return !IsTest(id)
 	case Test:
 		return IsTest(id)
+	case Validation:
+		return !IsTest(id) && IsValidation(id)
 	default:
 		return true
 	}
 }
 
 func (p Part) String() string {
-	return [...]string{"all", "train", "test"}[p]
+	return [...]string{"all", "train", "test", "validation"}[p]
 }
 
 // ParsePart reads "all", "train" or "test".
@@ -66,6 +72,8 @@ func ParsePart(s string) (Part, error) {
 		return Train, nil
 	case "test":
 		return Test, nil
+	case "validation":
+		return Validation, nil
 	}
-	return All, fmt.Errorf("trace: unknown split part %q (want all, train or test)", s)
+	return All, fmt.Errorf("trace: unknown split part %q (want all, train, test or validation)", s)
 }

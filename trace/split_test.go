@@ -29,6 +29,9 @@ print(json.dumps([[is_test(i), is_validation(i)] for i in json.load(sys.stdin)])
 		if trace.IsValidation(id) {
 			val++
 		}
+		if want := !py[i][0] && py[i][1]; trace.Validation.Contains(id) != want {
+			t.Errorf("%s: in the validation part %v, want %v", id, trace.Validation.Contains(id), want)
+		}
 	}
 	if val == 0 || val == len(ids) {
 		t.Fatalf("%d of %d fixture ids are validation: the test compares nothing", val, len(ids))
