@@ -19,14 +19,13 @@ inputs, so `make eval` stays quick when nothing changed.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+import peer_cache
 
 from mesp_training.contract import HORIZON, is_test, is_validation, read_cluster_parquet, read_clusters
 from mesp_training.data import EVAL_ORIGINS
@@ -67,22 +66,10 @@ def features(series: np.ndarray, origins: list[int] | tuple[int, ...]) -> tuple[
     return np.concatenate(xs).astype(np.float32), np.concatenate(scales), np.concatenate(ys)
 
 
-def cache_key(models: Path, eval_file: Path) -> str:
-    h = hashlib.sha256()
-    for p in [Path(__file__), eval_file, models / "clusters.json", *sorted(models.glob("cluster-*.parquet"))]:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", type=Path, required=True, help="folder with clusters.json and the training Parquet")
-    ap.add_argument("--eval", type=Path, required=True, help="Parquet of the evaluated functions (mesp export)")
-    ap.add_argument("--out", type=Path, required=True, help="CSV to write: function,origin,h1..h60")
-    a = ap.parse_args(argv)
-    key = cache_key(a.models, a.eval)
-    stamp = a.out.with_suffix(a.out.suffix + ".key")
-    if a.out.exists() and stamp.exists() and stamp.read_text() == key:
+    a = peer_cache.parse_args(__doc__, "CSV to write: function,origin,h1..h60", argv)
+    key = peer_cache.inputs_key(a.models, [Path(__file__), a.eval], '')
+    if peer_cache.up_to_date(a.out, key):
         log(f"{a.out} is up to date (inputs {key})")
         return 0
     t0 = time.monotonic()
@@ -121,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = pred[oi * len(ids) + i]
                 f.write(f"{fid},{t}," + ",".join(f"{v:.6g}" for v in row) + "\n")
     tmp.replace(a.out)
-    stamp.write_text(key)
+    peer_cache.mark(a.out, key)
     log(f"wrote {a.out}: {len(ids)} functions x {len(EVAL_ORIGINS)} origins ({time.monotonic() - t0:.0f}s)")
     return 0
 

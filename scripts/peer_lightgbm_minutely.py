@@ -18,14 +18,13 @@ settings), so `make eval` stays quick when nothing changed.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+import peer_cache
 
 from mesp_training import invocation
 from mesp_training.contract import read_cluster_parquet, read_clusters
@@ -42,25 +41,11 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] peer_lightgbm: {msg}", file=sys.stderr, flush=True)
 
 
-def cache_key(models: Path, eval_file: Path) -> str:
-    h = hashlib.sha256()
-    for p in [Path(__file__), Path(invocation.__file__), eval_file, models / "clusters.json",
-              *sorted(models.glob("cluster-*.parquet"))]:
-        h.update(p.read_bytes())
-    h.update(repr((PARAMS, ROUNDS, VAL_PERCENT, InvokeConfig())).encode())
-    return h.hexdigest()[:16]
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", type=Path, required=True, help="folder with clusters.json and the training Parquet")
-    ap.add_argument("--eval", type=Path, required=True, help="Parquet of the evaluated functions (mesp export)")
-    ap.add_argument("--out", type=Path, required=True, help="CSV to write: function,minute,p_invoke")
-    ap.add_argument("--rounds", type=int, default=ROUNDS)
-    a = ap.parse_args(argv)
-    key = cache_key(a.models, a.eval) + f"-{a.rounds}"
-    stamp = a.out.with_suffix(a.out.suffix + ".key")
-    if a.out.exists() and stamp.exists() and stamp.read_text() == key:
+    a = peer_cache.parse_args(__doc__, "CSV to write: function,minute,p_invoke", argv)
+    key = peer_cache.inputs_key(a.models, [Path(__file__), Path(invocation.__file__), a.eval],
+                                repr((PARAMS, ROUNDS, VAL_PERCENT, InvokeConfig())))
+    if peer_cache.up_to_date(a.out, key):
         log(f"{a.out} is up to date (inputs {key})")
         return 0
     cfg = InvokeConfig()
@@ -73,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(tr.x)} training and {len(va.x)} validation decisions ({time.monotonic() - t0:.0f}s)")
     dtrain = lgb.Dataset(tr.x, tr.y[:, 0])
     dval = lgb.Dataset(va.x, va.y[:, 0], reference=dtrain)
-    booster = lgb.train(PARAMS, dtrain, a.rounds, valid_sets=[dval],
+    booster = lgb.train(PARAMS, dtrain, ROUNDS, valid_sets=[dval],
                         callbacks=[lgb.early_stopping(30, verbose=False), lgb.log_evaluation(100)])
     log(f"{booster.best_iteration} trees, validation log-loss {booster.best_score['valid_0']['binary_logloss']:.5f} "
         f"({time.monotonic() - t0:.0f}s)")
@@ -89,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             row = p[i * len(minutes):(i + 1) * len(minutes)]
             f.writelines(f"{fid},{m},{v:.6g}\n" for m, v in zip(minutes, row, strict=True))
     tmp.replace(a.out)
-    stamp.write_text(key)
+    peer_cache.mark(a.out, key)
     log(f"wrote {a.out}: {len(ids)} functions x {len(minutes)} minutes ({time.monotonic() - t0:.0f}s)")
     return 0
 

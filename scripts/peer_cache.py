@@ -1,0 +1,36 @@
+"""What the peer scripts share: their command line and the cache of their
+predictions by the hash of their inputs (so `make eval` refits a peer only
+when something it reads changed)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+
+def parse_args(doc: str, out_help: str, argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, required=True, help="folder with clusters.json and the training Parquet")
+    ap.add_argument("--eval", type=Path, required=True, help="Parquet of the evaluated functions (mesp export)")
+    ap.add_argument("--out", type=Path, required=True, help=out_help)
+    return ap.parse_args(argv)
+
+
+def inputs_key(models: Path, files: list[Path], settings: str = "") -> str:
+    """sha256 of the given files, the training clusters and Parquet, and
+    the settings' text."""
+    h = hashlib.sha256()
+    for p in [*files, models / "clusters.json", *sorted(models.glob("cluster-*.parquet"))]:
+        h.update(p.read_bytes())
+    h.update(settings.encode())
+    return h.hexdigest()[:16]
+
+
+def up_to_date(out: Path, key: str) -> bool:
+    stamp = out.with_suffix(out.suffix + ".key")
+    return out.exists() and stamp.exists() and stamp.read_text() == key
+
+
+def mark(out: Path, key: str) -> None:
+    out.with_suffix(out.suffix + ".key").write_text(key)
