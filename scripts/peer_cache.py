@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -34,3 +35,15 @@ def up_to_date(out: Path, key: str) -> bool:
 
 def mark(out: Path, key: str) -> None:
     out.with_suffix(out.suffix + ".key").write_text(key)
+
+
+def write(out: Path, key: str, header: str, lines: Iterable[str]) -> None:
+    """Writes the predictions CSV whole or not at all, then marks it as made
+    from the inputs with this key."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(header + "\n")
+        f.writelines(lines)
+    tmp.replace(out)
+    mark(out, key)

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     fit, val = np.stack(fit_rows).astype(np.float64), np.stack(val_rows).astype(np.float64)
     x, s, y = features(fit, list(range(MIN_HISTORY, fit.shape[1] - HORIZON + 1, TRAIN_STRIDE)))
     xv, sv, yv = features(val, EVAL_ORIGINS)
-    log(f"{len(fit)} fit and {len(val)} validation functions: {len(x)} and {len(xv)} windows ({time.monotonic() - t0:.0f}s)")
+    log(f"{len(fit)} fit and {len(val)} validation functions: {len(x)} and {len(xv)} windows "
+        f"({time.monotonic() - t0:.0f}s)")
     ids, ev = read_cluster_parquet(a.eval)
     xe, se, _ = features(ev.astype(np.float64), EVAL_ORIGINS)
     pred = np.zeros((len(xe), HORIZON))
@@ -99,16 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         if (h + 1) % 10 == 0:
             log(f"horizon {h + 1}/{HORIZON}: {b.best_iteration} trees ({time.monotonic() - t0:.0f}s)")
     log(f"validation WAPE {val_abs / max(val_sum, 1e-9):.4f}")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write("function,origin," + ",".join(f"h{h + 1}" for h in range(HORIZON)) + "\n")
-        for oi, t in enumerate(EVAL_ORIGINS):
-            for i, fid in enumerate(ids):
-                row = pred[oi * len(ids) + i]
-                f.write(f"{fid},{t}," + ",".join(f"{v:.6g}" for v in row) + "\n")
-    tmp.replace(a.out)
-    peer_cache.mark(a.out, key)
+    header = "function,origin," + ",".join(f"h{h + 1}" for h in range(HORIZON))
+    peer_cache.write(a.out, key, header, (
+        f"{fid},{t}," + ",".join(f"{v:.6g}" for v in pred[oi * len(ids) + i]) + "\n"
+        for oi, t in enumerate(EVAL_ORIGINS) for i, fid in enumerate(ids)))
     log(f"wrote {a.out}: {len(ids)} functions x {len(EVAL_ORIGINS)} origins ({time.monotonic() - t0:.0f}s)")
     return 0
 

@@ -66,15 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ev = loop_samples(series)
     p = booster.predict(ev.x, num_iteration=booster.best_iteration)
     minutes = np.arange(LOOP_START, LOOP_END + 1)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write("function,minute,p_invoke\n")
-        for i, fid in enumerate(ids):
-            row = p[i * len(minutes):(i + 1) * len(minutes)]
-            f.writelines(f"{fid},{m},{v:.6g}\n" for m, v in zip(minutes, row, strict=True))
-    tmp.replace(a.out)
-    peer_cache.mark(a.out, key)
+    peer_cache.write(a.out, key, "function,minute,p_invoke", (
+        f"{fid},{m},{v:.6g}\n"
+        for i, fid in enumerate(ids) for m, v in zip(minutes, p[i * len(minutes):(i + 1) * len(minutes)], strict=True)))
     log(f"wrote {a.out}: {len(ids)} functions x {len(minutes)} minutes ({time.monotonic() - t0:.0f}s)")
     return 0
 
