@@ -33,9 +33,11 @@ var ErrInvalid = errors.New("history: bad observation")
 
 // Store holds a float32 ring of the last Length minutes per function:
 // 4 bytes a minute, about 5.6 KiB per function for a day, and at most
-// MaxFunctions functions. A new function beyond the limit is refused with
-// ErrFull (never a silent eviction: a platform would rather see the error
-// than lose a function's history). Safe for concurrent use.
+// MaxFunctions functions. When a new function arrives at the limit, the
+// functions silent for a whole window (their history is all zeros by now,
+// so nothing is lost but their names) make room; if none is, the new
+// function is refused with ErrFull rather than evicting a live history.
+// Safe for concurrent use.
 type Store struct {
 	length, max int
 	mu          sync.RWMutex
@@ -90,7 +92,7 @@ func (s *Store) Observe(obs []Observation) (stored, stale int, err error) {
 		if err := Check(o); err != nil {
 			return stored, stale, err
 		}
-		r, err := s.ring(o.ID)
+		r, err := s.ring(o.ID, o.Minute)
 		if err != nil {
 			return stored, stale, err
 		}
@@ -103,7 +105,7 @@ func (s *Store) Observe(obs []Observation) (stored, stale int, err error) {
 	return stored, stale, nil
 }
 
-func (s *Store) ring(id string) (*ring, error) {
+func (s *Store) ring(id string, minute int64) (*ring, error) {
 	s.mu.RLock()
 	r, ok := s.series[id]
 	s.mu.RUnlock()
@@ -116,11 +118,27 @@ func (s *Store) ring(id string) (*ring, error) {
 		return r, nil
 	}
 	if len(s.series) >= s.max {
-		return nil, fmt.Errorf("%w: %d functions held, none added (history.max_functions)", ErrFull, len(s.series))
+		s.dropSilent(minute)
+	}
+	if len(s.series) >= s.max {
+		return nil, fmt.Errorf("%w: %d functions held, none silent for a day, none added (history.max_functions)", ErrFull, len(s.series))
 	}
 	r = &ring{counts: make([]float32, s.length)}
 	s.series[id] = r
 	return r, nil
+}
+
+// dropSilent forgets the functions whose newest observation is a whole
+// window older than minute. s.mu is held.
+func (s *Store) dropSilent(minute int64) {
+	for id, r := range s.series {
+		r.mu.Lock()
+		silent := r.newest <= minute-int64(s.length)
+		r.mu.Unlock()
+		if silent {
+			delete(s.series, id)
+		}
+	}
 }
 
 // set stores one minute; false when it is older than the window.

@@ -128,3 +128,31 @@ func TestObserveRefuses(t *testing.T) {
 		t.Fatalf("unknown function: %v", err)
 	}
 }
+
+// At the limit, a function silent for a whole window makes room for a new
+// one (its history is all zeros by now); a live one never does.
+func TestFullStoreDropsOnlySilentFunctions(t *testing.T) {
+	s := history.New(60, 2)
+	obs := func(id string, minute int64) []history.Observation {
+		return []history.Observation{{ID: id, Minute: day + minute, Count: 1}}
+	}
+	for _, o := range [][]history.Observation{obs("old", 0), obs("live", 100)} {
+		if _, _, err := s.Observe(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// minute 100: "old" was last seen 100 minutes ago, more than the window
+	if _, _, err := s.Observe(obs("new", 100)); err != nil {
+		t.Fatalf("a new function with a silent one to drop: %v", err)
+	}
+	if _, err := s.Window("old", day+101); !errors.Is(err, history.ErrUnknown) {
+		t.Fatalf("the silent function is still held: %v", err)
+	}
+	// "live" and "new" were both seen within the window: no room
+	if _, _, err := s.Observe(obs("third", 120)); !errors.Is(err, history.ErrFull) {
+		t.Fatalf("a third function beside two live ones: %v, want ErrFull", err)
+	}
+	if got, err := s.Window("live", day+101); err != nil || got[len(got)-1] != 1 {
+		t.Fatalf("the live function lost its history: %v %v", got, err)
+	}
+}
