@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"sync"
 
 	"github.com/mesp-project/mesp/manifest"
@@ -329,39 +328,13 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 // it returns (the batcher copies or runs it before answering).
 var inputPool = sync.Pool{New: func() any { return new([]float32) }}
 
-// parallelRoutes is the batch size from which routing is spread over the
-// cores: a route is about 70 us, so a 64-function request spends 4.5 ms
-// routing on one core.
-const parallelRoutes = 8
-
-// routeAll routes every request, over all cores for a large batch (the
-// router is safe for concurrent use); on errors, the first worker's.
+// routeAll routes every request (over all cores for a large batch).
 func (s *Set) routeAll(ctx context.Context, reqs []Request) ([]router.Route, error) {
-	routes := make([]router.Route, len(reqs))
-	workers := min(runtime.GOMAXPROCS(0), (len(reqs)+parallelRoutes-1)/parallelRoutes)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(reqs); i += workers {
-				rt, err := s.Router.Route(ctx, reqs[i].Counts)
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				routes[i] = rt
-			}
-		}()
+	patterns := make([][]float64, len(reqs))
+	for i, r := range reqs {
+		patterns[i] = r.Counts
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return routes, nil
+	return s.Router.RouteAll(ctx, patterns)
 }
 
 // ErrUnknownModel marks a model id that is not in service.

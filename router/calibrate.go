@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
@@ -58,36 +55,17 @@ func (r *Router) Calibrate(ctx context.Context, ids []string, days [][]float64, 
 		index[id] = j
 	}
 	out := make([][]manifest.LengthThreshold, len(r.ids))
-	routes := make([]Route, len(days))
 	for li, n := range lengths {
 		if n < 2 || n >= r.m {
 			return nil, fmt.Errorf("router: calibration length %d, want 2..%d", n, r.m-1)
 		}
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		errs := make(chan error, 1)
-		for range runtime.GOMAXPROCS(0) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1) - 1); i < len(days); i = int(next.Add(1) - 1) {
-					rt, err := r.Route(ctx, Window(ids[i], days[i], n))
-					if err != nil {
-						select {
-						case errs <- err:
-						default:
-						}
-						return
-					}
-					routes[i] = rt
-				}
-			}()
+		windows := make([][]float64, len(days))
+		for i, d := range days {
+			windows[i] = Window(ids[i], d, n)
 		}
-		wg.Wait()
-		select {
-		case err := <-errs:
+		routes, err := r.RouteAll(ctx, windows)
+		if err != nil {
 			return nil, err
-		default:
 		}
 		per := make([][]float64, len(r.ids))
 		for _, rt := range routes {

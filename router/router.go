@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -115,6 +116,41 @@ func (r *Router) Route(ctx context.Context, counts []float64) (Route, error) {
 	s := r.scratch.Get().(*scratch)
 	defer r.scratch.Put(s)
 	return r.route(ctx, s, r.transform.ApplyInto(s.shape, counts, s.prefix))
+}
+
+// parallelRoutes is the batch size from which routing is spread over the
+// cores: a route is about 70 us, so a 64-function request spends 4.5 ms
+// routing on one core.
+const parallelRoutes = 8
+
+// RouteAll routes every pattern, over all cores for a large batch; on
+// errors, the first worker's.
+func (r *Router) RouteAll(ctx context.Context, patterns [][]float64) ([]Route, error) {
+	routes := make([]Route, len(patterns))
+	workers := min(runtime.GOMAXPROCS(0), (len(patterns)+parallelRoutes-1)/parallelRoutes)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(patterns); i += workers {
+				rt, err := r.Route(ctx, patterns[i])
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				routes[i] = rt
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return routes, nil
 }
 
 // RouteShape routes a series already in the clusters' representation
