@@ -68,8 +68,8 @@ func (s *Store) Len() int {
 	return len(s.series)
 }
 
-// Check validates one observation without storing it.
-func Check(o Observation) error {
+// check validates one observation.
+func check(o Observation) error {
 	switch {
 	case o.ID == "":
 		return fmt.Errorf("%w: empty function id", ErrInvalid)
@@ -85,13 +85,16 @@ func Check(o Observation) error {
 // a function's newest move its window on (minutes skipped in between count
 // as 0: no invocation reported); older minutes inside the window overwrite
 // their slot; minutes older than the window are dropped and counted in
-// stale. It stops at the first invalid observation or, for a new function,
-// at the function limit, and returns how many it stored before.
+// stale. An invalid observation anywhere refuses the whole batch before
+// anything is stored; at the function limit it stops at the first new
+// function refused and returns how many it stored before.
 func (s *Store) Observe(obs []Observation) (stored, stale int, err error) {
-	for _, o := range obs {
-		if err := Check(o); err != nil {
-			return stored, stale, err
+	for i, o := range obs {
+		if err := check(o); err != nil {
+			return 0, 0, fmt.Errorf("observation %d: %w", i, err)
 		}
+	}
+	for _, o := range obs {
 		r, err := s.ring(o.ID, o.Minute)
 		if err != nil {
 			return stored, stale, err
@@ -180,7 +183,9 @@ func (s *Store) Window(id string, end int64) ([]float64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := int64(s.length)
-	lo := max(r.first, end-n, r.newest-n+1)
+	// first is never older than the ring's oldest minute, newest-n+1 (set
+	// keeps it so).
+	lo := max(r.first, end-n)
 	if end <= lo {
 		return nil, nil
 	}

@@ -69,8 +69,9 @@ func (s *Server) now() time.Time {
 }
 
 // handleObserve stores pushed per-minute counts in the history. The whole
-// batch is checked before anything is stored, so a bad observation loses
-// nothing and stores nothing.
+// batch is checked before anything is stored (here what only HTTP knows:
+// the clock and the JSON; the store checks the rest), so a bad
+// observation stores nothing.
 func (s *Server) handleObserve(c echo.Context) error {
 	if s.opts.History == nil {
 		return echo.NewHTTPError(http.StatusNotFound, "no history store in this server")
@@ -102,13 +103,13 @@ func (s *Server) handleObserve(c echo.Context) error {
 			return fmt.Errorf("%w: observation %d (%q): minute %s is in the future", history.ErrInvalid, i, o.ID, o.Minute.UTC().Format(time.RFC3339))
 		}
 		obs[i] = history.Observation{ID: o.ID, Minute: o.Minute.Unix() / 60, Count: *o.Count}
-		if err := history.Check(obs[i]); err != nil {
-			return fmt.Errorf("observation %d: %w", i, err)
-		}
 	}
 	stored, stale, err := s.opts.History.Observe(obs)
-	if err != nil {
+	if errors.Is(err, history.ErrFull) {
 		return fmt.Errorf("after %d stored: %w", stored, err)
+	}
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, ObserveResponse{Stored: stored, Stale: stale, Functions: s.opts.History.Len()})
 }
