@@ -12,7 +12,6 @@ package scaler
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"regexp"
 	"slices"
@@ -110,19 +109,18 @@ func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
 	return t, nil
 }
 
-// Decision is one function's answer for the current minute.
-type Decision struct {
-	Active bool
-	// Demand is the largest expected per-minute count over the trigger's
+// decision is one function's answer for the current minute.
+type decision struct {
+	active bool
+	// demand is the largest expected per-minute count over the trigger's
 	// demand minutes.
-	Demand float64
-	Result forecast.Result
+	demand float64
 }
 
-// Decide reads the function's history up to the current minute and asks
+// decide reads the function's history up to the current minute and asks
 // the models: the same p_invoke and forecast POST /v1/prewarm gives for
 // those counts.
-func (s *Server) Decide(ctx context.Context, t trigger) (Decision, error) {
+func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
@@ -130,25 +128,25 @@ func (s *Server) Decide(ctx context.Context, t trigger) (Decision, error) {
 	counts, err := s.History.Window(t.function, now().Unix()/60)
 	if err != nil {
 		if errors.Is(err, history.ErrUnknown) {
-			return Decision{}, status.Errorf(codes.NotFound, "%v: push it to POST /v1/observe or configure it for the Prometheus reader", err)
+			return decision{}, status.Errorf(codes.NotFound, "%v: push it to POST /v1/observe or configure it for the Prometheus reader", err)
 		}
-		return Decision{}, status.Error(codes.Internal, err.Error())
+		return decision{}, status.Error(codes.Internal, err.Error())
 	}
 	res, err := s.Predictor.Predict(ctx, []forecast.Request{{ID: t.function, Counts: counts}}, forecast.Routed, forecast.Counts|forecast.PInvoke)
 	switch {
 	case errors.Is(err, forecast.ErrInvalid):
-		return Decision{}, status.Errorf(codes.FailedPrecondition, "function %q: %d minutes of history: %v", t.function, len(counts), err)
+		return decision{}, status.Errorf(codes.FailedPrecondition, "function %q: %d minutes of history: %v", t.function, len(counts), err)
 	case errors.Is(err, forecast.ErrNotReady):
-		return Decision{}, status.Error(codes.Unavailable, err.Error())
+		return decision{}, status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, forecast.ErrNoPInvoke):
-		return Decision{}, status.Error(codes.FailedPrecondition, err.Error())
+		return decision{}, status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return Decision{}, status.FromContextError(err).Err()
+		return decision{}, status.FromContextError(err).Err()
 	case err != nil:
-		return Decision{}, status.Error(codes.Internal, err.Error())
+		return decision{}, status.Error(codes.Internal, err.Error())
 	}
 	r := res[0]
-	return Decision{Active: r.PInvoke[0] >= t.threshold, Demand: slices.Max(r.Forecast[:t.demandMinutes]), Result: r}, nil
+	return decision{active: r.PInvoke[0] >= t.threshold, demand: slices.Max(r.Forecast[:t.demandMinutes])}, nil
 }
 
 // IsActive is KEDA's activation question: warm for the current minute?
@@ -157,11 +155,11 @@ func (s *Server) IsActive(ctx context.Context, ref *externalscaler.ScaledObjectR
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.Decide(ctx, t)
+	d, err := s.decide(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	return &externalscaler.IsActiveResponse{Result: d.Active}, nil
+	return &externalscaler.IsActiveResponse{Result: d.active}, nil
 }
 
 // StreamIsActive sends the decision at once and then every StreamEvery,
@@ -178,11 +176,11 @@ func (s *Server) StreamIsActive(ref *externalscaler.ScaledObjectRef, stream exte
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		d, err := s.Decide(stream.Context(), t)
+		d, err := s.decide(stream.Context(), t)
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(&externalscaler.IsActiveResponse{Result: d.Active}); err != nil {
+		if err := stream.Send(&externalscaler.IsActiveResponse{Result: d.active}); err != nil {
 			return err
 		}
 		select {
@@ -221,16 +219,11 @@ func (s *Server) GetMetrics(ctx context.Context, req *externalscaler.GetMetricsR
 	if name := req.GetMetricName(); name != "" && name != MetricName(t.function) {
 		return nil, status.Errorf(codes.InvalidArgument, "metric %q: this trigger's metric is %q", name, MetricName(t.function))
 	}
-	d, err := s.Decide(ctx, t)
+	d, err := s.decide(ctx, t)
 	if err != nil {
 		return nil, err
 	}
 	return &externalscaler.GetMetricsResponse{MetricValues: []*externalscaler.MetricValue{{
-		MetricName: MetricName(t.function), MetricValue: int64(math.Ceil(d.Demand)), MetricValueFloat: d.Demand,
+		MetricName: MetricName(t.function), MetricValue: int64(math.Ceil(d.demand)), MetricValueFloat: d.demand,
 	}}}, nil
-}
-
-// String describes a trigger in logs.
-func (t trigger) String() string {
-	return fmt.Sprintf("function %q threshold %v demand over %d min target %v", t.function, t.threshold, t.demandMinutes, t.target)
 }
