@@ -221,8 +221,12 @@ func writeClusters(ctx context.Context, dir, data string, opts trace.Options, pa
 		writers[j] = w
 		cs.Clusters = append(cs.Clusters, manifest.Cluster{ID: j, Size: sizes[j], Centroid: res.Centroids[j], Threshold: thresholds[j], Parquet: name})
 	}
+	// The same pass gathers the days the partial-window radii are
+	// calibrated on.
+	calib := calibrationSet{length: length}
 	i := 0
 	if _, err := trace.Each(data, opts, func(f trace.Function) error {
+		calib.add(f)
 		if !part.Contains(f.ID) {
 			return nil
 		}
@@ -247,7 +251,7 @@ func writeClusters(ctx context.Context, dir, data string, opts trace.Options, pa
 			return err
 		}
 	}
-	if err := calibrateRadii(ctx, &cs, data, opts, nil); err != nil {
+	if err := calib.calibrate(ctx, &cs, data); err != nil {
 		return err
 	}
 	if err := manifest.Write(filepath.Join(dir, "clusters.json"), cs); err != nil {

@@ -32,7 +32,11 @@ func runClusterCalibrate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := calibrateRadii(ctx, &cs, *data, trace.Options{}, nil); err != nil {
+	set := calibrationSet{length: cs.Length}
+	if _, err := trace.Each(*data, trace.Options{}, func(f trace.Function) error { set.add(f); return nil }); err != nil {
+		return err
+	}
+	if err := set.calibrate(ctx, &cs, *data); err != nil {
 		return err
 	}
 	if err := manifest.Write(path, cs); err != nil {
@@ -48,25 +52,29 @@ func runClusterCalibrate(ctx context.Context, args []string) error {
 // few thousand windows per cluster, not every row of a large trace.
 const calibrationDays = 20000
 
-// calibrateRadii sets the partial-window radii of the clusters (all, or
-// those in only) from windows of the training part's non-validation
-// functions in data, so that validation functions can check the OOD rate.
-func calibrateRadii(ctx context.Context, cs *manifest.Clusters, data string, opts trace.Options, only map[int]bool) error {
-	var ids []string
-	var days [][]float64
-	if _, err := trace.Each(data, opts, func(f trace.Function) error {
-		if trace.IsTest(f.ID) || trace.IsValidation(f.ID) || len(days) >= calibrationDays || len(f.Counts) != cs.Length {
-			return nil
-		}
-		ids, days = append(ids, f.ID), append(days, append([]float64(nil), f.Counts...))
-		return nil
-	}); err != nil {
-		return err
+// calibrationSet gathers the days partial-window radii are calibrated on:
+// the training part's non-validation functions (so that validation
+// functions can check the OOD rate), at most calibrationDays of them.
+type calibrationSet struct {
+	length int
+	ids    []string
+	days   [][]float64
+}
+
+func (c *calibrationSet) add(f trace.Function) {
+	if trace.IsTest(f.ID) || trace.IsValidation(f.ID) || len(c.days) >= calibrationDays || len(f.Counts) != c.length {
+		return
 	}
-	if len(days) == 0 {
+	c.ids, c.days = append(c.ids, f.ID), append(c.days, append([]float64(nil), f.Counts...))
+}
+
+// calibrate sets every cluster's partial-window radii from the days
+// gathered from data.
+func (c *calibrationSet) calibrate(ctx context.Context, cs *manifest.Clusters, data string) error {
+	if len(c.days) == 0 {
 		return fmt.Errorf("calibrate: %s has no training functions of %d minutes", data, cs.Length)
 	}
-	return setRadii(ctx, cs, ids, days, only)
+	return setRadii(ctx, cs, c.ids, c.days, nil)
 }
 
 // setRadii calibrates on the given days and stores the radii of the
