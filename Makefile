@@ -15,7 +15,7 @@ VENV       = $(shell scripts/setup-venv.sh)
 PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
-.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve clean
+.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train clean
 
 ort:
 	@scripts/setup-ort.sh >/dev/null
@@ -97,6 +97,16 @@ bench-kshape-scale: build
 
 bench-serve: build venv
 	MESP_PYTHON=$(VENV)/bin/python scripts/bench-serve.sh
+
+## bench-serve-cuda: mesp serve on ONNX Runtime's CUDA provider against the
+##   CPU provider of the same GPU build (needs a GPU and MESP_ORT__LIBRARY)
+bench-serve-cuda: build
+	scripts/bench-serve-cuda.sh
+
+## bench-train: seconds per epoch of each model family on torch's device
+##   (CUDA_VISIBLE_DEVICES= for the CPU)
+bench-train: venv
+	$(PY) scripts/bench_train.py
 
 clean:
 	rm -rf bin

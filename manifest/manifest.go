@@ -133,9 +133,11 @@ type Model struct {
 	PInvoke *PInvoke `json:"p_invoke,omitempty"`
 }
 
-// PInvoke is one exported p_invoke graph. An expert's serves only where
-// it beat the dense one on the cluster's validation functions (log-loss of
-// "invoked in minute m" from minutes 1..m-1, m = 1081..1440).
+// PInvoke is one exported p_invoke graph. An expert's serves only where it
+// beat the dense one on the validation windows the router sends it (each
+// minute's history 1..m-1, m = 1081..1440, routed as the server routes it),
+// in log-loss and in cost at the operating threshold; RoutedVal keeps those
+// figures.
 type PInvoke struct {
 	ID              string         `json:"id"`
 	File            string         `json:"file"`
@@ -147,6 +149,7 @@ type PInvoke struct {
 	Serve           string         `json:"serve,omitempty"`
 	Params          map[string]any `json:"params,omitempty"`
 	Data            map[string]int `json:"data,omitempty"`
+	RoutedVal       map[string]any `json:"routed_val,omitempty"`
 }
 
 // Prewarm is the pre-warm policy fixed at training time: warm in a minute

@@ -5,8 +5,9 @@ the same load.
 
 usage: reference_server.py MODELS_DIR PORT
        reference_server.py --route CLUSTERS_JSON < rows.json
-           (routes a JSON array of count arrays, prints [cluster, distance,
-           ood] per row: the Go router's agreement test)
+           (routes a JSON array of count arrays with mesp_training.routing,
+           prints [cluster, distance, ood] per row: the Go router's
+           agreement test)
 """
 
 from __future__ import annotations
@@ -23,78 +24,10 @@ import numpy as np
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 import onnxruntime as ort  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+from mesp_training.routing import Router  # noqa: E402
+
 ort.disable_telemetry_events()
-
-
-def znorm(x: np.ndarray) -> np.ndarray:
-    sd = x.std()
-    return (x - x.mean()) / sd if sd > 1e-12 * max(1.0, abs(x.mean())) else np.zeros_like(x)
-
-
-def transform(x: np.ndarray, log1p: bool, smooth: int) -> np.ndarray:
-    """kshape.Transform: log1p, then a centred moving average (edges shrink)."""
-    y = np.log1p(x) if log1p else x.astype(float)
-    if smooth <= 1:
-        return y
-    prefix = np.concatenate([[0.0], np.cumsum(y)])
-    i = np.arange(len(y))
-    lo = np.maximum(0, i - smooth // 2)
-    hi = np.minimum(len(y), i - smooth // 2 + smooth)
-    return (prefix[hi] - prefix[lo]) / (hi - lo)
-
-
-class Router:
-    """Go's router.Route: SBD to each centroid for a full day; for a shorter
-    window the best NCC with any same-length stretch of each centroid
-    (wrapping past midnight), with that length's interpolated radius."""
-
-    def __init__(self, clusters: dict) -> None:
-        tr = clusters.get("transform", {})
-        self.log1p, self.smooth = bool(tr.get("log1p")), int(tr.get("smooth", 0))
-        self.m = clusters["length"]
-        self.n = 1 << (2 * self.m).bit_length()
-        self.ids = [c["id"] for c in clusters["clusters"]]
-        self.thr = np.array([c["threshold"] for c in clusters["clusters"]])
-        self.partial = [c.get("partial_thresholds") or [] for c in clusters["clusters"]]
-        cents = np.array([znorm(np.asarray(c["centroid"], float)) for c in clusters["clusters"]])
-        self.spec = np.conj(np.fft.rfft(cents, self.n))
-        self.norms = np.linalg.norm(cents, axis=1)
-        twice = np.concatenate([cents, cents], axis=1)
-        self.twice_spec = np.fft.rfft(twice, self.n)
-        self.sum = np.concatenate([np.zeros((len(cents), 1)), np.cumsum(twice, axis=1)], axis=1)
-        self.sum_sq = np.concatenate([np.zeros((len(cents), 1)), np.cumsum(twice**2, axis=1)], axis=1)
-
-    def threshold(self, j: int, n: int) -> float:
-        pt = self.partial[j]
-        if n == self.m or not pt:
-            return float(self.thr[j])
-        lengths = [p["length"] for p in pt]
-        values = [p["threshold"] for p in pt]
-        return float(np.interp(n, lengths, values))
-
-    def route(self, counts: np.ndarray) -> tuple[int, float, bool]:
-        n = len(counts)
-        z = znorm(transform(counts, self.log1p, self.smooth))
-        nz = np.linalg.norm(z)
-        if nz == 0:
-            return self.ids[0], 1.0, True
-        zs = np.fft.rfft(z, self.n)
-        if n == self.m:
-            cc = np.fft.irfft(zs * self.spec, self.n)
-            cc = np.concatenate([cc[:, -(self.m - 1):], cc[:, : self.m]], axis=1).max(axis=1)
-            ncc = cc / (nz * np.where(self.norms > 0, self.norms, np.inf))
-        else:
-            # cc[s] = sum_t doubled[t+s] z[t], s = 0..m-1
-            cc = np.fft.irfft(self.twice_spec * np.conj(zs), self.n)[:, : self.m]
-            s = np.arange(self.m)
-            mean = (self.sum[:, s + n] - self.sum[:, s]) / n
-            ss = self.sum_sq[:, s + n] - self.sum_sq[:, s] - n * mean**2
-            ok = ss > 1e-9 * n
-            ncc = np.where(ok, cc / (nz * np.sqrt(np.where(ok, ss, 1.0))), 0.0).max(axis=1)
-            ncc = np.maximum(ncc, 0.0)
-        d = 1 - np.clip(ncc, -1.0, 1.0)
-        j = int(d.argmin())
-        return self.ids[j], float(d[j]), bool(d[j] > self.threshold(j, n))
 
 
 def load(models: Path) -> tuple[Router, dict, dict]:
@@ -113,7 +46,14 @@ def main() -> None:
     if sys.argv[1] == "--route":
         router = Router(json.loads(Path(sys.argv[2]).read_text()))
         rows = json.load(sys.stdin)
-        json.dump([list(router.route(np.asarray(r, float))) for r in rows], sys.stdout)
+        out: list[list[object]] = [[] for _ in rows]
+        # Rows of one length are routed together, as training routes them.
+        for n in sorted({len(r) for r in rows}):
+            idx = [i for i, r in enumerate(rows) if len(r) == n]
+            got = router.route_many(np.array([rows[i] for i in idx], float))
+            for k, i in enumerate(idx):
+                out[i] = [int(got.cluster[k]), float(got.distance[k]), bool(got.ood[k])]
+        json.dump(out, sys.stdout)
         return
     models, port = Path(sys.argv[1]), int(sys.argv[2])
     router, sess, table = load(models)

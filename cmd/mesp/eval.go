@@ -53,8 +53,7 @@ func runEval(ctx context.Context, args []string) error {
 		return err
 	}
 	// The very path the server uses: forecast.Forecaster over the folder.
-	fc := forecast.New(cfg.Models, onnx.Options{IntraOpThreads: cfg.ORT.IntraOpThreads, Provider: cfg.ORT.Provider, CUDADevice: cfg.ORT.CUDADevice},
-		forecast.Batching{Wait: cfg.ORT.BatchWait, MaxRows: cfg.ORT.MaxBatch})
+	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
 	if _, err := fc.Reload(); err != nil {
 		return err
 	}

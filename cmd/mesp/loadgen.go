@@ -96,7 +96,7 @@ func rawRuns(ctx context.Context, dir string, batches [][]forecast.Request, conc
 	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
 		return err
 	}
-	set, err := forecast.LoadSet(dir, onnx.Options{IntraOpThreads: cfg.ORT.IntraOpThreads}, forecast.Batching{})
+	set, err := forecast.LoadSet(dir, ortOptions(cfg.ORT), forecast.Batching{})
 	if err != nil {
 		return err
 	}

@@ -57,8 +57,7 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("onnxruntime ready", "version", version, "provider", cfg.ORT.Provider)
-	fc := forecast.New(cfg.Models, onnx.Options{IntraOpThreads: cfg.ORT.IntraOpThreads, Provider: cfg.ORT.Provider, CUDADevice: cfg.ORT.CUDADevice},
-		forecast.Batching{Wait: cfg.ORT.BatchWait, MaxRows: cfg.ORT.MaxBatch})
+	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
 	if cfg.Router.OODDir != "" {
 		ood, err := oodlog.Open(cfg.Router.OODDir, cfg.Router.OODMaxBytes, cfg.Router.OODKeep)
 		if err != nil {
@@ -135,4 +134,14 @@ func newLogger(c config.Log) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// ortOptions and ortBatching are the ONNX Runtime settings of every
+// subcommand that runs models for answers (serve, eval, loadgen --raw).
+func ortOptions(c config.ORT) onnx.Options {
+	return onnx.Options{IntraOpThreads: c.IntraOpThreads, Provider: c.Provider, CUDADevice: c.CUDADevice}
+}
+
+func ortBatching(c config.ORT) forecast.Batching {
+	return forecast.Batching{Wait: c.BatchWait, MaxRows: c.MaxBatch}
 }

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--clusters", help="comma-separated cluster ids: train only these (keeps the others)")
     i.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
     i.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    h = sub.add_parser("threshold", help="choose the default pre-warm threshold again for the served p_invoke models")
+    h = sub.add_parser("threshold", help="choose again, without training, where each p_invoke expert serves "
+                       "(on validation windows as routed) and the default pre-warm threshold")
     h.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
     h.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
     h.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
@@ -40,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
-        clusters = [int(c) for c in a.clusters.split(",")] if a.clusters else None
         if a.cmd == "threshold":
             scfg = SearchConfig.load(a.config)
             rechoose_threshold(a.models, InvokeConfig.load(a.config),
                                lambda cl: load_cluster(a.models, cl, scfg.val_percent), log=log)
             return 0
+        clusters = [int(c) for c in a.clusters.split(",")] if a.clusters else None
         if a.cmd == "train-invoke":
             icfg = InvokeConfig.load(a.config)
             scfg = SearchConfig.load(a.config)

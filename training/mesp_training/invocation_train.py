@@ -6,7 +6,8 @@ that fine-tunes the dense winner on the cluster's functions. Every
 candidate is scored on held-out validation functions the way a platform
 uses it: the log-loss of "invoked in minute m" predicted from minutes
 1..m-1, for m = 1081..1440. An expert serves only where it beats the dense
-model on its cluster's validation functions.
+model on the validation windows the router sends it (each minute's history
+routed as the server routes it, whatever cluster the function's day is in).
 
 The default pre-warm threshold is fixed here, on validation functions only:
 the threshold with the fewest cold starts whose idle instance-minutes are
@@ -34,6 +35,7 @@ from . import invocation_gbm as gbm
 from .contract import HORIZON, P_INVOKE_OUTPUT_NAME, read_clusters, read_manifest, sha256_file, write_json_atomic
 from .export import OPSET
 from .invocation import FAMILY, MISSING, WINDOW, InvocationFeatures, InvocationModel
+from .routing import Router
 from .runtime import inference_session
 
 # Minutes of the platform's loop (EVALUATION.md §2): the decision for minute
@@ -314,22 +316,76 @@ def choose_threshold(p1: np.ndarray, series: np.ndarray, thresholds: list[float]
                          f"bootstrap resamples of the functions"}
 
 
+def loop_routes(router: Router, series: np.ndarray) -> np.ndarray:
+    """[n, 360]: the cluster whose expert the server may use for minute m's
+    decision (the history 1..m-1 routed as `mesp serve` routes it), -1 where
+    the window is out of distribution and the dense model answers."""
+    out = np.empty((len(series), LOOP_END - LOOP_START + 1), int)
+    for k, t in enumerate(range(LOOP_START - 1, LOOP_END)):
+        out[:, k] = router.route_many(series[:, :t]).served_cluster()
+    return out
+
+
+# An expert needs this many routed validation decisions before it may serve:
+# fewer say too little about whether it beats the dense model there.
+MIN_ROUTED_DECISIONS = 360
+
+
+def operating_cost(p1: np.ndarray, invoked: np.ndarray, threshold: float) -> float:
+    """Cold starts plus idle minutes priced at the threshold's rate, for the
+    decisions given. Warming at probability p costs 1 - p idle and saves p
+    cold starts, so a threshold t prices an idle minute at t / (1 - t) cold
+    starts; a model that lowers this sum on a cluster's decisions lowers the
+    whole policy's cold starts at its idle budget."""
+    warm = p1 >= threshold
+    return float((invoked & ~warm).sum() + threshold / (1 - threshold) * (~invoked & warm).sum())
+
+
 def choose_prewarm(models: Path, manifest: dict[str, Any], data: dict[int, tuple[np.ndarray, np.ndarray]],
-                   cfg: InvokeConfig) -> dict[str, Any]:
-    """The default threshold: every validation function answered, through
-    ONNX Runtime, by the p_invoke model its cluster serves, in the
-    platform's loop."""
-    experts = {e["cluster"]: e for e in manifest["experts"]}
-    p1s, series = [], []
-    for cid in sorted(data):
-        val_c = data[cid][1]
-        if not len(val_c):
+                   cfg: InvokeConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Where each p_invoke expert serves, and the default threshold, chosen
+    on every validation function answered as the server answers it.
+
+    Each minute's history is routed, so a cluster's expert is judged on the
+    windows the router sends it, whichever cluster the function's whole day
+    belongs to. An expert serves only where it beats the dense model on
+    those decisions both in log-loss and in operating_cost at the threshold
+    the dense model alone would get (log-loss alone favoured every expert,
+    yet all experts together had no fewer cold starts at keepalive10's idle
+    than the dense model). The threshold is then chosen for the mixture.
+    Sets each expert's ``serve``."""
+    val = np.concatenate([data[c][1] for c in sorted(data) if len(data[c][1])])
+    invoked = val[:, LOOP_START - 1:LOOP_END] > 0
+    t0 = time.monotonic()
+    routes = loop_routes(Router(read_clusters(models / manifest["clusters"])), val)
+    log(f"p_invoke: {routes.size} validation decisions routed ({time.monotonic() - t0:.0f}s), "
+        f"{(routes < 0).mean():.1%} out of distribution")
+    served = loop_p1(models / manifest["dense"]["p_invoke"]["file"], val)
+    dense_threshold = choose_threshold(served, val, cfg.thresholds)["threshold"]
+    for e in manifest["experts"]:
+        entry = e.get("p_invoke")
+        if entry is None:
             continue
-        e = experts.get(cid, {}).get("p_invoke")
-        served = e if e and e.get("serve") == "expert" else manifest["dense"]["p_invoke"]
-        p1s.append(loop_p1(models / served["file"], val_c))
-        series.append(val_c)
-    return choose_threshold(np.concatenate(p1s), np.concatenate(series), cfg.thresholds)
+        routed = routes == e["cluster"]
+        rows = routed.any(axis=1)
+        n = int(routed.sum())
+        got = {"decisions": n, "functions": int(rows.sum()), "at_threshold": dense_threshold}
+        serve = "dense"
+        if n:
+            p1 = np.zeros_like(served)
+            p1[rows] = loop_p1(models / entry["file"], val[rows])
+            y, expert, dense = invoked[routed], p1[routed], served[routed]
+            got |= {"logloss": round(h1_logloss(expert, y), 6), "dense_logloss": round(h1_logloss(dense, y), 6),
+                    "cost": round(operating_cost(expert, y, dense_threshold), 2),
+                    "dense_cost": round(operating_cost(dense, y, dense_threshold), 2)}
+            if n >= MIN_ROUTED_DECISIONS and got["logloss"] < got["dense_logloss"] and got["cost"] < got["dense_cost"]:
+                serve = "expert"
+                served[routed] = expert
+            log(f"p_invoke cluster {e['cluster']}: {n} routed validation decisions from {got['functions']} "
+                f"functions, log-loss(h=1) {got['logloss']:.5f} vs dense {got['dense_logloss']:.5f}, cost at "
+                f"threshold {dense_threshold} {got['cost']:.1f} vs dense {got['dense_cost']:.1f} -> serve {serve}")
+        entry["routed_val"], entry["serve"] = got, serve
+    return choose_threshold(served, val, cfg.thresholds)
 
 
 def rechoose_threshold(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
@@ -342,7 +398,7 @@ def rechoose_threshold(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoa
         raise ValueError(f"{models}/manifest.json has no p_invoke models: run train-invoke")
     cs = read_clusters(models / manifest["clusters"])
     data = {cl["id"]: load_cluster(cl) for cl in cs["clusters"]}
-    manifest["prewarm"] = choose_prewarm(models, manifest, data, cfg)
+    manifest["prewarm"] = choose_prewarm(models, manifest, data, cfg, log)
     write_json_atomic(models / "manifest.json", manifest)
     _log_prewarm(manifest["prewarm"], log)
     return manifest
@@ -505,16 +561,17 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
         rows = data[cid][0] if len(data[cid][0]) else data[cid][1]
         entry = _export_best(f"cluster-{cid}-p", f"expert-{cid}-p.onnx", models, w, trees, va, probe_rows(rows), log)
         entry["data"] = {"train_decisions": len(tr.x), "val_decisions": len(va.x)}
-        serve = "expert" if entry["val_logloss"] < dense_val else "dense"
-        entry.update({"dense_val_logloss": dense_val, "serve": serve})
+        # Where it serves is decided afterwards, on windows as routed
+        # (choose_prewarm); these are the figures on the cluster's members.
+        entry.update({"dense_val_logloss": dense_val, "serve": "dense"})
         if cid not in experts:
             raise ValueError(f"cluster {cid} has no count expert in manifest.json: train it first")
         experts[cid]["p_invoke"] = entry
         log(f"p_invoke cluster {cid}: {entry['family']} val log-loss(h=1) {entry['val_logloss']:.5f} "
-            f"vs dense {dense_val:.5f} -> serve {serve}")
+            f"vs dense {dense_val:.5f} on the cluster's members")
 
     manifest["experts"] = [experts[c] for c in sorted(experts)]
-    manifest["prewarm"] = choose_prewarm(models, manifest, data, cfg)
+    manifest["prewarm"] = choose_prewarm(models, manifest, data, cfg, log)
     write_json_atomic(models / "manifest.json", manifest)
     _log_prewarm(manifest["prewarm"], log)
     return manifest

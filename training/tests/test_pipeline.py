@@ -11,7 +11,7 @@ from conftest import TINY
 
 from mesp_training.contract import sha256_file
 from mesp_training.invocation import WINDOW
-from mesp_training.invocation_train import InvokeConfig, train_invoke
+from mesp_training.invocation_train import LOOP_END, LOOP_START, MIN_ROUTED_DECISIONS, InvokeConfig, train_invoke
 from mesp_training.pipeline import load_cluster, train
 from mesp_training.search import SearchConfig
 
@@ -50,9 +50,18 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
         x[0, -600:] = np.arange(600) % 5
         y = sess.run(None, {"counts": x})[0]
         assert y.shape == (2, 60) and (y >= 0).all() and (y <= 1).all()
+    routed = 0
     for e in manifest["experts"]:
-        p = e["p_invoke"]
-        assert p["serve"] == ("expert" if p["val_logloss"] < p["dense_val_logloss"] else "dense")
+        p, r = e["p_invoke"], e["p_invoke"]["routed_val"]
+        # Served only where it beat dense on the validation windows routed
+        # to it, in log-loss and in cost at the operating threshold.
+        wins = (r["decisions"] >= MIN_ROUTED_DECISIONS and r["logloss"] < r["dense_logloss"]
+                and r["cost"] < r["dense_cost"])
+        assert p["serve"] == ("expert" if wins else "dense")
+        routed += r["decisions"]
+    val_functions = sum(len(load_cluster(models, cl, cfg.val_percent)[1])
+                        for cl in json.loads((models / "clusters.json").read_text())["clusters"])
+    assert 0 < routed <= val_functions * (LOOP_END - LOOP_START + 1)
 
     # Retraining one cluster leaves every other entry and file byte-identical.
     before = {e["cluster"]: (dict(e), (models / e["file"]).read_bytes(), (models / e["p_invoke"]["file"]).read_bytes())
