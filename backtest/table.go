@@ -2,65 +2,35 @@ package backtest
 
 import (
 	"context"
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
-	"strconv"
 
+	"github.com/mesp-project/mesp/internal/peertable"
 	"github.com/mesp-project/mesp/trace"
 )
 
 // FromTable is a forecaster whose forecasts were made elsewhere (a peer
 // fitted in Python): a CSV with the header function,origin,h1..h60 and one
-// row per evaluated function and origin. Every (function, origin) of fns
-// and Origins must be there, with Horizon finite, non-negative numbers.
+// row per evaluated function and origin (peertable's layout). Every
+// (function, origin) of fns and Origins must be there, once, with Horizon
+// finite, non-negative numbers.
 func FromTable(name, path string, fns []trace.Function) (Forecaster, error) {
-	f, err := os.Open(path)
+	ids := make([]string, len(fns))
+	for i, f := range fns {
+		ids[i] = f.ID
+	}
+	cols := make([]string, Horizon)
+	for h := range cols {
+		cols[h] = fmt.Sprintf("h%d", h+1)
+	}
+	table, err := peertable.Read(path, peertable.Spec{Key: "origin", Values: cols, Want: "a count forecast",
+		Valid: func(v float64) bool { return v >= 0 && !math.IsInf(v, 0) }}, ids, Origins)
 	if err != nil {
 		return Forecaster{}, fmt.Errorf("backtest: %w", err)
 	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.FieldsPerRecord = 2 + Horizon
-	if _, err := r.Read(); err != nil {
-		return Forecaster{}, fmt.Errorf("backtest: %s: header: %w", path, err)
-	}
-	type key struct {
-		id     string
-		origin int
-	}
-	table := map[key][]float64{}
-	for line := 2; ; line++ {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return Forecaster{}, fmt.Errorf("backtest: %s: %w", path, err)
-		}
-		origin, err := strconv.Atoi(rec[1])
-		if err != nil {
-			return Forecaster{}, fmt.Errorf("backtest: %s:%d: origin %q", path, line, rec[1])
-		}
-		row := make([]float64, Horizon)
-		for h := range row {
-			v, err := strconv.ParseFloat(rec[2+h], 64)
-			if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-				return Forecaster{}, fmt.Errorf("backtest: %s:%d: h%d %q is not a count forecast", path, line, h+1, rec[2+h])
-			}
-			row[h] = v
-		}
-		table[key{rec[0], origin}] = row
-	}
-	for _, fn := range fns {
-		for _, t := range Origins {
-			if table[key{fn.ID, t}] == nil {
-				return Forecaster{}, fmt.Errorf("backtest: %s has no forecast for function %s at origin %d", path, fn.ID, t)
-			}
-		}
+	originAt := make(map[int]int, len(Origins))
+	for k, t := range Origins {
+		originAt[t] = k
 	}
 	// The backtest passes every function's history in fns' order; the
 	// origin is the history's length.
@@ -71,7 +41,11 @@ func FromTable(name, path string, fns []trace.Function) (Forecaster, error) {
 		out := make([][]float64, len(hs))
 		cl := make([]int, len(hs))
 		for i, h := range hs {
-			out[i], cl[i] = table[key{fns[i].ID, len(h)}], -1
+			k, ok := originAt[len(h)]
+			if !ok {
+				return nil, nil, fmt.Errorf("backtest: %s has no forecasts at origin %d", name, len(h))
+			}
+			out[i], cl[i] = table[i][k], -1
 		}
 		return out, cl, nil
 	}}, nil

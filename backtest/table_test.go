@@ -52,13 +52,27 @@ func TestFromTable(t *testing.T) {
 		err  string
 	}{
 		{"complete", write(0, ""), ""},
-		{"a missing row", write(4, ""), "no forecast for function"},
+		{"a missing row", write(4, ""), "no row for function"},
+		{"a row twice", write(0, "") + ".twice", "given twice"},
+		{"another header", write(0, "") + ".header", "header"},
 		{"a negative value", write(0, "-1"), "h8"},
 		{"NaN", write(0, "NaN"), "h8"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := backtest.FromTable("peer", tc.path, fns)
+			path := tc.path
+			if base, ok := strings.CutSuffix(path, ".twice"); ok {
+				b, _ := os.ReadFile(base)
+				lines := strings.SplitAfter(string(b), "\n")
+				path = base + "-twice.csv"
+				os.WriteFile(path, []byte(string(b)+lines[2]), 0o644)
+			}
+			if base, ok := strings.CutSuffix(path, ".header"); ok {
+				b, _ := os.ReadFile(base)
+				path = base + "-header.csv"
+				os.WriteFile(path, []byte(strings.Replace(string(b), "function,origin", "function,minute", 1)), 0o644)
+			}
+			p, err := backtest.FromTable("peer", path, fns)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)

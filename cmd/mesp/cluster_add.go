@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
-	"github.com/mesp-project/mesp/oodlog"
+	"github.com/mesp-project/mesp/novelty"
 	"github.com/mesp-project/mesp/router"
 	"github.com/mesp-project/mesp/trace"
 )
@@ -40,11 +39,11 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	trusted, err := parseSources(*sources)
+	trusted, err := novelty.ParseSources(*sources)
 	if err != nil {
-		return err
+		return fmt.Errorf("--source: %w", err)
 	}
-	fns, skipped, err := readNovel(*from, cs.Length, trusted)
+	fns, skipped, err := novelty.Read(*from, cs.Length, trusted)
 	if err != nil {
 		return err
 	}
@@ -53,15 +52,13 @@ func runClusterAdd(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d patterns, fewer than --min-size %d", len(fns), *minSize)
 	}
 	// The existing clusters' representation, so new centroids compare.
-	tr := cs.Transform
 	series := make([][]float64, len(fns))
 	for i, f := range fns {
-		series[i] = tr.Apply(f.Counts)
+		series[i] = cs.Transform.Apply(f.Counts)
 	}
-	// At most one cluster per min-size patterns.
 	hi := *kRange
 	if lo, h, err := parseRange(*kRange); err == nil {
-		hi = fmt.Sprintf("%d..%d", lo, max(lo, min(h, len(fns)/max(1, *minSize))))
+		hi = fmt.Sprintf("%d..%d", lo, novelty.MaxK(lo, h, len(fns), *minSize))
 	}
 	x, err := kshape.MatrixOf(series)
 	if err != nil {
@@ -71,59 +68,39 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// A candidate is new when its centroid is out of distribution for the
-	// existing router: farther from its nearest existing centroid than that
-	// cluster's threshold.
 	rt, err := router.New(cs)
 	if err != nil {
 		return err
 	}
-	thresholds := kshape.Threshold(res, k, 0.99)
-	nextID := 0
-	for _, c := range cs.Clusters {
-		nextID = max(nextID, c.ID+1)
+	cands, err := novelty.Judge(ctx, rt, fns, res, k, *minSize)
+	if err != nil {
+		return err
 	}
-	var added []string
-	var addedIDs []string
-	var addedDays [][]float64
-	newIDs := map[int]bool{}
-	for j := range k {
-		var members []trace.Function
-		var dists []float64
-		for i, l := range res.Labels {
-			if l == j {
-				members = append(members, fns[i])
-				dists = append(dists, res.Distances[i])
-			}
+	for j, c := range cands {
+		verdict := "not new, dropped"
+		if c.New {
+			verdict = "new"
 		}
-		route, err := rt.RouteShape(ctx, res.Centroids[j])
-		if err != nil {
-			return err
-		}
-		if len(members) < *minSize || !route.OOD {
-			fmt.Fprintf(os.Stderr, "  candidate %d: %d members, nearest existing cluster %d at SBD %.3f: not new, dropped\n", j, len(members), route.Cluster, route.Distance)
-			continue
-		}
-		id := nextID
-		nextID++
-		name := fmt.Sprintf("cluster-%d.parquet", id)
-		if err := trace.WriteParquet(filepath.Join(*models, name), members); err != nil {
-			return err
-		}
-		cs.Clusters = append(cs.Clusters, manifest.Cluster{ID: id, Size: len(members), Centroid: res.Centroids[j], Threshold: thresholds[j], Parquet: name})
-		for i, f := range members {
-			cs.Members = append(cs.Members, manifest.Member{Function: f.ID, Cluster: id, Distance: dists[i]})
-			addedIDs, addedDays = append(addedIDs, f.ID), append(addedDays, f.Counts)
-		}
-		added = append(added, strconv.Itoa(id))
-		newIDs[id] = true
-		fmt.Fprintf(os.Stderr, "  new cluster %d: %d members, nearest existing cluster %d at SBD %.3f\n", id, len(members), route.Cluster, route.Distance)
+		fmt.Fprintf(os.Stderr, "  candidate %d: %d members, nearest existing cluster %d at SBD %.3f: %s\n", j, len(c.Members), c.Nearest.Cluster, c.Nearest.Distance, verdict)
 	}
+	added := novelty.Append(&cs, cands)
 	if len(added) == 0 {
 		fmt.Fprintln(os.Stderr, "cluster add: no new cluster")
 		return nil
 	}
-	cs.K = len(cs.Clusters)
+	var ids, addedIDs []string
+	var addedDays [][]float64
+	newIDs := map[int]bool{}
+	for _, a := range added {
+		if err := trace.WriteParquet(filepath.Join(*models, a.Cluster.Parquet), a.Members); err != nil {
+			return err
+		}
+		for _, f := range a.Members {
+			addedIDs, addedDays = append(addedIDs, f.ID), append(addedDays, f.Counts)
+		}
+		ids = append(ids, strconv.Itoa(a.Cluster.ID))
+		newIDs[a.Cluster.ID] = true
+	}
 	// New clusters' partial-window radii from their own members' windows
 	// (the existing clusters keep theirs; a new cluster that receives too
 	// few windows at a length falls back to its full-day radius there).
@@ -134,80 +111,6 @@ func runClusterAdd(ctx context.Context, args []string) error {
 		return err
 	}
 	// The ids for `make train-experts CLUSTERS=...`, on stdout.
-	fmt.Println(strings.Join(added, ","))
+	fmt.Println(strings.Join(ids, ","))
 	return nil
-}
-
-// readNovel reads patterns from an OOD log (folder or file) or a CSV,
-// keeping full-length patterns, the latest per function.
-// parseSources reads --source values: addresses or CIDR ranges.
-func parseSources(vals []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, v := range vals {
-		if p, err := netip.ParsePrefix(v); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(v)
-		if err != nil {
-			return nil, fmt.Errorf("--source %q: want an address or a CIDR range", v)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
-}
-
-// trustedSource says whether a record's source is among the trusted ones
-// (all are, when none are given; a record without a source is not, then).
-func trustedSource(src string, trusted []netip.Prefix) bool {
-	if len(trusted) == 0 {
-		return true
-	}
-	a, err := netip.ParseAddr(src)
-	if err != nil {
-		return false
-	}
-	for _, p := range trusted {
-		if p.Contains(a.Unmap()) {
-			return true
-		}
-	}
-	return false
-}
-
-func readNovel(from string, length int, trusted []netip.Prefix) ([]trace.Function, int, error) {
-	st, err := os.Stat(from)
-	if err != nil {
-		return nil, 0, err
-	}
-	var recs []oodlog.Record
-	switch {
-	case st.IsDir():
-		recs, _, err = oodlog.ReadDir(from)
-	case strings.Contains(filepath.Base(from), ".jsonl"):
-		recs, _, err = oodlog.ReadFile(from)
-	default:
-		fns, err := trace.ReadAll(from, trace.Options{}, trace.All)
-		return fns, 0, err
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	latest := map[string]int{}
-	var out []trace.Function
-	skipped := 0
-	for _, r := range recs {
-		if len(r.Counts) != length || !trustedSource(r.Source, trusted) {
-			skipped++
-			continue
-		}
-		f := trace.Function{ID: r.Function, Owner: r.Function, App: r.Function, Trigger: "unknown", Counts: r.Counts}
-		if i, ok := latest[r.Function]; ok {
-			out[i] = f
-			continue
-		}
-		latest[r.Function] = len(out)
-		out = append(out, f)
-	}
-	return out, skipped, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
-	"github.com/mesp-project/mesp/oodlog"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -109,43 +107,6 @@ func TestReclusteringPublishesACompleteSet(t *testing.T) {
 	}
 	if siblings, _ := os.ReadDir(root); len(siblings) != 1 {
 		t.Fatalf("left beside it: %v", siblings)
-	}
-}
-
-// TestClusterAddLearnsOnlyFromTrustedSources: with --source, OOD records
-// from other clients (or without a recorded source) are not learnt from.
-func TestClusterAddLearnsOnlyFromTrustedSources(t *testing.T) {
-	dir := t.TempDir()
-	log, err := oodlog.Open(dir, 1<<20, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	day := make([]float64, 1440)
-	for i, src := range []string{"10.0.0.7", "192.168.1.9", "", "10.0.1.200", "::ffff:10.0.0.8"} {
-		if err := log.Append(oodlog.Record{Function: fmt.Sprint("f", i), Counts: day, Source: src}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	trusted, err := parseSources([]string{"10.0.0.0/24", "10.0.1.200"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, skipped, err := readNovel(dir, 1440, trusted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, f := range fns {
-		ids = append(ids, f.ID)
-	}
-	if strings.Join(ids, ",") != "f0,f3,f4" || skipped != 2 {
-		t.Fatalf("learnt from %v, skipped %d; want f0, f3, f4 and 2 skipped", ids, skipped)
-	}
-	if all, _, _ := readNovel(dir, 1440, nil); len(all) != 5 {
-		t.Fatalf("without --source: %d records, want 5", len(all))
-	}
-	if _, err := parseSources([]string{"not-an-address"}); err == nil {
-		t.Fatal("a bad --source was accepted")
 	}
 }
 

@@ -54,7 +54,7 @@ def is_validation(function_id: str, percent: int = 20) -> bool:
 
 def read_clusters(path: str | Path) -> dict[str, Any]:
     with open(path) as f:
-        c = json.load(f)
+        c: dict[str, Any] = json.load(f)
     if c.get("version") != VERSION or not c.get("clusters"):
         raise ValueError(f"{path}: not a version-{VERSION} clusters.json with clusters")
     for cl in c["clusters"]:
@@ -99,4 +99,5 @@ def read_manifest(models: str | Path) -> dict[str, Any] | None:
     if not p.exists():
         return None
     with open(p) as f:
-        return json.load(f)
+        manifest: dict[str, Any] = json.load(f)
+    return manifest

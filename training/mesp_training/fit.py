@@ -88,7 +88,7 @@ def fit(
             b = torch.from_numpy(idx[i:i + batch_size]).to(DEVICE)
             loss = scaled_l1(model(xt[b]), yt[b], xt[b])
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             total += float(loss.detach()) * len(b)

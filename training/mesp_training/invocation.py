@@ -46,6 +46,13 @@ def pad_history(counts: np.ndarray, window: int = WINDOW) -> np.ndarray:
 class InvocationFeatures(nn.Module):
     """Raw counts [B, 1440] (-1 = unknown) -> features [B, n_features]."""
 
+    # Buffers (register_buffer), typed for the checker.
+    idx: torch.Tensor
+    gap_offsets: torch.Tensor
+    scale_lo: torch.Tensor
+    scale_inside: torch.Tensor
+    scale_w: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("idx", torch.arange(WINDOW, dtype=torch.float32), persistent=False)
@@ -127,6 +134,9 @@ class InvocationFeatures(nn.Module):
 class InvocationModel(nn.Module):
     """Features, then an MLP to 60 logits; sigmoid out."""
 
+    mu: torch.Tensor
+    sd: torch.Tensor
+
     def __init__(self, hidden: int = 128, layers: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
         self.family = FAMILY
@@ -146,7 +156,8 @@ class InvocationModel(nn.Module):
         self.register_buffer("sd", torch.ones(self.features.n_features))
 
     def logits_from_features(self, f: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body((f - self.mu) / self.sd))
+        logits: torch.Tensor = self.out(self.body((f - self.mu) / self.sd))
+        return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits_from_features(self.features(x)))

@@ -108,7 +108,7 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
 
 
 def predict_h1(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
-    return booster.predict(x)
+    return np.asarray(booster.predict(x), np.float64)
 
 
 def export(model: InvocationModel, booster: lgb.Booster, features: np.ndarray, path: Path, model_id: str,

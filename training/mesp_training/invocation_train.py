@@ -32,9 +32,17 @@ import torch
 import yaml
 
 from . import invocation_gbm as gbm
-from .contract import HORIZON, P_INVOKE_OUTPUT_NAME, read_clusters, read_manifest, sha256_file, write_json_atomic
+from .contract import (
+    HORIZON,
+    MISSING,
+    P_INVOKE_OUTPUT_NAME,
+    read_clusters,
+    read_manifest,
+    sha256_file,
+    write_json_atomic,
+)
 from .export import OPSET
-from .invocation import FAMILY, MISSING, WINDOW, InvocationFeatures, InvocationModel
+from .invocation import FAMILY, WINDOW, InvocationFeatures, InvocationModel
 from .routing import Router
 from .runtime import inference_session
 
@@ -106,7 +114,8 @@ def histories(series: np.ndarray, rows: np.ndarray, origins: np.ndarray) -> np.n
     # start at column t.
     cols = origins[:, None] + np.arange(WINDOW)[None, :]
     assert (origins <= m).all()
-    return padded[rows[:, None], cols]
+    out: np.ndarray = padded[rows[:, None], cols]
+    return out
 
 
 @torch.no_grad()
@@ -230,7 +239,8 @@ def search(name: str, train: Samples, val: Samples, cfg: InvokeConfig, *, trials
                       "layers": trial.suggest_int("layers", 1, 3),
                       "dropout": trial.suggest_float("dropout", 0.0, 0.3)}
             lr = trial.suggest_float("lr", 3e-4, 3e-3, log=True)
-            model = InvocationModel(**params)
+            model = InvocationModel(hidden=int(params["hidden"]), layers=int(params["layers"]),
+                                    dropout=float(params["dropout"]))
             set_standardisation(model, train.x)
         else:
             lr = trial.suggest_float("lr", 3e-5, 1e-3, log=True)
@@ -251,13 +261,14 @@ def search(name: str, train: Samples, val: Samples, cfg: InvokeConfig, *, trials
         return val_loss
 
     study.optimize(objective, n_trials=trials, timeout=max(1.0, minutes * 60))
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.number in kept]
+    done = {t.number: t.value for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE and t.number in kept and t.value is not None}
     if not done:
         raise RuntimeError(f"{name}: no trial completed")
-    best = min(done, key=lambda t: t.value)
-    model, params = kept[best.number]
+    number = min(done, key=lambda n: done[n])
+    model, params = kept[number]
     history = [{"trial": t.number, "state": t.state.name, "value": t.value, **t.params} for t in study.trials]
-    return Winner(model.eval(), float(best.value), params, history)
+    return Winner(model.eval(), done[number], params, history)
 
 
 # ---- provisioning on validation functions (the threshold) -------------------
@@ -481,7 +492,7 @@ def _export_best(model_id: str, file: str, models: Path, w: Winner, trees: lgb.B
         if tree_val < w.val_logloss:
             family, val_logloss = gbm.FAMILY, tree_val
             params.update({"trees": trees.num_trees(), "mlp_val_logloss": w.val_logloss, **gbm.PARAMS})
-    if family == gbm.FAMILY:
+    if family == gbm.FAMILY and trees is not None:
         gbm.export(w.model, trees, val.x, models / file, model_id, probe, OPSET)
     else:
         export(w.model, models / file, model_id, probe)
@@ -587,7 +598,8 @@ def loop_p1(onnx_file: Path, series: np.ndarray, chunk: int = 4096) -> np.ndarra
     out = [sess.run([P_INVOKE_OUTPUT_NAME],
                     {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])})[0][:, 0]
            for i in range(0, len(rows), chunk)]
-    return np.concatenate(out).reshape(len(series), len(t))
+    p1: np.ndarray = np.concatenate(out).reshape(len(series), len(t))
+    return p1
 
 
 def _concat(parts: list[Samples]) -> Samples:

@@ -41,7 +41,8 @@ def transform(x: np.ndarray, log1p: bool, smooth: int) -> np.ndarray:
     i = np.arange(n)
     lo = np.maximum(0, i - smooth // 2)
     hi = np.minimum(n, i - smooth // 2 + smooth)
-    return (prefix[..., hi] - prefix[..., lo]) / (hi - lo)
+    out: np.ndarray = (prefix[..., hi] - prefix[..., lo]) / (hi - lo)
+    return out
 
 
 @dataclass(frozen=True)
@@ -127,4 +128,5 @@ class Router:
             denom = np.where(nz > 0, nz, np.inf)[..., None] * np.sqrt(np.where(ok, ss, 1.0))[None]
             ncc = np.where(ok[None], cc / denom, 0.0).max(axis=-1)
             ncc = np.maximum(ncc, 0.0)
-        return 1 - np.clip(ncc, -1.0, 1.0)
+        d: np.ndarray = 1 - np.clip(ncc, -1.0, 1.0)
+        return d

@@ -188,10 +188,10 @@ def search(
     if sum(t.state in finished for t in study.trials) < trials:
         study.optimize(objective, timeout=max(1.0, minutes * 60), catch=(RuntimeError,),
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     if not complete:
         raise RuntimeError(f"{name}: no trial completed (budget too small?)")
-    best = min(complete, key=lambda t: t.value)
+    best = min(complete, key=lambda t: float("inf") if t.value is None else t.value)
     cand, model, _ = load_weights(best.user_attrs["weights"])
     split = splits.get(cand.input_len)
     data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
@@ -201,7 +201,7 @@ def search(
          "seconds": t.user_attrs.get("seconds"), "worker": t.user_attrs.get("worker")}
         for t in study.trials
     ]
-    return Winner(cand, model.eval(), float(best.value), naive_mae(split.x_val, split.y_val), history, data)
+    return Winner(cand, model, float(best.value or 0.0), naive_mae(split.x_val, split.y_val), history, data)
 
 
 def _create_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler,
@@ -221,14 +221,15 @@ def _create_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler,
     raise AssertionError("unreachable")
 
 
-def load_weights(path: str | Path) -> tuple[Candidate, torch.nn.Module, dict[str, Any]]:
+def load_weights(path: str | Path) -> tuple[Candidate, Forecaster, dict[str, Any]]:
     """The one loader of saved weights (a trial's, a winner's): the
     candidate, its model with the weights in eval mode, and the whole file."""
-    saved = torch.load(path, weights_only=False)
+    saved: dict[str, Any] = torch.load(path, weights_only=False)
     cand = Candidate(**saved["candidate"])
     model = cand.build()
     model.load_state_dict(saved["state"])
-    return cand, model.eval(), saved
+    model.eval()
+    return cand, model, saved
 
 
 def load_winner(path: str | Path) -> Winner:

@@ -1,19 +1,26 @@
-"""One file per model family; each exposes ``build(input_len, params)`` and
-``space(trial)`` (its Optuna search space)."""
+"""One file per model family (a module that satisfies ``Family``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from torch import nn
 
 from . import autoformer, lstm, nbeats, patchtst
 
-Builder = Callable[[int, dict[str, Any]], nn.Module]
 
-FAMILIES: dict[str, Any] = {
+class Family(Protocol):
+    """A model family: the network for an input length and hyper-parameters,
+    and its Optuna search space. The network maps scaled counts [B, L] to
+    60 scaled forecasts; ``scaling.Forecaster`` wraps it."""
+
+    def build(self, input_len: int, p: dict[str, Any]) -> nn.Module: ...
+
+    def space(self, trial: optuna.Trial) -> dict[str, Any]: ...
+
+
+FAMILIES: dict[str, Family] = {
     "patchtst": patchtst,
     "autoformer": autoformer,
     "nbeats": nbeats,

@@ -25,4 +25,5 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.dk).permute(2, 0, 3, 1, 4)
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dk), dim=-1)
         y = (self.drop(att) @ v).transpose(1, 2).reshape(b, n, d)
-        return self.out(y)
+        y_out: torch.Tensor = self.out(y)
+        return y_out

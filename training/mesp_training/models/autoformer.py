@@ -59,6 +59,12 @@ def _dft(length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.T
 class AutoCorrelation(nn.Module):
     """Auto-correlation with top-k time-delay aggregation, per sample."""
 
+    # The real DFT matrices (buffers), typed for the checker.
+    fc: torch.Tensor
+    fs: torch.Tensor
+    ic: torch.Tensor
+    is_: torch.Tensor
+
     def __init__(self, d_model: int, heads: int, q_len: int, factor: float) -> None:
         super().__init__()
         self.heads, self.dk = heads, d_model // heads
@@ -106,7 +112,8 @@ class AutoCorrelation(nn.Module):
         else:
             agg = torch.fft.irfft(torch.fft.rfft(vt, dim=-1) * torch.conj(torch.fft.rfft(kernel, dim=-1)).unsqueeze(1),
                                   n=lq, dim=-1)
-        return self.out(agg.transpose(1, 2))
+        y_out: torch.Tensor = self.out(agg.transpose(1, 2))
+        return y_out
 
 
     def _circular_corr_dft(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -183,7 +190,8 @@ class Autoformer(nn.Module):
             trend_acc = trend_acc + t
         out = (self.season_proj(dec) + trend_acc)[:, -HORIZON:, 0]
         # Residual head, zero-initialised: the model starts as naive.
-        return self.head(out)
+        y_out: torch.Tensor = self.head(out)
+        return y_out
 
 
 def build(input_len: int, p: dict[str, Any]) -> nn.Module:

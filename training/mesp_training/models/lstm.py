@@ -22,7 +22,8 @@ class LSTM(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(z.unsqueeze(-1))
-        return self.head(out[:, -1])
+        y_out: torch.Tensor = self.head(out[:, -1])
+        return y_out
 
 
 def build(input_len: int, p: dict[str, Any]) -> nn.Module:

@@ -29,7 +29,8 @@ class _BatchNormTokens(nn.Module):
         self.bn = nn.BatchNorm1d(d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(x.transpose(1, 2)).transpose(1, 2)
+        y_out: torch.Tensor = self.bn(x.transpose(1, 2)).transpose(1, 2)
+        return y_out
 
 
 class EncoderLayer(nn.Module):
@@ -42,7 +43,8 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm1(x + self.drop(self.att(x)))
-        return self.norm2(x + self.drop(self.ff(x)))
+        y_out: torch.Tensor = self.norm2(x + self.drop(self.ff(x)))
+        return y_out
 
 
 class PatchTST(nn.Module):
@@ -67,7 +69,8 @@ class PatchTST(nn.Module):
         x = self.embed(patches) + self.pos
         for layer in self.layers:
             x = layer(x)
-        return self.head(x.flatten(1))
+        y_out: torch.Tensor = self.head(x.flatten(1))
+        return y_out
 
 
 def build(input_len: int, p: dict[str, Any]) -> nn.Module:
