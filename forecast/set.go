@@ -33,6 +33,7 @@ type Set struct {
 	batchers map[*onnx.Model]*onnx.Batcher
 	// MaxInputLen is the longest model input: the shortest pattern served.
 	MaxInputLen int
+	catalog     Catalog
 
 	mu      sync.Mutex
 	refs    int
@@ -128,6 +129,7 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			s.batchers[m] = onnx.NewBatcher(m, b.Wait, b.MaxRows)
 		}
 	}
+	s.catalog = newCatalog(s, dir)
 	return s, nil
 }
 
@@ -232,15 +234,6 @@ func (s *Set) ServedPInvoke(rt router.Route) (*onnx.Model, string) {
 		}
 	}
 	return s.PDense, "dense"
-}
-
-// PrewarmThreshold is the manifest's default pre-warm threshold (0 when
-// the set has none).
-func (s *Set) PrewarmThreshold() float64 {
-	if s.Manifest.Prewarm == nil {
-		return 0
-	}
-	return s.Manifest.Prewarm.Threshold
 }
 
 // Model finds a loaded model by id ("dense" or an expert's id).

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	dto "github.com/prometheus/client_model/go"
@@ -40,11 +41,10 @@ type ClusterJSON struct {
 }
 
 func (s *Server) handleClusters(c echo.Context) error {
-	set, release, err := s.fc.Acquire()
-	if err != nil {
-		return err
+	set, ok := s.models.Catalog()
+	if !ok {
+		return forecast.ErrNotReady
 	}
-	defer release()
 	out := make([]ClusterJSON, 0, len(set.Clusters.Clusters))
 	for _, cl := range set.Clusters.Clusters {
 		out = append(out, ClusterJSON{ID: cl.ID, Size: cl.Size, Threshold: cl.Threshold, Centroid: cl.Centroid})
@@ -62,32 +62,31 @@ type example struct {
 // examples caches the explorer's examples for the model set in service:
 // they change only when the set does.
 type examples struct {
-	mu   sync.Mutex
-	set  *forecast.Set
-	list []example
+	mu       sync.Mutex
+	loadedAt time.Time // the set's they are
+	list     []example
 }
 
 // handleExamples offers one real training function per cluster (the middle
 // row of the cluster's Parquet file, when shipped) for the forecast
 // explorer.
 func (s *Server) handleExamples(c echo.Context) error {
-	set, release, err := s.fc.Acquire()
-	if err != nil {
-		return err
+	set, ok := s.models.Catalog()
+	if !ok {
+		return forecast.ErrNotReady
 	}
-	defer release()
 	s.examples.mu.Lock()
 	defer s.examples.mu.Unlock()
-	if s.examples.set != set {
+	if !s.examples.loadedAt.Equal(set.LoadedAt) {
 		var list []example
 		for _, cl := range set.Clusters.Clusters {
-			f, err := trace.ReadParquetMiddleRow(filepath.Join(s.fc.Dir(), cl.Parquet))
+			f, err := trace.ReadParquetMiddleRow(filepath.Join(set.Dir, cl.Parquet))
 			if err != nil {
 				continue // not shipped: the console offers the others
 			}
 			list = append(list, example{Label: "cluster " + strconv.Itoa(cl.ID) + " member", ID: f.ID, Counts: f.Counts})
 		}
-		s.examples.set, s.examples.list = set, list
+		s.examples.loadedAt, s.examples.list = set.LoadedAt, list
 	}
 	return c.JSON(http.StatusOK, map[string]any{"examples": s.examples.list})
 }

@@ -60,9 +60,18 @@ func startServer(t *testing.T, dir string, edit func(*server.Options)) *testServ
 	opts := server.Options{MaxBatch: 64, MaxBodyBytes: 4 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	edit(&opts)
 	srv := server.New(fc, opts)
+	fc.OnRoute = srv.RouteHook(fc.OnRoute)
 	if st := srv.Reload("start"); !st.OK {
 		t.Fatal(st.Error)
 	}
+	t.Cleanup(fc.Close) // after the server stops (cleanups run last first)
+	return &testServer{URL: serve(t, srv), srv: srv, dir: dir}
+}
+
+// serve runs srv on a loopback port until the test ends; it returns the
+// base URL.
+func serve(t *testing.T, srv *server.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,9 +84,8 @@ func startServer(t *testing.T, dir string, edit func(*server.Options)) *testServ
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		fc.Close()
 	})
-	return &testServer{URL: "http://" + ln.Addr().String(), srv: srv, dir: dir}
+	return "http://" + ln.Addr().String()
 }
 
 func fixtureRows(t *testing.T, n int) []trace.Function { return fixture.Rows(t)[:n] }

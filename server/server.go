@@ -51,10 +51,23 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Server serves one Forecaster.
+// Models is what the handlers need of the model set in service: answers,
+// and a description of what is loaded. forecast.Forecaster is the real
+// one; handler tests use one that needs no ONNX Runtime.
+type Models interface {
+	Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error)
+	ForecastModel(ctx context.Context, reqs []forecast.Request, modelID string) ([]forecast.Result, error)
+	// Catalog describes the set in service (ok false before the first
+	// load); ReloadCatalog loads the folder anew, keeping the set in
+	// service on any failure.
+	Catalog() (c forecast.Catalog, ok bool)
+	ReloadCatalog() (forecast.Catalog, error)
+}
+
+// Server serves one model set.
 type Server struct {
 	opts    Options
-	fc      *forecast.Forecaster
+	models  Models
 	echo    *echo.Echo
 	metrics *metrics
 	log     *slog.Logger
@@ -83,11 +96,11 @@ type APIError struct {
 }
 
 // New wires the routes. Call Reload (or let Run do it) to load models.
-func New(fc *forecast.Forecaster, o Options) *Server {
+func New(models Models, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{opts: o, fc: fc, echo: echo.New(), metrics: newMetrics(), log: o.Logger}
+	s := &Server{opts: o, models: models, echo: echo.New(), metrics: newMetrics(), log: o.Logger}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
@@ -108,11 +121,12 @@ func New(fc *forecast.Forecaster, o Options) *Server {
 	e.POST("/v1/admin/reload", s.handleReload, s.requireAdmin)
 	s.registerV2()
 	s.registerConsole()
-	fc.OnRoute = s.chainOnRoute(fc.OnRoute)
 	return s
 }
 
-func (s *Server) chainOnRoute(next forecast.RouteHook) forecast.RouteHook {
+// RouteHook counts every routing decision in the server's metrics, then
+// calls next (if any): set it as the forecaster's OnRoute.
+func (s *Server) RouteHook(next forecast.RouteHook) forecast.RouteHook {
 	return func(ctx context.Context, id string, counts []float64, rt router.Route, kind string) {
 		label := kind
 		if rt.OOD {
@@ -274,7 +288,7 @@ func (s *Server) answer(c echo.Context, reqs []forecast.Request, outs forecast.O
 	defer release()
 	ctx, cancel := s.answerContext(c)
 	defer cancel()
-	return s.fc.Predict(ctx, reqs, forecast.Routed, outs)
+	return s.models.Predict(ctx, reqs, forecast.Routed, outs)
 }
 
 // answerContext ties a request's work to the write timeout: work that
@@ -413,8 +427,8 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 // maxCounts is the longest pattern the models in service take (a day when
 // none are loaded yet): longer counts stop the scan at once.
 func (s *Server) maxCounts() int {
-	if set := s.fc.Current(); set != nil {
-		return set.Router.Length()
+	if c, ok := s.models.Catalog(); ok {
+		return c.Clusters.Length
 	}
 	return 1440
 }
@@ -428,11 +442,11 @@ func (s *Server) threshold(p *PolicyJSON) (float64, error) {
 		}
 		return th, nil
 	}
-	set := s.fc.Current()
-	if set == nil {
+	c, ok := s.models.Catalog()
+	if !ok {
 		return 0, forecast.ErrNotReady
 	}
-	if th := set.PrewarmThreshold(); th > 0 {
+	if th := c.PrewarmThreshold(); th > 0 {
 		return th, nil
 	}
 	return 0, fmt.Errorf("%w: the models in service have no default pre-warm threshold: give \"policy\": {\"threshold\": p}", forecast.ErrInvalid)
@@ -454,11 +468,10 @@ type ExpertJSON struct {
 }
 
 func (s *Server) handleExperts(c echo.Context) error {
-	set, release, err := s.fc.Acquire()
-	if err != nil {
-		return err
+	set, ok := s.models.Catalog()
+	if !ok {
+		return forecast.ErrNotReady
 	}
-	defer release()
 	m := set.Manifest
 	out := struct {
 		LoadedAt   time.Time    `json:"loaded_at"`
@@ -487,7 +500,7 @@ type manifestCluster struct {
 }
 
 func (s *Server) handleReady(c echo.Context) error {
-	if s.fc.Current() == nil {
+	if _, ok := s.models.Catalog(); !ok {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "models not loaded")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
@@ -497,7 +510,7 @@ func (s *Server) handleReload(c echo.Context) error {
 	st := s.Reload("admin")
 	if !st.OK {
 		msg := "reload refused, previous models keep serving: "
-		if s.fc.Current() == nil {
+		if _, ok := s.models.Catalog(); !ok {
 			msg = "reload refused, no models are serving: "
 		}
 		return echo.NewHTTPError(http.StatusUnprocessableEntity, msg+st.Error)
@@ -515,8 +528,8 @@ func (s *Server) reloadStatus() ReloadStatus {
 // service stay, and the failure is logged and reported.
 func (s *Server) Reload(trigger string) ReloadStatus {
 	st := ReloadStatus{At: time.Now(), Trigger: trigger}
-	serving := s.fc.Current() != nil
-	set, err := s.fc.Reload()
+	_, serving := s.models.Catalog()
+	set, err := s.models.ReloadCatalog()
 	if err != nil {
 		st.Error = err.Error()
 		s.metrics.loads.WithLabelValues("refused").Inc()
@@ -528,7 +541,7 @@ func (s *Server) Reload(trigger string) ReloadStatus {
 	} else {
 		st.OK = true
 		s.metrics.loads.WithLabelValues("ok").Inc()
-		s.log.Info("models loaded", "trigger", trigger, "experts", len(set.Experts), "dense", set.Manifest.Dense.Family)
+		s.log.Info("models loaded", "trigger", trigger, "experts", len(set.Manifest.Experts), "dense", set.Manifest.Dense.Family)
 	}
 	s.mu.Lock()
 	s.lastReload = st

@@ -30,7 +30,7 @@ func (s *Server) registerV2() {
 	})
 	e.GET("/v2/health/live", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	e.GET("/v2/health/ready", func(c echo.Context) error {
-		if s.fc.Current() == nil {
+		if _, ok := s.models.Catalog(); !ok {
 			return v2Error(c, http.StatusServiceUnavailable, "models not loaded")
 		}
 		return c.NoContent(http.StatusOK)
@@ -71,17 +71,15 @@ func v2Error(c echo.Context, status int, msg string) error {
 // id) to the shortest input it takes; ok is false for an unknown name or
 // before any models are loaded.
 func (s *Server) v2Model(name string) (inputLen int, ok bool) {
-	set := s.fc.Current()
-	if set == nil {
+	set, ok := s.models.Catalog()
+	if !ok {
 		return 0, false
 	}
 	if name == "mesp" {
 		return set.MaxInputLen, true
 	}
-	if m := set.Model(name); m != nil {
-		return m.InputLen, true
-	}
-	return 0, false
+	inputLen, ok = set.InputLens[name]
+	return inputLen, ok
 }
 
 func (s *Server) v2Metadata(c echo.Context) error {
@@ -91,7 +89,7 @@ func (s *Server) v2Metadata(c echo.Context) error {
 		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
 	}
 	outputs := []map[string]any{{"name": "forecast", "datatype": "FP32", "shape": []int{-1, manifest.Horizon}}}
-	if set := s.fc.Current(); set != nil && set.PDense != nil {
+	if set, ok := s.models.Catalog(); ok && set.PInvoke() {
 		outputs = append(outputs, map[string]any{"name": "p_invoke", "datatype": "FP32", "shape": []int{-1, manifest.Horizon}})
 	}
 	if name == "mesp" {
@@ -128,12 +126,12 @@ func (s *Server) v2Infer(c echo.Context) error {
 	var res []forecast.Result
 	if name == "mesp" {
 		outs := forecast.Counts
-		if set := s.fc.Current(); set != nil && set.PDense != nil && (len(wantOut) == 0 || wantOut["p_invoke"]) {
+		if set, ok := s.models.Catalog(); ok && set.PInvoke() && (len(wantOut) == 0 || wantOut["p_invoke"]) {
 			outs |= forecast.PInvoke
 		}
-		res, err = s.fc.Predict(c.Request().Context(), reqs, forecast.Routed, outs)
+		res, err = s.models.Predict(c.Request().Context(), reqs, forecast.Routed, outs)
 	} else {
-		res, err = s.fc.ForecastModel(c.Request().Context(), reqs, name)
+		res, err = s.models.ForecastModel(c.Request().Context(), reqs, name)
 	}
 	if err != nil {
 		status := http.StatusInternalServerError

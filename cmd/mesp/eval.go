@@ -78,13 +78,14 @@ func runEval(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr)
-	in := provision.Inputs{DefaultThreshold: fc.Current().PrewarmThreshold(), HourlyForecasts: res.Forecasts["mesp"]}
+	set, _ := fc.Catalog()
+	in := provision.Inputs{DefaultThreshold: set.PrewarmThreshold(), HourlyForecasts: res.Forecasts["mesp"]}
 	ids := make([]string, len(fns))
 	for i, f := range fns {
 		in.Days = append(in.Days, f.Counts)
 		ids[i] = f.ID
 	}
-	if fc.Current().PDense != nil {
+	if set.PInvoke() {
 		for _, c := range []struct {
 			name string
 			mode forecast.Mode

@@ -33,10 +33,8 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 	}
 	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery,
 		DefaultThreshold: func() float64 {
-			if s := fc.Current(); s != nil {
-				return s.PrewarmThreshold()
-			}
-			return 0
+			set, _ := fc.Catalog()
+			return set.PrewarmThreshold()
 		}}, srv.Registerer())
 	go func() {
 		<-ctx.Done()

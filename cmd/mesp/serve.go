@@ -82,6 +82,7 @@ func runServe(ctx context.Context, args []string) error {
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store})
+	fc.OnRoute = srv.RouteHook(fc.OnRoute)
 	if st := srv.Reload("start"); !st.OK {
 		ln.Close()
 		return fmt.Errorf("loading %s: %s", cfg.Models, st.Error)

@@ -1,0 +1,210 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/server"
+)
+
+// fakeModels stands in for the forecaster so that the handlers are tested
+// without ONNX Runtime or model files: it answers each function with its
+// mean count for every minute and p_invoke = pInvoke.
+type fakeModels struct {
+	mu       sync.Mutex
+	loaded   bool
+	reloadOK bool
+	pInvoke  float64
+	calls    int
+}
+
+func (f *fakeModels) catalog() forecast.Catalog {
+	m := manifest.Manifest{Horizon: manifest.Horizon,
+		Dense:   manifest.Model{ID: "dense", File: "dense.onnx", Family: "nbeats", InputLen: 120, PInvoke: &manifest.PInvoke{ID: "dense-p"}},
+		Experts: []manifest.Expert{{Model: manifest.Model{ID: "cluster-4", Family: "patchtst", InputLen: 240}, Cluster: 4, Serve: "expert"}},
+		Prewarm: &manifest.Prewarm{Threshold: 0.2}}
+	cs := manifest.Clusters{Length: 1440, Clusters: []manifest.Cluster{{ID: 4, Size: 31, Threshold: 0.4, Centroid: []float64{1, 2}}}}
+	return forecast.Catalog{Manifest: m, Clusters: cs, LoadedAt: time.Unix(1, 0), MaxInputLen: 240,
+		InputLens: map[string]int{"dense": 120, "cluster-4": 240}}
+}
+
+func (f *fakeModels) Catalog() (forecast.Catalog, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.loaded {
+		return forecast.Catalog{}, false
+	}
+	return f.catalog(), true
+}
+
+func (f *fakeModels) ReloadCatalog() (forecast.Catalog, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.reloadOK {
+		return forecast.Catalog{}, errors.New("expert-4.onnx: sha256 mismatch")
+	}
+	f.loaded = true
+	return f.catalog(), nil
+}
+
+func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	out := make([]forecast.Result, len(reqs))
+	for i, r := range reqs {
+		var sum float64
+		for _, v := range r.Counts {
+			sum += v
+		}
+		res := forecast.Result{ID: r.ID, Cluster: 4, Model: "cluster-4", Kind: "expert", Forecast: make([]float64, manifest.Horizon)}
+		for h := range res.Forecast {
+			res.Forecast[h] = sum / float64(len(r.Counts))
+		}
+		if outs&forecast.PInvoke != 0 {
+			res.PInvoke, res.PModel, res.PKind = make([]float64, manifest.Horizon), "dense-p", "dense"
+			for h := range res.PInvoke {
+				res.PInvoke[h] = f.pInvoke
+			}
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+func (f *fakeModels) ForecastModel(ctx context.Context, reqs []forecast.Request, id string) ([]forecast.Result, error) {
+	if id != "dense" && id != "cluster-4" {
+		return nil, fmt.Errorf("%w: unknown model %q", forecast.ErrInvalid, id)
+	}
+	return f.Predict(ctx, reqs, forecast.DenseOnly, forecast.Counts)
+}
+
+func startFake(t *testing.T, f *fakeModels) string {
+	t.Helper()
+	srv := server.New(f, server.Options{AdminToken: "tok", MaxBatch: 8, MaxBodyBytes: 1 << 20,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	srv.Reload("start")
+	return serve(t, srv)
+}
+
+func day(v float64, n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprint(v)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// Before any set loads, every answer is a JSON 503 and nothing runs.
+func TestHandlersBeforeAnyModels(t *testing.T) {
+	f := &fakeModels{}
+	url := startFake(t, f)
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/readyz"}, {"GET", "/v2/health/ready"}, {"GET", "/v1/experts"}, {"GET", "/v1/clusters"},
+		{"POST", "/v1/prewarm"},
+	} {
+		var status int
+		var body []byte
+		if c.method == "GET" {
+			status, body = get(t, url+c.path)
+		} else {
+			status, body = post(t, url+c.path, `{"id":"f","counts":`+day(1, 300)+`}`)
+		}
+		if status != http.StatusServiceUnavailable || !json.Valid(body) || !strings.Contains(string(body), "error") {
+			t.Errorf("%s %s: %d %s, want a JSON 503", c.method, c.path, status, body)
+		}
+	}
+	if f.calls != 0 {
+		t.Errorf("%d model calls before any models", f.calls)
+	}
+}
+
+// The pre-warm decision follows the threshold in force: the manifest's, or
+// the request's; a threshold that is not a probability is a JSON 400.
+func TestPrewarmThresholds(t *testing.T) {
+	f := &fakeModels{reloadOK: true, pInvoke: 0.3}
+	url := startFake(t, f)
+	cases := []struct {
+		policy    string
+		status    int
+		threshold float64
+		warm      bool
+	}{
+		{"", 200, 0.2, true},
+		{`,"policy":{"threshold":0.5}`, 200, 0.5, false},
+		{`,"policy":{"threshold":0.3}`, 200, 0.3, true},
+		{`,"policy":{"threshold":1.5}`, 400, 0, false},
+		{`,"policy":{"threshold":-0.1}`, 400, 0, false},
+	}
+	for _, c := range cases {
+		status, body := post(t, url+"/v1/prewarm", `{"functions":[{"id":"a","counts":`+day(2, 300)+`},{"id":"b","counts":`+day(0, 300)+`}]`+c.policy+`}`)
+		if status != c.status {
+			t.Fatalf("policy %q: %d %s, want %d", c.policy, status, body, c.status)
+		}
+		if status != 200 {
+			var e server.APIError
+			if json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error.Message, "threshold") {
+				t.Errorf("policy %q: error body %s", c.policy, body)
+			}
+			continue
+		}
+		var got server.PrewarmResponse
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Threshold != c.threshold || len(got.Functions) != 2 {
+			t.Fatalf("policy %q: threshold %v, %d functions", c.policy, got.Threshold, len(got.Functions))
+		}
+		for _, fn := range got.Functions {
+			if len(fn.Warm) != manifest.Horizon || fn.Warm[0] != c.warm || fn.Forecast[0] != map[string]float64{"a": 2, "b": 0}[fn.ID] {
+				t.Errorf("policy %q: %s warm %v forecast %v", c.policy, fn.ID, fn.Warm[0], fn.Forecast[0])
+			}
+		}
+	}
+}
+
+// /v1/experts and /v1/clusters describe the catalog; a refused reload
+// answers 422 and the set in service stays.
+func TestCatalogAndRefusedReload(t *testing.T) {
+	f := &fakeModels{reloadOK: true}
+	url := startFake(t, f)
+	status, body := get(t, url+"/v1/experts")
+	var experts struct {
+		Dense   server.ExpertJSON   `json:"dense"`
+		Experts []server.ExpertJSON `json:"experts"`
+	}
+	if status != 200 || json.Unmarshal(body, &experts) != nil || experts.Dense.ID != "dense" || len(experts.Experts) != 1 ||
+		experts.Experts[0].ClusterSize != 31 || experts.Experts[0].Threshold != 0.4 {
+		t.Fatalf("experts: %d %s", status, body)
+	}
+	if status, body := get(t, url+"/v2/models/cluster-4"); status != 200 || !strings.Contains(string(body), `"min_minutes":240`) ||
+		!strings.Contains(string(body), "p_invoke") {
+		t.Errorf("V2 metadata: %d %s", status, body)
+	}
+	if status, _ := get(t, url+"/v2/models/cluster-9"); status != http.StatusNotFound {
+		t.Errorf("an unknown V2 model: %d", status)
+	}
+	f.mu.Lock()
+	f.reloadOK = false
+	f.mu.Unlock()
+	status, body = post(t, url+"/v1/admin/reload", "", "Authorization", "Bearer tok")
+	if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "previous models keep serving") ||
+		!strings.Contains(string(body), "sha256 mismatch") {
+		t.Errorf("refused reload: %d %s", status, body)
+	}
+	if status, _ := get(t, url+"/readyz"); status != 200 {
+		t.Errorf("after a refused reload, readyz %d", status)
+	}
+	if status, _ := post(t, url+"/v1/admin/reload", ""); status != http.StatusUnauthorized {
+		t.Errorf("reload without the token: %d", status)
+	}
+}
