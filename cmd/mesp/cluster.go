@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -13,9 +12,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mesp-project/mesp/clusterset"
 	"github.com/mesp-project/mesp/kshape"
-	"github.com/mesp-project/mesp/manifest"
-	"github.com/mesp-project/mesp/plots"
 	"github.com/mesp-project/mesp/publish"
 	"github.com/mesp-project/mesp/trace"
 )
@@ -114,7 +112,8 @@ func runCluster(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeClusters(ctx, stage, *data, topts, part, ids, x.Len(), res, k, *seed, tr); err != nil {
+	fit := clusterset.Fit{IDs: ids, Length: x.Len(), Result: res, K: k, Seed: *seed, Transform: tr}
+	if err := clusterset.Write(ctx, stage, *data, topts, part, fit); err != nil {
 		publish.Abort(stage)
 		return err
 	}
@@ -186,80 +185,4 @@ func parseRange(s string) (int, int, error) {
 		return 0, 0, fmt.Errorf("range %q: want LO..HI", s)
 	}
 	return lo, hi, nil
-}
-
-// writeClusters writes clusters.json, one Parquet file per cluster with the
-// members' raw counts (streamed again from data: the same rows in the same
-// order as ids) and the centroid plot.
-func writeClusters(ctx context.Context, dir, data string, opts trace.Options, part trace.Part, ids []string, length int, res *kshape.Result, k int, seed int64, tr kshape.Transform) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	thresholds := kshape.Threshold(res, k, 0.99)
-	cs := manifest.Clusters{Version: manifest.Version, K: k, Seed: seed, Objective: res.Objective, Length: length,
-		Transform: tr}
-	sizes := make([]int, k)
-	for i, id := range ids {
-		sizes[res.Labels[i]]++
-		cs.Members = append(cs.Members, manifest.Member{Function: id, Cluster: res.Labels[i], Distance: res.Distances[i]})
-	}
-	writers := make([]*trace.ParquetWriter, k)
-	abort := func() {
-		for _, w := range writers {
-			if w != nil {
-				w.Abort()
-			}
-		}
-	}
-	for j := range k {
-		name := fmt.Sprintf("cluster-%d.parquet", j)
-		w, err := trace.CreateParquet(filepath.Join(dir, name))
-		if err != nil {
-			abort()
-			return err
-		}
-		writers[j] = w
-		cs.Clusters = append(cs.Clusters, manifest.Cluster{ID: j, Size: sizes[j], Centroid: res.Centroids[j], Threshold: thresholds[j], Parquet: name})
-	}
-	// The same pass gathers the days the partial-window radii are
-	// calibrated on.
-	calib := calibrationSet{length: length}
-	i := 0
-	if _, err := trace.Each(data, opts, func(f trace.Function) error {
-		calib.add(f)
-		if !part.Contains(f.ID) {
-			return nil
-		}
-		if i >= len(ids) || ids[i] != f.ID {
-			return fmt.Errorf("%s changed while it was clustered: row %d is not %q", data, i, ids[min(i, len(ids)-1)])
-		}
-		err := writers[res.Labels[i]].Write(f)
-		i++
-		return err
-	}); err != nil {
-		abort()
-		return err
-	}
-	if i != len(ids) {
-		abort()
-		return fmt.Errorf("%s changed while it was clustered: %d rows, was %d", data, i, len(ids))
-	}
-	for j, w := range writers {
-		writers[j] = nil
-		if err := w.Close(); err != nil {
-			abort()
-			return err
-		}
-	}
-	if err := calib.calibrate(ctx, &cs, data); err != nil {
-		return err
-	}
-	if err := manifest.Write(filepath.Join(dir, "clusters.json"), cs); err != nil {
-		return err
-	}
-	if err := plots.Centroids(filepath.Join(dir, "centroids.png"), res.Centroids, sizes); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "cluster: sizes %v; wrote %s/clusters.json, %d Parquet files, centroids.png\n", sizes, dir, k)
-	return nil
 }

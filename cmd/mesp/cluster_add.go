@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mesp-project/mesp/clusterset"
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/novelty"
@@ -104,7 +105,7 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	// New clusters' partial-window radii from their own members' windows
 	// (the existing clusters keep theirs; a new cluster that receives too
 	// few windows at a length falls back to its full-day radius there).
-	if err := setRadii(ctx, &cs, addedIDs, addedDays, newIDs); err != nil {
+	if err := clusterset.SetRadii(ctx, &cs, addedIDs, addedDays, newIDs); err != nil {
 		return err
 	}
 	if err := manifest.Write(path, cs); err != nil {
