@@ -27,11 +27,13 @@ type Result struct {
 	Distance float64
 	OOD      bool
 	// Model is the id of the model that answered, Kind "expert" or "dense".
+	// Forecast and PInvoke stay float32, as the models answer, up to the
+	// JSON.
 	Model, Kind, Family string
-	Forecast            []float64
+	Forecast            []float32
 	// PInvoke is the probability of an invocation in each of the next 60
 	// minutes (with Outputs PInvoke), answered by PModel of kind PKind.
-	PInvoke       []float64
+	PInvoke       []float32
 	PModel, PKind string
 }
 
@@ -109,14 +111,10 @@ func appendInput(in []float32, counts []float64, inputLen int) []float32 {
 
 // rows splits a model's flat [n, Horizon] output into n float64 rows,
 // backed by one allocation.
-func rows(y []float32) [][]float64 {
-	flat := make([]float64, len(y))
-	for i, v := range y {
-		flat[i] = float64(v)
-	}
-	out := make([][]float64, len(y)/manifest.Horizon)
+func rows(y []float32) [][]float32 {
+	out := make([][]float32, len(y)/manifest.Horizon)
 	for r := range out {
-		out[r] = flat[r*manifest.Horizon : (r+1)*manifest.Horizon : (r+1)*manifest.Horizon]
+		out[r] = y[r*manifest.Horizon : (r+1)*manifest.Horizon : (r+1)*manifest.Horizon]
 	}
 	return out
 }
@@ -173,7 +171,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			defer inputPool.Put(buf)
 			countsErr = s.runGroups(ctx, groups, buf, func(in []float32, i int, m *onnx.Model) []float32 {
 				return appendInput(in, reqs[i].Counts, m.InputLen)
-			}, func(i int, y []float64) { out[i].Forecast = y })
+			}, func(i int, y []float32) { out[i].Forecast = y })
 		}
 		if outs&PInvoke != 0 {
 			go run()
@@ -194,7 +192,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		buf := inputPool.Get().(*[]float32)
 		err := s.runGroups(ctx, pgroups, buf, func(in []float32, i int, m *onnx.Model) []float32 {
 			return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
-		}, func(i int, y []float64) { out[i].PInvoke = y })
+		}, func(i int, y []float32) { out[i].PInvoke = y })
 		inputPool.Put(buf)
 		if err != nil {
 			counting.Wait()
@@ -211,7 +209,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 // runGroups runs each group's model once over its rows: input appends a
 // request's model input, store keeps a request's output row.
 func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32,
-	input func(in []float32, i int, m *onnx.Model) []float32, store func(i int, y []float64)) error {
+	input func(in []float32, i int, m *onnx.Model) []float32, store func(i int, y []float32)) error {
 	for _, g := range groups {
 		in := (*buf)[:0]
 		for _, i := range g.rows {

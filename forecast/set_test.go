@@ -164,7 +164,7 @@ func TestBatchEqualsSingles(t *testing.T) {
 			t.Fatalf("function %d: batch %+v, alone %+v", i, b, o)
 		}
 		for h := range o.Forecast {
-			if math.Abs(b.Forecast[h]-o.Forecast[h]) > 1e-4*math.Max(1, math.Abs(o.Forecast[h])) {
+			if d, v := float64(b.Forecast[h]-o.Forecast[h]), float64(o.Forecast[h]); math.Abs(d) > 1e-4*math.Max(1, math.Abs(v)) {
 				t.Fatalf("function %d minute %d: batch %v, alone %v", i, h, b.Forecast[h], o.Forecast[h])
 			}
 		}
@@ -233,7 +233,7 @@ func TestRunsAreForecastsWork(t *testing.T) {
 			}
 			for r, i := range rows {
 				for h, v := range want[i].Forecast {
-					if got := float64(y[r*manifest.Horizon+h]); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
+					if got, v := float64(y[r*manifest.Horizon+h]), float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
 						t.Fatalf("request %d minute %d: run gives %v, Forecast %v", i, h, got, v)
 					}
 				}

@@ -146,7 +146,7 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
 	r := res[0]
-	return decision{active: r.PInvoke[0] >= t.threshold, demand: slices.Max(r.Forecast[:t.demandMinutes])}, nil
+	return decision{active: float64(r.PInvoke[0]) >= t.threshold, demand: float64(slices.Max(r.Forecast[:t.demandMinutes]))}, nil
 }
 
 // IsActive is KEDA's activation question: warm for the current minute?

@@ -26,7 +26,15 @@ func (a answer) Predict(_ context.Context, reqs []forecast.Request, _ forecast.M
 	if a.err != nil {
 		return nil, a.err
 	}
-	return []forecast.Result{{ID: reqs[0].ID, PInvoke: a.p, Forecast: a.counts}}, nil
+	return []forecast.Result{{ID: reqs[0].ID, PInvoke: float32s(a.p), Forecast: float32s(a.counts)}}, nil
+}
+
+func float32s(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(x)
+	}
+	return out
 }
 
 func ramp(start float64) []float64 {

@@ -154,7 +154,7 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 		ref := ortReference(t, filepath.Join(ts.dir, e.File), "forecast", rows)
 		for r, i := range idx {
 			for h, want := range ref[r] {
-				got := resp.Forecasts[i].Forecast[h]
+				got := float64(resp.Forecasts[i].Forecast[h])
 				if math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
 					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
 				}
@@ -224,7 +224,7 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 			t.Fatalf("answer %d: id %s, %d/%d/%d values", i, f.ID, len(f.PInvoke), len(f.Forecast), len(f.Warm))
 		}
 		for h, p := range f.PInvoke {
-			if !(p >= 0 && p <= 1) || f.Warm[h] != (p >= resp.Threshold) {
+			if !(p >= 0 && p <= 1) || f.Warm[h] != (float64(p) >= resp.Threshold) {
 				t.Fatalf("answer %d minute %d: p %v warm %v at threshold %v", i, h, p, f.Warm[h], resp.Threshold)
 			}
 		}
@@ -239,7 +239,7 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		ref := ortReference(t, filepath.Join(ts.dir, files[id]), "p_invoke", rows)
 		for r, i := range idx {
 			for h, want := range ref[r] {
-				if got := resp.Functions[i].PInvoke[h]; math.Abs(got-want) > 1e-4 {
+				if got := float64(resp.Functions[i].PInvoke[h]); math.Abs(got-want) > 1e-4 {
 					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
 				}
 			}
@@ -603,7 +603,7 @@ func TestConcurrentRequestsGetTheirOwnAnswers(t *testing.T) {
 				return fmt.Errorf("function %d: %s/%d/%s, want %s/%d/%s", j, f.ID, f.Cluster, f.Model, g.ID, g.Cluster, g.Model)
 			}
 			for h, v := range f.Forecast {
-				if math.Abs(v-g.Forecast[h]) > 1e-4*(1+math.Abs(g.Forecast[h])) {
+				if d := float64(v - g.Forecast[h]); math.Abs(d) > 1e-4*(1+math.Abs(float64(g.Forecast[h]))) {
 					return fmt.Errorf("function %s minute %d: %v, want %v", f.ID, h, v, g.Forecast[h])
 				}
 			}

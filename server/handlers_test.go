@@ -23,7 +23,7 @@ type fakeModels struct {
 	mu       sync.Mutex
 	loaded   bool
 	reloadOK bool
-	pInvoke  float64
+	pInvoke  float32
 	calls    int
 }
 
@@ -66,12 +66,12 @@ func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forec
 		for _, v := range r.Counts {
 			sum += v
 		}
-		res := forecast.Result{ID: r.ID, Cluster: 4, Model: "cluster-4", Kind: "expert", Forecast: make([]float64, manifest.Horizon)}
+		res := forecast.Result{ID: r.ID, Cluster: 4, Model: "cluster-4", Kind: "expert", Forecast: make([]float32, manifest.Horizon)}
 		for h := range res.Forecast {
-			res.Forecast[h] = sum / float64(len(r.Counts))
+			res.Forecast[h] = float32(sum / float64(len(r.Counts)))
 		}
 		if outs&forecast.PInvoke != 0 {
-			res.PInvoke, res.PModel, res.PKind = make([]float64, manifest.Horizon), "dense-p", "dense"
+			res.PInvoke, res.PModel, res.PKind = make([]float32, manifest.Horizon), "dense-p", "dense"
 			for h := range res.PInvoke {
 				res.PInvoke[h] = f.pInvoke
 			}
@@ -165,7 +165,7 @@ func TestPrewarmThresholds(t *testing.T) {
 			t.Fatalf("policy %q: threshold %v, %d functions", c.policy, got.Threshold, len(got.Functions))
 		}
 		for _, fn := range got.Functions {
-			if len(fn.Warm) != manifest.Horizon || fn.Warm[0] != c.warm || fn.Forecast[0] != map[string]float64{"a": 2, "b": 0}[fn.ID] {
+			if len(fn.Warm) != manifest.Horizon || fn.Warm[0] != c.warm || fn.Forecast[0] != map[string]float32{"a": 2, "b": 0}[fn.ID] {
 				t.Errorf("policy %q: %s warm %v forecast %v", c.policy, fn.ID, fn.Warm[0], fn.Forecast[0])
 			}
 		}

@@ -236,7 +236,7 @@ type ForecastJSON struct {
 	Model    string    `json:"model"`
 	Kind     string    `json:"kind"`
 	Family   string    `json:"family"`
-	Forecast []float64 `json:"forecast"`
+	Forecast []float32 `json:"forecast"`
 }
 
 // ForecastResponse is the body of a successful POST /v1/forecast.
@@ -385,8 +385,8 @@ type PrewarmJSON struct {
 	Kind          string    `json:"kind"`
 	ForecastModel string    `json:"forecast_model"`
 	Threshold     float64   `json:"threshold"`
-	PInvoke       []float64 `json:"p_invoke"`
-	Forecast      []float64 `json:"forecast"`
+	PInvoke       []float32 `json:"p_invoke"`
+	Forecast      []float32 `json:"forecast"`
 	Warm          []bool    `json:"warm"`
 }
 
@@ -416,7 +416,7 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 	for i, r := range res {
 		warm := make([]bool, len(r.PInvoke))
 		for h, p := range r.PInvoke {
-			warm[h] = p >= th
+			warm[h] = float64(p) >= th
 		}
 		out.Functions[i] = PrewarmJSON{RouteJSON: routeJSON(r), Model: r.PModel,
 			Kind: r.PKind, ForecastModel: r.Model, Threshold: th, PInvoke: r.PInvoke, Forecast: r.Forecast, Warm: warm}

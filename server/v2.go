@@ -145,12 +145,8 @@ func (s *Server) v2Infer(c echo.Context) error {
 	cl := make([]int64, len(res))
 	dist := make([]float64, len(res))
 	for i, r := range res {
-		for _, v := range r.Forecast {
-			fc = append(fc, float32(v))
-		}
-		for _, v := range r.PInvoke {
-			pinv = append(pinv, float32(v))
-		}
+		fc = append(fc, r.Forecast...)
+		pinv = append(pinv, r.PInvoke...)
 		cl[i], dist[i] = int64(r.Cluster), r.Distance
 	}
 	all := []v2TensorOut{{Name: "forecast", Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: fc}}

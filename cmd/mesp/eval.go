@@ -142,7 +142,10 @@ func served(fc *forecast.Forecaster, mode forecast.Mode) backtest.Predict {
 		out := make([][]float64, len(res))
 		cl := make([]int, len(res))
 		for i, r := range res {
-			out[i], cl[i] = r.Forecast, r.Cluster
+			out[i], cl[i] = make([]float64, len(r.Forecast)), r.Cluster
+			for h, v := range r.Forecast {
+				out[i][h] = float64(v)
+			}
 			if r.OOD {
 				cl[i] = -1 // out of distribution: reported apart
 			}
@@ -165,7 +168,7 @@ func nextMinute(fc *forecast.Forecaster, mode forecast.Mode) provision.NextMinut
 		}
 		out := make([]float64, len(res))
 		for i, r := range res {
-			out[i] = r.PInvoke[0]
+			out[i] = float64(r.PInvoke[0])
 		}
 		return out, nil
 	}

@@ -94,7 +94,7 @@ log: {level: warn}
 				h = again // a minute passed: ask again
 				continue
 			}
-			want := []float64{slices.Max(pw.Forecast[:15]), pw.Forecast[0]}
+			want := []float64{float64(slices.Max(pw.Forecast[:15])), float64(pw.Forecast[0])}
 			t.Logf("%s: active %v (p_invoke %.4f, threshold %.4f), demand over 15 and 1 minutes %v", f.ID, active.Result, pw.PInvoke[0], pw.Threshold, want)
 			if active.Result != pw.Warm[0] || !slices.EqualFunc(demands, want, func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*max(1, b) }) {
 				t.Fatalf("%s: KEDA active %v demands %v; /v1/prewarm warm %v (p %.4f at %.4f) demands %v",
@@ -104,7 +104,7 @@ log: {level: warn}
 			for _, c := range []struct {
 				th   float64
 				want bool
-			}{{pw.PInvoke[0] * 0.999, true}, {min(1, pw.PInvoke[0]*1.001), false}} {
+			}{{float64(pw.PInvoke[0]) * 0.999, true}, {min(1, float64(pw.PInvoke[0])*1.001), false}} {
 				r := &externalscaler.ScaledObjectRef{Name: "fn", ScalerMetadata: map[string]string{
 					scaler.KeyFunction: f.ID, scaler.KeyThreshold: strconv.FormatFloat(c.th, 'g', -1, 64)}}
 				got, err := keda.IsActive(ctx, r)
