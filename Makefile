@@ -31,13 +31,17 @@ build: ort
 run: build
 	bin/mesp serve --models $(MODELS)
 
-## test: every Go and Python test, plus vet, gofmt and ruff
+## test: every Go and Python test, plus gofmt, vet, staticcheck, ruff and
+##   a strict mypy of training/
 test: build venv lint test-go test-py
 
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: venv
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	$(VENV)/bin/ruff check training scripts
+	cd training && $(VENV)/bin/mypy mesp_training
 
 test-go: build venv
 	@scripts/ensure-chromium.sh
