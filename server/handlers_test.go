@@ -25,6 +25,7 @@ type fakeModels struct {
 	reloadOK bool
 	pInvoke  float32
 	calls    int
+	err      error // Predict's answer, when set
 }
 
 func (f *fakeModels) catalog() forecast.Catalog {
@@ -59,7 +60,11 @@ func (f *fakeModels) ReloadCatalog() (forecast.Catalog, error) {
 func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
 	f.mu.Lock()
 	f.calls++
+	err := f.err
 	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]forecast.Result, len(reqs))
 	for i, r := range reqs {
 		var sum float64
@@ -206,5 +211,36 @@ func TestCatalogAndRefusedReload(t *testing.T) {
 	}
 	if status, _ := post(t, url+"/v1/admin/reload", ""); status != http.StatusUnauthorized {
 		t.Errorf("reload without the token: %d", status)
+	}
+}
+
+// v1 and V2 map errors to the same statuses, in their own body shapes.
+func TestV1AndV2MapErrorsAlike(t *testing.T) {
+	f := &fakeModels{reloadOK: true}
+	url := startFake(t, f)
+	v1 := `{"id":"f","counts":` + day(1, 300) + `}`
+	v2 := `{"inputs":[{"name":"counts","shape":[1,300],"datatype":"FP32","data":` + day(1, 300) + `}]}`
+	for _, c := range []struct {
+		err    error
+		status int
+	}{
+		{fmt.Errorf("%w: counts[7] is NaN", forecast.ErrInvalid), http.StatusBadRequest},
+		{forecast.ErrNotReady, http.StatusServiceUnavailable},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable},
+		{errors.New("onnx: run failed"), http.StatusInternalServerError},
+	} {
+		f.mu.Lock()
+		f.err = c.err
+		f.mu.Unlock()
+		s1, b1 := post(t, url+"/v1/forecast", v1)
+		s2, b2 := post(t, url+"/v2/models/mesp/infer", v2)
+		var e1 server.APIError
+		var e2 struct {
+			Error string `json:"error"`
+		}
+		if s1 != c.status || s2 != c.status || json.Unmarshal(b1, &e1) != nil || json.Unmarshal(b2, &e2) != nil ||
+			e1.Error.Message != c.err.Error() || e2.Error != c.err.Error() {
+			t.Errorf("%v: v1 %d %s, V2 %d %s; want %d with the message", c.err, s1, b1, s2, b2, c.status)
+		}
 	}
 }

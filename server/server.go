@@ -143,6 +143,21 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	status, msg := s.statusOf(err, c)
+	if status >= 500 {
+		s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
+	}
+	var body APIError
+	body.Error.Status, body.Error.Message = status, msg
+	if err := c.JSON(status, body); err != nil {
+		c.Set(writeFailed, true) // the metrics count it as dropped
+		s.log.Error("writing error response", "err", err)
+	}
+}
+
+// statusOf is the one mapping of errors to HTTP statuses and messages, for
+// v1 and V2 alike; an overloaded server also asks the client to retry.
+func (s *Server) statusOf(err error, c echo.Context) (int, string) {
 	status, msg := http.StatusInternalServerError, err.Error()
 	var he *echo.HTTPError
 	switch {
@@ -165,15 +180,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	}
-	if status >= 500 {
-		s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
-	}
-	var body APIError
-	body.Error.Status, body.Error.Message = status, msg
-	if err := c.JSON(status, body); err != nil {
-		c.Set(writeFailed, true) // the metrics count it as dropped
-		s.log.Error("writing error response", "err", err)
-	}
+	return status, msg
 }
 
 // writeFailed marks, in a request's context, an answer that could not be

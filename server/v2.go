@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -123,22 +122,31 @@ func (s *Server) v2Infer(c echo.Context) error {
 	if err != nil {
 		return v2Error(c, http.StatusBadRequest, err.Error())
 	}
+	// The same admission and write timeout as v1's answers.
+	release, err := s.admit(len(reqs))
+	if err != nil {
+		status, msg := s.statusOf(err, c)
+		return v2Error(c, status, msg)
+	}
+	defer release()
+	ctx, cancel := s.answerContext(c)
+	defer cancel()
 	var res []forecast.Result
 	if name == "mesp" {
 		outs := forecast.Counts
 		if set, ok := s.models.Catalog(); ok && set.PInvoke() && (len(wantOut) == 0 || wantOut["p_invoke"]) {
 			outs |= forecast.PInvoke
 		}
-		res, err = s.models.Predict(c.Request().Context(), reqs, forecast.Routed, outs)
+		res, err = s.models.Predict(ctx, reqs, forecast.Routed, outs)
 	} else {
-		res, err = s.models.ForecastModel(c.Request().Context(), reqs, name)
+		res, err = s.models.ForecastModel(ctx, reqs, name)
 	}
 	if err != nil {
-		status := http.StatusInternalServerError
-		if errors.Is(err, forecast.ErrInvalid) {
-			status = http.StatusBadRequest
+		status, msg := s.statusOf(err, c)
+		if status >= 500 {
+			s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
 		}
-		return v2Error(c, status, err.Error())
+		return v2Error(c, status, msg)
 	}
 	fc := make([]float32, 0, len(res)*manifest.Horizon)
 	var pinv []float32
