@@ -58,7 +58,8 @@ def _fingerprint(cfg: SearchConfig, *parts: Any) -> str:
     """Names a study by what it searches: the same data and settings resume
     the same study; re-clustered data or a changed budget start a new one
     (a stale study would hand back weights trained on other data)."""
-    h = hashlib.sha256(json.dumps([cfg.__dict__, *parts], sort_keys=True, default=str).encode())
+    settings = {k: v for k, v in cfg.__dict__.items() if not (k == "spaces" and not v)}  # as before spaces existed
+    h = hashlib.sha256(json.dumps([settings, *parts], sort_keys=True, default=str).encode())
     return h.hexdigest()[:10]
 
 

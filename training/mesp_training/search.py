@@ -50,6 +50,9 @@ class SearchConfig:
     # Upper bound on the input length: the earliest evaluation origin (1080)
     # leaves at most 1080 minutes of history.
     max_input_len: int = 720
+    # Overrides of the families' search spaces, e.g. {"patchtst": {"layers":
+    # [1, 2], "dropout": {"low": 0.0, "high": 0.2}}} (models/space.py).
+    spaces: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None, **overrides: Any) -> SearchConfig:
@@ -69,6 +72,7 @@ class SearchConfig:
         bad = [n for n in cfg.input_lens if not 16 <= n <= cfg.max_input_len]
         if bad:
             raise ValueError(f"input_lens {bad} outside 16..{cfg.max_input_len}")
+        models.spaces(cfg.spaces)  # refuses an unknown family, hyper-parameter or value
         return cfg
 
 
@@ -115,7 +119,7 @@ def _candidate(trial: optuna.Trial, cfg: SearchConfig, warm: Winner | None) -> C
         return Candidate(c.family, c.input_len, dict(c.params), lr, "dense")
     family = trial.suggest_categorical("family", cfg.families)
     input_len = trial.suggest_categorical("input_len", cfg.input_lens)
-    params = models.space(family, trial)
+    params = models.space(family, trial, models.spaces(cfg.spaces)[family])
     lr = trial.suggest_float("lr", cfg.lr_min, cfg.lr_max, log=True)
     return Candidate(family, input_len, params, lr)
 

@@ -85,6 +85,39 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
     p.write_text("input_lens: [60, 2000]\n")
     with pytest.raises(ValueError, match="outside"):
         SearchConfig.load(p)
+    for bad, match in [("spaces: {gru: {layers: 2}}", "unknown model family"),
+                       ("spaces: {lstm: {width: 2}}", "not a hyper-parameter of lstm"),
+                       ("spaces: {lstm: {dropout: {low: 0.3, high: 0.1}}}", "above high"),
+                       ("spaces: {lstm: {hidden: []}}", "no choices")]:
+        p.write_text(bad + "\n")
+        with pytest.raises(ValueError, match=match):
+            SearchConfig.load(p)
+
+
+def test_search_yaml_overrides_a_space(tmp_path: Path) -> None:
+    """Spaces are data: search.yaml narrows, fixes or widens any of them."""
+    import optuna
+
+    from mesp_training import models
+
+    p = tmp_path / "s.yaml"
+    p.write_text("spaces:\n  patchtst: {patch_len: [8], layers: 3, dropout: {low: 0.0, high: 0.05}}\n"
+                 "  lstm: {layers: {low: 3, high: 4}}\n")
+    cfg = SearchConfig.load(p)
+    searched = models.spaces(cfg.spaces)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(20):
+        t = study.ask()
+        pt = models.space("patchtst", t, searched["patchtst"])
+        lstm = models.space("lstm", t, searched["lstm"])
+        assert pt["patch_len"] == 8 and pt["layers"] == 3 and 0.0 <= pt["dropout"] <= 0.05
+        assert lstm["layers"] in (3, 4)
+        assert "hidden" in lstm  # the rest of the family's space is still searched
+    # Without overrides the families' own spaces apply; the same draw
+    # builds the same network either way.
+    default = models.space("patchtst", optuna.create_study().ask(), None)
+    assert default["layers"] in (1, 2, 3)
+    assert SearchConfig.load(None).spaces == {}
 
 
 def test_two_workers_share_one_study_on_postgres(clustered: Path, tmp_path: Path) -> None:

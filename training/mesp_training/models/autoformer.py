@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import optuna
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..contract import HORIZON
 from ..scaling import zero_init
+from .space import Choice, FloatRange, IntRange, Space
 
 
 class SeriesDecomp(nn.Module):
@@ -194,20 +194,20 @@ class Autoformer(nn.Module):
         return y_out
 
 
+# Every hyper-parameter's default (one place); SPACE says which are searched.
+DEFAULTS: dict[str, Any] = {"d_model": 32, "heads": 4, "enc_layers": 1, "dec_layers": 1, "ff": 64, "kernel": 25,
+                            "factor": 1.0, "dropout": 0.05}
+SPACE: Space = {
+    "d_model": Choice((16, 32)),
+    "enc_layers": IntRange(1, 2),
+    "kernel": Choice((13, 25)),
+    "factor": FloatRange(0.5, 2.0),
+    "dropout": FloatRange(0.0, 0.2),
+}
+
+
 def build(input_len: int, p: dict[str, Any]) -> nn.Module:
-    return Autoformer(input_len, p.get("d_model", 32), p.get("heads", 4), p.get("enc_layers", 1),
-                      p.get("dec_layers", 1), p.get("ff", 64), p.get("kernel", 25), p.get("factor", 1.0),
-                      p.get("dropout", 0.05))
+    p = {**DEFAULTS, **p}
+    return Autoformer(input_len, p["d_model"], p["heads"], p["enc_layers"], p["dec_layers"], p["ff"], p["kernel"],
+                      p["factor"], p["dropout"])
 
-
-def space(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "d_model": trial.suggest_categorical("autoformer_d_model", [16, 32]),
-        "heads": 4,
-        "enc_layers": trial.suggest_int("autoformer_enc_layers", 1, 2),
-        "dec_layers": 1,
-        "ff": 64,
-        "kernel": trial.suggest_categorical("autoformer_kernel", [13, 25]),
-        "factor": trial.suggest_float("autoformer_factor", 0.5, 2.0),
-        "dropout": trial.suggest_float("autoformer_dropout", 0.0, 0.2),
-    }

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
 import torch
 from torch import nn
 
 from ..contract import HORIZON
 from ..scaling import zero_init
+from .space import Choice, FloatRange, IntRange, Space
 
 
 class LSTM(nn.Module):
@@ -26,13 +26,16 @@ class LSTM(nn.Module):
         return y_out
 
 
+# Every hyper-parameter's default (one place); SPACE says which are searched.
+DEFAULTS: dict[str, Any] = {"hidden": 64, "layers": 1, "dropout": 0.0}
+SPACE: Space = {
+    "hidden": Choice((32, 64, 128)),
+    "layers": IntRange(1, 2),
+    "dropout": FloatRange(0.0, 0.3),
+}
+
+
 def build(input_len: int, p: dict[str, Any]) -> nn.Module:
-    return LSTM(input_len, p.get("hidden", 64), p.get("layers", 1), p.get("dropout", 0.0))
+    p = {**DEFAULTS, **p}
+    return LSTM(input_len, p["hidden"], p["layers"], p["dropout"])
 
-
-def space(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "hidden": trial.suggest_categorical("lstm_hidden", [32, 64, 128]),
-        "layers": trial.suggest_int("lstm_layers", 1, 2),
-        "dropout": trial.suggest_float("lstm_dropout", 0.0, 0.3),
-    }

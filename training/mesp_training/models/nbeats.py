@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import optuna
 import torch
 from torch import nn
 
 from ..contract import HORIZON
+from .space import Choice, IntRange, Space
 
 
 def _trend_basis(degree: int, length: int) -> torch.Tensor:
@@ -82,15 +82,17 @@ class NBEATS(nn.Module):
         return forecast
 
 
+# Every hyper-parameter's default (one place); SPACE says which are searched.
+DEFAULTS: dict[str, Any] = {"stacks": "generic", "blocks": 3, "layers": 4, "units": 256, "degree": 3, "harmonics": 8}
+SPACE: Space = {
+    "stacks": Choice(("generic", "interpretable")),
+    "blocks": IntRange(1, 3),
+    "layers": IntRange(2, 4),
+    "units": Choice((64, 128, 256)),
+}
+
+
 def build(input_len: int, p: dict[str, Any]) -> nn.Module:
-    return NBEATS(input_len, p.get("stacks", "generic"), p.get("blocks", 3), p.get("layers", 4),
-                  p.get("units", 256), p.get("degree", 3), p.get("harmonics", 8))
+    p = {**DEFAULTS, **p}
+    return NBEATS(input_len, p["stacks"], p["blocks"], p["layers"], p["units"], p["degree"], p["harmonics"])
 
-
-def space(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "stacks": trial.suggest_categorical("nbeats_stacks", ["generic", "interpretable"]),
-        "blocks": trial.suggest_int("nbeats_blocks", 1, 3),
-        "layers": trial.suggest_int("nbeats_layers", 2, 4),
-        "units": trial.suggest_categorical("nbeats_units", [64, 128, 256]),
-    }

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import optuna
 import torch
 from torch import nn
 
 from ..contract import HORIZON
 from ..scaling import zero_init
 from .attention import MultiHeadAttention
+from .space import Choice, FloatRange, IntRange, Space
 
 
 class _BatchNormTokens(nn.Module):
@@ -73,20 +73,19 @@ class PatchTST(nn.Module):
         return y_out
 
 
+# Every hyper-parameter's default (one place); SPACE says which are searched.
+DEFAULTS: dict[str, Any] = {"patch_len": 16, "d_model": 64, "heads": 4, "layers": 2, "ff": 128, "dropout": 0.1}
+SPACE: Space = {
+    "patch_len": Choice((8, 16, 32)),
+    "d_model": Choice((32, 64)),
+    "layers": IntRange(1, 3),
+    "dropout": FloatRange(0.0, 0.3),
+}
+
+
 def build(input_len: int, p: dict[str, Any]) -> nn.Module:
-    patch = p.get("patch_len", 16)
-    return PatchTST(input_len, patch, p.get("stride", patch // 2), p.get("d_model", 64), p.get("heads", 4),
-                    p.get("layers", 2), p.get("ff", 128), p.get("dropout", 0.1))
+    p = {**DEFAULTS, **p}
+    # Patches overlap by half unless a stride is given.
+    stride = p.get("stride", p["patch_len"] // 2)
+    return PatchTST(input_len, p["patch_len"], stride, p["d_model"], p["heads"], p["layers"], p["ff"], p["dropout"])
 
-
-def space(trial: optuna.Trial) -> dict[str, Any]:
-    patch = trial.suggest_categorical("patchtst_patch_len", [8, 16, 32])
-    return {
-        "patch_len": patch,
-        "stride": patch // 2,
-        "d_model": trial.suggest_categorical("patchtst_d_model", [32, 64]),
-        "heads": 4,
-        "layers": trial.suggest_int("patchtst_layers", 1, 3),
-        "ff": 128,
-        "dropout": trial.suggest_float("patchtst_dropout", 0.0, 0.3),
-    }
