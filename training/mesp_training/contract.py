@@ -101,3 +101,71 @@ def read_manifest(models: str | Path) -> dict[str, Any] | None:
     with open(p) as f:
         manifest: dict[str, Any] = json.load(f)
     return manifest
+
+
+SERVE = ("expert", "dense")
+
+
+def write_manifest(models: str | Path, manifest: dict[str, Any]) -> None:
+    """The one writer of manifest.json: checks the whole set first (the
+    Go loader's rules: version and horizon, the pinned clusters file, every
+    model file's sha256, input lengths, where each expert serves, the
+    p_invoke entries and the threshold), then writes it atomically. A set
+    that does not check is refused and the old manifest stays."""
+    models = Path(models)
+    problems = _manifest_problems(models, manifest)
+    if problems:
+        raise ValueError(f"{models}/manifest.json not written: " + "; ".join(problems))
+    write_json_atomic(models / "manifest.json", manifest)
+
+
+def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if m.get("version") != VERSION or m.get("horizon") != HORIZON:
+        out.append(f"version {m.get('version')} horizon {m.get('horizon')}, want {VERSION} and {HORIZON}")
+    clusters = models / str(m.get("clusters", ""))
+    if not clusters.is_file():
+        return out + [f"clusters file {m.get('clusters')!r} missing"]
+    if m.get("clusters_sha256") != sha256_file(clusters):
+        out.append(f"clusters_sha256 does not match {clusters.name}")
+    known = {c["id"] for c in read_clusters(clusters)["clusters"]}
+
+    def model(where: str, e: Any, input_len: int | None = None) -> None:
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), str) and e[k] for k in ("id", "file", "family")):
+            out.append(f"{where}: an entry needs id, file and family")
+            return
+        f = models / e["file"]
+        if not f.is_file():
+            out.append(f"{where}: {e['file']} missing")
+        elif e.get("sha256") != sha256_file(f):
+            out.append(f"{where}: sha256 does not match {e['file']}")
+        n = e.get("input_len")
+        if not isinstance(n, int) or not 0 < n <= P_INVOKE_INPUT_LEN or (input_len is not None and n != input_len):
+            out.append(f"{where}: input_len {n!r}")
+
+    model("dense", m.get("dense"))
+    dense_p = isinstance(m.get("dense"), dict) and "p_invoke" in m["dense"]
+    if dense_p:
+        model("dense.p_invoke", m["dense"]["p_invoke"], P_INVOKE_INPUT_LEN)
+    seen: set[int] = set()
+    for e in m.get("experts", []):
+        cid = e.get("cluster") if isinstance(e, dict) else None
+        where = f"expert of cluster {cid}"
+        if not isinstance(cid, int) or cid not in known or cid in seen:
+            out.append(f"{where}: not one cluster of {clusters.name}, once")
+            continue
+        seen.add(cid)
+        model(where, e)
+        if e.get("serve") not in SERVE:
+            out.append(f"{where}: serve {e.get('serve')!r}, want one of {SERVE}")
+        p = e.get("p_invoke")
+        if p is not None:
+            model(f"{where}: p_invoke", p, P_INVOKE_INPUT_LEN)
+            if p.get("serve") not in SERVE:
+                out.append(f"{where}: p_invoke serve {p.get('serve')!r}, want one of {SERVE}")
+            if not dense_p:
+                out.append(f"{where}: a p_invoke expert without a dense p_invoke model")
+    pw = m.get("prewarm")
+    if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
+        out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")
+    return out

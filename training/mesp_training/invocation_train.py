@@ -39,7 +39,7 @@ from .contract import (
     read_clusters,
     read_manifest,
     sha256_file,
-    write_json_atomic,
+    write_manifest,
 )
 from .export import OPSET
 from .invocation import FAMILY, WINDOW, InvocationFeatures, InvocationModel
@@ -410,7 +410,7 @@ def rechoose_threshold(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoa
     cs = read_clusters(models / manifest["clusters"])
     data = {cl["id"]: load_cluster(cl) for cl in cs["clusters"]}
     manifest["prewarm"] = choose_prewarm(models, manifest, data, cfg, log)
-    write_json_atomic(models / "manifest.json", manifest)
+    write_manifest(models, manifest)
     _log_prewarm(manifest["prewarm"], log)
     return manifest
 
@@ -583,7 +583,7 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
 
     manifest["experts"] = [experts[c] for c in sorted(experts)]
     manifest["prewarm"] = choose_prewarm(models, manifest, data, cfg, log)
-    write_json_atomic(models / "manifest.json", manifest)
+    write_manifest(models, manifest)
     _log_prewarm(manifest["prewarm"], log)
     return manifest
 

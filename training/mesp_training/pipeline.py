@@ -28,6 +28,7 @@ from .contract import (
     read_manifest,
     sha256_file,
     write_json_atomic,
+    write_manifest,
 )
 from .data import EVAL_ORIGINS, windows
 from .export import export
@@ -133,7 +134,7 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
                 "experts": [experts[c] for c in sorted(experts)]}
     if old is not None and clusters is not None and "prewarm" in old:
         manifest["prewarm"] = old["prewarm"]  # the p_invoke models' threshold stays until they are retrained
-    write_json_atomic(models / "manifest.json", manifest)
+    write_manifest(models, manifest)
     tag = "all" if clusters is None else "-".join(map(str, selected))
     write_json_atomic(work / f"training-report-{tag}.json", report)
     return manifest

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXTURE, fixture_rows, mesp_bin
+from conftest import FIXTURE, ROOT, fixture_rows, mesp_bin
 
 from mesp_training.contract import is_test, read_cluster_parquet, read_clusters
 
@@ -62,3 +65,37 @@ def test_large_cluster_files_read_back_whole(tmp_path: Path) -> None:
         seen += len(ids)
     assert seen == len(want) == 2500
     assert groups > 1
+
+
+def test_manifest_writer_refuses_a_set_that_does_not_check(tmp_path: Path) -> None:
+    """The shipped manifest passes; each broken copy is refused with a
+    message, and manifest.json stays as it was."""
+    import shutil
+
+    from mesp_training.contract import read_manifest, write_manifest
+
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models", models)
+    good = read_manifest(models)
+    assert good is not None
+    write_manifest(models, good)
+    before = (models / "manifest.json").read_bytes()
+
+    def broken(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        m = json.loads(json.dumps(good))
+        edit(m)
+        return m
+
+    cases: list[tuple[Callable[[dict[str, Any]], None], str]] = [
+        (lambda m: m["dense"].update(sha256="0" * 64), "dense: sha256 does not match"),
+        (lambda m: m["experts"][0].update(serve="maybe"), "serve 'maybe'"),
+        (lambda m: m["experts"][1].update(cluster=99), "expert of cluster 99"),
+        (lambda m: m["experts"][2]["p_invoke"].update(input_len=60), "p_invoke: input_len 60"),
+        (lambda m: m["prewarm"].update(threshold=1.5), "prewarm threshold 1.5"),
+        (lambda m: m.update(clusters_sha256="x"), "clusters_sha256"),
+        (lambda m: m.update(horizon=30), "horizon 30"),
+    ]
+    for edit, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            write_manifest(models, broken(edit))
+        assert (models / "manifest.json").read_bytes() == before
