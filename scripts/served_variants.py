@@ -5,6 +5,9 @@ as `mesp serve` routes it (mesp_training.routing). No training.
     python scripts/served_variants.py counts-blend [--models models]
         the routed count expert blended with the dense model, by weight,
         WAPE over the evaluation origins, overall and per cluster
+    python scripts/served_variants.py dense-logloss [--models models]
+        the dense p_invoke model's minute-1 log-loss on every minute of the
+        loop and on every 2nd (the decisions the LightGBM peer reports on)
     python scripts/served_variants.py prewarm-thresholds [--models models]
         one global pre-warm threshold against per-cluster thresholds
         (coordinate descent under keepalive10's idle budget), two-fold
@@ -27,6 +30,7 @@ from mesp_training.invocation_train import (
     LOOP_END,
     LOOP_START,
     REFERENCE_KEEPALIVE,
+    h1_logloss,
     keepalive_warm,
     loop_p1,
     loop_routes,
@@ -92,6 +96,14 @@ def counts_blend(models: Path) -> None:
         print(f"cluster {cl['id']}{tag:15}    : " + "  ".join(f"{num[w][j] / max(den[j], 1):.4f}" for w in weights))
 
 
+def dense_logloss(models: Path) -> None:
+    man, _, val = validation(models)
+    p1 = loop_p1(models / man["dense"]["p_invoke"]["file"], val)
+    invoked = val[:, LOOP_START - 1:LOOP_END] > 0
+    print(f"dense p_invoke log-loss(h=1): every minute {h1_logloss(p1.ravel(), invoked.ravel()):.5f}, "
+          f"every 2nd minute {h1_logloss(p1[:, ::2].ravel(), invoked[:, ::2].ravel()):.5f}")
+
+
 def prewarm_thresholds(models: Path) -> None:
     man, cs, val = validation(models)
     routes = loop_routes(Router(cs), val)
@@ -135,10 +147,11 @@ def prewarm_thresholds(models: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("check", choices=["counts-blend", "prewarm-thresholds"])
+    p.add_argument("check", choices=["counts-blend", "dense-logloss", "prewarm-thresholds"])
     p.add_argument("--models", type=Path, default=ROOT / "models")
     a = p.parse_args()
-    {"counts-blend": counts_blend, "prewarm-thresholds": prewarm_thresholds}[a.check](a.models)
+    checks = {"counts-blend": counts_blend, "dense-logloss": dense_logloss, "prewarm-thresholds": prewarm_thresholds}
+    checks[a.check](a.models)
 
 
 if __name__ == "__main__":
