@@ -17,7 +17,7 @@ import (
 // that is not a count forecast is refused.
 func TestFromTable(t *testing.T) {
 	fns := fixture.Rows(t)[:5]
-	write := func(skip int, bad string) string {
+	table := func(skip int, bad string) string {
 		var b strings.Builder
 		b.WriteString("function,origin")
 		for h := range backtest.Horizon {
@@ -42,35 +42,26 @@ func TestFromTable(t *testing.T) {
 				b.WriteString("\n")
 			}
 		}
-		path := filepath.Join(t.TempDir(), "peer.csv")
-		os.WriteFile(path, []byte(b.String()), 0o644)
-		return path
+		return b.String()
 	}
+	complete := table(0, "")
 	cases := []struct {
 		name string
-		path string
+		csv  string
 		err  string
 	}{
-		{"complete", write(0, ""), ""},
-		{"a missing row", write(4, ""), "no row for function"},
-		{"a row twice", write(0, "") + ".twice", "given twice"},
-		{"another header", write(0, "") + ".header", "header"},
-		{"a negative value", write(0, "-1"), "h8"},
-		{"NaN", write(0, "NaN"), "h8"},
+		{"complete", complete, ""},
+		{"a missing row", table(4, ""), "no row for function"},
+		{"a row twice", complete + strings.SplitAfter(complete, "\n")[2], "given twice"},
+		{"another header", strings.Replace(complete, "function,origin", "function,minute", 1), "header"},
+		{"a negative value", table(0, "-1"), "h8"},
+		{"NaN", table(0, "NaN"), "h8"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			path := tc.path
-			if base, ok := strings.CutSuffix(path, ".twice"); ok {
-				b, _ := os.ReadFile(base)
-				lines := strings.SplitAfter(string(b), "\n")
-				path = base + "-twice.csv"
-				os.WriteFile(path, []byte(string(b)+lines[2]), 0o644)
-			}
-			if base, ok := strings.CutSuffix(path, ".header"); ok {
-				b, _ := os.ReadFile(base)
-				path = base + "-header.csv"
-				os.WriteFile(path, []byte(strings.Replace(string(b), "function,origin", "function,minute", 1)), 0o644)
+			path := filepath.Join(t.TempDir(), "peer.csv")
+			if err := os.WriteFile(path, []byte(tc.csv), 0o644); err != nil {
+				t.Fatal(err)
 			}
 			p, err := backtest.FromTable("peer", path, fns)
 			if tc.err != "" {
