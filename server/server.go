@@ -144,9 +144,6 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		return
 	}
 	status, msg := s.statusOf(err, c)
-	if status >= 500 {
-		s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
-	}
 	var body APIError
 	body.Error.Status, body.Error.Message = status, msg
 	if err := c.JSON(status, body); err != nil {
@@ -156,7 +153,8 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 }
 
 // statusOf is the one mapping of errors to HTTP statuses and messages, for
-// v1 and V2 alike; an overloaded server also asks the client to retry.
+// v1 and V2 alike; an overloaded server also asks the client to retry, and
+// a server-side failure is logged.
 func (s *Server) statusOf(err error, c echo.Context) (int, string) {
 	status, msg := http.StatusInternalServerError, err.Error()
 	var he *echo.HTTPError
@@ -179,6 +177,9 @@ func (s *Server) statusOf(err error, c echo.Context) (int, string) {
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
 	}
 	return status, msg
 }

@@ -143,9 +143,6 @@ func (s *Server) v2Infer(c echo.Context) error {
 	}
 	if err != nil {
 		status, msg := s.statusOf(err, c)
-		if status >= 500 {
-			s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
-		}
 		return v2Error(c, status, msg)
 	}
 	fc := make([]float32, 0, len(res)*manifest.Horizon)
