@@ -97,21 +97,21 @@ class Router:
         rows, n = windows.shape
         if not 0 < n <= self.m:
             raise ValueError(f"routing: a window of {n} minutes (the clusters' length is {self.m})")
-        d = np.concatenate([self._distances(windows[i:i + chunk]) for i in range(0, rows, chunk)]) \
+        z = znorm(transform(windows, self.log1p, self.smooth))
+        d = np.concatenate([self._distances(z[i:i + chunk]) for i in range(0, rows, chunk)]) \
             if rows else np.zeros((0, len(self.ids)))
         j = d.argmin(axis=1)
         best = d[np.arange(rows), j]
-        nz = np.linalg.norm(znorm(transform(windows, self.log1p, self.smooth)), axis=1)
-        flat = nz == 0
+        flat = np.linalg.norm(z, axis=1) == 0
         j = np.where(flat, 0, j)
         best = np.where(flat, 1.0, best)
         ood = flat | (best > self.thresholds(n)[j])
         return Routes(self.ids[j], best, ood)
 
-    def _distances(self, windows: np.ndarray) -> np.ndarray:
-        """[rows, clusters] of 1 - the best NCC."""
-        n = windows.shape[1]
-        z = znorm(transform(windows, self.log1p, self.smooth))
+    def _distances(self, z: np.ndarray) -> np.ndarray:
+        """[rows, clusters] of 1 - the best NCC, for transformed, z-normalised
+        windows."""
+        n = z.shape[1]
         nz = np.linalg.norm(z, axis=1)[:, None]
         zs = np.fft.rfft(z, self.n)
         if n == self.m:
