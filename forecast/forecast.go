@@ -109,8 +109,8 @@ func appendInput(in []float32, counts []float64, inputLen int) []float32 {
 	return in
 }
 
-// rows splits a model's flat [n, Horizon] output into n float64 rows,
-// backed by one allocation.
+// rows splits a model's flat [n, Horizon] output into n rows that share
+// its backing array (capped, so no row can grow into the next).
 func rows(y []float32) [][]float32 {
 	out := make([][]float32, len(y)/manifest.Horizon)
 	for r := range out {
