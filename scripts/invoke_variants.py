@@ -25,12 +25,10 @@ from mesp_training.contract import read_clusters
 from mesp_training.invocation_train import (
     LOOP_END,
     LOOP_START,
-    REFERENCE_KEEPALIVE,
     InvokeConfig,
     Samples,
-    cold_idle,
+    cold_at_budget,
     h1_logloss,
-    keepalive_warm,
     loop_samples,
     train_samples,
 )
@@ -39,17 +37,6 @@ from mesp_training.pipeline import load_cluster
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] invoke_variants: {msg}", file=sys.stderr, flush=True)
-
-
-def cold_at_budget(p1: np.ndarray, series: np.ndarray) -> dict[str, float]:
-    """Cold starts at keepalive10's idle minutes, interpolated on the curve."""
-    invoked = series[:, LOOP_START - 1:LOOP_END] > 0
-    ka_cold, ka_idle = cold_idle(invoked, keepalive_warm(series, REFERENCE_KEEPALIVE))
-    pts = sorted(cold_idle(invoked, p1 >= th)[::-1] for th in np.geomspace(0.001, 0.9, 240))  # (idle, cold)
-    idle = np.array([p[0] for p in pts], float)
-    cold = np.array([p[1] for p in pts], float)
-    return {"cold_at_ka10_idle": float(np.interp(ka_idle, idle, cold)), "keepalive10_cold": ka_cold,
-            "keepalive10_idle": ka_idle}
 
 
 def logit(p: np.ndarray) -> np.ndarray:

@@ -8,6 +8,10 @@ as `mesp serve` routes it (mesp_training.routing). No training.
     python scripts/served_variants.py dense-logloss [--models models]
         the dense p_invoke model's minute-1 log-loss on every minute of the
         loop and on every 2nd (the decisions the LightGBM peer reports on)
+    python scripts/served_variants.py prewarm-experts [--models models]
+        cold starts at keepalive10's idle (interpolated) with the dense
+        p_invoke model everywhere, with every cluster's expert where routed,
+        and as the manifest serves them
     python scripts/served_variants.py prewarm-thresholds [--models models]
         one global pre-warm threshold against per-cluster thresholds
         (coordinate descent under keepalive10's idle budget), two-fold
@@ -30,6 +34,7 @@ from mesp_training.invocation_train import (
     LOOP_END,
     LOOP_START,
     REFERENCE_KEEPALIVE,
+    cold_at_budget,
     h1_logloss,
     keepalive_warm,
     loop_p1,
@@ -104,15 +109,42 @@ def dense_logloss(models: Path) -> None:
           f"every 2nd minute {h1_logloss(p1[:, ::2].ravel(), invoked[:, ::2].ravel()):.5f}")
 
 
+def routed_p1(models: Path, man: dict[str, Any], val: np.ndarray, routes: np.ndarray,
+              experts: set[int]) -> np.ndarray:
+    """p_invoke of every loop decision: the given clusters' experts where
+    the router sends the decision to them, the dense model elsewhere."""
+    p1 = loop_p1(models / man["dense"]["p_invoke"]["file"], val)
+    for e in man["experts"]:
+        if e["cluster"] in experts and "p_invoke" in e:
+            m = routes == e["cluster"]
+            rows = m.any(axis=1)
+            sub = p1[rows]
+            sub[m[rows]] = loop_p1(models / e["p_invoke"]["file"], val[rows])[m[rows]]
+            p1[rows] = sub
+    return p1
+
+
+def served_experts(man: dict[str, Any]) -> set[int]:
+    return {e["cluster"] for e in man["experts"] if e.get("p_invoke", {}).get("serve") == "expert"}
+
+
+def prewarm_experts(models: Path) -> None:
+    man, cs, val = validation(models)
+    routes = loop_routes(Router(cs), val)
+    log("validation decisions routed")
+    every = {e["cluster"] for e in man["experts"]}
+    for name, experts in [("dense everywhere", set()), ("every expert where routed", every),
+                          ("as the manifest serves", served_experts(man))]:
+        got = cold_at_budget(routed_p1(models, man, val, routes, experts), val)
+        print(f"{name:26}: {got['cold_at_ka10_idle']:.1f} cold starts at keepalive10's idle "
+              f"(keepalive10: {got['keepalive10_cold']} cold, {got['keepalive10_idle']} idle)")
+
+
 def prewarm_thresholds(models: Path) -> None:
     man, cs, val = validation(models)
     routes = loop_routes(Router(cs), val)
     log("validation decisions routed")
-    p1 = loop_p1(models / man["dense"]["p_invoke"]["file"], val)
-    for e in man["experts"]:
-        if e.get("p_invoke", {}).get("serve") == "expert":
-            m = routes == e["cluster"]
-            p1[m] = loop_p1(models / e["p_invoke"]["file"], val)[m]
+    p1 = routed_p1(models, man, val, routes, served_experts(man))
     invoked = val[:, LOOP_START - 1:LOOP_END] > 0
     ka = keepalive_warm(val, REFERENCE_KEEPALIVE)
     groups = np.where(routes < 0, len(cs["clusters"]), routes)  # the last group: out of distribution
@@ -147,10 +179,11 @@ def prewarm_thresholds(models: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("check", choices=["counts-blend", "dense-logloss", "prewarm-thresholds"])
+    p.add_argument("check", choices=["counts-blend", "dense-logloss", "prewarm-experts", "prewarm-thresholds"])
     p.add_argument("--models", type=Path, default=ROOT / "models")
     a = p.parse_args()
-    checks = {"counts-blend": counts_blend, "dense-logloss": dense_logloss, "prewarm-thresholds": prewarm_thresholds}
+    checks = {"counts-blend": counts_blend, "dense-logloss": dense_logloss, "prewarm-experts": prewarm_experts,
+              "prewarm-thresholds": prewarm_thresholds}
     checks[a.check](a.models)
 
 

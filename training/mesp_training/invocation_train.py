@@ -290,6 +290,17 @@ def cold_idle(invoked: np.ndarray, warm: np.ndarray) -> tuple[int, int]:
     return int((invoked & ~warm).sum()), int((~invoked & warm).sum())
 
 
+def cold_at_budget(p1: np.ndarray, series: np.ndarray) -> dict[str, float]:
+    """Cold starts at keepalive10's idle minutes, interpolated on the curve."""
+    invoked = series[:, LOOP_START - 1:LOOP_END] > 0
+    ka_cold, ka_idle = cold_idle(invoked, keepalive_warm(series, REFERENCE_KEEPALIVE))
+    pts = sorted(cold_idle(invoked, p1 >= th)[::-1] for th in np.geomspace(0.001, 0.9, 240))  # (idle, cold)
+    idle = np.array([p[0] for p in pts], float)
+    cold = np.array([p[1] for p in pts], float)
+    return {"cold_at_ka10_idle": float(np.interp(ka_idle, idle, cold)), "keepalive10_cold": ka_cold,
+            "keepalive10_idle": ka_idle}
+
+
 # The default threshold must hold idle memory within keepalive10's on the
 # functions a platform will run, not only on the validation sample: a
 # threshold qualifies when its idle minutes over keepalive10's stay at or
