@@ -6,6 +6,11 @@ m = 1081..1440. Each cluster's validation functions are answered by the
 model that cluster would serve.
 
     python scripts/invoke_variants.py --models models --out docs/eval/invoke-variants.json
+    python scripts/invoke_variants.py --models models --study trees --out docs/eval/invoke-trees.json
+
+Studies: ``sampling`` (which minutes train the models) and ``trees`` (the
+dense trees with and without the other-period features of
+``mesp_training.invocation``, stopped at 600 rounds or by early stopping).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +27,7 @@ import lightgbm as lgb
 import numpy as np
 
 from mesp_training import invocation_gbm as gbm
+from mesp_training.invocation import PERIODS
 from mesp_training.contract import read_clusters
 from mesp_training.invocation_train import (
     LOOP_END,
@@ -29,7 +36,9 @@ from mesp_training.invocation_train import (
     Samples,
     cold_at_budget,
     h1_logloss,
+    load_model,
     loop_samples,
+    predict_features,
     train_samples,
 )
 from mesp_training.pipeline import load_cluster
@@ -64,10 +73,61 @@ def fit_set(data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig,
     return dense, experts
 
 
+Score = Callable[[str, dict[int, np.ndarray], str], dict[str, object]]
+
+
+def sampling_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig, val: dict[int, Samples],
+                   score: Score) -> list[dict[str, object]]:
+    """The dense trees and their cluster continuations, trained on two
+    choices of training minutes."""
+    rows = []
+    for label, c in [("shipped recipe", cfg), ("every late minute", replace(cfg, stride=4, late_stride=1))]:
+        dense, experts = fit_set(data, c, val)
+        pd = {cid: gbm.predict_h1(dense, val[cid].x) for cid in data}
+        pe = {cid: gbm.predict_h1(experts[cid], val[cid].x) for cid in data}
+        served = {cid: pe[cid] if h1_logloss(pe[cid], val[cid].y[:, 0]) < h1_logloss(pd[cid], val[cid].y[:, 0])
+                  else pd[cid] for cid in data}
+        blend = {cid: sigmoid((logit(pe[cid]) + logit(pd[cid])) / 2) for cid in data}
+        rows.append(score(f"{label}: dense trees", pd, "every cluster answered by the dense trees"))
+        rows.append(score(f"{label}: experts as served", served, "expert where its log-loss beats dense"))
+        rows.append(score(f"{label}: expert+dense blend", blend, "mean of expert and dense logits"))
+    return rows
+
+
+def trees_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig, val: dict[int, Samples],
+                score: Score) -> list[dict[str, object]]:
+    """Dense trees on the features without and with the other periods'
+    columns (the last 3 * len(PERIODS)), each read at 600 rounds and at its
+    early-stopping point."""
+    tr = [train_samples(d[0], cfg, cfg.seed + cid) for cid, d in data.items()]
+    x = np.concatenate([t.x for t in tr])
+    y = np.concatenate([t.y[:, 0] for t in tr])
+    xv = np.concatenate([v.x for v in val.values()])
+    yv = np.concatenate([v.y[:, 0] for v in val.values()])
+    sizes = np.cumsum([len(val[c].x) for c in sorted(data)])[:-1]
+    rows = []
+    for label, cols in [("without other periods", x.shape[1] - 3 * len(PERIODS)), ("with other periods", x.shape[1])]:
+        t0 = time.monotonic()
+        b = gbm.fit_gbm(x[:, :cols], y, xv[:, :cols], yv, rounds=3000)
+        log(f"{label}: {b.num_trees()} trees ({time.monotonic() - t0:.0f}s)")
+        for rounds in sorted({min(600, b.num_trees()), b.num_trees()}):
+            p = np.split(b.predict(xv[:, :cols], num_iteration=rounds), sizes)
+            rows.append(score(f"dense trees {label}, {rounds} rounds", dict(zip(sorted(data), p, strict=True)),
+                              f"{cols} features, early-stopped at {b.num_trees()} of 3000 rounds"))
+    # The last trees (all features) with the shipped dense MLP's minute 1, a
+    # quarter of the logit on the MLP.
+    mlp = predict_features(load_model(models / "dense-p.pt"), xv)[:, 0]
+    blend = sigmoid(0.75 * logit(np.asarray(b.predict(xv))) + 0.25 * logit(mlp))
+    rows.append(score("dense trees with other periods + MLP (1/4 of the logit)",
+                      dict(zip(sorted(data), np.split(blend, sizes), strict=True)), "mean of logits, weights 3:1"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--study", choices=["sampling", "trees"], default="sampling")
     a = ap.parse_args(argv)
     cfg = InvokeConfig()
     cs = read_clusters(a.models / "clusters.json")
@@ -84,17 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(keepalive10 {row['keepalive10_cold']}), log-loss {row['val_logloss_h1']:.5f}")
         return row
 
-    rows = []
-    for label, c in [("shipped recipe", cfg), ("every late minute", replace(cfg, stride=4, late_stride=1))]:
-        dense, experts = fit_set(data, c, val)
-        pd = {cid: gbm.predict_h1(dense, val[cid].x) for cid in data}
-        pe = {cid: gbm.predict_h1(experts[cid], val[cid].x) for cid in data}
-        served = {cid: pe[cid] if h1_logloss(pe[cid], val[cid].y[:, 0]) < h1_logloss(pd[cid], val[cid].y[:, 0])
-                  else pd[cid] for cid in data}
-        blend = {cid: sigmoid((logit(pe[cid]) + logit(pd[cid])) / 2) for cid in data}
-        rows.append(score(f"{label}: dense trees", pd, "every cluster answered by the dense trees"))
-        rows.append(score(f"{label}: experts as served", served, "expert where its log-loss beats dense"))
-        rows.append(score(f"{label}: expert+dense blend", blend, "mean of expert and dense logits"))
+    study = trees_study if a.study == "trees" else sampling_study
+    rows = study(a.models, data, cfg, val, score)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -33,7 +33,8 @@ from mesp_training.pipeline import load_cluster
 
 PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 100,
           "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 0}
-ROUNDS = 600
+# The same cap as MESP's trees (InvokeConfig.gbm_rounds); early stopping ends both.
+ROUNDS = 3000
 VAL_PERCENT = 20
 
 

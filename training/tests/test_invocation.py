@@ -8,7 +8,16 @@ import pytest
 import torch
 from conftest import fixture_rows
 
-from mesp_training.invocation import GAP_HORIZONS, HOURS, MISSING, SCALES, WINDOW, InvocationFeatures, pad_history
+from mesp_training.invocation import (
+    GAP_HORIZONS,
+    HOURS,
+    MISSING,
+    PERIODS,
+    SCALES,
+    WINDOW,
+    InvocationFeatures,
+    pad_history,
+)
 
 
 def reference_features(history: np.ndarray) -> np.ndarray:
@@ -51,7 +60,16 @@ def reference_features(history: np.ndarray) -> np.ndarray:
         last_hour[p] = a[t - 60 + p] if t - 60 + p >= 0 else 0
     profile = num / np.maximum(den, 1)
     recent = rnum / np.maximum(rden, 1)
-    return np.concatenate([head, scales, gap, tail, last_hour, profile, recent]).astype(np.float32)
+    # Minutes a whole number of periods before the next minute (index t),
+    # within the last day.
+    share_all, share_recent, back = [], [], []
+    for q in PERIODS:
+        same = [t - q * k for k in range(1, WINDOW // q + 1) if t - q * k >= 0]
+        share_all.append(sum(a[i] for i in same) / max(1, len(same)))
+        share_recent.append(sum(a[i] for i in same[:4]) / max(1, len(same[:4])))
+        back.append(float(a[t - q]) if t - q >= 0 else 0.0)
+    return np.concatenate([head, scales, gap, tail, last_hour, profile, recent, share_all, share_recent,
+                           back]).astype(np.float32)
 
 
 @pytest.mark.parametrize("t", [1440, 1200, 1080, 300])
