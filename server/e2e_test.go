@@ -380,7 +380,7 @@ func TestOperationalEndpoints(t *testing.T) {
 	}
 }
 
-// TestHotSwapUnderLoad flips which model serves a cluster 100 times while
+// TestHotSwapUnderLoad flips which model serves a cluster 10 times while
 // clients keep asking; no request may fail.
 func TestHotSwapUnderLoad(t *testing.T) {
 	ts := start(t, "tok")
@@ -426,9 +426,10 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		}()
 	}
 	kinds := map[string]bool{}
-	// 30 swaps under load (each loads and verifies 18 ONNX files): enough
-	// to interleave swaps with requests hundreds of times; 100 took minutes.
-	for i := range 30 {
+	// 10 swaps under load (each loads and verifies 18 ONNX files, seconds
+	// apiece since the p_invoke graphs carry thousands of trees): enough to
+	// interleave swaps with requests hundreds of times.
+	for i := range 10 {
 		content := orig
 		if i%2 == 0 {
 			content = flipped
