@@ -10,7 +10,8 @@ model that cluster would serve.
 
 Studies: ``sampling`` (which minutes train the models) and ``trees`` (the
 dense trees with and without the other-period features of
-``mesp_training.invocation``, stopped at 600 rounds or by early stopping).
+``mesp_training.invocation``, stopped at the old cap of 600 rounds or by
+early stopping).
 """
 
 from __future__ import annotations
@@ -94,32 +95,38 @@ def sampling_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]],
     return rows
 
 
+# The dense trees' round cap before InvokeConfig.gbm_rounds was raised.
+OLD_CAP = 600
+
+
 def trees_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig, val: dict[int, Samples],
                 score: Score) -> list[dict[str, object]]:
     """Dense trees on the features without and with the other periods'
-    columns (the last 3 * len(PERIODS)), each read at 600 rounds and at its
-    early-stopping point."""
-    tr = [train_samples(d[0], cfg, cfg.seed + cid) for cid, d in data.items()]
+    columns (the last 3 * len(PERIODS)), each read at OLD_CAP rounds and at
+    its early-stopping point under cfg.gbm_rounds. Validation rows are in
+    cluster order, as `score` joins them."""
+    order = sorted(data)
+    tr = [train_samples(data[cid][0], cfg, cfg.seed + cid) for cid in order]
     x = np.concatenate([t.x for t in tr])
     y = np.concatenate([t.y[:, 0] for t in tr])
-    xv = np.concatenate([v.x for v in val.values()])
-    yv = np.concatenate([v.y[:, 0] for v in val.values()])
-    sizes = np.cumsum([len(val[c].x) for c in sorted(data)])[:-1]
+    xv = np.concatenate([val[cid].x for cid in order])
+    yv = np.concatenate([val[cid].y[:, 0] for cid in order])
+    sizes = np.cumsum([len(val[cid].x) for cid in order])[:-1]
     rows = []
     for label, cols in [("without other periods", x.shape[1] - 3 * len(PERIODS)), ("with other periods", x.shape[1])]:
         t0 = time.monotonic()
-        b = gbm.fit_gbm(x[:, :cols], y, xv[:, :cols], yv, rounds=3000)
+        b = gbm.fit_gbm(x[:, :cols], y, xv[:, :cols], yv, rounds=cfg.gbm_rounds)
         log(f"{label}: {b.num_trees()} trees ({time.monotonic() - t0:.0f}s)")
-        for rounds in sorted({min(600, b.num_trees()), b.num_trees()}):
+        for rounds in sorted({min(OLD_CAP, b.num_trees()), b.num_trees()}):
             p = np.split(b.predict(xv[:, :cols], num_iteration=rounds), sizes)
-            rows.append(score(f"dense trees {label}, {rounds} rounds", dict(zip(sorted(data), p, strict=True)),
-                              f"{cols} features, early-stopped at {b.num_trees()} of 3000 rounds"))
+            rows.append(score(f"dense trees {label}, {rounds} rounds", dict(zip(order, p, strict=True)),
+                              f"{cols} features, early-stopped at {b.num_trees()} of {cfg.gbm_rounds} rounds"))
     # The last trees (all features) with the shipped dense MLP's minute 1, a
     # quarter of the logit on the MLP.
     mlp = predict_features(load_model(models / "dense-p.pt"), xv)[:, 0]
     blend = sigmoid(0.75 * logit(np.asarray(b.predict(xv))) + 0.25 * logit(mlp))
     rows.append(score("dense trees with other periods + MLP (1/4 of the logit)",
-                      dict(zip(sorted(data), np.split(blend, sizes), strict=True)), "mean of logits, weights 3:1"))
+                      dict(zip(order, np.split(blend, sizes), strict=True)), "mean of logits, weights 3:1"))
     return rows
 
 

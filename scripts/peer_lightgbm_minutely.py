@@ -33,8 +33,6 @@ from mesp_training.pipeline import load_cluster
 
 PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 100,
           "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 0}
-# The same cap as MESP's trees (InvokeConfig.gbm_rounds); early stopping ends both.
-ROUNDS = 3000
 VAL_PERCENT = 20
 
 
@@ -45,7 +43,7 @@ def log(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     a = peer_cache.parse_args(__doc__, "CSV to write: function,minute,p_invoke", argv)
     key = peer_cache.inputs_key(a.models, [Path(__file__), Path(invocation.__file__), a.eval],
-                                repr((PARAMS, ROUNDS, VAL_PERCENT, InvokeConfig())))
+                                repr((PARAMS, VAL_PERCENT, InvokeConfig())))
     if peer_cache.up_to_date(a.out, key):
         log(f"{a.out} is up to date (inputs {key})")
         return 0
@@ -59,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(tr.x)} training and {len(va.x)} validation decisions ({time.monotonic() - t0:.0f}s)")
     dtrain = lgb.Dataset(tr.x, tr.y[:, 0])
     dval = lgb.Dataset(va.x, va.y[:, 0], reference=dtrain)
-    booster = lgb.train(PARAMS, dtrain, ROUNDS, valid_sets=[dval],
+    # The same round cap as MESP's trees; early stopping ends both.
+    booster = lgb.train(PARAMS, dtrain, cfg.gbm_rounds, valid_sets=[dval],
                         callbacks=[lgb.early_stopping(30, verbose=False), lgb.log_evaluation(100)])
     log(f"{booster.best_iteration} trees, validation log-loss {booster.best_score['valid_0']['binary_logloss']:.5f} "
         f"({time.monotonic() - t0:.0f}s)")

@@ -37,7 +37,7 @@ GAP_HORIZONS = (1, 2, 5, 15, 60)
 # (all of them, and the last four), and whether the minute one period back
 # was. Each divides the window, so the phase of the next minute is column 0.
 # They cut validation cold starts at keepalive10's idle from 163 to 136
-# for trees on horizon-1 features (scripts/invoke_variants.py).
+# for trees on horizon-1 features (README, variants table).
 PERIODS = (2, 3, 4, 5, 6, 10, 15, 20, 30, 120, 180, 240, 360, 720)
 FAMILY = "hazard-mlp"
 
@@ -59,8 +59,7 @@ class InvocationFeatures(nn.Module):
     scale_lo: torch.Tensor
     scale_inside: torch.Tensor
     scale_w: torch.Tensor
-    phase_all: torch.Tensor
-    phase_recent: torch.Tensor
+    phase: torch.Tensor
     period_back: torch.Tensor
 
     def __init__(self) -> None:
@@ -73,13 +72,12 @@ class InvocationFeatures(nn.Module):
         self.register_buffer("scale_inside", torch.tensor([float(WINDOW - 1 - w >= 0) for w in SCALES]),
                              persistent=False)
         self.register_buffer("scale_w", torch.tensor(SCALES, dtype=torch.float32), persistent=False)
-        # Phase masks [WINDOW, periods]: one matrix product sums every
-        # period's same-phase minutes at once.
+        # Phase masks [WINDOW, 2 * periods] (all same-phase minutes, then the
+        # last four): one matrix product sums every period's at once.
         k = torch.arange(WINDOW).unsqueeze(1)
         p = torch.tensor(PERIODS).unsqueeze(0)
         same = (k % p == 0).float()
-        self.register_buffer("phase_all", same, persistent=False)
-        self.register_buffer("phase_recent", same * (k >= WINDOW - 4 * p).float(), persistent=False)
+        self.register_buffer("phase", torch.cat([same, same * (k >= WINDOW - 4 * p).float()], 1), persistent=False)
         self.register_buffer("period_back", torch.tensor([WINDOW - q for q in PERIODS]), persistent=False)
 
     @property
@@ -141,8 +139,7 @@ class InvocationFeatures(nn.Module):
         recent = a_h[:, -4:, :].sum(1) / torch.clamp(v_h[:, -4:, :].sum(1), min=1.0)
 
         # Other periods, for the next minute.
-        phase = torch.cat([self.phase_all, self.phase_recent], 1)
-        share = (a @ phase) / torch.clamp(valid @ phase, min=1.0)
+        share = (a @ self.phase) / torch.clamp(valid @ self.phase, min=1.0)
         back = torch.index_select(a, 1, self.period_back)
         period_feats = torch.cat([share, back], 1)
 
