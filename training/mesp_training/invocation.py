@@ -55,9 +55,8 @@ class InvocationFeatures(nn.Module):
 
     # Buffers (register_buffer), typed for the checker.
     idx: torch.Tensor
-    gap_offsets: torch.Tensor
-    scale_lo: torch.Tensor
-    scale_inside: torch.Tensor
+    ahead_idx: torch.Tensor
+    scale_mask: torch.Tensor
     scale_w: torch.Tensor
     phase: torch.Tensor
     period_back: torch.Tensor
@@ -65,16 +64,19 @@ class InvocationFeatures(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("idx", torch.arange(WINDOW, dtype=torch.float32), persistent=False)
-        self.register_buffer("gap_offsets", torch.tensor((0, *GAP_HORIZONS), dtype=torch.float32), persistent=False)
-        # Per scale w: the running sums' index w minutes back, whether that
-        # lies inside the window (else the whole history counts), and w.
-        self.register_buffer("scale_lo", torch.tensor([max(WINDOW - 1 - w, 0) for w in SCALES]), persistent=False)
-        self.register_buffer("scale_inside", torch.tensor([float(WINDOW - 1 - w >= 0) for w in SCALES]),
+        # Minutes 0..WINDOW + max horizon - 1 as gather indices (int64 from
+        # the start: casting a float index tensor was among the graph's
+        # costliest nodes).
+        self.register_buffer("ahead_idx", torch.arange(WINDOW + max(GAP_HORIZONS)).unsqueeze(0), persistent=False)
+        # Per scale w, which minutes are among the last w (all of them when
+        # w exceeds the window): one matrix product sums every scale, where
+        # running sums cost a CumSum per quantity.
+        k = torch.arange(WINDOW).unsqueeze(1)
+        self.register_buffer("scale_mask", (k >= WINDOW - torch.tensor(SCALES).unsqueeze(0)).float(),
                              persistent=False)
         self.register_buffer("scale_w", torch.tensor(SCALES, dtype=torch.float32), persistent=False)
         # Phase masks [WINDOW, 2 * periods] (all same-phase minutes, then the
         # last four): one matrix product sums every period's at once.
-        k = torch.arange(WINDOW).unsqueeze(1)
         p = torch.tensor(PERIODS).unsqueeze(0)
         same = (k % p == 0).float()
         self.register_buffer("phase", torch.cat([same, same * (k >= WINDOW - 4 * p).float()], 1), persistent=False)
@@ -101,16 +103,18 @@ class InvocationFeatures(nn.Module):
         prev_gap = has_prev * (last - prev - 1)
 
         # Completed idle gaps of length >= j: actives i with no invocation in
-        # i+1..i+j and one later (c = running count of invoked minutes).
-        # All horizons at once ([B, 1 + len(GAP_HORIZONS), WINDOW]): a graph
-        # of few, wide operations runs faster than many narrow ones.
+        # i+1..i+j and one later (c = running count of invoked minutes, held
+        # at its end past the window). One gather of c shifted by `since`;
+        # each horizon k is a fixed slice of it further on. All horizons at
+        # once ([B, 1 + len(GAP_HORIZONS), WINDOW]): a graph of few, wide
+        # operations runs faster than many narrow ones.
         c = torch.cumsum(a, 1)
         c_end = c[:, -1:]
         later = (a * (c_end > c).float()).unsqueeze(1)
-        j = since.unsqueeze(2) + self.gap_offsets.view(1, -1, 1)
-        at = torch.clamp(idx.unsqueeze(1) + j, max=length - 1).long()
-        c_rep = c.unsqueeze(1).expand(-1, at.shape[1], -1)
-        at_least = (later * (torch.gather(c_rep, 2, at) == c_rep).float()).sum(2)
+        c_ext = torch.cat([c, c_end.expand(-1, length + max(GAP_HORIZONS))], 1)
+        shifted = torch.gather(c_ext, 1, self.ahead_idx + since.long())  # c[i + since]
+        ahead = torch.stack([shifted[:, k:k + length] for k in (0, *GAP_HORIZONS)], 1)
+        at_least = (later * (ahead == c.unsqueeze(1)).float()).sum(2)
         g0 = at_least[:, :1]
         ended = g0 - at_least[:, 1:]
         rate = a.sum(1, keepdim=True) / torch.clamp(n_valid, min=1.0)
@@ -119,14 +123,9 @@ class InvocationFeatures(nn.Module):
         gap_share = (ended + rate) / (g0 + 1.0)
         gap_feats = torch.stack([gap_share, torch.log1p(ended)], 2).reshape(b, -1)
 
-        # Activity over the last w minutes, every scale by one gather of the
-        # running sums (a scale longer than the history takes all of it).
-        cx = torch.cumsum(xc, 1)
-        cv = torch.cumsum(valid, 1)
-        sums = torch.stack([cx, c, cv], 1)  # [B, 3, WINDOW]
-        lo = torch.gather(sums, 2, self.scale_lo.view(1, 1, -1).expand(b, 3, -1))
-        lo = lo * self.scale_inside.view(1, 1, -1)
-        diff = sums[:, :, -1:] - lo  # [B, 3, scales]
+        # Activity over the last w minutes (a scale longer than the history
+        # takes all of it).
+        diff = torch.stack([xc, a, valid], 1) @ self.scale_mask  # [B, 3, scales]
         scale_feats = torch.stack([torch.log1p(diff[:, 0] / self.scale_w),
                                    diff[:, 1] / torch.clamp(diff[:, 2], min=1.0)], 2).reshape(b, -1)
 
