@@ -10,19 +10,31 @@ import (
 	"github.com/mesp-project/mesp/trace"
 )
 
-// BenchmarkForecastBatch64 is the server's work for one 64-function
-// request without HTTP and JSON: validate, route, run the models.
-func BenchmarkForecastBatch64(b *testing.B) {
+// BenchmarkPredict is the server's work for one request without HTTP and
+// JSON (validate, route, run the models): a forecast (counts) beside a
+// pre-warm decision (counts and p_invoke), for one function and for 64.
+func BenchmarkPredict(b *testing.B) {
 	f, fns := readyForecaster(b, fixture.Models())
-	reqs := make([]Request, 64)
-	for i := range reqs {
-		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := f.Forecast(context.Background(), reqs, Routed); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name string
+		outs Outputs
+		n    int
+	}{
+		{"forecast/1", Counts, 1}, {"prewarm/1", Counts | PInvoke, 1},
+		{"forecast/64", Counts, 64}, {"prewarm/64", Counts | PInvoke, 64},
+		{"p_invoke/64", PInvoke, 64},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			reqs := make([]Request, bc.n)
+			for i := range reqs {
+				reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
+			}
+			for b.Loop() {
+				if _, err := f.Predict(context.Background(), reqs, Routed, bc.outs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

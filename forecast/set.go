@@ -25,7 +25,7 @@ type Set struct {
 	Dense    *onnx.Model
 	Experts  map[int]*onnx.Model // every expert in the manifest, served or not
 	// PDense and PExperts are the p_invoke models (nil and empty when the
-	// manifest has none).
+	// manifest has none); PExperts holds only the experts that serve.
 	PDense   *onnx.Model
 	PExperts map[int]*onnx.Model
 	LoadedAt time.Time
@@ -110,6 +110,16 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			return nil, err
 		}
 		s.Experts[e.Cluster] = mod
+		if e.PInvoke != nil && e.PInvoke.Serve != "expert" {
+			// Never answers (the dense p_invoke model does for its
+			// cluster): its file is checked, but a session of thousands
+			// of trees would only cost memory and load time.
+			if _, err := manifest.Open(dir, e.PInvoke.File, e.PInvoke.SHA256); err != nil {
+				s.close()
+				return nil, err
+			}
+			continue
+		}
 		pm, err := loadP(e.PInvoke)
 		if err != nil {
 			s.close()

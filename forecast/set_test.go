@@ -67,6 +67,17 @@ func TestLoadSetRefusesBrokenFolders(t *testing.T) {
 			m, _ := manifest.ReadManifest(dir)
 			os.WriteFile(filepath.Join(dir, m.Dense.PInvoke.File), []byte("not onnx"), 0o644)
 		}, "checksum"},
+		{"p_invoke expert that does not serve, tampered", func(t *testing.T, dir string) {
+			// Not loaded into a session, but still part of the set.
+			m, _ := manifest.ReadManifest(dir)
+			for _, e := range m.Experts {
+				if e.PInvoke != nil && e.PInvoke.Serve != "expert" {
+					os.WriteFile(filepath.Join(dir, e.PInvoke.File), []byte("not onnx"), 0o644)
+					return
+				}
+			}
+			t.Fatal("the shipped set has no p_invoke expert that serves dense")
+		}, "checksum"},
 		{"file linked from outside", func(t *testing.T, dir string) {
 			m, _ := manifest.ReadManifest(dir)
 			p := filepath.Join(dir, m.Experts[0].File)
@@ -90,6 +101,35 @@ func TestLoadSetRefusesBrokenFolders(t *testing.T) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Only p_invoke experts that serve get a session: the others never answer.
+func TestOnlyServedPInvokeExpertsAreLoaded(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadSet(fixture.Models(), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	served := 0
+	for _, e := range s.Manifest.Experts {
+		_, loaded := s.PExperts[e.Cluster]
+		if want := e.PInvoke != nil && e.PInvoke.Serve == "expert"; loaded != want {
+			t.Errorf("cluster %d: p_invoke expert loaded %v, serves %v", e.Cluster, loaded, want)
+		}
+		if loaded {
+			served++
+		}
+		m, kind := s.ServedPInvoke(router.Route{Cluster: e.Cluster})
+		if want := map[bool]*onnx.Model{true: s.PExperts[e.Cluster], false: s.PDense}[loaded]; m == nil || m != want || (kind == "expert") != loaded {
+			t.Errorf("cluster %d: p_invoke answered by %v (%s), want the %s", e.Cluster, m, kind, map[bool]string{true: "expert", false: "dense model"}[loaded])
+		}
+	}
+	if served == 0 || served == len(s.Manifest.Experts) {
+		t.Fatalf("%d of %d p_invoke experts serve: the shipped set should have both kinds", served, len(s.Manifest.Experts))
 	}
 }
 

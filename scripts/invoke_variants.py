@@ -8,10 +8,14 @@ model that cluster would serve.
     python scripts/invoke_variants.py --models models --out docs/eval/invoke-variants.json
     python scripts/invoke_variants.py --models models --study trees --out docs/eval/invoke-trees.json
 
-Studies: ``sampling`` (which minutes train the models) and ``trees`` (the
+    python scripts/invoke_variants.py --models models --study size --out docs/eval/invoke-size.json
+
+Studies: ``sampling`` (which minutes train the models), ``trees`` (the
 dense trees with and without the other-period features of
 ``mesp_training.invocation``, stopped at the old cap of 600 rounds or by
-early stopping).
+early stopping) and ``size`` (the dense trees' learning rate and leaves
+against what they cost ONNX Runtime per decision: the pre-warm decision
+should cost about what a forecast costs).
 """
 
 from __future__ import annotations
@@ -130,11 +134,90 @@ def trees_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]], cf
     return rows
 
 
+# (learning rate, leaves) of the size study, besides the shipped recipe's
+# (0.05, 63), which is read from the models folder rather than fitted again.
+SIZES = [(0.2, 63), (0.1, 63), (0.3, 63), (0.2, 31), (0.2, 127)]
+TRUNCATIONS = (250, 500, 1000, 1500)
+
+
+def ort_us_per_row(booster: lgb.Booster, x: np.ndarray) -> dict[str, float]:
+    """Microseconds per row of the trees alone in ONNX Runtime (one thread),
+    at batch 1 and 64: the part of a pre-warm decision they cost."""
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    from mesp_training.runtime import inference_session
+
+    graph = convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, x.shape[1]]))],
+                             zipmap=False, target_opset=15)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
+        f.write(graph.SerializeToString())
+        f.flush()
+        sess = inference_session(f.name)
+        out = {}
+        for b, n in ((1, 2000), (64, 100)):
+            rows = x[:b]
+            for _ in range(20):
+                sess.run(["probabilities"], {"features": rows})
+            t0 = time.perf_counter()
+            for _ in range(n):
+                sess.run(["probabilities"], {"features": rows})
+            out[f"ort_us_per_row_batch{b}"] = round((time.perf_counter() - t0) / n / b * 1e6, 2)
+        out["onnx_mb"] = round(len(graph.SerializeToString()) / 2**20, 2)
+    return out
+
+
+def size_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig, val: dict[int, Samples],
+               score: Score) -> list[dict[str, object]]:
+    """Dense trees by learning rate and leaves, each early-stopped under
+    cfg.gbm_rounds: validation cold starts and log-loss against trees and
+    ONNX Runtime microseconds per decision."""
+    order = sorted(data)
+    tr = [train_samples(data[cid][0], cfg, cfg.seed + cid) for cid in order]
+    x = np.concatenate([t.x for t in tr])
+    y = np.concatenate([t.y[:, 0] for t in tr])
+    del tr
+    xv = np.concatenate([val[cid].x for cid in order])
+    yv = np.concatenate([val[cid].y[:, 0] for cid in order])
+    sizes = np.cumsum([len(val[cid].x) for cid in order])[:-1]
+    rows = []
+    shipped = lgb.Booster(model_file=str(models / "dense-p.lgb"))
+    for lr, leaves in [(gbm.PARAMS["learning_rate"], gbm.PARAMS["num_leaves"]), *SIZES]:
+        t0 = time.monotonic()
+        if (lr, leaves) == (gbm.PARAMS["learning_rate"], gbm.PARAMS["num_leaves"]):
+            b = shipped  # the same fit train-invoke made
+        else:
+            b = gbm.fit_gbm(x, y, xv, yv, rounds=cfg.gbm_rounds, learning_rate=lr, num_leaves=leaves)
+        fit_s = time.monotonic() - t0
+        log(f"learning rate {lr}, {leaves} leaves: {b.num_trees()} trees ({fit_s:.0f}s)")
+        p = np.split(b.predict(xv), sizes)
+        row = score(f"dense trees, learning rate {lr}, {leaves} leaves", dict(zip(order, p, strict=True)),
+                    f"early-stopped at {b.num_trees()} of {cfg.gbm_rounds} rounds")
+        row |= {"learning_rate": lr, "num_leaves": leaves, "trees": b.num_trees(), "fit_s": round(fit_s),
+                **ort_us_per_row(b, xv)}
+        log(f"  {row}")
+        rows.append(row)
+    # The shipped trees cut short: what fewer trees of the same fit lose.
+    for keep in TRUNCATIONS:
+        if keep >= shipped.num_trees():
+            continue
+        cut = lgb.Booster(model_str=shipped.model_to_string(num_iteration=keep))
+        p = np.split(cut.predict(xv), sizes)
+        row = score(f"dense trees, learning rate {gbm.PARAMS['learning_rate']}, first {keep} of "
+                    f"{shipped.num_trees()}", dict(zip(order, p, strict=True)), "the shipped fit, cut short")
+        row |= {"trees": keep, **ort_us_per_row(cut, xv)}
+        log(f"  {row}")
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--study", choices=["sampling", "trees"], default="sampling")
+    ap.add_argument("--study", choices=["sampling", "trees", "size"], default="sampling")
     a = ap.parse_args(argv)
     cfg = InvokeConfig()
     cs = read_clusters(a.models / "clusters.json")
@@ -151,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(keepalive10 {row['keepalive10_cold']}), log-loss {row['val_logloss_h1']:.5f}")
         return row
 
-    study = trees_study if a.study == "trees" else sampling_study
+    study = {"sampling": sampling_study, "trees": trees_study, "size": size_study}[a.study]
     rows = study(a.models, data, cfg, val, score)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(rows, indent=2) + "\n")

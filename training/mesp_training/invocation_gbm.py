@@ -35,11 +35,14 @@ PARAMS: dict[str, Any] = {"objective": "binary", "learning_rate": 0.05, "num_lea
 
 
 def fit_gbm(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, *, rounds: int,
-            init: lgb.Booster | None = None, learning_rate: float | None = None) -> lgb.Booster:
+            init: lgb.Booster | None = None, learning_rate: float | None = None,
+            num_leaves: int | None = None) -> lgb.Booster:
     """Trees for "invoked in the next minute", early-stopped on validation."""
     params = dict(PARAMS)
     if learning_rate is not None:
         params["learning_rate"] = learning_rate
+    if num_leaves is not None:
+        params["num_leaves"] = num_leaves
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LightGBM warns about sliced arrays
         train = lgb.Dataset(x, y, free_raw_data=True)
