@@ -81,6 +81,20 @@ def refeature(old: onnx.ModelProto, features: onnx.ModelProto) -> onnx.ModelProt
     front = compose.add_prefix(features, PREFIX, rename_inputs=False)
     front.ir_version = rest.ir_version
     joined = compose.merge_models(front, rest, io_map=[(PREFIX + FEATURES, FEATURES)])
+    # The join names the cut after the front's output; give it back its own
+    # name, so that the result can be cut again the same way.
+    for node in joined.graph.node:
+        node.input[:] = [FEATURES if i == PREFIX + FEATURES else i for i in node.input]
+        node.output[:] = [FEATURES if o == PREFIX + FEATURES else o for o in node.output]
+    # One import per domain (the join appends the front's to the rest's).
+    opsets: dict[str, int] = {}
+    for o in joined.opset_import:
+        opsets[o.domain] = max(o.version, opsets.get(o.domain, 0))
+    del joined.opset_import[:]
+    joined.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
+    # The old graph's name and description (the join would nest them).
+    joined.graph.name, joined.graph.doc_string = old.graph.name, old.graph.doc_string
+    joined.producer_name, joined.producer_version = old.producer_name, old.producer_version
     del joined.metadata_props[:]
     joined.metadata_props.extend(old.metadata_props)
     onnx.checker.check_model(joined)

@@ -5,6 +5,10 @@ as `mesp serve` routes it (mesp_training.routing). No training.
     python scripts/served_variants.py counts-blend [--models models]
         the routed count expert blended with the dense model, by weight,
         WAPE over the evaluation origins, overall and per cluster
+    python scripts/served_variants.py soft-routing [--models models]
+        hard routing against a blend of the two nearest clusters' served
+        count models, weighted by their distance (SBD) to the window, WAPE
+        over the evaluation origins
     python scripts/served_variants.py dense-logloss [--models models]
         the dense p_invoke model's minute-1 log-loss on every minute of the
         loop and on every 2nd (the decisions the LightGBM peer reports on)
@@ -41,7 +45,7 @@ from mesp_training.invocation_train import (
     loop_routes,
 )
 from mesp_training.pipeline import load_cluster
-from mesp_training.routing import Router
+from mesp_training.routing import Router, transform, znorm
 from mesp_training.runtime import inference_session
 from mesp_training.search import SearchConfig
 
@@ -99,6 +103,55 @@ def counts_blend(models: Path) -> None:
     for j, cl in enumerate(cs["clusters"]):
         tag = "" if cl["id"] in serve else " (dense serves)"
         print(f"cluster {cl['id']}{tag:15}    : " + "  ".join(f"{num[w][j] / max(den[j], 1):.4f}" for w in weights))
+
+
+# Soft-routing weights: exp(-(d - d_nearest) / tau) over the two nearest
+# clusters (small tau: nearly hard routing), and weights proportional to
+# the NCC, 1 - d (None).
+SOFT_TAUS = (None, 0.1, 0.03, 0.01)
+
+
+def soft_routing(models: Path) -> None:
+    """Each validation window answered by the count model its nearest
+    cluster serves (hard, as `mesp serve`), or by a blend of the models of
+    the two nearest clusters where the window lies within both clusters'
+    radii (out-of-distribution windows stay with the dense model)."""
+    man, cs, val = validation(models)
+    router = Router(cs)
+    by_cluster = {e["cluster"]: e if e["serve"] == "expert" else man["dense"] for e in man["experts"]}
+    ids = list(router.ids)
+    err = {tau: 0.0 for tau in ("hard", *SOFT_TAUS)}
+    den, blended, windows = 0.0, 0, 0
+    for t in EVAL_ORIGINS:
+        window = val[:, :t]
+        routes = router.route_many(window)
+        z = znorm(transform(np.asarray(window, float), router.log1p, router.smooth))
+        d = np.concatenate([router._distances(z[i:i + 64]) for i in range(0, len(z), 64)])
+        near = np.argsort(d, axis=1)[:, :2]
+        rows = np.arange(len(val))
+        d1, d2 = d[rows, near[:, 0]], d[rows, near[:, 1]]
+        radius = router.thresholds(t)
+        both = ~routes.ood & (d2 <= radius[near[:, 1]])
+        y = val[:, t:t + 60]
+        dense = forecast_at(models, man["dense"], val, t)
+        preds = {c: forecast_at(models, e, val, t) if e is not man["dense"] else dense for c, e in by_cluster.items()}
+        first = np.stack([preds[ids[j]][r] for r, j in zip(rows, near[:, 0], strict=True)])
+        second = np.stack([preds[ids[j]][r] for r, j in zip(rows, near[:, 1], strict=True)])
+        hard = np.where(routes.ood[:, None], dense, first)
+        err["hard"] += np.abs(hard - y).sum()
+        for tau in SOFT_TAUS:
+            w2 = (1 - d2) / np.maximum((1 - d1) + (1 - d2), 1e-9) if tau is None else \
+                np.exp(-(d2 - d1) / tau) / (1 + np.exp(-(d2 - d1) / tau))
+            soft = (1 - w2)[:, None] * first + w2[:, None] * second
+            err[tau] += np.abs(np.where(both[:, None], soft, hard) - y).sum()
+        den += np.abs(y).sum()
+        blended += int(both.sum())
+        windows += len(val)
+        log(f"origin {t} done")
+    print(f"windows blended (within both clusters' radii): {blended} of {windows}")
+    for k, v in err.items():
+        name = "hard routing" if k == "hard" else ("weights 1 - SBD" if k is None else f"softmax of -SBD/{k}")
+        print(f"{name:24}: WAPE {v / den:.4f}")
 
 
 def dense_logloss(models: Path) -> None:
@@ -179,10 +232,11 @@ def prewarm_thresholds(models: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("check", choices=["counts-blend", "dense-logloss", "prewarm-experts", "prewarm-thresholds"])
+    p.add_argument("check", choices=["counts-blend", "soft-routing", "dense-logloss", "prewarm-experts",
+                                     "prewarm-thresholds"])
     p.add_argument("--models", type=Path, default=ROOT / "models")
     a = p.parse_args()
-    checks = {"counts-blend": counts_blend, "dense-logloss": dense_logloss, "prewarm-experts": prewarm_experts,
+    checks = {"counts-blend": counts_blend, "soft-routing": soft_routing, "dense-logloss": dense_logloss, "prewarm-experts": prewarm_experts,
               "prewarm-thresholds": prewarm_thresholds}
     checks[a.check](a.models)
 

@@ -1,0 +1,52 @@
+"""scripts/refeature_pinvoke.py: a shipped p_invoke graph rebuilt on a
+fresh export of the feature module answers as before, and anything that is
+not a p_invoke graph of this project is refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import onnx
+import pytest
+from conftest import ROOT, fixture_rows, shipped_models
+
+from mesp_training.contract import INPUT_NAME, P_INVOKE_OUTPUT_NAME
+from mesp_training.invocation import pad_history
+from mesp_training.runtime import inference_session
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("refeature_pinvoke", ROOT / "scripts" / "refeature_pinvoke.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_refeatured_graph_answers_as_the_shipped_one(tmp_path: Path) -> None:
+    rf = load_script()
+    rows = list(fixture_rows().values())[::5]
+    x = np.stack([pad_history(r[:t]) for r in rows for t in (1440, 1100, 400)])
+    old_path = shipped_models() / "dense-p.onnx"
+    old = onnx.load(str(old_path))
+    new = rf.refeature(old, rf.feature_graph(x[:2]))
+    assert {p.key: p.value for p in new.metadata_props} == {p.key: p.value for p in old.metadata_props}
+    onnx.save(new, str(tmp_path / "new.onnx"))
+    want = inference_session(str(old_path)).run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: x})[0]
+    got = inference_session(str(tmp_path / "new.onnx")).run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: x})[0]
+    assert got.shape == want.shape == (len(x), 60)
+    np.testing.assert_allclose(got, want, atol=rf.TOLERANCE, rtol=0)
+    # Cutting the result again the same way changes nothing.
+    again = rf.refeature(new, rf.feature_graph(x[:2]))
+    assert again.SerializeToString() == new.SerializeToString()
+
+
+def test_a_count_model_is_refused() -> None:
+    rf = load_script()
+    with pytest.raises(ValueError, match="not a p_invoke graph"):
+        rf.refeature(onnx.load(str(shipped_models() / "dense.onnx")), rf.feature_graph(np.zeros((2, 1440), np.float32)))
