@@ -41,13 +41,7 @@ func BenchmarkPredict(b *testing.B) {
 // BenchmarkRoute is one routing decision for a 1200-minute pattern (the
 // fixture's functions in turn: pruning works harder on some than others).
 func BenchmarkRoute(b *testing.B) {
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		b.Fatal(err)
-	}
-	s, err := LoadSet(fixture.Models(), onnx.Options{IntraOpThreads: 1}, Batching{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := loadShipped(b)
 	fns := fixture.Rows(b)
 	b.ResetTimer()
 	i := 0
@@ -71,4 +65,17 @@ func readyForecaster(tb testing.TB, dir string) (*Forecaster, []trace.Function) 
 		tb.Fatal(err)
 	}
 	return f, fixture.Rows(tb)
+}
+
+// loadShipped loads the shipped set (one intra-op thread, no batching).
+func loadShipped(tb testing.TB) *Set {
+	tb.Helper()
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		tb.Fatal(err)
+	}
+	s, err := LoadSet(fixture.Models(), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

@@ -106,13 +106,7 @@ func TestLoadSetRefusesBrokenFolders(t *testing.T) {
 
 // Only p_invoke experts that serve get a session: the others never answer.
 func TestOnlyServedPInvokeExpertsAreLoaded(t *testing.T) {
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		t.Fatal(err)
-	}
-	s, err := LoadSet(fixture.Models(), onnx.Options{IntraOpThreads: 1}, Batching{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := loadShipped(t)
 	defer s.close()
 	served := 0
 	for _, e := range s.Manifest.Experts {
