@@ -67,6 +67,15 @@ func readyForecaster(tb testing.TB, dir string) (*Forecaster, []trace.Function) 
 	return f, fixture.Rows(tb)
 }
 
+// BenchmarkLoadSet is the work of a hot swap: read, verify and load every
+// model of the shipped set.
+func BenchmarkLoadSet(b *testing.B) {
+	loadShipped(b).close()
+	for b.Loop() {
+		loadShipped(b).close()
+	}
+}
+
 // loadShipped loads the shipped set (one intra-op thread, no batching).
 func loadShipped(tb testing.TB) *Set {
 	tb.Helper()
