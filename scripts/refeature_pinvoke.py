@@ -43,8 +43,9 @@ from mesp_training.invocation import InvocationFeatures
 from mesp_training.invocation_train import probe_rows
 from mesp_training.runtime import inference_session
 
-# The tensor between the features and the model in every p_invoke graph
-# (invocation_gbm.build_graph names it so).
+# The tensor between the features and the model in a p_invoke graph with
+# trees (invocation_gbm.build_graph names it so; a graph of the MLP family
+# alone has no such name and is refused).
 FEATURES = "features"
 PREFIX = "feat_"
 TOLERANCE = 1e-5
