@@ -22,7 +22,7 @@ func BenchmarkPredict(b *testing.B) {
 	}{
 		{"forecast/1", Counts, 1}, {"prewarm/1", Counts | PInvoke, 1},
 		{"forecast/64", Counts, 64}, {"prewarm/64", Counts | PInvoke, 64},
-		{"p_invoke/64", PInvoke, 64},
+		{"p_invoke/1", PInvoke, 1}, {"p_invoke/64", PInvoke, 64},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			reqs := make([]Request, bc.n)
