@@ -41,9 +41,11 @@ type Set struct {
 	closed  bool
 }
 
-// LoadSet reads dir/manifest.json and its clusters file, then loads and
-// verifies every ONNX file (sha256, shapes, metadata, a test inference).
-// Any failure fails the whole load, so a bad file never enters service.
+// LoadSet reads dir/manifest.json and its clusters file, then verifies
+// every ONNX file's sha256 and loads every model that can answer (shapes,
+// metadata, a test inference): all but the p_invoke experts that do not
+// serve. Any failure fails the whole load, so a bad file never enters
+// service.
 func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	m, err := manifest.ReadManifest(dir)
 	if err != nil {

@@ -117,9 +117,12 @@ func TestOnlyServedPInvokeExpertsAreLoaded(t *testing.T) {
 		if loaded {
 			served++
 		}
-		m, kind := s.ServedPInvoke(router.Route{Cluster: e.Cluster})
-		if want := map[bool]*onnx.Model{true: s.PExperts[e.Cluster], false: s.PDense}[loaded]; m == nil || m != want || (kind == "expert") != loaded {
-			t.Errorf("cluster %d: p_invoke answered by %v (%s), want the %s", e.Cluster, m, kind, map[bool]string{true: "expert", false: "dense model"}[loaded])
+		want, wantKind := s.PDense, "dense"
+		if loaded {
+			want, wantKind = s.PExperts[e.Cluster], "expert"
+		}
+		if m, kind := s.ServedPInvoke(router.Route{Cluster: e.Cluster}); m == nil || m != want || kind != wantKind {
+			t.Errorf("cluster %d: p_invoke answered by %v (%s), want the %s model", e.Cluster, m, kind, wantKind)
 		}
 	}
 	if served == 0 || served == len(s.Manifest.Experts) {

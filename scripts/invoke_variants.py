@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -47,6 +48,7 @@ from mesp_training.invocation_train import (
     train_samples,
 )
 from mesp_training.pipeline import load_cluster
+from mesp_training.runtime import inference_session
 
 
 def log(msg: str) -> None:
@@ -103,34 +105,47 @@ def sampling_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]],
 OLD_CAP = 600
 
 
+class DenseData:
+    """Every cluster's training decisions and validation decisions in one
+    matrix each, validation rows in cluster order (as `score` joins them)."""
+
+    def __init__(self, data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig,
+                 val: dict[int, Samples]) -> None:
+        self.order = sorted(data)
+        tr = [train_samples(data[cid][0], cfg, cfg.seed + cid) for cid in self.order]
+        self.x = np.concatenate([t.x for t in tr])
+        self.y = np.concatenate([t.y[:, 0] for t in tr])
+        self.xv = np.concatenate([val[cid].x for cid in self.order])
+        self.yv = np.concatenate([val[cid].y[:, 0] for cid in self.order])
+        self.sizes = np.cumsum([len(val[cid].x) for cid in self.order])[:-1]
+
+    def by_cluster(self, p: np.ndarray) -> dict[int, np.ndarray]:
+        """Validation predictions in row order, split by cluster."""
+        return dict(zip(self.order, np.split(p, self.sizes), strict=True))
+
+
 def trees_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig, val: dict[int, Samples],
                 score: Score) -> list[dict[str, object]]:
     """Dense trees on the features without and with the other periods'
     columns (the last 3 * len(PERIODS)), each read at OLD_CAP rounds and at
     its early-stopping point under cfg.gbm_rounds. Validation rows are in
     cluster order, as `score` joins them."""
-    order = sorted(data)
-    tr = [train_samples(data[cid][0], cfg, cfg.seed + cid) for cid in order]
-    x = np.concatenate([t.x for t in tr])
-    y = np.concatenate([t.y[:, 0] for t in tr])
-    xv = np.concatenate([val[cid].x for cid in order])
-    yv = np.concatenate([val[cid].y[:, 0] for cid in order])
-    sizes = np.cumsum([len(val[cid].x) for cid in order])[:-1]
+    d = DenseData(data, cfg, val)
     rows = []
-    for label, cols in [("without other periods", x.shape[1] - 3 * len(PERIODS)), ("with other periods", x.shape[1])]:
+    for label, cols in [("without other periods", d.x.shape[1] - 3 * len(PERIODS)), ("with other periods", d.x.shape[1])]:
         t0 = time.monotonic()
-        b = gbm.fit_gbm(x[:, :cols], y, xv[:, :cols], yv, rounds=cfg.gbm_rounds)
+        b = gbm.fit_gbm(d.x[:, :cols], d.y, d.xv[:, :cols], d.yv, rounds=cfg.gbm_rounds)
         log(f"{label}: {b.num_trees()} trees ({time.monotonic() - t0:.0f}s)")
         for rounds in sorted({min(OLD_CAP, b.num_trees()), b.num_trees()}):
-            p = np.split(b.predict(xv[:, :cols], num_iteration=rounds), sizes)
-            rows.append(score(f"dense trees {label}, {rounds} rounds", dict(zip(order, p, strict=True)),
+            p = b.predict(d.xv[:, :cols], num_iteration=rounds)
+            rows.append(score(f"dense trees {label}, {rounds} rounds", d.by_cluster(p),
                               f"{cols} features, early-stopped at {b.num_trees()} of {cfg.gbm_rounds} rounds"))
     # The last trees (all features) with the shipped dense MLP's minute 1, a
     # quarter of the logit on the MLP.
-    mlp = predict_features(load_model(models / "dense-p.pt"), xv)[:, 0]
-    blend = sigmoid(0.75 * logit(np.asarray(b.predict(xv))) + 0.25 * logit(mlp))
-    rows.append(score("dense trees with other periods + MLP (1/4 of the logit)",
-                      dict(zip(order, np.split(blend, sizes), strict=True)), "mean of logits, weights 3:1"))
+    mlp = predict_features(load_model(models / "dense-p.pt"), d.xv)[:, 0]
+    blend = sigmoid(0.75 * logit(np.asarray(b.predict(d.xv))) + 0.25 * logit(mlp))
+    rows.append(score("dense trees with other periods + MLP (1/4 of the logit)", d.by_cluster(blend),
+                      "mean of logits, weights 3:1"))
     return rows
 
 
@@ -143,77 +158,62 @@ TRUNCATIONS = (250, 500, 1000, 1500)
 def ort_us_per_row(booster: lgb.Booster, x: np.ndarray) -> dict[str, float]:
     """Microseconds per row of the trees alone in ONNX Runtime (one thread),
     at batch 1 and 64: the part of a pre-warm decision they cost."""
-    from onnxmltools import convert_lightgbm
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    from mesp_training.runtime import inference_session
-
-    graph = convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, x.shape[1]]))],
-                             zipmap=False, target_opset=15)
-    import tempfile
-
+    graph = gbm.trees_graph(booster, x.shape[1]).SerializeToString()
     with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
-        f.write(graph.SerializeToString())
+        f.write(graph)
         f.flush()
         sess = inference_session(f.name)
-        out = {}
-        # Rows of many functions and minutes, as a served batch has them (the
-        # first rows are one function's consecutive minutes, which take the
-        # same paths through the trees and time several times faster).
-        sample = x[np.random.default_rng(0).choice(len(x), 64, replace=False)]
-        for b, n in ((1, 2000), (64, 100)):
-            rows = sample[:b]
-            for _ in range(20):
-                sess.run(["probabilities"], {"features": rows})
-            t0 = time.perf_counter()
-            for _ in range(n):
-                sess.run(["probabilities"], {"features": rows})
-            out[f"ort_us_per_row_batch{b}"] = round((time.perf_counter() - t0) / n / b * 1e6, 2)
-        out["onnx_mb"] = round(len(graph.SerializeToString()) / 2**20, 2)
+    out = {}
+    # Rows of many functions and minutes, as a served batch has them (the
+    # first rows are one function's consecutive minutes, which take the
+    # same paths through the trees and time several times faster).
+    sample = x[np.random.default_rng(0).choice(len(x), 64, replace=False)]
+    for b, n in ((1, 2000), (64, 100)):
+        rows = sample[:b]
+        for _ in range(20):
+            sess.run(["probabilities"], {"features": rows})
+        t0 = time.perf_counter()
+        for _ in range(n):
+            sess.run(["probabilities"], {"features": rows})
+        out[f"ort_us_per_row_batch{b}"] = round((time.perf_counter() - t0) / n / b * 1e6, 2)
+    out["onnx_mb"] = round(len(graph) / 2**20, 2)
     return out
 
 
 def size_study(models: Path, data: dict[int, tuple[np.ndarray, np.ndarray]], cfg: InvokeConfig, val: dict[int, Samples],
                score: Score) -> list[dict[str, object]]:
     """Dense trees by learning rate and leaves, each early-stopped under
-    cfg.gbm_rounds: validation cold starts and log-loss against trees and
-    ONNX Runtime microseconds per decision."""
-    order = sorted(data)
-    tr = [train_samples(data[cid][0], cfg, cfg.seed + cid) for cid in order]
-    x = np.concatenate([t.x for t in tr])
-    y = np.concatenate([t.y[:, 0] for t in tr])
-    del tr
-    xv = np.concatenate([val[cid].x for cid in order])
-    yv = np.concatenate([val[cid].y[:, 0] for cid in order])
-    sizes = np.cumsum([len(val[cid].x) for cid in order])[:-1]
+    cfg.gbm_rounds, and the shipped fit cut short: validation cold starts
+    and log-loss against trees and ONNX Runtime microseconds per decision."""
+    d = DenseData(data, cfg, val)
     rows = []
+
+    def measure(b: lgb.Booster, name: str, note: str, **extra: object) -> None:
+        row = score(name, d.by_cluster(b.predict(d.xv)), note)
+        row |= {**extra, "trees": b.num_trees(), **ort_us_per_row(b, d.xv)}
+        log(f"  {row}")
+        rows.append(row)
+
+    # The shipped recipe is read from the models folder: the same fit
+    # train-invoke made.
     shipped = lgb.Booster(model_file=str(models / "dense-p.lgb"))
-    for lr, leaves in [(gbm.PARAMS["learning_rate"], gbm.PARAMS["num_leaves"]), *SIZES]:
+    lr, leaves = gbm.PARAMS["learning_rate"], gbm.PARAMS["num_leaves"]
+    measure(shipped, f"dense trees, learning rate {lr}, {leaves} leaves",
+            f"early-stopped at {shipped.num_trees()} of {cfg.gbm_rounds} rounds",
+            learning_rate=lr, num_leaves=leaves, fit_s=0)
+    for lr, leaves in SIZES:
         t0 = time.monotonic()
-        if (lr, leaves) == (gbm.PARAMS["learning_rate"], gbm.PARAMS["num_leaves"]):
-            b = shipped  # the same fit train-invoke made
-        else:
-            b = gbm.fit_gbm(x, y, xv, yv, rounds=cfg.gbm_rounds, learning_rate=lr, num_leaves=leaves)
-        fit_s = time.monotonic() - t0
-        log(f"learning rate {lr}, {leaves} leaves: {b.num_trees()} trees ({fit_s:.0f}s)")
-        p = np.split(b.predict(xv), sizes)
-        row = score(f"dense trees, learning rate {lr}, {leaves} leaves", dict(zip(order, p, strict=True)),
-                    f"early-stopped at {b.num_trees()} of {cfg.gbm_rounds} rounds")
-        row |= {"learning_rate": lr, "num_leaves": leaves, "trees": b.num_trees(), "fit_s": round(fit_s),
-                **ort_us_per_row(b, xv)}
-        log(f"  {row}")
-        rows.append(row)
+        b = gbm.fit_gbm(d.x, d.y, d.xv, d.yv, rounds=cfg.gbm_rounds, learning_rate=lr, num_leaves=leaves)
+        fit_s = round(time.monotonic() - t0)
+        log(f"learning rate {lr}, {leaves} leaves: {b.num_trees()} trees ({fit_s}s)")
+        measure(b, f"dense trees, learning rate {lr}, {leaves} leaves",
+                f"early-stopped at {b.num_trees()} of {cfg.gbm_rounds} rounds",
+                learning_rate=lr, num_leaves=leaves, fit_s=fit_s)
     # The shipped trees cut short: what fewer trees of the same fit lose.
-    for keep in TRUNCATIONS:
-        if keep >= shipped.num_trees():
-            continue
+    for keep in (k for k in TRUNCATIONS if k < shipped.num_trees()):
         cut = lgb.Booster(model_str=shipped.model_to_string(num_iteration=keep))
-        p = np.split(cut.predict(xv), sizes)
-        row = score(f"dense trees, learning rate {gbm.PARAMS['learning_rate']}, first {keep} of "
-                    f"{shipped.num_trees()}", dict(zip(order, p, strict=True)), "the shipped fit, cut short")
-        row |= {"trees": keep, **ort_us_per_row(cut, xv)}
-        log(f"  {row}")
-        rows.append(row)
+        measure(cut, f"dense trees, learning rate {gbm.PARAMS['learning_rate']}, first {keep} of "
+                f"{shipped.num_trees()}", "the shipped fit, cut short")
     return rows
 
 

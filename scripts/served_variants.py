@@ -45,7 +45,7 @@ from mesp_training.invocation_train import (
     loop_routes,
 )
 from mesp_training.pipeline import load_cluster
-from mesp_training.routing import Router, transform, znorm
+from mesp_training.routing import Router
 from mesp_training.runtime import inference_session
 from mesp_training.search import SearchConfig
 
@@ -123,10 +123,8 @@ def soft_routing(models: Path) -> None:
     err = {tau: 0.0 for tau in ("hard", *SOFT_TAUS)}
     den, blended, windows = 0.0, 0, 0
     for t in EVAL_ORIGINS:
-        window = val[:, :t]
-        routes = router.route_many(window)
-        z = znorm(transform(np.asarray(window, float), router.log1p, router.smooth))
-        d = np.concatenate([router._distances(z[i:i + 64]) for i in range(0, len(z), 64)])
+        routes = router.route_many(val[:, :t])
+        d = routes.distances
         near = np.argsort(d, axis=1)[:, :2]
         rows = np.arange(len(val))
         d1, d2 = d[rows, near[:, 0]], d[rows, near[:, 1]]
@@ -236,8 +234,8 @@ def main() -> None:
                                      "prewarm-thresholds"])
     p.add_argument("--models", type=Path, default=ROOT / "models")
     a = p.parse_args()
-    checks = {"counts-blend": counts_blend, "soft-routing": soft_routing, "dense-logloss": dense_logloss, "prewarm-experts": prewarm_experts,
-              "prewarm-thresholds": prewarm_thresholds}
+    checks = {"counts-blend": counts_blend, "soft-routing": soft_routing, "dense-logloss": dense_logloss,
+              "prewarm-experts": prewarm_experts, "prewarm-thresholds": prewarm_thresholds}
     checks[a.check](a.models)
 
 

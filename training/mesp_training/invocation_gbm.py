@@ -68,10 +68,18 @@ class _WithFeatures(torch.nn.Module):
         return torch.sigmoid(self.model.logits_from_features(f)), f
 
 
-def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray, opset: int) -> onnx.ModelProto:
+def trees_graph(booster: lgb.Booster, n_features: int) -> onnx.ModelProto:
+    """The trees alone as ONNX Runtime's TreeEnsembleClassifier: input
+    ``features`` [batch, n_features], outputs ``label`` and ``probabilities``."""
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
 
+    inputs = [("features", FloatTensorType([None, n_features]))]
+    graph: onnx.ModelProto = convert_lightgbm(booster, initial_types=inputs, zipmap=False, target_opset=15)
+    return graph
+
+
+def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray, opset: int) -> onnx.ModelProto:
     fd, tmp = tempfile.mkstemp(suffix=".onnx")
     os.close(fd)
     try:
@@ -85,9 +93,7 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
         mlp = onnx.load(tmp)
     finally:
         os.remove(tmp)
-    n = model.features.n_features
-    trees = convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, n]))], zipmap=False,
-                             target_opset=15)
+    trees = trees_graph(booster, model.features.n_features)
     # One opset per domain in the joined graph: the trees' few standard ops
     # exist unchanged in the MLP's newer opset.
     for imp in trees.opset_import:

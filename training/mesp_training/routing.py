@@ -48,11 +48,14 @@ def transform(x: np.ndarray, log1p: bool, smooth: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Routes:
     """Per window: the nearest cluster's id, its distance, and whether the
-    distance is beyond that cluster's radius (served by the dense model)."""
+    distance is beyond that cluster's radius (served by the dense model);
+    and the distance to every cluster ([windows, clusters], in the order
+    of Router.ids)."""
 
     cluster: np.ndarray
     distance: np.ndarray
     ood: np.ndarray
+    distances: np.ndarray
 
     def served_cluster(self) -> np.ndarray:
         """The cluster whose expert may serve each window, -1 where none."""
@@ -106,7 +109,7 @@ class Router:
         j = np.where(flat, 0, j)
         best = np.where(flat, 1.0, best)
         ood = flat | (best > self.thresholds(n)[j])
-        return Routes(self.ids[j], best, ood)
+        return Routes(self.ids[j], best, ood, d)
 
     def _distances(self, z: np.ndarray) -> np.ndarray:
         """[rows, clusters] of 1 - the best NCC, for transformed, z-normalised
