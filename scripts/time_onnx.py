@@ -1,0 +1,58 @@
+"""ONNX Runtime time per row of model files on real histories, one thread:
+files side by side, runs interleaved, the minimum of five per file and
+batch size (the machine's noise only adds time).
+
+    python scripts/time_onnx.py old/dense-p.onnx models/dense-p.onnx [--parquet models/cluster-4.parquet]
+
+Rows are histories of the Parquet's functions at random minutes of the
+platform's loop (1081..1440), padded as the server pads them; a count model
+gets each history's last input_len minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from mesp_training.contract import INPUT_NAME, read_cluster_parquet
+from mesp_training.invocation_train import LOOP_END, LOOP_START, histories
+
+BATCHES = (1, 8, 64)
+REPEATS = 5
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", type=Path, nargs="+")
+    ap.add_argument("--parquet", type=Path, default=Path("models/cluster-4.parquet"))
+    a = ap.parse_args()
+    _, series = read_cluster_parquet(a.parquet)
+    rng = np.random.default_rng(0)
+    n = max(BATCHES)
+    x = histories(series, rng.integers(0, len(series), n), rng.integers(LOOP_START, LOOP_END + 1, n))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sessions = {f: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"]) for f in a.files}
+    best: dict[tuple[Path, int], float] = {}
+    for _ in range(REPEATS):
+        for f, s in sessions.items():
+            width = s.get_inputs()[0].shape[1]
+            for b in BATCHES:
+                rows = np.ascontiguousarray(x[:b, -width:])
+                s.run(None, {INPUT_NAME: rows})
+                k = max(20, 800 // b)
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    s.run(None, {INPUT_NAME: rows})
+                us = (time.perf_counter() - t0) / k / b * 1e6
+                best[f, b] = min(best.get((f, b), float("inf")), us)
+    for f in a.files:
+        print(f"{f}: " + ", ".join(f"batch {b} {best[f, b]:.0f} us/row" for b in BATCHES))
+
+
+if __name__ == "__main__":
+    main()
