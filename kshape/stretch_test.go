@@ -48,7 +48,11 @@ func TestMaxStretchNCCMatchesDefinition(t *testing.T) {
 	centroids[2] = ZNormalize(append(make([]float64, m/2), walk()[:m-m/2]...))
 	p := NewPlan(m)
 	b := p.NewStretchBank(centroids)
-	for _, n := range []int{3, 17, 60, 150, 299} {
+	// More lengths than the bank keeps spreads for, twice over: answers
+	// stay exact whether a length's spreads are kept, rebuilt or dropped,
+	// and the bank keeps a bounded number.
+	lengths := []int{3, 17, 60, 150, 299, 5, 8, 13, 21, 34, 55, 89}
+	for _, n := range append(lengths, lengths...) {
 		for trial := range 4 {
 			window := walk()[:n]
 			if trial == 0 { // cut from centroid 1 across its end: a perfect match
@@ -70,6 +74,9 @@ func TestMaxStretchNCCMatchesDefinition(t *testing.T) {
 					t.Fatalf("n=%d: a stretch of centroid 1 routed to %d at %d, NCC %v", n, j, s, ncc)
 				}
 			}
+		}
+		if len(b.spreads) > maxSpreadLengths {
+			t.Fatalf("after n=%d the bank keeps spreads for %d lengths, at most %d", n, len(b.spreads), maxSpreadLengths)
 		}
 	}
 }
