@@ -2,10 +2,14 @@ package forecast
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/trace"
 )
@@ -35,6 +39,45 @@ func BenchmarkPredict(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkModelRun is ONNX Runtime alone on the fixture's 1200-minute
+// histories, one run of 1 and of 64 rows: the dense count model, the dense
+// p_invoke graph, and each served p_invoke expert that continues the dense
+// trees (fed the dense graph's minute 1). scripts/time_onnx.py times the
+// same files from Python.
+func BenchmarkModelRun(b *testing.B) {
+	s := loadShipped(b)
+	fns := fixture.Rows(b)
+	models := []*onnx.Model{s.Dense, s.PDense}
+	for _, c := range slices.Sorted(maps.Keys(s.PExperts)) {
+		if s.PExperts[c].DenseP1 {
+			models = append(models, s.PExperts[c])
+		}
+	}
+	for _, m := range models {
+		for _, n := range []int{1, 64} {
+			var in, dense []float32
+			for i := range n {
+				if m.Output == manifest.PInvokeOutputName {
+					in = appendPInvokeInput(in, fns[i].Counts[:1200], m.InputLen)
+				} else {
+					in = appendInput(in, fns[i].Counts[:1200], m.InputLen)
+				}
+				if m.DenseP1 {
+					dense = append(dense, 0.2)
+				}
+			}
+			b.Run(fmt.Sprintf("%s/%d", m.ID, n), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := m.PredictDense(context.Background(), in, dense, n); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/float64(b.N*n), "us/row")
+			})
+		}
 	}
 }
 

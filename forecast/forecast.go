@@ -171,7 +171,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			defer inputPool.Put(buf)
 			countsErr = s.runGroups(ctx, groups, buf, func(in []float32, i int, m *onnx.Model) []float32 {
 				return appendInput(in, reqs[i].Counts, m.InputLen)
-			}, func(i int, y []float32) { out[i].Forecast = y })
+			}, nil, func(i int, y []float32) { out[i].Forecast = y })
 		}
 		if outs&PInvoke != 0 {
 			go run()
@@ -189,12 +189,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		for i := range out {
 			out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
 		}
-		buf := inputPool.Get().(*[]float32)
-		err := s.runGroups(ctx, pgroups, buf, func(in []float32, i int, m *onnx.Model) []float32 {
-			return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
-		}, func(i int, y []float32) { out[i].PInvoke = y })
-		inputPool.Put(buf)
-		if err != nil {
+		if err := s.runPInvoke(ctx, reqs, pper, pgroups, out); err != nil {
 			counting.Wait()
 			return nil, err
 		}
@@ -206,17 +201,62 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	return out, nil
 }
 
+// runPInvoke answers p_invoke for every request. The dense model runs
+// first, over its own requests and those of experts that continue its
+// trees (they take its minute 1, denseP1), then each expert once over its
+// requests.
+func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, groups []modelGroup, out []Result) error {
+	buf := inputPool.Get().(*[]float32)
+	defer inputPool.Put(buf)
+	input := func(in []float32, i int, m *onnx.Model) []float32 {
+		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
+	}
+	dense := modelGroup{model: s.PDense}
+	for i, p := range per {
+		if p.model == s.PDense || p.model.DenseP1 {
+			dense.rows = append(dense.rows, i)
+		}
+	}
+	denseP1 := make([]float32, len(reqs))
+	if len(dense.rows) > 0 {
+		err := s.runGroups(ctx, []modelGroup{dense}, buf, input, nil, func(i int, y []float32) {
+			denseP1[i] = y[0]
+			if per[i].model == s.PDense {
+				out[i].PInvoke = y
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	experts := make([]modelGroup, 0, len(groups))
+	for _, g := range groups {
+		if g.model != s.PDense {
+			experts = append(experts, g)
+		}
+	}
+	return s.runGroups(ctx, experts, buf, input, denseP1, func(i int, y []float32) { out[i].PInvoke = y })
+}
+
 // runGroups runs each group's model once over its rows: input appends a
-// request's model input, store keeps a request's output row.
+// request's model input, store keeps a request's output row. denseP1 holds
+// each request's dense minute 1, for models that take it.
 func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32,
-	input func(in []float32, i int, m *onnx.Model) []float32, store func(i int, y []float32)) error {
+	input func(in []float32, i int, m *onnx.Model) []float32, denseP1 []float32, store func(i int, y []float32)) error {
 	for _, g := range groups {
 		in := (*buf)[:0]
 		for _, i := range g.rows {
 			in = input(in, i, g.model)
 		}
 		*buf = in
-		y, err := s.predictor(g.model).Predict(ctx, in, len(g.rows))
+		var dense []float32
+		if g.model.DenseP1 {
+			dense = make([]float32, len(g.rows))
+			for r, i := range g.rows {
+				dense[r] = denseP1[i]
+			}
+		}
+		y, err := s.predictor(g.model).PredictDense(ctx, in, dense, len(g.rows))
 		if err != nil {
 			return err
 		}

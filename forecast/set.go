@@ -91,7 +91,7 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			return nil, nil
 		}
 		return open(p.File, p.SHA256, onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
-			Horizon: m.Horizon, Output: manifest.PInvokeOutputName})
+			Horizon: m.Horizon, Output: manifest.PInvokeOutputName, DenseP1: p.Base != ""})
 	}
 	if s.Dense, err = load(m.Dense); err != nil {
 		s.close()
@@ -114,8 +114,8 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		s.Experts[e.Cluster] = mod
 		if e.PInvoke != nil && e.PInvoke.Serve != "expert" {
 			// Never answers (the dense p_invoke model does for its
-			// cluster): its file is checked, but a session of thousands
-			// of trees would only cost memory and load time.
+			// cluster): its file is checked, but a session would only
+			// cost memory and load time.
 			if _, err := manifest.Open(dir, e.PInvoke.File, e.PInvoke.SHA256); err != nil {
 				s.close()
 				return nil, err

@@ -34,11 +34,15 @@ const (
 // [batch, PInvokeInputLen] of raw counts, the most recent minute last and
 // minutes not known (a history shorter than a day) set to Missing on the
 // left; one float32 output [batch, 60]: the probability that the function
-// is invoked (count > 0) in each of the next 60 minutes.
+// is invoked (count > 0) in each of the next 60 minutes. An expert whose
+// trees continue the dense model's (PInvoke.Base) has a second input,
+// DenseP1InputName, float32 [batch, 1]: the dense p_invoke model's minute 1
+// for the same rows.
 const (
 	PInvokeOutputName = "p_invoke"
 	PInvokeInputLen   = 1440
 	Missing           = -1
+	DenseP1InputName  = "dense_p1"
 )
 
 // Custom metadata keys carried inside every exported ONNX file.
@@ -150,6 +154,10 @@ type PInvoke struct {
 	Params          map[string]any `json:"params,omitempty"`
 	Data            map[string]int `json:"data,omitempty"`
 	RoutedVal       map[string]any `json:"routed_val,omitempty"`
+	// Base is the dense p_invoke model's id when an expert's trees continue
+	// the dense model's: its graph holds only the trees it added and takes
+	// the dense model's minute 1 as a second input (DenseP1InputName).
+	Base string `json:"base,omitempty"`
 }
 
 // Prewarm is the pre-warm policy fixed at training time: warm in a minute
@@ -275,6 +283,9 @@ func (m Manifest) Validate() error {
 		if e.PInvoke != nil && m.Dense.PInvoke == nil {
 			return fmt.Errorf("manifest: expert %s has a p_invoke model but the dense model has none (its fallback)", e.ID)
 		}
+		if e.PInvoke != nil && e.PInvoke.Base != "" && e.PInvoke.Base != m.Dense.PInvoke.ID {
+			return fmt.Errorf("manifest: expert %s: p_invoke continues %q, but the dense p_invoke model is %q", e.ID, e.PInvoke.Base, m.Dense.PInvoke.ID)
+		}
 	}
 	return nil
 }
@@ -332,6 +343,9 @@ func (p *PInvoke) validate(owner string, expert bool) error {
 	}
 	if p.InputLen != PInvokeInputLen {
 		return fmt.Errorf("manifest: %s: p_invoke input_len %d, want %d", owner, p.InputLen, PInvokeInputLen)
+	}
+	if !expert && p.Base != "" {
+		return fmt.Errorf("manifest: %s: the dense p_invoke model cannot continue another (base %q)", owner, p.Base)
 	}
 	if expert && p.Serve != "expert" && p.Serve != "dense" {
 		return fmt.Errorf("manifest: %s: p_invoke serve %q, want expert or dense", owner, p.Serve)

@@ -37,6 +37,20 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 			m.Dense.PInvoke = &PInvoke{ID: "p", File: "a/../../p.onnx", SHA256: good, InputLen: PInvokeInputLen}
 		},
 		"p_invoke without hash": func(m *Manifest) { m.Dense.PInvoke = &PInvoke{ID: "p", File: "p.onnx", InputLen: PInvokeInputLen} },
+		"expert continues another model": func(m *Manifest) {
+			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}
+			m.Experts[0].PInvoke = &PInvoke{ID: "e-p", File: "e.onnx", SHA256: good, InputLen: PInvokeInputLen, Serve: "expert", Base: "old-dense-p"}
+		},
+		"dense continues a model": func(m *Manifest) {
+			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen, Base: "dense-p"}
+		},
+	}
+	// An expert that continues the set's dense p_invoke model is good.
+	m := base()
+	m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}
+	m.Experts[0].PInvoke = &PInvoke{ID: "e-p", File: "e.onnx", SHA256: good, InputLen: PInvokeInputLen, Serve: "expert", Base: "dense-p"}
+	if err := m.Validate(); err != nil {
+		t.Fatalf("an expert continuing the dense p_invoke model: %v", err)
 	}
 	for name, edit := range cases {
 		m := base()

@@ -8,9 +8,11 @@ import (
 	"time"
 )
 
-// Predictor runs rows through a model.
+// Predictor runs rows through a model (PredictDense: with the dense
+// p_invoke model's minute 1 per row, for a model that takes it).
 type Predictor interface {
 	Predict(ctx context.Context, in []float32, n int) ([]float32, error)
+	PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error)
 }
 
 // Batcher merges small concurrent Predict calls to one model into one Run,
@@ -34,11 +36,14 @@ type Batcher struct {
 }
 
 type job struct {
-	in   []float32
-	n    int
-	out  []float32
-	err  error
-	done chan struct{}
+	in []float32
+	// dense is the dense model's minute 1 per row (nil unless the model
+	// takes it)
+	dense []float32
+	n     int
+	out   []float32
+	err   error
+	done  chan struct{}
 }
 
 // NewBatcher starts one collector per core.
@@ -53,10 +58,15 @@ func NewBatcher(m *Model, wait time.Duration, maxRows int) *Batcher {
 
 // Predict is Model.Predict, batched with concurrent callers.
 func (b *Batcher) Predict(ctx context.Context, in []float32, n int) ([]float32, error) {
+	return b.PredictDense(ctx, in, nil, n)
+}
+
+// PredictDense is Model.PredictDense, batched with concurrent callers.
+func (b *Batcher) PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error) {
 	if n >= b.maxRows || b.wait <= 0 {
-		return b.m.Predict(ctx, in, n)
+		return b.m.PredictDense(ctx, in, dense, n)
 	}
-	j := &job{in: in, n: n, done: make(chan struct{})}
+	j := &job{in: in, dense: dense, n: n, done: make(chan struct{})}
 	select {
 	case b.jobs <- j:
 	case <-ctx.Done():
@@ -115,14 +125,16 @@ func (b *Batcher) gather(batch []*job, rows int, timeout <-chan time.Time) ([]*j
 // run answers batch in one Predict, merging the inputs into in (a lone
 // job's input is used as it is), and returns in for reuse.
 func (b *Batcher) run(batch []*job, rows int, in []float32) []float32 {
-	x := batch[0].in
+	x, dense := batch[0].in, batch[0].dense
 	if len(batch) > 1 {
+		dense = nil
 		for _, j := range batch {
 			in = append(in, j.in...)
+			dense = append(dense, j.dense...)
 		}
 		x = in
 	}
-	out, err := b.m.Predict(context.Background(), x, rows)
+	out, err := b.m.PredictDense(context.Background(), x, dense, rows)
 	off := 0
 	for _, j := range batch {
 		if err != nil {

@@ -27,7 +27,11 @@ type Model struct {
 	// Output is the graph's output: manifest.OutputName (counts) or
 	// manifest.PInvokeOutputName (probabilities).
 	Output string
-	sess   *ort.DynamicAdvancedSession
+	// DenseP1 says the graph takes a second input, the dense p_invoke
+	// model's minute 1 per row (manifest.DenseP1InputName): an expert whose
+	// trees continue the dense model's.
+	DenseP1 bool
+	sess    *ort.DynamicAdvancedSession
 }
 
 // ErrMismatch marks a file that loads but does not match what was expected.
@@ -42,6 +46,9 @@ type Expect struct {
 	// Output is the output's name; empty means manifest.OutputName. A
 	// p_invoke graph (manifest.PInvokeOutputName) must answer in [0, 1].
 	Output string
+	// DenseP1: the graph must take manifest.DenseP1InputName [batch, 1]
+	// after its counts.
+	DenseP1 bool
 }
 
 func (e Expect) output() string {
@@ -75,6 +82,16 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %s: not a loadable ONNX model: %w", path, err)
 	}
+	inNames := []string{manifest.InputName}
+	if want.DenseP1 {
+		if len(ins) != 2 {
+			return nil, fmt.Errorf("%w: %s: %d inputs, want counts and %s (its manifest entry continues the dense p_invoke model)", ErrMismatch, path, len(ins), manifest.DenseP1InputName)
+		}
+		if err := checkIO(ins[1:], manifest.DenseP1InputName, 1); err != nil {
+			return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
+		}
+		ins, inNames = ins[:1], append(inNames, manifest.DenseP1InputName)
+	}
 	if err := checkIO(ins, manifest.InputName, want.InputLen); err != nil {
 		return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
 	}
@@ -95,13 +112,12 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 		return nil, err
 	}
 	defer so.Destroy()
-	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data,
-		[]string{manifest.InputName}, []string{want.output()}, so)
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data, inNames, []string{want.output()}, so)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %s: session: %w", path, err)
 	}
 	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen,
-		Horizon: want.Horizon, Family: family, Output: want.output(), sess: sess}
+		Horizon: want.Horizon, Family: family, Output: want.output(), DenseP1: want.DenseP1, sess: sess}
 	if err := m.selfTest(); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%w: %s: test inference: %v", ErrMismatch, path, err)
@@ -152,14 +168,18 @@ func checkMeta(meta *ort.ModelMetadata, want Expect) (family string, err error) 
 	return family, nil
 }
 
-// selfTest runs one ramp input and checks the output is finite and >= 0
-// (and at most 1 for probabilities).
+// selfTest runs one ramp input (and a dense minute 1 of one half) and
+// checks the output is finite and >= 0 (and at most 1 for probabilities).
 func (m *Model) selfTest() error {
 	in := make([]float32, m.InputLen)
 	for i := range in {
 		in[i] = float32(i % 7)
 	}
-	out, err := m.Predict(context.Background(), in, 1)
+	var dense []float32
+	if m.DenseP1 {
+		dense = []float32{0.5}
+	}
+	out, err := m.PredictDense(context.Background(), in, dense, 1)
 	if err != nil {
 		return err
 	}
@@ -173,8 +193,18 @@ func (m *Model) selfTest() error {
 
 // Predict runs n rows of InputLen raw counts and returns n*Horizon counts.
 func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, error) {
+	return m.PredictDense(ctx, in, nil, n)
+}
+
+// PredictDense is Predict for a model that takes the dense p_invoke
+// model's minute 1 beside the counts: dense holds one value per row (nil
+// for any other model).
+func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error) {
 	if n <= 0 || len(in) != n*m.InputLen {
 		return nil, fmt.Errorf("onnx: %s: %d values for %d rows of %d", m.ID, len(in), n, m.InputLen)
+	}
+	if want := map[bool]int{true: n}[m.DenseP1]; len(dense) != want {
+		return nil, fmt.Errorf("onnx: %s: %d dense minute-1 values for %d rows, want %d", m.ID, len(dense), n, want)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -184,6 +214,15 @@ func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, er
 		return nil, fmt.Errorf("onnx: input tensor: %w", err)
 	}
 	defer x.Destroy()
+	inputs := []ort.Value{x}
+	if m.DenseP1 {
+		d, err := ort.NewTensor(ort.NewShape(int64(n), 1), dense)
+		if err != nil {
+			return nil, fmt.Errorf("onnx: input tensor: %w", err)
+		}
+		defer d.Destroy()
+		inputs = append(inputs, d)
+	}
 	// The output tensor wraps a Go slice that outlives it: no copy out.
 	out := make([]float32, n*m.Horizon)
 	y, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Horizon)), out)
@@ -191,7 +230,7 @@ func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, er
 		return nil, fmt.Errorf("onnx: output tensor: %w", err)
 	}
 	defer y.Destroy()
-	if err := m.sess.Run([]ort.Value{x}, []ort.Value{y}); err != nil {
+	if err := m.sess.Run(inputs, []ort.Value{y}); err != nil {
 		return nil, fmt.Errorf("onnx: %s: run: %w", m.ID, err)
 	}
 	return out, nil

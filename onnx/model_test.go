@@ -91,6 +91,16 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 	wrongSum := expect(m.Dense)
 	wrongSum.SHA256 = "00"
 	noSum := func(e Expect) Expect { e.SHA256 = ""; return e }
+	takesDense := expect(m.Dense)
+	takesDense.DenseP1 = true
+	var continuing string
+	var plain Expect
+	for _, e := range m.Experts {
+		if p := e.PInvoke; p != nil && p.Base != "" {
+			continuing = filepath.Join(dir, p.File)
+			plain = Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen, Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName}
+		}
+	}
 	cases := []struct {
 		name     string
 		path     string
@@ -103,6 +113,8 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		{"wrong input length", good, wrongLen, true},
 		{"wrong model id", good, wrongID, true},
 		{"wrong sha256", good, wrongSum, true},
+		{"count model expected to take dense_p1", good, takesDense, true},
+		{"expert taking dense_p1 expected without it", continuing, plain, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,20 +138,33 @@ func TestCUDAOnCPUBuildIsAClearError(t *testing.T) {
 	}
 }
 
+// TestBatcherMatchesDirectUnderConcurrency: merged calls answer each
+// caller its own rows, for a count model and for a p_invoke expert that
+// takes the dense model's minute 1 (merged beside the counts).
 func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
-	_, mod := loadDense(t)
+	_, dense := loadDense(t)
+	for _, mod := range []*Model{dense, loadContinuingExpert(t)} {
+		t.Run(mod.ID, func(t *testing.T) { batcherMatchesDirect(t, mod) })
+	}
+}
+
+func batcherMatchesDirect(t *testing.T, mod *Model) {
 	b := NewBatcher(mod, 2*time.Millisecond, 32)
 	defer b.Close()
 	const callers = 24
 	inputs := make([][]float32, callers)
+	denseP1 := make([][]float32, callers)
 	want := make([][]float32, callers)
 	for c := range callers {
 		inputs[c] = make([]float32, mod.InputLen)
 		for i := range inputs[c] {
 			inputs[c][i] = float32((c*31 + i) % 11)
 		}
+		if mod.DenseP1 {
+			denseP1[c] = []float32{float32(c+1) / (callers + 2)}
+		}
 		var err error
-		if want[c], err = mod.Predict(context.Background(), inputs[c], 1); err != nil {
+		if want[c], err = mod.PredictDense(context.Background(), inputs[c], denseP1[c], 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,7 +174,7 @@ func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := b.Predict(context.Background(), inputs[c], 1)
+			got, err := b.PredictDense(context.Background(), inputs[c], denseP1[c], 1)
 			if err != nil {
 				errs <- err
 				return
@@ -192,6 +217,26 @@ func TestBatcherRunsLoneCallAtOnce(t *testing.T) {
 
 // loadDense loads the shipped dense model on one intra-op thread, closed
 // when the test ends.
+// loadContinuingExpert loads the first shipped p_invoke expert whose trees
+// continue the dense model's (it takes dense_p1).
+func loadContinuingExpert(t *testing.T) *Model {
+	t.Helper()
+	m, dir := setup(t)
+	for _, e := range m.Experts {
+		if p := e.PInvoke; p != nil && p.Base != "" {
+			mod, err := Load(filepath.Join(dir, p.File), Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
+				Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName, DenseP1: true}, Options{IntraOpThreads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { mod.Close() })
+			return mod
+		}
+	}
+	t.Fatal("no shipped p_invoke expert continues the dense trees")
+	return nil
+}
+
 func loadDense(t *testing.T) (manifest.Manifest, *Model) {
 	t.Helper()
 	m, dir := setup(t)

@@ -33,8 +33,8 @@ import lightgbm as lgb
 import numpy as np
 
 from mesp_training import invocation_gbm as gbm
-from mesp_training.invocation import PERIODS
 from mesp_training.contract import read_clusters
+from mesp_training.invocation import PERIODS
 from mesp_training.invocation_train import (
     LOOP_END,
     LOOP_START,

@@ -1,10 +1,13 @@
 """Reference inference with Python onnxruntime, for parity tests.
 
-stdin: {"model": "path.onnx", "rows": [[counts...], ...]}
+stdin: {"model": "path.onnx", "rows": [[counts...], ...], "dense": "dense-p.onnx"}
 stdout: {"forecast": [[60 values], ...]} for a count model, or
         {"p_invoke": [[60 values], ...]} for a p_invoke model, whose rows
         may be shorter than its input: they are left-padded with -1 (the
         contract's "minute not known") by training's own padding function.
+        An expert that continues the dense trees (its second input
+        dense_p1) gets the dense model's (``dense``) minute 1 on the same
+        rows.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ def main() -> None:
         x = np.stack([pad_history(np.asarray(r, dtype=np.float32)) for r in req["rows"]])
     else:
         x = np.asarray(req["rows"], dtype=np.float32)
-    y = sess.run([out], {"counts": x})[0]
+    feeds = {"counts": x}
+    if "dense_p1" in {i.name for i in sess.get_inputs()}:
+        dense = ort.InferenceSession(req["dense"], providers=["CPUExecutionProvider"])
+        feeds["dense_p1"] = dense.run(["p_invoke"], {"counts": x})[0][:, :1]
+    y = sess.run([out], feeds)[0]
     json.dump({out: y.tolist()}, sys.stdout)
 
 

@@ -30,6 +30,7 @@ from onnx import compose
 from onnx.utils import Extractor
 
 from mesp_training.contract import (
+    DENSE_P1_INPUT_NAME,
     INPUT_NAME,
     P_INVOKE_OUTPUT_NAME,
     read_cluster_parquet,
@@ -78,7 +79,9 @@ def refeature(old: onnx.ModelProto, features: onnx.ModelProto) -> onnx.ModelProt
         n = InvocationFeatures().n_features
         typed.graph.value_info.append(
             onnx.helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT, ["batch", n]))
-    rest = Extractor(typed).extract_model([FEATURES], [P_INVOKE_OUTPUT_NAME])
+    # An expert that continues the dense trees keeps its dense_p1 input.
+    cut = [FEATURES] + [i.name for i in old.graph.input if i.name != INPUT_NAME]
+    rest = Extractor(typed).extract_model(cut, [P_INVOKE_OUTPUT_NAME])
     front = compose.add_prefix(features, PREFIX, rename_inputs=False)
     front.ir_version = rest.ir_version
     joined = compose.merge_models(front, rest, io_map=[(PREFIX + FEATURES, FEATURES)])
@@ -103,7 +106,12 @@ def refeature(old: onnx.ModelProto, features: onnx.ModelProto) -> onnx.ModelProt
 
 
 def answers(path: str, x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = inference_session(path).run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: x})[0]
+    sess = inference_session(path)
+    feeds = {INPUT_NAME: x}
+    if DENSE_P1_INPUT_NAME in {i.name for i in sess.get_inputs()}:
+        # any dense minute 1 in (0, 1): the same for the old and the new graph
+        feeds[DENSE_P1_INPUT_NAME] = np.linspace(0.001, 0.999, len(x), dtype=np.float32)[:, None]
+    out: np.ndarray = sess.run([P_INVOKE_OUTPUT_NAME], feeds)[0]
     return out
 
 

@@ -151,7 +151,7 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 		for r, i := range idx {
 			rows[r] = fns[i].Counts[1200-e.InputLen : 1200]
 		}
-		ref := ortReference(t, filepath.Join(ts.dir, e.File), "forecast", rows)
+		ref := ortReference(t, filepath.Join(ts.dir, e.File), "forecast", rows, "")
 		for r, i := range idx {
 			for h, want := range ref[r] {
 				got := float64(resp.Forecasts[i].Forecast[h])
@@ -164,11 +164,13 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 }
 
 // ortReference asks Python onnxruntime (scripts/ort_predict.py) for a
-// model's output on rows; output is "forecast" or "p_invoke".
-func ortReference(t *testing.T, model, output string, rows [][]float64) [][]float64 {
+// model's output on rows; output is "forecast" or "p_invoke". dense is the
+// dense p_invoke graph, whose minute 1 an expert continuing its trees
+// takes.
+func ortReference(t *testing.T, model, output string, rows [][]float64, dense string) [][]float64 {
 	t.Helper()
 	var ref map[string][][]float64
-	fixture.RunPython(t, map[string]any{"model": model, "rows": rows}, &ref, "scripts/ort_predict.py")
+	fixture.RunPython(t, map[string]any{"model": model, "rows": rows, "dense": dense}, &ref, "scripts/ort_predict.py")
 	if len(ref[output]) != len(rows) {
 		t.Fatalf("python reference: %d rows of %q for %d", len(ref[output]), output, len(rows))
 	}
@@ -189,9 +191,11 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		t.Fatal("the shipped models have no p_invoke models or no prewarm threshold")
 	}
 	files := map[string]string{m.Dense.PInvoke.ID: m.Dense.PInvoke.File}
+	continuing := map[string]bool{} // experts that take the dense minute 1
 	for _, e := range m.Experts {
 		if e.PInvoke != nil {
 			files[e.PInvoke.ID] = e.PInvoke.File
+			continuing[e.PInvoke.ID] = e.PInvoke.Base != ""
 		}
 	}
 	fns := fixtureRows(t, 40)
@@ -231,12 +235,16 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		byModel[f.Model] = append(byModel[f.Model], i)
 		kinds[f.Kind] = true
 	}
+	chained := 0
 	for id, idx := range byModel {
+		if continuing[id] {
+			chained += len(idx)
+		}
 		rows := make([][]float64, len(idx))
 		for r, i := range idx {
 			rows[r] = fns[i].Counts[:lengths[i%len(lengths)]]
 		}
-		ref := ortReference(t, filepath.Join(ts.dir, files[id]), "p_invoke", rows)
+		ref := ortReference(t, filepath.Join(ts.dir, files[id]), "p_invoke", rows, filepath.Join(ts.dir, m.Dense.PInvoke.File))
 		for r, i := range idx {
 			for h, want := range ref[r] {
 				if got := float64(resp.Functions[i].PInvoke[h]); math.Abs(got-want) > 1e-4 {
@@ -244,6 +252,9 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 				}
 			}
 		}
+	}
+	if chained == 0 {
+		t.Fatalf("no answer came from an expert that continues the dense trees (answers by model: %v)", byModel)
 	}
 	// A request's own threshold overrides the default.
 	code, body = post(t, ts.URL+"/v1/prewarm", `{"policy":{"threshold":1},"counts":`+mustJSON(fns[0].Counts[:1200])+`}`)

@@ -32,6 +32,10 @@ OUTPUT_NAME = "forecast"
 # left; output [batch, 60] probabilities.
 P_INVOKE_OUTPUT_NAME = "p_invoke"
 P_INVOKE_INPUT_LEN = 1440
+# An expert's p_invoke graph whose trees continue the dense model's (its
+# manifest entry's "base") holds only the trees it added; its second input
+# [batch, 1] is the dense p_invoke model's minute 1 (Go: manifest.DenseP1InputName).
+DENSE_P1_INPUT_NAME = "dense_p1"
 MISSING = -1.0
 META_MODEL_ID = "mesp.model_id"
 META_INPUT_LEN = "mesp.input_len"
@@ -147,6 +151,8 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
     dense_p = isinstance(m.get("dense"), dict) and "p_invoke" in m["dense"]
     if dense_p:
         model("dense.p_invoke", m["dense"]["p_invoke"], P_INVOKE_INPUT_LEN)
+        if "base" in m["dense"]["p_invoke"]:
+            out.append("dense.p_invoke: the dense p_invoke model cannot continue another (base)")
     seen: set[int] = set()
     for e in m.get("experts", []):
         cid = e.get("cluster") if isinstance(e, dict) else None
@@ -165,6 +171,8 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
                 out.append(f"{where}: p_invoke serve {p.get('serve')!r}, want one of {SERVE}")
             if not dense_p:
                 out.append(f"{where}: a p_invoke expert without a dense p_invoke model")
+            elif "base" in p and p["base"] != m["dense"]["p_invoke"].get("id"):
+                out.append(f"{where}: p_invoke continues {p['base']!r}, not the dense p_invoke model")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

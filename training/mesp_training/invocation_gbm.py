@@ -7,7 +7,11 @@ joined into the one ``p_invoke`` output the server reads.
 
 A cluster's trees are warm-started from the dense model's (LightGBM's
 ``init_model``: more trees fitted on the cluster's functions), as the MLP
-experts are fine-tuned from the dense MLP.
+experts are fine-tuned from the dense MLP. Its graph holds only the trees
+it added: the dense model's minute 1 comes in as a second input, which the
+server has from the dense graph. A served expert then costs its few trees
+rather than another copy of thousands (which also competed with the dense
+copy for the CPU's caches).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper
 
-from .contract import HORIZON, INPUT_NAME, P_INVOKE_OUTPUT_NAME
+from .contract import DENSE_P1_INPUT_NAME, HORIZON, INPUT_NAME, P_INVOKE_OUTPUT_NAME
 from .invocation import WINDOW, InvocationModel
 from .runtime import inference_session
 
@@ -79,7 +83,35 @@ def trees_graph(booster: lgb.Booster, n_features: int) -> onnx.ModelProto:
     return graph
 
 
-def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray, opset: int) -> onnx.ModelProto:
+BINARY = "objective=binary sigmoid:1"
+# dense_p1 is clipped before its logit is taken: float32 rounds 1 - 1e-7
+# to 0.99999988, so the logit is at most about 16 (p1 = 1 stays 1).
+P1_EPS = 1e-7
+
+
+def added_trees_graph(booster: lgb.Booster, skip: int, n_features: int) -> onnx.ModelProto:
+    """The trees after the first ``skip`` (those an expert fitted on top of
+    the dense model's) as one TreeEnsembleRegressor of their raw margin:
+    input ``features``, output ``variable`` [batch, 1]."""
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    text = booster.model_to_string(start_iteration=skip)
+    if BINARY not in text:
+        raise ValueError(f"trees with a binary objective expected ({BINARY!r} not in the model)")
+    # The same trees read as a regression: the converter then sums the raw
+    # margin instead of applying the sigmoid to these trees alone.
+    added = lgb.Booster(model_str=text.replace(BINARY, "objective=regression"))
+    inputs = [("features", FloatTensorType([None, n_features]))]
+    graph: onnx.ModelProto = convert_lightgbm(added, initial_types=inputs, target_opset=15)
+    return graph
+
+
+def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray, opset: int,
+                base_trees: int = 0) -> onnx.ModelProto:
+    """The MLP and the trees in one graph. With base_trees, only the trees
+    after the first base_trees (the dense model's) are in it, and minute 1
+    is sigmoid(logit(dense_p1) + their margin)."""
     fd, tmp = tempfile.mkstemp(suffix=".onnx")
     os.close(fd)
     try:
@@ -93,7 +125,10 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
         mlp = onnx.load(tmp)
     finally:
         os.remove(tmp)
-    trees = trees_graph(booster, model.features.n_features)
+    if base_trees:
+        trees = added_trees_graph(booster, base_trees, model.features.n_features)
+    else:
+        trees = trees_graph(booster, model.features.n_features)
     # One opset per domain in the joined graph: the trees' few standard ops
     # exist unchanged in the MLP's newer opset.
     for imp in trees.opset_import:
@@ -103,11 +138,27 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
     trees = compose.add_prefix(trees, "gbm_")
     joined = compose.merge_models(mlp, trees, io_map=[("features", "gbm_features")])
     g = joined.graph
-    consts = {"one": [1], "two": [2], "sixty": [HORIZON], "axis": [1]}
+    consts = {"one": [1], "sixty": [HORIZON], "axis": [1]}
+    if not base_trees:
+        consts["two"] = [2]  # the classifier's column of class 1
     for name, v in consts.items():
         g.initializer.append(helper.make_tensor(f"join_{name}", TensorProto.INT64, [1], v))
+    if base_trees:
+        for name, v in {"eps": P1_EPS, "most": 1 - P1_EPS, "unit": 1.0}.items():
+            g.initializer.append(helper.make_tensor(f"join_{name}", TensorProto.FLOAT, [], [v]))
+        g.input.append(helper.make_tensor_value_info(DENSE_P1_INPUT_NAME, TensorProto.FLOAT, ["batch", 1]))
+        g.node.extend([
+            helper.make_node("Clip", [DENSE_P1_INPUT_NAME, "join_eps", "join_most"], ["join_dense"]),
+            helper.make_node("Sub", ["join_unit", "join_dense"], ["join_dense_not"]),
+            helper.make_node("Div", ["join_dense", "join_dense_not"], ["join_odds"]),
+            helper.make_node("Log", ["join_odds"], ["join_dense_logit"]),
+            helper.make_node("Add", ["join_dense_logit", "gbm_variable"], ["join_logit"]),
+            helper.make_node("Sigmoid", ["join_logit"], ["join_p1"]),
+        ])
+    else:
+        g.node.append(helper.make_node("Slice", ["gbm_probabilities", "join_one", "join_two", "join_axis"],
+                                       ["join_p1"]))
     g.node.extend([
-        helper.make_node("Slice", ["gbm_probabilities", "join_one", "join_two", "join_axis"], ["join_p1"]),
         helper.make_node("Slice", ["p_mlp", "join_one", "join_sixty", "join_axis"], ["join_rest"]),
         helper.make_node("Concat", ["join_p1", "join_rest"], [P_INVOKE_OUTPUT_NAME], axis=1),
     ])
@@ -120,22 +171,39 @@ def predict_h1(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
     return np.asarray(booster.predict(x), np.float64)
 
 
+def dense_p1(base: lgb.Booster, features: np.ndarray) -> np.ndarray:
+    """The dense model's minute 1 as the server feeds it to an expert that
+    continues its trees: float32 [n, 1], as the dense graph answers it."""
+    return np.asarray(base.predict(features), np.float32)[:, None]
+
+
 def export(model: InvocationModel, booster: lgb.Booster, features: np.ndarray, path: Path, model_id: str,
-           probe: np.ndarray, opset: int) -> None:
+           probe: np.ndarray, opset: int, base: lgb.Booster | None = None) -> None:
     """Writes the joined graph, checked against torch (minutes 2..60) and
-    LightGBM (minute 1) on real-shaped probes before it replaces path."""
+    LightGBM (minute 1) on real-shaped probes before it replaces path.
+    With base (the dense trees that booster continues), the graph holds
+    only booster's added trees and takes base's minute 1 as dense_p1."""
     from .export import ExportMismatch, stamp
 
-    graph = stamp(build_graph(model, booster, probe, opset), model_id, WINDOW, FAMILY)
+    with torch.no_grad():
+        f = model.features(torch.from_numpy(probe))
+        want = torch.sigmoid(model.logits_from_features(f)).numpy()
+    want[:, 0] = predict_h1(booster, f.numpy())
+    feeds = {INPUT_NAME: probe}
+    base_trees = 0
+    if base is not None:
+        base_trees = base.num_trees()
+        head = booster.predict(f.numpy(), num_iteration=base_trees, raw_score=True)
+        dense = base.predict(f.numpy(), raw_score=True)
+        if booster.num_trees() < base_trees or not np.allclose(head, dense, atol=1e-9):
+            raise ExportMismatch(f"{model_id}: its first {base_trees} trees are not the dense model's")
+        feeds[DENSE_P1_INPUT_NAME] = dense_p1(base, f.numpy())
+    graph = stamp(build_graph(model, booster, probe, opset, base_trees), model_id, WINDOW, FAMILY)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
     os.close(fd)
     try:
         onnx.save(graph, tmp)
-        got = inference_session(tmp).run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: probe})[0]
-        with torch.no_grad():
-            f = model.features(torch.from_numpy(probe))
-            want = torch.sigmoid(model.logits_from_features(f)).numpy()
-        want[:, 0] = predict_h1(booster, f.numpy())
+        got = inference_session(tmp).run([P_INVOKE_OUTPUT_NAME], feeds)[0]
         if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, atol=1e-4):
             raise ExportMismatch(f"{model_id}: joined ONNX p_invoke differs by up to {np.abs(got - want).max()}")
         os.chmod(tmp, 0o644)

@@ -33,6 +33,7 @@ import yaml
 
 from . import invocation_gbm as gbm
 from .contract import (
+    DENSE_P1_INPUT_NAME,
     HORIZON,
     MISSING,
     P_INVOKE_OUTPUT_NAME,
@@ -53,6 +54,8 @@ LOOP_START, LOOP_END = 1081, 1440
 H1_WEIGHT = 20.0
 # The keep-alive window the default threshold must not exceed in idle memory.
 REFERENCE_KEEPALIVE = 10
+# The dense p_invoke model's id: what an expert's entry names as its "base".
+DENSE_P_ID = "dense-p"
 
 
 @dataclass
@@ -384,7 +387,8 @@ def choose_prewarm(models: Path, manifest: dict[str, Any], data: dict[int, tuple
     routes = loop_routes(Router(read_clusters(models / manifest["clusters"])), val)
     log(f"p_invoke: {routes.size} validation decisions routed ({time.monotonic() - t0:.0f}s), "
         f"{(routes < 0).mean():.1%} out of distribution")
-    served = loop_p1(models / manifest["dense"]["p_invoke"]["file"], val)
+    dense_p1 = loop_p1(models / manifest["dense"]["p_invoke"]["file"], val)
+    served = dense_p1.copy()
     dense_threshold = choose_threshold(served, val, cfg.thresholds)["threshold"]
     for e in manifest["experts"]:
         entry = e.get("p_invoke")
@@ -397,7 +401,7 @@ def choose_prewarm(models: Path, manifest: dict[str, Any], data: dict[int, tuple
         serve = "dense"
         if n:
             p1 = np.zeros_like(served)
-            p1[rows] = loop_p1(models / entry["file"], val[rows])
+            p1[rows] = loop_p1(models / entry["file"], val[rows], dense_p1[rows])
             y, expert, dense = invoked[routed], p1[routed], served[routed]
             got |= {"logloss": round(h1_logloss(expert, y), 6), "dense_logloss": round(h1_logloss(dense, y), 6),
                     "cost": round(operating_cost(expert, y, dense_threshold), 2),
@@ -495,9 +499,11 @@ def load_model(path: Path) -> InvocationModel:
 
 
 def _export_best(model_id: str, file: str, models: Path, w: Winner, trees: lgb.Booster | None, val: Samples,
-                 probe: np.ndarray, log: Callable[[str], None]) -> dict[str, Any]:
+                 probe: np.ndarray, log: Callable[[str], None], base: lgb.Booster | None = None) -> dict[str, Any]:
     """Exports the better family on validation (horizon-1 log-loss): the MLP
-    alone, or the MLP with trees for the next minute; returns its entry."""
+    alone, or the MLP with trees for the next minute; returns its entry.
+    base is the dense model's trees when trees continue them: the graph
+    then holds only the added trees (entry "base": the dense model's id)."""
     family, val_logloss, params = FAMILY, w.val_logloss, dict(w.params)
     if trees is not None:
         tree_val = h1_logloss(gbm.predict_h1(trees, val.x), val.y[:, 0])
@@ -505,12 +511,15 @@ def _export_best(model_id: str, file: str, models: Path, w: Winner, trees: lgb.B
         if tree_val < w.val_logloss:
             family, val_logloss = gbm.FAMILY, tree_val
             params.update({"trees": trees.num_trees(), "mlp_val_logloss": w.val_logloss, **gbm.PARAMS})
+    entry: dict[str, Any] = {}
     if family == gbm.FAMILY and trees is not None:
-        gbm.export(w.model, trees, val.x, models / file, model_id, probe, OPSET)
+        gbm.export(w.model, trees, val.x, models / file, model_id, probe, OPSET, base)
+        if base is not None:
+            entry["base"] = DENSE_P_ID
     else:
         export(w.model, models / file, model_id, probe)
     return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": family,
-            "input_len": WINDOW, "val_logloss": val_logloss, "params": params}
+            "input_len": WINDOW, "val_logloss": val_logloss, "params": params, **entry}
 
 
 ClusterLoader = Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]
@@ -561,7 +570,7 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
             log(f"p_invoke dense: {dense_gbm.num_trees()} trees, val log-loss(h=1) "
                 f"{h1_logloss(gbm.predict_h1(dense_gbm, va_all.x), va_all.y[:, 0]):.5f} ({time.monotonic() - t0:.0f}s)")
         all_fit = np.concatenate([d[0] for d in data.values()])
-        manifest["dense"]["p_invoke"] = _export_best("dense-p", "dense-p.onnx", models, dense, dense_gbm, va_all,
+        manifest["dense"]["p_invoke"] = _export_best(DENSE_P_ID, "dense-p.onnx", models, dense, dense_gbm, va_all,
                                                      probe_rows(all_fit), log)
         manifest["dense"]["p_invoke"]["data"] = {"train_decisions": len(tr_all.x), "val_decisions": len(va_all.x)}
     dense_model = load_model(dense_pt)
@@ -583,7 +592,8 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
         if dense_gbm is not None and cfg.gbm_expert_rounds > 0:
             trees = gbm.fit_gbm(tr.x, tr.y[:, 0], va.x, va.y[:, 0], rounds=cfg.gbm_expert_rounds, init=dense_gbm)
         rows = data[cid][0] if len(data[cid][0]) else data[cid][1]
-        entry = _export_best(f"cluster-{cid}-p", f"expert-{cid}-p.onnx", models, w, trees, va, probe_rows(rows), log)
+        entry = _export_best(f"cluster-{cid}-p", f"expert-{cid}-p.onnx", models, w, trees, va, probe_rows(rows), log,
+                             base=dense_gbm if dense_family == gbm.FAMILY else None)
         entry["data"] = {"train_decisions": len(tr.x), "val_decisions": len(va.x)}
         # Where it serves is decided afterwards, on windows as routed
         # (choose_prewarm); these are the figures on the cluster's members.
@@ -601,16 +611,27 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
     return manifest
 
 
-def loop_p1(onnx_file: Path, series: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """[n, 360]: the exported model's p_invoke of minute m from minutes 1..m-1."""
+def loop_p1(onnx_file: Path, series: np.ndarray, dense: np.ndarray | None = None, chunk: int = 4096) -> np.ndarray:
+    """[n, 360]: the exported model's p_invoke of minute m from minutes 1..m-1.
+    An expert graph that continues the dense trees needs dense, the dense
+    model's loop_p1 on the same series."""
     from .contract import INPUT_NAME
 
     sess = inference_session(str(onnx_file))
+    needs_dense = DENSE_P1_INPUT_NAME in {i.name for i in sess.get_inputs()}
+    if needs_dense and (dense is None or dense.shape != (len(series), LOOP_END - LOOP_START + 1)):
+        raise ValueError(f"{onnx_file} continues the dense model's trees: the dense model's p1 is needed")
     t = np.arange(LOOP_START - 1, LOOP_END)
     rows, origins = np.repeat(np.arange(len(series)), len(t)), np.tile(t, len(series))
-    out = [sess.run([P_INVOKE_OUTPUT_NAME],
-                    {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])})[0][:, 0]
-           for i in range(0, len(rows), chunk)]
+
+    def feeds(i: int) -> dict[str, np.ndarray]:
+        f = {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])}
+        if needs_dense:
+            assert dense is not None
+            f[DENSE_P1_INPUT_NAME] = dense.reshape(-1, 1)[i:i + chunk].astype(np.float32)
+        return f
+
+    out = [sess.run([P_INVOKE_OUTPUT_NAME], feeds(i))[0][:, 0] for i in range(0, len(rows), chunk)]
     p1: np.ndarray = np.concatenate(out).reshape(len(series), len(t))
     return p1
 

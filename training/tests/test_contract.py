@@ -91,6 +91,8 @@ def test_manifest_writer_refuses_a_set_that_does_not_check(tmp_path: Path) -> No
         (lambda m: m["experts"][0].update(serve="maybe"), "serve 'maybe'"),
         (lambda m: m["experts"][1].update(cluster=99), "expert of cluster 99"),
         (lambda m: m["experts"][2]["p_invoke"].update(input_len=60), "p_invoke: input_len 60"),
+        (lambda m: m["experts"][2]["p_invoke"].update(base="old-dense-p"), "continues 'old-dense-p'"),
+        (lambda m: m["dense"]["p_invoke"].update(base="dense-p"), "cannot continue another"),
         (lambda m: m["prewarm"].update(threshold=1.5), "prewarm threshold 1.5"),
         (lambda m: m.update(clusters_sha256="x"), "clusters_sha256"),
         (lambda m: m.update(horizon=30), "horizon 30"),

@@ -5,10 +5,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from conftest import TINY
 
+from mesp_training import invocation_gbm as gbm
 from mesp_training.contract import sha256_file
 from mesp_training.invocation import WINDOW
 from mesp_training.invocation_train import LOOP_END, LOOP_START, MIN_ROUTED_DECISIONS, InvokeConfig, train_invoke
@@ -41,14 +43,29 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
     manifest = train_invoke(models, icfg, lambda cl: load_cluster(models, cl, cfg.val_percent))
     assert 0 < manifest["prewarm"]["threshold"] < 1
     assert manifest["prewarm"]["val_idle_minutes"] <= manifest["prewarm"]["val_keepalive10_idle_minutes"]
+    x = np.full((2, WINDOW), -1.0, np.float32)
+    x[0, -600:] = np.arange(600) % 5
+    dense_p = manifest["dense"]["p_invoke"]
+    dense_p1 = ort.InferenceSession(str(models / dense_p["file"]), providers=["CPUExecutionProvider"]).run(
+        None, {"counts": x})[0][:, :1]
     for e in [manifest["dense"], *manifest["experts"]]:
         p = e["p_invoke"]
         assert sha256_file(models / p["file"]) == p["sha256"] and p["input_len"] == WINDOW
         sess = ort.InferenceSession(str(models / p["file"]), providers=["CPUExecutionProvider"])
         assert [o.name for o in sess.get_outputs()] == ["p_invoke"]
-        x = np.full((2, WINDOW), -1.0, np.float32)
-        x[0, -600:] = np.arange(600) % 5
-        y = sess.run(None, {"counts": x})[0]
+        feeds = {"counts": x}
+        if e is not manifest["dense"] and p["family"] == dense_p["family"] == gbm.FAMILY:
+            # An expert's trees continue the dense model's: its graph holds
+            # only the trees it added and takes the dense minute 1.
+            assert p["base"] == dense_p["id"]
+            graph = onnx.load(str(models / p["file"])).graph
+            (trees,) = [n for n in graph.node if n.op_type == "TreeEnsembleRegressor"]
+            ids = next(a.ints for a in trees.attribute if a.name == "nodes_treeids")
+            assert len(set(ids)) == p["params"]["trees"] - dense_p["params"]["trees"] > 0
+            feeds["dense_p1"] = dense_p1
+        else:
+            assert "base" not in p
+        y = sess.run(None, feeds)[0]
         assert y.shape == (2, 60) and (y >= 0).all() and (y <= 1).all()
     routed = 0
     for e in manifest["experts"]:

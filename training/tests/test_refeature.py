@@ -5,6 +5,7 @@ not a p_invoke graph of this project is refused."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -14,9 +15,7 @@ import onnx
 import pytest
 from conftest import ROOT, fixture_rows, shipped_models
 
-from mesp_training.contract import INPUT_NAME, P_INVOKE_OUTPUT_NAME
 from mesp_training.invocation import pad_history
-from mesp_training.runtime import inference_session
 
 
 def load_script() -> ModuleType:
@@ -28,17 +27,25 @@ def load_script() -> ModuleType:
     return mod
 
 
-def test_refeatured_graph_answers_as_the_shipped_one(tmp_path: Path) -> None:
+def continuing_expert() -> str:
+    """The first shipped p_invoke expert whose graph continues the dense
+    trees (a second input, dense_p1)."""
+    m = json.loads((shipped_models() / "manifest.json").read_text())
+    return next(e["p_invoke"]["file"] for e in m["experts"] if e.get("p_invoke", {}).get("base"))
+
+
+@pytest.mark.parametrize("file", ["dense-p.onnx", continuing_expert()])
+def test_refeatured_graph_answers_as_the_shipped_one(tmp_path: Path, file: str) -> None:
     rf = load_script()
     rows = list(fixture_rows().values())[::5]
     x = np.stack([pad_history(r[:t]) for r in rows for t in (1440, 1100, 400)])
-    old_path = shipped_models() / "dense-p.onnx"
+    old_path = shipped_models() / file
     old = onnx.load(str(old_path))
     new = rf.refeature(old, rf.feature_graph(x[:2]))
     assert {p.key: p.value for p in new.metadata_props} == {p.key: p.value for p in old.metadata_props}
+    assert [i.name for i in new.graph.input] == [i.name for i in old.graph.input]
     onnx.save(new, str(tmp_path / "new.onnx"))
-    want = inference_session(str(old_path)).run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: x})[0]
-    got = inference_session(str(tmp_path / "new.onnx")).run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: x})[0]
+    want, got = rf.answers(str(old_path), x), rf.answers(str(tmp_path / "new.onnx"), x)
     assert got.shape == want.shape == (len(x), 60)
     np.testing.assert_allclose(got, want, atol=rf.TOLERANCE, rtol=0)
     # Cutting the result again the same way changes nothing.
