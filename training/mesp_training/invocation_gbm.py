@@ -144,8 +144,8 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
     for name, v in consts.items():
         g.initializer.append(helper.make_tensor(f"join_{name}", TensorProto.INT64, [1], v))
     if base_trees:
-        for name, v in {"eps": P1_EPS, "most": 1 - P1_EPS, "unit": 1.0}.items():
-            g.initializer.append(helper.make_tensor(f"join_{name}", TensorProto.FLOAT, [], [v]))
+        for name, x in {"eps": P1_EPS, "most": 1 - P1_EPS, "unit": 1.0}.items():
+            g.initializer.append(helper.make_tensor(f"join_{name}", TensorProto.FLOAT, [], [x]))
         g.input.append(helper.make_tensor_value_info(DENSE_P1_INPUT_NAME, TensorProto.FLOAT, ["batch", 1]))
         g.node.extend([
             helper.make_node("Clip", [DENSE_P1_INPUT_NAME, "join_eps", "join_most"], ["join_dense"]),
