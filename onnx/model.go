@@ -203,7 +203,11 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 	if n <= 0 || len(in) != n*m.InputLen {
 		return nil, fmt.Errorf("onnx: %s: %d values for %d rows of %d", m.ID, len(in), n, m.InputLen)
 	}
-	if want := map[bool]int{true: n}[m.DenseP1]; len(dense) != want {
+	want := 0 // dense minute-1 values: one per row for a model that takes them
+	if m.DenseP1 {
+		want = n
+	}
+	if len(dense) != want {
 		return nil, fmt.Errorf("onnx: %s: %d dense minute-1 values for %d rows, want %d", m.ID, len(dense), n, want)
 	}
 	if err := ctx.Err(); err != nil {

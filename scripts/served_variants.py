@@ -109,6 +109,10 @@ def counts_blend(models: Path) -> None:
 # clusters (small tau: nearly hard routing), and weights proportional to
 # the NCC, 1 - d (None).
 SOFT_TAUS = (None, 0.1, 0.03, 0.01)
+# Blending costs a second count model's run: at tau 0.1, the blend only
+# where the runner-up's weight is at least this (0: wherever both radii
+# hold), against the share of windows that then run two different models.
+MIN_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3)
 
 
 def soft_routing(models: Path) -> None:
@@ -121,6 +125,8 @@ def soft_routing(models: Path) -> None:
     by_cluster = {e["cluster"]: e if e["serve"] == "expert" else man["dense"] for e in man["experts"]}
     ids = list(router.ids)
     err = {tau: 0.0 for tau in ("hard", *SOFT_TAUS)}
+    cut_err = dict.fromkeys(MIN_WEIGHTS, 0.0)
+    two_runs = dict.fromkeys(MIN_WEIGHTS, 0)
     den, blended, windows = 0.0, 0, 0
     for t in EVAL_ORIGINS:
         routes = router.route_many(val[:, :t])
@@ -142,6 +148,13 @@ def soft_routing(models: Path) -> None:
                 np.exp(-(d2 - d1) / tau) / (1 + np.exp(-(d2 - d1) / tau))
             soft = (1 - w2)[:, None] * first + w2[:, None] * second
             err[tau] += np.abs(np.where(both[:, None], soft, hard) - y).sum()
+            if tau == 0.1:
+                same = np.array([by_cluster[ids[a]] is by_cluster[ids[b]] for a, b in near])
+                for cut in MIN_WEIGHTS:
+                    on = both & (w2 >= cut)
+                    err_cut = np.where(on[:, None], soft, hard)
+                    cut_err[cut] += np.abs(err_cut - y).sum()
+                    two_runs[cut] += int((on & ~same).sum())
         den += np.abs(y).sum()
         blended += int(both.sum())
         windows += len(val)
@@ -150,6 +163,9 @@ def soft_routing(models: Path) -> None:
     for k, v in err.items():
         name = "hard routing" if k == "hard" else ("weights 1 - SBD" if k is None else f"softmax of -SBD/{k}")
         print(f"{name:24}: WAPE {v / den:.4f}")
+    for cut in MIN_WEIGHTS:
+        print(f"tau 0.1, runner-up weight >= {cut:<4}: WAPE {cut_err[cut] / den:.4f}, "
+              f"two different models run for {two_runs[cut] / windows:.1%} of windows")
 
 
 def dense_logloss(models: Path) -> None:
