@@ -80,3 +80,62 @@ func TestMaxStretchNCCMatchesDefinition(t *testing.T) {
 		}
 	}
 }
+
+// TestNearestStretchPrunesExactly: the pruned search answers what
+// MaxStretchNCC against every centroid answers (the lowest index on ties),
+// and both of its bounds hold for every centroid, on windows cut from the
+// centroids with noise (where pruning has a best to beat) and on pure noise.
+func TestNearestStretchPrunesExactly(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 3))
+	m := 360
+	walk := func() []float64 {
+		x := make([]float64, m)
+		for i := 1; i < m; i++ {
+			x[i] = x[i-1] + rng.NormFloat64()
+		}
+		return ZNormalize(x)
+	}
+	centroids := make([][]float64, 8)
+	for c := range centroids {
+		centroids[c] = walk()
+	}
+	centroids[5] = append([]float64(nil), centroids[2]...) // a tie: the lower index must win
+	centroids[7] = make([]float64, m)                      // flat: matches nothing
+	p := NewPlan(m)
+	b := p.NewStretchBank(centroids)
+	for trial := range 120 {
+		n := 2 + rng.IntN(m-2)
+		window := make([]float64, n)
+		src, from, noise := centroids[rng.IntN(7)], rng.IntN(m), []float64{0, 0.1, 0.5, 3}[trial%4]
+		for t := range window {
+			window[t] = src[(from+t)%m] + noise*rng.NormFloat64()
+		}
+		x := p.Spectrum(append(ZNormalize(window), make([]float64, m-n)...))
+		wantJ, wantNCC, wantStart := 0, math.Inf(-1), 0
+		sp := b.inverseSpreads(n)
+		for c := range centroids {
+			v, s := p.MaxStretchNCC(x, n, b, c)
+			if v > wantNCC {
+				wantJ, wantNCC, wantStart = c, v, s
+			}
+			fillMagnitudes(p, x)
+			var mag float64
+			for f, w := range b.weights[c] {
+				mag += w * p.mag[f]
+			}
+			if grid := p.stretchGridBound(x, b, c, sp); grid < v-1e-12 || mag*sp.maxInv[c] < v-1e-12 {
+				t.Fatalf("trial %d n=%d centroid %d: NCC %v above its bounds (grid %v, magnitude %v)", trial, n, c, v, grid, mag*sp.maxInv[c])
+			}
+		}
+		j, ncc, start := p.NearestStretch(x, n, b)
+		if j != wantJ || ncc != wantNCC || start != wantStart {
+			t.Fatalf("trial %d n=%d: pruned search %d %v at %d, every centroid %d %v at %d", trial, n, j, ncc, start, wantJ, wantNCC, wantStart)
+		}
+	}
+}
+
+func fillMagnitudes(p *Plan, x Spectrum) {
+	for f, v := range x.Coeff {
+		p.mag[f] = math.Hypot(real(v), imag(v)) / x.Norm
+	}
+}
