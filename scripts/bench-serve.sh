@@ -39,7 +39,9 @@ u="http://127.0.0.1:$go_port/v1/prewarm"
 echo "\"go_prewarm\": {"
 echo "\"single_at_1000rps\": $(lg --url "$u" --batch 1 --rate 1000),"
 echo "\"single_closed_loop\": $(lg --url "$u" --batch 1 --concurrency 16),"
-echo "\"batch64_closed_loop\": $(lg --url "$u" --batch 64 --concurrency 4)"
+c0=$(cpu_s "$go_pid")
+echo "\"batch64_closed_loop\": $(lg --url "$u" --batch 64 --concurrency 4),"
+echo "\"batch64_server_cpu_s\": $(awk -v a="$c0" -v b="$(cpu_s "$go_pid")" 'BEGIN {print b - a}')"
 echo "},"
 echo "\"raw_onnxruntime_batch64\": $(lg --raw "$models" --batch 64 --concurrency 2),"
 echo "\"raw_onnxruntime_batch1\": $(lg --raw "$models" --batch 1 --concurrency 2),"
@@ -51,7 +53,7 @@ import json, sys
 d = json.load(sys.stdin)
 g, p = d["go"], d["python"]
 raw = d["raw_onnxruntime_batch64"]
-for s in (g, p):
+for s in (g, p, d["go_prewarm"]):
     b = s["batch64_closed_loop"]
     s["batch64_server_cpu_us_per_forecast"] = 1e6 * s["batch64_server_cpu_s"] / (b["requests"] * 64)
 d["ratios"] = {
@@ -66,6 +68,10 @@ d["ratios"] = {
     "p99_ms_prewarm_single_at_1000rps_go": d["go_prewarm"]["single_at_1000rps"]["p99_ms"],
     "prewarm_over_forecast_single_closed_loop_go": d["go_prewarm"]["single_closed_loop"]["forecasts_per_s"] / g["single_closed_loop"]["forecasts_per_s"],
     "prewarm_over_forecast_batch64_go": d["go_prewarm"]["batch64_closed_loop"]["forecasts_per_s"] / g["batch64_closed_loop"]["forecasts_per_s"],
+    # what a pre-warm answer costs the server against a forecast: its CPU
+    # per function under the same batch load (the load generator, on the same
+    # cores, does not count)
+    "prewarm_cpu_over_forecast_cpu_batch64_go": d["go_prewarm"]["batch64_server_cpu_us_per_forecast"] / g["batch64_server_cpu_us_per_forecast"],
 }
 json.dump(d, sys.stdout, indent=2)
 print()

@@ -126,6 +126,8 @@ def soft_routing(models: Path) -> None:
     ids = list(router.ids)
     err = {tau: 0.0 for tau in ("hard", *SOFT_TAUS)}
     cut_err = dict.fromkeys(MIN_WEIGHTS, 0.0)
+    # per nearest cluster: hard and tau-0.1 soft errors, and |y|
+    per = {c: np.zeros(3) for c in ids}
     two_runs = dict.fromkeys(MIN_WEIGHTS, 0)
     den, blended, windows = 0.0, 0, 0
     for t in EVAL_ORIGINS:
@@ -149,6 +151,10 @@ def soft_routing(models: Path) -> None:
             soft = (1 - w2)[:, None] * first + w2[:, None] * second
             err[tau] += np.abs(np.where(both[:, None], soft, hard) - y).sum()
             if tau == 0.1:
+                for j, c in enumerate(ids):
+                    m = ~routes.ood & (near[:, 0] == j)
+                    per[c] += [np.abs(hard[m] - y[m]).sum(), np.abs(np.where(both[:, None], soft, hard)[m] - y[m]).sum(),
+                               np.abs(y[m]).sum()]
                 same = np.array([by_cluster[ids[a]] is by_cluster[ids[b]] for a, b in near])
                 for cut in MIN_WEIGHTS:
                     on = both & (w2 >= cut)
@@ -163,6 +169,8 @@ def soft_routing(models: Path) -> None:
     for k, v in err.items():
         name = "hard routing" if k == "hard" else ("weights 1 - SBD" if k is None else f"softmax of -SBD/{k}")
         print(f"{name:24}: WAPE {v / den:.4f}")
+    for c, (h, soft_err, y_abs) in per.items():
+        print(f"nearest cluster {c}: WAPE hard {h / max(y_abs, 1):.4f}, soft (tau 0.1) {soft_err / max(y_abs, 1):.4f}")
     for cut in MIN_WEIGHTS:
         print(f"tau 0.1, runner-up weight >= {cut:<4}: WAPE {cut_err[cut] / den:.4f}, "
               f"two different models run for {two_runs[cut] / windows:.1%} of windows")
