@@ -35,6 +35,19 @@ type Result struct {
 	// minutes (with Outputs PInvoke), answered by PModel of kind PKind.
 	PInvoke       []float32
 	PModel, PKind string
+	// Blend is the runner-up cluster's count model blended into Forecast
+	// by soft routing (manifest.Routing); nil: the one model's forecast.
+	Blend *Blend
+}
+
+// Blend is the second count model of a soft-routed forecast: Forecast is
+// (1 - Weight) times the nearest cluster's model plus Weight times this.
+type Blend struct {
+	Cluster  int
+	Distance float64
+	Model    string
+	Kind     string
+	Weight   float64
 }
 
 // Outputs chooses what a call computes.
@@ -169,9 +182,18 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			defer counting.Done()
 			buf := inputPool.Get().(*[]float32)
 			defer inputPool.Put(buf)
-			countsErr = s.runGroups(ctx, groups, buf, func(in []float32, i int, m *onnx.Model) []float32 {
+			input := func(in []float32, i int, m *onnx.Model) []float32 {
 				return appendInput(in, reqs[i].Counts, m.InputLen)
-			}, nil, func(i int, y []float32) { out[i].Forecast = y })
+			}
+			countsErr = s.runGroups(ctx, groups, buf, input, nil, func(i int, y []float32) { out[i].Forecast = y })
+			if bgroups := s.blends(routes, per, mode, out); countsErr == nil && len(bgroups) > 0 {
+				countsErr = s.runGroups(ctx, bgroups, buf, input, nil, func(i int, y []float32) {
+					w := out[i].Blend.Weight
+					for h, v := range y {
+						out[i].Forecast[h] = float32((1-w)*float64(out[i].Forecast[h]) + w*float64(v))
+					}
+				})
+			}
 		}
 		if outs&PInvoke != 0 {
 			go run()
@@ -199,6 +221,51 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		return nil, countsErr
 	}
 	return out, nil
+}
+
+// blends sets out[i].Blend for every request that soft routing blends (the
+// pattern within both nearest clusters' radii, their served count models
+// different, the runner-up's weight at least the manifest's minimum) and
+// groups those requests by the runner-up's model.
+func (s *Set) blends(routes []router.Route, per []served, mode Mode, out []Result) []modelGroup {
+	soft := s.Manifest.Routing
+	if soft == nil || mode != Routed {
+		return nil
+	}
+	var g grouping
+	for i, rt := range routes {
+		if rt.OOD || !rt.RunnerWithin {
+			continue
+		}
+		w := soft.RunnerWeight(rt.Distance, rt.RunnerDistance)
+		m, kind := s.ServedModel(router.Route{Cluster: rt.Runner})
+		if w < soft.MinWeight || m == per[i].model {
+			continue
+		}
+		out[i].Blend = &Blend{Cluster: rt.Runner, Distance: rt.RunnerDistance, Model: m.ID, Kind: kind, Weight: w}
+		g.add(m, i)
+	}
+	return g.groups
+}
+
+// grouping collects request indices by model, in the order models first
+// appear.
+type grouping struct {
+	at     map[*onnx.Model]int
+	groups []modelGroup
+}
+
+func (g *grouping) add(m *onnx.Model, i int) {
+	k, ok := g.at[m]
+	if !ok {
+		if g.at == nil {
+			g.at = map[*onnx.Model]int{}
+		}
+		k = len(g.groups)
+		g.at[m] = k
+		g.groups = append(g.groups, modelGroup{model: m})
+	}
+	g.groups[k].rows = append(g.groups[k].rows, i)
 }
 
 // runPInvoke answers p_invoke for every request. The dense model runs
@@ -324,20 +391,13 @@ func (s *Set) assign(routes []router.Route, mode Mode) ([]served, []modelGroup) 
 // assignBy groups requests by the model choose picks for their route.
 func (s *Set) assignBy(routes []router.Route, choose func(router.Route) (*onnx.Model, string)) ([]served, []modelGroup) {
 	per := make([]served, len(routes))
-	var groups []modelGroup
-	at := map[*onnx.Model]int{}
+	var g grouping
 	for i, rt := range routes {
 		m, kind := choose(rt)
 		per[i] = served{m, kind}
-		g, ok := at[m]
-		if !ok {
-			g = len(groups)
-			at[m] = g
-			groups = append(groups, modelGroup{model: m})
-		}
-		groups[g].rows = append(groups[g].rows, i)
+		g.add(m, i)
 	}
-	return per, groups
+	return per, g.groups
 }
 
 // Run is one ONNX Runtime run: a model and its input rows.
@@ -347,14 +407,17 @@ type Run struct {
 	Rows  int
 }
 
-// Runs returns the model runs that Forecast makes for a batch, inputs
+// Runs returns the model runs that Forecast makes for a batch (soft
+// routing's runner-up models after the nearest clusters'), inputs
 // built and routes computed here, so that ONNX Runtime can be timed alone
 // on the same work (the ceiling in make bench-serve).
 func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error) {
-	_, _, groups, err := s.plan(ctx, reqs, mode)
+	routes, per, groups, err := s.plan(ctx, reqs, mode)
 	if err != nil {
 		return nil, err
 	}
+	// then the runner-up models that soft routing blends in
+	groups = append(groups, s.blends(routes, per, mode, make([]Result, len(reqs)))...)
 	runs := make([]Run, len(groups))
 	for k, g := range groups {
 		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}

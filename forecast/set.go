@@ -63,6 +63,9 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m.Routing != nil {
+		rt.WithRunnerUp() // soft routing blends the runner-up's model
+	}
 	s := &Set{Manifest: m, Clusters: cs, Router: rt, Experts: map[int]*onnx.Model{}, PExperts: map[int]*onnx.Model{},
 		LoadedAt: time.Now()}
 	known := map[int]bool{}

@@ -213,8 +213,9 @@ func TestBatchEqualsSingles(t *testing.T) {
 }
 
 // TestRunsAreForecastsWork: the runs handed to the raw ONNX Runtime
-// benchmark are the ones Forecast makes: every request in exactly one run,
-// of the model that answers it, and predicting them gives its forecasts.
+// benchmark are the ones Forecast makes: every request in the run of the
+// model that answers it, and of its soft-routing runner-up's where it is
+// blended, and predicting them gives its forecasts.
 func TestRunsAreForecastsWork(t *testing.T) {
 	f, fns := readyForecaster(t, fixture.CopyModels(t))
 	reqs := make([]Request, 64)
@@ -236,45 +237,62 @@ func TestRunsAreForecastsWork(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if mode == DenseOnly && (len(runs) != 1 || runs[0].Model != s.Dense || runs[0].Rows != len(reqs)) {
-			t.Fatalf("dense only: %d runs, want one of every row through dense", len(runs))
+		if mode == DenseOnly {
+			if len(runs) != 1 || runs[0].Model != s.Dense || runs[0].Rows != len(reqs) {
+				t.Fatalf("dense only: %d runs, want one of every row through dense", len(runs))
+			}
+			continue
 		}
-		// Runs follow the order models first appear in the batch, and
-		// rows keep request order within a run.
-		next := map[*onnx.Model][]int{}
-		var order []*onnx.Model
+		// Each request's rows, in run order: rows keep request order
+		// within a run, so the k-th row of a model's run is the k-th
+		// request that model answers.
+		byModel := map[*onnx.Model][]int{}
 		for i, r := range want {
-			m := s.Model(r.Model)
-			if mode == DenseOnly {
-				m = s.Dense
-			}
-			if _, ok := next[m]; !ok {
-				order = append(order, m)
-			}
-			next[m] = append(next[m], i)
+			byModel[s.Model(r.Model)] = append(byModel[s.Model(r.Model)], i)
 		}
-		if len(runs) != len(order) {
-			t.Fatalf("mode %d: %d runs, want %d", mode, len(runs), len(order))
+		for i, r := range want {
+			if r.Blend != nil {
+				byModel[s.Model(r.Blend.Model)] = append(byModel[s.Model(r.Blend.Model)], i)
+			}
 		}
-		for k, run := range runs {
-			rows := next[order[k]]
-			if run.Model != order[k] || run.Rows != len(rows) || len(run.Input) != len(rows)*run.Model.InputLen {
-				t.Fatalf("mode %d run %d: model %s with %d rows, want %s with %d", mode, k, run.Model.ID, run.Rows, order[k].ID, len(rows))
-			}
-			if mode == DenseOnly {
-				continue
-			}
+		outputs := map[int][][]float32{} // request -> its model outputs, nearest first
+		rows := 0
+		for _, run := range runs {
 			y, err := run.Model.Predict(ctx, run.Input, run.Rows)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for r, i := range rows {
-				for h, v := range want[i].Forecast {
-					if got, v := float64(y[r*manifest.Horizon+h]), float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
-						t.Fatalf("request %d minute %d: run gives %v, Forecast %v", i, h, got, v)
-					}
+			idx := byModel[run.Model]
+			if len(idx) < run.Rows {
+				t.Fatalf("a run of %s with %d rows; Forecast has %d requests for it", run.Model.ID, run.Rows, len(idx))
+			}
+			for r, i := range idx[:run.Rows] {
+				outputs[i] = append(outputs[i], y[r*manifest.Horizon:(r+1)*manifest.Horizon])
+			}
+			byModel[run.Model] = idx[run.Rows:]
+			rows += run.Rows
+		}
+		blended := 0
+		for i, r := range want {
+			n := 1
+			if r.Blend != nil {
+				n, blended = 2, blended+1
+			}
+			if len(outputs[i]) != n {
+				t.Fatalf("request %d in %d runs, want %d", i, len(outputs[i]), n)
+			}
+			for h, v := range r.Forecast {
+				got := float64(outputs[i][0][h])
+				if r.Blend != nil {
+					got = (1-r.Blend.Weight)*got + r.Blend.Weight*float64(outputs[i][1][h])
+				}
+				if v := float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
+					t.Fatalf("request %d minute %d: runs give %v, Forecast %v", i, h, got, v)
 				}
 			}
+		}
+		if s.Manifest.Routing != nil && blended == 0 {
+			t.Fatal("soft routing is on, yet Forecast blended no request")
 		}
 	}
 }

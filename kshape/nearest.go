@@ -62,9 +62,70 @@ const boundSlack = 1e-9
 // passes this test gets the grid bound (refinedBound, a fifth of an exact
 // evaluation) before an exact one.
 func (p *Plan) Nearest(x Spectrum, b *Bank) (j int, ncc float64, shift, ffts int) {
+	top, ffts := p.nearest(x, b, false)
+	return top.c[0], top.ncc[0], top.shift[0], ffts
+}
+
+// NearestTwo is Nearest's best match and the runner-up (the next largest
+// NCC, the lower index on ties; Centroid -1 when there is none), found
+// with the same pruning against the runner-up's NCC.
+func (p *Plan) NearestTwo(x Spectrum, b *Bank) (best, runner Match) {
+	top, _ := p.nearest(x, b, true)
+	return top.match(0), top.match(1)
+}
+
+// Match is a centroid and its NCC with a series, at a shift (or start).
+type Match struct {
+	Centroid int
+	NCC      float64
+	Shift    int
+}
+
+// ranked keeps the best two (NCC, centroid, shift) seen: the larger NCC
+// first, the lower index on ties.
+type ranked struct {
+	ncc   [2]float64
+	c     [2]int
+	shift [2]int
+}
+
+func newRanked() ranked {
+	return ranked{ncc: [2]float64{math.Inf(-1), math.Inf(-1)}, c: [2]int{-1, -1}}
+}
+
+func (r *ranked) add(v float64, c, s int) {
+	switch {
+	case v > r.ncc[0] || (v == r.ncc[0] && c < r.c[0]):
+		r.ncc[1], r.c[1], r.shift[1] = r.ncc[0], r.c[0], r.shift[0]
+		r.ncc[0], r.c[0], r.shift[0] = v, c, s
+	case v > r.ncc[1] || (v == r.ncc[1] && c < r.c[1]):
+		r.ncc[1], r.c[1], r.shift[1] = v, c, s
+	}
+}
+
+// floor is the NCC a centroid must reach to change the answer: the best's,
+// or the runner-up's when two are wanted.
+func (r *ranked) floor(two bool) float64 {
+	if two {
+		return r.ncc[1]
+	}
+	return r.ncc[0]
+}
+
+func (r *ranked) match(i int) Match {
+	if r.c[i] < 0 {
+		return Match{Centroid: -1, NCC: math.Inf(-1)}
+	}
+	return Match{Centroid: r.c[i], NCC: r.ncc[i], Shift: r.shift[i]}
+}
+
+// nearest is Nearest's search, keeping the runner-up too when two is set.
+func (p *Plan) nearest(x Spectrum, b *Bank, two bool) (top ranked, ffts int) {
 	k := len(b.spectra)
+	top = newRanked()
 	if x.Norm == 0 || k == 0 {
-		return 0, 0, 0, 0
+		top.add(0, 0, 0) // every NCC is 0: the first centroid, no runner-up
+		return top, 0
 	}
 	if cap(p.bounds) < k {
 		p.bounds, p.order = make([]float64, k), make([]int, k)
@@ -87,21 +148,18 @@ func (p *Plan) Nearest(x Spectrum, b *Bank) (j int, ncc float64, shift, ffts int
 		}
 		order[i] = c
 	}
-	best, bj, bs := math.Inf(-1), 0, 0
 	for _, c := range order {
-		if bounds[c]+boundSlack < best {
+		if bounds[c]+boundSlack < top.floor(two) {
 			break
 		}
-		if ffts > 0 && p.refinedBound(x, b, c)+boundSlack < best {
+		if ffts > 0 && p.refinedBound(x, b, c)+boundSlack < top.floor(two) {
 			continue
 		}
 		v, s := p.MaxNCC(x, b.spectra[c])
 		ffts++
-		if v > best || (v == best && c < bj) {
-			best, bj, bs = v, c, s
-		}
+		top.add(v, c, s)
 	}
-	return bj, best, bs, ffts
+	return top, ffts
 }
 
 // refinedBound is an upper bound on x's NCC with centroid c, tighter than

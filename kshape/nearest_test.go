@@ -72,6 +72,21 @@ func TestNearestEqualsBruteForce(t *testing.T) {
 				if j != wj || ncc != wncc || shift != wshift {
 					t.Fatalf("series %d: Nearest = (%d, %v, %d), brute force (%d, %v, %d)", i, j, ncc, shift, wj, wncc, wshift)
 				}
+				if x.Norm == 0 {
+					continue
+				}
+				// The runner-up: the largest NCC after the best (lower index on ties).
+				best, runner := p.NearestTwo(x, bank)
+				want := Match{Centroid: -1, NCC: math.Inf(-1)}
+				for c, cent := range res.Centroids {
+					v, sh := p.MaxNCC(x, p.Spectrum(cent))
+					if c != wj && (v > want.NCC || (v == want.NCC && c < want.Centroid)) {
+						want = Match{Centroid: c, NCC: v, Shift: sh}
+					}
+				}
+				if best != (Match{Centroid: wj, NCC: wncc, Shift: wshift}) || runner != want {
+					t.Fatalf("series %d: NearestTwo = %+v, %+v, brute force %d %v, %+v", i, best, runner, wj, wncc, want)
+				}
 			}
 			avg := float64(ffts) / float64(len(series))
 			t.Logf("%.2f inverse FFTs per series of %d", avg, bank.Len())

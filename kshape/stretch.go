@@ -168,9 +168,23 @@ func (p *Plan) maxStretchNCC(x Spectrum, b *StretchBank, c int, inv []float64) (
 // plus the most it can rise between grid starts, times the largest inverse
 // spread near each) before an exact evaluation.
 func (p *Plan) NearestStretch(x Spectrum, n int, b *StretchBank) (j int, ncc float64, start int) {
+	top := p.nearestStretch(x, n, b, false)
+	return top.c[0], top.ncc[0], top.shift[0]
+}
+
+// NearestStretchTwo is NearestStretch's best match and the runner-up
+// (Centroid -1 when there is none), as NearestTwo.
+func (p *Plan) NearestStretchTwo(x Spectrum, n int, b *StretchBank) (best, runner Match) {
+	top := p.nearestStretch(x, n, b, true)
+	return top.match(0), top.match(1)
+}
+
+func (p *Plan) nearestStretch(x Spectrum, n int, b *StretchBank, two bool) ranked {
 	k := len(b.spectra)
+	top := newRanked()
 	if x.Norm == 0 || n < 2 || n >= p.m || k == 0 {
-		return 0, 0, 0
+		top.add(0, 0, 0) // every NCC is 0: the first centroid, no runner-up
+		return top
 	}
 	sp := b.inverseSpreads(n)
 	if cap(p.bounds) < k {
@@ -194,21 +208,19 @@ func (p *Plan) NearestStretch(x Spectrum, n int, b *StretchBank) (j int, ncc flo
 		}
 		order[i] = c
 	}
-	best, bj, bs, exact := math.Inf(-1), 0, 0, 0
+	exact := 0
 	for _, c := range order {
-		if bounds[c]+boundSlack < best {
+		if bounds[c]+boundSlack < top.floor(two) {
 			break
 		}
-		if exact > 0 && p.stretchGridBound(x, b, c, sp)+boundSlack < best {
+		if exact > 0 && p.stretchGridBound(x, b, c, sp)+boundSlack < top.floor(two) {
 			continue
 		}
 		v, s := p.maxStretchNCC(x, b, c, sp.inv[c])
 		exact++
-		if v > best || (v == best && c < bj) {
-			best, bj, bs = v, c, s
-		}
+		top.add(v, c, s)
 	}
-	return bj, best, bs
+	return top
 }
 
 // stretchGridBound bounds centroid c's best stretch NCC: the

@@ -131,6 +131,17 @@ func TestNearestStretchPrunesExactly(t *testing.T) {
 		if j != wantJ || ncc != wantNCC || start != wantStart {
 			t.Fatalf("trial %d n=%d: pruned search %d %v at %d, every centroid %d %v at %d", trial, n, j, ncc, start, wantJ, wantNCC, wantStart)
 		}
+		// The runner-up: the largest NCC after the best (lower index on ties).
+		runnerWant := Match{Centroid: -1, NCC: math.Inf(-1)}
+		for c := range centroids {
+			if v, s := p.MaxStretchNCC(x, n, b, c); c != wantJ && (v > runnerWant.NCC || (v == runnerWant.NCC && c < runnerWant.Centroid)) {
+				runnerWant = Match{Centroid: c, NCC: v, Shift: s}
+			}
+		}
+		best, runner := p.NearestStretchTwo(x, n, b)
+		if best != (Match{Centroid: wantJ, NCC: wantNCC, Shift: wantStart}) || runner != runnerWant {
+			t.Fatalf("trial %d n=%d: NearestStretchTwo %+v, %+v; every centroid %d %v, %+v", trial, n, best, runner, wantJ, wantNCC, runnerWant)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,6 +117,26 @@ type Manifest struct {
 	Dense          Model    `json:"dense"`
 	Experts        []Expert `json:"experts"`
 	Prewarm        *Prewarm `json:"prewarm,omitempty"`
+	Routing        *Routing `json:"routing,omitempty"`
+}
+
+// Routing is soft routing of the count forecasts, chosen on validation
+// functions (absent: hard routing, the nearest cluster's model alone).
+// Where a pattern lies within the radii of both its nearest clusters, and
+// their served count models differ, the forecast is (1 - w) times the
+// nearest's plus w times the runner-up's, w = 1 / (1 + exp((d2 - d1) /
+// SoftTau)) for distances d1 <= d2, when w is at least MinWeight (each
+// blended forecast runs a second model).
+type Routing struct {
+	SoftTau   float64 `json:"soft_tau"`
+	MinWeight float64 `json:"min_weight"`
+	// Validation is the validation figures it was chosen on (informational).
+	Validation map[string]any `json:"validation,omitempty"`
+}
+
+// RunnerWeight is the runner-up's weight for distances d1 <= d2.
+func (r Routing) RunnerWeight(d1, d2 float64) float64 {
+	return 1 / (1 + math.Exp((d2-d1)/r.SoftTau))
 }
 
 // Model is one exported ONNX graph.
@@ -258,6 +279,9 @@ func (m Manifest) Validate() error {
 	}
 	if err := m.Dense.PInvoke.validate(m.Dense.ID, false); err != nil {
 		return err
+	}
+	if r := m.Routing; r != nil && !(r.SoftTau > 0 && r.MinWeight >= 0 && r.MinWeight <= 0.5) {
+		return fmt.Errorf("manifest: routing soft_tau %v and min_weight %v, want soft_tau > 0 and min_weight in [0, 0.5]", r.SoftTau, r.MinWeight)
 	}
 	if m.Prewarm != nil && !(m.Prewarm.Threshold > 0 && m.Prewarm.Threshold < 1) {
 		return fmt.Errorf("manifest: prewarm threshold %v, want a probability in (0, 1)", m.Prewarm.Threshold)

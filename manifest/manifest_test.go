@@ -41,6 +41,8 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}
 			m.Experts[0].PInvoke = &PInvoke{ID: "e-p", File: "e.onnx", SHA256: good, InputLen: PInvokeInputLen, Serve: "expert", Base: "old-dense-p"}
 		},
+		"soft routing without tau":               func(m *Manifest) { m.Routing = &Routing{MinWeight: 0.1} },
+		"soft routing min weight above one half": func(m *Manifest) { m.Routing = &Routing{SoftTau: 0.1, MinWeight: 0.6} },
 		"dense continues a model": func(m *Manifest) {
 			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen, Base: "dense-p"}
 		},

@@ -27,6 +27,12 @@ type Route struct {
 	// widest: one noisy cluster with a radius near 1 would otherwise make
 	// every pattern look familiar.)
 	OOD bool
+	// Runner is the next nearest cluster (-1 unless the router keeps the
+	// runner-up: WithRunnerUp), its distance, and whether the pattern lies
+	// within that cluster's radius too (for soft routing).
+	Runner         int
+	RunnerDistance float64
+	RunnerWithin   bool
 }
 
 // Router holds the centroids' spectra, computed once.
@@ -39,6 +45,14 @@ type Router struct {
 	stretches  *kshape.StretchBank
 	transform  kshape.Transform
 	scratch    sync.Pool // of *scratch
+	runnerUp   bool
+}
+
+// WithRunnerUp makes every route find the runner-up cluster too (Route's
+// Runner fields), at the cost of less pruning. Call it before routing.
+func (r *Router) WithRunnerUp() *Router {
+	r.runnerUp = true
+	return r
 }
 
 // scratch is one routing's working memory, pooled: a route allocates
@@ -179,13 +193,25 @@ func (r *Router) route(ctx context.Context, s *scratch, shape []float64) (Route,
 	p, z := s.plan, s.z
 	clear(z[n:])
 	kshape.ZNormalizeInto(z[:n], shape)
-	var j int
-	var ncc float64
-	if n == r.m {
-		j, ncc, _, _ = p.Nearest(p.ScratchSpectrum(z), r.bank)
-	} else {
-		j, ncc, _ = p.NearestStretch(p.ScratchSpectrum(z), n, r.stretches)
+	best, runner := kshape.Match{}, kshape.Match{Centroid: -1}
+	switch x := p.ScratchSpectrum(z); {
+	case n == r.m && r.runnerUp:
+		best, runner = p.NearestTwo(x, r.bank)
+	case n == r.m:
+		best.Centroid, best.NCC, _, _ = p.Nearest(x, r.bank)
+	case r.runnerUp:
+		best, runner = p.NearestStretchTwo(x, n, r.stretches)
+	default:
+		best.Centroid, best.NCC, _ = p.NearestStretch(x, n, r.stretches)
 	}
-	d := 1 - math.Max(-1, math.Min(1, ncc))
-	return Route{Cluster: r.ids[j], Distance: d, OOD: d > r.threshold(j, n)}, nil
+	j, d := best.Centroid, distance(best.NCC)
+	rt := Route{Cluster: r.ids[j], Distance: d, OOD: d > r.threshold(j, n), Runner: -1}
+	if k := runner.Centroid; k >= 0 {
+		rt.Runner, rt.RunnerDistance = r.ids[k], distance(runner.NCC)
+		rt.RunnerWithin = rt.RunnerDistance <= r.threshold(k, n)
+	}
+	return rt, nil
 }
+
+// distance is 1 - NCC, NCC clamped to [-1, 1].
+func distance(ncc float64) float64 { return 1 - math.Max(-1, math.Min(1, ncc)) }

@@ -3,8 +3,10 @@ package router
 import (
 	"context"
 	"math"
+	"path/filepath"
 	"testing"
 
+	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/kshape"
 	"github.com/mesp-project/mesp/manifest"
 )
@@ -142,4 +144,74 @@ func TestPartialWindowDistanceIsNotInflated(t *testing.T) {
 	if got.Cluster != 10 || got.Distance < 0.2 || !got.OOD {
 		t.Fatalf("noisy peak at distance %.3f from cluster %d (OOD %v): want cluster 10 at an honest distance, beyond its radius 0.2", got.Distance, got.Cluster, got.OOD)
 	}
+}
+
+// TestRunnerUpIsTheNearestOfTheRest: with WithRunnerUp, a route's runner-up
+// is what a router without the nearest cluster answers (its distance, and
+// its radius for OOD), on real functions, full days and partial ones;
+// without it there is no runner-up.
+func TestRunnerUpIsTheNearestOfTheRest(t *testing.T) {
+	cs, err := manifest.ReadClusters(filepath.Join(fixture.Models(), "clusters.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := New(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := New(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two.WithRunnerUp()
+	without := map[int]*Router{} // cluster id -> a router without it
+	for i, c := range cs.Clusters {
+		rest := cs
+		rest.Clusters = append(append([]manifest.Cluster(nil), cs.Clusters[:i]...), cs.Clusters[i+1:]...)
+		if without[c.ID], err = New(rest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for _, f := range fixture.Rows(t)[:40] {
+		for _, n := range []int{1440, 1200, 300} {
+			counts := f.Counts[:n]
+			hard, err := full.Route(ctx, counts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hard.Runner != -1 || hard.RunnerWithin {
+				t.Fatalf("%s n=%d: a runner-up without WithRunnerUp: %+v", f.ID, n, hard)
+			}
+			got, err := two.Route(ctx, counts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Cluster != hard.Cluster || got.Distance != hard.Distance || got.OOD != hard.OOD {
+				t.Fatalf("%s n=%d: nearest %+v with the runner-up, %+v without", f.ID, n, got, hard)
+			}
+			if flat(counts) { // every NCC is 0: no runner-up
+				if got.Runner != -1 {
+					t.Fatalf("%s n=%d: a flat pattern's runner-up %d", f.ID, n, got.Runner)
+				}
+				continue
+			}
+			rest, err := without[hard.Cluster].Route(ctx, counts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Runner != rest.Cluster || got.RunnerDistance != rest.Distance || got.RunnerWithin == rest.OOD {
+				t.Fatalf("%s n=%d: runner-up %d at %v (within %v); without cluster %d: %+v", f.ID, n, got.Runner, got.RunnerDistance, got.RunnerWithin, hard.Cluster, rest)
+			}
+		}
+	}
+}
+
+func flat(x []float64) bool {
+	for _, v := range x {
+		if v != x[0] {
+			return false
+		}
+	}
+	return true
 }

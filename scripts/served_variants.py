@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mesp_training.contract import INPUT_NAME, read_clusters, read_manifest
+from mesp_training.contract import read_clusters, read_manifest
 from mesp_training.data import EVAL_ORIGINS
 from mesp_training.invocation_train import (
     LOOP_END,
@@ -46,8 +46,8 @@ from mesp_training.invocation_train import (
 )
 from mesp_training.pipeline import load_cluster
 from mesp_training.routing import Router
-from mesp_training.runtime import inference_session
 from mesp_training.search import SearchConfig
+from mesp_training.soft_routing import forecast_at, runner_weight
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,13 +65,6 @@ def validation(models: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray
     val = np.concatenate([load_cluster(models, cl, val_percent)[1] for cl in cs["clusters"]])
     log(f"{len(val)} validation functions")
     return man, cs, val
-
-
-def forecast_at(models: Path, entry: dict[str, Any], val: np.ndarray, t: int) -> np.ndarray:
-    """A count model's forecasts of minutes t+1..t+60 for every function."""
-    out: np.ndarray = inference_session(str(models / entry["file"])).run(
-        None, {INPUT_NAME: val[:, t - entry["input_len"]:t].astype(np.float32)})[0]
-    return out
 
 
 def counts_blend(models: Path) -> None:
@@ -146,8 +139,7 @@ def soft_routing(models: Path) -> None:
         hard = np.where(routes.ood[:, None], dense, first)
         err["hard"] += np.abs(hard - y).sum()
         for tau in SOFT_TAUS:
-            w2 = (1 - d2) / np.maximum((1 - d1) + (1 - d2), 1e-9) if tau is None else \
-                np.exp(-(d2 - d1) / tau) / (1 + np.exp(-(d2 - d1) / tau))
+            w2 = (1 - d2) / np.maximum((1 - d1) + (1 - d2), 1e-9) if tau is None else runner_weight(d1, d2, tau)
             soft = (1 - w2)[:, None] * first + w2[:, None] * second
             err[tau] += np.abs(np.where(both[:, None], soft, hard) - y).sum()
             if tau == 0.1:

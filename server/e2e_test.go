@@ -137,14 +137,26 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	for _, e := range m.Experts {
 		files[e.ID] = e.Model
 	}
-	// Group rows per model and ask Python onnxruntime for the same rows.
+	// Every model's output for the rows it answers, in full or in a soft
+	// routing blend, from Python onnxruntime on the same rows.
 	byModel := map[string][]int{}
+	blended := 0
 	for i, f := range resp.Forecasts {
 		if f.ID != fns[i].ID || len(f.Forecast) != 60 {
 			t.Fatalf("forecast %d: id %s, %d values", i, f.ID, len(f.Forecast))
 		}
 		byModel[f.Model] = append(byModel[f.Model], i)
+		if b := f.Blend; b != nil {
+			blended++
+			byModel[b.Model] = append(byModel[b.Model], i)
+			// The weight is the manifest's rule on the two distances.
+			if m.Routing == nil || b.Model == f.Model || b.Cluster == f.Cluster || f.OOD || b.Distance < f.Distance ||
+				math.Abs(b.Weight-m.Routing.RunnerWeight(f.Distance, b.Distance)) > 1e-12 || b.Weight < m.Routing.MinWeight {
+				t.Fatalf("forecast %d: blend %+v of %s (cluster %d, distance %v) against routing %+v", i, b, f.Model, f.Cluster, f.Distance, m.Routing)
+			}
+		}
 	}
+	python := map[string]map[int][]float64{} // model -> request -> its 60 values
 	for id, idx := range byModel {
 		e := files[id]
 		rows := make([][]float64, len(idx))
@@ -152,15 +164,26 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			rows[r] = fns[i].Counts[1200-e.InputLen : 1200]
 		}
 		ref := ortReference(t, filepath.Join(ts.dir, e.File), "forecast", rows, "")
+		python[id] = map[int][]float64{}
 		for r, i := range idx {
-			for h, want := range ref[r] {
-				got := float64(resp.Forecasts[i].Forecast[h])
-				if math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
-					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
-				}
+			python[id][i] = ref[r]
+		}
+	}
+	for i, f := range resp.Forecasts {
+		for h := range f.Forecast {
+			want := python[f.Model][i][h]
+			if b := f.Blend; b != nil {
+				want = (1-b.Weight)*want + b.Weight*python[b.Model][i][h]
+			}
+			if got := float64(f.Forecast[h]); math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
+				t.Fatalf("forecast %d (%s, blend %+v) minute %d: server %v, python %v", i, f.Model, f.Blend, h, got, want)
 			}
 		}
 	}
+	if m.Routing != nil && blended == 0 {
+		t.Fatal("soft routing is on, yet no forecast blended two models")
+	}
+	t.Logf("%d of %d forecasts blended two models", blended, len(fns))
 }
 
 // ortReference asks Python onnxruntime (scripts/ort_predict.py) for a

@@ -232,10 +232,28 @@ type RouteJSON struct {
 	Cluster  int     `json:"cluster"`
 	Distance float64 `json:"distance"`
 	OOD      bool    `json:"out_of_distribution"`
+	// Blend is the runner-up cluster's count model that soft routing
+	// blended into the forecast (absent: the forecast is one model's).
+	Blend *BlendJSON `json:"blend,omitempty"`
+}
+
+// BlendJSON is the second model of a soft-routed forecast: the forecast
+// is (1 - weight) times the nearest cluster's model plus weight times
+// this one.
+type BlendJSON struct {
+	Cluster  int     `json:"cluster"`
+	Distance float64 `json:"distance"`
+	Model    string  `json:"model"`
+	Kind     string  `json:"kind"`
+	Weight   float64 `json:"weight"`
 }
 
 func routeJSON(r forecast.Result) RouteJSON {
-	return RouteJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD}
+	rj := RouteJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD}
+	if b := r.Blend; b != nil {
+		rj.Blend = &BlendJSON{Cluster: b.Cluster, Distance: b.Distance, Model: b.Model, Kind: b.Kind, Weight: b.Weight}
+	}
+	return rj
 }
 
 // ForecastJSON is one function's answer.

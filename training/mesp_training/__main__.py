@@ -1,6 +1,7 @@
 """python -m mesp_training train --models DIR [--clusters 3,4] [--config search.yaml] [--storage URL]
 python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]
-python -m mesp_training threshold --models DIR [--config search.yaml]"""
+python -m mesp_training threshold --models DIR [--config search.yaml]
+python -m mesp_training soft-routing --models DIR [--config search.yaml]"""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .contract import read_clusters, read_manifest
 from .invocation_train import InvokeConfig, rechoose_threshold, train_invoke
 from .pipeline import load_cluster, log, train
 from .search import SearchConfig
+from .soft_routing import choose_soft_routing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,10 +41,24 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
     h.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
     h.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    r = sub.add_parser("soft-routing", help="choose, without training, soft routing of the count forecasts "
+                       "(a blend of the two nearest clusters' models) on validation windows as routed")
+    r.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
+    r.add_argument("--config", type=Path, help="search settings (YAML): the validation split")
+    r.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
+        if a.cmd == "soft-routing":
+            scfg = SearchConfig.load(a.config)
+            man = read_manifest(a.models)
+            if man is None:
+                raise ValueError(f"{a.models}/manifest.json missing: train the count models first")
+            cs = read_clusters(a.models / man["clusters"])
+            val = np.concatenate([load_cluster(a.models, cl, scfg.val_percent)[1] for cl in cs["clusters"]])
+            choose_soft_routing(a.models, val, log=log)
+            return 0
         if a.cmd == "threshold":
             scfg = SearchConfig.load(a.config)
             rechoose_threshold(a.models, InvokeConfig.load(a.config),

@@ -173,6 +173,11 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
                 out.append(f"{where}: a p_invoke expert without a dense p_invoke model")
             elif "base" in p and p["base"] != m["dense"]["p_invoke"].get("id"):
                 out.append(f"{where}: p_invoke continues {p['base']!r}, not the dense p_invoke model")
+    rt = m.get("routing")
+    if rt is not None and not (isinstance(rt.get("soft_tau"), int | float) and rt["soft_tau"] > 0
+                               and isinstance(rt.get("min_weight"), int | float) and 0 <= rt["min_weight"] <= 0.5):
+        out.append(f"routing soft_tau {rt.get('soft_tau')!r} and min_weight {rt.get('min_weight')!r}, "
+                   "want soft_tau > 0 and min_weight in [0, 0.5]")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

@@ -94,6 +94,7 @@ def test_manifest_writer_refuses_a_set_that_does_not_check(tmp_path: Path) -> No
         (lambda m: m["experts"][2]["p_invoke"].update(base="old-dense-p"), "continues 'old-dense-p'"),
         (lambda m: m["dense"]["p_invoke"].update(base="dense-p"), "cannot continue another"),
         (lambda m: m["prewarm"].update(threshold=1.5), "prewarm threshold 1.5"),
+        (lambda m: m.update(routing={"soft_tau": 0, "min_weight": 0.1}), "routing soft_tau 0"),
         (lambda m: m.update(clusters_sha256="x"), "clusters_sha256"),
         (lambda m: m.update(horizon=30), "horizon 30"),
     ]
