@@ -127,27 +127,7 @@ func (p *Plan) nearest(x Spectrum, b *Bank, two bool) (top ranked, ffts int) {
 		top.add(0, 0, 0) // every NCC is 0: the first centroid, no runner-up
 		return top, 0
 	}
-	if cap(p.bounds) < k {
-		p.bounds, p.order = make([]float64, k), make([]int, k)
-	}
-	bounds, order := p.bounds[:k], p.order[:k]
-	mag := p.mag
-	for f, v := range x.Coeff {
-		mag[f] = math.Sqrt(real(v)*real(v)+imag(v)*imag(v)) / x.Norm
-	}
-	for c, w := range b.weights {
-		var s float64
-		for f, v := range w {
-			s += v * mag[f]
-		}
-		bounds[c] = s
-		// insertion sort by bound, descending: k is small
-		i := c
-		for ; i > 0 && bounds[order[i-1]] < s; i-- {
-			order[i] = order[i-1]
-		}
-		order[i] = c
-	}
+	bounds, order := p.boundOrder(x, b.weights, nil)
 	for _, c := range order {
 		if bounds[c]+boundSlack < top.floor(two) {
 			break
@@ -160,6 +140,37 @@ func (p *Plan) nearest(x Spectrum, b *Bank, two bool) (top ranked, ffts int) {
 		top.add(v, c, s)
 	}
 	return top, ffts
+}
+
+// boundOrder fills p.mag with x's normalised magnitudes and returns every
+// centroid's magnitude bound, sum_f weights[c][f] mag[f] (times scale[c]
+// when scale is not nil), and the centroids in descending order of it.
+func (p *Plan) boundOrder(x Spectrum, weights [][]float64, scale []float64) (bounds []float64, order []int) {
+	k := len(weights)
+	if cap(p.bounds) < k {
+		p.bounds, p.order = make([]float64, k), make([]int, k)
+	}
+	bounds, order = p.bounds[:k], p.order[:k]
+	mag := p.mag
+	for f, v := range x.Coeff {
+		mag[f] = math.Sqrt(real(v)*real(v)+imag(v)*imag(v)) / x.Norm
+	}
+	for c, w := range weights {
+		var s float64
+		for f, v := range w {
+			s += v * mag[f]
+		}
+		if scale != nil {
+			s *= scale[c]
+		}
+		bounds[c] = s
+		i := c // insertion sort by bound, descending: k is small
+		for ; i > 0 && bounds[order[i-1]] < s; i-- {
+			order[i] = order[i-1]
+		}
+		order[i] = c
+	}
+	return bounds, order
 }
 
 // refinedBound is an upper bound on x's NCC with centroid c, tighter than

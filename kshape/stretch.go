@@ -187,27 +187,7 @@ func (p *Plan) nearestStretch(x Spectrum, n int, b *StretchBank, two bool) ranke
 		return top
 	}
 	sp := b.inverseSpreads(n)
-	if cap(p.bounds) < k {
-		p.bounds, p.order = make([]float64, k), make([]int, k)
-	}
-	bounds, order := p.bounds[:k], p.order[:k]
-	mag := p.mag
-	for f, v := range x.Coeff {
-		mag[f] = math.Sqrt(real(v)*real(v)+imag(v)*imag(v)) / x.Norm
-	}
-	for c, w := range b.weights {
-		var s float64
-		for f, v := range w {
-			s += v * mag[f]
-		}
-		s *= sp.maxInv[c]
-		bounds[c] = s
-		i := c // insertion sort by bound, descending: k is small
-		for ; i > 0 && bounds[order[i-1]] < s; i-- {
-			order[i] = order[i-1]
-		}
-		order[i] = c
-	}
+	bounds, order := p.boundOrder(x, b.weights, sp.maxInv)
 	exact := 0
 	for _, c := range order {
 		if bounds[c]+boundSlack < top.floor(two) {
