@@ -36,13 +36,7 @@ func stretchNCC(window, centroid []float64, s int) float64 {
 func TestMaxStretchNCCMatchesDefinition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	m := 300
-	walk := func() []float64 {
-		x := make([]float64, m)
-		for i := 1; i < m; i++ {
-			x[i] = x[i-1] + rng.NormFloat64()
-		}
-		return x
-	}
+	walk := func() []float64 { return randomWalk(rng, m) }
 	centroids := [][]float64{ZNormalize(walk()), ZNormalize(walk()), make([]float64, m)}
 	// a centroid flat over its first half: those stretches match nothing
 	centroids[2] = ZNormalize(append(make([]float64, m/2), walk()[:m-m/2]...))
@@ -88,13 +82,7 @@ func TestMaxStretchNCCMatchesDefinition(t *testing.T) {
 func TestNearestStretchPrunesExactly(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 3))
 	m := 360
-	walk := func() []float64 {
-		x := make([]float64, m)
-		for i := 1; i < m; i++ {
-			x[i] = x[i-1] + rng.NormFloat64()
-		}
-		return ZNormalize(x)
-	}
+	walk := func() []float64 { return ZNormalize(randomWalk(rng, m)) }
 	centroids := make([][]float64, 8)
 	for c := range centroids {
 		centroids[c] = walk()
@@ -139,4 +127,13 @@ func TestNearestStretchPrunesExactly(t *testing.T) {
 			t.Fatalf("trial %d n=%d: NearestStretchTwo %+v, %+v; every centroid %d %v, %+v", trial, n, best, runner, wantJ, wantNCC, runnerWant)
 		}
 	}
+}
+
+// randomWalk is m steps of a Gaussian random walk from 0.
+func randomWalk(rng *rand.Rand, m int) []float64 {
+	x := make([]float64, m)
+	for i := 1; i < m; i++ {
+		x[i] = x[i-1] + rng.NormFloat64()
+	}
+	return x
 }
