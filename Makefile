@@ -78,6 +78,8 @@ train-experts: venv build
 	done; for p in $$pids; do wait $$p; done
 	$(PY) -m mesp_training train-invoke --models $(WORK) --config training/search.yaml \
 	  $(if $(CLUSTERS),--clusters $(CLUSTERS),)
+	$(PY) -m mesp_training soft-routing --models $(WORK) --config training/search.yaml
+	$(PY) -m mesp_training train-trees --models $(WORK) --config training/search.yaml
 	bin/mesp publish --from $(WORK) --models $(MODELS)
 
 ## eval: backtest and provisioning simulation on the dev set's test part,

@@ -25,6 +25,9 @@ func newCatalog(s *Set, dir string) Catalog {
 	for _, m := range s.Experts {
 		lens[m.ID] = m.InputLen
 	}
+	if s.Trees != nil {
+		lens[s.Trees.ID] = s.Trees.InputLen
+	}
 	return Catalog{Manifest: s.Manifest, Clusters: s.Clusters, Dir: dir, LoadedAt: s.LoadedAt,
 		MaxInputLen: s.MaxInputLen, InputLens: lens}
 }

@@ -38,6 +38,17 @@ type Result struct {
 	// Blend is the runner-up cluster's count model blended into Forecast
 	// by soft routing (manifest.Routing); nil: the one model's forecast.
 	Blend *Blend
+	// Trees is the count trees' part of Forecast (manifest.Trees); nil:
+	// none blended.
+	Trees *TreesBlend
+}
+
+// TreesBlend is the count trees' part of a forecast: Forecast is (1 -
+// Weight) times the routed forecast (soft routing included) plus Weight
+// times the trees'.
+type TreesBlend struct {
+	Model  string
+	Weight float64
 }
 
 // Blend is the second count model of a soft-routed forecast: Forecast is
@@ -188,10 +199,14 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			countsErr = s.runGroups(ctx, groups, buf, input, nil, func(i int, y []float32) { out[i].Forecast = y })
 			if bgroups := s.blends(routes, per, mode, out); countsErr == nil && len(bgroups) > 0 {
 				countsErr = s.runGroups(ctx, bgroups, buf, input, nil, func(i int, y []float32) {
-					w := out[i].Blend.Weight
-					for h, v := range y {
-						out[i].Forecast[h] = float32((1-w)*float64(out[i].Forecast[h]) + w*float64(v))
-					}
+					mix(out[i].Forecast, y, out[i].Blend.Weight)
+				})
+			}
+			if tg := s.trees(len(reqs), mode); countsErr == nil && tg != nil {
+				tb := &TreesBlend{Model: tg[0].model.ID, Weight: s.Manifest.Trees.Weight}
+				countsErr = s.runGroups(ctx, tg, buf, input, nil, func(i int, y []float32) {
+					mix(out[i].Forecast, y, tb.Weight)
+					out[i].Trees = tb
 				})
 			}
 		}
@@ -221,6 +236,26 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		return nil, countsErr
 	}
 	return out, nil
+}
+
+// mix sets f to (1 - w) f + w y, in float64.
+func mix(f, y []float32, w float64) {
+	for h, v := range y {
+		f[h] = float32((1-w)*float64(f[h]) + w*float64(v))
+	}
+}
+
+// trees is the count trees' run over every request of a routed batch (nil
+// when the set blends none).
+func (s *Set) trees(n int, mode Mode) []modelGroup {
+	if s.Trees == nil || mode != Routed {
+		return nil
+	}
+	g := modelGroup{model: s.Trees, rows: make([]int, n)}
+	for i := range g.rows {
+		g.rows[i] = i
+	}
+	return []modelGroup{g}
 }
 
 // blends sets out[i].Blend for every request that soft routing blends (the
@@ -408,7 +443,8 @@ type Run struct {
 }
 
 // Runs returns the model runs that Forecast makes for a batch (soft
-// routing's runner-up models after the nearest clusters'), inputs
+// routing's runner-up models after the nearest clusters', then the count
+// trees), inputs
 // built and routes computed here, so that ONNX Runtime can be timed alone
 // on the same work (the ceiling in make bench-serve).
 func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error) {
@@ -416,8 +452,9 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	if err != nil {
 		return nil, err
 	}
-	// then the runner-up models that soft routing blends in
+	// then the runner-up models that soft routing blends in, then the trees
 	groups = append(groups, s.blends(routes, per, mode, make([]Result, len(reqs)))...)
+	groups = append(groups, s.trees(len(reqs), mode)...)
 	runs := make([]Run, len(groups))
 	for k, g := range groups {
 		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}

@@ -28,6 +28,9 @@ type Set struct {
 	// manifest has none); PExperts holds only the experts that serve.
 	PDense   *onnx.Model
 	PExperts map[int]*onnx.Model
+	// Trees is the count trees blended into every routed forecast
+	// (manifest.Trees; nil: none).
+	Trees    *onnx.Model
 	LoadedAt time.Time
 	// batchers merge concurrent small requests per model (nil: no batching)
 	batchers map[*onnx.Model]*onnx.Batcher
@@ -104,6 +107,12 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		s.close()
 		return nil, err
 	}
+	if m.Trees != nil {
+		if s.Trees, err = load(m.Trees.Model); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	for _, e := range m.Experts {
 		if !known[e.Cluster] {
 			s.close()
@@ -175,10 +184,10 @@ func (s *Set) close() {
 	}
 }
 
-// models is every loaded model: dense, experts, p_invoke models.
+// models is every loaded model: dense, trees, experts, p_invoke models.
 func (s *Set) models() []*onnx.Model {
 	var out []*onnx.Model
-	for _, m := range []*onnx.Model{s.Dense, s.PDense} {
+	for _, m := range []*onnx.Model{s.Dense, s.PDense, s.Trees} {
 		if m != nil {
 			out = append(out, m)
 		}
@@ -251,10 +260,14 @@ func (s *Set) ServedPInvoke(rt router.Route) (*onnx.Model, string) {
 	return s.PDense, "dense"
 }
 
-// Model finds a loaded model by id ("dense" or an expert's id).
+// Model finds a loaded count model by id ("dense", the trees' or an
+// expert's id).
 func (s *Set) Model(id string) *onnx.Model {
 	if s.Dense.ID == id {
 		return s.Dense
+	}
+	if s.Trees != nil && s.Trees.ID == id {
+		return s.Trees
 	}
 	for _, m := range s.Experts {
 		if m.ID == id {

@@ -255,6 +255,11 @@ func TestRunsAreForecastsWork(t *testing.T) {
 				byModel[s.Model(r.Blend.Model)] = append(byModel[s.Model(r.Blend.Model)], i)
 			}
 		}
+		for i, r := range want {
+			if r.Trees != nil {
+				byModel[s.Model(r.Trees.Model)] = append(byModel[s.Model(r.Trees.Model)], i)
+			}
+		}
 		outputs := map[int][][]float32{} // request -> its model outputs, nearest first
 		rows := 0
 		for _, run := range runs {
@@ -278,6 +283,12 @@ func TestRunsAreForecastsWork(t *testing.T) {
 			if r.Blend != nil {
 				n, blended = 2, blended+1
 			}
+			if (s.Trees != nil) != (r.Trees != nil) {
+				t.Fatalf("request %d: trees %+v with the set's trees %v", i, r.Trees, s.Trees != nil)
+			}
+			if r.Trees != nil {
+				n++
+			}
 			if len(outputs[i]) != n {
 				t.Fatalf("request %d in %d runs, want %d", i, len(outputs[i]), n)
 			}
@@ -285,6 +296,9 @@ func TestRunsAreForecastsWork(t *testing.T) {
 				got := float64(outputs[i][0][h])
 				if r.Blend != nil {
 					got = (1-r.Blend.Weight)*got + r.Blend.Weight*float64(outputs[i][1][h])
+				}
+				if r.Trees != nil {
+					got = (1-r.Trees.Weight)*got + r.Trees.Weight*float64(outputs[i][n-1][h])
 				}
 				if v := float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
 					t.Fatalf("request %d minute %d: runs give %v, Forecast %v", i, h, got, v)

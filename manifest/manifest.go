@@ -118,6 +118,20 @@ type Manifest struct {
 	Experts        []Expert `json:"experts"`
 	Prewarm        *Prewarm `json:"prewarm,omitempty"`
 	Routing        *Routing `json:"routing,omitempty"`
+	Trees          *Trees   `json:"trees,omitempty"`
+}
+
+// Trees is the count trees: one gradient-boosted count model (a count
+// graph like any other) blended into every routed forecast, (1 - Weight)
+// times the routed forecast (soft routing included) plus Weight times the
+// trees', out-of-distribution patterns too. The weight is chosen on
+// validation functions the trees' early stopping did not read (absent:
+// the routed forecast alone).
+type Trees struct {
+	Model
+	Weight float64 `json:"weight"`
+	// Validation is the validation figures it was chosen on (informational).
+	Validation map[string]any `json:"validation,omitempty"`
 }
 
 // Routing is soft routing of the count forecasts, chosen on validation
@@ -282,6 +296,20 @@ func (m Manifest) Validate() error {
 	}
 	if r := m.Routing; r != nil && !(r.SoftTau > 0 && r.MinWeight >= 0 && r.MinWeight <= 0.5) {
 		return fmt.Errorf("manifest: routing soft_tau %v and min_weight %v, want soft_tau > 0 and min_weight in [0, 0.5]", r.SoftTau, r.MinWeight)
+	}
+	if t := m.Trees; t != nil {
+		if !(t.Weight > 0 && t.Weight <= 1) {
+			return fmt.Errorf("manifest: trees weight %v, want a weight in (0, 1]", t.Weight)
+		}
+		if t.InputLen <= 0 {
+			return fmt.Errorf("manifest: trees %s: input_len %d", t.ID, t.InputLen)
+		}
+		if err := checkFile(t.ID, t.File, t.SHA256); err != nil {
+			return err
+		}
+		if t.PInvoke != nil {
+			return fmt.Errorf("manifest: trees %s: count trees have no p_invoke model", t.ID)
+		}
 	}
 	if m.Prewarm != nil && !(m.Prewarm.Threshold > 0 && m.Prewarm.Threshold < 1) {
 		return fmt.Errorf("manifest: prewarm threshold %v, want a probability in (0, 1)", m.Prewarm.Threshold)

@@ -43,12 +43,31 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 		},
 		"soft routing without tau":               func(m *Manifest) { m.Routing = &Routing{MinWeight: 0.1} },
 		"soft routing min weight above one half": func(m *Manifest) { m.Routing = &Routing{SoftTau: 0.1, MinWeight: 0.6} },
+		"trees without weight": func(m *Manifest) {
+			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}}
+		},
+		"trees weight above one": func(m *Manifest) {
+			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 1.5}
+		},
+		"trees outside": func(m *Manifest) {
+			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "../t.onnx", SHA256: good, InputLen: 240}, Weight: 0.5}
+		},
+		"trees with a p_invoke model": func(m *Manifest) {
+			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240,
+				PInvoke: &PInvoke{ID: "p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}}, Weight: 0.5}
+		},
 		"dense continues a model": func(m *Manifest) {
 			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen, Base: "dense-p"}
 		},
 	}
-	// An expert that continues the set's dense p_invoke model is good.
+	// Count trees at a weight in (0, 1] are good.
 	m := base()
+	m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.6}
+	if err := m.Validate(); err != nil {
+		t.Fatalf("count trees: %v", err)
+	}
+	// An expert that continues the set's dense p_invoke model is good.
+	m = base()
 	m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}
 	m.Experts[0].PInvoke = &PInvoke{ID: "e-p", File: "e.onnx", SHA256: good, InputLen: PInvokeInputLen, Serve: "expert", Base: "dense-p"}
 	if err := m.Validate(); err != nil {

@@ -137,8 +137,12 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	for _, e := range m.Experts {
 		files[e.ID] = e.Model
 	}
-	// Every model's output for the rows it answers, in full or in a soft
-	// routing blend, from Python onnxruntime on the same rows.
+	if m.Trees != nil {
+		files[m.Trees.ID] = m.Trees.Model
+	}
+	// Every model's output for the rows it answers, in full, in a soft
+	// routing blend or as the count trees, from Python onnxruntime on the
+	// same rows.
 	byModel := map[string][]int{}
 	blended := 0
 	for i, f := range resp.Forecasts {
@@ -154,6 +158,13 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 				math.Abs(b.Weight-m.Routing.RunnerWeight(f.Distance, b.Distance)) > 1e-12 || b.Weight < m.Routing.MinWeight {
 				t.Fatalf("forecast %d: blend %+v of %s (cluster %d, distance %v) against routing %+v", i, b, f.Model, f.Cluster, f.Distance, m.Routing)
 			}
+		}
+		// The count trees are in every routed forecast, at the manifest's weight.
+		if (m.Trees == nil) != (f.Trees == nil) || f.Trees != nil && (f.Trees.Model != m.Trees.ID || f.Trees.Weight != m.Trees.Weight) {
+			t.Fatalf("forecast %d: trees %+v, manifest %+v", i, f.Trees, m.Trees)
+		}
+		if f.Trees != nil {
+			byModel[f.Trees.Model] = append(byModel[f.Trees.Model], i)
 		}
 	}
 	python := map[string]map[int][]float64{} // model -> request -> its 60 values
@@ -175,8 +186,11 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			if b := f.Blend; b != nil {
 				want = (1-b.Weight)*want + b.Weight*python[b.Model][i][h]
 			}
+			if tr := f.Trees; tr != nil {
+				want = (1-tr.Weight)*want + tr.Weight*python[tr.Model][i][h]
+			}
 			if got := float64(f.Forecast[h]); math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
-				t.Fatalf("forecast %d (%s, blend %+v) minute %d: server %v, python %v", i, f.Model, f.Blend, h, got, want)
+				t.Fatalf("forecast %d (%s, blend %+v, trees %+v) minute %d: server %v, python %v", i, f.Model, f.Blend, f.Trees, h, got, want)
 			}
 		}
 	}

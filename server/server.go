@@ -235,6 +235,16 @@ type RouteJSON struct {
 	// Blend is the runner-up cluster's count model that soft routing
 	// blended into the forecast (absent: the forecast is one model's).
 	Blend *BlendJSON `json:"blend,omitempty"`
+	// Trees is the count trees' part of the forecast (absent: none).
+	Trees *TreesJSON `json:"trees,omitempty"`
+}
+
+// TreesJSON is the count trees blended into every routed forecast: the
+// forecast is (1 - weight) times the routed forecast plus weight times
+// the trees'.
+type TreesJSON struct {
+	Model  string  `json:"model"`
+	Weight float64 `json:"weight"`
 }
 
 // BlendJSON is the second model of a soft-routed forecast: the forecast
@@ -252,6 +262,9 @@ func routeJSON(r forecast.Result) RouteJSON {
 	rj := RouteJSON{ID: r.ID, Cluster: r.Cluster, Distance: r.Distance, OOD: r.OOD}
 	if b := r.Blend; b != nil {
 		rj.Blend = &BlendJSON{Cluster: b.Cluster, Distance: b.Distance, Model: b.Model, Kind: b.Kind, Weight: b.Weight}
+	}
+	if t := r.Trees; t != nil {
+		rj.Trees = &TreesJSON{Model: t.Model, Weight: t.Weight}
 	}
 	return rj
 }
@@ -504,6 +517,7 @@ func (s *Server) handleExperts(c echo.Context) error {
 		Horizon    int          `json:"horizon"`
 		Dense      ExpertJSON   `json:"dense"`
 		Experts    []ExpertJSON `json:"experts"`
+		Trees      *TreesEntry  `json:"trees,omitempty"`
 		LastReload ReloadStatus `json:"last_reload"`
 	}{LoadedAt: set.LoadedAt, Horizon: m.Horizon, LastReload: s.reloadStatus(),
 		Dense: ExpertJSON{ID: m.Dense.ID, File: m.Dense.File, SHA256: m.Dense.SHA256, Family: m.Dense.Family, InputLen: m.Dense.InputLen, ValMAE: m.Dense.ValMAE}}
@@ -517,7 +531,21 @@ func (s *Server) handleExperts(c echo.Context) error {
 			InputLen: e.InputLen, ValMAE: e.ValMAE, DenseValMAE: e.DenseValMAE, Serve: e.Serve,
 			ClusterSize: sizes[cl].size, Threshold: sizes[cl].threshold})
 	}
+	if t := m.Trees; t != nil {
+		out.Trees = &TreesEntry{ID: t.ID, File: t.File, SHA256: t.SHA256, Family: t.Family, InputLen: t.InputLen, Weight: t.Weight}
+	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// TreesEntry is the count trees in /v1/experts: blended into every routed
+// forecast at Weight.
+type TreesEntry struct {
+	ID       string  `json:"id"`
+	File     string  `json:"file"`
+	SHA256   string  `json:"sha256"`
+	Family   string  `json:"family"`
+	InputLen int     `json:"input_len"`
+	Weight   float64 `json:"weight"`
 }
 
 type manifestCluster struct {

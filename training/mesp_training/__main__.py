@@ -1,7 +1,8 @@
 """python -m mesp_training train --models DIR [--clusters 3,4] [--config search.yaml] [--storage URL]
 python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]
 python -m mesp_training threshold --models DIR [--config search.yaml]
-python -m mesp_training soft-routing --models DIR [--config search.yaml]"""
+python -m mesp_training soft-routing --models DIR [--config search.yaml]
+python -m mesp_training train-trees --models DIR [--config search.yaml]"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from .contract import read_clusters, read_manifest
+from .count_trees import train_trees
 from .invocation_train import InvokeConfig, rechoose_threshold, train_invoke
 from .pipeline import load_cluster, log, train
 from .search import SearchConfig
@@ -46,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
     r.add_argument("--config", type=Path, help="search settings (YAML): the validation split")
     r.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    tt = sub.add_parser("train-trees", help="fit the count trees (LightGBM, after `train` and `soft-routing`) and "
+                        "choose their blend weight on validation windows as routed")
+    tt.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
+    tt.add_argument("--config", type=Path, help="search settings (YAML): the validation split")
+    tt.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -58,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             cs = read_clusters(a.models / man["clusters"])
             val = np.concatenate([load_cluster(a.models, cl, scfg.val_percent)[1] for cl in cs["clusters"]])
             choose_soft_routing(a.models, val, log=log)
+            return 0
+        if a.cmd == "train-trees":
+            scfg = SearchConfig.load(a.config)
+            train_trees(a.models, lambda cl: load_cluster(a.models, cl, scfg.val_percent), log=log)
             return 0
         if a.cmd == "threshold":
             scfg = SearchConfig.load(a.config)

@@ -178,6 +178,13 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
                                and isinstance(rt.get("min_weight"), int | float) and 0 <= rt["min_weight"] <= 0.5):
         out.append(f"routing soft_tau {rt.get('soft_tau')!r} and min_weight {rt.get('min_weight')!r}, "
                    "want soft_tau > 0 and min_weight in [0, 0.5]")
+    tr = m.get("trees")
+    if tr is not None:
+        model("trees", tr)
+        if isinstance(tr, dict) and not (isinstance(tr.get("weight"), int | float) and 0 < tr["weight"] <= 1):
+            out.append(f"trees weight {tr.get('weight')!r}, want a weight in (0, 1]")
+        if isinstance(tr, dict) and "p_invoke" in tr:
+            out.append("trees: count trees have no p_invoke model")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

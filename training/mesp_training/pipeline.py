@@ -132,8 +132,13 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
     manifest = {"version": VERSION, "horizon": HORIZON, "clusters": "clusters.json",
                 "clusters_sha256": sha256_file(models / "clusters.json"), "dense": dense_entry,
                 "experts": [experts[c] for c in sorted(experts)]}
-    if old is not None and clusters is not None and "prewarm" in old:
-        manifest["prewarm"] = old["prewarm"]  # the p_invoke models' threshold stays until they are retrained
+    if old is not None and clusters is not None:
+        # Retraining some clusters keeps what the rest of the set chose: the
+        # p_invoke threshold until those models are retrained, soft routing
+        # and the count trees (one model for the whole set) until chosen again.
+        for key in ("prewarm", "routing", "trees"):
+            if key in old:
+                manifest[key] = old[key]
     write_manifest(models, manifest)
     tag = "all" if clusters is None else "-".join(map(str, selected))
     write_json_atomic(work / f"training-report-{tag}.json", report)

@@ -52,6 +52,56 @@ def forecast_at(models: Path, entry: dict[str, Any], series: np.ndarray, t: int)
     return out
 
 
+@dataclass
+class TwoNearest:
+    """One origin's windows as routed: the served count forecasts of the
+    nearest cluster (hard: dense out of distribution) and of the runner-up,
+    their distances, and where a blend may apply (both radii hold and the
+    two clusters serve different models)."""
+
+    hard: np.ndarray
+    first: np.ndarray
+    runner: np.ndarray
+    d1: np.ndarray
+    d2: np.ndarray
+    blendable: np.ndarray
+
+    def blend(self, tau: float, min_weight: float) -> tuple[np.ndarray, np.ndarray]:
+        """Soft routing at (tau, min_weight): the forecasts, and which windows blend."""
+        w = runner_weight(self.d1, self.d2, tau)
+        on = self.blendable & (w >= min_weight)
+        soft = (1 - w)[:, None] * self.first + w[:, None] * self.runner
+        out: np.ndarray = np.where(on[:, None], soft, self.hard)
+        return out, on
+
+
+def two_nearest(models: Path, man: dict[str, Any], router: Router, series: np.ndarray, t: int) -> TwoNearest:
+    ids = list(router.ids)
+    served = {e["cluster"]: e if e["serve"] == "expert" else man["dense"] for e in man["experts"]}
+    routes = router.route_many(series[:, :t])
+    rows = np.arange(len(series))
+    d = routes.distances
+    near = np.argsort(d, axis=1, kind="stable")[:, :2]
+    d1, d2 = d[rows, near[:, 0]], d[rows, near[:, 1]]
+    dense = forecast_at(models, man["dense"], series, t)
+    preds = {c: dense if e is man["dense"] else forecast_at(models, e, series, t) for c, e in served.items()}
+    first = np.stack([preds[ids[j]][r] for r, j in zip(rows, near[:, 0], strict=True)])
+    runner = np.stack([preds[ids[j]][r] for r, j in zip(rows, near[:, 1], strict=True)])
+    differ = np.array([served[ids[a]] is not served[ids[b]] for a, b in near])
+    within = ~routes.ood & (d2 <= router.thresholds(t)[near[:, 1]])
+    return TwoNearest(np.where(routes.ood[:, None], dense, first), first, runner, d1, d2, within & differ)
+
+
+def served_forecast(models: Path, man: dict[str, Any], router: Router, series: np.ndarray, t: int) -> np.ndarray:
+    """The routed count forecasts of minutes t+1..t+60 as `mesp serve`
+    answers them before the count trees blend in: the nearest cluster's
+    served model, blended with the runner-up's as the manifest's
+    ``routing`` says."""
+    two = two_nearest(models, man, router, series, t)
+    soft = man.get("routing")
+    return two.hard if soft is None else two.blend(soft["soft_tau"], soft["min_weight"])[0]
+
+
 def evaluate(models: Path, val: np.ndarray, log: Callable[[str], None] = print) -> list[Outcome]:
     """Hard routing and every (tau, minimum weight) on the validation
     functions val, WAPE over the evaluation origins."""
@@ -59,34 +109,19 @@ def evaluate(models: Path, val: np.ndarray, log: Callable[[str], None] = print) 
     if man is None:
         raise ValueError(f"{models}/manifest.json missing")
     router = Router(read_clusters(models / man["clusters"]))
-    ids = list(router.ids)
-    served = {e["cluster"]: e if e["serve"] == "expert" else man["dense"] for e in man["experts"]}
     settings = [(None, 0.0)] + [(tau, cut) for tau in TAUS for cut in MIN_WEIGHTS]
     err = np.zeros(len(settings))
     second = np.zeros(len(settings))
     den, windows = 0.0, 0
-    rows = np.arange(len(val))
     for t in EVAL_ORIGINS:
-        routes = router.route_many(val[:, :t])
-        d = routes.distances
-        near = np.argsort(d, axis=1, kind="stable")[:, :2]
-        d1, d2 = d[rows, near[:, 0]], d[rows, near[:, 1]]
-        within = ~routes.ood & (d2 <= router.thresholds(t)[near[:, 1]])
-        dense = forecast_at(models, man["dense"], val, t)
-        preds = {c: dense if e is man["dense"] else forecast_at(models, e, val, t) for c, e in served.items()}
-        first = np.stack([preds[ids[j]][r] for r, j in zip(rows, near[:, 0], strict=True)])
-        runner = np.stack([preds[ids[j]][r] for r, j in zip(rows, near[:, 1], strict=True)])
-        differ = np.array([served[ids[a]] is not served[ids[b]] for a, b in near])
-        hard = np.where(routes.ood[:, None], dense, first)
+        two = two_nearest(models, man, router, val, t)
         y = val[:, t:t + 60]
         for k, (tau, cut) in enumerate(settings):
             if tau is None:
-                err[k] += np.abs(hard - y).sum()
+                err[k] += np.abs(two.hard - y).sum()
                 continue
-            w = runner_weight(d1, d2, tau)
-            on = within & differ & (w >= cut)
-            soft = (1 - w)[:, None] * first + w[:, None] * runner
-            err[k] += np.abs(np.where(on[:, None], soft, hard) - y).sum()
+            pred, on = two.blend(tau, cut)
+            err[k] += np.abs(pred - y).sum()
             second[k] += on.sum()
         den += np.abs(y).sum()
         windows += len(val)

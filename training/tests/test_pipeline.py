@@ -10,8 +10,10 @@ import onnxruntime as ort
 import pytest
 from conftest import TINY
 
+from mesp_training import count_trees as ct
 from mesp_training import invocation_gbm as gbm
 from mesp_training.contract import sha256_file
+from mesp_training.count_trees import train_trees
 from mesp_training.invocation import WINDOW
 from mesp_training.invocation_train import LOOP_END, LOOP_START, MIN_ROUTED_DECISIONS, InvokeConfig, train_invoke
 from mesp_training.pipeline import load_cluster, train
@@ -80,11 +82,23 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
                         for cl in json.loads((models / "clusters.json").read_text())["clusters"])
     assert 0 < routed <= val_functions * (LOOP_END - LOOP_START + 1)
 
+    # The count trees: fitted on every cluster's training functions, their
+    # weight chosen on the validation half early stopping did not read.
+    tiny = dict(ct.PARAMS, min_data_in_leaf=5, num_leaves=7)
+    manifest = train_trees(models, lambda cl: load_cluster(models, cl, cfg.val_percent), params=tiny, rounds=3,
+                           stride=120, log=lambda _: None)
+    assert (models / "dense-trees.onnx").is_file()
+    if "trees" in manifest:
+        t = manifest["trees"]
+        assert sha256_file(models / t["file"]) == t["sha256"] and t["input_len"] == ct.WINDOW
+        assert 0 < t["weight"] <= 1 and t["validation"]["wape"] <= t["validation"]["routed_wape"]
+
     # Retraining one cluster leaves every other entry and file byte-identical.
     before = {e["cluster"]: (dict(e), (models / e["file"]).read_bytes(), (models / e["p_invoke"]["file"]).read_bytes())
               for e in manifest["experts"]}
     dense_bytes = (models / "dense.onnx").read_bytes(), (models / "dense-p.onnx").read_bytes()
-    train(models, cfg, clusters=[1])
+    kept = train(models, cfg, clusters=[1])
+    assert kept.get("trees") == manifest.get("trees")  # the set's count trees stay
     again = train_invoke(models, icfg, lambda cl: load_cluster(models, cl, cfg.val_percent), clusters=[1])
     assert ((models / "dense.onnx").read_bytes(), (models / "dense-p.onnx").read_bytes()) == dense_bytes
     for e in again["experts"]:

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import fixture_rows
+
+from mesp_training import count_trees as ct
+from mesp_training.export import ExportMismatch
+
+
+@pytest.fixture(scope="module")
+def series() -> np.ndarray:
+    return np.stack(list(fixture_rows().values()))
+
+
+def test_features_are_the_recipe_by_hand(series: np.ndarray) -> None:
+    w = series[:3, 900:900 + ct.WINDOW]
+    f, level = ct.features(w)
+    assert f.shape == (3, ct.FEATURES.n_features)
+    for i in range(3):
+        x = w[i].astype(np.float64)
+        lv = 1 + x[-60:].mean()
+        want = [x[-k] for k in ct.LAGS] + [x[-m:].mean() for m in ct.MEANS] + [x[-60:].std()]
+        np.testing.assert_allclose(f[i, :-1], np.array(want) / lv, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([f[i, -1], level[i]], [np.log(lv), lv], rtol=1e-5)
+
+
+def test_trees_export_one_ensemble_equal_to_lightgbm(series: np.ndarray, tmp_path: Path) -> None:
+    train, val = series[:80], series[80:]
+    params = dict(ct.PARAMS, min_data_in_leaf=5, num_leaves=7)
+    boosters = ct.fit(train, val, (1080, 1200), params=params, rounds=4, stride=120, log=lambda _: None)
+    assert len(boosters) == 60 and all(1 <= b.num_trees() <= 4 for b in boosters)
+    probe, _ = ct.windows(val, (1080, 1320))
+    path = tmp_path / "trees.onnx"
+    ct.export(boosters, path, "dense-trees", probe)
+    graph = onnx.load(str(path)).graph
+    (trees,) = [n for n in graph.node if n.op_type == "TreeEnsembleRegressor"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in trees.attribute}
+    # one ensemble: every horizon's trees, each writing its own target
+    assert attrs["n_targets"] == 60 and set(attrs["target_ids"]) == set(range(60))
+    assert len(set(attrs["nodes_treeids"])) == sum(b.num_trees() for b in boosters)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"counts": probe})[0]
+    want = ct.predict(boosters, probe)
+    assert got.shape == (len(probe), 60) and (got >= 0).all()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    assert np.abs(want).sum() > 0  # the trees answer something, not zeros
+
+
+def test_export_refuses_trees_that_do_not_match(series: np.ndarray, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    train, val = series[:80], series[80:]
+    params = dict(ct.PARAMS, min_data_in_leaf=5, num_leaves=7)
+    a = ct.fit(train, val, (1080,), params=params, rounds=3, stride=120, log=lambda _: None)
+    b = ct.fit(train * 3 + 1, val, (1080,), params=params, rounds=3, stride=120, log=lambda _: None)
+    probe, _ = ct.windows(val, (1080,))
+    path = tmp_path / "trees.onnx"
+    path.write_bytes(b"good")
+    real_ensemble = ct._ensemble
+    # the check expects a's trees, the graph is given b's
+    monkeypatch.setattr(ct, "_ensemble", lambda _boosters: real_ensemble(b))
+    with pytest.raises(ExportMismatch):
+        ct.export(a, path, "dense-trees", probe)
+    assert path.read_bytes() == b"good"  # nothing replaced
+
+
+def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
+    """The blend weight is chosen on soft_routing.served_forecast blended
+    with the trees' graph: on real rows, that is what `mesp serve` answers."""
+    from conftest import shipped_models
+    from test_kserve_v2 import v1
+
+    from mesp_training.contract import read_clusters, read_manifest
+    from mesp_training.routing import Router
+    from mesp_training.soft_routing import served_forecast
+
+    models = shipped_models()
+    man = read_manifest(models)
+    assert man is not None
+    t = 1200
+    series = np.stack(list(fixture_rows().values())[:40])
+    want = served_forecast(models, man, Router(read_clusters(models / man["clusters"])), series, t)
+    got = v1(server, series[:, :t])["forecasts"]
+    if "trees" in man:
+        w = man["trees"]["weight"]
+        sess = ort.InferenceSession(str(models / man["trees"]["file"]), providers=["CPUExecutionProvider"])
+        trees = sess.run(None, {"counts": series[:, t - ct.WINDOW:t]})[0]
+        want = (1 - w) * want + w * trees
+        assert all(f["trees"] == {"model": man["trees"]["id"], "weight": w} for f in got)
+    np.testing.assert_allclose(np.array([f["forecast"] for f in got]), want, rtol=1e-4, atol=1e-4)
