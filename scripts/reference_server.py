@@ -1,7 +1,8 @@
 """Python reference server for `make bench-serve`: the same API, ONNX files
-and routing as `mesp serve`, on a standard Python stack (http.server's
-ThreadingHTTPServer, numpy, onnxruntime), so the two can be compared under
-the same load.
+and routing as `mesp serve` (soft routing's runner-up blend and the count
+trees included, as the manifest says), on a standard Python stack
+(http.server's ThreadingHTTPServer, numpy, onnxruntime), so the two can be
+compared under the same load and the same work.
 
 usage: reference_server.py MODELS_DIR PORT
        reference_server.py --route CLUSTERS_JSON < rows.json
@@ -26,6 +27,7 @@ import onnxruntime as ort  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 from mesp_training.routing import Router  # noqa: E402
+from mesp_training.soft_routing import runner_weight  # noqa: E402
 
 ort.disable_telemetry_events()
 
@@ -36,10 +38,11 @@ def load(models: Path) -> tuple[Router, dict, dict]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = {}
-    for e in [man["dense"], *man["experts"]]:
+    for e in [man["dense"], *man["experts"], *([man["trees"]] if "trees" in man else [])]:
         sess[e["id"]] = (ort.InferenceSession(str(models / e["file"]), opts, providers=["CPUExecutionProvider"]), e)
     served = {e["cluster"]: (e["id"] if e["serve"] == "expert" else man["dense"]["id"]) for e in man["experts"]}
-    return router, sess, {"served": served, "dense": man["dense"]["id"]}
+    return router, sess, {"served": served, "dense": man["dense"]["id"], "routing": man.get("routing"),
+                          "trees": man.get("trees")}
 
 
 def main() -> None:
@@ -68,23 +71,51 @@ def main() -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             fns = body.get("functions") or [body]
             groups: dict[str, list[int]] = {}
+            runners: dict[str, list[int]] = {}  # soft routing's second models
             out = []
+            soft, trees = table["routing"], table["trees"]
             for i, f in enumerate(fns):
                 c = np.asarray(f["counts"], float)
                 if len(c) == 0 or (c < 0).any() or not np.isfinite(c).all():
                     self.send_error(400)
                     return
-                cl, dist, ood = router.route(c)
+                r = router.route_many(c[None])
+                cl, dist, ood = int(r.cluster[0]), float(r.distance[0]), bool(r.ood[0])
                 mid = table["dense"] if ood else table["served"].get(cl, table["dense"])
                 groups.setdefault(mid, []).append(i)
                 out.append({"id": f.get("id", f"#{i}"), "cluster": cl, "distance": dist,
                             "out_of_distribution": ood, "model": mid})
-            for mid, idx in groups.items():
+                if soft is not None and not ood:
+                    j = np.argsort(r.distances[0], kind="stable")[1]
+                    d2, runner = float(r.distances[0, j]), int(router.ids[j])
+                    w = float(runner_weight(np.array(dist), np.array(d2), soft["soft_tau"]))
+                    rid = table["served"].get(runner, table["dense"])
+                    if d2 <= router.thresholds(len(c))[j] and rid != mid and w >= soft["min_weight"]:
+                        out[i]["blend"] = {"cluster": runner, "distance": d2, "model": rid, "weight": w}
+                        runners.setdefault(rid, []).append(i)
+            if trees is not None:
+                runners.setdefault(trees["id"], []).extend(range(len(fns)))
+
+            def run(mid: str, idx: list[int]) -> np.ndarray:
                 s, e = sess[mid]
                 x = np.stack([np.asarray(fns[i]["counts"][-e["input_len"]:], np.float32) for i in idx])
-                y = s.run(["forecast"], {"counts": x})[0]
-                for r, i in enumerate(idx):
-                    out[i]["forecast"] = y[r].tolist()
+                y: np.ndarray = s.run(["forecast"], {"counts": x})[0]
+                return y
+
+            fc: dict[int, np.ndarray] = {}
+            for mid, idx in groups.items():
+                y = run(mid, idx)
+                for r_, i in enumerate(idx):
+                    fc[i] = y[r_].astype(np.float64)
+            for mid, idx in runners.items():  # the trees, last, blend into the soft-routed forecast
+                y = run(mid, idx)
+                for r_, i in enumerate(idx):
+                    w = trees["weight"] if trees is not None and mid == trees["id"] else out[i]["blend"]["weight"]
+                    fc[i] = (1 - w) * fc[i] + w * y[r_]
+                    if trees is not None and mid == trees["id"]:
+                        out[i]["trees"] = {"model": mid, "weight": w}
+            for i in range(len(fns)):
+                out[i]["forecast"] = fc[i].tolist()
             data = json.dumps({"horizon": 60, "forecasts": out}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
