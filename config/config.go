@@ -108,6 +108,10 @@ type Router struct {
 	// OODMaxBytes bounds one OOD log file before it is rotated.
 	OODMaxBytes int64 `koanf:"ood_max_bytes"`
 	OODKeep     int   `koanf:"ood_keep"`
+	// CountTrees blends the manifest's count trees into every routed
+	// forecast; false serves without them (about 30% less server CPU per
+	// forecast, for about 1.5% higher validation WAPE: README, Serving).
+	CountTrees bool `koanf:"count_trees"`
 }
 
 // Log configures structured logging.
@@ -138,6 +142,7 @@ func Defaults() map[string]any {
 		"router.ood_dir":                "",
 		"router.ood_max_bytes":          int64(64 << 20),
 		"router.ood_keep":               4,
+		"router.count_trees":            true,
 		"log.level":                     "info",
 		"log.format":                    "text",
 		"history.max_functions":         100000,

@@ -290,6 +290,10 @@ type Forecaster struct {
 	curM  sync.RWMutex
 	// OnRoute, if set, observes every routing decision (metrics, OOD log).
 	OnRoute RouteHook
+	// SkipTrees serves every set without its count trees (manifest.Trees):
+	// config router.count_trees false, for CPU over accuracy. Set it
+	// before the first Reload.
+	SkipTrees bool
 }
 
 // RouteHook observes one routing decision and the kind of model chosen.
@@ -314,8 +318,28 @@ func (f *Forecaster) Reload() (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.SkipTrees {
+		s.dropTrees()
+	}
 	f.swap(s)
 	return s, nil
+}
+
+// dropTrees takes the count trees out of a set before it serves (verified
+// at load like every file, then closed): the set as served, its manifest
+// and catalog included, has none.
+func (s *Set) dropTrees() {
+	if s.Trees == nil {
+		return
+	}
+	if b, ok := s.batchers[s.Trees]; ok {
+		b.Close()
+		delete(s.batchers, s.Trees)
+	}
+	s.Trees.Close()
+	s.Trees = nil
+	s.Manifest.Trees = nil
+	s.catalog = newCatalog(s, s.catalog.Dir)
 }
 
 // swap puts s in service and retires the set it replaces.

@@ -63,6 +63,13 @@ func TestLoadSetRefusesBrokenFolders(t *testing.T) {
 			cs.Clusters[0].Threshold += 0.01
 			manifest.Write(filepath.Join(dir, "clusters.json"), cs)
 		}, "checksum"},
+		{"count trees tampered", func(t *testing.T, dir string) {
+			m, _ := manifest.ReadManifest(dir)
+			if m.Trees == nil {
+				t.Fatal("the shipped set has no count trees")
+			}
+			os.WriteFile(filepath.Join(dir, m.Trees.File), []byte("not onnx"), 0o644)
+		}, "checksum"},
 		{"p_invoke model tampered", func(t *testing.T, dir string) {
 			m, _ := manifest.ReadManifest(dir)
 			os.WriteFile(filepath.Join(dir, m.Dense.PInvoke.File), []byte("not onnx"), 0o644)
@@ -308,5 +315,67 @@ func TestRunsAreForecastsWork(t *testing.T) {
 		if s.Manifest.Routing != nil && blended == 0 {
 			t.Fatal("soft routing is on, yet Forecast blended no request")
 		}
+	}
+}
+
+// TestSkipTreesServesTheRoutedForecast: with router.count_trees off, a
+// forecast is the routed one alone: the answer with the trees is (1 - w)
+// times it plus w times the trees' own forecast.
+func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
+	dir := fixture.CopyModels(t)
+	with, fns := readyForecaster(t, dir)
+	without := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+	without.SkipTrees = true
+	if _, err := without.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	defer without.Close()
+	reqs := make([]Request, 24)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
+	}
+	ctx := context.Background()
+	a, err := with.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := without.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := without.Catalog(); c.Manifest.Trees != nil || c.InputLens["dense-trees"] != 0 {
+		t.Fatal("a set served without trees still lists them")
+	}
+	s, release, err := with.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	in := make([]float32, 0, len(reqs)*s.Trees.InputLen)
+	for _, r := range reqs {
+		in = appendInput(in, r.Counts, s.Trees.InputLen)
+	}
+	trees, err := s.Trees.Predict(ctx, in, len(reqs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	differ := 0
+	for i := range reqs {
+		if b[i].Trees != nil || a[i].Trees == nil {
+			t.Fatalf("request %d: trees %+v with, %+v without", i, a[i].Trees, b[i].Trees)
+		}
+		w := a[i].Trees.Weight
+		for h := range a[i].Forecast {
+			want := (1-w)*float64(b[i].Forecast[h]) + w*float64(trees[i*manifest.Horizon+h])
+			if got := float64(a[i].Forecast[h]); math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
+				t.Fatalf("request %d minute %d: with trees %v, without blended by hand %v", i, h, got, want)
+			}
+			if a[i].Forecast[h] != b[i].Forecast[h] {
+				differ++
+			}
+		}
+	}
+	if differ == 0 {
+		t.Fatal("the trees changed no forecast")
 	}
 }

@@ -54,6 +54,7 @@ func runEval(ctx context.Context, args []string) error {
 	}
 	// The very path the server uses: forecast.Forecaster over the folder.
 	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
+	fc.SkipTrees = !cfg.Router.CountTrees
 	if _, err := fc.Reload(); err != nil {
 		return err
 	}
