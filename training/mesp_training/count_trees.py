@@ -40,7 +40,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from .contract import HORIZON, INPUT_NAME, OUTPUT_NAME, sha256_file
-from .export import OPSET, ExportMismatch, stamp
+from .export import ExportMismatch, stamp, trace_graph
 from .runtime import inference_session
 
 FAMILY = "lightgbm"
@@ -199,18 +199,7 @@ def _ensemble(boosters: list[lgb.Booster]) -> onnx.NodeProto:
 
 def build_graph(boosters: list[lgb.Booster], probe: np.ndarray) -> onnx.ModelProto:
     """Features (torch, exported) -> trees -> max(0) x level: [batch, 240] -> [batch, 60]."""
-    fd, tmp = tempfile.mkstemp(suffix=".onnx")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(CountFeatures().eval(), (torch.from_numpy(probe),), tmp, input_names=[INPUT_NAME],
-                              output_names=["trees_in", "level"],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, "trees_in": {0: "batch"}, "level": {0: "batch"}},
-                              opset_version=OPSET, dynamo=False)
-        graph = onnx.load(tmp)
-    finally:
-        os.remove(tmp)
+    graph = trace_graph(CountFeatures(), probe, ["trees_in", "level"])
     g = graph.graph
     g.node.append(_ensemble(boosters))
     g.node.extend([helper.make_node("Relu", ["trees_out"], ["trees_pos"]),

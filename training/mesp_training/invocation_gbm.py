@@ -112,19 +112,9 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
     """The MLP and the trees in one graph. With base_trees, only the trees
     after the first base_trees (the dense model's) are in it, and minute 1
     is sigmoid(logit(dense_p1) + their margin)."""
-    fd, tmp = tempfile.mkstemp(suffix=".onnx")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # eval() on the wrapper: the exporter applies the root's mode to all.
-            torch.onnx.export(_WithFeatures(model).eval(), (torch.from_numpy(probe),), tmp, input_names=[INPUT_NAME],
-                              output_names=["p_mlp", "features"],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, "p_mlp": {0: "batch"}, "features": {0: "batch"}},
-                              opset_version=opset, dynamo=False)
-        mlp = onnx.load(tmp)
-    finally:
-        os.remove(tmp)
+    from .export import trace_graph
+
+    mlp = trace_graph(_WithFeatures(model), probe, ["p_mlp", "features"], opset)
     if base_trees:
         trees = added_trees_graph(booster, base_trees, model.features.n_features)
     else:
