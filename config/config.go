@@ -108,9 +108,9 @@ type Router struct {
 	// OODMaxBytes bounds one OOD log file before it is rotated.
 	OODMaxBytes int64 `koanf:"ood_max_bytes"`
 	OODKeep     int   `koanf:"ood_keep"`
-	// CountTrees blends the manifest's count trees into every routed
-	// forecast; false serves without them (about 30% less server CPU per
-	// forecast, for about 1.5% higher validation WAPE: README, Serving).
+	// CountTrees blends the manifest's count trees, where it has them,
+	// into every routed forecast; false serves without them (less CPU per
+	// forecast for less accuracy: README, Serving).
 	CountTrees bool `koanf:"count_trees"`
 }
 

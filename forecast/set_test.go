@@ -63,13 +63,6 @@ func TestLoadSetRefusesBrokenFolders(t *testing.T) {
 			cs.Clusters[0].Threshold += 0.01
 			manifest.Write(filepath.Join(dir, "clusters.json"), cs)
 		}, "checksum"},
-		{"count trees tampered", func(t *testing.T, dir string) {
-			m, _ := manifest.ReadManifest(dir)
-			if m.Trees == nil {
-				t.Fatal("the shipped set has no count trees")
-			}
-			os.WriteFile(filepath.Join(dir, m.Trees.File), []byte("not onnx"), 0o644)
-		}, "checksum"},
 		{"p_invoke model tampered", func(t *testing.T, dir string) {
 			m, _ := manifest.ReadManifest(dir)
 			os.WriteFile(filepath.Join(dir, m.Dense.PInvoke.File), []byte("not onnx"), 0o644)
@@ -322,7 +315,7 @@ func TestRunsAreForecastsWork(t *testing.T) {
 // forecast is the routed one alone: the answer with the trees is (1 - w)
 // times it plus w times the trees' own forecast.
 func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
-	dir := fixture.CopyModels(t)
+	dir := fixture.CopyModelsWithTrees(t, 0.3)
 	with, fns := readyForecaster(t, dir)
 	without := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
 	without.SkipTrees = true
@@ -377,5 +370,23 @@ func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
 	}
 	if differ == 0 {
 		t.Fatal("the trees changed no forecast")
+	}
+}
+
+// TestTamperedCountTreesFailTheLoad: the count trees are verified like
+// every file of the set.
+func TestTamperedCountTreesFailTheLoad(t *testing.T) {
+	dir := fixture.CopyModelsWithTrees(t, 0.3)
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := LoadSet(dir, onnx.Options{IntraOpThreads: 1}, Batching{}); err != nil {
+		t.Fatalf("the set with its trees: %v", err)
+	} else {
+		s.Close()
+	}
+	os.WriteFile(filepath.Join(dir, "dense-trees.onnx"), []byte("not onnx"), 0o644)
+	if _, err := LoadSet(dir, onnx.Options{IntraOpThreads: 1}, Batching{}); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("tampered trees: %v, want a checksum error", err)
 	}
 }

@@ -116,7 +116,9 @@ func batchBody(fns []trace.Function, minutes int) string {
 }
 
 func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
-	ts := start(t, "")
+	// The shipped set with count trees added: soft routing's blends and the
+	// trees' are both checked.
+	ts := startOn(t, fixture.CopyModelsWithTrees(t, 0.3))
 	fns := fixtureRows(t, 40)
 	code, body := post(t, ts.URL+"/v1/forecast", batchBody(fns, 1200))
 	if code != http.StatusOK {

@@ -2,7 +2,8 @@
 python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]
 python -m mesp_training threshold --models DIR [--config search.yaml]
 python -m mesp_training soft-routing --models DIR [--config search.yaml]
-python -m mesp_training train-trees --models DIR [--config search.yaml]"""
+python -m mesp_training train-trees --models DIR [--config search.yaml]
+python -m mesp_training refit --models DIR [--config search.yaml]"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from .contract import read_clusters, read_manifest
 from .count_trees import train_trees
 from .invocation_train import InvokeConfig, rechoose_threshold, train_invoke
-from .pipeline import load_cluster, log, train
+from .pipeline import load_cluster, log, refit, train
 from .search import SearchConfig
 from .soft_routing import choose_soft_routing
 
@@ -53,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     tt.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
     tt.add_argument("--config", type=Path, help="search settings (YAML): the validation split")
     tt.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    rf = sub.add_parser("refit", help="the final fit alone (search.yaml final_epochs) of the count models the "
+                        "manifest records, without searching again")
+    rf.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
+    rf.add_argument("--config", type=Path, help="search settings (YAML)")
+    rf.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -65,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             cs = read_clusters(a.models / man["clusters"])
             val = np.concatenate([load_cluster(a.models, cl, scfg.val_percent)[1] for cl in cs["clusters"]])
             choose_soft_routing(a.models, val, log=log)
+            return 0
+        if a.cmd == "refit":
+            refit(a.models, SearchConfig.load(a.config))
             return 0
         if a.cmd == "train-trees":
             scfg = SearchConfig.load(a.config)

@@ -267,7 +267,7 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
     from .contract import read_clusters, read_manifest, write_json_atomic, write_manifest
     from .data import EVAL_ORIGINS
     from .routing import Router
-    from .soft_routing import forecast_at, served_forecast
+    from .soft_routing import WAPE_TOLERANCE, forecast_at, served_forecast
 
     man = read_manifest(models)
     if man is None:
@@ -301,6 +301,10 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
     for w, sc in scores.items():
         log(f"count trees: weight {w}: validation WAPE {sc:.4f}")
     best = min(scores, key=lambda w: (scores[w], w))
+    if scores[0.0] - scores[best] <= WAPE_TOLERANCE:
+        # As for soft routing: a gain within the tolerance does not pay for
+        # another model run on every forecast.
+        best = 0.0
     validation = {"wape": round(scores[best], 6), "routed_wape": round(scores[0.0], 6),
                   "trees_wape": round(scores[1.0], 6), "dense_wape": round(wape(de, y), 6),
                   # the dense model blended with the trees at the same weight:
@@ -313,7 +317,9 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
     assert man is not None
     if best == 0.0:
         man.pop("trees", None)
-        log("count trees: the routed forecast alone is best; no trees blended")
+        (models / file).unlink()
+        log(f"count trees: the best weight gains at most {WAPE_TOLERANCE} WAPE over the routed forecast alone "
+            f"({scores[0.0]:.4f}); no trees blended")
     else:
         data = {"train_functions": len(train), "val_functions": len(val)}
         man["trees"] = entry(boosters, models, file, best, data, validation, params)

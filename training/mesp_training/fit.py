@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,9 +71,13 @@ def fit(
     deadline: float | None = None,
     report: Callable[[int, float], bool] | None = None,
     progress: Callable[[str], None] | None = None,
+    cosine: bool = False,
 ) -> FitResult:
     """Adam on the scaled L1 loss; keeps the weights of the best validation
-    epoch. ``report(epoch, val_mae)`` returning True stops early (pruning)."""
+    epoch. ``report(epoch, val_mae)`` returning True stops early (pruning).
+    cosine: the learning rate decays from lr to 0 over the epochs (a long
+    final fit; the single windows' losses are noisy, and a decaying step
+    settles where a constant one keeps jumping)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model.to(DEVICE)
@@ -81,6 +86,9 @@ def fit(
                      {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     xt, yt = torch.from_numpy(split.x_train).to(DEVICE), torch.from_numpy(split.y_train).to(DEVICE)
     for epoch in range(1, epochs + 1):
+        if cosine:
+            for g in opt.param_groups:
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
         model.train()
         idx = rng.permutation(len(xt))[:max_windows]
         total = 0.0

@@ -33,7 +33,8 @@ from .contract import (
 from .data import EVAL_ORIGINS, windows
 from .export import export
 from .fit import mae, predict
-from .search import SearchConfig, SplitCache, Winner, load_winner, save_winner, search
+from .scaling import Forecaster
+from .search import Candidate, SearchConfig, SplitCache, Winner, final_fit, load_winner, save_winner, search
 
 
 def log(msg: str) -> None:
@@ -59,7 +60,8 @@ def _fingerprint(cfg: SearchConfig, *parts: Any) -> str:
     """Names a study by what it searches: the same data and settings resume
     the same study; re-clustered data or a changed budget start a new one
     (a stale study would hand back weights trained on other data)."""
-    settings = {k: v for k, v in cfg.__dict__.items() if not (k == "spaces" and not v)}  # as before spaces existed
+    # as before spaces existed; the final fit comes after the study
+    settings = {k: v for k, v in cfg.__dict__.items() if not (k == "spaces" and not v) and k != "final_epochs"}
     h = hashlib.sha256(json.dumps([settings, *parts], sort_keys=True, default=str).encode())
     return h.hexdigest()[:10]
 
@@ -70,6 +72,59 @@ def _model_entry(model_id: str, file: str, models: Path, w: Winner) -> dict[str,
             "input_len": c.input_len, "val_mae": w.val_mae,
             "naive_val_mae": w.naive_val_mae, "data": w.data,
             "params": {**c.params, "lr": c.lr, "init": c.init}}
+
+
+def _expert_entry(models: Path, cid: int, w: Winner, dense: Forecaster, val_c: np.ndarray) -> dict[str, Any]:
+    """Exports a cluster's expert and its manifest entry: it serves where
+    its validation MAE beats the dense model's on the cluster's functions."""
+    name = f"cluster-{cid}"
+    x_val, y_val = windows(val_c, dense.input_len, EVAL_ORIGINS)
+    dense_val = mae(predict(dense, x_val), y_val)
+    file = f"expert-{cid}.onnx"
+    export(w.model, models / file, name)
+    entry = _model_entry(name, file, models, w)
+    serve = "expert" if w.val_mae < dense_val else "dense"
+    entry.update({"cluster": cid, "dense_val_mae": dense_val, "serve": serve})
+    log(f"cluster {cid}: winner {w.candidate.init}/{w.candidate.family} L={w.candidate.input_len} "
+        f"val MAE {w.val_mae:.3f} vs dense {dense_val:.3f} (naive {w.naive_val_mae:.3f}) -> serve {serve}")
+    return entry
+
+
+def _candidate_of(entry: dict[str, Any]) -> Candidate:
+    """The candidate a manifest entry records (family, L, params, lr, init)."""
+    p = dict(entry["params"])
+    lr, init = p.pop("lr"), p.pop("init", "scratch")
+    return Candidate(entry["family"], entry["input_len"], p, lr, init)
+
+
+def refit(models: Path, cfg: SearchConfig) -> dict[str, Any]:
+    """The final fit alone (cfg.final_epochs) of the candidates the
+    manifest records, without searching again: the dense model from
+    scratch, then every expert from it, as `train` does after its studies.
+    Everything else in the manifest (p_invoke, routing, trees) stays; soft
+    routing and the count trees' weight are worth choosing again after it."""
+    if not cfg.final_epochs:
+        raise ValueError("refit needs final_epochs > 0 (search.yaml)")
+    man = read_manifest(models)
+    if man is None:
+        raise ValueError(f"{models}/manifest.json missing: train first")
+    cs = read_clusters(models / man["clusters"])
+    data = {cl["id"]: load_cluster(models, cl, cfg.val_percent) for cl in cs["clusters"]}
+    fit_all = np.concatenate([d[0] for d in data.values()])
+    val_all = np.concatenate([d[1] for d in data.values()])
+    dense = final_fit(_candidate_of(man["dense"]), SplitCache(fit_all, val_all, cfg.train_stride), cfg,
+                      log=log, name="dense")
+    export(dense.model, models / "dense.onnx", "dense")
+    save_winner(dense, models / "dense.pt")
+    man["dense"] = {**man["dense"], **_model_entry("dense", "dense.onnx", models, dense)}
+    for i, e in enumerate(man["experts"]):
+        cid = e["cluster"]
+        fit_c, val_c = data[cid]
+        w = final_fit(_candidate_of(e), SplitCache(fit_c, val_c, cfg.train_stride), cfg, dense=dense.model,
+                      log=log, name=f"cluster-{cid}")
+        man["experts"][i] = {**e, **_expert_entry(models, cid, w, dense.model, val_c)}
+    write_manifest(models, man)
+    return man
 
 
 def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None, storage: str | None = None,
@@ -96,6 +151,9 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         dense = search(f"dense-{_fingerprint(cfg, members)}", SplitCache(fit_all, val_all, cfg.train_stride), cfg,
                        trials=k * cfg.trials_per_cluster, minutes=k * cfg.minutes_per_cluster,
                        work=work, storage=storage, log=log)
+        if cfg.final_epochs:
+            dense = final_fit(dense.candidate, SplitCache(fit_all, val_all, cfg.train_stride), cfg,
+                              trials=dense.trials, log=log, name="dense")
         export(dense.model, models / "dense.onnx", "dense")
         save_winner(dense, models / "dense.pt")
         dense_entry = _model_entry("dense", "dense.onnx", models, dense)
@@ -115,19 +173,13 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         name = f"cluster-{cid}"
         ids = sorted(m["function"] for m in cs["members"] if m["cluster"] == cid)
         study = f"{name}-{_fingerprint(cfg, ids, dense.candidate.__dict__)}"
-        w = search(study, SplitCache(fit_c, val_c, cfg.train_stride), cfg, trials=cfg.trials_per_cluster,
+        splits = SplitCache(fit_c, val_c, cfg.train_stride)
+        w = search(study, splits, cfg, trials=cfg.trials_per_cluster,
                    minutes=cfg.minutes_per_cluster, work=work, storage=storage, warm=dense, log=log)
-        x_val, y_val = windows(val_c, dense.candidate.input_len, EVAL_ORIGINS)
-        dense_val = mae(predict(dense.model, x_val), y_val)
-        file = f"expert-{cid}.onnx"
-        export(w.model, models / file, name)
-        entry = _model_entry(name, file, models, w)
-        serve = "expert" if w.val_mae < dense_val else "dense"
-        entry.update({"cluster": cid, "dense_val_mae": dense_val, "serve": serve})
-        experts[cid] = entry
+        if cfg.final_epochs:
+            w = final_fit(w.candidate, splits, cfg, dense=dense.model, trials=w.trials, log=log, name=name)
+        experts[cid] = _expert_entry(models, cid, w, dense.model, val_c)
         report["studies"][name] = w.trials
-        log(f"cluster {cid}: winner {w.candidate.init}/{w.candidate.family} L={w.candidate.input_len} "
-            f"val MAE {w.val_mae:.3f} vs dense {dense_val:.3f} (naive {w.naive_val_mae:.3f}) -> serve {serve}")
 
     manifest = {"version": VERSION, "horizon": HORIZON, "clusters": "clusters.json",
                 "clusters_sha256": sha256_file(models / "clusters.json"), "dense": dense_entry,

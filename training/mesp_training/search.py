@@ -43,6 +43,12 @@ class SearchConfig:
     lr_min: float = 3e-4
     lr_max: float = 3e-3
     seed: int = 1
+    # The winning candidate of each study is trained again from its start
+    # (scratch, or the final dense model for a fine-tuned expert) for this
+    # many epochs with a cosine-decaying learning rate before it is
+    # exported: the trials' few epochs choose a candidate, they do not
+    # train it out (0: export the winning trial's weights as they are).
+    final_epochs: int = 0
     # No single trial may take more than this share of its study's minutes,
     # so one slow candidate (an LSTM over 480 steps on a CPU) cannot eat the
     # whole budget; it is scored on the epochs it finished.
@@ -206,6 +212,27 @@ def search(
         for t in study.trials
     ]
     return Winner(cand, model, float(best.value or 0.0), naive_mae(split.x_val, split.y_val), history, data)
+
+
+def final_fit(cand: Candidate, splits: SplitCache, cfg: SearchConfig, *, dense: Forecaster | None = None,
+              trials: list[dict[str, Any]] | None = None, log: Callable[[str], None] = print,
+              name: str = "") -> Winner:
+    """The candidate trained for cfg.final_epochs from its start: fresh
+    weights, or dense's for a candidate that fine-tunes the dense model."""
+    model = cand.build()
+    if cand.init == "dense":
+        if dense is None:
+            raise ValueError(f"{name}: a fine-tuned candidate needs the dense model")
+        model.load_state_dict(dense.state_dict())
+    split = splits.get(cand.input_len)
+    t0 = time.monotonic()
+    res = fit(model, split, epochs=cfg.final_epochs, lr=cand.lr, batch_size=cfg.batch_size,
+              max_windows=cfg.max_train_windows, seed=cfg.seed, cosine=True)
+    log(f"{name}: final fit {cand.init}/{cand.family} L={cand.input_len}, {cfg.final_epochs} epochs: val MAE "
+        f"{res.val_mae:.3f} (best epoch {res.epochs}, {time.monotonic() - t0:.0f}s)")
+    data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
+            "train_windows": len(split.x_train), "val_windows": len(split.x_val)}
+    return Winner(cand, model, res.val_mae, naive_mae(split.x_val, split.y_val), trials or [], data)
 
 
 def _create_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler,

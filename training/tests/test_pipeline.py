@@ -16,7 +16,7 @@ from mesp_training.contract import sha256_file
 from mesp_training.count_trees import train_trees
 from mesp_training.invocation import WINDOW
 from mesp_training.invocation_train import LOOP_END, LOOP_START, MIN_ROUTED_DECISIONS, InvokeConfig, train_invoke
-from mesp_training.pipeline import load_cluster, train
+from mesp_training.pipeline import load_cluster, refit, train
 from mesp_training.search import SearchConfig
 
 
@@ -87,11 +87,26 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
     tiny = dict(ct.PARAMS, min_data_in_leaf=5, num_leaves=7)
     manifest = train_trees(models, lambda cl: load_cluster(models, cl, cfg.val_percent), params=tiny, rounds=3,
                            stride=120, log=lambda _: None)
-    assert (models / "dense-trees.onnx").is_file()
+    # the graph stays only where it is blended (within the tolerance it is not)
+    assert (models / "dense-trees.onnx").is_file() == ("trees" in manifest)
+    assert (models / ".work" / "count-trees.json").is_file()
     if "trees" in manifest:
         t = manifest["trees"]
         assert sha256_file(models / t["file"]) == t["sha256"] and t["input_len"] == ct.WINDOW
         assert 0 < t["weight"] <= 1 and t["validation"]["wape"] <= t["validation"]["routed_wape"]
+
+    # The final fit alone, of the candidates the manifest records: every
+    # other entry (p_invoke, the trees) stays, the serve decisions follow
+    # the new validation figures.
+    before_refit = json.loads((models / "manifest.json").read_text())
+    manifest = refit(models, cfg)
+    assert manifest.get("trees") == before_refit.get("trees")
+    for e, old_e in zip([manifest["dense"], *manifest["experts"]], [before_refit["dense"], *before_refit["experts"]],
+                        strict=True):
+        assert e.get("p_invoke") == old_e.get("p_invoke") and e["params"] == old_e["params"]
+        assert sha256_file(models / e["file"]) == e["sha256"]
+    for e in manifest["experts"]:
+        assert e["serve"] == ("expert" if e["val_mae"] < e["dense_val_mae"] else "dense")
 
     # Retraining one cluster leaves every other entry and file byte-identical.
     before = {e["cluster"]: (dict(e), (models / e["file"]).read_bytes(), (models / e["p_invoke"]["file"]).read_bytes())
@@ -185,3 +200,25 @@ def test_two_workers_share_one_study_on_postgres(clustered: Path, tmp_path: Path
     assert len(workers - {None}) == 2, f"trials came from {workers}"
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) >= 9  # the dense budget: K=3 clusters x 3 trials
+
+
+def test_final_fit_starts_where_the_candidate_starts() -> None:
+    from conftest import fixture_rows
+
+    from mesp_training.fit import mae, predict
+    from mesp_training.search import Candidate, SplitCache, final_fit
+
+    series = np.stack(list(fixture_rows().values()))
+    cfg = SearchConfig.load(TINY)
+    assert cfg.final_epochs >= 1
+    splits = SplitCache(series[:80], series[80:], cfg.train_stride)
+    dense = final_fit(Candidate("nbeats", 60, {}, 1e-3), splits, cfg, log=lambda _: None)
+    split = splits.get(60)
+    # the weights of the best epoch, the naive start among them
+    assert dense.val_mae <= dense.naive_val_mae + 1e-6
+    assert abs(mae(predict(dense.model, split.x_val), split.y_val) - dense.val_mae) < 1e-3
+    # a fine-tuned candidate starts from the dense model: at learning rate 0 it stays there
+    still = final_fit(Candidate("nbeats", 60, {}, 0.0, "dense"), splits, cfg, dense=dense.model, log=lambda _: None)
+    np.testing.assert_allclose(predict(still.model, split.x_val), predict(dense.model, split.x_val), atol=1e-5)
+    with pytest.raises(ValueError, match="dense"):
+        final_fit(Candidate("nbeats", 60, {}, 1e-3, "dense"), splits, cfg)
