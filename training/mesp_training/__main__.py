@@ -34,31 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--trials", type=int, help="override trials_per_cluster")
     t.add_argument("--minutes", type=float, help="override minutes_per_cluster")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    i = sub.add_parser("train-invoke", help="train and export the p_invoke models (after `train`)")
-    i.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
+    def on_set(name: str, summary: str, config: str) -> argparse.ArgumentParser:
+        """A subcommand over a trained set: --models, --config, --threads."""
+        c = sub.add_parser(name, help=summary)
+        c.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
+        c.add_argument("--config", type=Path, help=config)
+        c.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+        return c
+
+    i = on_set("train-invoke", "train and export the p_invoke models (after `train`)",
+               "search settings (YAML, section invoke)")
     i.add_argument("--clusters", help="comma-separated cluster ids: train only these (keeps the others)")
-    i.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
-    i.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    h = sub.add_parser("threshold", help="choose again, without training, where each p_invoke expert serves "
-                       "(on validation windows as routed) and the default pre-warm threshold")
-    h.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
-    h.add_argument("--config", type=Path, help="search settings (YAML, section invoke)")
-    h.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    r = sub.add_parser("soft-routing", help="choose, without training, soft routing of the count forecasts "
-                       "(a blend of the two nearest clusters' models) on validation windows as routed")
-    r.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
-    r.add_argument("--config", type=Path, help="search settings (YAML): the validation split")
-    r.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    tt = sub.add_parser("train-trees", help="fit the count trees (LightGBM, after `train` and `soft-routing`) and "
-                        "choose their blend weight on validation windows as routed")
-    tt.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
-    tt.add_argument("--config", type=Path, help="search settings (YAML): the validation split")
-    tt.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    rf = sub.add_parser("refit", help="the final fit alone (search.yaml final_epochs) of the count models the "
-                        "manifest records, without searching again")
-    rf.add_argument("--models", required=True, type=Path, help="folder with manifest.json, clusters.json, Parquet")
-    rf.add_argument("--config", type=Path, help="search settings (YAML)")
-    rf.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    on_set("threshold", "choose again, without training, where each p_invoke expert serves (on validation windows "
+           "as routed) and the default pre-warm threshold", "search settings (YAML, section invoke)")
+    on_set("soft-routing", "choose, without training, soft routing of the count forecasts (a blend of the two "
+           "nearest clusters' models) on validation windows as routed", "search settings (YAML): the validation split")
+    on_set("train-trees", "fit the count trees (LightGBM, after `train` and `soft-routing`) and choose their blend "
+           "weight on validation windows as routed", "search settings (YAML): the validation split")
+    on_set("refit", "the final fit alone (search.yaml final_epochs) of the count models the manifest records, "
+           "without searching again", "search settings (YAML)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
