@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
@@ -78,6 +79,9 @@ func (d *requestDecoder) forecastRequests() ([]forecast.Request, *PolicyJSON, er
 		id := f.ID
 		if id == "" {
 			id = fmt.Sprintf("#%d", i)
+		} else if strings.TrimSpace(id) == "" {
+			// Logged, labelled and answered by id: a blank one names nothing.
+			return nil, nil, fmt.Errorf("%w: function %d: id %q is blank (omit it to get \"#%d\")", forecast.ErrInvalid, i, id, i)
 		}
 		out[i] = forecast.Request{ID: id, Counts: f.Counts}
 	}

@@ -28,6 +28,8 @@ func TestDecodeForecastRequest(t *testing.T) {
 		{"not json", `counts=1`, -1},
 		{"whitespace and exponents", " {\n\t\"counts\" : [ 1e2 , -0.5E-1, 0 ] } \r\n", 1},
 		{"escaped id", `{"id":"f\u00e9\n","counts":[1]}`, 1},
+		{"blank id", `{"id":"\t ","counts":[1]}`, -1},
+		{"blank id in a batch", `{"functions":[{"id":"a","counts":[1]},{"id":" ","counts":[1]}]}`, -1},
 		{"null counts element", `{"counts":[1,null]}`, -1},
 		{"unknown field", `{"counts":[1],"window":5}`, -1},
 		{"case-folded field", `{"Counts":[1]}`, -1},
