@@ -93,8 +93,6 @@ def main() -> None:
                     if d2 <= router.thresholds(len(c))[j] and rid != mid and w >= soft["min_weight"]:
                         out[i]["blend"] = {"cluster": runner, "distance": d2, "model": rid, "weight": w}
                         runners.setdefault(rid, []).append(i)
-            if trees is not None:
-                runners.setdefault(trees["id"], []).extend(range(len(fns)))
 
             def run(mid: str, idx: list[int]) -> np.ndarray:
                 s, e = sess[mid]
@@ -107,13 +105,16 @@ def main() -> None:
                 y = run(mid, idx)
                 for r_, i in enumerate(idx):
                     fc[i] = y[r_].astype(np.float64)
-            for mid, idx in runners.items():  # the trees, last, blend into the soft-routed forecast
+            for mid, idx in runners.items():
                 y = run(mid, idx)
                 for r_, i in enumerate(idx):
-                    w = trees["weight"] if trees is not None and mid == trees["id"] else out[i]["blend"]["weight"]
+                    w = out[i]["blend"]["weight"]
                     fc[i] = (1 - w) * fc[i] + w * y[r_]
-                    if trees is not None and mid == trees["id"]:
-                        out[i]["trees"] = {"model": mid, "weight": w}
+            if trees is not None:  # last: the trees blend into the soft-routed forecast
+                w, y = trees["weight"], run(trees["id"], list(range(len(fns))))
+                for i in range(len(fns)):
+                    fc[i] = (1 - w) * fc[i] + w * y[i]
+                    out[i]["trees"] = {"model": trees["id"], "weight": w}
             for i in range(len(fns)):
                 out[i]["forecast"] = fc[i].tolist()
             data = json.dumps({"horizon": 60, "forecasts": out}).encode()

@@ -40,6 +40,8 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from .contract import HORIZON, INPUT_NAME, OUTPUT_NAME, sha256_file
+from .data import train_origins
+from .data import windows as data_windows
 from .export import ExportMismatch, stamp, trace_graph
 from .runtime import inference_session
 
@@ -95,16 +97,11 @@ def features(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def windows(series: np.ndarray, origins: list[int] | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Windows [rows, 240] and next-hour targets [rows, 60] (NaN past the
-    day's end) of every function at every origin, origin-major."""
-    xs, ys = [], []
-    for t in origins:
-        xs.append(series[:, t - WINDOW:t])
-        y = np.full((len(series), HORIZON), np.nan)
-        end = min(series.shape[1], t + HORIZON)
-        y[:, :end - t] = series[:, t:end]
-        ys.append(y)
-    return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
+    """Windows [rows, 240] and next-hour targets [rows, 60] of every
+    function at every origin that has both, origin-major (data.windows,
+    one origin at a time)."""
+    parts = [data_windows(series, WINDOW, (t,)) for t in origins]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, params: dict[str, Any] | None = None,
@@ -113,16 +110,17 @@ def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, par
     """One booster per horizon on the train functions' windows (every
     stride minutes), early-stopped on the val functions at val_origins."""
     p = dict(PARAMS if params is None else params)
-    xw, y = windows(train, list(range(WINDOW, train.shape[1] - HORIZON + 1, stride)))
+    xw, y = windows(train, train_origins(WINDOW, train.shape[1], stride))
     xvw, yv = windows(val, val_origins)
     (x, s), (xv, sv) = features(xw), features(xvw)
+    # targets divided by the level in float64, as the level-scaled L1 asks
+    y, yv = y.astype(np.float64), yv.astype(np.float64)
     boosters = []
     for h in range(HORIZON):
-        ok, okv = ~np.isnan(y[:, h]), ~np.isnan(yv[:, h])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # LightGBM warns about sliced arrays
-            d = lgb.Dataset(x[ok], y[ok, h] / s[ok], weight=np.sqrt(s[ok]), free_raw_data=True)
-            dv = lgb.Dataset(xv[okv], yv[okv, h] / sv[okv], weight=np.sqrt(sv[okv]), reference=d)
+            d = lgb.Dataset(x, y[:, h] / s, weight=np.sqrt(s), free_raw_data=True)
+            dv = lgb.Dataset(xv, yv[:, h] / sv, weight=np.sqrt(sv), reference=d)
             b = lgb.train(p, d, rounds, valid_sets=[dv], callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
         boosters.append(lgb.Booster(model_str=b.model_to_string(num_iteration=b.best_iteration or None)))
         if (h + 1) % 10 == 0:
@@ -132,8 +130,13 @@ def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, par
 
 def predict(boosters: list[lgb.Booster], windows_: np.ndarray) -> np.ndarray:
     """Expected counts [n, 60] of raw windows [n, 240]: what the graph answers."""
-    x, s = features(windows_)
-    return np.stack([np.maximum(b.predict(x), 0) * s for b in boosters], axis=1)
+    return _counts(boosters, *features(windows_))
+
+
+def _counts(boosters: list[lgb.Booster], x: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """The boosters' scaled answers on features x, back in counts."""
+    out: np.ndarray = np.stack([np.maximum(b.predict(x), 0) for b in boosters], axis=1) * level[:, None]
+    return out
 
 
 def _threshold32(t: float) -> float:
@@ -228,7 +231,7 @@ def export(boosters: list[lgb.Booster], path: Path, model_id: str, probe: np.nda
         onnx.save(check, tmp)
         got, feats = inference_session(tmp).run([OUTPUT_NAME, "trees_in"], {INPUT_NAME: probe})
         mine, level = features(probe)
-        want = np.stack([np.maximum(b.predict(feats), 0) for b in boosters], axis=1) * level[:, None]
+        want = _counts(boosters, feats, level)
         if not np.allclose(feats, mine, rtol=1e-4, atol=1e-5):
             raise ExportMismatch(f"{model_id}: ONNX features differ from torch's by up to {np.abs(feats - mine).max()}")
         if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, rtol=1e-4, atol=1e-3):
@@ -248,7 +251,6 @@ def entry(boosters: list[lgb.Booster], models: Path, file: str, weight: float, d
     return {"id": "dense-trees", "file": file, "sha256": sha256_file(models / file), "family": FAMILY,
             "input_len": WINDOW, "weight": weight, "trees": sum(b.num_trees() for b in boosters),
             "params": dict(PARAMS if params is None else params), "data": data, "validation": validation}
-
 
 
 def wape(pred: np.ndarray, y: np.ndarray) -> float:

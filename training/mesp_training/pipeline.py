@@ -148,12 +148,12 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         log(f"dense: {len(fit_all)} training + {len(val_all)} validation functions, "
             f"{k * cfg.trials_per_cluster} trials, {k * cfg.minutes_per_cluster:.1f} min")
         members = sorted((m["function"], m["cluster"]) for m in cs["members"])
-        dense = search(f"dense-{_fingerprint(cfg, members)}", SplitCache(fit_all, val_all, cfg.train_stride), cfg,
+        dense_splits = SplitCache(fit_all, val_all, cfg.train_stride)  # windows built once, for both
+        dense = search(f"dense-{_fingerprint(cfg, members)}", dense_splits, cfg,
                        trials=k * cfg.trials_per_cluster, minutes=k * cfg.minutes_per_cluster,
                        work=work, storage=storage, log=log)
         if cfg.final_epochs:
-            dense = final_fit(dense.candidate, SplitCache(fit_all, val_all, cfg.train_stride), cfg,
-                              trials=dense.trials, log=log, name="dense")
+            dense = final_fit(dense.candidate, dense_splits, cfg, trials=dense.trials, log=log, name="dense")
         export(dense.model, models / "dense.onnx", "dense")
         save_winner(dense, models / "dense.pt")
         dense_entry = _model_entry("dense", "dense.onnx", models, dense)

@@ -203,15 +203,22 @@ def search(
         raise RuntimeError(f"{name}: no trial completed (budget too small?)")
     best = min(complete, key=lambda t: float("inf") if t.value is None else t.value)
     cand, model, _ = load_weights(best.user_attrs["weights"])
-    split = splits.get(cand.input_len)
-    data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
-            "train_windows": len(split.x_train), "val_windows": len(split.x_val)}
     history = [
         {"trial": t.number, "state": t.state.name, "value": t.value, **t.user_attrs.get("candidate", {}),
          "seconds": t.user_attrs.get("seconds"), "worker": t.user_attrs.get("worker")}
         for t in study.trials
     ]
-    return Winner(cand, model, float(best.value or 0.0), naive_mae(split.x_val, split.y_val), history, data)
+    return _winner(cand, model, float(best.value or 0.0), splits, history)
+
+
+def _winner(cand: Candidate, model: Forecaster, val_mae: float, splits: SplitCache,
+            trials: list[dict[str, Any]]) -> Winner:
+    """A study's result: the naive forecast's MAE on the same validation
+    windows and the size of the data beside the candidate's."""
+    split = splits.get(cand.input_len)
+    data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
+            "train_windows": len(split.x_train), "val_windows": len(split.x_val)}
+    return Winner(cand, model, val_mae, naive_mae(split.x_val, split.y_val), trials, data)
 
 
 def final_fit(cand: Candidate, splits: SplitCache, cfg: SearchConfig, *, dense: Forecaster | None = None,
@@ -230,9 +237,7 @@ def final_fit(cand: Candidate, splits: SplitCache, cfg: SearchConfig, *, dense: 
               max_windows=cfg.max_train_windows, seed=cfg.seed, cosine=True)
     log(f"{name}: final fit {cand.init}/{cand.family} L={cand.input_len}, {cfg.final_epochs} epochs: val MAE "
         f"{res.val_mae:.3f} (best epoch {res.epochs}, {time.monotonic() - t0:.0f}s)")
-    data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
-            "train_windows": len(split.x_train), "val_windows": len(split.x_val)}
-    return Winner(cand, model, res.val_mae, naive_mae(split.x_val, split.y_val), trials or [], data)
+    return _winner(cand, model, res.val_mae, splits, trials or [])
 
 
 def _create_study(name: str, storage: str, sampler: optuna.samplers.BaseSampler,
