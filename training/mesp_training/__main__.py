@@ -3,7 +3,8 @@ python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config sea
 python -m mesp_training threshold --models DIR [--config search.yaml]
 python -m mesp_training soft-routing --models DIR [--config search.yaml]
 python -m mesp_training train-trees --models DIR [--config search.yaml]
-python -m mesp_training refit --models DIR [--config search.yaml]"""
+python -m mesp_training refit --models DIR [--config search.yaml]
+python -m mesp_training serve-rule --models DIR [--config search.yaml]"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from .contract import read_clusters, read_manifest
 from .count_trees import train_trees
 from .invocation_train import InvokeConfig, rechoose_threshold, train_invoke
-from .pipeline import load_cluster, log, refit, train
+from .pipeline import choose_serving, load_cluster, log, refit, train
 from .search import SearchConfig
 from .soft_routing import choose_soft_routing
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
            "weight on validation windows as routed", "search settings (YAML): the validation split")
     on_set("refit", "the final fit alone (search.yaml final_epochs) of the count models the manifest records, "
            "without searching again", "search settings (YAML)")
+    on_set("serve-rule", "choose again, without training, where each count expert serves (serve_rule: a clear "
+           "win over the dense model on the cluster's validation functions)", "search settings (YAML): the "
+           "validation split")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -65,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             cs = read_clusters(a.models / man["clusters"])
             val = np.concatenate([load_cluster(a.models, cl, scfg.val_percent)[1] for cl in cs["clusters"]])
             choose_soft_routing(a.models, val, log=log)
+            return 0
+        if a.cmd == "serve-rule":
+            choose_serving(a.models, SearchConfig.load(a.config))
             return 0
         if a.cmd == "refit":
             refit(a.models, SearchConfig.load(a.config))

@@ -3,8 +3,9 @@ winners exported to ONNX and listed in manifest.json.
 
 The dense model is one more study over every cluster's data with the same
 families and the same total budget as all experts together. An expert is
-served only where it beats the dense model on its cluster's validation
-functions; the manifest records both numbers and the decision.
+served only where it clearly beats the dense model on its cluster's
+validation functions (serve_rule); the manifest records both numbers and
+the decision.
 """
 
 from __future__ import annotations
@@ -30,11 +31,9 @@ from .contract import (
     write_json_atomic,
     write_manifest,
 )
-from .data import EVAL_ORIGINS, windows
 from .export import export
-from .fit import mae, predict
-from .scaling import Forecaster
 from .search import Candidate, SearchConfig, SplitCache, Winner, final_fit, load_winner, save_winner, search
+from .serve_rule import judge, per_minute, validation_errors
 
 
 def log(msg: str) -> None:
@@ -74,20 +73,43 @@ def _model_entry(model_id: str, file: str, models: Path, w: Winner) -> dict[str,
             "params": {**c.params, "lr": c.lr, "init": c.init}}
 
 
-def _expert_entry(models: Path, cid: int, w: Winner, dense: Forecaster, val_c: np.ndarray) -> dict[str, Any]:
-    """Exports a cluster's expert and its manifest entry: it serves where
-    its validation MAE beats the dense model's on the cluster's functions."""
+def _expert_entry(models: Path, cid: int, w: Winner, dense: dict[str, Any], val_c: np.ndarray) -> dict[str, Any]:
+    """Exports a cluster's expert and its manifest entry; where it serves
+    is serve_rule's verdict against the dense model's entry."""
     name = f"cluster-{cid}"
-    x_val, y_val = windows(val_c, dense.input_len, EVAL_ORIGINS)
-    dense_val = mae(predict(dense, x_val), y_val)
     file = f"expert-{cid}.onnx"
     export(w.model, models / file, name)
     entry = _model_entry(name, file, models, w)
-    serve = "expert" if w.val_mae < dense_val else "dense"
-    entry.update({"cluster": cid, "dense_val_mae": dense_val, "serve": serve})
-    log(f"cluster {cid}: winner {w.candidate.init}/{w.candidate.family} L={w.candidate.input_len} "
-        f"val MAE {w.val_mae:.3f} vs dense {dense_val:.3f} (naive {w.naive_val_mae:.3f}) -> serve {serve}")
+    _decide(models, cid, entry, dense, val_c)
     return entry
+
+
+def _decide(models: Path, cid: int, entry: dict[str, Any], dense: dict[str, Any], val_c: np.ndarray) -> None:
+    """Sets an expert entry's ``serve``, ``dense_val_mae`` and ``serve_rule``
+    from both exported graphs on the cluster's validation functions."""
+    expert_err = validation_errors(models, entry, val_c)
+    dense_err = validation_errors(models, dense, val_c)
+    v = judge(expert_err, dense_err)
+    entry.update({"cluster": cid, "dense_val_mae": per_minute(dense_err), "serve": v.serve,
+                  "serve_rule": v.record()})
+    log(f"cluster {cid}: {entry['family']} L={entry['input_len']} val MAE {per_minute(expert_err):.3f} vs dense "
+        f"{per_minute(dense_err):.3f} ({v.ratio:.3f}x), lower in {v.win_share:.1%} of resamples of "
+        f"{v.functions} functions -> serve {v.serve}")
+
+
+def choose_serving(models: Path, cfg: SearchConfig) -> dict[str, Any]:
+    """Applies serve_rule again, without training, to every expert the
+    manifest lists (soft routing and the count trees are worth choosing
+    again after it)."""
+    man = read_manifest(models)
+    if man is None:
+        raise ValueError(f"{models}/manifest.json missing: train first")
+    cs = read_clusters(models / man["clusters"])
+    by_id = {cl["id"]: cl for cl in cs["clusters"]}
+    for e in man["experts"]:
+        _decide(models, e["cluster"], e, man["dense"], load_cluster(models, by_id[e["cluster"]], cfg.val_percent)[1])
+    write_manifest(models, man)
+    return man
 
 
 def _candidate_of(entry: dict[str, Any]) -> Candidate:
@@ -122,7 +144,7 @@ def refit(models: Path, cfg: SearchConfig) -> dict[str, Any]:
         fit_c, val_c = data[cid]
         w = final_fit(_candidate_of(e), SplitCache(fit_c, val_c, cfg.train_stride), cfg, dense=dense.model,
                       log=log, name=f"cluster-{cid}")
-        man["experts"][i] = {**e, **_expert_entry(models, cid, w, dense.model, val_c)}
+        man["experts"][i] = {**e, **_expert_entry(models, cid, w, man["dense"], val_c)}
     write_manifest(models, man)
     return man
 
@@ -178,7 +200,7 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
                    minutes=cfg.minutes_per_cluster, work=work, storage=storage, warm=dense, log=log)
         if cfg.final_epochs:
             w = final_fit(w.candidate, splits, cfg, dense=dense.model, trials=w.trials, log=log, name=name)
-        experts[cid] = _expert_entry(models, cid, w, dense.model, val_c)
+        experts[cid] = _expert_entry(models, cid, w, dense_entry, val_c)
         report["studies"][name] = w.trials
 
     manifest = {"version": VERSION, "horizon": HORIZON, "clusters": "clusters.json",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,6 +19,16 @@ from mesp_training.invocation import WINDOW
 from mesp_training.invocation_train import LOOP_END, LOOP_START, MIN_ROUTED_DECISIONS, InvokeConfig, train_invoke
 from mesp_training.pipeline import load_cluster, refit, train
 from mesp_training.search import SearchConfig
+from mesp_training.serve_rule import WIN_CONFIDENCE
+
+
+def assert_serve_rule(e: dict[str, Any]) -> None:
+    r = e["serve_rule"]
+    assert e["serve"] == ("expert" if r["win_share"] >= WIN_CONFIDENCE else "dense")
+    assert r["functions"] == e["data"]["val_functions"]
+    assert r["val_mae_ratio"] == pytest.approx(e["val_mae"] / e["dense_val_mae"], abs=2e-3)
+    if e["val_mae"] >= e["dense_val_mae"]:
+        assert e["serve"] == "dense"
 
 
 def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path) -> None:
@@ -32,8 +43,8 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
         sess = ort.InferenceSession(str(models / e["file"]), providers=["CPUExecutionProvider"])
         assert sess.get_inputs()[0].shape[1] == e["input_len"]
     for e in manifest["experts"]:
-        # The decision follows the two validation numbers.
-        assert e["serve"] == ("expert" if e["val_mae"] < e["dense_val_mae"] else "dense")
+        # The decision follows serve_rule's verdict on the validation functions.
+        assert_serve_rule(e)
     report = json.loads((models / ".work" / "training-report-all.json").read_text())
     tried = {t.get("family") for t in report["studies"]["dense"]}
     assert {"nbeats", "patchtst", "lstm", "autoformer"} <= tried
@@ -106,7 +117,7 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
         assert e.get("p_invoke") == old_e.get("p_invoke") and e["params"] == old_e["params"]
         assert sha256_file(models / e["file"]) == e["sha256"]
     for e in manifest["experts"]:
-        assert e["serve"] == ("expert" if e["val_mae"] < e["dense_val_mae"] else "dense")
+        assert_serve_rule(e)
 
     # Retraining one cluster leaves every other entry and file byte-identical.
     before = {e["cluster"]: (dict(e), (models / e["file"]).read_bytes(), (models / e["p_invoke"]["file"]).read_bytes())
