@@ -164,6 +164,8 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
     report: dict[str, Any] = {"config": cfg.__dict__, "studies": {}}
 
     old = read_manifest(models)
+    # Each study's first trial is the candidate serving today, if any.
+    previous = {e["cluster"]: _candidate_of(e) for e in old["experts"]} if old else {}
     if clusters is None or old is None:
         fit_all = np.concatenate([d[0] for d in data.values()])
         val_all = np.concatenate([d[1] for d in data.values()])
@@ -171,9 +173,10 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
             f"{k * cfg.trials_per_cluster} trials, {k * cfg.minutes_per_cluster:.1f} min")
         members = sorted((m["function"], m["cluster"]) for m in cs["members"])
         dense_splits = SplitCache(fit_all, val_all, cfg.train_stride)  # windows built once, for both
-        dense = search(f"dense-{_fingerprint(cfg, members)}", dense_splits, cfg,
+        champion = _candidate_of(old["dense"]) if old else None
+        dense = search(f"dense-{_fingerprint(cfg, members, champion and champion.__dict__)}", dense_splits, cfg,
                        trials=k * cfg.trials_per_cluster, minutes=k * cfg.minutes_per_cluster,
-                       work=work, storage=storage, log=log)
+                       work=work, storage=storage, champion=champion, log=log)
         if cfg.final_epochs:
             dense = final_fit(dense.candidate, dense_splits, cfg, trials=dense.trials, log=log, name="dense")
         export(dense.model, models / "dense.onnx", "dense")
@@ -194,10 +197,11 @@ def train(models: Path, cfg: SearchConfig, *, clusters: list[int] | None = None,
         log(f"cluster {cid}: {len(fit_c)} training + {len(val_c)} validation functions")
         name = f"cluster-{cid}"
         ids = sorted(m["function"] for m in cs["members"] if m["cluster"] == cid)
-        study = f"{name}-{_fingerprint(cfg, ids, dense.candidate.__dict__)}"
+        champion = previous.get(cid)
+        study = f"{name}-{_fingerprint(cfg, ids, dense.candidate.__dict__, champion and champion.__dict__)}"
         splits = SplitCache(fit_c, val_c, cfg.train_stride)
-        w = search(study, splits, cfg, trials=cfg.trials_per_cluster,
-                   minutes=cfg.minutes_per_cluster, work=work, storage=storage, warm=dense, log=log)
+        w = search(study, splits, cfg, trials=cfg.trials_per_cluster, minutes=cfg.minutes_per_cluster,
+                   work=work, storage=storage, warm=dense, champion=champion, log=log)
         if cfg.final_epochs:
             w = final_fit(w.candidate, splits, cfg, dense=dense.model, trials=w.trials, log=log, name=name)
         experts[cid] = _expert_entry(models, cid, w, dense_entry, val_c)

@@ -26,6 +26,7 @@ import yaml
 
 from . import models
 from .fit import Split, fit, make_split, naive_mae
+from .models.space import Choice, FloatRange, IntRange
 from .scaling import Forecaster
 
 
@@ -130,6 +131,34 @@ def _candidate(trial: optuna.Trial, cfg: SearchConfig, warm: Winner | None) -> C
     return Candidate(family, input_len, params, lr)
 
 
+def _holds(dim: Any, value: Any) -> bool:
+    """Whether a search dimension can draw value (a fixed one: equals it)."""
+    if isinstance(dim, Choice):
+        return value in dim.values
+    if isinstance(dim, IntRange | FloatRange):
+        return value is not None and dim.low <= value <= dim.high
+    return bool(value == dim)
+
+
+def champion_trial(champion: Candidate, cfg: SearchConfig, *, expert: bool) -> dict[str, Any] | None:
+    """The Optuna parameters that draw the candidate serving today (a
+    manifest's entry), or None where this search's settings cannot draw it
+    (another family list, input length or space)."""
+    if champion.init == "dense":
+        inside = cfg.lr_min / 3 <= champion.lr <= cfg.lr_max / 3  # _candidate's fine-tuning range
+        return {"init": "dense", "finetune_lr": champion.lr} if expert and inside else None
+    if champion.family not in cfg.families or champion.input_len not in cfg.input_lens:
+        return None
+    searched = models.spaces(cfg.spaces)[champion.family]
+    if not cfg.lr_min <= champion.lr <= cfg.lr_max or \
+            not all(_holds(dim, champion.params.get(name)) for name, dim in searched.items()):
+        return None
+    params = {f"{champion.family}_{name}": champion.params[name] for name, dim in searched.items()
+              if isinstance(dim, Choice | IntRange | FloatRange)}
+    return {**({"init": "scratch"} if expert else {}), "family": champion.family, "input_len": champion.input_len,
+            **params, "lr": champion.lr}
+
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # Identifies this process among workers sharing a study.
@@ -146,17 +175,27 @@ def search(
     work: Path,
     storage: str | None = None,
     warm: Winner | None = None,
+    champion: Candidate | None = None,
     log: Callable[[str], None] = print,
 ) -> Winner:
+    """An Optuna study over the families; champion, the candidate serving
+    today, is its first trial where the settings can draw it, so a short
+    budget starts from what won before instead of rediscovering it."""
     work.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{work / 'optuna.db'}"
     sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     study = _create_study(name, storage, sampler, pruner)
     if not study.trials:
-        # Start from what the reference trials say works: fine-tuning the
-        # dense model (experts), then each family once with defaults.
-        if warm is not None:
+        # Start from what won before, then from what the reference trials
+        # say works: fine-tuning the dense model (experts), then each family
+        # once with defaults.
+        first = champion_trial(champion, cfg, expert=warm is not None) if champion is not None else None
+        if first is not None:
+            study.enqueue_trial(first)
+        elif champion is not None:
+            log(f"{name}: the serving candidate {champion.family} L={champion.input_len} is outside this search")
+        if warm is not None and (first is None or first.get("init") != "dense"):
             study.enqueue_trial({"init": "dense"})
         for fam in cfg.families:
             study.enqueue_trial({"init": "scratch", "family": fam} if warm else {"family": fam})

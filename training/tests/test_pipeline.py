@@ -233,3 +233,36 @@ def test_final_fit_starts_where_the_candidate_starts() -> None:
     np.testing.assert_allclose(predict(still.model, split.x_val), predict(dense.model, split.x_val), atol=1e-5)
     with pytest.raises(ValueError, match="dense"):
         final_fit(Candidate("nbeats", 60, {}, 1e-3, "dense"), splits, cfg)
+
+
+def test_a_search_starts_from_the_serving_candidate(tmp_path: Path) -> None:
+    from conftest import fixture_rows
+
+    from mesp_training import models as families
+    from mesp_training.models.space import Choice, FloatRange, IntRange
+    from mesp_training.search import Candidate, SplitCache, champion_trial, search
+
+    series = np.stack(list(fixture_rows().values()))
+    cfg = SearchConfig.load(TINY)
+    splits = SplitCache(series[:80], series[80:], cfg.train_stride)
+    # a candidate the tiny search would seldom draw: every searched value at
+    # the top of its range, the last input length, a family tried last
+    family = cfg.families[-1]
+    params = {}
+    for name, dim in families.spaces(cfg.spaces)[family].items():
+        params[name] = dim.values[-1] if isinstance(dim, Choice) else dim.high if isinstance(
+            dim, IntRange | FloatRange) else dim
+    champion = Candidate(family, cfg.input_lens[-1], params, cfg.lr_max)
+    logged: list[str] = []
+    w = search("champion", splits, cfg, trials=1, minutes=1, work=tmp_path, champion=champion, log=logged.append)
+    assert (w.candidate.family, w.candidate.input_len, w.candidate.lr) == (family, cfg.input_lens[-1], cfg.lr_max)
+    assert {k: w.candidate.params[k] for k in params} == params
+    # a candidate this search cannot draw is said so and not run
+    outside = Candidate(family, 999, params, cfg.lr_max)
+    assert champion_trial(outside, cfg, expert=False) is None
+    w = search("outside", splits, cfg, trials=1, minutes=1, work=tmp_path, champion=outside, log=logged.append)
+    assert w.candidate.input_len != 999 and any("outside this search" in m for m in logged)
+    # an expert study's serving fine-tune keeps its learning rate
+    tuned = Candidate(family, cfg.input_lens[-1], params, cfg.lr_min, "dense")
+    assert champion_trial(tuned, cfg, expert=True) == {"init": "dense", "finetune_lr": cfg.lr_min}
+    assert champion_trial(tuned, cfg, expert=False) is None
