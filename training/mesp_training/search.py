@@ -26,7 +26,7 @@ import yaml
 
 from . import models
 from .fit import Split, fit, make_split, naive_mae
-from .models.space import Choice, FloatRange, IntRange
+from .models.space import enqueued
 from .scaling import Forecaster
 
 
@@ -131,15 +131,6 @@ def _candidate(trial: optuna.Trial, cfg: SearchConfig, warm: Winner | None) -> C
     return Candidate(family, input_len, params, lr)
 
 
-def _holds(dim: Any, value: Any) -> bool:
-    """Whether a search dimension can draw value (a fixed one: equals it)."""
-    if isinstance(dim, Choice):
-        return value in dim.values
-    if isinstance(dim, IntRange | FloatRange):
-        return value is not None and dim.low <= value <= dim.high
-    return bool(value == dim)
-
-
 def champion_trial(champion: Candidate, cfg: SearchConfig, *, expert: bool) -> dict[str, Any] | None:
     """The Optuna parameters that draw the candidate serving today (a
     manifest's entry), or None where this search's settings cannot draw it
@@ -149,12 +140,9 @@ def champion_trial(champion: Candidate, cfg: SearchConfig, *, expert: bool) -> d
         return {"init": "dense", "finetune_lr": champion.lr} if expert and inside else None
     if champion.family not in cfg.families or champion.input_len not in cfg.input_lens:
         return None
-    searched = models.spaces(cfg.spaces)[champion.family]
-    if not cfg.lr_min <= champion.lr <= cfg.lr_max or \
-            not all(_holds(dim, champion.params.get(name)) for name, dim in searched.items()):
+    params = enqueued(champion.family, models.spaces(cfg.spaces)[champion.family], champion.params)
+    if params is None or not cfg.lr_min <= champion.lr <= cfg.lr_max:
         return None
-    params = {f"{champion.family}_{name}": champion.params[name] for name, dim in searched.items()
-              if isinstance(dim, Choice | IntRange | FloatRange)}
     return {**({"init": "scratch"} if expert else {}), "family": champion.family, "input_len": champion.input_len,
             **params, "lr": champion.lr}
 

@@ -52,11 +52,17 @@ def parse_dim(where: str, value: Any) -> Dim | Any:
     return value
 
 
+def _key(prefix: str, name: str) -> str:
+    """Optuna's name of a hyper-parameter: prefixed by its family, as
+    families share names (layers, dropout)."""
+    return f"{prefix}_{name}"
+
+
 def suggest(trial: optuna.Trial, prefix: str, space: dict[str, Dim | Any]) -> dict[str, Any]:
     """One draw from the space; Optuna's names are prefixed by the family."""
     out: dict[str, Any] = {}
     for name, dim in space.items():
-        key = f"{prefix}_{name}"
+        key = _key(prefix, name)
         if isinstance(dim, Choice):
             out[name] = trial.suggest_categorical(key, list(dim.values))
         elif isinstance(dim, IntRange):
@@ -65,4 +71,25 @@ def suggest(trial: optuna.Trial, prefix: str, space: dict[str, Dim | Any]) -> di
             out[name] = trial.suggest_float(key, dim.low, dim.high)
         else:
             out[name] = dim  # fixed by the configuration
+    return out
+
+
+def enqueued(prefix: str, space: dict[str, Dim | Any], values: dict[str, Any]) -> dict[str, Any] | None:
+    """The Optuna parameters (named as suggest names them) that make suggest
+    draw exactly values, for ``study.enqueue_trial``; None where the space
+    cannot draw them (a value outside a range or the choices, or other than
+    a fixed one)."""
+    out: dict[str, Any] = {}
+    for name, dim in space.items():
+        value = values.get(name)
+        if isinstance(dim, Choice):
+            ok = value in dim.values
+        elif isinstance(dim, IntRange | FloatRange):
+            ok = value is not None and dim.low <= value <= dim.high
+        else:
+            ok = value == dim  # fixed by the configuration: nothing to enqueue
+        if not ok:
+            return None
+        if isinstance(dim, Choice | IntRange | FloatRange):
+            out[_key(prefix, name)] = value
     return out
