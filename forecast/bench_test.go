@@ -44,8 +44,9 @@ func BenchmarkPredict(b *testing.B) {
 
 // BenchmarkModelRun is ONNX Runtime alone on the fixture's 1200-minute
 // histories, one run of 1 and of 64 rows: the dense count model, the dense
-// p_invoke graph, and each served p_invoke expert that continues the dense
-// trees (fed the dense graph's minute 1). scripts/time_onnx.py times the
+// p_invoke graph (answering its features where experts continue it), and
+// each served p_invoke expert that continues the dense trees (fed the
+// dense graph's features and minute 1). scripts/time_onnx.py times the
 // same files from Python.
 func BenchmarkModelRun(b *testing.B) {
 	s := loadShipped(b)
@@ -60,13 +61,17 @@ func BenchmarkModelRun(b *testing.B) {
 		for _, n := range []int{1, 64} {
 			var in, dense []float32
 			for i := range n {
-				if m.Output == manifest.PInvokeOutputName {
+				switch {
+				case m.DenseP1:
+					y, err := s.PDense.Predict(context.Background(), appendPInvokeInput(nil, fns[i].Counts[:1200], s.PDense.InputLen), 1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					in, dense = append(in, y[s.PDense.Horizon:]...), append(dense, y[0])
+				case m.Output == manifest.PInvokeOutputName:
 					in = appendPInvokeInput(in, fns[i].Counts[:1200], m.InputLen)
-				} else {
+				default:
 					in = appendInput(in, fns[i].Counts[:1200], m.InputLen)
-				}
-				if m.DenseP1 {
-					dense = append(dense, 0.2)
 				}
 			}
 			b.Run(fmt.Sprintf("%s/%d", m.ID, n), func(b *testing.B) {

@@ -133,12 +133,12 @@ func appendInput(in []float32, counts []float64, inputLen int) []float32 {
 	return in
 }
 
-// rows splits a model's flat [n, Horizon] output into n rows that share
-// its backing array (capped, so no row can grow into the next).
-func rows(y []float32) [][]float32 {
-	out := make([][]float32, len(y)/manifest.Horizon)
+// rows splits a model's flat [n, width] output into n rows that share its
+// backing array (capped, so no row can grow into the next).
+func rows(y []float32, width int) [][]float32 {
+	out := make([][]float32, len(y)/width)
 	for r := range out {
-		out[r] = y[r*manifest.Horizon : (r+1)*manifest.Horizon : (r+1)*manifest.Horizon]
+		out[r] = y[r*width : (r+1)*width : (r+1)*width]
 	}
 	return out
 }
@@ -305,14 +305,11 @@ func (g *grouping) add(m *onnx.Model, i int) {
 
 // runPInvoke answers p_invoke for every request. The dense model runs
 // first, over its own requests and those of experts that continue its
-// trees (they take its minute 1, denseP1), then each expert once over its
-// requests.
+// trees (they take its features and minute 1), then each expert once over
+// its requests.
 func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, groups []modelGroup, out []Result) error {
 	buf := inputPool.Get().(*[]float32)
 	defer inputPool.Put(buf)
-	input := func(in []float32, i int, m *onnx.Model) []float32 {
-		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
-	}
 	dense := modelGroup{model: s.PDense}
 	for i, p := range per {
 		if p.model == s.PDense || p.model.DenseP1 {
@@ -320,11 +317,16 @@ func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, grou
 		}
 	}
 	denseP1 := make([]float32, len(reqs))
+	features := make([][]float32, len(reqs))
 	if len(dense.rows) > 0 {
-		err := s.runGroups(ctx, []modelGroup{dense}, buf, input, nil, func(i int, y []float32) {
-			denseP1[i] = y[0]
+		counts := func(in []float32, i int, m *onnx.Model) []float32 {
+			return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
+		}
+		h := s.PDense.Horizon
+		err := s.runGroups(ctx, []modelGroup{dense}, buf, counts, nil, func(i int, y []float32) {
+			denseP1[i], features[i] = y[0], y[h:]
 			if per[i].model == s.PDense {
-				out[i].PInvoke = y
+				out[i].PInvoke = y[:h:h]
 			}
 		})
 		if err != nil {
@@ -337,12 +339,19 @@ func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, grou
 			experts = append(experts, g)
 		}
 	}
+	input := func(in []float32, i int, m *onnx.Model) []float32 {
+		if m.DenseP1 {
+			return append(in, features[i]...)
+		}
+		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
+	}
 	return s.runGroups(ctx, experts, buf, input, denseP1, func(i int, y []float32) { out[i].PInvoke = y })
 }
 
 // runGroups runs each group's model once over its rows: input appends a
-// request's model input, store keeps a request's output row. denseP1 holds
-// each request's dense minute 1, for models that take it.
+// request's model input, store keeps a request's output row (its Width
+// values). denseP1 holds each request's dense minute 1, for models that
+// take it.
 func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32,
 	input func(in []float32, i int, m *onnx.Model) []float32, denseP1 []float32, store func(i int, y []float32)) error {
 	for _, g := range groups {
@@ -362,7 +371,7 @@ func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32
 		if err != nil {
 			return err
 		}
-		for r, row := range rows(y) {
+		for r, row := range rows(y, g.model.Width()) {
 			store(g.rows[r], row)
 		}
 	}
@@ -508,7 +517,7 @@ func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID 
 		return nil, err
 	}
 	out := make([]Result, len(reqs))
-	fc := rows(y)
+	fc := rows(y, m.Width())
 	for i, r := range reqs {
 		out[i] = Result{ID: r.ID, Cluster: -1, Model: m.ID, Family: m.Family, Forecast: fc[i]}
 	}

@@ -92,18 +92,29 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		s.MaxInputLen = max(s.MaxInputLen, e.InputLen)
 		return mod, nil
 	}
-	loadP := func(p *manifest.PInvoke) (*onnx.Model, error) {
+	// An expert whose trees continue the dense p_invoke model's is fed the
+	// dense graph's features, so the dense graph answers them when such an
+	// expert serves.
+	continued := false
+	for _, e := range m.Experts {
+		continued = continued || (e.PInvoke != nil && e.PInvoke.Base != "" && e.PInvoke.Serve == "expert")
+	}
+	loadP := func(p *manifest.PInvoke, features bool) (*onnx.Model, error) {
 		if p == nil {
 			return nil, nil
 		}
-		return open(p.File, p.SHA256, onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
-			Horizon: m.Horizon, Output: manifest.PInvokeOutputName, DenseP1: p.Base != ""})
+		want := onnx.Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen, Horizon: m.Horizon,
+			Output: manifest.PInvokeOutputName, Features: features}
+		if p.Base != "" {
+			want.DenseP1, want.FeaturesIn = true, s.PDense.Features
+		}
+		return open(p.File, p.SHA256, want)
 	}
 	if s.Dense, err = load(m.Dense); err != nil {
 		s.close()
 		return nil, err
 	}
-	if s.PDense, err = loadP(m.Dense.PInvoke); err != nil {
+	if s.PDense, err = loadP(m.Dense.PInvoke, continued); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -134,7 +145,7 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			}
 			continue
 		}
-		pm, err := loadP(e.PInvoke)
+		pm, err := loadP(e.PInvoke, false)
 		if err != nil {
 			s.close()
 			return nil, err

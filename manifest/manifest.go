@@ -34,16 +34,20 @@ const (
 // The p_invoke graph contract: the same input name, float32
 // [batch, PInvokeInputLen] of raw counts, the most recent minute last and
 // minutes not known (a history shorter than a day) set to Missing on the
-// left; one float32 output [batch, 60]: the probability that the function
-// is invoked (count > 0) in each of the next 60 minutes. An expert whose
-// trees continue the dense model's (PInvoke.Base) has a second input,
-// DenseP1InputName, float32 [batch, 1]: the dense p_invoke model's minute 1
-// for the same rows.
+// left; output float32 [batch, 60]: the probability that the function is
+// invoked (count > 0) in each of the next 60 minutes. A graph with trees of
+// its own answers its features as a second output, PFeaturesName, float32
+// [batch, F]. An expert whose trees continue the dense model's
+// (PInvoke.Base) takes no counts: its inputs are the dense graph's features
+// (PFeaturesName) and DenseP1InputName, float32 [batch, 1], the dense
+// p_invoke model's minute 1, for the same rows: the features are computed
+// once per request, however many experts answer.
 const (
 	PInvokeOutputName = "p_invoke"
 	PInvokeInputLen   = 1440
 	Missing           = -1
 	DenseP1InputName  = "dense_p1"
+	PFeaturesName     = "p_features"
 )
 
 // Custom metadata keys carried inside every exported ONNX file.
@@ -191,7 +195,8 @@ type PInvoke struct {
 	RoutedVal       map[string]any `json:"routed_val,omitempty"`
 	// Base is the dense p_invoke model's id when an expert's trees continue
 	// the dense model's: its graph holds only the trees it added and takes
-	// the dense model's minute 1 as a second input (DenseP1InputName).
+	// the dense graph's features and minute 1 (PFeaturesName,
+	// DenseP1InputName) instead of the counts.
 	Base string `json:"base,omitempty"`
 }
 

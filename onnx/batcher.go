@@ -140,7 +140,7 @@ func (b *Batcher) run(batch []*job, rows int, in []float32) []float32 {
 		if err != nil {
 			j.err = err
 		} else {
-			j.out = out[off*b.m.Horizon : (off+j.n)*b.m.Horizon]
+			j.out = out[off*b.m.Width() : (off+j.n)*b.m.Width()]
 		}
 		off += j.n
 		close(j.done)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/mesp-project/mesp/internal/fixture"
@@ -39,14 +40,33 @@ func TestCUDAMatchesCPU(t *testing.T) {
 	rows := fixture.Rows(t)
 	var graphs []Expect
 	files := map[string]string{}
+	// Experts that continue the dense p_invoke trees take its features and
+	// minute 1 on the same rows: from the CPU run of the dense graph.
+	var features, p1 []float32
 	for _, mod := range append([]manifest.Model{m.Dense}, expertModels(m)...) {
 		graphs = append(graphs, expect(mod))
 		files[mod.ID] = mod.File
-		if p := mod.PInvoke; p != nil {
-			graphs = append(graphs, Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
-				Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName})
-			files[p.ID] = p.File
+		p := mod.PInvoke
+		if p == nil {
+			continue
 		}
+		want := Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen, Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName}
+		if p.Base != "" {
+			if features == nil {
+				dense := loadPDense(t, m, dir)
+				in := make([]float32, 0, len(rows)*dense.InWidth)
+				for _, f := range rows {
+					for _, v := range f.Counts[len(f.Counts)-dense.InWidth:] {
+						in = append(in, float32(v))
+					}
+				}
+				_, fs, ps := denseRows(t, dense, in, len(rows))
+				features, p1 = slices.Concat(fs...), ps
+			}
+			want = continuing(p, len(features)/len(rows))
+		}
+		graphs = append(graphs, want)
+		files[p.ID] = p.File
 	}
 	for _, want := range graphs {
 		t.Run(want.ID, func(t *testing.T) {
@@ -61,18 +81,22 @@ func TestCUDAMatchesCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer gpu.Close()
-			// The last InputLen minutes of each real day, as one batch.
-			in := make([]float32, 0, len(rows)*want.InputLen)
-			for _, f := range rows {
-				for _, v := range f.Counts[len(f.Counts)-want.InputLen:] {
-					in = append(in, float32(v))
+			// The last InputLen minutes of each real day, as one batch
+			// (their dense features and minute 1 for a continuing expert).
+			in, dense := features, p1
+			if !want.DenseP1 {
+				in, dense = make([]float32, 0, len(rows)*want.InputLen), nil
+				for _, f := range rows {
+					for _, v := range f.Counts[len(f.Counts)-want.InputLen:] {
+						in = append(in, float32(v))
+					}
 				}
 			}
-			a, err := cpu.Predict(context.Background(), in, len(rows))
+			a, err := cpu.PredictDense(context.Background(), in, dense, len(rows))
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := gpu.Predict(context.Background(), in, len(rows))
+			b, err := gpu.PredictDense(context.Background(), in, dense, len(rows))
 			if err != nil {
 				t.Fatal(err)
 			}

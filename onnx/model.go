@@ -18,21 +18,34 @@ import (
 // Model is one loaded forecaster: raw counts [n, InputLen] in, counts
 // [n, Horizon] out. Safe for concurrent use (DynamicAdvancedSession).
 type Model struct {
-	ID       string
-	Path     string
-	SHA256   string
+	ID     string
+	Path   string
+	SHA256 string
+	// InputLen is the minutes of history the model reads (its manifest
+	// entry's input_len).
 	InputLen int
 	Horizon  int
 	Family   string
 	// Output is the graph's output: manifest.OutputName (counts) or
 	// manifest.PInvokeOutputName (probabilities).
 	Output string
-	// DenseP1 says the graph takes a second input, the dense p_invoke
-	// model's minute 1 per row (manifest.DenseP1InputName): an expert whose
-	// trees continue the dense model's.
+	// DenseP1 says the graph is an expert whose trees continue the dense
+	// p_invoke model's: it takes that model's features (InWidth values per
+	// row) and minute 1 (one value per row, manifest.DenseP1InputName)
+	// instead of counts.
 	DenseP1 bool
-	sess    *ort.DynamicAdvancedSession
+	// InWidth is the values per row of the first input: InputLen counts, or
+	// the dense p_invoke graph's features for DenseP1.
+	InWidth int
+	// Features is the width of the graph's features answered after each
+	// row's Horizon outputs (Expect.Features), 0 when not asked for.
+	Features int
+	sess     *ort.DynamicAdvancedSession
 }
+
+// Width is the values per row of an answer: Horizon outputs, then the
+// features when asked for.
+func (m *Model) Width() int { return m.Horizon + m.Features }
 
 // ErrMismatch marks a file that loads but does not match what was expected.
 var ErrMismatch = errors.New("onnx: model does not match its manifest entry")
@@ -46,9 +59,15 @@ type Expect struct {
 	// Output is the output's name; empty means manifest.OutputName. A
 	// p_invoke graph (manifest.PInvokeOutputName) must answer in [0, 1].
 	Output string
-	// DenseP1: the graph must take manifest.DenseP1InputName [batch, 1]
-	// after its counts.
-	DenseP1 bool
+	// DenseP1: the graph must take manifest.PFeaturesName [batch,
+	// FeaturesIn] and manifest.DenseP1InputName [batch, 1] instead of
+	// counts (an expert whose trees continue the dense model's).
+	DenseP1    bool
+	FeaturesIn int
+	// Features: the graph must answer its features (manifest.PFeaturesName,
+	// [batch, F]) as a second output; answers then carry them after each
+	// row's outputs (Model.Width).
+	Features bool
 }
 
 func (e Expect) output() string {
@@ -82,18 +101,33 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %s: not a loadable ONNX model: %w", path, err)
 	}
-	inNames := []string{manifest.InputName}
+	inNames, inWidth := []string{manifest.InputName}, want.InputLen
 	if want.DenseP1 {
-		if len(ins) != 2 {
-			return nil, fmt.Errorf("%w: %s: %d inputs, want counts and %s (its manifest entry continues the dense p_invoke model)", ErrMismatch, path, len(ins), manifest.DenseP1InputName)
+		if len(ins) != 2 || ins[0].Name != manifest.PFeaturesName {
+			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry continues the dense p_invoke model; a set written before the dense graph shared its features is brought to this layout by scripts/refeature_pinvoke.py --models DIR)", ErrMismatch, path, ins, manifest.PFeaturesName, manifest.DenseP1InputName)
 		}
 		if err := checkIO(ins[1:], manifest.DenseP1InputName, 1); err != nil {
 			return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
 		}
-		ins, inNames = ins[:1], append(inNames, manifest.DenseP1InputName)
+		ins, inWidth = ins[:1], want.FeaturesIn
+		inNames = []string{manifest.PFeaturesName, manifest.DenseP1InputName}
 	}
-	if err := checkIO(ins, manifest.InputName, want.InputLen); err != nil {
+	if err := checkIO(ins, inNames[0], inWidth); err != nil {
 		return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
+	}
+	outNames, features := []string{want.output()}, 0
+	switch {
+	case want.Features:
+		if len(outs) != 2 || len(outs[1].Dimensions) != 2 || outs[1].Dimensions[1] < 1 {
+			return nil, fmt.Errorf("%w: %s: outputs %v, want %s and its features %s [batch, F]", ErrMismatch, path, outs, want.output(), manifest.PFeaturesName)
+		}
+		features = int(outs[1].Dimensions[1])
+		if err := checkIO(outs[1:], manifest.PFeaturesName, features); err != nil {
+			return nil, fmt.Errorf("%w: %s: output: %v", ErrMismatch, path, err)
+		}
+		outs, outNames = outs[:1], append(outNames, manifest.PFeaturesName)
+	case len(outs) == 2 && outs[1].Name == manifest.PFeaturesName:
+		outs = outs[:1] // features no one asked for: not run out of the graph
 	}
 	if err := checkIO(outs, want.output(), want.Horizon); err != nil {
 		return nil, fmt.Errorf("%w: %s: output: %v", ErrMismatch, path, err)
@@ -112,12 +146,12 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 		return nil, err
 	}
 	defer so.Destroy()
-	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data, inNames, []string{want.output()}, so)
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data, inNames, outNames, so)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %s: session: %w", path, err)
 	}
-	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen,
-		Horizon: want.Horizon, Family: family, Output: want.output(), DenseP1: want.DenseP1, sess: sess}
+	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen, Horizon: want.Horizon,
+		Family: family, Output: want.output(), DenseP1: want.DenseP1, InWidth: inWidth, Features: features, sess: sess}
 	if err := m.selfTest(); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%w: %s: test inference: %v", ErrMismatch, path, err)
@@ -169,9 +203,10 @@ func checkMeta(meta *ort.ModelMetadata, want Expect) (family string, err error) 
 }
 
 // selfTest runs one ramp input (and a dense minute 1 of one half) and
-// checks the output is finite and >= 0 (and at most 1 for probabilities).
+// checks the output is finite and >= 0 (and at most 1 for probabilities),
+// and the features finite.
 func (m *Model) selfTest() error {
-	in := make([]float32, m.InputLen)
+	in := make([]float32, m.InWidth)
 	for i := range in {
 		in[i] = float32(i % 7)
 	}
@@ -184,7 +219,11 @@ func (m *Model) selfTest() error {
 		return err
 	}
 	for i, v := range out {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < 0 || (m.Output == manifest.PInvokeOutputName && v > 1) {
+		bad := math.IsNaN(float64(v)) || math.IsInf(float64(v), 0)
+		if i < m.Horizon {
+			bad = bad || v < 0 || (m.Output == manifest.PInvokeOutputName && v > 1)
+		}
+		if bad {
 			return fmt.Errorf("output %d is %v", i, v)
 		}
 	}
@@ -196,12 +235,12 @@ func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, er
 	return m.PredictDense(ctx, in, nil, n)
 }
 
-// PredictDense is Predict for a model that takes the dense p_invoke
-// model's minute 1 beside the counts: dense holds one value per row (nil
-// for any other model).
+// PredictDense runs n rows of InWidth values (for a DenseP1 model, the
+// dense p_invoke graph's features, with its minute 1 in dense, one value
+// per row; nil for any other model) and returns n rows of Width values.
 func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error) {
-	if n <= 0 || len(in) != n*m.InputLen {
-		return nil, fmt.Errorf("onnx: %s: %d values for %d rows of %d", m.ID, len(in), n, m.InputLen)
+	if n <= 0 || len(in) != n*m.InWidth {
+		return nil, fmt.Errorf("onnx: %s: %d values for %d rows of %d", m.ID, len(in), n, m.InWidth)
 	}
 	want := 0 // dense minute-1 values: one per row for a model that takes them
 	if m.DenseP1 {
@@ -213,7 +252,7 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	x, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.InputLen)), in)
+	x, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.InWidth)), in)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: input tensor: %w", err)
 	}
@@ -227,17 +266,38 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 		defer d.Destroy()
 		inputs = append(inputs, d)
 	}
-	// The output tensor wraps a Go slice that outlives it: no copy out.
+	// The output tensors wrap Go slices that outlive them: no copy out.
 	out := make([]float32, n*m.Horizon)
 	y, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Horizon)), out)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: output tensor: %w", err)
 	}
 	defer y.Destroy()
-	if err := m.sess.Run(inputs, []ort.Value{y}); err != nil {
+	outputs := []ort.Value{y}
+	var feats []float32
+	if m.Features > 0 {
+		feats = make([]float32, n*m.Features)
+		f, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Features)), feats)
+		if err != nil {
+			return nil, fmt.Errorf("onnx: output tensor: %w", err)
+		}
+		defer f.Destroy()
+		outputs = append(outputs, f)
+	}
+	if err := m.sess.Run(inputs, outputs); err != nil {
 		return nil, fmt.Errorf("onnx: %s: run: %w", m.ID, err)
 	}
-	return out, nil
+	if m.Features == 0 {
+		return out, nil
+	}
+	// One row per function, its outputs then its features, so that a
+	// batched call can hand each caller its rows as one slice.
+	rows := make([]float32, 0, n*m.Width())
+	for r := range n {
+		rows = append(rows, out[r*m.Horizon:(r+1)*m.Horizon]...)
+		rows = append(rows, feats[r*m.Features:(r+1)*m.Features]...)
+	}
+	return rows, nil
 }
 
 // Close releases the session. Callers make sure no Predict is running.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -72,6 +73,56 @@ func TestLoadAndPredictBatches(t *testing.T) {
 	}
 }
 
+// TestExpertTakesTheDenseFeatures: the dense p_invoke graph answers the
+// same probabilities with its features as without, an expert that
+// continues its trees reads exactly those features, and the expert's
+// minute 1 continues the dense one (a higher dense minute 1 on the same
+// features never lowers it).
+func TestExpertTakesTheDenseFeatures(t *testing.T) {
+	m, dir := setup(t)
+	expert, dense := loadContinuingExpert(t)
+	p := m.Dense.PInvoke
+	plain, err := Load(filepath.Join(dir, p.File), Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
+		Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName}, Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if plain.Features != 0 || plain.Width() != manifest.Horizon || dense.Features != expert.InWidth || dense.Features == 0 {
+		t.Fatalf("widths: plain %d, with features %d (+%d), expert takes %d", plain.Width(), dense.Width(), dense.Features, expert.InWidth)
+	}
+	rows := fixture.Rows(t)[:16]
+	var in []float32
+	for _, f := range rows {
+		for _, v := range f.Counts[len(f.Counts)-dense.InWidth:] {
+			in = append(in, float32(v))
+		}
+	}
+	want, err := plain.Predict(context.Background(), in, len(rows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs, features, _ := denseRows(t, dense, in, len(rows))
+	for r, row := range probs {
+		if !slices.Equal(row, want[r*manifest.Horizon:(r+1)*manifest.Horizon]) {
+			t.Fatalf("row %d: the graph answers other probabilities beside its features", r)
+		}
+	}
+	for r, f := range features {
+		var last float32 = -1
+		for _, d := range []float32{0.01, 0.2, 0.5, 0.9} {
+			y, err := expert.PredictDense(context.Background(), f, []float32{d}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if y[0] < last || y[0] < 0 || y[0] > 1 {
+				t.Fatalf("row %d: dense minute 1 %v gives the expert's %v after %v", r, d, y[0], last)
+			}
+			last = y[0]
+		}
+	}
+}
+
 func TestLoadRefusesBadFiles(t *testing.T) {
 	m, dir := setup(t)
 	good := filepath.Join(dir, m.Dense.File)
@@ -93,14 +144,17 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 	noSum := func(e Expect) Expect { e.SHA256 = ""; return e }
 	takesDense := expect(m.Dense)
 	takesDense.DenseP1 = true
-	var continuing string
-	var plain Expect
+	var expertFile string
+	var plain, wrongWidth Expect
 	for _, e := range m.Experts {
 		if p := e.PInvoke; p != nil && p.Base != "" {
-			continuing = filepath.Join(dir, p.File)
+			expertFile = filepath.Join(dir, p.File)
 			plain = Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen, Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName}
+			wrongWidth = continuing(p, loadPDense(t, m, dir).Features+1)
 		}
 	}
+	countsWithFeatures := expect(m.Dense)
+	countsWithFeatures.Features = true
 	cases := []struct {
 		name     string
 		path     string
@@ -114,7 +168,9 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		{"wrong model id", good, wrongID, true},
 		{"wrong sha256", good, wrongSum, true},
 		{"count model expected to take dense_p1", good, takesDense, true},
-		{"expert taking dense_p1 expected without it", continuing, plain, true},
+		{"expert taking the dense features expected to take counts", expertFile, plain, true},
+		{"expert taking fewer features than the dense graph answers", expertFile, wrongWidth, true},
+		{"count model expected to answer features", good, countsWithFeatures, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,11 +195,13 @@ func TestCUDAOnCPUBuildIsAClearError(t *testing.T) {
 }
 
 // TestBatcherMatchesDirectUnderConcurrency: merged calls answer each
-// caller its own rows, for a count model and for a p_invoke expert that
-// takes the dense model's minute 1 (merged beside the counts).
+// caller its own rows, for a count model, for the dense p_invoke graph
+// answering its features beside its probabilities, and for a p_invoke
+// expert that takes the dense model's features and minute 1.
 func TestBatcherMatchesDirectUnderConcurrency(t *testing.T) {
 	_, dense := loadDense(t)
-	for _, mod := range []*Model{dense, loadContinuingExpert(t)} {
+	expert, pdense := loadContinuingExpert(t)
+	for _, mod := range []*Model{dense, pdense, expert} {
 		t.Run(mod.ID, func(t *testing.T) { batcherMatchesDirect(t, mod) })
 	}
 }
@@ -156,7 +214,7 @@ func batcherMatchesDirect(t *testing.T, mod *Model) {
 	denseP1 := make([][]float32, callers)
 	want := make([][]float32, callers)
 	for c := range callers {
-		inputs[c] = make([]float32, mod.InputLen)
+		inputs[c] = make([]float32, mod.InWidth)
 		for i := range inputs[c] {
 			inputs[c][i] = float32((c*31 + i) % 11)
 		}
@@ -177,6 +235,10 @@ func batcherMatchesDirect(t *testing.T, mod *Model) {
 			got, err := b.PredictDense(context.Background(), inputs[c], denseP1[c], 1)
 			if err != nil {
 				errs <- err
+				return
+			}
+			if len(got) != mod.Width() {
+				errs <- fmt.Errorf("caller %d: %d values, want %d", c, len(got), mod.Width())
 				return
 			}
 			for h := range got {
@@ -215,28 +277,64 @@ func TestBatcherRunsLoneCallAtOnce(t *testing.T) {
 	}
 }
 
-// loadDense loads the shipped dense model on one intra-op thread, closed
-// when the test ends.
 // loadContinuingExpert loads the first shipped p_invoke expert whose trees
-// continue the dense model's (it takes dense_p1).
-func loadContinuingExpert(t *testing.T) *Model {
+// continue the dense model's (it takes the dense graph's features and
+// minute 1), and the dense p_invoke graph answering its features.
+func loadContinuingExpert(t *testing.T) (expert, dense *Model) {
 	t.Helper()
 	m, dir := setup(t)
+	dense = loadPDense(t, m, dir)
 	for _, e := range m.Experts {
 		if p := e.PInvoke; p != nil && p.Base != "" {
-			mod, err := Load(filepath.Join(dir, p.File), Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
-				Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName, DenseP1: true}, Options{IntraOpThreads: 1})
+			mod, err := Load(filepath.Join(dir, p.File), continuing(p, dense.Features), Options{IntraOpThreads: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { mod.Close() })
-			return mod
+			return mod, dense
 		}
 	}
 	t.Fatal("no shipped p_invoke expert continues the dense trees")
-	return nil
+	return nil, nil
 }
 
+// continuing is what an expert that continues the dense trees must be.
+func continuing(p *manifest.PInvoke, features int) Expect {
+	return Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen, Horizon: manifest.Horizon,
+		Output: manifest.PInvokeOutputName, DenseP1: true, FeaturesIn: features}
+}
+
+// loadPDense loads the shipped dense p_invoke graph answering its features.
+func loadPDense(t *testing.T, m manifest.Manifest, dir string) *Model {
+	t.Helper()
+	p := m.Dense.PInvoke
+	mod, err := Load(filepath.Join(dir, p.File), Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen,
+		Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName, Features: true}, Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mod.Close() })
+	return mod
+}
+
+// denseRows runs the dense p_invoke graph (with features) over n rows of
+// counts and splits its answer: each row's p_invoke, features, minute 1.
+func denseRows(t *testing.T, dense *Model, in []float32, n int) (p, features [][]float32, p1 []float32) {
+	t.Helper()
+	y, err := dense.Predict(context.Background(), in, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := dense.Width()
+	for r := range n {
+		row := y[r*w : (r+1)*w]
+		p, features, p1 = append(p, row[:dense.Horizon]), append(features, row[dense.Horizon:]), append(p1, row[0])
+	}
+	return p, features, p1
+}
+
+// loadDense loads the shipped dense model on one intra-op thread, closed
+// when the test ends.
 func loadDense(t *testing.T) (manifest.Manifest, *Model) {
 	t.Helper()
 	m, dir := setup(t)

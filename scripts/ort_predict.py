@@ -5,9 +5,8 @@ stdout: {"forecast": [[60 values], ...]} for a count model, or
         {"p_invoke": [[60 values], ...]} for a p_invoke model, whose rows
         may be shorter than its input: they are left-padded with -1 (the
         contract's "minute not known") by training's own padding function.
-        An expert that continues the dense trees (its second input
-        dense_p1) gets the dense model's (``dense``) minute 1 on the same
-        rows.
+        An expert that continues the dense trees gets the dense model's
+        (``dense``) features and minute 1 on the same rows.
 """
 
 from __future__ import annotations
@@ -31,15 +30,13 @@ def main() -> None:
     out = sess.get_outputs()[0].name
     if out == "p_invoke":
         from mesp_training.invocation import pad_history
+        from mesp_training.invocation_gbm import run_p_invoke
 
         x = np.stack([pad_history(np.asarray(r, dtype=np.float32)) for r in req["rows"]])
+        dense = ort.InferenceSession(req["dense"], providers=["CPUExecutionProvider"]) if req.get("dense") else None
+        y = run_p_invoke(sess, x, dense)
     else:
-        x = np.asarray(req["rows"], dtype=np.float32)
-    feeds = {"counts": x}
-    if "dense_p1" in {i.name for i in sess.get_inputs()}:
-        dense = ort.InferenceSession(req["dense"], providers=["CPUExecutionProvider"])
-        feeds["dense_p1"] = dense.run(["p_invoke"], {"counts": x})[0][:, :1]
-    y = sess.run([out], feeds)[0]
+        y = sess.run([out], {"counts": np.asarray(req["rows"], dtype=np.float32)})[0]
     json.dump({out: y.tolist()}, sys.stdout)
 
 

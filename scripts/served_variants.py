@@ -180,14 +180,14 @@ def routed_p1(models: Path, man: dict[str, Any], val: np.ndarray, routes: np.nda
               experts: set[int]) -> np.ndarray:
     """p_invoke of every loop decision: the given clusters' experts where
     the router sends the decision to them, the dense model elsewhere."""
-    dense = loop_p1(models / man["dense"]["p_invoke"]["file"], val)
-    p1 = dense.copy()
+    dense_file = models / man["dense"]["p_invoke"]["file"]
+    p1 = loop_p1(dense_file, val)
     for e in man["experts"]:
         if e["cluster"] in experts and "p_invoke" in e:
             m = routes == e["cluster"]
             rows = m.any(axis=1)
             sub = p1[rows]
-            sub[m[rows]] = loop_p1(models / e["p_invoke"]["file"], val[rows], dense[rows])[m[rows]]
+            sub[m[rows]] = loop_p1(models / e["p_invoke"]["file"], val[rows], dense_file)[m[rows]]
             p1[rows] = sub
     return p1
 

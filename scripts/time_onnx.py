@@ -6,7 +6,10 @@ batch size (the machine's noise only adds time).
 
 Rows are histories of the Parquet's functions at random minutes of the
 platform's loop (1081..1440), padded as the server pads them; a count model
-gets each history's last input_len minutes.
+gets each history's last input_len minutes; a p_invoke expert that
+continues the dense trees gets the dense graph's (``--dense``) features and
+minute 1 on them, computed once outside the timing (the server runs the
+dense graph anyway).
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from mesp_training.contract import DENSE_P1_INPUT_NAME, INPUT_NAME, read_cluster_parquet
+from mesp_training.contract import (
+    DENSE_P1_INPUT_NAME,
+    INPUT_NAME,
+    P_FEATURES_NAME,
+    P_INVOKE_OUTPUT_NAME,
+    read_cluster_parquet,
+)
 from mesp_training.invocation_train import LOOP_END, LOOP_START, histories
 
 BATCHES = (1, 8, 64)
@@ -29,6 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", type=Path, nargs="+")
     ap.add_argument("--parquet", type=Path, default=Path("models/cluster-4.parquet"))
+    ap.add_argument("--dense", type=Path, default=Path("models/dense-p.onnx"))
     a = ap.parse_args()
     _, series = read_cluster_parquet(a.parquet)
     rng = np.random.default_rng(0)
@@ -37,15 +47,20 @@ def main() -> None:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     sessions = {f: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"]) for f in a.files}
+    takes_features = any(P_FEATURES_NAME in {i.name for i in s.get_inputs()} for s in sessions.values())
+    if takes_features:
+        dense = ort.InferenceSession(str(a.dense), opts, providers=["CPUExecutionProvider"])
+        p, features = dense.run([P_INVOKE_OUTPUT_NAME, P_FEATURES_NAME], {INPUT_NAME: x})
     best: dict[tuple[Path, int], float] = {}
     for _ in range(REPEATS):
         for f, s in sessions.items():
             width = s.get_inputs()[0].shape[1]
-            takes_dense = DENSE_P1_INPUT_NAME in {i.name for i in s.get_inputs()}
+            expert = P_FEATURES_NAME in {i.name for i in s.get_inputs()}
             for b in BATCHES:
-                feeds = {INPUT_NAME: np.ascontiguousarray(x[:b, -width:])}
-                if takes_dense:  # an expert continuing the dense trees: any dense minute 1
-                    feeds[DENSE_P1_INPUT_NAME] = np.full((b, 1), 0.2, np.float32)
+                if expert:
+                    feeds = {P_FEATURES_NAME: features[:b], DENSE_P1_INPUT_NAME: p[:b, :1]}
+                else:
+                    feeds = {INPUT_NAME: np.ascontiguousarray(x[:b, -width:])}
                 s.run(None, feeds)
                 k = max(20, 800 // b)
                 t0 = time.perf_counter()

@@ -33,9 +33,13 @@ OUTPUT_NAME = "forecast"
 P_INVOKE_OUTPUT_NAME = "p_invoke"
 P_INVOKE_INPUT_LEN = 1440
 # An expert's p_invoke graph whose trees continue the dense model's (its
-# manifest entry's "base") holds only the trees it added; its second input
-# [batch, 1] is the dense p_invoke model's minute 1 (Go: manifest.DenseP1InputName).
+# manifest entry's "base") holds only the trees it added and takes no counts:
+# its inputs are the dense graph's second output P_FEATURES_NAME [batch, F]
+# (the features of the same histories, computed once per request) and
+# DENSE_P1_INPUT_NAME [batch, 1], the dense p_invoke model's minute 1 (Go:
+# manifest.PFeaturesName, manifest.DenseP1InputName).
 DENSE_P1_INPUT_NAME = "dense_p1"
+P_FEATURES_NAME = "p_features"
 MISSING = -1.0
 META_MODEL_ID = "mesp.model_id"
 META_INPUT_LEN = "mesp.input_len"

@@ -42,18 +42,19 @@ def stamp(graph: onnx.ModelProto, model_id: str, input_len: int, family: str) ->
     return graph
 
 
-def trace_graph(module: torch.nn.Module, probe: np.ndarray, outputs: list[str], opset: int = OPSET) -> onnx.ModelProto:
-    """A torch module (in eval mode) as an ONNX graph with input ``counts``
-    and the named outputs, the batch axis dynamic: the in-graph part of a
-    graph that others join (features before trees)."""
+def trace_graph(module: torch.nn.Module, probe: np.ndarray, outputs: list[str], opset: int = OPSET,
+                input_name: str = INPUT_NAME) -> onnx.ModelProto:
+    """A torch module (in eval mode) as an ONNX graph with one input
+    (``counts`` unless named) and the named outputs, the batch axis dynamic:
+    the in-graph part of a graph that others join (features before trees)."""
     fd, tmp = tempfile.mkstemp(suffix=".onnx")
     os.close(fd)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # eval() on the root: the exporter applies the root's mode to all.
-            torch.onnx.export(module.eval(), (torch.from_numpy(probe),), tmp, input_names=[INPUT_NAME],
-                              output_names=outputs, dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *outputs]},
+            torch.onnx.export(module.eval(), (torch.from_numpy(probe),), tmp, input_names=[input_name],
+                              output_names=outputs, dynamic_axes={n: {0: "batch"} for n in [input_name, *outputs]},
                               opset_version=opset, dynamo=False)
         return onnx.load(tmp)
     finally:

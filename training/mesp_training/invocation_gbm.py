@@ -1,17 +1,19 @@
 """Gradient-boosted trees as a p_invoke family: LightGBM on the same
 in-graph features, for the minute that drives the decision (horizon 1),
-the MLP for the other 59 minutes. Exported as one ONNX graph: the MLP's
-graph with its features as a second output, the trees as ONNX Runtime's
-TreeEnsembleClassifier (onnxmltools) fed from those features, and the two
-joined into the one ``p_invoke`` output the server reads.
+the MLP for the other 59 minutes. Exported as one ONNX graph: the
+features, the MLP on them, the trees as ONNX Runtime's
+TreeEnsembleClassifier (onnxmltools) on the same features, and the two
+joined into the ``p_invoke`` output the server reads; the features are a
+second output.
 
 A cluster's trees are warm-started from the dense model's (LightGBM's
 ``init_model``: more trees fitted on the cluster's functions), as the MLP
 experts are fine-tuned from the dense MLP. Its graph holds only the trees
-it added: the dense model's minute 1 comes in as a second input, which the
-server has from the dense graph. A served expert then costs its few trees
-rather than another copy of thousands (which also competed with the dense
-copy for the CPU's caches).
+it added and takes no counts: its inputs are the dense graph's features and
+minute 1, which the server has from the dense graph's run. A served expert
+then costs its few trees and its MLP, rather than another copy of thousands
+of trees (which also competed with the dense copy for the CPU's caches) and
+another pass of the feature operations over a day of minutes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -28,9 +30,12 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper
 
-from .contract import DENSE_P1_INPUT_NAME, HORIZON, INPUT_NAME, P_INVOKE_OUTPUT_NAME
+from .contract import DENSE_P1_INPUT_NAME, HORIZON, INPUT_NAME, P_FEATURES_NAME, P_INVOKE_OUTPUT_NAME
 from .invocation import WINDOW, InvocationModel
 from .runtime import inference_session
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 FAMILY = "hazard-mlp+lightgbm"
 PARAMS: dict[str, Any] = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 100,
@@ -72,6 +77,17 @@ class _WithFeatures(torch.nn.Module):
         return torch.sigmoid(self.model.logits_from_features(f)), f
 
 
+class _FromFeatures(torch.nn.Module):
+    """The MLP's graph on features already computed (by the dense graph)."""
+
+    def __init__(self, model: InvocationModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model.logits_from_features(f))
+
+
 def trees_graph(booster: lgb.Booster, n_features: int) -> onnx.ModelProto:
     """The trees alone as ONNX Runtime's TreeEnsembleClassifier: input
     ``features`` [batch, n_features], outputs ``label`` and ``probabilities``."""
@@ -109,25 +125,36 @@ def added_trees_graph(booster: lgb.Booster, skip: int, n_features: int) -> onnx.
 
 def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray, opset: int,
                 base_trees: int = 0) -> onnx.ModelProto:
-    """The MLP and the trees in one graph. With base_trees, only the trees
-    after the first base_trees (the dense model's) are in it, and minute 1
-    is sigmoid(logit(dense_p1) + their margin)."""
+    """The MLP and the trees in one graph.
+
+    Without base_trees: input ``counts``, outputs ``p_invoke`` and the
+    features both parts read (P_FEATURES_NAME). With base_trees: only the
+    trees after the first base_trees (the dense model's), fed the dense
+    graph's features and minute 1 (inputs P_FEATURES_NAME and
+    DENSE_P1_INPUT_NAME); minute 1 is sigmoid(logit(dense_p1) + their
+    margin). The features are then computed once per request, by the dense
+    graph, however many experts answer."""
     from .export import trace_graph
 
-    mlp = trace_graph(_WithFeatures(model), probe, ["p_mlp", "features"], opset)
     if base_trees:
+        with torch.no_grad():
+            f = model.features(torch.from_numpy(probe)).numpy()
+        mlp = trace_graph(_FromFeatures(model), f, ["p_mlp"], opset, input_name=P_FEATURES_NAME)
         trees = added_trees_graph(booster, base_trees, model.features.n_features)
     else:
+        mlp = trace_graph(_WithFeatures(model), probe, ["p_mlp", P_FEATURES_NAME], opset)
         trees = trees_graph(booster, model.features.n_features)
-    # One opset per domain in the joined graph: the trees' few standard ops
-    # exist unchanged in the MLP's newer opset.
-    for imp in trees.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            imp.version = opset
-    trees.ir_version = mlp.ir_version
     trees = compose.add_prefix(trees, "gbm_")
-    joined = compose.merge_models(mlp, trees, io_map=[("features", "gbm_features")])
-    g = joined.graph
+    # The trees read the features tensor itself: their nodes and weights
+    # join the MLP's graph (one opset per domain: the trees' few standard
+    # ops exist unchanged in the MLP's newer opset).
+    g = mlp.graph
+    for node in trees.graph.node:
+        node.input[:] = [P_FEATURES_NAME if i == "gbm_features" else i for i in node.input]
+    g.node.extend(trees.graph.node)
+    g.initializer.extend(trees.graph.initializer)
+    domains = {imp.domain for imp in mlp.opset_import}
+    mlp.opset_import.extend(imp for imp in trees.opset_import if imp.domain not in domains | {"ai.onnx"})
     consts = {"one": [1], "sixty": [HORIZON], "axis": [1]}
     if not base_trees:
         consts["two"] = [2]  # the classifier's column of class 1
@@ -154,7 +181,24 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
     ])
     del g.output[:]
     g.output.append(helper.make_tensor_value_info(P_INVOKE_OUTPUT_NAME, TensorProto.FLOAT, ["batch", HORIZON]))
-    return joined
+    if not base_trees:
+        g.output.append(helper.make_tensor_value_info(P_FEATURES_NAME, TensorProto.FLOAT,
+                                                      ["batch", model.features.n_features]))
+    return mlp
+
+
+def run_p_invoke(sess: ort.InferenceSession, x: np.ndarray, dense: ort.InferenceSession | None = None) -> np.ndarray:
+    """p_invoke [n, 60] of histories x (padded to a day) as the server
+    answers it: an expert that continues the dense trees is fed the dense
+    graph's (dense) features and minute 1 on the same histories."""
+    if P_FEATURES_NAME not in {i.name for i in sess.get_inputs()}:
+        out: np.ndarray = sess.run([P_INVOKE_OUTPUT_NAME], {INPUT_NAME: x})[0]
+        return out
+    if dense is None:
+        raise ValueError("this p_invoke graph continues the dense model's trees: the dense graph is needed")
+    p, f = dense.run([P_INVOKE_OUTPUT_NAME, P_FEATURES_NAME], {INPUT_NAME: x})
+    out = sess.run([P_INVOKE_OUTPUT_NAME], {P_FEATURES_NAME: f, DENSE_P1_INPUT_NAME: p[:, :1]})[0]
+    return out
 
 
 def predict_h1(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
@@ -170,9 +214,10 @@ def dense_p1(base: lgb.Booster, features: np.ndarray) -> np.ndarray:
 def export(model: InvocationModel, booster: lgb.Booster, features: np.ndarray, path: Path, model_id: str,
            probe: np.ndarray, opset: int, base: lgb.Booster | None = None) -> None:
     """Writes the joined graph, checked against torch (minutes 2..60) and
-    LightGBM (minute 1) on real-shaped probes before it replaces path.
-    With base (the dense trees that booster continues), the graph holds
-    only booster's added trees and takes base's minute 1 as dense_p1."""
+    LightGBM (minute 1), and its features output against torch's, on
+    real-shaped probes before it replaces path. With base (the dense trees
+    that booster continues), the graph holds only booster's added trees
+    and takes the features and base's minute 1 as its inputs."""
     from .export import ExportMismatch, stamp
 
     with torch.no_grad():
@@ -187,15 +232,20 @@ def export(model: InvocationModel, booster: lgb.Booster, features: np.ndarray, p
         dense = base.predict(f.numpy(), raw_score=True)
         if booster.num_trees() < base_trees or not np.allclose(head, dense, atol=1e-9):
             raise ExportMismatch(f"{model_id}: its first {base_trees} trees are not the dense model's")
-        feeds[DENSE_P1_INPUT_NAME] = dense_p1(base, f.numpy())
+        feeds = {P_FEATURES_NAME: f.numpy(), DENSE_P1_INPUT_NAME: dense_p1(base, f.numpy())}
     graph = stamp(build_graph(model, booster, probe, opset, base_trees), model_id, WINDOW, FAMILY)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
     os.close(fd)
     try:
         onnx.save(graph, tmp)
-        got = inference_session(tmp).run([P_INVOKE_OUTPUT_NAME], feeds)[0]
+        sess = inference_session(tmp)
+        got = sess.run([P_INVOKE_OUTPUT_NAME], feeds)[0]
         if got.shape != (len(probe), HORIZON) or not np.allclose(got, want, atol=1e-4):
             raise ExportMismatch(f"{model_id}: joined ONNX p_invoke differs by up to {np.abs(got - want).max()}")
+        if base is None:
+            got_f = sess.run([P_FEATURES_NAME], feeds)[0]
+            if got_f.shape != f.shape or not np.allclose(got_f, f.numpy(), rtol=1e-5, atol=1e-5):
+                raise ExportMismatch(f"{model_id}: the ONNX features differ from torch's")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

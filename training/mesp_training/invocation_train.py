@@ -33,7 +33,6 @@ import yaml
 
 from . import invocation_gbm as gbm
 from .contract import (
-    DENSE_P1_INPUT_NAME,
     HORIZON,
     MISSING,
     P_INVOKE_OUTPUT_NAME,
@@ -387,8 +386,8 @@ def choose_prewarm(models: Path, manifest: dict[str, Any], data: dict[int, tuple
     routes = loop_routes(Router(read_clusters(models / manifest["clusters"])), val)
     log(f"p_invoke: {routes.size} validation decisions routed ({time.monotonic() - t0:.0f}s), "
         f"{(routes < 0).mean():.1%} out of distribution")
-    dense_p1 = loop_p1(models / manifest["dense"]["p_invoke"]["file"], val)
-    served = dense_p1.copy()
+    dense_file = models / manifest["dense"]["p_invoke"]["file"]
+    served = loop_p1(dense_file, val)
     dense_threshold = choose_threshold(served, val, cfg.thresholds)["threshold"]
     for e in manifest["experts"]:
         entry = e.get("p_invoke")
@@ -401,7 +400,7 @@ def choose_prewarm(models: Path, manifest: dict[str, Any], data: dict[int, tuple
         serve = "dense"
         if n:
             p1 = np.zeros_like(served)
-            p1[rows] = loop_p1(models / entry["file"], val[rows], dense_p1[rows])
+            p1[rows] = loop_p1(models / entry["file"], val[rows], dense_file)
             y, expert, dense = invoked[routed], p1[routed], served[routed]
             got |= {"logloss": round(h1_logloss(expert, y), 6), "dense_logloss": round(h1_logloss(dense, y), 6),
                     "cost": round(operating_cost(expert, y, dense_threshold), 2),
@@ -611,27 +610,16 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
     return manifest
 
 
-def loop_p1(onnx_file: Path, series: np.ndarray, dense: np.ndarray | None = None, chunk: int = 4096) -> np.ndarray:
+def loop_p1(onnx_file: Path, series: np.ndarray, dense_file: Path | None = None, chunk: int = 4096) -> np.ndarray:
     """[n, 360]: the exported model's p_invoke of minute m from minutes 1..m-1.
-    An expert graph that continues the dense trees needs dense, the dense
-    model's loop_p1 on the same series."""
-    from .contract import INPUT_NAME
-
+    An expert graph that continues the dense trees is fed the dense graph
+    (dense_file) on the same histories, as the server feeds it."""
     sess = inference_session(str(onnx_file))
-    needs_dense = DENSE_P1_INPUT_NAME in {i.name for i in sess.get_inputs()}
-    if needs_dense and (dense is None or dense.shape != (len(series), LOOP_END - LOOP_START + 1)):
-        raise ValueError(f"{onnx_file} continues the dense model's trees: the dense model's p1 is needed")
+    dense = inference_session(str(dense_file)) if dense_file is not None else None
     t = np.arange(LOOP_START - 1, LOOP_END)
     rows, origins = np.repeat(np.arange(len(series)), len(t)), np.tile(t, len(series))
-
-    def feeds(i: int) -> dict[str, np.ndarray]:
-        f = {INPUT_NAME: histories(series, rows[i:i + chunk], origins[i:i + chunk])}
-        if needs_dense:
-            assert dense is not None
-            f[DENSE_P1_INPUT_NAME] = dense.reshape(-1, 1)[i:i + chunk].astype(np.float32)
-        return f
-
-    out = [sess.run([P_INVOKE_OUTPUT_NAME], feeds(i))[0][:, 0] for i in range(0, len(rows), chunk)]
+    out = [gbm.run_p_invoke(sess, histories(series, rows[i:i + chunk], origins[i:i + chunk]), dense)[:, 0]
+           for i in range(0, len(rows), chunk)]
     p1: np.ndarray = np.concatenate(out).reshape(len(series), len(t))
     return p1
 

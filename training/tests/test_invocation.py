@@ -1,13 +1,17 @@
-"""The p_invoke features against plain loops on real rows, and the padding
-contract the Go server relies on."""
+"""The p_invoke features against plain loops on real rows, the padding
+contract the Go server relies on, and the trees family's two graph layouts."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import fixture_rows
 
+from mesp_training import invocation_gbm as gbm
+from mesp_training.export import OPSET
 from mesp_training.invocation import (
     GAP_HORIZONS,
     HOURS,
@@ -16,8 +20,10 @@ from mesp_training.invocation import (
     SCALES,
     WINDOW,
     InvocationFeatures,
+    InvocationModel,
     pad_history,
 )
+from mesp_training.runtime import inference_session
 
 
 def reference_features(history: np.ndarray) -> np.ndarray:
@@ -130,3 +136,36 @@ def test_default_threshold_holds_idle_budget_over_resampled_functions() -> None:
     assert got["val_idle_minutes"] <= ka_idle
     assert got["val_idle_minutes"] <= cold_idle(invoked, p1 >= plain[2])[1]
     assert got["threshold"] > plain[2]  # on these rows the sample alone would overspend
+
+
+def test_gbm_graphs_share_the_dense_features(tmp_path: Path) -> None:
+    """The dense graph answers its features; an expert whose trees continue
+    the dense model's takes them (and the dense minute 1) instead of the
+    counts, and answers, fed as the server feeds it, what its MLP and its
+    LightGBM trees answer in Python."""
+    rows = list(fixture_rows().values())
+    origins = range(700, 1440, 60)
+    x = np.stack([pad_history(r[:t]) for r in rows for t in origins])
+    y = np.array([r[t] > 0 for r in rows for t in origins], np.float32)
+    model = InvocationModel(hidden=16, layers=1).eval()
+    with torch.no_grad():
+        f = model.features(torch.from_numpy(x)).numpy()
+    dense = gbm.fit_gbm(f, y, f, y, rounds=8)
+    expert = gbm.fit_gbm(f, y, f, y, rounds=4, init=dense)
+    assert expert.num_trees() > dense.num_trees()
+    gbm.export(model, dense, f, tmp_path / "dense-p.onnx", "dense-p", x[:8], OPSET)
+    gbm.export(model, expert, f, tmp_path / "expert-p.onnx", "cluster-0-p", x[:8], OPSET, base=dense)
+    d = inference_session(str(tmp_path / "dense-p.onnx"))
+    e = inference_session(str(tmp_path / "expert-p.onnx"))
+    assert [i.name for i in d.get_inputs()] == ["counts"]
+    assert [o.name for o in d.get_outputs()] == ["p_invoke", "p_features"]
+    assert [i.name for i in e.get_inputs()] == ["p_features", "dense_p1"]
+    assert [o.name for o in e.get_outputs()] == ["p_invoke"]
+    np.testing.assert_allclose(d.run(["p_features"], {"counts": x})[0], f, rtol=1e-5, atol=1e-5)
+    got = gbm.run_p_invoke(e, x, d)
+    with torch.no_grad():
+        mlp = torch.sigmoid(model.logits_from_features(torch.from_numpy(f))).numpy()
+    np.testing.assert_allclose(got[:, 1:], mlp[:, 1:], atol=1e-5)
+    np.testing.assert_allclose(got[:, 0], expert.predict(f), atol=1e-5)
+    with pytest.raises(ValueError, match="dense graph is needed"):
+        gbm.run_p_invoke(e, x)

@@ -59,25 +59,29 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
     x = np.full((2, WINDOW), -1.0, np.float32)
     x[0, -600:] = np.arange(600) % 5
     dense_p = manifest["dense"]["p_invoke"]
-    dense_p1 = ort.InferenceSession(str(models / dense_p["file"]), providers=["CPUExecutionProvider"]).run(
-        None, {"counts": x})[0][:, :1]
+    dense_out = ort.InferenceSession(str(models / dense_p["file"]), providers=["CPUExecutionProvider"]).run(
+        None, {"counts": x})
     for e in [manifest["dense"], *manifest["experts"]]:
         p = e["p_invoke"]
         assert sha256_file(models / p["file"]) == p["sha256"] and p["input_len"] == WINDOW
         sess = ort.InferenceSession(str(models / p["file"]), providers=["CPUExecutionProvider"])
-        assert [o.name for o in sess.get_outputs()] == ["p_invoke"]
+        outputs = [o.name for o in sess.get_outputs()]
         feeds = {"counts": x}
         if e is not manifest["dense"] and p["family"] == dense_p["family"] == gbm.FAMILY:
             # An expert's trees continue the dense model's: its graph holds
-            # only the trees it added and takes the dense minute 1.
-            assert p["base"] == dense_p["id"]
+            # only the trees it added and takes the dense graph's features
+            # and minute 1 instead of the counts.
+            assert p["base"] == dense_p["id"] and outputs == ["p_invoke"]
+            assert [i.name for i in sess.get_inputs()] == ["p_features", "dense_p1"]
             graph = onnx.load(str(models / p["file"])).graph
             (trees,) = [n for n in graph.node if n.op_type == "TreeEnsembleRegressor"]
             ids = next(a.ints for a in trees.attribute if a.name == "nodes_treeids")
             assert len(set(ids)) == p["params"]["trees"] - dense_p["params"]["trees"] > 0
-            feeds["dense_p1"] = dense_p1
+            feeds = {"p_features": dense_out[1], "dense_p1": dense_out[0][:, :1]}
         else:
             assert "base" not in p
+            # A graph with trees of its own answers its features too.
+            assert outputs == (["p_invoke", "p_features"] if p["family"] == gbm.FAMILY else ["p_invoke"])
         y = sess.run(None, feeds)[0]
         assert y.shape == (2, 60) and (y >= 0).all() and (y <= 1).all()
     routed = 0

@@ -13,9 +13,10 @@ from types import ModuleType
 import numpy as np
 import onnx
 import pytest
+import torch
 from conftest import ROOT, fixture_rows, shipped_models
 
-from mesp_training.invocation import pad_history
+from mesp_training.invocation import InvocationFeatures, pad_history
 
 
 def load_script() -> ModuleType:
@@ -29,7 +30,7 @@ def load_script() -> ModuleType:
 
 def continuing_expert() -> str:
     """The first shipped p_invoke expert whose graph continues the dense
-    trees (a second input, dense_p1)."""
+    trees (it takes the dense graph's features and minute 1)."""
     m = json.loads((shipped_models() / "manifest.json").read_text())
     return next(e["p_invoke"]["file"] for e in m["experts"] if e.get("p_invoke", {}).get("base"))
 
@@ -43,9 +44,18 @@ def test_refeatured_graph_answers_as_the_shipped_one(tmp_path: Path, file: str) 
     old = onnx.load(str(old_path))
     new = rf.refeature(old, rf.feature_graph(x[:2]))
     assert {p.key: p.value for p in new.metadata_props} == {p.key: p.value for p in old.metadata_props}
-    assert [i.name for i in new.graph.input] == [i.name for i in old.graph.input]
+    if file == "dense-p.onnx":
+        assert [i.name for i in new.graph.input] == ["counts"]
+        assert [o.name for o in new.graph.output] == ["p_invoke", "p_features"]
+    else:
+        # no feature operations left: the dense graph's features come in
+        assert [i.name for i in new.graph.input] == ["p_features", "dense_p1"]
+        assert [o.name for o in new.graph.output] == ["p_invoke"]
+        assert not {"CumSum", "GatherElements"} & {n.op_type for n in new.graph.node}
     onnx.save(new, str(tmp_path / "new.onnx"))
-    want, got = rf.answers(str(old_path), x), rf.answers(str(tmp_path / "new.onnx"), x)
+    with torch.no_grad():
+        values = InvocationFeatures()(torch.from_numpy(x)).numpy()
+    want, got = rf.answers(str(old_path), x, values), rf.answers(str(tmp_path / "new.onnx"), x, values)
     assert got.shape == want.shape == (len(x), 60)
     np.testing.assert_allclose(got, want, atol=rf.TOLERANCE, rtol=0)
     # Cutting the result again the same way changes nothing.
