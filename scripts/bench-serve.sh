@@ -2,8 +2,9 @@
 # Serving benchmark: `mesp serve` vs the Python reference server
 # (scripts/reference_server.py: same ONNX files, same routing) under the same
 # load from `mesp loadgen` on loopback, plus raw ONNX Runtime runs (no HTTP,
-# no routing), and the Go server's /v1/prewarm (counts and p_invoke) under
-# the same load as /v1/forecast. Prints one JSON document with the ratios.
+# no routing), and the Go server's /v1/prewarm (counts and p_invoke; and
+# the decision alone, warm and p_invoke) under the same load as
+# /v1/forecast. Prints one JSON document with the ratios.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 py="${MESP_PYTHON:-$("$root/scripts/setup-venv.sh")/bin/python}"
@@ -43,6 +44,14 @@ c0=$(cpu_s "$go_pid")
 echo "\"batch64_closed_loop\": $(lg --url "$u" --batch 64 --concurrency 4),"
 echo "\"batch64_server_cpu_s\": $(awk -v a="$c0" -v b="$(cpu_s "$go_pid")" 'BEGIN {print b - a}')"
 echo "},"
+# The decision alone (warm and p_invoke, no count models): what a
+# platform's minutely loop asks for.
+echo "\"go_prewarm_decision\": {"
+echo "\"single_closed_loop\": $(lg --url "$u" --outputs warm,p_invoke --batch 1 --concurrency 16),"
+c0=$(cpu_s "$go_pid")
+echo "\"batch64_closed_loop\": $(lg --url "$u" --outputs warm,p_invoke --batch 64 --concurrency 4),"
+echo "\"batch64_server_cpu_s\": $(awk -v a="$c0" -v b="$(cpu_s "$go_pid")" 'BEGIN {print b - a}')"
+echo "},"
 echo "\"raw_onnxruntime_batch64\": $(lg --raw "$models" --batch 64 --concurrency 2),"
 echo "\"raw_onnxruntime_batch1\": $(lg --raw "$models" --batch 1 --concurrency 2),"
 echo "\"go_server_peak_rss_kib\": $(awk '/VmHWM/ {print $2}' /proc/$go_pid/status),"
@@ -53,7 +62,7 @@ import json, sys
 d = json.load(sys.stdin)
 g, p = d["go"], d["python"]
 raw = d["raw_onnxruntime_batch64"]
-for s in (g, p, d["go_prewarm"]):
+for s in (g, p, d["go_prewarm"], d["go_prewarm_decision"]):
     b = s["batch64_closed_loop"]
     s["batch64_server_cpu_us_per_forecast"] = 1e6 * s["batch64_server_cpu_s"] / (b["requests"] * 64)
 d["ratios"] = {
@@ -72,6 +81,10 @@ d["ratios"] = {
     # per function under the same batch load (the load generator, on the same
     # cores, does not count)
     "prewarm_cpu_over_forecast_cpu_batch64_go": d["go_prewarm"]["batch64_server_cpu_us_per_forecast"] / g["batch64_server_cpu_us_per_forecast"],
+    # the decision alone (warm and p_invoke): the minutely call of a platform
+    "decision_over_forecast_single_closed_loop_go": d["go_prewarm_decision"]["single_closed_loop"]["forecasts_per_s"] / g["single_closed_loop"]["forecasts_per_s"],
+    "decision_over_forecast_batch64_go": d["go_prewarm_decision"]["batch64_closed_loop"]["forecasts_per_s"] / g["batch64_closed_loop"]["forecasts_per_s"],
+    "decision_cpu_over_forecast_cpu_batch64_go": d["go_prewarm_decision"]["batch64_server_cpu_us_per_forecast"] / g["batch64_server_cpu_us_per_forecast"],
 }
 json.dump(d, sys.stdout, indent=2)
 print()

@@ -19,7 +19,20 @@ type ForecastRequest struct {
 	FunctionCounts
 	// Policy overrides the pre-warm policy (POST /v1/prewarm only).
 	Policy *PolicyJSON `json:"policy,omitempty"`
+	// Outputs names the per-minute arrays to answer (POST /v1/prewarm
+	// only): any of Outputs' keys; absent, all of them.
+	Outputs []string `json:"outputs,omitempty"`
 }
+
+// requestOptions are a request's fields besides its functions.
+type requestOptions struct {
+	Policy  *PolicyJSON
+	Outputs []string
+}
+
+// maxOutputs bounds a request's "outputs" while scanning: three names are
+// known, a few repeats are harmless, a million are a hostile body.
+const maxOutputs = 8
 
 // PolicyJSON is a request's pre-warm policy: warm in a minute when its
 // p_invoke is at least Threshold (default: the manifest's).
@@ -49,30 +62,35 @@ type FunctionCounts struct {
 // It bounds each function's counts (maxCounts, 0: no bound) while
 // scanning, appends every function's counts to arena, which it returns (grown if need be) so that
 // the caller can reuse it once the requests are answered, and returns the
-// request's policy (nil when absent).
-func decodeForecastRequest(body []byte, maxBatch, maxCounts int, arena []float64) ([]forecast.Request, *PolicyJSON, []float64, error) {
+// request's other fields (policy, outputs).
+func decodeForecastRequest(body []byte, maxBatch, maxCounts int, arena []float64) ([]forecast.Request, requestOptions, []float64, error) {
 	d := &requestDecoder{b: body, arena: arena, maxBatch: maxBatch, maxCounts: maxCounts}
-	reqs, policy, err := d.forecastRequests()
-	return reqs, policy, d.arena, err
+	reqs, opts, err := d.forecastRequests()
+	return reqs, opts, d.arena, err
 }
 
-func (d *requestDecoder) forecastRequests() ([]forecast.Request, *PolicyJSON, error) {
+func (d *requestDecoder) forecastRequests() ([]forecast.Request, requestOptions, error) {
 	req, err := d.request()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: body is not a forecast request: %v", forecast.ErrInvalid, err)
+		return nil, requestOptions{}, fmt.Errorf("%w: body is not a forecast request: %v", forecast.ErrInvalid, err)
 	}
+	reqs, err := d.functions(req)
+	return reqs, requestOptions{Policy: req.Policy, Outputs: req.Outputs}, err
+}
+
+func (d *requestDecoder) functions(req ForecastRequest) ([]forecast.Request, error) {
 	fns := req.Functions
 	if req.Counts != nil || req.ID != "" {
 		if len(fns) > 0 {
-			return nil, nil, fmt.Errorf("%w: give either \"functions\" or one function's \"counts\", not both", forecast.ErrInvalid)
+			return nil, fmt.Errorf("%w: give either \"functions\" or one function's \"counts\", not both", forecast.ErrInvalid)
 		}
 		fns = []FunctionCounts{req.FunctionCounts}
 	}
 	if len(fns) == 0 {
-		return nil, nil, fmt.Errorf("%w: empty batch: give \"functions\": [{\"id\", \"counts\"}]", forecast.ErrInvalid)
+		return nil, fmt.Errorf("%w: empty batch: give \"functions\": [{\"id\", \"counts\"}]", forecast.ErrInvalid)
 	}
 	if len(fns) > d.maxBatch {
-		return nil, nil, fmt.Errorf("%w: batch of %d functions, at most %d", forecast.ErrInvalid, len(fns), d.maxBatch)
+		return nil, fmt.Errorf("%w: batch of %d functions, at most %d", forecast.ErrInvalid, len(fns), d.maxBatch)
 	}
 	out := make([]forecast.Request, len(fns))
 	for i, f := range fns {
@@ -81,11 +99,11 @@ func (d *requestDecoder) forecastRequests() ([]forecast.Request, *PolicyJSON, er
 			id = fmt.Sprintf("#%d", i)
 		} else if strings.TrimSpace(id) == "" {
 			// Logged, labelled and answered by id: a blank one names nothing.
-			return nil, nil, fmt.Errorf("%w: function %d: id %q is blank (omit it to get \"#%d\")", forecast.ErrInvalid, i, id, i)
+			return nil, fmt.Errorf("%w: function %d: id %q is blank (omit it to get \"#%d\")", forecast.ErrInvalid, i, id, i)
 		}
 		out[i] = forecast.Request{ID: id, Counts: f.Counts}
 	}
-	return out, req.Policy, nil
+	return out, nil
 }
 
 // requestDecoder scans one ForecastRequest JSON document.
@@ -183,6 +201,24 @@ func (d *requestDecoder) request() (ForecastRequest, error) {
 				p.Threshold = &v
 				return err
 			})
+		case "outputs":
+			if d.literal("null") {
+				req.Outputs = nil
+				return nil
+			}
+			req.Outputs = []string{} // empty, not absent
+			err := d.array(func(n int) error {
+				if n >= maxOutputs {
+					return d.errorf("more than %d names", maxOutputs)
+				}
+				o, err := d.string()
+				req.Outputs = append(req.Outputs, o)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("\"outputs\" (an array of output names): %w", err)
+			}
+			return nil
 		default:
 			return d.functionField(key, &req.FunctionCounts)
 		}

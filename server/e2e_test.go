@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -307,6 +308,22 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 	for h, w := range one.Functions[0].Warm {
 		if w != (one.Functions[0].PInvoke[h] >= 1) || one.Threshold != 1 {
 			t.Fatalf("threshold 1: minute %d warm %v", h, w)
+		}
+	}
+	// The decision alone (no count models run) is the same decision.
+	code, body = post(t, ts.URL+"/v1/prewarm", strings.TrimSuffix(b.String(), "}")+`,"outputs":["warm","p_invoke"]}`)
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	var decision server.PrewarmResponse
+	if err := json.Unmarshal(body, &decision); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range decision.Functions {
+		full := resp.Functions[i]
+		if f.Forecast != nil || f.ForecastModel != "" || f.Model != full.Model || !slices.Equal(f.PInvoke, full.PInvoke) ||
+			!slices.Equal(f.Warm, full.Warm) {
+			t.Fatalf("answer %d: the decision alone differs from the full answer's (model %s vs %s)", i, f.Model, full.Model)
 		}
 	}
 }

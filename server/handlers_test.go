@@ -25,7 +25,8 @@ type fakeModels struct {
 	reloadOK bool
 	pInvoke  float32
 	calls    int
-	err      error // Predict's answer, when set
+	outs     forecast.Outputs // the last Predict's
+	err      error            // Predict's answer, when set
 }
 
 func (f *fakeModels) catalog() forecast.Catalog {
@@ -60,6 +61,7 @@ func (f *fakeModels) ReloadCatalog() (forecast.Catalog, error) {
 func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
 	f.mu.Lock()
 	f.calls++
+	f.outs = outs
 	err := f.err
 	f.mu.Unlock()
 	if err != nil {
@@ -71,9 +73,12 @@ func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forec
 		for _, v := range r.Counts {
 			sum += v
 		}
-		res := forecast.Result{ID: r.ID, Cluster: 4, Model: "cluster-4", Kind: "expert", Forecast: make([]float32, manifest.Horizon)}
-		for h := range res.Forecast {
-			res.Forecast[h] = float32(sum / float64(len(r.Counts)))
+		res := forecast.Result{ID: r.ID, Cluster: 4, Model: "cluster-4", Kind: "expert"}
+		if outs&forecast.Counts != 0 {
+			res.Forecast = make([]float32, manifest.Horizon)
+			for h := range res.Forecast {
+				res.Forecast[h] = float32(sum / float64(len(r.Counts)))
+			}
 		}
 		if outs&forecast.PInvoke != 0 {
 			res.PInvoke, res.PModel, res.PKind = make([]float32, manifest.Horizon), "dense-p", "dense"
@@ -173,6 +178,97 @@ func TestPrewarmThresholds(t *testing.T) {
 			if len(fn.Warm) != manifest.Horizon || fn.Warm[0] != c.warm || fn.Forecast[0] != map[string]float32{"a": 2, "b": 0}[fn.ID] {
 				t.Errorf("policy %q: %s warm %v forecast %v", c.policy, fn.ID, fn.Warm[0], fn.Forecast[0])
 			}
+		}
+	}
+}
+
+// A pre-warm request's "outputs" chooses the arrays answered and what the
+// models compute: the decision alone runs no count model; unknown or no
+// names, or "outputs" on /v1/forecast, are JSON 400s.
+func TestPrewarmOutputs(t *testing.T) {
+	f := &fakeModels{reloadOK: true, pInvoke: 0.3}
+	url := startFake(t, f)
+	cases := []struct {
+		outputs             string
+		status              int
+		runs                forecast.Outputs
+		pInvoke, warm, cast bool
+	}{
+		{"", 200, forecast.Counts | forecast.PInvoke, true, true, true},
+		{`,"outputs":null`, 200, forecast.Counts | forecast.PInvoke, true, true, true},
+		{`,"outputs":["warm","p_invoke"]`, 200, forecast.PInvoke, true, true, false},
+		{`,"outputs":["warm"]`, 200, forecast.PInvoke, false, true, false},
+		{`,"outputs":["forecast"]`, 200, forecast.Counts, false, false, true},
+		{`,"outputs":["forecast","warm","p_invoke"]`, 200, forecast.Counts | forecast.PInvoke, true, true, true},
+		{`,"outputs":[]`, 400, 0, false, false, false},
+		{`,"outputs":["warm","cold"]`, 400, 0, false, false, false},
+		{`,"outputs":"warm"`, 400, 0, false, false, false},
+		{`,"outputs":["warm","warm","warm","warm","warm","warm","warm","warm","warm"]`, 400, 0, false, false, false},
+	}
+	for _, c := range cases {
+		f.mu.Lock()
+		f.outs = 0
+		f.mu.Unlock()
+		status, body := post(t, url+"/v1/prewarm", `{"functions":[{"id":"a","counts":`+day(2, 300)+`}]`+c.outputs+`}`)
+		if status != c.status {
+			t.Fatalf("%s: %d %s, want %d", c.outputs, status, body, c.status)
+		}
+		f.mu.Lock()
+		runs := f.outs
+		f.mu.Unlock()
+		if runs != c.runs {
+			t.Errorf("%s: the models computed %b, want %b", c.outputs, runs, c.runs)
+		}
+		if status != 200 {
+			if !json.Valid(body) || !strings.Contains(string(body), "output") {
+				t.Errorf("%s: error body %s", c.outputs, body)
+			}
+			continue
+		}
+		var fields struct {
+			Functions []map[string]any `json:"functions"`
+		}
+		if err := json.Unmarshal(body, &fields); err != nil || len(fields.Functions) != 1 {
+			t.Fatalf("%s: %v %s", c.outputs, err, body)
+		}
+		fn := fields.Functions[0]
+		for name, want := range map[string]bool{"p_invoke": c.pInvoke, "warm": c.warm, "forecast": c.cast,
+			"forecast_model": c.cast, "model": c.pInvoke || c.warm} {
+			if _, got := fn[name]; got != want {
+				t.Errorf("%s: field %q present %v, want %v (%v)", c.outputs, name, got, want, fn)
+			}
+		}
+		if w, ok := fn["warm"].([]any); ok && (len(w) != manifest.Horizon || w[0] != true) {
+			t.Errorf("%s: warm %v at p_invoke 0.3 and threshold 0.2", c.outputs, w)
+		}
+	}
+	if status, body := post(t, url+"/v1/forecast", `{"id":"a","counts":`+day(2, 300)+`,"outputs":["forecast"]}`); status != 400 ||
+		!strings.Contains(string(body), "outputs") {
+		t.Errorf("outputs on /v1/forecast: %d %s", status, body)
+	}
+	// The V2 route runs what its requested outputs need, too.
+	for outputs, want := range map[string]forecast.Outputs{
+		"":                                       forecast.Counts | forecast.PInvoke,
+		`{"name":"p_invoke"}`:                    forecast.PInvoke,
+		`{"name":"forecast"}`:                    forecast.Counts,
+		`{"name":"cluster"}`:                     0,
+		`{"name":"cluster"},{"name":"forecast"}`: forecast.Counts,
+	} {
+		f.mu.Lock()
+		f.outs = 255
+		f.mu.Unlock()
+		body := `{"inputs":[{"name":"counts","shape":[1,300],"datatype":"FP32","data":` + day(1, 300) + `}]`
+		if outputs != "" {
+			body += `,"outputs":[` + outputs + `]`
+		}
+		if status, b := post(t, url+"/v2/models/mesp/infer", body+"}"); status != 200 {
+			t.Fatalf("V2 outputs %s: %d %s", outputs, status, b)
+		}
+		f.mu.Lock()
+		got := f.outs
+		f.mu.Unlock()
+		if got != want {
+			t.Errorf("V2 outputs %s: the models computed %b, want %b", outputs, got, want)
 		}
 	}
 }

@@ -366,11 +366,11 @@ func requireJSON(r *http.Request) error {
 
 // readForecastBody reads and decodes a /v1/forecast or /v1/prewarm body
 // into pooled memory; the caller returns mem to the pool once answered.
-func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, *PolicyJSON, error) {
+func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, requestOptions, error) {
 	mem.body.Reset()
 	r := c.Request()
 	if err := requireJSON(r); err != nil {
-		return nil, nil, err
+		return nil, requestOptions{}, err
 	}
 	// Reserve what the client announced only up to a small bound: a client
 	// that announces 32 MiB and trickles bytes must not hold 32 MiB per
@@ -382,13 +382,13 @@ func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecas
 	if _, err := mem.body.ReadFrom(r.Body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
+			return nil, requestOptions{}, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
 		}
-		return nil, nil, echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
+		return nil, requestOptions{}, echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
 	}
-	reqs, policy, counts, err := decodeForecastRequest(mem.body.Bytes(), s.opts.MaxBatch, s.maxCounts(), mem.counts[:0])
+	reqs, opts, counts, err := decodeForecastRequest(mem.body.Bytes(), s.opts.MaxBatch, s.maxCounts(), mem.counts[:0])
 	mem.counts = counts
-	return reqs, policy, err
+	return reqs, opts, err
 }
 
 func (s *Server) handleForecast(c echo.Context) error {
@@ -396,12 +396,12 @@ func (s *Server) handleForecast(c echo.Context) error {
 	// Nothing holds on to the counts once Forecast returns: the model
 	// inputs are float32 copies, and route hooks run synchronously.
 	defer requestMemoryPool.Put(mem)
-	reqs, policy, err := s.readForecastBody(c, mem)
+	reqs, opts, err := s.readForecastBody(c, mem)
 	if err != nil {
 		return err
 	}
-	if policy != nil {
-		return fmt.Errorf("%w: \"policy\" belongs to POST /v1/prewarm", forecast.ErrInvalid)
+	if opts.Policy != nil || opts.Outputs != nil {
+		return fmt.Errorf("%w: \"policy\" and \"outputs\" belong to POST /v1/prewarm", forecast.ErrInvalid)
 	}
 	res, err := s.answer(c, reqs, forecast.Counts)
 	if err != nil {
@@ -416,17 +416,18 @@ func (s *Server) handleForecast(c echo.Context) error {
 
 // PrewarmJSON is one function's pre-warm answer: per minute of the next
 // hour, the probability of an invocation, the expected count and whether
-// to keep an instance warm (p_invoke >= threshold).
+// to keep an instance warm (p_invoke >= threshold). A request's "outputs"
+// may leave arrays out (and then their models).
 type PrewarmJSON struct {
 	RouteJSON
 	// Model and Kind answered p_invoke; ForecastModel answered the counts.
-	Model         string    `json:"model"`
-	Kind          string    `json:"kind"`
-	ForecastModel string    `json:"forecast_model"`
+	Model         string    `json:"model,omitempty"`
+	Kind          string    `json:"kind,omitempty"`
+	ForecastModel string    `json:"forecast_model,omitempty"`
 	Threshold     float64   `json:"threshold"`
-	PInvoke       []float32 `json:"p_invoke"`
-	Forecast      []float32 `json:"forecast"`
-	Warm          []bool    `json:"warm"`
+	PInvoke       []float32 `json:"p_invoke,omitempty"`
+	Forecast      []float32 `json:"forecast,omitempty"`
+	Warm          []bool    `json:"warm,omitempty"`
 }
 
 // PrewarmResponse is the body of a successful POST /v1/prewarm.
@@ -436,29 +437,76 @@ type PrewarmResponse struct {
 	Functions []PrewarmJSON `json:"functions"`
 }
 
+// The per-minute arrays of a pre-warm answer, as a request's "outputs"
+// names them.
+const (
+	outPInvoke  = "p_invoke"
+	outWarm     = "warm"
+	outForecast = "forecast"
+)
+
+// prewarmOutputs is what a request's "outputs" asks for (nil: all): a
+// platform's minutely loop needs only the decision, which spares it the
+// count models.
+func prewarmOutputs(names []string) (map[string]bool, error) {
+	want := map[string]bool{outPInvoke: names == nil, outWarm: names == nil, outForecast: names == nil}
+	if names != nil && len(names) == 0 {
+		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q, %q, %q", forecast.ErrInvalid, outPInvoke, outWarm, outForecast)
+	}
+	for _, n := range names {
+		if _, ok := want[n]; !ok {
+			return nil, fmt.Errorf("%w: unknown output %q (known: %q, %q, %q)", forecast.ErrInvalid, n, outPInvoke, outWarm, outForecast)
+		}
+		want[n] = true
+	}
+	return want, nil
+}
+
 func (s *Server) handlePrewarm(c echo.Context) error {
 	mem := requestMemoryPool.Get().(*requestMemory)
 	defer requestMemoryPool.Put(mem)
-	reqs, policy, err := s.readForecastBody(c, mem)
+	reqs, opts, err := s.readForecastBody(c, mem)
 	if err != nil {
 		return err
 	}
-	th, err := s.threshold(policy)
+	want, err := prewarmOutputs(opts.Outputs)
 	if err != nil {
 		return err
 	}
-	res, err := s.answer(c, reqs, forecast.Counts|forecast.PInvoke)
+	th, err := s.threshold(opts.Policy)
+	if err != nil {
+		return err
+	}
+	var outs forecast.Outputs
+	if want[outForecast] {
+		outs |= forecast.Counts
+	}
+	if want[outPInvoke] || want[outWarm] {
+		outs |= forecast.PInvoke
+	}
+	res, err := s.answer(c, reqs, outs)
 	if err != nil {
 		return err
 	}
 	out := PrewarmResponse{Horizon: manifest.Horizon, Threshold: th, Functions: make([]PrewarmJSON, len(res))}
 	for i, r := range res {
-		warm := make([]bool, len(r.PInvoke))
-		for h, p := range r.PInvoke {
-			warm[h] = float64(p) >= th
+		f := PrewarmJSON{RouteJSON: routeJSON(r), Threshold: th}
+		if outs&forecast.PInvoke != 0 {
+			f.Model, f.Kind = r.PModel, r.PKind
 		}
-		out.Functions[i] = PrewarmJSON{RouteJSON: routeJSON(r), Model: r.PModel,
-			Kind: r.PKind, ForecastModel: r.Model, Threshold: th, PInvoke: r.PInvoke, Forecast: r.Forecast, Warm: warm}
+		if want[outPInvoke] {
+			f.PInvoke = r.PInvoke
+		}
+		if want[outWarm] {
+			f.Warm = make([]bool, len(r.PInvoke))
+			for h, p := range r.PInvoke {
+				f.Warm[h] = float64(p) >= th
+			}
+		}
+		if want[outForecast] {
+			f.ForecastModel, f.Forecast = r.Model, r.Forecast
+		}
+		out.Functions[i] = f
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -133,7 +133,12 @@ func (s *Server) v2Infer(c echo.Context) error {
 	defer cancel()
 	var res []forecast.Result
 	if name == "mesp" {
-		outs := forecast.Counts
+		// Only what is asked for runs: p_invoke alone spares the count
+		// models, cluster and distance alone need routing only.
+		var outs forecast.Outputs
+		if len(wantOut) == 0 || wantOut["forecast"] {
+			outs |= forecast.Counts
+		}
 		if set, ok := s.models.Catalog(); ok && set.PInvoke() && (len(wantOut) == 0 || wantOut["p_invoke"]) {
 			outs |= forecast.PInvoke
 		}

@@ -32,6 +32,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	conc := fs.Int("concurrency", 8, "callers in closed loop")
 	dur := fs.Duration("duration", 10*time.Second, "how long")
 	raw := fs.String("raw", "", "models folder: time raw ONNX Runtime runs on the same batches, with no HTTP and no routing")
+	outputs := fs.StringSlice("outputs", nil, "the \"outputs\" of each request body (/v1/prewarm: p_invoke, warm, forecast)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,7 +49,7 @@ func runLoadgen(ctx context.Context, args []string) error {
 	}
 	bodies := make([][]byte, len(batches))
 	for i, b := range batches {
-		req := server.ForecastRequest{Functions: make([]server.FunctionCounts, len(b))}
+		req := server.ForecastRequest{Functions: make([]server.FunctionCounts, len(b)), Outputs: *outputs}
 		for j, r := range b {
 			req.Functions[j] = server.FunctionCounts{ID: r.ID, Counts: r.Counts}
 		}
