@@ -5,6 +5,11 @@ as `mesp serve` routes it (mesp_training.routing). No training.
     python scripts/served_variants.py counts-blend [--models models]
         the routed count expert blended with the dense model, by weight,
         WAPE over the evaluation origins, overall and per cluster
+    python scripts/served_variants.py counts-gate [--models models]
+        the served count forecasts set to zero in the minutes whose dense
+        p_invoke is below a cut (0.5: the L1-optimal point forecast of a
+        minute more likely idle than not is 0), WAPE over the evaluation
+        origins and the median over functions of MAE / the last value's
     python scripts/served_variants.py soft-routing [--models models]
         hard routing against a blend of the two nearest clusters' served
         count models, weighted by their distance (SBD) to the window, WAPE
@@ -47,7 +52,10 @@ from mesp_training.invocation_train import (
 from mesp_training.pipeline import load_cluster
 from mesp_training.routing import Router
 from mesp_training.search import SearchConfig
-from mesp_training.soft_routing import forecast_at, runner_weight
+from mesp_training.invocation import pad_history
+from mesp_training.invocation_gbm import run_p_invoke
+from mesp_training.runtime import inference_session
+from mesp_training.soft_routing import forecast_at, runner_weight, served_forecast
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +73,29 @@ def validation(models: Path) -> tuple[dict[str, Any], dict[str, Any], np.ndarray
     val = np.concatenate([load_cluster(models, cl, val_percent)[1] for cl in cs["clusters"]])
     log(f"{len(val)} validation functions")
     return man, cs, val
+
+
+def counts_gate(models: Path) -> None:
+    man, cs, val = validation(models)
+    router = Router(cs)
+    dense_p = inference_session(str(models / man["dense"]["p_invoke"]["file"]))
+    cuts = (0.0, 0.3, 0.4, 0.5, 0.6)
+    err = np.zeros((len(cuts), len(val)))
+    naive = np.zeros(len(val))
+    total = 0.0
+    for t in EVAL_ORIGINS:
+        y = val[:, t:t + 60]
+        f = served_forecast(models, man, router, val, t)
+        p = run_p_invoke(dense_p, np.stack([pad_history(r[:t]) for r in val]))
+        for k, cut in enumerate(cuts):
+            err[k] += np.abs(np.where(p < cut, 0.0, f) - y).sum(1)
+        naive += np.abs(val[:, t - 1:t] - y).sum(1)
+        total += np.abs(y).sum()
+        log(f"origin {t} done")
+    some = naive > 0
+    for k, cut in enumerate(cuts):
+        print(f"zero where dense p_invoke < {cut}: WAPE {err[k].sum() / total:.4f}, median per-function "
+              f"MAE / last value's {np.median(err[k][some] / naive[some]):.4f}")
 
 
 def counts_blend(models: Path) -> None:
@@ -247,11 +278,11 @@ def prewarm_thresholds(models: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("check", choices=["counts-blend", "soft-routing", "dense-logloss", "prewarm-experts",
+    p.add_argument("check", choices=["counts-blend", "counts-gate", "soft-routing", "dense-logloss", "prewarm-experts",
                                      "prewarm-thresholds"])
     p.add_argument("--models", type=Path, default=ROOT / "models")
     a = p.parse_args()
-    checks = {"counts-blend": counts_blend, "soft-routing": soft_routing, "dense-logloss": dense_logloss,
+    checks = {"counts-blend": counts_blend, "counts-gate": counts_gate, "soft-routing": soft_routing, "dense-logloss": dense_logloss,
               "prewarm-experts": prewarm_experts, "prewarm-thresholds": prewarm_thresholds}
     checks[a.check](a.models)
 
