@@ -47,6 +47,10 @@ type Model struct {
 // features when asked for.
 func (m *Model) Width() int { return m.Horizon + m.Features }
 
+// oldLayout is the advice for p_invoke graphs written before the experts
+// took the dense graph's features.
+const oldLayout = "a set written before the dense graph shared its features is brought to this layout, with the same answers, by scripts/refeature_pinvoke.py --models DIR"
+
 // ErrMismatch marks a file that loads but does not match what was expected.
 var ErrMismatch = errors.New("onnx: model does not match its manifest entry")
 
@@ -104,7 +108,7 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 	inNames, inWidth := []string{manifest.InputName}, want.InputLen
 	if want.DenseP1 {
 		if len(ins) != 2 || ins[0].Name != manifest.PFeaturesName {
-			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry continues the dense p_invoke model; a set written before the dense graph shared its features is brought to this layout by scripts/refeature_pinvoke.py --models DIR)", ErrMismatch, path, ins, manifest.PFeaturesName, manifest.DenseP1InputName)
+			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry continues the dense p_invoke model; %s)", ErrMismatch, path, ins, manifest.PFeaturesName, manifest.DenseP1InputName, oldLayout)
 		}
 		if err := checkIO(ins[1:], manifest.DenseP1InputName, 1); err != nil {
 			return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
@@ -119,7 +123,7 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 	switch {
 	case want.Features:
 		if len(outs) != 2 || len(outs[1].Dimensions) != 2 || outs[1].Dimensions[1] < 1 {
-			return nil, fmt.Errorf("%w: %s: outputs %v, want %s and its features %s [batch, F]", ErrMismatch, path, outs, want.output(), manifest.PFeaturesName)
+			return nil, fmt.Errorf("%w: %s: outputs %v, want %s and its features %s [batch, F] (experts continue this model; %s)", ErrMismatch, path, outs, want.output(), manifest.PFeaturesName, oldLayout)
 		}
 		features = int(outs[1].Dimensions[1])
 		if err := checkIO(outs[1:], manifest.PFeaturesName, features); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,17 +161,19 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		path     string
 		want     Expect
 		mismatch bool
+		hint     string // in the message, when set
 	}{
-		{"truncated file", corrupt, noSum(expect(m.Dense)), false},
-		{"not ONNX", garbage, noSum(expect(m.Dense)), false},
-		{"missing file", filepath.Join(tmp, "nope.onnx"), expect(m.Dense), false},
-		{"wrong input length", good, wrongLen, true},
-		{"wrong model id", good, wrongID, true},
-		{"wrong sha256", good, wrongSum, true},
-		{"count model expected to take dense_p1", good, takesDense, true},
-		{"expert taking the dense features expected to take counts", expertFile, plain, true},
-		{"expert taking fewer features than the dense graph answers", expertFile, wrongWidth, true},
-		{"count model expected to answer features", good, countsWithFeatures, true},
+		{"truncated file", corrupt, noSum(expect(m.Dense)), false, ""},
+		{"not ONNX", garbage, noSum(expect(m.Dense)), false, ""},
+		{"missing file", filepath.Join(tmp, "nope.onnx"), expect(m.Dense), false, ""},
+		{"wrong input length", good, wrongLen, true, ""},
+		{"wrong model id", good, wrongID, true, ""},
+		{"wrong sha256", good, wrongSum, true, ""},
+		{"count model expected to take dense_p1", good, takesDense, true, ""},
+		{"expert taking the dense features expected to take counts", expertFile, plain, true, ""},
+		{"expert taking fewer features than the dense graph answers", expertFile, wrongWidth, true, ""},
+		// a dense graph of the layout before session 12 has no features output
+		{"count model expected to answer features", good, countsWithFeatures, true, "refeature_pinvoke.py"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,6 +184,9 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 			}
 			if tc.mismatch && !errors.Is(err, ErrMismatch) {
 				t.Fatalf("err %v, want ErrMismatch", err)
+			}
+			if !strings.Contains(err.Error(), tc.hint) {
+				t.Fatalf("err %v, want the advice %q", err, tc.hint)
 			}
 		})
 	}
