@@ -1,11 +1,16 @@
 """Variants of the dense count model's final fit, scored on the training
 part's validation functions only (never the test part): the shipped dense
 graph against the same candidate fitted with another seed (alone, and
-averaged with the shipped graph) and fitted for more epochs. WAPE over the
-evaluation origins, of the dense model alone and of the forecasts as served
-(routed, soft routing as the manifest says, the experts unchanged).
+averaged with the shipped graph), fitted for more epochs, and fitted with
+another loss power (scaling.scaled_l1: how much busy functions weigh) or
+with the seasonal input (scaling.Forecaster: the same minutes of earlier
+hours beside the recent window).
+WAPE and MASE median over the evaluation origins, of the dense model alone
+and of the forecasts as served (routed, soft routing as the manifest says,
+the experts unchanged).
 
-    python scripts/dense_variants.py [--models models] [--seed 2] [--epochs 40]
+    python scripts/dense_variants.py [--models models] [--variants seed,epochs,loss,seasonal]
+        [--seed 2] [--epochs 40] [--loss-power 0.5] [--seasonal 4]
 
 Each fit takes the search.yaml settings the shipped set was trained with
 (about 3 minutes per 20 epochs on 2 cores). The models folder is not
@@ -25,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from mesp_training.contract import INPUT_NAME, OUTPUT_NAME, read_clusters, read_manifest
+from mesp_training.contract import INPUT_NAME, META_INPUT_LEN, OUTPUT_NAME, read_clusters, read_manifest
 from mesp_training.data import EVAL_ORIGINS
 from mesp_training.export import export
 from mesp_training.pipeline import _candidate_of, load_cluster
@@ -57,23 +62,35 @@ def averaged(files: list[Path], dst: Path) -> None:
     onnx.save(first, str(dst))
 
 
-def score(models: Path, dense_file: Path, val: np.ndarray) -> tuple[float, float]:
+def score(models: Path, dense_file: Path, val: np.ndarray) -> tuple[float, float, float, float]:
     """Validation WAPE of the dense model alone and as served, with
-    dense_file in the dense model's place."""
+    dense_file in the dense model's place, then the two MASE medians
+    (EVALUATION.md section 1: each function's MAE over the origins divided
+    by its one-step naive MAE inside minutes 1..1080, 1 where that is 0)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "set"
         shutil.copytree(models, work, ignore=shutil.ignore_patterns(".work", "*.parquet", "*-p.*"))
         man = read_manifest(models)
         assert man is not None
         shutil.copy(dense_file, work / man["dense"]["file"])
+        meta = {p.key: p.value for p in onnx.load(str(dense_file)).metadata_props}
+        man["dense"] = {**man["dense"], "input_len": int(meta[META_INPUT_LEN])}  # a seasonal graph reads more
         router = Router(read_clusters(models / man["clusters"]))
-        dense = served = total = 0.0
+        err = np.zeros((2, len(val)))
+        total = 0.0
         for t in EVAL_ORIGINS:
             y = val[:, t:t + 60]
-            dense += np.abs(forecast_at(work, man["dense"], val, t) - y).sum()
-            served += np.abs(served_forecast(work, man, router, val, t) - y).sum()
+            err[0] += np.abs(forecast_at(work, man["dense"], val, t) - y).sum(axis=1)
+            err[1] += np.abs(served_forecast(work, man, router, val, t) - y).sum(axis=1)
             total += np.abs(y).sum()
-    return dense / total, served / total
+    naive = np.abs(np.diff(val[:, :EVAL_ORIGINS[0]], axis=1)).mean(axis=1)
+    mase = err / (60 * len(EVAL_ORIGINS)) / np.where(naive > 0, naive, 1.0)
+    return err[0].sum() / total, err[1].sum() / total, float(np.median(mase[0])), float(np.median(mase[1]))
+
+
+def report(label: str, path: Path, models: Path, val: np.ndarray) -> None:
+    print(f"{label}: WAPE dense %.4f, served %.4f; MASE median dense %.3f, served %.3f"
+          % score(models, path, val), flush=True)
 
 
 def main() -> int:
@@ -82,6 +99,11 @@ def main() -> int:
     ap.add_argument("--config", type=Path, default=Path("training/search.yaml"))
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--loss-power", type=float, default=0.5)
+    ap.add_argument("--seasonal", type=int, default=4, help="hours of same-phase history (Forecaster's seasonal)")
+    ap.add_argument("--variants", default="seed,epochs",
+                    help="comma-separated: seed (and the two averaged), epochs, loss (the loss power), "
+                         "seasonal (the same candidate with the seasonal input)")
     a = ap.parse_args()
     cfg = SearchConfig.load(a.config)
     man = read_manifest(a.models)
@@ -93,22 +115,26 @@ def main() -> int:
     splits = SplitCache(np.concatenate([d[0] for d in data]), val, cfg.train_stride)
     cand = _candidate_of(man["dense"])
     shipped = a.models / man["dense"]["file"]
-    print(f"shipped dense ({cfg.final_epochs} epochs, seed {cfg.seed}): val MAE {man['dense']['val_mae']:.3f}, "
-          "WAPE dense %.4f, served %.4f" % score(a.models, shipped, val), flush=True)
+    report(f"shipped dense ({cfg.final_epochs} epochs, seed {cfg.seed}, loss power {cfg.loss_power}, "
+           f"val MAE {man['dense']['val_mae']:.3f})", shipped, a.models, val)
+    variants = {"seed": (f"seed {a.seed}", dataclasses.replace(cfg, seed=a.seed)),
+                "epochs": (f"{a.epochs} epochs", dataclasses.replace(cfg, final_epochs=a.epochs)),
+                "loss": (f"loss power {a.loss_power}", dataclasses.replace(cfg, loss_power=a.loss_power)),
+                "seasonal": (f"seasonal input of {a.seasonal} hours", cfg)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, c in (("seed", dataclasses.replace(cfg, seed=a.seed)),
-                        ("epochs", dataclasses.replace(cfg, final_epochs=a.epochs))):
-            fitted = final_fit(cand, splits, c, log=print, name=f"dense ({name})")
+        for name in a.variants.split(","):
+            if name not in variants:
+                raise SystemExit(f"unknown variant {name!r}; known: {sorted(variants)}")
+            label, c = variants[name]
+            cn = dataclasses.replace(cand, seasonal=a.seasonal) if name == "seasonal" else cand
+            fitted = final_fit(cn, splits, c, log=print, name=f"dense ({name})")
             path = Path(tmp) / f"dense-{name}.onnx"
             export(fitted.model, path, "dense")
-            label = f"seed {a.seed}" if name == "seed" else f"{a.epochs} epochs"
-            print(f"{label}: val MAE {fitted.val_mae:.3f}, WAPE dense %.4f, served %.4f"
-                  % score(a.models, path, val), flush=True)
+            report(f"{label} (val MAE {fitted.val_mae:.3f})", path, a.models, val)
             if name == "seed":
                 both = Path(tmp) / "dense-mean.onnx"
                 averaged([shipped, path], both)
-                print(f"shipped and seed {a.seed} averaged: WAPE dense %.4f, served %.4f"
-                      % score(a.models, both, val), flush=True)
+                report(f"shipped and seed {a.seed} averaged", both, a.models, val)
     return 0
 
 

@@ -72,12 +72,13 @@ def fit(
     report: Callable[[int, float], bool] | None = None,
     progress: Callable[[str], None] | None = None,
     cosine: bool = False,
+    loss_power: float = 1.0,
 ) -> FitResult:
     """Adam on the scaled L1 loss; keeps the weights of the best validation
     epoch. ``report(epoch, val_mae)`` returning True stops early (pruning).
     cosine: the learning rate decays from lr to 0 over the epochs (a long
     final fit; the single windows' losses are noisy, and a decaying step
-    settles where a constant one keeps jumping)."""
+    settles where a constant one keeps jumping). loss_power: scaled_l1's."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model.to(DEVICE)
@@ -94,7 +95,7 @@ def fit(
         total = 0.0
         for i in range(0, len(idx), batch_size):
             b = torch.from_numpy(idx[i:i + batch_size]).to(DEVICE)
-            loss = scaled_l1(model(xt[b]), yt[b], xt[b])
+            loss = scaled_l1(model(xt[b]), yt[b], xt[b], loss_power)
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

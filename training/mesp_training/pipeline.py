@@ -60,7 +60,10 @@ def _fingerprint(cfg: SearchConfig, *parts: Any) -> str:
     the same study; re-clustered data or a changed budget start a new one
     (a stale study would hand back weights trained on other data)."""
     # as before spaces existed; the final fit comes after the study
-    settings = {k: v for k, v in cfg.__dict__.items() if not (k == "spaces" and not v) and k != "final_epochs"}
+    # (and before the loss power and the seasonal input, at their defaults)
+    defaults = {"spaces": {}, "loss_power": 1.0, "seasonal_hours": 0}
+    settings = {k: v for k, v in cfg.__dict__.items()
+                if k != "final_epochs" and not (k in defaults and v == defaults[k])}
     h = hashlib.sha256(json.dumps([settings, *parts], sort_keys=True, default=str).encode())
     return h.hexdigest()[:10]
 
@@ -68,9 +71,10 @@ def _fingerprint(cfg: SearchConfig, *parts: Any) -> str:
 def _model_entry(model_id: str, file: str, models: Path, w: Winner) -> dict[str, Any]:
     c = w.candidate
     return {"id": model_id, "file": file, "sha256": sha256_file(models / file), "family": c.family,
-            "input_len": c.input_len, "val_mae": w.val_mae,
+            "input_len": c.window_len, "val_mae": w.val_mae,
             "naive_val_mae": w.naive_val_mae, "data": w.data,
-            "params": {**c.params, "lr": c.lr, "init": c.init}}
+            "params": {**c.params, "lr": c.lr, "init": c.init,
+                       **({"recent_len": c.input_len, "seasonal": c.seasonal} if c.seasonal else {})}}
 
 
 def _expert_entry(models: Path, cid: int, w: Winner, dense: dict[str, Any], val_c: np.ndarray) -> dict[str, Any]:
@@ -113,10 +117,12 @@ def choose_serving(models: Path, cfg: SearchConfig) -> dict[str, Any]:
 
 
 def _candidate_of(entry: dict[str, Any]) -> Candidate:
-    """The candidate a manifest entry records (family, L, params, lr, init)."""
+    """The candidate a manifest entry records (family, L, params, lr, init;
+    a seasonal input's recent length and hours, where it has one)."""
     p = dict(entry["params"])
     lr, init = p.pop("lr"), p.pop("init", "scratch")
-    return Candidate(entry["family"], entry["input_len"], p, lr, init)
+    recent, seasonal = p.pop("recent_len", entry["input_len"]), p.pop("seasonal", 0)
+    return Candidate(entry["family"], recent, p, lr, init, seasonal)
 
 
 def refit(models: Path, cfg: SearchConfig) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import yaml
 from . import models
 from .fit import Split, fit, make_split, naive_mae
 from .models.space import enqueued
-from .scaling import Forecaster
+from .scaling import Forecaster, core_len, window_len
 
 
 @dataclass
@@ -50,6 +50,13 @@ class SearchConfig:
     # exported: the trials' few epochs choose a candidate, they do not
     # train it out (0: export the winning trial's weights as they are).
     final_epochs: int = 0
+    # The training loss divides each window's errors by (its mean level +
+    # 1) to this power (scaling.scaled_l1): 1 weighs functions alike, 0 as
+    # WAPE does.
+    loss_power: float = 1.0
+    # Hours of same-phase history every count model also sees
+    # (scaling.Forecaster's seasonal; 0: the recent window alone).
+    seasonal_hours: int = 0
     # No single trial may take more than this share of its study's minutes,
     # so one slow candidate (an LSTM over 480 steps on a CPU) cannot eat the
     # whole budget; it is scored on the epochs it finished.
@@ -90,9 +97,16 @@ class Candidate:
     params: dict[str, Any]
     lr: float
     init: str = "scratch"  # or "dense": fine-tune from the dense model's weights
+    seasonal: int = 0  # hours of same-phase history beside the input_len recent minutes
+
+    @property
+    def window_len(self) -> int:
+        """The minutes the graph reads (its manifest input_len)."""
+        return window_len(self.input_len, self.seasonal)
 
     def build(self) -> Forecaster:
-        return Forecaster(models.build(self.family, self.input_len, self.params), self.input_len, self.family)
+        core = models.build(self.family, core_len(self.input_len, self.seasonal), self.params)
+        return Forecaster(core, self.input_len, self.family, self.seasonal)
 
 
 @dataclass
@@ -123,18 +137,20 @@ def _candidate(trial: optuna.Trial, cfg: SearchConfig, warm: Winner | None) -> C
     if init == "dense" and warm is not None:
         c = warm.candidate
         lr = trial.suggest_float("finetune_lr", cfg.lr_min / 3, cfg.lr_max / 3, log=True)
-        return Candidate(c.family, c.input_len, dict(c.params), lr, "dense")
+        return Candidate(c.family, c.input_len, dict(c.params), lr, "dense", c.seasonal)
     family = trial.suggest_categorical("family", cfg.families)
     input_len = trial.suggest_categorical("input_len", cfg.input_lens)
     params = models.space(family, trial, models.spaces(cfg.spaces)[family])
     lr = trial.suggest_float("lr", cfg.lr_min, cfg.lr_max, log=True)
-    return Candidate(family, input_len, params, lr)
+    return Candidate(family, input_len, params, lr, seasonal=cfg.seasonal_hours)
 
 
 def champion_trial(champion: Candidate, cfg: SearchConfig, *, expert: bool) -> dict[str, Any] | None:
     """The Optuna parameters that draw the candidate serving today (a
     manifest's entry), or None where this search's settings cannot draw it
-    (another family list, input length or space)."""
+    (another family list, input length, space or seasonal input)."""
+    if champion.seasonal != cfg.seasonal_hours:
+        return None
     if champion.init == "dense":
         inside = cfg.lr_min / 3 <= champion.lr <= cfg.lr_max / 3  # _candidate's fine-tuning range
         return {"init": "dense", "finetune_lr": champion.lr} if expert and inside else None
@@ -194,7 +210,7 @@ def search(
         model = cand.build()
         if cand.init == "dense" and warm is not None:
             model.load_state_dict(warm.model.state_dict())
-        split = splits.get(cand.input_len)
+        split = splits.get(cand.window_len)
         if len(split.x_train) == 0 or len(split.x_val) == 0:
             raise optuna.TrialPruned(f"no windows for input_len {cand.input_len}")
 
@@ -206,7 +222,7 @@ def search(
         trial_deadline = min(deadline, t0 + cfg.trial_share * minutes * 60)
         res = fit(model, split, epochs=cfg.epochs, lr=cand.lr, batch_size=cfg.batch_size,
                   max_windows=cfg.max_train_windows, seed=cfg.seed + trial.number, deadline=trial_deadline,
-                  report=report)
+                  report=report, loss_power=cfg.loss_power)
         path = work / f"{name}-trial-{trial.number}.pt"
         torch.save({"candidate": cand.__dict__, "state": res.state}, path)
         trial.set_user_attr("weights", str(path))
@@ -242,7 +258,7 @@ def _winner(cand: Candidate, model: Forecaster, val_mae: float, splits: SplitCac
             trials: list[dict[str, Any]]) -> Winner:
     """A study's result: the naive forecast's MAE on the same validation
     windows and the size of the data beside the candidate's."""
-    split = splits.get(cand.input_len)
+    split = splits.get(cand.window_len)
     data = {"train_functions": len(splits.fit_series), "val_functions": len(splits.val_series),
             "train_windows": len(split.x_train), "val_windows": len(split.x_val)}
     return Winner(cand, model, val_mae, naive_mae(split.x_val, split.y_val), trials, data)
@@ -258,10 +274,10 @@ def final_fit(cand: Candidate, splits: SplitCache, cfg: SearchConfig, *, dense: 
         if dense is None:
             raise ValueError(f"{name}: a fine-tuned candidate needs the dense model")
         model.load_state_dict(dense.state_dict())
-    split = splits.get(cand.input_len)
+    split = splits.get(cand.window_len)
     t0 = time.monotonic()
     res = fit(model, split, epochs=cfg.final_epochs, lr=cand.lr, batch_size=cfg.batch_size,
-              max_windows=cfg.max_train_windows, seed=cfg.seed, cosine=True)
+              max_windows=cfg.max_train_windows, seed=cfg.seed, cosine=True, loss_power=cfg.loss_power)
     log(f"{name}: final fit {cand.init}/{cand.family} L={cand.input_len}, {cfg.final_epochs} epochs: val MAE "
         f"{res.val_mae:.3f} (best epoch {res.epochs}, {time.monotonic() - t0:.0f}s)")
     return _winner(cand, model, res.val_mae, splits, trials or [])

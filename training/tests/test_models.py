@@ -49,6 +49,51 @@ def test_each_family_starts_naive_learns_and_exports(family: str, tmp_path: Path
         assert (got >= 0).all()
 
 
+class _Recorder(torch.nn.Module):
+    """A core that keeps what it was given and answers no change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = torch.zeros(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x
+        return torch.zeros(x.shape[0], HORIZON)
+
+
+def test_seasonal_input_is_the_same_minutes_of_earlier_hours(tmp_path: Path) -> None:
+    """The core sees the recent minutes, then for each minute t+h of the
+    hour ahead the mean log1p count of minutes t+h-60k, k = 1..hours, all
+    in the recent window's scale; the graph reads 60 * hours minutes, and
+    the exported graph answers as torch does."""
+    rng = np.random.default_rng(3)
+    hours, recent = 4, 120
+    x = rng.poisson(rng.uniform(0, 40, (5, 1)), (5, 60 * hours)).astype(np.float32)
+    core = _Recorder()
+    model = Forecaster(core, recent, "test", seasonal=hours).eval()
+    assert model.input_len == 60 * hours
+    y = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(y, np.repeat(x[:, -1:], HORIZON, 1), rtol=1e-5)  # the core answered 0
+    z = np.log1p(x.astype(np.float64))
+    anchor, scale = z[:, -1:], np.sqrt(z[:, -recent:].var(axis=1, keepdims=True) + 1e-2)
+    seen = core.seen.numpy() * scale + anchor
+    assert seen.shape == (5, recent + HORIZON)
+    np.testing.assert_allclose(seen[:, :recent], z[:, -recent:], atol=1e-4)
+    t = x.shape[1]  # the window's last minute is minute t (index t - 1)
+    for h in (1, 17, 60):
+        want = np.mean([z[:, t - 1 + h - 60 * k] for k in range(1, hours + 1)], axis=0)
+        np.testing.assert_allclose(seen[:, recent + h - 1], want, atol=1e-4)
+
+    trained = Forecaster(models.build("nbeats", recent + HORIZON, {}), recent, "nbeats", seasonal=hours)
+    with torch.no_grad():  # away from the naive start, so the export check sees the seasonal path at work
+        for w in trained.parameters():
+            w.add_(0.01 * torch.randn_like(w))
+    path = tmp_path / "seasonal.onnx"
+    export(trained, path, "seasonal")
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert meta[META_INPUT_LEN] == str(60 * hours)
+
+
 def test_zero_and_huge_windows_stay_finite() -> None:
     model = Forecaster(models.build("nbeats", 60, {}), 60, "nbeats").eval()
     x = torch.cat([torch.zeros(1, 60), torch.full((1, 60), 1e7)])
