@@ -270,3 +270,35 @@ def test_a_search_starts_from_the_serving_candidate(tmp_path: Path) -> None:
     tuned = Candidate(family, cfg.input_lens[-1], params, cfg.lr_min, "dense")
     assert champion_trial(tuned, cfg, expert=True) == {"init": "dense", "finetune_lr": cfg.lr_min}
     assert champion_trial(tuned, cfg, expert=False) is None
+
+
+def test_a_seasonal_candidate_round_trips_through_the_manifest(tmp_path: Path) -> None:
+    """A candidate with the seasonal input trains on windows of its graph's
+    length, its manifest entry names that length for the server and gives
+    back the same candidate, and a search without the seasonal input does
+    not start from it."""
+    import dataclasses
+
+    from conftest import fixture_rows
+
+    from mesp_training.export import export
+    from mesp_training.pipeline import _candidate_of, _model_entry
+    from mesp_training.search import Candidate, SplitCache, champion_trial, final_fit
+
+    series = np.stack(list(fixture_rows().values()))
+    cfg = SearchConfig.load(TINY)
+    splits = SplitCache(series[:80], series[80:], cfg.train_stride)
+    cand = Candidate("nbeats", 60, {}, 1e-3, seasonal=3)
+    w = final_fit(cand, splits, cfg, log=lambda _: None)
+    assert w.model.input_len == cand.window_len == 180
+    assert w.data["val_windows"] == len(splits.get(180).x_val) > 0
+    export(w.model, tmp_path / "d.onnx", "dense")
+    entry = _model_entry("dense", "d.onnx", tmp_path, w)
+    assert entry["input_len"] == 180
+    assert _candidate_of(json.loads(json.dumps(entry))) == cand
+    plain = dataclasses.replace(cand, seasonal=0)
+    assert _candidate_of(_model_entry("dense", "d.onnx", tmp_path, dataclasses.replace(w, candidate=plain))) == plain
+    tuned = dataclasses.replace(cand, lr=cfg.lr_min, init="dense")
+    assert champion_trial(tuned, cfg, expert=True) is None  # TINY has no seasonal input
+    assert champion_trial(tuned, dataclasses.replace(cfg, seasonal_hours=3), expert=True) == {
+        "init": "dense", "finetune_lr": cfg.lr_min}
