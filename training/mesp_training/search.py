@@ -54,8 +54,9 @@ class SearchConfig:
     # 1) to this power (scaling.scaled_l1): 1 weighs functions alike, 0 as
     # WAPE does.
     loss_power: float = 1.0
-    # Hours of same-phase history every count model also sees
-    # (scaling.Forecaster's seasonal; 0: the recent window alone).
+    # Hours of same-phase history every candidate a search draws also sees
+    # (scaling.Forecaster's seasonal; 0: the recent window alone). `refit`
+    # keeps the manifest's candidates, seasonal input or not.
     seasonal_hours: int = 0
     # No single trial may take more than this share of its study's minutes,
     # so one slow candidate (an LSTM over 480 steps on a CPU) cannot eat the
