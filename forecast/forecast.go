@@ -318,12 +318,17 @@ func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, grou
 	}
 	denseP1 := make([]float32, len(reqs))
 	features := make([][]float32, len(reqs))
-	if len(dense.rows) > 0 {
-		counts := func(in []float32, i int, m *onnx.Model) []float32 {
-			return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
+	// An expert that continues the dense trees takes the features the dense
+	// run below stored for its request; every other graph takes the counts.
+	input := func(in []float32, i int, m *onnx.Model) []float32 {
+		if m.DenseP1 {
+			return append(in, features[i]...)
 		}
+		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
+	}
+	if len(dense.rows) > 0 {
 		h := s.PDense.Horizon
-		err := s.runGroups(ctx, []modelGroup{dense}, buf, counts, nil, func(i int, y []float32) {
+		err := s.runGroups(ctx, []modelGroup{dense}, buf, input, nil, func(i int, y []float32) {
 			denseP1[i], features[i] = y[0], y[h:]
 			if per[i].model == s.PDense {
 				out[i].PInvoke = y[:h:h]
@@ -338,12 +343,6 @@ func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, grou
 		if g.model != s.PDense {
 			experts = append(experts, g)
 		}
-	}
-	input := func(in []float32, i int, m *onnx.Model) []float32 {
-		if m.DenseP1 {
-			return append(in, features[i]...)
-		}
-		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
 	}
 	return s.runGroups(ctx, experts, buf, input, denseP1, func(i int, y []float32) { out[i].PInvoke = y })
 }

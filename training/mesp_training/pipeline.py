@@ -55,15 +55,20 @@ def load_cluster(models: Path, cl: dict[str, Any], val_percent: int) -> tuple[np
     return counts[~val], counts[val]
 
 
+# Settings added after studies were first named: at their defaults they
+# leave a study's name as it was.
+LATER_SETTINGS = ("spaces", "loss_power", "seasonal_hours")
+
+
 def _fingerprint(cfg: SearchConfig, *parts: Any) -> str:
     """Names a study by what it searches: the same data and settings resume
     the same study; re-clustered data or a changed budget start a new one
     (a stale study would hand back weights trained on other data)."""
-    # as before spaces existed; the final fit comes after the study
-    # (and before the loss power and the seasonal input, at their defaults)
-    defaults = {"spaces": {}, "loss_power": 1.0, "seasonal_hours": 0}
+    # as before spaces, the loss power and the seasonal input existed, where
+    # they are at their defaults; the final fit comes after the study
+    default = SearchConfig()
     settings = {k: v for k, v in cfg.__dict__.items()
-                if k != "final_epochs" and not (k in defaults and v == defaults[k])}
+                if k != "final_epochs" and not (k in LATER_SETTINGS and v == getattr(default, k))}
     h = hashlib.sha256(json.dumps([settings, *parts], sort_keys=True, default=str).encode())
     return h.hexdigest()[:10]
 
