@@ -438,7 +438,7 @@ type PrewarmResponse struct {
 }
 
 // The per-minute arrays of a pre-warm answer, as a request's "outputs"
-// names them.
+// names them; "forecast" and "p_invoke" are the KServe V2 outputs' names too.
 const (
 	outPInvoke  = "p_invoke"
 	outWarm     = "warm"

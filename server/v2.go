@@ -87,9 +87,9 @@ func (s *Server) v2Metadata(c echo.Context) error {
 	if !ok {
 		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
 	}
-	outputs := []map[string]any{{"name": "forecast", "datatype": "FP32", "shape": []int{-1, manifest.Horizon}}}
+	outputs := []map[string]any{{"name": outForecast, "datatype": "FP32", "shape": []int{-1, manifest.Horizon}}}
 	if set, ok := s.models.Catalog(); ok && set.PInvoke() {
-		outputs = append(outputs, map[string]any{"name": "p_invoke", "datatype": "FP32", "shape": []int{-1, manifest.Horizon}})
+		outputs = append(outputs, map[string]any{"name": outPInvoke, "datatype": "FP32", "shape": []int{-1, manifest.Horizon}})
 	}
 	if name == "mesp" {
 		outputs = append(outputs, map[string]any{"name": "cluster", "datatype": "INT64", "shape": []int{-1}},
@@ -136,10 +136,10 @@ func (s *Server) v2Infer(c echo.Context) error {
 		// Only what is asked for runs: p_invoke alone spares the count
 		// models, cluster and distance alone need routing only.
 		var outs forecast.Outputs
-		if len(wantOut) == 0 || wantOut["forecast"] {
+		if len(wantOut) == 0 || wantOut[outForecast] {
 			outs |= forecast.Counts
 		}
-		if set, ok := s.models.Catalog(); ok && set.PInvoke() && (len(wantOut) == 0 || wantOut["p_invoke"]) {
+		if set, ok := s.models.Catalog(); ok && set.PInvoke() && (len(wantOut) == 0 || wantOut[outPInvoke]) {
 			outs |= forecast.PInvoke
 		}
 		res, err = s.models.Predict(ctx, reqs, forecast.Routed, outs)
@@ -159,9 +159,9 @@ func (s *Server) v2Infer(c echo.Context) error {
 		pinv = append(pinv, r.PInvoke...)
 		cl[i], dist[i] = int64(r.Cluster), r.Distance
 	}
-	all := []v2TensorOut{{Name: "forecast", Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: fc}}
+	all := []v2TensorOut{{Name: outForecast, Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: fc}}
 	if pinv != nil {
-		all = append(all, v2TensorOut{Name: "p_invoke", Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: pinv})
+		all = append(all, v2TensorOut{Name: outPInvoke, Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: pinv})
 	}
 	if name == "mesp" {
 		all = append(all, v2TensorOut{Name: "cluster", Shape: []int{len(res)}, Datatype: "INT64", Data: cl},
