@@ -30,7 +30,14 @@ type Result struct {
 	// Forecast and PInvoke stay float32, as the models answer, up to the
 	// JSON.
 	Model, Kind, Family string
-	Forecast            []float32
+	// Forecast is the count forecast in whole invocations: Level rounded
+	// to the nearest integer. The count models are fitted to absolute
+	// error, whose best point forecast of a count is a whole number (the
+	// minute's median), and rounding is what buys it (README, Results).
+	Forecast []float32
+	// Level is the count models' answer before rounding, blended as Blend
+	// and Trees say (the hourly policy of before thresholds it below one).
+	Level []float32
 	// PInvoke is the probability of an invocation in each of the next 60
 	// minutes (with Outputs PInvoke), answered by PModel of kind PKind.
 	PInvoke       []float32
@@ -235,7 +242,23 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	if countsErr != nil {
 		return nil, countsErr
 	}
+	if outs&Counts != 0 {
+		for i := range out {
+			out[i].Level, out[i].Forecast = out[i].Forecast, WholeInvocations(out[i].Forecast)
+		}
+	}
 	return out, nil
+}
+
+// WholeInvocations rounds a count forecast to the nearest whole number of
+// invocations (halves up, never below zero), in a new slice; Python's
+// contract.whole_invocations is the same rule.
+func WholeInvocations(level []float32) []float32 {
+	out := make([]float32, len(level))
+	for h, v := range level {
+		out[h] = float32(math.Max(0, math.Floor(float64(v)+0.5)))
+	}
+	return out
 }
 
 // mix sets f to (1 - w) f + w y, in float64.

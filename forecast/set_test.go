@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -292,7 +293,10 @@ func TestRunsAreForecastsWork(t *testing.T) {
 			if len(outputs[i]) != n {
 				t.Fatalf("request %d in %d runs, want %d", i, len(outputs[i]), n)
 			}
-			for h, v := range r.Forecast {
+			if want := WholeInvocations(r.Level); !slices.Equal(r.Forecast, want) {
+				t.Fatalf("request %d: Forecast %v is not Level rounded (%v)", i, r.Forecast, want)
+			}
+			for h, v := range r.Level {
 				got := float64(outputs[i][0][h])
 				if r.Blend != nil {
 					got = (1-r.Blend.Weight)*got + r.Blend.Weight*float64(outputs[i][1][h])
@@ -301,7 +305,7 @@ func TestRunsAreForecastsWork(t *testing.T) {
 					got = (1-r.Trees.Weight)*got + r.Trees.Weight*float64(outputs[i][n-1][h])
 				}
 				if v := float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
-					t.Fatalf("request %d minute %d: runs give %v, Forecast %v", i, h, got, v)
+					t.Fatalf("request %d minute %d: runs give %v, Level %v", i, h, got, v)
 				}
 			}
 		}
@@ -358,12 +362,12 @@ func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
 			t.Fatalf("request %d: trees %+v with, %+v without", i, a[i].Trees, b[i].Trees)
 		}
 		w := a[i].Trees.Weight
-		for h := range a[i].Forecast {
-			want := (1-w)*float64(b[i].Forecast[h]) + w*float64(trees[i*manifest.Horizon+h])
-			if got := float64(a[i].Forecast[h]); math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
+		for h := range a[i].Level {
+			want := (1-w)*float64(b[i].Level[h]) + w*float64(trees[i*manifest.Horizon+h])
+			if got := float64(a[i].Level[h]); math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
 				t.Fatalf("request %d minute %d: with trees %v, without blended by hand %v", i, h, got, want)
 			}
-			if a[i].Forecast[h] != b[i].Forecast[h] {
+			if a[i].Level[h] != b[i].Level[h] {
 				differ++
 			}
 		}
@@ -388,5 +392,25 @@ func TestTamperedCountTreesFailTheLoad(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "dense-trees.onnx"), []byte("not onnx"), 0o644)
 	if _, err := LoadSet(dir, onnx.Options{IntraOpThreads: 1}, Batching{}); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Fatalf("tampered trees: %v, want a checksum error", err)
+	}
+}
+
+// TestWholeInvocations: the served count is the level rounded to the
+// nearest whole invocation, halves up, never negative, the level untouched.
+func TestWholeInvocations(t *testing.T) {
+	for _, c := range []struct {
+		level, want []float32
+	}{
+		{[]float32{0, 0.49, 0.5, 0.51, 1.49, 2.5}, []float32{0, 0, 1, 1, 1, 3}},
+		{[]float32{-0.7, -0.2, 1234.4999, 1234.5}, []float32{0, 0, 1234, 1235}},
+		{[]float32{}, []float32{}},
+	} {
+		in := slices.Clone(c.level)
+		if got := WholeInvocations(c.level); !slices.Equal(got, c.want) {
+			t.Errorf("WholeInvocations(%v) = %v, want %v", c.level, got, c.want)
+		}
+		if !slices.Equal(in, c.level) {
+			t.Errorf("WholeInvocations changed its input to %v", c.level)
+		}
 	}
 }

@@ -1,5 +1,6 @@
 """Where the served count forecasts' error lies, on the training part's
-validation functions (never the test part): WAPE as served beside oracles
+validation functions (never the test part): WAPE and MASE median as served
+(whole invocations) and before rounding, beside oracles
 that know the actual hour (its median repeated; each minute replaced by
 the centred mean of w actual minutes around it, itself included), and the
 error's share by the functions that hold most of it and by daily total.
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from mesp_training.contract import HORIZON, read_clusters, read_manifest
+from mesp_training.contract import HORIZON, read_clusters, read_manifest, whole_invocations
 from mesp_training.data import EVAL_ORIGINS
 from mesp_training.pipeline import load_cluster
 from mesp_training.routing import Router
@@ -42,21 +43,27 @@ def main() -> int:
     cs = read_clusters(a.models / man["clusters"])
     val = np.concatenate([load_cluster(a.models, cl, a.val_percent)[1] for cl in cs["clusters"]])
     router = Router(cs)
-    names = ["served", "naive", "oracle: the hour's median", *(f"oracle: centred mean of {w}" for w in SMOOTHING)]
+    names = ["served", "served before rounding", "naive", "oracle: the hour's median", *(f"oracle: centred mean of {w}" for w in SMOOTHING)]
     err = {n: np.zeros(len(val)) for n in names}
     actual = np.zeros(len(val))
     for t in EVAL_ORIGINS:
         y = val[:, t:t + HORIZON].astype(np.float64)
-        preds = [served_forecast(a.models, man, router, val, t), np.repeat(val[:, t - 1:t], HORIZON, 1),
+        level = served_forecast(a.models, man, router, val, t)
+        preds = [whole_invocations(level), level, np.repeat(val[:, t - 1:t], HORIZON, 1),
                  np.repeat(np.median(y, axis=1, keepdims=True), HORIZON, 1),
                  *(uniform_filter1d(y, w, axis=1, mode="nearest") for w in SMOOTHING)]
         for n, p in zip(names, preds, strict=True):
             err[n] += np.abs(p - y).sum(axis=1)
         actual += y.sum(axis=1)
     total = actual.sum()
+    # MASE as `mesp eval` has it: a function's MAE over the naive one-step
+    # MAE of its minutes 1..1080 (1 where that is 0).
+    scale = np.abs(np.diff(val[:, :EVAL_ORIGINS[0]].astype(np.float64), axis=1)).mean(axis=1)
+    scale[scale == 0] = 1.0
     print(f"{len(val)} validation functions x {len(EVAL_ORIGINS)} origins")
     for n in names:
-        print(f"  WAPE {n}: {err[n].sum() / total:.4f}")
+        mase = err[n] / (len(EVAL_ORIGINS) * HORIZON) / scale
+        print(f"  {n}: WAPE {err[n].sum() / total:.4f}, MASE median {np.median(mase):.4f}")
     served = err["served"]
     order = np.argsort(-served)
     for k in (1, 5, 10, 20, 50):

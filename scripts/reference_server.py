@@ -26,6 +26,7 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 import onnxruntime as ort  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+from mesp_training.contract import whole_invocations  # noqa: E402
 from mesp_training.routing import Router  # noqa: E402
 from mesp_training.soft_routing import runner_weight  # noqa: E402
 
@@ -116,7 +117,7 @@ def main() -> None:
                     fc[i] = (1 - w) * fc[i] + w * y[i]
                     out[i]["trees"] = {"model": trees["id"], "weight": w}
             for i in range(len(fns)):
-                out[i]["forecast"] = fc[i].tolist()
+                out[i]["forecast"] = whole_invocations(fc[i]).tolist()
             data = json.dumps({"horizon": 60, "forecasts": out}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

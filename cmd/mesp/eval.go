@@ -80,11 +80,14 @@ func runEval(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(os.Stderr)
 	set, _ := fc.Catalog()
-	in := provision.Inputs{DefaultThreshold: set.PrewarmThreshold(), HourlyForecasts: res.Forecasts["mesp"]}
+	in := provision.Inputs{DefaultThreshold: set.PrewarmThreshold()}
 	ids := make([]string, len(fns))
 	for i, f := range fns {
 		in.Days = append(in.Days, f.Counts)
 		ids[i] = f.ID
+	}
+	if in.HourlyForecasts, err = hourlyLevels(ctx, fc, in.Days); err != nil {
+		return err
 	}
 	if set.PInvoke() {
 		for _, c := range []struct {
@@ -153,6 +156,34 @@ func served(fc *forecast.Forecaster, mode forecast.Mode) backtest.Predict {
 		}
 		return out, cl, nil
 	}
+}
+
+// hourlyLevels are MESP's count forecasts at the backtest's origins before
+// rounding (forecast.Result.Level), [function][origin][minute]: the hourly
+// policy of before thresholds them below one invocation, where whole
+// invocations would leave it one threshold.
+func hourlyLevels(ctx context.Context, fc *forecast.Forecaster, days [][]float64) ([][][]float64, error) {
+	out := make([][][]float64, len(days))
+	for oi, t := range backtest.Origins {
+		reqs := make([]forecast.Request, len(days))
+		for i, d := range days {
+			reqs[i] = forecast.Request{ID: strconv.Itoa(i), Counts: d[:t]}
+		}
+		res, err := fc.Forecast(ctx, reqs, forecast.Routed)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range res {
+			if oi == 0 {
+				out[i] = make([][]float64, len(backtest.Origins))
+			}
+			out[i][oi] = make([]float64, len(r.Level))
+			for h, v := range r.Level {
+				out[i][oi][h] = float64(v)
+			}
+		}
+	}
+	return out, nil
 }
 
 // nextMinute adapts the serving path's p_invoke to the platform's loop:

@@ -48,6 +48,14 @@ META_FAMILY = "mesp.family"
 TEST_PERCENT = 20
 
 
+def whole_invocations(level: np.ndarray) -> np.ndarray:
+    """A count forecast as served: rounded to the nearest whole number of
+    invocations (halves up, never below zero), as Go's
+    forecast.WholeInvocations does. The count models are fitted to absolute
+    error, whose best point forecast of a count is a whole number."""
+    return np.maximum(np.floor(np.asarray(level, np.float64) + 0.5), 0.0)
+
+
 def is_test(function_id: str) -> bool:
     """The fixed train/test split of Go's trace.IsTest."""
     h = hashlib.sha256(function_id.encode()).digest()

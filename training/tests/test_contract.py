@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURE, ROOT, fixture_rows, mesp_bin
 
-from mesp_training.contract import is_test, read_cluster_parquet, read_clusters
+from mesp_training.contract import is_test, read_cluster_parquet, read_clusters, whole_invocations
 
 
 def test_go_parquet_reads_back_with_pyarrow(clustered: Path) -> None:
@@ -102,3 +102,15 @@ def test_manifest_writer_refuses_a_set_that_does_not_check(tmp_path: Path) -> No
         with pytest.raises(ValueError, match=re.escape(message)):
             write_manifest(models, broken(edit))
         assert (models / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("level", "want"),
+    [
+        ([0, 0.49, 0.5, 0.51, 1.49, 2.5], [0, 0, 1, 1, 1, 3]),  # halves up, unlike numpy's round
+        ([-0.7, -0.2, 1234.4999, 1234.5], [0, 0, 1234, 1235]),
+    ],
+)
+def test_whole_invocations_rounds_as_go_does(level: list[float], want: list[float]) -> None:
+    """The same cases as Go's TestWholeInvocations (forecast/set_test.go)."""
+    assert whole_invocations(np.array(level, np.float32)).tolist() == want
