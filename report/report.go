@@ -32,6 +32,10 @@ type Document struct {
 // --peer-counts).
 const PeerCounts = "peer_lightgbm"
 
+// PeerCountsWhole is the same peer rounded to whole invocations, as MESP's
+// forecasts are.
+const PeerCountsWhole = "peer_lightgbm_whole"
+
 // New assembles the document.
 func New(res *backtest.Result, prov provision.Report, rows int) Document {
 	d := Document{Rows: rows, Forecasters: res.Forecasters, PerCluster: res.PerCluster, ByVolume: res.ByVolume,
@@ -44,30 +48,35 @@ func New(res *backtest.Result, prov provision.Report, rows int) Document {
 	if p, ok := res.Forecasters[PeerCounts]; ok {
 		d.Ratios["mesp_wape_over_peer"] = m.WAPE / p.WAPE
 	}
+	if p, ok := res.Forecasters[PeerCountsWhole]; ok {
+		d.Ratios["mesp_wape_over_peer_whole"] = m.WAPE / p.WAPE
+	}
 	return d
 }
 
 // Table is a human-readable summary.
 func Table(d Document) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-13s %10s %10s %8s %10s %11s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median")
+	fmt.Fprintf(&b, "%-19s %10s %10s %8s %10s %11s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median")
 	names := []string{"mesp", "dense", "naive", "mean60"}
-	if _, ok := d.Forecasters[PeerCounts]; ok {
-		names = append(names, PeerCounts)
+	for _, p := range []string{PeerCounts, PeerCountsWhole} {
+		if _, ok := d.Forecasters[p]; ok {
+			names = append(names, p)
+		}
 	}
 	for _, name := range names {
 		m := d.Forecasters[name]
-		fmt.Fprintf(&b, "%-13s %10.3f %10.3f %8.4f %10.3f %11.3f\n", name, m.MAE, m.RMSE, m.WAPE, m.MASEMean, m.MASEMedian)
+		fmt.Fprintf(&b, "%-19s %10.3f %10.3f %8.4f %10.3f %11.3f\n", name, m.MAE, m.RMSE, m.WAPE, m.MASEMean, m.MASEMedian)
 	}
 	fmt.Fprintf(&b, "\nWAPE by daily total (invocations)\n%-14s %9s", "band", "functions")
 	for _, name := range names {
-		fmt.Fprintf(&b, " %13s", name)
+		fmt.Fprintf(&b, " %19s", name)
 	}
 	b.WriteString("\n")
 	for _, v := range d.ByVolume {
 		fmt.Fprintf(&b, "%-14s %9d", v.Band, v.Functions)
 		for _, name := range names {
-			fmt.Fprintf(&b, " %13.4f", v.Scores[name].WAPE)
+			fmt.Fprintf(&b, " %19.4f", v.Scores[name].WAPE)
 		}
 		b.WriteString("\n")
 	}

@@ -70,7 +70,7 @@ func runEval(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		contenders = append(contenders, p)
+		contenders = append(contenders, p, wholePeer(p))
 	}
 	res, err := backtest.Run(ctx, fns, contenders, "mesp", func(done, total int) {
 		fmt.Fprintf(os.Stderr, "\reval: backtest %d/%d forecaster-origins, %s   ", done, total, time.Since(start).Round(time.Second))
@@ -156,6 +156,30 @@ func served(fc *forecast.Forecaster, mode forecast.Mode) backtest.Predict {
 		}
 		return out, cl, nil
 	}
+}
+
+// wholePeer is the count peer's forecasts rounded as MESP's are
+// (forecast.WholeInvocations), so that MESP's rounding is not counted as a
+// lead over the peer: rounding is open to any point forecaster.
+func wholePeer(p backtest.Forecaster) backtest.Forecaster {
+	return backtest.Forecaster{Name: report.PeerCountsWhole, Predict: func(ctx context.Context, hs [][]float64) ([][]float64, []int, error) {
+		fc, cl, err := p.Predict(ctx, hs)
+		if err != nil {
+			return nil, nil, err
+		}
+		out := make([][]float64, len(fc))
+		for i, f := range fc {
+			level := make([]float32, len(f))
+			for h, v := range f {
+				level[h] = float32(v)
+			}
+			out[i] = make([]float64, len(f))
+			for h, v := range forecast.WholeInvocations(level) {
+				out[i][h] = float64(v)
+			}
+		}
+		return out, cl, nil
+	}}
 }
 
 // hourlyLevels are MESP's count forecasts at the backtest's origins before

@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/mesp-project/mesp/backtest"
 	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/report"
 )
 
 // TestEvalOnFixture runs `mesp eval` on the 100-row fixture with the
@@ -101,5 +105,41 @@ func TestEvalOnFixture(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() < 1000 {
 			t.Errorf("plot %s missing or empty", f)
 		}
+	}
+}
+
+// TestWholePeerRoundsThePeer: the peer scored as MESP is (whole
+// invocations), its clusters and errors passed through.
+func TestWholePeerRoundsThePeer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fc   [][]float64
+		err  error
+		want [][]float64
+	}{
+		{"rounded", [][]float64{{0.2, 0.5, 1.49, 7.5}, {0, 3}}, nil, [][]float64{{0, 1, 1, 8}, {0, 3}}},
+		{"error", nil, errors.New("table short"), nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := backtest.Forecaster{Name: report.PeerCounts, Predict: func(context.Context, [][]float64) ([][]float64, []int, error) {
+				return c.fc, []int{4, -1}, c.err
+			}}
+			w := wholePeer(p)
+			got, cl, err := w.Predict(context.Background(), nil)
+			if w.Name != report.PeerCountsWhole || !errors.Is(err, c.err) {
+				t.Fatalf("name %q, error %v", w.Name, err)
+			}
+			if c.err != nil {
+				return
+			}
+			if len(got) != len(c.want) || cl[0] != 4 || cl[1] != -1 {
+				t.Fatalf("%v clusters %v", got, cl)
+			}
+			for i := range got {
+				if !slices.Equal(got[i], c.want[i]) {
+					t.Errorf("row %d: %v, want %v", i, got[i], c.want[i])
+				}
+			}
+		})
 	}
 }
