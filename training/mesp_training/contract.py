@@ -53,7 +53,8 @@ def whole_invocations(level: np.ndarray) -> np.ndarray:
     invocations (halves up, never below zero), as Go's
     forecast.WholeInvocations does. The count models are fitted to absolute
     error, whose best point forecast of a count is a whole number."""
-    return np.maximum(np.floor(np.asarray(level, np.float64) + 0.5), 0.0)
+    whole: np.ndarray = np.maximum(np.floor(np.asarray(level, np.float64) + 0.5), 0.0)
+    return whole
 
 
 def is_test(function_id: str) -> bool:
