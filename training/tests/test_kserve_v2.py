@@ -12,6 +12,8 @@ import tritonclient.http as triton
 from conftest import fixture_rows
 from tritonclient.utils import InferenceServerException
 
+from mesp_training.contract import whole_invocations
+
 
 def fixture_counts(n: int, minutes: int) -> np.ndarray:
     return np.stack(list(fixture_rows().values())[:n])[:, :minutes]
@@ -43,13 +45,17 @@ def test_v2_matches_v1(server: str) -> None:
         np.testing.assert_allclose(forecast[i], np.asarray(f["forecast"], np.float32), rtol=1e-6)
         assert int(cluster[i]) == (f["cluster"])
 
-    # A named model answers without routing: the dense model on every row.
+    # A named model answers without routing: the dense model on every row,
+    # its graph's level as it is (the routed answers round it to whole
+    # invocations).
     res = client.infer("dense", [inp], outputs=[triton.InferRequestedOutput("forecast", binary_data=False)])
     # (rows the dense model answers alone: not blended by soft routing or with trees)
     dense_rows = [i for i, f in enumerate(ref) if f["kind"] == "dense" and "blend" not in f and "trees" not in f]
     assert dense_rows
+    level = res.as_numpy("forecast")
+    assert (level != np.round(level)).any(), "the per-model route rounded the level"
     for i in dense_rows:
-        np.testing.assert_allclose(res.as_numpy("forecast")[i], np.asarray(ref[i]["forecast"], np.float32), rtol=1e-6)
+        np.testing.assert_array_equal(whole_invocations(level[i]), np.asarray(ref[i]["forecast"], np.float64))
 
 
 @pytest.mark.parametrize(
