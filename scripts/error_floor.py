@@ -1,7 +1,7 @@
 """Where the served count forecasts' error lies, on the training part's
 validation functions (never the test part): WAPE and MASE median as served
-(whole invocations) and before rounding, beside oracles
-that know the actual hour (its median repeated; each minute replaced by
+(whole invocations), before rounding and rounded at other points than the
+halves, beside oracles that know the actual hour (its median repeated; each minute replaced by
 the centred mean of w actual minutes around it, itself included), and the
 error's share by the functions that hold most of it and by daily total.
 
@@ -29,6 +29,8 @@ from mesp_training.routing import Router
 from mesp_training.soft_routing import served_forecast
 
 SMOOTHING = (3, 5, 15)
+# Other rounding points than the served halves (floor(level + c); served: c = 0.5).
+OFFSETS = (0.2, 0.3, 0.4, 0.6, 0.7)
 BANDS = ((0.0, 1e3), (1e3, 1e4), (1e4, 1e5), (1e5, np.inf))
 
 
@@ -43,13 +45,14 @@ def main() -> int:
     cs = read_clusters(a.models / man["clusters"])
     val = np.concatenate([load_cluster(a.models, cl, a.val_percent)[1] for cl in cs["clusters"]])
     router = Router(cs)
-    names = ["served", "served before rounding", "naive", "oracle: the hour's median", *(f"oracle: centred mean of {w}" for w in SMOOTHING)]
+    names = ["served", "served before rounding", *(f"floor(level + {c})" for c in OFFSETS), "naive",
+             "oracle: the hour's median", *(f"oracle: centred mean of {w}" for w in SMOOTHING)]
     err = {n: np.zeros(len(val)) for n in names}
     actual = np.zeros(len(val))
     for t in EVAL_ORIGINS:
         y = val[:, t:t + HORIZON].astype(np.float64)
         level = served_forecast(a.models, man, router, val, t)
-        preds = [whole_invocations(level), level, np.repeat(val[:, t - 1:t], HORIZON, 1),
+        preds = [whole_invocations(level), level, *(np.floor(level + c) for c in OFFSETS), np.repeat(val[:, t - 1:t], HORIZON, 1),
                  np.repeat(np.median(y, axis=1, keepdims=True), HORIZON, 1),
                  *(uniform_filter1d(y, w, axis=1, mode="nearest") for w in SMOOTHING)]
         for n, p in zip(names, preds, strict=True):
