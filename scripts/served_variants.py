@@ -6,10 +6,11 @@ as `mesp serve` routes it (mesp_training.routing). No training.
         the routed count expert blended with the dense model, by weight,
         WAPE over the evaluation origins, overall and per cluster
     python scripts/served_variants.py counts-gate [--models models]
-        the served count forecasts set to zero in the minutes whose dense
-        p_invoke is below a cut (0.5: the L1-optimal point forecast of a
-        minute more likely idle than not is 0), WAPE over the evaluation
-        origins and the median over functions of MAE / the last value's
+        the served count forecasts (whole invocations) set to zero in the
+        minutes whose dense p_invoke is below a cut (0.5: the L1-optimal
+        point forecast of a minute more likely idle than not is 0), WAPE
+        over the evaluation origins and the median over functions of MAE /
+        the last value's
     python scripts/served_variants.py soft-routing [--models models]
         hard routing against a blend of the two nearest clusters' served
         count models, weighted by their distance (SBD) to the window, WAPE
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from mesp_training.contract import read_clusters, read_manifest
+from mesp_training.contract import read_clusters, read_manifest, whole_invocations
 from mesp_training.data import EVAL_ORIGINS
 from mesp_training.invocation_train import (
     LOOP_END,
@@ -85,7 +86,7 @@ def counts_gate(models: Path) -> None:
     total = 0.0
     for t in EVAL_ORIGINS:
         y = val[:, t:t + 60]
-        f = served_forecast(models, man, router, val, t)
+        f = whole_invocations(served_forecast(models, man, router, val, t))
         p = run_p_invoke(dense_p, np.stack([pad_history(r[:t]) for r in val]))
         for k, cut in enumerate(cuts):
             err[k] += np.abs(np.where(p < cut, 0.0, f) - y).sum(1)
