@@ -185,7 +185,7 @@ func wholePeer(p backtest.Forecaster) backtest.Forecaster {
 // hourlyLevels are MESP's count forecasts at the backtest's origins before
 // rounding (forecast.Result.Level), [function][origin][minute]: the hourly
 // policy of before thresholds them below one invocation, where whole
-// invocations would leave it one threshold.
+// invocations would make every threshold up to 0.5 the same.
 func hourlyLevels(ctx context.Context, fc *forecast.Forecaster, days [][]float64) ([][][]float64, error) {
 	out := make([][][]float64, len(days))
 	for oi, t := range backtest.Origins {

@@ -94,6 +94,27 @@ func TestEvalOnFixture(t *testing.T) {
 			check(c.name, o)
 		}
 	}
+	// mesp_hourly thresholds the level, not the whole invocations: its
+	// thresholds below 0.5 are points of their own.
+	var hourly []struct {
+		Threshold float64 `json:"threshold"`
+		Idle      int     `json:"idle_minutes"`
+	}
+	if err := json.Unmarshal(doc.Provision["mesp_hourly"], &hourly); err != nil || len(hourly) < 2 {
+		t.Fatalf("mesp_hourly: %v", err)
+	}
+	if lo, hi := hourly[0], hourly[len(hourly)-1]; lo.Threshold >= 0.5 || lo.Idle <= hi.Idle {
+		t.Errorf("mesp_hourly: %+v to %+v: a lower threshold keeps no more instances warm", lo, hi)
+	}
+	idle := map[int]bool{}
+	for _, p := range hourly {
+		if p.Threshold <= 0.5 {
+			idle[p.Idle] = true
+		}
+	}
+	if len(idle) < 2 {
+		t.Errorf("mesp_hourly: every threshold up to 0.5 gives the same point (%v): rounded forecasts?", hourly)
+	}
 	for _, name := range []string{"hybrid_histogram", "mesp_minutely_default"} {
 		var o map[string]json.RawMessage
 		if err := json.Unmarshal(doc.Provision[name], &o); err != nil {
