@@ -216,102 +216,117 @@ func TestBatchEqualsSingles(t *testing.T) {
 // TestRunsAreForecastsWork: the runs handed to the raw ONNX Runtime
 // benchmark are the ones Forecast makes: every request in the run of the
 // model that answers it, and of its soft-routing runner-up's where it is
-// blended, and predicting them gives its forecasts.
+// blended, and predicting them gives its forecasts; with count trees that
+// read the dense p_invoke features, the dense graph runs before them.
 func TestRunsAreForecastsWork(t *testing.T) {
-	f, fns := readyForecaster(t, fixture.CopyModels(t))
-	reqs := make([]Request, 64)
-	for i := range reqs {
-		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200-i]}
+	sets := []struct {
+		name string
+		dir  func(testing.TB) string
+	}{
+		{"shipped", fixture.CopyModels},
+		{"trees on the dense p_invoke features", func(tb testing.TB) string { return fixture.CopyModelsWithFeatureTrees(tb, 0.3) }},
 	}
-	ctx := context.Background()
-	want, err := f.Forecast(ctx, reqs, Routed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, release, err := f.Acquire()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
-	for _, mode := range []Mode{Routed, DenseOnly} {
-		runs, err := s.Runs(ctx, reqs, mode)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if mode == DenseOnly {
-			if len(runs) != 1 || runs[0].Model != s.Dense || runs[0].Rows != len(reqs) {
-				t.Fatalf("dense only: %d runs, want one of every row through dense", len(runs))
+	for _, set := range sets {
+		t.Run(set.name, func(t *testing.T) {
+			f, fns := readyForecaster(t, set.dir(t))
+			reqs := make([]Request, 64)
+			for i := range reqs {
+				reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200-i]}
 			}
-			continue
-		}
-		// Each request's rows, in run order: rows keep request order
-		// within a run, so the k-th row of a model's run is the k-th
-		// request that model answers.
-		byModel := map[*onnx.Model][]int{}
-		for i, r := range want {
-			byModel[s.Model(r.Model)] = append(byModel[s.Model(r.Model)], i)
-		}
-		for i, r := range want {
-			if r.Blend != nil {
-				byModel[s.Model(r.Blend.Model)] = append(byModel[s.Model(r.Blend.Model)], i)
-			}
-		}
-		for i, r := range want {
-			if r.Trees != nil {
-				byModel[s.Model(r.Trees.Model)] = append(byModel[s.Model(r.Trees.Model)], i)
-			}
-		}
-		outputs := map[int][][]float32{} // request -> its model outputs, nearest first
-		rows := 0
-		for _, run := range runs {
-			y, err := run.Model.Predict(ctx, run.Input, run.Rows)
+			ctx := context.Background()
+			want, err := f.Forecast(ctx, reqs, Routed)
 			if err != nil {
 				t.Fatal(err)
 			}
-			idx := byModel[run.Model]
-			if len(idx) < run.Rows {
-				t.Fatalf("a run of %s with %d rows; Forecast has %d requests for it", run.Model.ID, run.Rows, len(idx))
+			s, release, err := f.Acquire()
+			if err != nil {
+				t.Fatal(err)
 			}
-			for r, i := range idx[:run.Rows] {
-				outputs[i] = append(outputs[i], y[r*manifest.Horizon:(r+1)*manifest.Horizon])
-			}
-			byModel[run.Model] = idx[run.Rows:]
-			rows += run.Rows
-		}
-		blended := 0
-		for i, r := range want {
-			n := 1
-			if r.Blend != nil {
-				n, blended = 2, blended+1
-			}
-			if (s.Trees != nil) != (r.Trees != nil) {
-				t.Fatalf("request %d: trees %+v with the set's trees %v", i, r.Trees, s.Trees != nil)
-			}
-			if r.Trees != nil {
-				n++
-			}
-			if len(outputs[i]) != n {
-				t.Fatalf("request %d in %d runs, want %d", i, len(outputs[i]), n)
-			}
-			if want := WholeInvocations(r.Level); !slices.Equal(r.Forecast, want) {
-				t.Fatalf("request %d: Forecast %v is not Level rounded (%v)", i, r.Forecast, want)
-			}
-			for h, v := range r.Level {
-				got := float64(outputs[i][0][h])
-				if r.Blend != nil {
-					got = (1-r.Blend.Weight)*got + r.Blend.Weight*float64(outputs[i][1][h])
+			defer release()
+			for _, mode := range []Mode{Routed, DenseOnly} {
+				runs, err := s.Runs(ctx, reqs, mode)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if r.Trees != nil {
-					got = (1-r.Trees.Weight)*got + r.Trees.Weight*float64(outputs[i][n-1][h])
+				if mode == DenseOnly {
+					if len(runs) != 1 || runs[0].Model != s.Dense || runs[0].Rows != len(reqs) {
+						t.Fatalf("dense only: %d runs, want one of every row through dense", len(runs))
+					}
+					continue
 				}
-				if v := float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
-					t.Fatalf("request %d minute %d: runs give %v, Level %v", i, h, got, v)
+				// Each request's rows, in run order: rows keep request order
+				// within a run, so the k-th row of a model's run is the k-th
+				// request that model answers.
+				byModel := map[*onnx.Model][]int{}
+				for i, r := range want {
+					byModel[s.Model(r.Model)] = append(byModel[s.Model(r.Model)], i)
+				}
+				for i, r := range want {
+					if r.Blend != nil {
+						byModel[s.Model(r.Blend.Model)] = append(byModel[s.Model(r.Blend.Model)], i)
+					}
+				}
+				for i, r := range want {
+					if r.Trees != nil {
+						byModel[s.Model(r.Trees.Model)] = append(byModel[s.Model(r.Trees.Model)], i)
+					}
+				}
+				outputs := map[int][][]float32{} // request -> its model outputs, nearest first
+				rows := 0
+				for _, run := range runs {
+					y, err := run.Model.PredictDense(ctx, run.Input, run.Second, run.Rows)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if run.Model == s.PDense && s.Trees != nil && s.Trees.TakesPFeatures {
+						continue // the features the count trees read
+					}
+					idx := byModel[run.Model]
+					if len(idx) < run.Rows {
+						t.Fatalf("a run of %s with %d rows; Forecast has %d requests for it", run.Model.ID, run.Rows, len(idx))
+					}
+					for r, i := range idx[:run.Rows] {
+						outputs[i] = append(outputs[i], y[r*manifest.Horizon:(r+1)*manifest.Horizon])
+					}
+					byModel[run.Model] = idx[run.Rows:]
+					rows += run.Rows
+				}
+				blended := 0
+				for i, r := range want {
+					n := 1
+					if r.Blend != nil {
+						n, blended = 2, blended+1
+					}
+					if (s.Trees != nil) != (r.Trees != nil) {
+						t.Fatalf("request %d: trees %+v with the set's trees %v", i, r.Trees, s.Trees != nil)
+					}
+					if r.Trees != nil {
+						n++
+					}
+					if len(outputs[i]) != n {
+						t.Fatalf("request %d in %d runs, want %d", i, len(outputs[i]), n)
+					}
+					if want := WholeInvocations(r.Level); !slices.Equal(r.Forecast, want) {
+						t.Fatalf("request %d: Forecast %v is not Level rounded (%v)", i, r.Forecast, want)
+					}
+					for h, v := range r.Level {
+						got := float64(outputs[i][0][h])
+						if r.Blend != nil {
+							got = (1-r.Blend.Weight)*got + r.Blend.Weight*float64(outputs[i][1][h])
+						}
+						if r.Trees != nil {
+							got = (1-r.Trees.Weight)*got + r.Trees.Weight*float64(outputs[i][n-1][h])
+						}
+						if v := float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
+							t.Fatalf("request %d minute %d: runs give %v, Level %v", i, h, got, v)
+						}
+					}
+				}
+				if s.Manifest.Routing != nil && blended == 0 {
+					t.Fatal("soft routing is on, yet Forecast blended no request")
 				}
 			}
-		}
-		if s.Manifest.Routing != nil && blended == 0 {
-			t.Fatal("soft routing is on, yet Forecast blended no request")
-		}
+		})
 	}
 }
 
@@ -374,6 +389,147 @@ func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
 	}
 	if differ == 0 {
 		t.Fatal("the trees changed no forecast")
+	}
+}
+
+// TestCountTreesReadTheDenseFeatures: count trees fitted on the dense
+// p_invoke graph's features get, for every request, the features that
+// graph answers for the request's counts (up to a day, left-padded as
+// unknown), whether p_invoke is asked for or not; the answer is the routed
+// forecast blended with them, and the trees' own route answers the same.
+func TestCountTreesReadTheDenseFeatures(t *testing.T) {
+	dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
+	with, fns := readyForecaster(t, dir)
+	without := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+	without.SkipTrees = true
+	if _, err := without.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	defer without.Close()
+	reqs := make([]Request, 24)
+	for i := range reqs {
+		// from 4 hours to a whole day: the dense graph pads the shorter
+		n := 240 + i*50
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[1440-n:]}
+	}
+	ctx := context.Background()
+	counts, err := with.Predict(ctx, reqs, Routed, Counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := with.Predict(ctx, reqs, Routed, Counts|PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed, err := without.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, release, err := with.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if !s.Trees.TakesPFeatures || s.Trees.SecondWidth != s.PDense.Features || s.PDense.Features == 0 {
+		t.Fatalf("trees take features %v of width %d, the dense graph answers %d", s.Trees.TakesPFeatures, s.Trees.SecondWidth, s.PDense.Features)
+	}
+	// By hand: the dense graph over each request's day, then the trees.
+	var dayIn, windowIn []float32
+	for _, r := range reqs {
+		dayIn = appendPInvokeInput(dayIn, r.Counts, s.PDense.InputLen)
+		windowIn = appendInput(windowIn, r.Counts, s.Trees.InputLen)
+	}
+	dense, err := s.PDense.Predict(ctx, dayIn, len(reqs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var features, zeros []float32
+	for i := range reqs {
+		features = append(features, dense[i*s.PDense.Width()+s.PDense.Horizon:(i+1)*s.PDense.Width()]...)
+	}
+	zeros = make([]float32, len(features))
+	trees, err := s.Trees.PredictDense(ctx, windowIn, features, len(reqs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blind, err := s.Trees.PredictDense(ctx, windowIn, zeros, len(reqs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := with.ForecastModel(ctx, reqs, s.Trees.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := 0 // minutes where the features change the trees' answer
+	for i := range reqs {
+		if counts[i].Trees == nil || counts[i].Trees.Weight != 0.3 {
+			t.Fatalf("request %d: trees %+v, want the set's at 0.3", i, counts[i].Trees)
+		}
+		if both[i].PInvoke == nil {
+			t.Fatalf("request %d: no p_invoke with both outputs", i)
+		}
+		for h := range counts[i].Level {
+			tr := float64(trees[i*manifest.Horizon+h])
+			want := 0.7*float64(routed[i].Level[h]) + 0.3*tr
+			for name, got := range map[string]float32{"counts": counts[i].Level[h], "counts and p_invoke": both[i].Level[h]} {
+				if math.Abs(float64(got)-want) > 1e-4*math.Max(1, math.Abs(want)) {
+					t.Fatalf("request %d minute %d (%s): level %v, blended by hand %v", i, h, name, got, want)
+				}
+			}
+			if got := float64(own[i].Forecast[h]); math.Abs(got-tr) > 1e-4*math.Max(1, tr) {
+				t.Fatalf("request %d minute %d: the trees' route %v, by hand %v", i, h, got, tr)
+			}
+			if math.Abs(tr-float64(blind[i*manifest.Horizon+h])) > 1e-3 {
+				read++
+			}
+		}
+	}
+	if read == 0 {
+		t.Fatal("the trees answer the same without the features: the test does not show they are read")
+	}
+}
+
+// TestFeatureTreesMustMatchTheirGraph: trees and the dense p_invoke graph
+// whose features they read are one pair; any other pairing is refused at
+// load, and the error says what to do.
+func TestFeatureTreesMustMatchTheirGraph(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		dir  func(t *testing.T) string
+		want string
+	}{
+		{"fitted on another dense graph", func(t *testing.T) string {
+			dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.PFeatures.SHA256 = strings.Repeat("0", 64) })
+			return dir
+		}, "refit them"},
+		{"said to read features, takes the window alone", func(t *testing.T) string {
+			dir := fixture.CopyModelsWithTrees(t, 0.3)
+			editManifest(t, dir, func(m *manifest.Manifest) {
+				m.Trees.PFeatures = &manifest.FeaturesOf{Model: m.Dense.PInvoke.ID, SHA256: m.Dense.PInvoke.SHA256}
+			})
+			return dir
+		}, "features"},
+		{"reads features, said to take the window alone", func(t *testing.T) string {
+			dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.PFeatures = nil })
+			return dir
+		}, "2 tensors"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := LoadSet(tc.dir(t), onnx.Options{IntraOpThreads: 1}, Batching{})
+			if err == nil {
+				s.close()
+				t.Fatal("loaded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -26,7 +26,7 @@ func TimeRuns(ctx context.Context, batches [][]forecast.Run, conc int, dur time.
 		go func() {
 			for ctx.Err() == nil {
 				for _, r := range batches[int(next.Add(1)-1)%len(batches)] {
-					if _, err := r.Model.Predict(context.Background(), r.Input, r.Rows); err != nil {
+					if _, err := r.Model.PredictDense(context.Background(), r.Input, r.Second, r.Rows); err != nil {
 						errs <- err
 						return
 					}

@@ -134,8 +134,19 @@ type Manifest struct {
 type Trees struct {
 	Model
 	Weight float64 `json:"weight"`
+	// PFeatures names the dense p_invoke graph whose features
+	// (PFeaturesName) the trees read as a second input, after the counts
+	// (absent: the counts alone). Trees fitted on another graph's features
+	// would answer nonsense, so the set must serve that very graph.
+	PFeatures *FeaturesOf `json:"p_features,omitempty"`
 	// Validation is the validation figures it was chosen on (informational).
 	Validation map[string]any `json:"validation,omitempty"`
+}
+
+// FeaturesOf is the graph whose features a model was fitted on.
+type FeaturesOf struct {
+	Model  string `json:"model"`
+	SHA256 string `json:"sha256"`
 }
 
 // Routing is soft routing of the count forecasts, chosen on validation
@@ -314,6 +325,15 @@ func (m Manifest) Validate() error {
 		}
 		if t.PInvoke != nil {
 			return fmt.Errorf("manifest: trees %s: count trees have no p_invoke model", t.ID)
+		}
+		if f := t.PFeatures; f != nil {
+			d := m.Dense.PInvoke
+			if d == nil {
+				return fmt.Errorf("manifest: trees %s read the features of p_invoke model %s, and the set has no dense p_invoke model", t.ID, f.Model)
+			}
+			if f.Model != d.ID || f.SHA256 != d.SHA256 {
+				return fmt.Errorf("manifest: trees %s were fitted on the features of %s (sha256 %s), the set serves %s (sha256 %s): refit them (python -m mesp_training train-trees --models DIR)", t.ID, f.Model, f.SHA256, d.ID, d.SHA256)
+			}
 		}
 	}
 	if m.Prewarm != nil && !(m.Prewarm.Threshold > 0 && m.Prewarm.Threshold < 1) {

@@ -9,7 +9,7 @@ import (
 )
 
 // Predictor runs rows through a model (PredictDense: with the dense
-// p_invoke model's minute 1 per row, for a model that takes it).
+// p_invoke model's values per row, for a model that takes them).
 type Predictor interface {
 	Predict(ctx context.Context, in []float32, n int) ([]float32, error)
 	PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error)
@@ -37,8 +37,8 @@ type Batcher struct {
 
 type job struct {
 	in []float32
-	// dense is the dense model's minute 1 per row (nil unless the model
-	// takes it)
+	// dense is the dense p_invoke model's values per row, the second input
+	// (nil unless the model takes one)
 	dense []float32
 	n     int
 	out   []float32

@@ -34,9 +34,17 @@ type Model struct {
 	// row) and minute 1 (one value per row, manifest.DenseP1InputName)
 	// instead of counts.
 	DenseP1 bool
+	// TakesPFeatures says the graph is a count model that reads, after its
+	// InputLen counts, the dense p_invoke graph's features (SecondWidth
+	// values per row, manifest.PFeaturesName).
+	TakesPFeatures bool
 	// InWidth is the values per row of the first input: InputLen counts, or
 	// the dense p_invoke graph's features for DenseP1.
 	InWidth int
+	// SecondWidth is the values per row of the second input, which comes
+	// from the dense p_invoke graph: 1 (its minute 1) for DenseP1, its
+	// features for TakesPFeatures, 0 for a graph with one input.
+	SecondWidth int
 	// Features is the width of the graph's features answered after each
 	// row's Horizon outputs (Expect.Features), 0 when not asked for.
 	Features int
@@ -68,6 +76,11 @@ type Expect struct {
 	// counts (an expert whose trees continue the dense model's).
 	DenseP1    bool
 	FeaturesIn int
+	// TakesPFeatures: the graph must take the counts (manifest.InputName
+	// [batch, InputLen]) and then the dense p_invoke graph's features
+	// (manifest.PFeaturesName [batch, FeaturesIn]): count trees fitted on
+	// them.
+	TakesPFeatures bool
 	// Features: the graph must answer its features (manifest.PFeaturesName,
 	// [batch, F]) as a second output; answers then carry them after each
 	// row's outputs (Model.Width).
@@ -105,16 +118,26 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %s: not a loadable ONNX model: %w", path, err)
 	}
-	inNames, inWidth := []string{manifest.InputName}, want.InputLen
-	if want.DenseP1 {
+	inNames, inWidth, secondWidth := []string{manifest.InputName}, want.InputLen, 0
+	switch {
+	case want.DenseP1:
 		if len(ins) != 2 || ins[0].Name != manifest.PFeaturesName {
 			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry continues the dense p_invoke model; %s)", ErrMismatch, path, ins, manifest.PFeaturesName, manifest.DenseP1InputName, oldLayout)
 		}
 		if err := checkIO(ins[1:], manifest.DenseP1InputName, 1); err != nil {
 			return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
 		}
-		ins, inWidth = ins[:1], want.FeaturesIn
+		ins, inWidth, secondWidth = ins[:1], want.FeaturesIn, 1
 		inNames = []string{manifest.PFeaturesName, manifest.DenseP1InputName}
+	case want.TakesPFeatures:
+		if len(ins) != 2 {
+			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry reads the dense p_invoke model's features)", ErrMismatch, path, ins, manifest.InputName, manifest.PFeaturesName)
+		}
+		if err := checkIO(ins[1:], manifest.PFeaturesName, want.FeaturesIn); err != nil {
+			return nil, fmt.Errorf("%w: %s: input: %v (the dense p_invoke model's features)", ErrMismatch, path, err)
+		}
+		ins, secondWidth = ins[:1], want.FeaturesIn
+		inNames = []string{manifest.InputName, manifest.PFeaturesName}
 	}
 	if err := checkIO(ins, inNames[0], inWidth); err != nil {
 		return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
@@ -155,7 +178,8 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 		return nil, fmt.Errorf("onnx: %s: session: %w", path, err)
 	}
 	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen, Horizon: want.Horizon,
-		Family: family, Output: want.output(), DenseP1: want.DenseP1, InWidth: inWidth, Features: features, sess: sess}
+		Family: family, Output: want.output(), DenseP1: want.DenseP1, TakesPFeatures: want.TakesPFeatures,
+		InWidth: inWidth, SecondWidth: secondWidth, Features: features, sess: sess}
 	if err := m.selfTest(); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%w: %s: test inference: %v", ErrMismatch, path, err)
@@ -206,19 +230,19 @@ func checkMeta(meta *ort.ModelMetadata, want Expect) (family string, err error) 
 	return family, nil
 }
 
-// selfTest runs one ramp input (and a dense minute 1 of one half) and
-// checks the output is finite and >= 0 (and at most 1 for probabilities),
-// and the features finite.
+// selfTest runs one ramp input (and a second input of halves) and checks
+// the output is finite and >= 0 (and at most 1 for probabilities), and the
+// features finite.
 func (m *Model) selfTest() error {
 	in := make([]float32, m.InWidth)
 	for i := range in {
 		in[i] = float32(i % 7)
 	}
-	var dense []float32
-	if m.DenseP1 {
-		dense = []float32{0.5}
+	var second []float32
+	for range m.SecondWidth {
+		second = append(second, 0.5)
 	}
-	out, err := m.PredictDense(context.Background(), in, dense, 1)
+	out, err := m.PredictDense(context.Background(), in, second, 1)
 	if err != nil {
 		return err
 	}
@@ -239,19 +263,17 @@ func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, er
 	return m.PredictDense(ctx, in, nil, n)
 }
 
-// PredictDense runs n rows of InWidth values (for a DenseP1 model, the
-// dense p_invoke graph's features, with its minute 1 in dense, one value
-// per row; nil for any other model) and returns n rows of Width values.
+// PredictDense runs n rows of InWidth values with n rows of the second
+// input's SecondWidth values from the dense p_invoke graph (for a DenseP1
+// model, its features and its minute 1; for TakesPFeatures, the counts and
+// its features; nil for a graph with one input) and returns n rows of
+// Width values.
 func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error) {
 	if n <= 0 || len(in) != n*m.InWidth {
 		return nil, fmt.Errorf("onnx: %s: %d values for %d rows of %d", m.ID, len(in), n, m.InWidth)
 	}
-	want := 0 // dense minute-1 values: one per row for a model that takes them
-	if m.DenseP1 {
-		want = n
-	}
-	if len(dense) != want {
-		return nil, fmt.Errorf("onnx: %s: %d dense minute-1 values for %d rows, want %d", m.ID, len(dense), n, want)
+	if want := n * m.SecondWidth; len(dense) != want {
+		return nil, fmt.Errorf("onnx: %s: %d values of the dense p_invoke model for %d rows, want %d", m.ID, len(dense), n, want)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -262,8 +284,8 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 	}
 	defer x.Destroy()
 	inputs := []ort.Value{x}
-	if m.DenseP1 {
-		d, err := ort.NewTensor(ort.NewShape(int64(n), 1), dense)
+	if m.SecondWidth > 0 {
+		d, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.SecondWidth)), dense)
 		if err != nil {
 			return nil, fmt.Errorf("onnx: input tensor: %w", err)
 		}

@@ -1,7 +1,7 @@
 """Do more inputs help the count trees? (validation functions only)
 
-The count trees (`mesp_training.count_trees`) see a 240-minute window and
-nothing else. Two inputs they could also read: the time of day (the
+The count trees (`mesp_training.count_trees`) were first fitted on a
+240-minute window alone. Two inputs they could also read: the time of day (the
 LightGBM peer reads it; a request carries no timestamp today), and the
 features of the dense p_invoke graph (its second output `p_features`: a
 day's context, such as minutes since the last invocation and the hourly
@@ -9,8 +9,9 @@ lags; the server computes them for every pre-warm answer). This fits the
 trees once per variant on the training part's fit functions, early-stopped
 on the even-numbered validation functions as `train-trees` does, and
 scores each on the odd-numbered validation functions, alone and blended
-with the served forecast (soft routing as the manifest says), in WAPE
-before and after rounding to whole invocations.
+with the routed forecast (soft routing as the manifest says, no trees), in
+WAPE before and after rounding to whole invocations. (The p_features
+variant won and serves: `train-trees` fits it by default.)
 
     python scripts/trees_extra_inputs.py [--models models] [--rounds 150] [--variants none,time,p_features]
 
@@ -31,13 +32,10 @@ import lightgbm as lgb
 import numpy as np
 
 from mesp_training import count_trees
-from mesp_training.contract import (HORIZON, INPUT_NAME, P_FEATURES_NAME, read_clusters, read_manifest,
-                                    whole_invocations)
+from mesp_training.contract import HORIZON, read_clusters, read_manifest, whole_invocations
 from mesp_training.data import EVAL_ORIGINS, train_origins
-from mesp_training.invocation import pad_history
 from mesp_training.pipeline import load_cluster
 from mesp_training.routing import Router
-from mesp_training.runtime import inference_session
 from mesp_training.soft_routing import served_forecast
 
 WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -108,13 +106,7 @@ def main() -> int:
     if "time" in variants:
         extras["time"] = lambda series, t: np.full((len(series), 1), t / 1440.0, np.float32)
     if "p_features" in variants:
-        dense_p = inference_session(str(a.models / man["dense"]["p_invoke"]["file"]))
-
-        def p_features(series: np.ndarray, t: int) -> np.ndarray:
-            x = np.stack([pad_history(r[:t]) for r in series])
-            f: np.ndarray = dense_p.run([P_FEATURES_NAME], {INPUT_NAME: x})[0]
-            return f
-        extras["p_features"] = p_features
+        extras["p_features"] = count_trees.dense_features(a.models / man["dense"]["p_invoke"]["file"])
     tr = rows(train, train_origins(count_trees.WINDOW, train.shape[1], count_trees.TRAIN_STRIDE), extras)
     st, he = rows(stop, EVAL_ORIGINS, extras), rows(held, EVAL_ORIGINS, extras)
     y = he[1]

@@ -581,6 +581,9 @@ func (s *Server) handleExperts(c echo.Context) error {
 	}
 	if t := m.Trees; t != nil {
 		out.Trees = &TreesEntry{ID: t.ID, File: t.File, SHA256: t.SHA256, Family: t.Family, InputLen: t.InputLen, Weight: t.Weight}
+		if t.PFeatures != nil {
+			out.Trees.PFeatures = t.PFeatures.Model
+		}
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -594,6 +597,9 @@ type TreesEntry struct {
 	Family   string  `json:"family"`
 	InputLen int     `json:"input_len"`
 	Weight   float64 `json:"weight"`
+	// PFeatures is the id of the dense p_invoke graph whose features the
+	// trees also read (absent: the counts alone).
+	PFeatures string `json:"p_features,omitempty"`
 }
 
 type manifestCluster struct {

@@ -2,7 +2,7 @@
 python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]
 python -m mesp_training threshold --models DIR [--config search.yaml]
 python -m mesp_training soft-routing --models DIR [--config search.yaml]
-python -m mesp_training train-trees --models DIR [--config search.yaml]
+python -m mesp_training train-trees --models DIR [--config search.yaml] [--window-only]
 python -m mesp_training refit --models DIR [--config search.yaml]
 python -m mesp_training serve-rule --models DIR [--config search.yaml]"""
 
@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
            "as routed) and the default pre-warm threshold", "search settings (YAML, section invoke)")
     on_set("soft-routing", "choose, without training, soft routing of the count forecasts (a blend of the two "
            "nearest clusters' models) on validation windows as routed", "search settings (YAML): the validation split")
-    on_set("train-trees", "fit the count trees (LightGBM, after `train` and `soft-routing`) and choose their blend "
-           "weight on validation windows as routed", "search settings (YAML): the validation split")
+    tt = on_set("train-trees", "fit the count trees (LightGBM, after `train`, `train-invoke` and `soft-routing`) "
+                "and choose their blend weight on validation windows as routed",
+                "search settings (YAML): the validation split")
+    tt.add_argument("--window-only", action="store_true",
+                    help="trees that read the 240-minute window alone, not the dense p_invoke graph's features too")
     on_set("refit", "the final fit alone (search.yaml final_epochs) of the count models the manifest records, "
            "without searching again", "search settings (YAML)")
     on_set("serve-rule", "choose again, without training, where each count expert serves (serve_rule: a clear "
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if a.cmd == "train-trees":
             scfg = SearchConfig.load(a.config)
-            train_trees(a.models, lambda cl: load_cluster(a.models, cl, scfg.val_percent), log=log)
+            train_trees(a.models, lambda cl: load_cluster(a.models, cl, scfg.val_percent), log=log,
+                        p_features=not a.window_only)
             return 0
         if a.cmd == "threshold":
             scfg = SearchConfig.load(a.config)

@@ -50,6 +50,43 @@ def test_trees_export_one_ensemble_equal_to_lightgbm(series: np.ndarray, tmp_pat
     assert np.abs(want).sum() > 0  # the trees answer something, not zeros
 
 
+def test_trees_on_the_dense_features_read_them(series: np.ndarray, tmp_path: Path) -> None:
+    """Trees fitted on the dense p_invoke graph's features too: the graph
+    takes them as a second input and answers LightGBM's forecast of the
+    window and those features; other features give another answer."""
+    from conftest import shipped_models
+
+    from mesp_training.contract import read_manifest
+    from mesp_training.invocation import pad_history
+
+    models = shipped_models()
+    man = read_manifest(models)
+    assert man is not None
+    pf = ct.dense_features(models / man["dense"]["p_invoke"]["file"])
+    train, val = series[:80], series[80:]
+    params = dict(ct.PARAMS, min_data_in_leaf=5, num_leaves=7)
+    boosters = ct.fit(train, val, (1080,), params=params, rounds=4, stride=120, p_features=pf, log=lambda _: None)
+    n_window = ct.FEATURES.n_features
+    # the features are columns after the window's, and the trees split on some
+    used = {f for b in boosters for f, gain in enumerate(b.feature_importance("split")) if gain and f >= n_window}
+    assert used, "no tree splits on a dense p_invoke feature"
+    t = 1200
+    probe, _ = ct.windows(val, (t,))
+    feats = pf(val, t)
+    # the features of each function's day up to t, as the server pads it
+    one = ort.InferenceSession(str(models / man["dense"]["p_invoke"]["file"]), providers=["CPUExecutionProvider"])
+    want_f = one.run(["p_features"], {"counts": pad_history(val[3, :t])[None]})[0]
+    np.testing.assert_allclose(feats[3:4], want_f, rtol=1e-5, atol=1e-6)
+    path = tmp_path / "trees.onnx"
+    ct.export(boosters, path, "dense-trees", probe, feats)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape[1]) for i in sess.get_inputs()] == [("counts", ct.WINDOW), ("p_features", feats.shape[1])]
+    got = sess.run(None, {"counts": probe, "p_features": feats})[0]
+    np.testing.assert_allclose(got, ct.predict(boosters, probe, feats), rtol=1e-4, atol=1e-3)
+    other = sess.run(None, {"counts": probe, "p_features": np.zeros_like(feats)})[0]
+    assert np.abs(other - got).max() > 1e-3  # the second input is read
+
+
 def test_export_refuses_trees_that_do_not_match(series: np.ndarray, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     train, val = series[:80], series[80:]
@@ -86,8 +123,8 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
     got = v1(server, series[:, :t])["forecasts"]
     if "trees" in man:
         w = man["trees"]["weight"]
-        sess = ort.InferenceSession(str(models / man["trees"]["file"]), providers=["CPUExecutionProvider"])
-        trees = sess.run(None, {"counts": series[:, t - ct.WINDOW:t]})[0]
+        # the server sends the trees what it has: minutes up to t
+        trees = ct.forecast_at(models, man, series[:, :t], t)
         want = (1 - w) * want + w * trees
         assert all(f["trees"] == {"model": man["trees"]["id"], "weight": w} for f in got)
     # The server answers whole invocations: the level rounded, either

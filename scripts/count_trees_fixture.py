@@ -1,0 +1,55 @@
+"""Writes the count-trees graphs the Go tests serve
+(internal/fixture/testdata): the first few trees of each horizon of a real
+`train-trees` fit (models/.work/count-trees.json), exported and checked
+against LightGBM as `train-trees` exports them. The window-only graph reads
+the 240-minute window; the features graph reads the dense p_invoke graph's
+features too (those of the set in --models).
+
+    python scripts/count_trees_fixture.py --models WORK --out internal/fixture/testdata/count-trees-pf.onnx [--trees 3]
+
+It records how a fixture was made; the tests only read the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from mesp_training import count_trees as ct
+from mesp_training.contract import read_clusters, read_manifest
+from mesp_training.data import EVAL_ORIGINS
+from mesp_training.pipeline import load_cluster
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, required=True, help="a set that ran train-trees (its .work holds the fit)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--trees", type=int, default=3, help="trees kept per horizon")
+    ap.add_argument("--window-only", action="store_true", help="the fit read the window alone")
+    a = ap.parse_args()
+    man = read_manifest(a.models)
+    if man is None:
+        raise SystemExit(f"{a.models}/manifest.json missing")
+    fit = json.loads((a.models / ".work" / "count-trees.json").read_text())
+    boosters = [lgb.Booster(model_str=lgb.Booster(model_str=s).model_to_string(num_iteration=a.trees)) for s in fit]
+    cl = read_clusters(a.models / man["clusters"])["clusters"][0]
+    val = load_cluster(a.models, cl, 20)[1].astype(np.float32)[:48]
+    t = EVAL_ORIGINS[0]
+    probe, _ = ct.windows(val, (t,))
+    pf = None
+    if not a.window_only:
+        pf = ct.dense_features(a.models / man["dense"]["p_invoke"]["file"])(val, t)
+    ct.export(boosters, a.out, "dense-trees", probe, pf)
+    print(f"{a.out}: {sum(b.num_trees() for b in boosters)} trees, "
+          f"{'window only' if pf is None else f'window and {pf.shape[1]} dense p_invoke features'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
