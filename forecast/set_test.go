@@ -16,6 +16,7 @@ import (
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/router"
+	"github.com/mesp-project/mesp/trace"
 )
 
 func editManifest(t *testing.T, dir string, edit func(m *manifest.Manifest)) {
@@ -330,18 +331,25 @@ func TestRunsAreForecastsWork(t *testing.T) {
 	}
 }
 
-// TestSkipTreesServesTheRoutedForecast: with router.count_trees off, a
-// forecast is the routed one alone: the answer with the trees is (1 - w)
-// times it plus w times the trees' own forecast.
-func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
-	dir := fixture.CopyModelsWithTrees(t, 0.3)
-	with, fns := readyForecaster(t, dir)
-	without := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+// withAndWithoutTrees serves the set in dir twice: as it is, and with
+// router.count_trees off (closed when the test ends).
+func withAndWithoutTrees(t *testing.T, dir string) (with, without *Forecaster, fns []trace.Function) {
+	t.Helper()
+	with, fns = readyForecaster(t, dir)
+	without = New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
 	without.SkipTrees = true
 	if _, err := without.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	defer without.Close()
+	t.Cleanup(func() { without.Close() })
+	return with, without, fns
+}
+
+// TestSkipTreesServesTheRoutedForecast: with router.count_trees off, a
+// forecast is the routed one alone: the answer with the trees is (1 - w)
+// times it plus w times the trees' own forecast.
+func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
+	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithTrees(t, 0.3))
 	reqs := make([]Request, 24)
 	for i := range reqs {
 		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
@@ -398,14 +406,7 @@ func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
 // unknown), whether p_invoke is asked for or not; the answer is the routed
 // forecast blended with them, and the trees' own route answers the same.
 func TestCountTreesReadTheDenseFeatures(t *testing.T) {
-	dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
-	with, fns := readyForecaster(t, dir)
-	without := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
-	without.SkipTrees = true
-	if _, err := without.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	defer without.Close()
+	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithFeatureTrees(t, 0.3))
 	reqs := make([]Request, 24)
 	for i := range reqs {
 		// from 4 hours to a whole day: the dense graph pads the shorter
