@@ -328,6 +328,20 @@ def forecast_at(models: Path, man: dict[str, Any], series: np.ndarray, t: int) -
     return out
 
 
+def drop_stale_trees(models: Path, man: dict[str, Any], log: Callable[[str], None] = print) -> bool:
+    """Takes count trees fitted on another dense p_invoke graph's features
+    than the manifest's out of the set (entry and file): they would answer
+    nonsense, and the manifest would not check. True when it did."""
+    tr, dense_p = man.get("trees"), man["dense"].get("p_invoke") or {}
+    if tr is None or "p_features" not in tr or tr["p_features"]["sha256"] == dense_p.get("sha256"):
+        return False
+    man.pop("trees")
+    (models / tr["file"]).unlink(missing_ok=True)
+    log("count trees: fitted on another dense p_invoke graph's features, taken out of the set "
+        "(fit them again: python -m mesp_training train-trees)")
+    return True
+
+
 def wape(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.abs(pred - y).sum() / max(np.abs(y).sum(), 1e-9))
 

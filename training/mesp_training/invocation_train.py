@@ -41,6 +41,7 @@ from .contract import (
     sha256_file,
     write_manifest,
 )
+from .count_trees import drop_stale_trees
 from .export import OPSET
 from .invocation import FAMILY, WINDOW, InvocationFeatures, InvocationModel
 from .routing import Router
@@ -572,13 +573,7 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
         manifest["dense"]["p_invoke"] = _export_best(DENSE_P_ID, "dense-p.onnx", models, dense, dense_gbm, va_all,
                                                      probe_rows(all_fit), log)
         manifest["dense"]["p_invoke"]["data"] = {"train_decisions": len(tr_all.x), "val_decisions": len(va_all.x)}
-        trees = manifest.get("trees")
-        if trees is not None and "p_features" in trees:
-            # fitted on the old graph's features: they would answer nonsense
-            manifest.pop("trees")
-            (models / trees["file"]).unlink(missing_ok=True)
-            log("count trees: fitted on the old dense p_invoke graph's features, taken out of the set "
-                "(fit them again: python -m mesp_training train-trees)")
+        drop_stale_trees(models, manifest, log)
     dense_model = load_model(dense_pt)
     dense_family = manifest["dense"]["p_invoke"]["family"]
     dense_gbm = lgb.Booster(model_file=str(dense_gbm_file)) if dense_gbm_file.exists() else None

@@ -87,6 +87,31 @@ def test_trees_on_the_dense_features_read_them(series: np.ndarray, tmp_path: Pat
     assert np.abs(other - got).max() > 1e-3  # the second input is read
 
 
+def test_trees_on_another_dense_graph_leave_the_set(tmp_path: Path) -> None:
+    """When train-invoke replaces the dense p_invoke graph, trees fitted on
+    the old one's features go (entry and file); the set then checks."""
+    import shutil
+
+    from conftest import shipped_models
+
+    from mesp_training.contract import read_manifest, sha256_file, write_manifest
+
+    models = tmp_path / "models"
+    shutil.copytree(shipped_models(), models, ignore=shutil.ignore_patterns(".work"))
+    man = read_manifest(models)
+    assert man is not None and "p_features" in man["trees"]
+    assert not ct.drop_stale_trees(models, man, log=lambda _: None)  # the pair as fitted stays
+    assert "trees" in man and (models / "dense-trees.onnx").is_file()
+    # a new dense graph in place of the old one
+    (models / "dense-p.onnx").write_bytes((models / "dense-p.onnx").read_bytes() + b" ")
+    man["dense"]["p_invoke"]["sha256"] = sha256_file(models / "dense-p.onnx")
+    with pytest.raises(ValueError, match="refit them"):
+        write_manifest(models, man)
+    assert ct.drop_stale_trees(models, man, log=lambda _: None)
+    assert "trees" not in man and not (models / "dense-trees.onnx").exists()
+    write_manifest(models, man)  # checks without them
+
+
 def test_export_refuses_trees_that_do_not_match(series: np.ndarray, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     train, val = series[:80], series[80:]
