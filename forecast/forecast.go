@@ -189,12 +189,6 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		}
 		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
 	}
-	// The count trees may read the dense p_invoke graph's features: the
-	// dense graph then runs over every request, p_invoke asked for or not.
-	treesNeed := outs&Counts != 0 && s.treesTakeFeatures(mode)
-	needDense := outs&PInvoke != 0 || treesNeed
-	var dp densePass
-	denseDone := make(chan struct{}) // closed once dp holds the dense pass
 	// Counts and p_invoke come from different models: when both are asked
 	// for, they run at once, so that a pre-warm answer takes about as long
 	// as the slower of the two rather than their sum.
@@ -216,42 +210,30 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				})
 			}
 			if tg := s.trees(len(reqs), mode); countsErr == nil && tg != nil {
-				var features func(in []float32, i int) []float32
-				if treesNeed {
-					if <-denseDone; dp.err != nil {
-						return // the dense pass's error is the batch's
-					}
-					features = dp.appendFeatures
-				}
 				tb := &TreesBlend{Model: tg[0].model.ID, Weight: s.Manifest.Trees.Weight}
-				countsErr = s.runGroups(ctx, tg, buf, input, features, func(i int, y []float32) {
+				countsErr = s.runGroups(ctx, tg, buf, input, dayOf(reqs), func(i int, y []float32) {
 					mix(out[i].Forecast, y, tb.Weight)
 					out[i].Trees = tb
 				})
 			}
 		}
-		if needDense {
+		if outs&PInvoke != 0 {
 			go run()
 		} else {
 			run()
 		}
 	}
-	if needDense {
-		var pper []served
-		var pgroups []modelGroup
-		if outs&PInvoke != 0 {
-			pper, pgroups = s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
-				if mode == DenseOnly {
-					return s.PDense, "dense"
-				}
-				return s.ServedPInvoke(rt)
-			})
-			for i := range out {
-				out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
+	if outs&PInvoke != 0 {
+		pper, pgroups := s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
+			if mode == DenseOnly {
+				return s.PDense, "dense"
 			}
+			return s.ServedPInvoke(rt)
+		})
+		for i := range out {
+			out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
 		}
-		err := s.runPInvoke(ctx, reqs, pper, pgroups, treesNeed, &dp, denseDone, out)
-		if err != nil {
+		if err := s.runPInvoke(ctx, reqs, pper, pgroups, out); err != nil {
 			counting.Wait()
 			return nil, err
 		}
@@ -299,10 +281,12 @@ func (s *Set) trees(n int, mode Mode) []modelGroup {
 	return []modelGroup{g}
 }
 
-// treesTakeFeatures says a routed count forecast runs count trees that
-// read the dense p_invoke graph's features.
-func (s *Set) treesTakeFeatures(mode Mode) bool {
-	return mode == Routed && s.Trees != nil && s.Trees.TakesPFeatures
+// dayOf appends request i's day, as a p_invoke graph takes it: the second
+// input of count trees that read it (Model.TakesDay).
+func dayOf(reqs []Request) func(in []float32, i int) []float32 {
+	return func(in []float32, i int) []float32 {
+		return appendPInvokeInput(in, reqs[i].Counts, manifest.PInvokeInputLen)
+	}
 }
 
 // blends sets out[i].Blend for every request that soft routing blends (the
@@ -350,67 +334,40 @@ func (g *grouping) add(m *onnx.Model, i int) {
 	g.groups[k].rows = append(g.groups[k].rows, i)
 }
 
-// densePass is the dense p_invoke graph's answers to a batch: each
-// request's minute 1 and features (for the requests it ran on).
-type densePass struct {
-	p1       []float32
-	features [][]float32
-	err      error
-}
-
-// appendFeatures appends request i's dense features to in.
-func (d *densePass) appendFeatures(in []float32, i int) []float32 {
-	return append(in, d.features[i]...)
-}
-
-// appendP1 appends request i's dense minute 1 to in.
-func (d *densePass) appendP1(in []float32, i int) []float32 {
-	return append(in, d.p1[i])
-}
-
-// runDense runs the dense p_invoke graph over rows of reqs, into d; store
-// sees each row's answer.
-func (s *Set) runDense(ctx context.Context, reqs []Request, rows []int, d *densePass, store func(i int, y []float32)) {
-	d.p1, d.features = make([]float32, len(reqs)), make([][]float32, len(reqs))
-	if len(rows) == 0 {
-		return
-	}
+// runPInvoke answers p_invoke for every request. The dense model runs
+// first, over its own requests and those of experts that continue its
+// trees (they take its features and minute 1), then each expert once over
+// its requests.
+func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, groups []modelGroup, out []Result) error {
 	buf := inputPool.Get().(*[]float32)
 	defer inputPool.Put(buf)
-	h := s.PDense.Horizon
+	dense := modelGroup{model: s.PDense}
+	for i, p := range per {
+		if p.model == s.PDense || p.model.DenseP1 {
+			dense.rows = append(dense.rows, i)
+		}
+	}
+	denseP1 := make([]float32, len(reqs))
+	features := make([][]float32, len(reqs))
+	// An expert that continues the dense trees takes the features the dense
+	// run below stored for its request; every other graph takes the counts.
 	input := func(in []float32, i int, m *onnx.Model) []float32 {
+		if m.DenseP1 {
+			return append(in, features[i]...)
+		}
 		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
 	}
-	d.err = s.runGroups(ctx, []modelGroup{{model: s.PDense, rows: rows}}, buf, input, nil, func(i int, y []float32) {
-		d.p1[i], d.features[i] = y[0], y[h:]
-		if store != nil {
-			store(i, y)
+	if len(dense.rows) > 0 {
+		h := s.PDense.Horizon
+		err := s.runGroups(ctx, []modelGroup{dense}, buf, input, nil, func(i int, y []float32) {
+			denseP1[i], features[i] = y[0], y[h:]
+			if per[i].model == s.PDense {
+				out[i].PInvoke = y[:h:h]
+			}
+		})
+		if err != nil {
+			return err
 		}
-	})
-}
-
-// runPInvoke answers p_invoke for every request of per (none when per is
-// nil) and fills d, closing done once it is filled. The dense model runs
-// first, over its own requests, those of experts that continue its trees
-// (they take its features and minute 1) and, for count trees that read its
-// features (all), every request; then each expert once over its requests.
-func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, groups []modelGroup, all bool,
-	d *densePass, done chan struct{}, out []Result) error {
-	var rows []int
-	for i := range reqs {
-		if all || per[i].model == s.PDense || per[i].model.DenseP1 {
-			rows = append(rows, i)
-		}
-	}
-	h := s.PDense.Horizon
-	s.runDense(ctx, reqs, rows, d, func(i int, y []float32) {
-		if per != nil && per[i].model == s.PDense {
-			out[i].PInvoke = y[:h:h]
-		}
-	})
-	close(done)
-	if d.err != nil {
-		return d.err
 	}
 	experts := make([]modelGroup, 0, len(groups))
 	for _, g := range groups {
@@ -418,23 +375,13 @@ func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, grou
 			experts = append(experts, g)
 		}
 	}
-	buf := inputPool.Get().(*[]float32)
-	defer inputPool.Put(buf)
-	// An expert that continues the dense trees takes the features the dense
-	// run stored for its request, and its minute 1.
-	input := func(in []float32, i int, m *onnx.Model) []float32 {
-		if m.DenseP1 {
-			return d.appendFeatures(in, i)
-		}
-		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
-	}
-	return s.runGroups(ctx, experts, buf, input, d.appendP1, func(i int, y []float32) { out[i].PInvoke = y })
+	minute1 := func(in []float32, i int) []float32 { return append(in, denseP1[i]) }
+	return s.runGroups(ctx, experts, buf, input, minute1, func(i int, y []float32) { out[i].PInvoke = y })
 }
 
 // runGroups runs each group's model once over its rows: input appends a
 // request's model input, second its second input's values (for models
-// that take one: the dense p_invoke graph's), store keeps a request's
-// output row (its Width values).
+// that take one), store keeps a request's output row (its Width values).
 func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32,
 	input func(in []float32, i int, m *onnx.Model) []float32, second func(in []float32, i int) []float32,
 	store func(i int, y []float32)) error {
@@ -538,8 +485,7 @@ type Run struct {
 }
 
 // Runs returns the model runs that Forecast makes for a batch (soft
-// routing's runner-up models after the nearest clusters', then the dense
-// p_invoke graph when the count trees read its features, then the count
+// routing's runner-up models after the nearest clusters', then the count
 // trees), inputs built and routes computed here, so that ONNX Runtime can
 // be timed alone on the same work (the ceiling in make bench-serve).
 func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error) {
@@ -547,30 +493,20 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	if err != nil {
 		return nil, err
 	}
+	// then the runner-up models that soft routing blends in, then the trees
 	groups = append(groups, s.blends(routes, per, mode, make([]Result, len(reqs)))...)
-	var runs []Run
-	for _, g := range groups {
-		runs = append(runs, Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)})
-	}
-	trees := s.trees(len(reqs), mode)
-	if trees == nil {
-		return runs, nil
-	}
-	r := Run{Model: s.Trees, Input: trees[0].input(nil, reqs), Rows: len(reqs)}
-	if s.treesTakeFeatures(mode) {
-		all := trees[0].rows
-		var d densePass
-		if s.runDense(ctx, reqs, all, &d, nil); d.err != nil {
-			return nil, d.err
+	groups = append(groups, s.trees(len(reqs), mode)...)
+	runs := make([]Run, len(groups))
+	day := dayOf(reqs)
+	for k, g := range groups {
+		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}
+		if g.model.TakesDay {
+			for _, i := range g.rows {
+				runs[k].Second = day(runs[k].Second, i)
+			}
 		}
-		var in []float32
-		for _, i := range all {
-			in = appendPInvokeInput(in, reqs[i].Counts, s.PDense.InputLen)
-			r.Second = d.appendFeatures(r.Second, i)
-		}
-		runs = append(runs, Run{Model: s.PDense, Input: in, Rows: len(reqs)})
 	}
-	return append(runs, r), nil
+	return runs, nil
 }
 
 // inputPool holds model input buffers: Predict is done with its input when
@@ -615,17 +551,10 @@ func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID 
 		in = appendInput(in, r.Counts, m.InputLen)
 	}
 	var second []float32
-	if m.TakesPFeatures { // count trees on the dense p_invoke features
-		all := make([]int, len(reqs))
-		for i := range all {
-			all[i] = i
-		}
-		var d densePass
-		if s.runDense(ctx, reqs, all, &d, nil); d.err != nil {
-			return nil, d.err
-		}
+	if m.TakesDay { // count trees that read the day
+		day := dayOf(reqs)
 		for i := range reqs {
-			second = d.appendFeatures(second, i)
+			second = day(second, i)
 		}
 	}
 	y, err := s.predictor(m).PredictDense(ctx, in, second, len(reqs))

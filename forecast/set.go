@@ -95,8 +95,7 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	// An expert whose trees continue the dense p_invoke model's is fed the
 	// dense graph's features, so the dense graph answers them when such an
 	// expert serves.
-	// Count trees fitted on those features take them too.
-	continued := m.Trees != nil && m.Trees.PFeatures != nil
+	continued := false
 	for _, e := range m.Experts {
 		continued = continued || (e.PInvoke != nil && e.PInvoke.Base != "" && e.PInvoke.Serve == "expert")
 	}
@@ -121,9 +120,7 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	}
 	if t := m.Trees; t != nil {
 		want := onnx.Expect{ID: t.ID, SHA256: t.SHA256, InputLen: t.InputLen, Horizon: m.Horizon}
-		if t.PFeatures != nil {
-			want.TakesPFeatures, want.FeaturesIn = true, s.PDense.Features
-		}
+		want.TakesDay = t.Day
 		if s.Trees, err = open(t.File, t.SHA256, want); err != nil {
 			s.close()
 			return nil, err

@@ -217,15 +217,15 @@ func TestBatchEqualsSingles(t *testing.T) {
 // TestRunsAreForecastsWork: the runs handed to the raw ONNX Runtime
 // benchmark are the ones Forecast makes: every request in the run of the
 // model that answers it, and of its soft-routing runner-up's where it is
-// blended, and predicting them gives its forecasts; with count trees that
-// read the dense p_invoke features, the dense graph runs before them.
+// blended, and predicting them gives its forecasts (count trees that read
+// the day included).
 func TestRunsAreForecastsWork(t *testing.T) {
 	sets := []struct {
 		name string
 		dir  func(testing.TB) string
 	}{
 		{"shipped", fixture.CopyModels},
-		{"trees on the dense p_invoke features", func(tb testing.TB) string { return fixture.CopyModelsWithFeatureTrees(tb, 0.3) }},
+		{"trees that read the day", func(tb testing.TB) string { return fixture.CopyModelsWithDayTrees(tb, 0.3) }},
 	}
 	for _, set := range sets {
 		t.Run(set.name, func(t *testing.T) {
@@ -278,9 +278,6 @@ func TestRunsAreForecastsWork(t *testing.T) {
 					y, err := run.Model.PredictDense(ctx, run.Input, run.Second, run.Rows)
 					if err != nil {
 						t.Fatal(err)
-					}
-					if run.Model == s.PDense && s.Trees != nil && s.Trees.TakesPFeatures {
-						continue // the features the count trees read
 					}
 					idx := byModel[run.Model]
 					if len(idx) < run.Rows {
@@ -400,16 +397,15 @@ func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
 	}
 }
 
-// TestCountTreesReadTheDenseFeatures: count trees fitted on the dense
-// p_invoke graph's features get, for every request, the features that
-// graph answers for the request's counts (up to a day, left-padded as
-// unknown), whether p_invoke is asked for or not; the answer is the routed
-// forecast blended with them, and the trees' own route answers the same.
-func TestCountTreesReadTheDenseFeatures(t *testing.T) {
-	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithFeatureTrees(t, 0.3))
+// TestCountTreesReadTheDay: count trees that read the day get, for every
+// request, its counts up to a day, left-padded as unknown, whether
+// p_invoke is asked for or not; the answer is the routed forecast blended
+// with them, and the trees' own route answers the same.
+func TestCountTreesReadTheDay(t *testing.T) {
+	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithDayTrees(t, 0.3))
 	reqs := make([]Request, 24)
 	for i := range reqs {
-		// from 4 hours to a whole day: the dense graph pads the shorter
+		// from 4 hours to a whole day: the shorter are padded
 		n := 240 + i*50
 		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[1440-n:]}
 	}
@@ -431,29 +427,22 @@ func TestCountTreesReadTheDenseFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	if !s.Trees.TakesPFeatures || s.Trees.SecondWidth != s.PDense.Features || s.PDense.Features == 0 {
-		t.Fatalf("trees take features %v of width %d, the dense graph answers %d", s.Trees.TakesPFeatures, s.Trees.SecondWidth, s.PDense.Features)
+	if !s.Trees.TakesDay || s.Trees.SecondWidth != manifest.PInvokeInputLen {
+		t.Fatalf("trees take the day %v, %d values", s.Trees.TakesDay, s.Trees.SecondWidth)
 	}
-	// By hand: the dense graph over each request's day, then the trees.
-	var dayIn, windowIn []float32
+	// By hand: the window, and the day padded with Missing; and the day
+	// unknown but for the window, to show the rest of it is read.
+	var windowIn, dayIn, unknown []float32
 	for _, r := range reqs {
-		dayIn = appendPInvokeInput(dayIn, r.Counts, s.PDense.InputLen)
 		windowIn = appendInput(windowIn, r.Counts, s.Trees.InputLen)
+		dayIn = appendPInvokeInput(dayIn, r.Counts, manifest.PInvokeInputLen)
+		unknown = appendPInvokeInput(unknown, r.Counts[len(r.Counts)-s.Trees.InputLen:], manifest.PInvokeInputLen)
 	}
-	dense, err := s.PDense.Predict(ctx, dayIn, len(reqs))
+	trees, err := s.Trees.PredictDense(ctx, windowIn, dayIn, len(reqs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var features, zeros []float32
-	for i := range reqs {
-		features = append(features, dense[i*s.PDense.Width()+s.PDense.Horizon:(i+1)*s.PDense.Width()]...)
-	}
-	zeros = make([]float32, len(features))
-	trees, err := s.Trees.PredictDense(ctx, windowIn, features, len(reqs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blind, err := s.Trees.PredictDense(ctx, windowIn, zeros, len(reqs))
+	blind, err := s.Trees.PredictDense(ctx, windowIn, unknown, len(reqs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +450,7 @@ func TestCountTreesReadTheDenseFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	read := 0 // minutes where the features change the trees' answer
+	read := 0 // minutes where the rest of the day changes the trees' answer
 	for i := range reqs {
 		if counts[i].Trees == nil || counts[i].Trees.Weight != 0.3 {
 			t.Fatalf("request %d: trees %+v, want the set's at 0.3", i, counts[i].Trees)
@@ -486,14 +475,13 @@ func TestCountTreesReadTheDenseFeatures(t *testing.T) {
 		}
 	}
 	if read == 0 {
-		t.Fatal("the trees answer the same without the features: the test does not show they are read")
+		t.Fatal("the trees answer the same without the rest of the day: the test does not show it is read")
 	}
 }
 
-// TestFeatureTreesMustMatchTheirGraph: trees and the dense p_invoke graph
-// whose features they read are one pair; any other pairing is refused at
-// load, and the error says what to do.
-func TestFeatureTreesMustMatchTheirGraph(t *testing.T) {
+// TestDayTreesMustSayTheyReadTheDay: a manifest entry and its graph agree
+// on whether the trees read the day, or the set is refused.
+func TestDayTreesMustSayTheyReadTheDay(t *testing.T) {
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		t.Fatal(err)
 	}
@@ -502,21 +490,14 @@ func TestFeatureTreesMustMatchTheirGraph(t *testing.T) {
 		dir  func(t *testing.T) string
 		want string
 	}{
-		{"fitted on another dense graph", func(t *testing.T) string {
-			dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
-			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.PFeatures.SHA256 = strings.Repeat("0", 64) })
-			return dir
-		}, "refit them"},
-		{"said to read features, takes the window alone", func(t *testing.T) string {
+		{"said to read the day, takes the window alone", func(t *testing.T) string {
 			dir := fixture.CopyModelsWithTrees(t, 0.3)
-			editManifest(t, dir, func(m *manifest.Manifest) {
-				m.Trees.PFeatures = &manifest.FeaturesOf{Model: m.Dense.PInvoke.ID, SHA256: m.Dense.PInvoke.SHA256}
-			})
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.Day = true })
 			return dir
-		}, "features"},
-		{"reads features, said to take the window alone", func(t *testing.T) string {
-			dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
-			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.PFeatures = nil })
+		}, "reads the day"},
+		{"reads the day, said to take the window alone", func(t *testing.T) string {
+			dir := fixture.CopyModelsWithDayTrees(t, 0.3)
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.Day = false })
 			return dir
 		}, "2 tensors"},
 	}

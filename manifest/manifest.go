@@ -48,6 +48,10 @@ const (
 	Missing           = -1
 	DenseP1InputName  = "dense_p1"
 	PFeaturesName     = "p_features"
+	// DayInputName is the second input of count trees that read the day
+	// (Trees.Day): float32 [batch, PInvokeInputLen], as a p_invoke graph's
+	// input.
+	DayInputName = "day"
 )
 
 // Custom metadata keys carried inside every exported ONNX file.
@@ -134,11 +138,15 @@ type Manifest struct {
 type Trees struct {
 	Model
 	Weight float64 `json:"weight"`
-	// PFeatures names the dense p_invoke graph whose features
-	// (PFeaturesName) the trees read as a second input, after the counts
-	// (absent: the counts alone). Trees fitted on another graph's features
-	// would answer nonsense, so the set must serve that very graph.
-	PFeatures *FeaturesOf `json:"p_features,omitempty"`
+	// Day says the trees also read the function's day, DayInputName
+	// [batch, PInvokeInputLen], as a p_invoke graph takes it, and compute
+	// from it the features of the dense p_invoke graph they were fitted on
+	// (a copy of its feature operations travels in their graph, so no other
+	// model of the set is involved).
+	Day bool `json:"day,omitempty"`
+	// FeaturesOf is the dense p_invoke graph those feature operations were
+	// copied from (informational).
+	FeaturesOf *FeaturesOf `json:"features_of,omitempty"`
 	// Validation is the validation figures it was chosen on (informational).
 	Validation map[string]any `json:"validation,omitempty"`
 }
@@ -325,15 +333,6 @@ func (m Manifest) Validate() error {
 		}
 		if t.PInvoke != nil {
 			return fmt.Errorf("manifest: trees %s: count trees have no p_invoke model", t.ID)
-		}
-		if f := t.PFeatures; f != nil {
-			d := m.Dense.PInvoke
-			if d == nil {
-				return fmt.Errorf("manifest: trees %s read the features of p_invoke model %s, and the set has no dense p_invoke model", t.ID, f.Model)
-			}
-			if f.Model != d.ID || f.SHA256 != d.SHA256 {
-				return fmt.Errorf("manifest: trees %s were fitted on the features of %s (sha256 %s), the set serves %s (sha256 %s): refit them (python -m mesp_training train-trees --models DIR)", t.ID, f.Model, f.SHA256, d.ID, d.SHA256)
-			}
 		}
 	}
 	if m.Prewarm != nil && !(m.Prewarm.Threshold > 0 && m.Prewarm.Threshold < 1) {

@@ -56,15 +56,6 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240,
 				PInvoke: &PInvoke{ID: "p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}}, Weight: 0.5}
 		},
-		"trees read features without a dense p_invoke model": func(m *Manifest) {
-			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.5,
-				PFeatures: &FeaturesOf{Model: "dense-p", SHA256: good}}
-		},
-		"trees read another graph's features": func(m *Manifest) {
-			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}
-			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.5,
-				PFeatures: &FeaturesOf{Model: "dense-p", SHA256: strings.Repeat("cd", 32)}}
-		},
 		"dense continues a model": func(m *Manifest) {
 			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen, Base: "dense-p"}
 		},
@@ -74,14 +65,6 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 	m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.6}
 	if err := m.Validate(); err != nil {
 		t.Fatalf("count trees: %v", err)
-	}
-	// Count trees that read the set's dense p_invoke features are good.
-	m = base()
-	m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}
-	m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.6,
-		PFeatures: &FeaturesOf{Model: "dense-p", SHA256: good}}
-	if err := m.Validate(); err != nil {
-		t.Fatalf("count trees on the dense p_invoke features: %v", err)
 	}
 	// An expert that continues the set's dense p_invoke model is good.
 	m = base()

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// Predictor runs rows through a model (PredictDense: with the dense
-// p_invoke model's values per row, for a model that takes them).
+// Predictor runs rows through a model (PredictDense: with a second
+// input's values per row, for a model that takes one).
 type Predictor interface {
 	Predict(ctx context.Context, in []float32, n int) ([]float32, error)
 	PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error)
@@ -37,8 +37,8 @@ type Batcher struct {
 
 type job struct {
 	in []float32
-	// dense is the dense p_invoke model's values per row, the second input
-	// (nil unless the model takes one)
+	// dense is the second input's values per row (nil unless the model
+	// takes one)
 	dense []float32
 	n     int
 	out   []float32

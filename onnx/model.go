@@ -34,16 +34,17 @@ type Model struct {
 	// row) and minute 1 (one value per row, manifest.DenseP1InputName)
 	// instead of counts.
 	DenseP1 bool
-	// TakesPFeatures says the graph is a count model that reads, after its
-	// InputLen counts, the dense p_invoke graph's features (SecondWidth
-	// values per row, manifest.PFeaturesName).
-	TakesPFeatures bool
+	// TakesDay says the graph is a count model that reads, after its
+	// InputLen counts, the function's day as a p_invoke graph takes it
+	// (SecondWidth = manifest.PInvokeInputLen values per row,
+	// manifest.DayInputName).
+	TakesDay bool
 	// InWidth is the values per row of the first input: InputLen counts, or
 	// the dense p_invoke graph's features for DenseP1.
 	InWidth int
-	// SecondWidth is the values per row of the second input, which comes
-	// from the dense p_invoke graph: 1 (its minute 1) for DenseP1, its
-	// features for TakesPFeatures, 0 for a graph with one input.
+	// SecondWidth is the values per row of the second input: 1 (the dense
+	// p_invoke graph's minute 1) for DenseP1, the day for TakesDay, 0 for a
+	// graph with one input.
 	SecondWidth int
 	// Features is the width of the graph's features answered after each
 	// row's Horizon outputs (Expect.Features), 0 when not asked for.
@@ -76,11 +77,11 @@ type Expect struct {
 	// counts (an expert whose trees continue the dense model's).
 	DenseP1    bool
 	FeaturesIn int
-	// TakesPFeatures: the graph must take the counts (manifest.InputName
-	// [batch, InputLen]) and then the dense p_invoke graph's features
-	// (manifest.PFeaturesName [batch, FeaturesIn]): count trees fitted on
-	// them.
-	TakesPFeatures bool
+	// TakesDay: the graph must take the counts (manifest.InputName
+	// [batch, InputLen]) and then the day (manifest.DayInputName [batch,
+	// manifest.PInvokeInputLen]): count trees that read the dense p_invoke
+	// features of the day.
+	TakesDay bool
 	// Features: the graph must answer its features (manifest.PFeaturesName,
 	// [batch, F]) as a second output; answers then carry them after each
 	// row's outputs (Model.Width).
@@ -129,15 +130,15 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 		}
 		ins, inWidth, secondWidth = ins[:1], want.FeaturesIn, 1
 		inNames = []string{manifest.PFeaturesName, manifest.DenseP1InputName}
-	case want.TakesPFeatures:
+	case want.TakesDay:
 		if len(ins) != 2 {
-			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry reads the dense p_invoke model's features)", ErrMismatch, path, ins, manifest.InputName, manifest.PFeaturesName)
+			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry reads the day)", ErrMismatch, path, ins, manifest.InputName, manifest.DayInputName)
 		}
-		if err := checkIO(ins[1:], manifest.PFeaturesName, want.FeaturesIn); err != nil {
-			return nil, fmt.Errorf("%w: %s: input: %v (the dense p_invoke model's features)", ErrMismatch, path, err)
+		if err := checkIO(ins[1:], manifest.DayInputName, manifest.PInvokeInputLen); err != nil {
+			return nil, fmt.Errorf("%w: %s: input: %v (the day)", ErrMismatch, path, err)
 		}
-		ins, secondWidth = ins[:1], want.FeaturesIn
-		inNames = []string{manifest.InputName, manifest.PFeaturesName}
+		ins, secondWidth = ins[:1], manifest.PInvokeInputLen
+		inNames = []string{manifest.InputName, manifest.DayInputName}
 	}
 	if err := checkIO(ins, inNames[0], inWidth); err != nil {
 		return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
@@ -178,7 +179,7 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 		return nil, fmt.Errorf("onnx: %s: session: %w", path, err)
 	}
 	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen, Horizon: want.Horizon,
-		Family: family, Output: want.output(), DenseP1: want.DenseP1, TakesPFeatures: want.TakesPFeatures,
+		Family: family, Output: want.output(), DenseP1: want.DenseP1, TakesDay: want.TakesDay,
 		InWidth: inWidth, SecondWidth: secondWidth, Features: features, sess: sess}
 	if err := m.selfTest(); err != nil {
 		m.Close()
@@ -264,16 +265,15 @@ func (m *Model) Predict(ctx context.Context, in []float32, n int) ([]float32, er
 }
 
 // PredictDense runs n rows of InWidth values with n rows of the second
-// input's SecondWidth values from the dense p_invoke graph (for a DenseP1
-// model, its features and its minute 1; for TakesPFeatures, the counts and
-// its features; nil for a graph with one input) and returns n rows of
-// Width values.
+// input's SecondWidth values (for a DenseP1 model, the dense p_invoke
+// graph's features and its minute 1; for TakesDay, the counts and the day;
+// nil for a graph with one input) and returns n rows of Width values.
 func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([]float32, error) {
 	if n <= 0 || len(in) != n*m.InWidth {
 		return nil, fmt.Errorf("onnx: %s: %d values for %d rows of %d", m.ID, len(in), n, m.InWidth)
 	}
 	if want := n * m.SecondWidth; len(dense) != want {
-		return nil, fmt.Errorf("onnx: %s: %d values of the dense p_invoke model for %d rows, want %d", m.ID, len(dense), n, want)
+		return nil, fmt.Errorf("onnx: %s: %d values of the second input for %d rows, want %d", m.ID, len(dense), n, want)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

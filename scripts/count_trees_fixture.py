@@ -2,10 +2,10 @@
 (internal/fixture/testdata): the first few trees of each horizon of a real
 `train-trees` fit (models/.work/count-trees.json), exported and checked
 against LightGBM as `train-trees` exports them. The window-only graph reads
-the 240-minute window; the features graph reads the dense p_invoke graph's
-features too (those of the set in --models).
+the 240-minute window; the day graph reads the day too, and the dense
+p_invoke features of it (the feature operations of the set in --models).
 
-    python scripts/count_trees_fixture.py --models WORK --out internal/fixture/testdata/count-trees-pf.onnx [--trees 3]
+    python scripts/count_trees_fixture.py --models WORK --out internal/fixture/testdata/count-trees-day.onnx [--trees 3]
 
 It records how a fixture was made; the tests only read the files.
 """
@@ -42,12 +42,13 @@ def main() -> int:
     val = load_cluster(a.models, cl, 20)[1].astype(np.float32)[:48]
     t = EVAL_ORIGINS[0]
     probe, _ = ct.windows(val, (t,))
-    pf = None
+    day = None
     if not a.window_only:
-        pf = ct.dense_features(a.models / man["dense"]["p_invoke"]["file"])(val, t)
-    ct.export(boosters, a.out, "dense-trees", probe, pf)
+        graph = a.models / man["dense"]["p_invoke"]["file"]
+        day = (ct.days(val, t), ct.dense_features(graph)(val, t), ct.day_features_graph(graph))
+    ct.export(boosters, a.out, "dense-trees", probe, day)
     print(f"{a.out}: {sum(b.num_trees() for b in boosters)} trees, "
-          f"{'window only' if pf is None else f'window and {pf.shape[1]} dense p_invoke features'}")
+          f"{'window only' if day is None else f'window and the {day[1].shape[1]} dense p_invoke features of the day'}")
     return 0
 
 

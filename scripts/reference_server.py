@@ -1,7 +1,7 @@
 """Python reference server for `make bench-serve`: the same API, ONNX files
 and routing as `mesp serve` (soft routing's runner-up blend and the count
-trees included, as the manifest says, on the dense p_invoke graph's
-features where they read them), on a standard Python stack
+trees included, as the manifest says, with the day where they read it),
+on a standard Python stack
 (http.server's ThreadingHTTPServer, numpy, onnxruntime), so the two can be
 compared under the same load and the same work.
 
@@ -43,9 +43,6 @@ def load(models: Path) -> tuple[Router, dict, dict]:
     sess = {}
     for e in [man["dense"], *man["experts"], *([man["trees"]] if "trees" in man else [])]:
         sess[e["id"]] = (ort.InferenceSession(str(models / e["file"]), opts, providers=["CPUExecutionProvider"]), e)
-    if "p_features" in man.get("trees", {}):  # the graph whose features the trees read
-        p = man["dense"]["p_invoke"]
-        sess[p["id"]] = (ort.InferenceSession(str(models / p["file"]), opts, providers=["CPUExecutionProvider"]), p)
     served = {e["cluster"]: (e["id"] if e["serve"] == "expert" else man["dense"]["id"]) for e in man["experts"]}
     return router, sess, {"served": served, "dense": man["dense"]["id"], "routing": man.get("routing"),
                           "trees": man.get("trees")}
@@ -104,10 +101,8 @@ def main() -> None:
                 s, e = sess[mid]
                 x = np.stack([np.asarray(fns[i]["counts"][-e["input_len"]:], np.float32) for i in idx])
                 feeds = {"counts": x}
-                if "p_features" in e:
-                    ps, _ = sess[e["p_features"]["model"]]
-                    h = np.stack([pad_history(np.asarray(fns[i]["counts"], np.float32)) for i in idx])
-                    feeds["p_features"] = ps.run(["p_features"], {"counts": h})[0]
+                if e.get("day"):  # count trees that read the day
+                    feeds["day"] = np.stack([pad_history(np.asarray(fns[i]["counts"], np.float32)) for i in idx])
                 y: np.ndarray = s.run(["forecast"], feeds)[0]
                 return y
 

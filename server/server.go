@@ -581,9 +581,7 @@ func (s *Server) handleExperts(c echo.Context) error {
 	}
 	if t := m.Trees; t != nil {
 		out.Trees = &TreesEntry{ID: t.ID, File: t.File, SHA256: t.SHA256, Family: t.Family, InputLen: t.InputLen, Weight: t.Weight}
-		if t.PFeatures != nil {
-			out.Trees.PFeatures = t.PFeatures.Model
-		}
+		out.Trees.Day = t.Day
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -597,9 +595,9 @@ type TreesEntry struct {
 	Family   string  `json:"family"`
 	InputLen int     `json:"input_len"`
 	Weight   float64 `json:"weight"`
-	// PFeatures is the id of the dense p_invoke graph whose features the
-	// trees also read (absent: the counts alone).
-	PFeatures string `json:"p_features,omitempty"`
+	// Day says the trees also read the function's day (the dense p_invoke
+	// features of it, computed in their graph).
+	Day bool `json:"day,omitempty"`
 }
 
 type manifestCluster struct {

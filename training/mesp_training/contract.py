@@ -40,6 +40,11 @@ P_INVOKE_INPUT_LEN = 1440
 # manifest.PFeaturesName, manifest.DenseP1InputName).
 DENSE_P1_INPUT_NAME = "dense_p1"
 P_FEATURES_NAME = "p_features"
+# Count trees whose manifest entry has "day" take a second input,
+# DAY_INPUT_NAME [batch, P_INVOKE_INPUT_LEN]: the counts of the function's
+# day as a p_invoke graph takes them (Go: manifest.DayInputName), from
+# which they compute the dense p_invoke graph's features themselves.
+DAY_INPUT_NAME = "day"
 MISSING = -1.0
 META_MODEL_ID = "mesp.model_id"
 META_INPUT_LEN = "mesp.input_len"
@@ -198,13 +203,8 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append(f"trees weight {tr.get('weight')!r}, want a weight in (0, 1]")
         if isinstance(tr, dict) and "p_invoke" in tr:
             out.append("trees: count trees have no p_invoke model")
-        pf = tr.get("p_features") if isinstance(tr, dict) else None
-        if pf is not None:
-            dp = (m["dense"].get("p_invoke") if isinstance(m.get("dense"), dict) else None) or {}
-            if not isinstance(pf, dict) or (pf.get("model"), pf.get("sha256")) != (dp.get("id"), dp.get("sha256")):
-                out.append(f"trees were fitted on the features of {pf!r}, the set's dense p_invoke model is "
-                           f"{dp.get('id')!r} (sha256 {dp.get('sha256')!r}): refit them (python -m mesp_training "
-                           "train-trees --models DIR)")
+        if isinstance(tr, dict) and not isinstance(tr.get("day", False), bool):
+            out.append(f"trees day {tr.get('day')!r}, want true or false")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

@@ -16,10 +16,12 @@ They may also read the dense p_invoke graph's features (its second output
 and the hourly lags, computed from up to 1,440 minutes). On held-out
 validation functions the trees alone then gain 4.4% WAPE and the served
 blend 1.3% (scripts/trees_extra_inputs.py, README variants). The graph then
-takes the features as a second input, and the manifest entry names the
-dense p_invoke graph (by sha256) whose features it was fitted on: a new
-dense p_invoke graph makes the trees stale, and the set is refused until
-they are refitted.
+takes the function's day as a second input (``day``, as a p_invoke graph
+takes it) and carries a copy of the feature operations of the dense
+p_invoke graph it was fitted on (the graph's ``p_features`` part, without
+its trees and MLP): the trees always read the features they were fitted
+on, whatever dense p_invoke graph the set serves later, and a count
+forecast runs no p_invoke graph. The manifest entry says ``day: true``.
 
 The features are torch operations exported with the trees, so training and
 serving share one implementation: the graph takes the raw window [batch,
@@ -49,7 +51,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from .contract import HORIZON, INPUT_NAME, OUTPUT_NAME, P_FEATURES_NAME, sha256_file
+from .contract import DAY_INPUT_NAME, HORIZON, INPUT_NAME, OUTPUT_NAME, P_FEATURES_NAME, P_INVOKE_INPUT_LEN, sha256_file
 from .data import train_origins
 from .data import windows as data_windows
 from .export import ExportMismatch, stamp, trace_graph
@@ -126,11 +128,24 @@ def dense_features(graph: Path) -> Callable[[np.ndarray, int], np.ndarray]:
     sess = inference_session(str(graph))
 
     def at(series: np.ndarray, t: int) -> np.ndarray:
-        x = np.stack([pad_history(r[:t]) for r in series])
+        x = days(series, t)
         out = [sess.run([P_FEATURES_NAME], {INPUT_NAME: x[i:i + 2048]})[0] for i in range(0, len(x), 2048)]
         f: np.ndarray = np.concatenate(out).astype(np.float32)
         return f
     return at
+
+
+def day_features_graph(graph: Path) -> onnx.ModelProto:
+    """The feature operations of a dense p_invoke graph (its ``p_features``
+    output and what it needs; no trees, no MLP), for count trees to carry."""
+    sub: onnx.ModelProto = onnx.utils.Extractor(onnx.load(str(graph))).extract_model([INPUT_NAME], [P_FEATURES_NAME])
+    return sub
+
+
+def days(series: np.ndarray, t: int) -> np.ndarray:
+    """Every function's day up to origin t as the ``day`` input (and a
+    p_invoke graph's): up to 1,440 minutes, left-padded as unknown."""
+    return np.stack([pad_history(r[:t]) for r in series])
 
 
 def inputs(series: np.ndarray, origins: list[int] | tuple[int, ...],
@@ -248,15 +263,24 @@ def _ensemble(boosters: list[lgb.Booster]) -> onnx.NodeProto:
     return ensemble
 
 
-def build_graph(boosters: list[lgb.Booster], probe: np.ndarray, n_p_features: int = 0) -> onnx.ModelProto:
+def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
+                day_features: onnx.ModelProto | None = None) -> onnx.ModelProto:
     """Features (torch, exported) -> trees -> max(0) x level: [batch, 240]
-    -> [batch, 60]; with n_p_features, the dense p_invoke features
-    [batch, n_p_features] are a second input, read after the window's."""
-    graph = trace_graph(CountFeatures(), probe, ["window_in" if n_p_features else "trees_in", "level"])
+    -> [batch, 60]; with day_features (day_features_graph), the graph also
+    takes the day [batch, 1440] and reads those features of it after the
+    window's."""
+    graph = trace_graph(CountFeatures(), probe, ["window_in" if day_features else "trees_in", "level"])
     g = graph.graph
-    if n_p_features:
-        g.input.append(helper.make_tensor_value_info(P_FEATURES_NAME, TensorProto.FLOAT, ["batch", n_p_features]))
-        g.node.append(helper.make_node("Concat", ["window_in", P_FEATURES_NAME], ["trees_in"], axis=1))
+    if day_features is not None:
+        # the feature operations under their own names, fed the day
+        f = onnx.compose.add_prefix(day_features, "day/").graph
+        renamed = {f"day/{INPUT_NAME}": DAY_INPUT_NAME}
+        for n in f.node:
+            n.input[:] = [renamed.get(i, i) for i in n.input]
+        g.input.append(helper.make_tensor_value_info(DAY_INPUT_NAME, TensorProto.FLOAT, ["batch", P_INVOKE_INPUT_LEN]))
+        g.initializer.extend(f.initializer)
+        g.node.extend(f.node)
+        g.node.append(helper.make_node("Concat", ["window_in", f"day/{P_FEATURES_NAME}"], ["trees_in"], axis=1))
     g.node.append(_ensemble(boosters))
     g.node.extend([helper.make_node("Relu", ["trees_out"], ["trees_pos"]),
                    helper.make_node("Mul", ["trees_pos", "level"], [OUTPUT_NAME])])
@@ -267,12 +291,12 @@ def build_graph(boosters: list[lgb.Booster], probe: np.ndarray, n_p_features: in
 
 
 def export(boosters: list[lgb.Booster], path: Path, model_id: str, probe: np.ndarray,
-           probe_features: np.ndarray | None = None) -> None:
-    """Writes the graph, checked against LightGBM on real windows (probe,
-    with their dense p_invoke features for trees fitted on them) before it
-    replaces path."""
-    n_pf = 0 if probe_features is None else probe_features.shape[1]
-    graph = stamp(build_graph(boosters, probe, n_pf), model_id, WINDOW, FAMILY)
+           day: tuple[np.ndarray, np.ndarray, onnx.ModelProto] | None = None) -> None:
+    """Writes the graph, checked against LightGBM on real windows (probe)
+    before it replaces path. For trees fitted on the dense p_invoke
+    features, day is the probe's days, their features as the dense graph
+    answers them, and that graph's feature operations (day_features_graph)."""
+    graph = stamp(build_graph(boosters, probe, None if day is None else day[2]), model_id, WINDOW, FAMILY)
     # The check runs a copy that also answers its features: the trees must
     # equal LightGBM's on exactly those, and the features torch's to float
     # rounding (a float32 feature a rounding away from a split may take the
@@ -285,11 +309,11 @@ def export(boosters: list[lgb.Booster], path: Path, model_id: str, probe: np.nda
     os.close(fd)
     try:
         onnx.save(check, tmp)
-        feeds = {INPUT_NAME: probe} | ({} if probe_features is None else {P_FEATURES_NAME: probe_features})
+        feeds = {INPUT_NAME: probe} | ({} if day is None else {DAY_INPUT_NAME: day[0]})
         got, feats = inference_session(tmp).run([OUTPUT_NAME, "trees_in"], feeds)
         mine, level = features(probe)
-        if probe_features is not None:
-            mine = np.concatenate([mine, probe_features], axis=1)
+        if day is not None:
+            mine = np.concatenate([mine, day[1]], axis=1)
         want = _counts(boosters, feats, level)
         if not np.allclose(feats, mine, rtol=1e-4, atol=1e-5):
             raise ExportMismatch(f"{model_id}: ONNX features differ from torch's by up to {np.abs(feats - mine).max()}")
@@ -306,14 +330,17 @@ def export(boosters: list[lgb.Booster], path: Path, model_id: str, probe: np.nda
 
 def entry(boosters: list[lgb.Booster], models: Path, file: str, weight: float, data: dict[str, int],
           validation: dict[str, Any], params: dict[str, Any] | None = None,
-          p_features_of: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest's ``trees`` entry; p_features_of is the dense p_invoke
-    entry whose features the trees read (None: the window alone)."""
-    e = {"id": "dense-trees", "file": file, "sha256": sha256_file(models / file), "family": FAMILY,
-         "input_len": WINDOW, "weight": weight, "trees": sum(b.num_trees() for b in boosters),
-         "params": dict(PARAMS if params is None else params), "data": data, "validation": validation}
-    if p_features_of is not None:
-        e["p_features"] = {"model": p_features_of["id"], "sha256": p_features_of["sha256"]}
+          features_of: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest's ``trees`` entry; features_of is the dense p_invoke
+    entry whose feature operations the trees carry and read the day with
+    (None: the window alone)."""
+    e: dict[str, Any] = {"id": "dense-trees", "file": file, "sha256": sha256_file(models / file), "family": FAMILY,
+                         "input_len": WINDOW, "weight": weight, "trees": sum(b.num_trees() for b in boosters),
+                         "params": dict(PARAMS if params is None else params), "data": data,
+                         "validation": validation}
+    if features_of is not None:
+        # informational: where the feature operations came from
+        e |= {"day": True, "features_of": {"model": features_of["id"], "sha256": features_of["sha256"]}}
     return e
 
 
@@ -322,24 +349,10 @@ def forecast_at(models: Path, man: dict[str, Any], series: np.ndarray, t: int) -
     function at origin t, as the server runs them."""
     tr = man["trees"]
     feeds = {INPUT_NAME: np.ascontiguousarray(series[:, t - tr["input_len"]:t], np.float32)}
-    if "p_features" in tr:
-        feeds[P_FEATURES_NAME] = dense_features(models / man["dense"]["p_invoke"]["file"])(series, t)
+    if tr.get("day"):
+        feeds[DAY_INPUT_NAME] = days(series, t)
     out: np.ndarray = inference_session(str(models / tr["file"])).run([OUTPUT_NAME], feeds)[0]
     return out
-
-
-def drop_stale_trees(models: Path, man: dict[str, Any], log: Callable[[str], None] = print) -> bool:
-    """Takes count trees fitted on another dense p_invoke graph's features
-    than the manifest's out of the set (entry and file): they would answer
-    nonsense, and the manifest would not check. True when it did."""
-    tr, dense_p = man.get("trees"), man["dense"].get("p_invoke") or {}
-    if tr is None or "p_features" not in tr or tr["p_features"]["sha256"] == dense_p.get("sha256"):
-        return False
-    man.pop("trees")
-    (models / tr["file"]).unlink(missing_ok=True)
-    log("count trees: fitted on another dense p_invoke graph's features, taken out of the set "
-        "(fit them again: python -m mesp_training train-trees)")
-    return True
 
 
 def wape(pred: np.ndarray, y: np.ndarray) -> float:
@@ -384,10 +397,11 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
     t0 = EVAL_ORIGINS[0]
     probe, _ = windows(held[:48], (t0,))
     probe = np.concatenate([probe, np.zeros((1, WINDOW), np.float32)])
-    probe_pf = None
-    if pf is not None:
-        probe_pf = np.concatenate([pf(held[:48], t0), pf(np.zeros((1, held.shape[1]), np.float32), t0)])
-    export(boosters, models / file, "dense-trees", probe, probe_pf)
+    day = None
+    if pf is not None and dense_p is not None:
+        some = np.concatenate([held[:48], np.zeros((1, held.shape[1]), np.float32)])
+        day = (days(some, t0), pf(some, t0), day_features_graph(models / dense_p["file"]))
+    export(boosters, models / file, "dense-trees", probe, day)
     router = Router(read_clusters(models / man["clusters"]))
     man["trees"] = entry(boosters, models, file, 1.0, {}, {}, params, dense_p)  # what forecast_at runs
     routed, trees, dense, ys = [], [], [], []

@@ -41,7 +41,6 @@ from .contract import (
     sha256_file,
     write_manifest,
 )
-from .count_trees import drop_stale_trees
 from .export import OPSET
 from .invocation import FAMILY, WINDOW, InvocationFeatures, InvocationModel
 from .routing import Router
@@ -573,7 +572,6 @@ def train_invoke(models: Path, cfg: InvokeConfig, load_cluster: ClusterLoader,
         manifest["dense"]["p_invoke"] = _export_best(DENSE_P_ID, "dense-p.onnx", models, dense, dense_gbm, va_all,
                                                      probe_rows(all_fit), log)
         manifest["dense"]["p_invoke"]["data"] = {"train_decisions": len(tr_all.x), "val_decisions": len(va_all.x)}
-        drop_stale_trees(models, manifest, log)
     dense_model = load_model(dense_pt)
     dense_family = manifest["dense"]["p_invoke"]["family"]
     dense_gbm = lgb.Booster(model_file=str(dense_gbm_file)) if dense_gbm_file.exists() else None

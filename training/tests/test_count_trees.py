@@ -50,19 +50,20 @@ def test_trees_export_one_ensemble_equal_to_lightgbm(series: np.ndarray, tmp_pat
     assert np.abs(want).sum() > 0  # the trees answer something, not zeros
 
 
-def test_trees_on_the_dense_features_read_them(series: np.ndarray, tmp_path: Path) -> None:
+def test_trees_on_the_dense_features_read_the_day(series: np.ndarray, tmp_path: Path) -> None:
     """Trees fitted on the dense p_invoke graph's features too: the graph
-    takes them as a second input and answers LightGBM's forecast of the
-    window and those features; other features give another answer."""
+    takes the day as a second input, carries that graph's feature
+    operations (and not its trees) and answers LightGBM's forecast of the
+    window and those features; another day gives another answer."""
     from conftest import shipped_models
 
     from mesp_training.contract import read_manifest
-    from mesp_training.invocation import pad_history
 
     models = shipped_models()
     man = read_manifest(models)
     assert man is not None
-    pf = ct.dense_features(models / man["dense"]["p_invoke"]["file"])
+    dense_p = models / man["dense"]["p_invoke"]["file"]
+    pf = ct.dense_features(dense_p)
     train, val = series[:80], series[80:]
     params = dict(ct.PARAMS, min_data_in_leaf=5, num_leaves=7)
     boosters = ct.fit(train, val, (1080,), params=params, rounds=4, stride=120, p_features=pf, log=lambda _: None)
@@ -72,44 +73,24 @@ def test_trees_on_the_dense_features_read_them(series: np.ndarray, tmp_path: Pat
     assert used, "no tree splits on a dense p_invoke feature"
     t = 1200
     probe, _ = ct.windows(val, (t,))
+    days = ct.days(val, t)
+    # each function's day up to t, as the server pads it
+    np.testing.assert_array_equal(days[3, -t:], val[3, :t])
+    assert (days[3, :-t] == -1).all()
     feats = pf(val, t)
-    # the features of each function's day up to t, as the server pads it
-    one = ort.InferenceSession(str(models / man["dense"]["p_invoke"]["file"]), providers=["CPUExecutionProvider"])
-    want_f = one.run(["p_features"], {"counts": pad_history(val[3, :t])[None]})[0]
-    np.testing.assert_allclose(feats[3:4], want_f, rtol=1e-5, atol=1e-6)
     path = tmp_path / "trees.onnx"
-    ct.export(boosters, path, "dense-trees", probe, feats)
+    ct.export(boosters, path, "dense-trees", probe, (days, feats, ct.day_features_graph(dense_p)))
+    graph = onnx.load(str(path)).graph
+    assert [n.op_type for n in graph.node].count("TreeEnsembleRegressor") == 1
+    assert not any(n.op_type == "TreeEnsembleClassifier" for n in graph.node)  # not the dense graph's trees
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [(i.name, i.shape[1]) for i in sess.get_inputs()] == [("counts", ct.WINDOW), ("p_features", feats.shape[1])]
-    got = sess.run(None, {"counts": probe, "p_features": feats})[0]
+    assert [(i.name, i.shape[1]) for i in sess.get_inputs()] == [("counts", ct.WINDOW), ("day", 1440)]
+    got = sess.run(None, {"counts": probe, "day": days})[0]
     np.testing.assert_allclose(got, ct.predict(boosters, probe, feats), rtol=1e-4, atol=1e-3)
-    other = sess.run(None, {"counts": probe, "p_features": np.zeros_like(feats)})[0]
-    assert np.abs(other - got).max() > 1e-3  # the second input is read
-
-
-def test_trees_on_another_dense_graph_leave_the_set(tmp_path: Path) -> None:
-    """When train-invoke replaces the dense p_invoke graph, trees fitted on
-    the old one's features go (entry and file); the set then checks."""
-    import shutil
-
-    from conftest import shipped_models
-
-    from mesp_training.contract import read_manifest, sha256_file, write_manifest
-
-    models = tmp_path / "models"
-    shutil.copytree(shipped_models(), models, ignore=shutil.ignore_patterns(".work"))
-    man = read_manifest(models)
-    assert man is not None and "p_features" in man["trees"]
-    assert not ct.drop_stale_trees(models, man, log=lambda _: None)  # the pair as fitted stays
-    assert "trees" in man and (models / "dense-trees.onnx").is_file()
-    # a new dense graph in place of the old one
-    (models / "dense-p.onnx").write_bytes((models / "dense-p.onnx").read_bytes() + b" ")
-    man["dense"]["p_invoke"]["sha256"] = sha256_file(models / "dense-p.onnx")
-    with pytest.raises(ValueError, match="refit them"):
-        write_manifest(models, man)
-    assert ct.drop_stale_trees(models, man, log=lambda _: None)
-    assert "trees" not in man and not (models / "dense-trees.onnx").exists()
-    write_manifest(models, man)  # checks without them
+    blind = days.copy()
+    blind[:, :-ct.WINDOW] = -1  # the day unknown but for the window
+    other = sess.run(None, {"counts": probe, "day": blind})[0]
+    assert np.abs(other - got).max() > 1e-3  # the rest of the day is read
 
 
 def test_export_refuses_trees_that_do_not_match(series: np.ndarray, tmp_path: Path,
