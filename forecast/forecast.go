@@ -46,7 +46,8 @@ type Result struct {
 	// by soft routing (manifest.Routing); nil: the one model's forecast.
 	Blend *Blend
 	// Trees is the count trees' part of Forecast (manifest.Trees); nil:
-	// none blended.
+	// none blended (the set has none, or the pattern is shorter than
+	// their window).
 	Trees *TreesBlend
 }
 
@@ -209,7 +210,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 					mix(out[i].Forecast, y, out[i].Blend.Weight)
 				})
 			}
-			if tg := s.trees(len(reqs), mode); countsErr == nil && tg != nil {
+			if tg := s.trees(reqs, mode); countsErr == nil && tg != nil {
 				tb := &TreesBlend{Model: tg[0].model.ID, Weight: s.Manifest.Trees.Weight}
 				countsErr = s.runGroups(ctx, tg, buf, input, dayOf(reqs), func(i int, y []float32) {
 					mix(out[i].Forecast, y, tb.Weight)
@@ -268,15 +269,21 @@ func mix(f, y []float32, w float64) {
 	}
 }
 
-// trees is the count trees' run over every request of a routed batch (nil
-// when the set blends none).
-func (s *Set) trees(n int, mode Mode) []modelGroup {
+// trees is the count trees' run over every request of a routed batch
+// whose pattern holds their window (nil when the set blends none, or no
+// pattern is that long: shorter ones are answered without the trees).
+func (s *Set) trees(reqs []Request, mode Mode) []modelGroup {
 	if s.Trees == nil || mode != Routed {
 		return nil
 	}
-	g := modelGroup{model: s.Trees, rows: make([]int, n)}
-	for i := range g.rows {
-		g.rows[i] = i
+	g := modelGroup{model: s.Trees}
+	for i, r := range reqs {
+		if len(r.Counts) >= s.Trees.InputLen {
+			g.rows = append(g.rows, i)
+		}
+	}
+	if len(g.rows) == 0 {
+		return nil
 	}
 	return []modelGroup{g}
 }
@@ -495,7 +502,7 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	}
 	// then the runner-up models that soft routing blends in, then the trees
 	groups = append(groups, s.blends(routes, per, mode, make([]Result, len(reqs)))...)
-	groups = append(groups, s.trees(len(reqs), mode)...)
+	groups = append(groups, s.trees(reqs, mode)...)
 	runs := make([]Run, len(groups))
 	day := dayOf(reqs)
 	for k, g := range groups {

@@ -34,7 +34,8 @@ type Set struct {
 	LoadedAt time.Time
 	// batchers merge concurrent small requests per model (nil: no batching)
 	batchers map[*onnx.Model]*onnx.Batcher
-	// MaxInputLen is the longest model input: the shortest pattern served.
+	// MaxInputLen is the longest count model input (the count trees
+	// aside): the shortest pattern served.
 	MaxInputLen int
 	catalog     Catalog
 
@@ -125,7 +126,12 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			s.close()
 			return nil, err
 		}
-		s.MaxInputLen = max(s.MaxInputLen, t.InputLen)
+		// Not part of MaxInputLen: the trees blend in where a pattern
+		// holds their window, and a shorter one is served without them.
+		if t.InputLen > rt.Length() {
+			s.close()
+			return nil, fmt.Errorf("forecast: count trees %s need %d minutes, the router takes at most %d", t.ID, t.InputLen, rt.Length())
+		}
 	}
 	for _, e := range m.Experts {
 		if !known[e.Cluster] {

@@ -479,6 +479,51 @@ func TestCountTreesReadTheDay(t *testing.T) {
 	}
 }
 
+// TestShortPatternsAreServedWithoutTrees: the count trees do not raise the
+// shortest pattern served; a pattern shorter than their window gets the
+// routed forecast alone, in the same batch as longer ones that get the
+// trees.
+func TestShortPatternsAreServedWithoutTrees(t *testing.T) {
+	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithDayTrees(t, 0.3))
+	s, release, err := with.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	window := s.Trees.InputLen
+	if s.MaxInputLen >= window {
+		release()
+		t.Fatalf("shortest pattern served %d, the trees' window %d: the test needs shorter count models", s.MaxInputLen, window)
+	}
+	lens := []int{s.MaxInputLen, window - 1, window, 900}
+	release()
+	reqs := make([]Request, len(lens))
+	for i, n := range lens {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[1200-n : 1200]}
+	}
+	ctx := context.Background()
+	got, err := with.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := without.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range lens {
+		if (got[i].Trees != nil) != (n >= window) {
+			t.Fatalf("%d minutes: trees %+v, want them only from %d minutes", n, got[i].Trees, window)
+		}
+		if n >= window {
+			continue
+		}
+		for h, v := range alone[i].Level {
+			if d := math.Abs(float64(got[i].Level[h] - v)); d > 1e-4*math.Max(1, math.Abs(float64(v))) {
+				t.Fatalf("%d minutes, minute %d: level %v, the routed forecast alone %v", n, h, got[i].Level[h], v)
+			}
+		}
+	}
+}
+
 // TestDayTreesMustSayTheyReadTheDay: a manifest entry and its graph agree
 // on whether the trees read the day, or the set is refused.
 func TestDayTreesMustSayTheyReadTheDay(t *testing.T) {

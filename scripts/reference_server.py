@@ -116,10 +116,13 @@ def main() -> None:
                 for r_, i in enumerate(idx):
                     w = out[i]["blend"]["weight"]
                     fc[i] = (1 - w) * fc[i] + w * y[r_]
-            if trees is not None:  # last: the trees blend into the soft-routed forecast
-                w, y = trees["weight"], run(trees["id"], list(range(len(fns))))
-                for i in range(len(fns)):
-                    fc[i] = (1 - w) * fc[i] + w * y[i]
+            # last: the trees blend into the soft-routed forecast, where the
+            # pattern holds their window
+            long = [i for i, f in enumerate(fns) if trees is not None and len(f["counts"]) >= trees["input_len"]]
+            if trees is not None and long:
+                w, y = trees["weight"], run(trees["id"], long)
+                for r_, i in enumerate(long):
+                    fc[i] = (1 - w) * fc[i] + w * y[r_]
                     out[i]["trees"] = {"model": trees["id"], "weight": w}
             for i in range(len(fns)):
                 out[i]["forecast"] = whole_invocations(fc[i]).tolist()
