@@ -457,6 +457,16 @@ func (g modelGroup) input(in []float32, reqs []Request) []float32 {
 	return in
 }
 
+// days appends the group's second input for count trees that read the
+// day (Model.TakesDay): each request's day, as a p_invoke graph takes it.
+func (g modelGroup) days(in []float32, reqs []Request) []float32 {
+	day := dayOf(reqs)
+	for _, i := range g.rows {
+		in = day(in, i)
+	}
+	return in
+}
+
 // assign picks the model for every routed request (the cluster's expert,
 // or dense for DenseOnly, out-of-distribution patterns and clusters
 // without a served expert) and groups the requests by model, in the order
@@ -504,13 +514,10 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	groups = append(groups, s.blends(routes, per, mode, make([]Result, len(reqs)))...)
 	groups = append(groups, s.trees(reqs, mode)...)
 	runs := make([]Run, len(groups))
-	day := dayOf(reqs)
 	for k, g := range groups {
 		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}
 		if g.model.TakesDay {
-			for _, i := range g.rows {
-				runs[k].Second = day(runs[k].Second, i)
-			}
+			runs[k].Second = g.days(nil, reqs)
 		}
 	}
 	return runs, nil
@@ -559,9 +566,8 @@ func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID 
 	}
 	var second []float32
 	if m.TakesDay { // count trees that read the day
-		day := dayOf(reqs)
-		for i := range reqs {
-			second = day(second, i)
+		for _, r := range reqs {
+			second = appendPInvokeInput(second, r.Counts, manifest.PInvokeInputLen)
 		}
 	}
 	y, err := s.predictor(m).PredictDense(ctx, in, second, len(reqs))

@@ -13,7 +13,6 @@ It records how a fixture was made; the tests only read the files.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,8 +35,7 @@ def main() -> int:
     man = read_manifest(a.models)
     if man is None:
         raise SystemExit(f"{a.models}/manifest.json missing")
-    fit = json.loads((a.models / ".work" / "count-trees.json").read_text())
-    boosters = [lgb.Booster(model_str=lgb.Booster(model_str=s).model_to_string(num_iteration=a.trees)) for s in fit]
+    boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=a.trees)) for b in ct.saved_fit(a.models)]
     cl = read_clusters(a.models / man["clusters"])["clusters"][0]
     val = load_cluster(a.models, cl, 20)[1].astype(np.float32)[:48]
     t = EVAL_ORIGINS[0]

@@ -118,8 +118,8 @@ def main() -> None:
                     fc[i] = (1 - w) * fc[i] + w * y[r_]
             # last: the trees blend into the soft-routed forecast, where the
             # pattern holds their window
-            long = [i for i, f in enumerate(fns) if trees is not None and len(f["counts"]) >= trees["input_len"]]
-            if trees is not None and long:
+            long = [] if trees is None else [i for i, f in enumerate(fns) if len(f["counts"]) >= trees["input_len"]]
+            if long:
                 w, y = trees["weight"], run(trees["id"], long)
                 for r_, i in enumerate(long):
                     fc[i] = (1 - w) * fc[i] + w * y[r_]

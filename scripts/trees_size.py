@@ -13,11 +13,9 @@ forecast; this says what they give up.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 
 from mesp_training import count_trees as ct
@@ -36,11 +34,11 @@ def main() -> int:
     man = read_manifest(a.models)
     if man is None or "trees" not in man:
         raise SystemExit(f"{a.models}/manifest.json has no count trees")
-    fit = [lgb.Booster(model_str=s) for s in json.loads((a.models / ".work" / "count-trees.json").read_text())]
+    fit = ct.saved_fit(a.models)
     cs = read_clusters(a.models / man["clusters"])
     val = np.concatenate([load_cluster(a.models, cl, 20)[1] for cl in cs["clusters"]]).astype(np.float32)
     held = val[1::2]
-    pf = ct.dense_features(a.models / man["dense"]["p_invoke"]["file"]) if "p_features" in man["trees"] else None
+    pf = ct.dense_features(a.models / man["dense"]["p_invoke"]["file"]) if man["trees"].get("day") else None
     x, level, y = ct.inputs(held, EVAL_ORIGINS, pf)
     y = y.astype(np.float64)
     router = Router(cs)

@@ -37,6 +37,7 @@ forecast), and written to the manifest as ``trees``.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -77,6 +78,8 @@ PARAMS: dict[str, Any] = {"objective": "l1", "learning_rate": 0.1, "num_leaves":
 # alone 0.1908) at 3,580 trees instead of 6,540, about half the run time.
 ROUNDS = 60
 EARLY_STOP = 20
+# Where train_trees keeps its fit, under a set's folder (saved_fit).
+SAVED_FIT = Path(".work") / "count-trees.json"
 # Blend weights tried on the held-out validation half (0: the routed forecast alone).
 WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
 
@@ -355,6 +358,12 @@ def forecast_at(models: Path, man: dict[str, Any], series: np.ndarray, t: int) -
     return out
 
 
+def saved_fit(models: Path) -> list[lgb.Booster]:
+    """The boosters `train_trees` kept beside a set (for a re-export or a
+    study of the fit)."""
+    return [lgb.Booster(model_str=m) for m in json.loads((models / SAVED_FIT).read_text())]
+
+
 def wape(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.abs(pred - y).sum() / max(np.abs(y).sum(), 1e-9))
 
@@ -389,10 +398,9 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
     log(f"count trees: {len(train)} training functions, {len(stop)} + {len(held)} validation functions, "
         f"{'with' if pf else 'without'} the dense p_invoke features")
     boosters = fit(train, stop, EVAL_ORIGINS, params=params, rounds=rounds, stride=stride, p_features=pf, log=log)
-    work = models / ".work"
-    work.mkdir(exist_ok=True)
+    (models / SAVED_FIT).parent.mkdir(exist_ok=True)
     # kept beside the set (publish leaves hidden folders behind), for a re-export
-    write_json_atomic(work / "count-trees.json", [b.model_to_string() for b in boosters])
+    write_json_atomic(models / SAVED_FIT, [b.model_to_string() for b in boosters])
     file = "dense-trees.onnx"
     t0 = EVAL_ORIGINS[0]
     probe, _ = windows(held[:48], (t0,))
