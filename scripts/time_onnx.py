@@ -9,7 +9,8 @@ platform's loop (1081..1440), padded as the server pads them; a count model
 gets each history's last input_len minutes; a p_invoke expert that
 continues the dense trees gets the dense graph's (``--dense``) features and
 minute 1 on them, computed once outside the timing (the server runs the
-dense graph anyway).
+dense graph anyway); count trees that read the day get the window and the
+padded history as ``day``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from mesp_training.contract import (
+    DAY_INPUT_NAME,
     DENSE_P1_INPUT_NAME,
     INPUT_NAME,
     P_FEATURES_NAME,
@@ -61,6 +63,8 @@ def main() -> None:
                     feeds = {P_FEATURES_NAME: features[:b], DENSE_P1_INPUT_NAME: p[:b, :1]}
                 else:
                     feeds = {INPUT_NAME: np.ascontiguousarray(x[:b, -width:])}
+                    if DAY_INPUT_NAME in {i.name for i in s.get_inputs()}:
+                        feeds[DAY_INPUT_NAME] = x[:b]
                 s.run(None, feeds)
                 k = max(20, 800 // b)
                 t0 = time.perf_counter()
