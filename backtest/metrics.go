@@ -26,6 +26,11 @@ type Metrics struct {
 	WAPE       float64 `json:"wape"`
 	MASEMean   float64 `json:"mase_mean"`
 	MASEMedian float64 `json:"mase_median"`
+	// HourWAPE and HourBias score the hour's volume (EVALUATION.md §1):
+	// with F and Y the sums of a pair's 60 forecast and actual minutes,
+	// sum |F - Y| / sum Y and sum F / sum Y (below 1 under-provisions).
+	HourWAPE float64 `json:"hour_wape"`
+	HourBias float64 `json:"hour_bias"`
 	// Pairs is the number of (function, origin) pairs scored.
 	Pairs int `json:"pairs"`
 }
@@ -33,8 +38,10 @@ type Metrics struct {
 // Accumulator sums errors over (function, origin) pairs.
 type Accumulator struct {
 	abs, sq, actual float64
-	n               int
-	perFunc         map[int]*funcErr
+	// hourAbs and hourForecast sum |F - Y| and F over pairs.
+	hourAbs, hourForecast float64
+	n                     int
+	perFunc               map[int]*funcErr
 }
 
 type funcErr struct {
@@ -67,7 +74,10 @@ func (a *Accumulator) Add(fn int, scale float64, forecast, actual []float64) {
 		f = &funcErr{scale: scale}
 		a.perFunc[fn] = f
 	}
+	var fSum, ySum float64
 	for h := range actual {
+		fSum += forecast[h]
+		ySum += actual[h]
 		e := forecast[h] - actual[h]
 		a.abs += math.Abs(e)
 		a.sq += e * e
@@ -76,6 +86,8 @@ func (a *Accumulator) Add(fn int, scale float64, forecast, actual []float64) {
 		f.n++
 	}
 	a.n += len(actual)
+	a.hourAbs += math.Abs(fSum - ySum)
+	a.hourForecast += fSum
 }
 
 // Functions is the number of distinct functions scored.
@@ -89,8 +101,10 @@ func (a *Accumulator) Metrics() Metrics {
 	m := Metrics{MAE: a.abs / float64(a.n), RMSE: math.Sqrt(a.sq / float64(a.n)), Pairs: a.n / Horizon}
 	if a.actual > 0 {
 		m.WAPE = a.abs / a.actual
+		m.HourWAPE = a.hourAbs / a.actual
+		m.HourBias = a.hourForecast / a.actual
 	} else {
-		m.WAPE = math.NaN()
+		m.WAPE, m.HourWAPE, m.HourBias = math.NaN(), math.NaN(), math.NaN()
 	}
 	mase := make([]float64, 0, len(a.perFunc))
 	for _, f := range a.perFunc {

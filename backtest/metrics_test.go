@@ -100,3 +100,40 @@ func TestRunScoresSameRows(t *testing.T) {
 		t.Error("a function shorter than the last origin + horizon must be refused")
 	}
 }
+
+func TestHourVolumeByHand(t *testing.T) {
+	// pair 0: a pulse of 60 forecast in minute 1 that comes in minute 2:
+	// every minute is wrong (WAPE 2) but the hour is right.
+	// pair 1: 1 a minute forecast, 2 a minute come: F = 60, Y = 120.
+	pulse := func(at int) []float64 {
+		s := make([]float64, Horizon)
+		s[at] = 60
+		return s
+	}
+	cases := []struct {
+		name               string
+		forecast, actual   [][]float64
+		wape, hwape, hbias float64
+	}{
+		{"jittered pulse", [][]float64{pulse(0)}, [][]float64{pulse(1)}, 2, 0, 1},
+		{"half the rate", [][]float64{fill(1)}, [][]float64{fill(2)}, 0.5, 0.5, 0.5},
+		{"both pairs", [][]float64{pulse(0), fill(1)}, [][]float64{pulse(1), fill(2)},
+			(120 + 60) / 180.0, 60 / 180.0, 120 / 180.0},
+		{"over-forecast", [][]float64{fill(3)}, [][]float64{fill(2)}, 0.5, 0.5, 1.5},
+	}
+	for _, tc := range cases {
+		a := NewAccumulator()
+		for i := range tc.forecast {
+			a.Add(i, 1, tc.forecast[i], tc.actual[i])
+		}
+		m := a.Metrics()
+		for _, c := range []struct {
+			what      string
+			got, want float64
+		}{{"wape", m.WAPE, tc.wape}, {"hour_wape", m.HourWAPE, tc.hwape}, {"hour_bias", m.HourBias, tc.hbias}} {
+			if math.Abs(c.got-c.want) > 1e-12 {
+				t.Errorf("%s: %s = %v, want %v", tc.name, c.what, c.got, c.want)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -42,6 +43,8 @@ type Result struct {
 	PerCluster  []ClusterMetrics   `json:"per_cluster"`
 	// ByVolume breaks scores down by the function's daily total.
 	ByVolume []VolumeMetrics `json:"by_daily_total"`
+	// ByBehaviour breaks scores down by behaviour (Behaviours).
+	ByBehaviour []BehaviourMetrics `json:"by_behaviour"`
 	// Forecasts[name][function][origin index] keeps every forecast for the
 	// provisioning simulation and the plots.
 	Forecasts map[string][][][]float64 `json:"-"`
@@ -150,6 +153,7 @@ func Run(ctx context.Context, fns []trace.Function, fcs []Forecaster, routedBy s
 		res.Forecasters[name] = a.Metrics()
 	}
 	res.ByVolume = byVolume(fns, fcs, res, scales)
+	res.ByBehaviour = byBehaviour(fns, fcs, res, scales)
 	if routedBy != "" {
 		for i, f := range fns {
 			for oi, t := range Origins {
@@ -186,32 +190,72 @@ func Run(ctx context.Context, fns []trace.Function, fcs []Forecaster, routedBy s
 }
 
 func byVolume(fns []trace.Function, fcs []Forecaster, res *Result, scales []float64) []VolumeMetrics {
-	band := make([][]*Accumulator, len(VolumeBands))
-	funcs := make([]int, len(VolumeBands))
-	for i, f := range fns {
-		b := volumeBand(f.Counts)
-		if band[b] == nil {
-			for range fcs {
-				band[b] = append(band[b], NewAccumulator())
-			}
+	var out []VolumeMetrics
+	for b, g := range byGroup(fns, fcs, res, scales, len(VolumeBands), func(f trace.Function) int { return volumeBand(f.Counts) }) {
+		if g.functions > 0 {
+			out = append(out, VolumeMetrics{Band: bandName(b), Functions: g.functions, Scores: g.scores})
 		}
-		funcs[b]++
+	}
+	return out
+}
+
+// Behaviours name the groups of the behaviour breakdown: timer-like
+// functions (a dominant period in minutes 1..ScaleEnd, periodic.Detect:
+// the history before the first origin only) and the others.
+var Behaviours = []string{"timer", "other"}
+
+// BehaviourMetrics is one behaviour's scores.
+type BehaviourMetrics struct {
+	Behaviour string             `json:"behaviour"`
+	Functions int                `json:"functions"`
+	Scores    map[string]Metrics `json:"scores"`
+}
+
+// Behaviour is the index in Behaviours of a function's day.
+func Behaviour(counts []float64) int {
+	if _, ok := periodic.Detect(counts[:min(len(counts), ScaleEnd)]); ok {
+		return 0
+	}
+	return 1
+}
+
+func byBehaviour(fns []trace.Function, fcs []Forecaster, res *Result, scales []float64) []BehaviourMetrics {
+	out := []BehaviourMetrics{}
+	for b, g := range byGroup(fns, fcs, res, scales, len(Behaviours), func(f trace.Function) int { return Behaviour(f.Counts) }) {
+		out = append(out, BehaviourMetrics{Behaviour: Behaviours[b], Functions: g.functions, Scores: g.scores})
+	}
+	return out
+}
+
+// groupScores is one group's function count and each forecaster's scores.
+type groupScores struct {
+	functions int
+	scores    map[string]Metrics
+}
+
+// byGroup scores every forecaster on each of n groups of functions.
+func byGroup(fns []trace.Function, fcs []Forecaster, res *Result, scales []float64, n int, group func(trace.Function) int) []groupScores {
+	accs := make([][]*Accumulator, n)
+	out := make([]groupScores, n)
+	for g := range accs {
+		for range fcs {
+			accs[g] = append(accs[g], NewAccumulator())
+		}
+	}
+	for i, f := range fns {
+		g := group(f)
+		out[g].functions++
 		for k, fc := range fcs {
 			for oi, t := range Origins {
-				band[b][k].Add(i, scales[i], res.Forecasts[fc.Name][i][oi], f.Counts[t:t+Horizon])
+				accs[g][k].Add(i, scales[i], res.Forecasts[fc.Name][i][oi], f.Counts[t:t+Horizon])
 			}
 		}
 	}
-	var out []VolumeMetrics
-	for b, accs := range band {
-		if accs == nil {
-			continue
-		}
-		vm := VolumeMetrics{Band: bandName(b), Functions: funcs[b], Scores: map[string]Metrics{}}
+	for g := range out {
+		out[g].scores = map[string]Metrics{}
 		for k, fc := range fcs {
-			vm.Scores[fc.Name] = accs[k].Metrics()
+			out[g].scores[fc.Name] = accs[g][k].Metrics()
 		}
-		out = append(out, vm)
 	}
 	return out
 }

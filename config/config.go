@@ -112,6 +112,10 @@ type Router struct {
 	// into every routed forecast; false serves without them (less CPU per
 	// forecast for less accuracy: README, Serving).
 	CountTrees bool `koanf:"count_trees"`
+	// Timers lets the timers' expert (package periodic) answer the counts
+	// of timer-like patterns in phase; false: the count models answer
+	// every pattern.
+	Timers bool `koanf:"timers"`
 }
 
 // Log configures structured logging.
@@ -143,6 +147,7 @@ func Defaults() map[string]any {
 		"router.ood_max_bytes":          int64(64 << 20),
 		"router.ood_keep":               4,
 		"router.count_trees":            true,
+		"router.timers":                 true,
 		"log.level":                     "info",
 		"log.format":                    "text",
 		"history.max_functions":         100000,

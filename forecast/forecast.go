@@ -9,6 +9,7 @@ import (
 
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/router"
 	"github.com/mesp-project/mesp/trace"
 )
@@ -49,6 +50,9 @@ type Result struct {
 	// none blended (the set has none, or the pattern is shorter than
 	// their window).
 	Trees *TreesBlend
+	// Timer is the period the timers' expert answered the counts in phase
+	// with (periodic.Detect); nil: the count models answered.
+	Timer *periodic.Timer
 }
 
 // TreesBlend is the count trees' part of a forecast: Forecast is (1 -
@@ -245,10 +249,28 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	}
 	if outs&Counts != 0 {
 		for i := range out {
+			if mode == Routed && !s.skipTimers {
+				s.answerTimer(reqs[i].Counts, &out[i])
+			}
 			out[i].Level, out[i].Forecast = out[i].Forecast, WholeInvocations(out[i].Forecast)
 		}
 	}
 	return out, nil
+}
+
+// answerTimer lets the timers' expert answer a timer-like pattern's counts:
+// the mean of each phase minute over the last cycles, in place of the
+// count models' blend, which no pulse is smeared into.
+func (s *Set) answerTimer(counts []float64, r *Result) {
+	t, ok := periodic.Detect(counts)
+	if !ok {
+		return
+	}
+	mean, _ := t.Forecast(counts, len(r.Forecast))
+	for h, v := range mean {
+		r.Forecast[h] = float32(v)
+	}
+	r.Timer, r.Blend, r.Trees = &t, nil, nil
 }
 
 // WholeInvocations rounds a count forecast to the nearest whole number of

@@ -30,8 +30,10 @@ type Set struct {
 	PExperts map[int]*onnx.Model
 	// Trees is the count trees blended into every routed forecast
 	// (manifest.Trees; nil: none).
-	Trees    *onnx.Model
-	LoadedAt time.Time
+	Trees *onnx.Model
+	// skipTimers serves without the timers' expert (Forecaster.SkipTimers).
+	skipTimers bool
+	LoadedAt   time.Time
 	// batchers merge concurrent small requests per model (nil: no batching)
 	batchers map[*onnx.Model]*onnx.Batcher
 	// MaxInputLen is the longest count model input (the count trees
@@ -314,6 +316,9 @@ type Forecaster struct {
 	// config router.count_trees false, for CPU over accuracy. Set it
 	// before the first Reload.
 	SkipTrees bool
+	// SkipTimers serves without the timers' expert (periodic): config
+	// router.timers false. Set it before the first Reload.
+	SkipTimers bool
 }
 
 // RouteHook observes one routing decision and the kind of model chosen.
@@ -341,6 +346,7 @@ func (f *Forecaster) Reload() (*Set, error) {
 	if f.SkipTrees {
 		s.dropTrees()
 	}
+	s.skipTimers = f.SkipTimers
 	f.swap(s)
 	return s, nil
 }

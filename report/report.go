@@ -23,6 +23,7 @@ type Document struct {
 	Forecasters  map[string]backtest.Metrics `json:"forecasters"`
 	PerCluster   []backtest.ClusterMetrics   `json:"per_cluster"`
 	ByVolume     []backtest.VolumeMetrics    `json:"by_daily_total"`
+	ByBehaviour  []backtest.BehaviourMetrics `json:"by_behaviour"`
 	Provisioning provision.Report            `json:"provisioning"`
 	// Ratios: mesp WAPE over dense and over the better of naive/mean60.
 	Ratios map[string]float64 `json:"ratios"`
@@ -39,7 +40,7 @@ const PeerCountsWhole = "peer_lightgbm_whole"
 // New assembles the document.
 func New(res *backtest.Result, prov provision.Report, rows int) Document {
 	d := Document{Rows: rows, Forecasters: res.Forecasters, PerCluster: res.PerCluster, ByVolume: res.ByVolume,
-		Provisioning: prov, Ratios: map[string]float64{}}
+		ByBehaviour: res.ByBehaviour, Provisioning: prov, Ratios: map[string]float64{}}
 	m, dn := res.Forecasters["mesp"], res.Forecasters["dense"]
 	best := math.Min(res.Forecasters["naive"].WAPE, res.Forecasters["mean60"].WAPE)
 	d.Ratios["mesp_wape_over_dense"] = m.WAPE / dn.WAPE
@@ -57,7 +58,7 @@ func New(res *backtest.Result, prov provision.Report, rows int) Document {
 // Table is a human-readable summary.
 func Table(d Document) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-19s %10s %10s %8s %10s %11s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median")
+	fmt.Fprintf(&b, "%-19s %10s %10s %8s %10s %11s %10s %10s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median", "hour WAPE", "hour bias")
 	names := []string{"mesp", "dense", "naive", "mean60"}
 	for _, p := range []string{PeerCounts, PeerCountsWhole} {
 		if _, ok := d.Forecasters[p]; ok {
@@ -66,27 +67,53 @@ func Table(d Document) string {
 	}
 	for _, name := range names {
 		m := d.Forecasters[name]
-		fmt.Fprintf(&b, "%-19s %10.3f %10.3f %8.4f %10.3f %11.3f\n", name, m.MAE, m.RMSE, m.WAPE, m.MASEMean, m.MASEMedian)
+		fmt.Fprintf(&b, "%-19s %10.3f %10.3f %8.4f %10.3f %11.3f %10.4f %10.4f\n", name, m.MAE, m.RMSE, m.WAPE, m.MASEMean, m.MASEMedian, m.HourWAPE, m.HourBias)
 	}
-	fmt.Fprintf(&b, "\nWAPE by daily total (invocations)\n%-14s %9s", "band", "functions")
+	for _, by := range []struct {
+		title string
+		score func(backtest.Metrics) float64
+	}{{"WAPE", func(m backtest.Metrics) float64 { return m.WAPE }},
+		{"hour WAPE", func(m backtest.Metrics) float64 { return m.HourWAPE }},
+		{"hour bias (sum F / sum Y)", func(m backtest.Metrics) float64 { return m.HourBias }}} {
+		fmt.Fprintf(&b, "\n%s by daily total (invocations)\n%-14s %9s", by.title, "band", "functions")
+		for _, name := range names {
+			fmt.Fprintf(&b, " %19s", name)
+		}
+		b.WriteString("\n")
+		for _, v := range d.ByVolume {
+			fmt.Fprintf(&b, "%-14s %9d", v.Band, v.Functions)
+			for _, name := range names {
+				fmt.Fprintf(&b, " %19.4f", by.score(v.Scores[name]))
+			}
+			b.WriteString("\n")
+		}
+	}
+	fmt.Fprintf(&b, "\nby behaviour (timer: a dominant period in minutes 1..%d)\n%-8s %9s", backtest.ScaleEnd, "group", "functions")
 	for _, name := range names {
-		fmt.Fprintf(&b, " %19s", name)
+		fmt.Fprintf(&b, " %19s", name+" WAPE")
+	}
+	for _, name := range names {
+		fmt.Fprintf(&b, " %19s", name+" hour")
 	}
 	b.WriteString("\n")
-	for _, v := range d.ByVolume {
-		fmt.Fprintf(&b, "%-14s %9d", v.Band, v.Functions)
+	for _, v := range d.ByBehaviour {
+		fmt.Fprintf(&b, "%-8s %9d", v.Behaviour, v.Functions)
 		for _, name := range names {
 			fmt.Fprintf(&b, " %19.4f", v.Scores[name].WAPE)
 		}
+		for _, name := range names {
+			fmt.Fprintf(&b, " %19.4f", v.Scores[name].HourWAPE)
+		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "\n%-8s %9s %12s %12s %12s\n", "cluster", "functions", "mesp WAPE", "dense WAPE", "naive WAPE")
+	fmt.Fprintf(&b, "\n%-8s %9s %12s %12s %12s %12s %12s\n", "cluster", "functions", "mesp WAPE", "dense WAPE", "naive WAPE", "mesp h-bias", "dense h-bias")
 	for _, c := range d.PerCluster {
 		name := strconv.Itoa(c.Cluster)
 		if c.Cluster < 0 {
 			name = "OOD"
 		}
-		fmt.Fprintf(&b, "%-8s %9d %12.4f %12.4f %12.4f\n", name, c.Functions, c.Scores["mesp"].WAPE, c.Scores["dense"].WAPE, c.Scores["naive"].WAPE)
+		fmt.Fprintf(&b, "%-8s %9d %12.4f %12.4f %12.4f %12.4f %12.4f\n", name, c.Functions, c.Scores["mesp"].WAPE, c.Scores["dense"].WAPE, c.Scores["naive"].WAPE,
+			c.Scores["mesp"].HourBias, c.Scores["dense"].HourBias)
 	}
 	p := d.Provisioning
 	row := func(name string, o provision.Outcome) {

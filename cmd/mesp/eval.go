@@ -55,6 +55,7 @@ func runEval(ctx context.Context, args []string) error {
 	// The very path the server uses: forecast.Forecaster over the folder.
 	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
 	fc.SkipTrees = !cfg.Router.CountTrees
+	fc.SkipTimers = !cfg.Router.Timers
 	if _, err := fc.Reload(); err != nil {
 		return err
 	}

@@ -1,0 +1,195 @@
+// Package periodic finds timer-like functions, those invoked at a
+// dominant period (a cron or timer trigger, a polling client), from their
+// history alone, and forecasts their next minutes in phase: each minute
+// ahead is the mean of the same phase minute over the last cycles.
+//
+// Timers are the most predictable workload there is, and the one a model
+// fitted to every kind of pattern forecasts worst out of phase: its next
+// pulse minutes away looks, in the last two hours' window, like any sparse
+// function's silence. Real timers fire a minute early or late at random;
+// the detector tolerates that jitter and the mean over cycles spreads a
+// pulse over the minutes it lands on in proportion, so the hour's volume
+// comes out right.
+package periodic
+
+import (
+	"math"
+	"slices"
+)
+
+// Detector settings. A period needs MinCycles cycles in the history read
+// (at most Lookback minutes); a pattern invoked in more than MaxActive of
+// its minutes is a rate, not a timer (the count models serve rates well).
+const (
+	MinPeriod = 2
+	MinCycles = 3
+	Lookback  = 1440
+	MaxActive = 0.5
+	// MinPulses is the fewest invoked minutes a period is judged on.
+	MinPulses = 4
+	// MinKappa is how far above chance the pulses must agree with the
+	// period: (agreement - chance) / (1 - chance), where agreement is the
+	// share of pulses whose neighbours one period back and one period ahead
+	// (within the jitter tolerance, where the history reaches) are pulses
+	// too, and chance the same share for pulses placed at random at the
+	// pattern's rate.
+	MinKappa = 0.85
+	// MaxCycles is how many past cycles a forecast averages: enough to
+	// average a jittered pulse out, few enough to follow a change of size.
+	MaxCycles = 8
+)
+
+// Timer is a detected period.
+type Timer struct {
+	// Period in minutes.
+	Period int
+	// Tolerance is the jitter, in minutes either side, a pulse may land
+	// off its phase and still count as on it.
+	Tolerance int
+	// Kappa is the agreement of the pulses with the period above chance.
+	Kappa float64
+	// Pulses is the number of invoked minutes judged.
+	Pulses int
+}
+
+// Tolerance is the jitter allowed for a period: two minutes (a pulse a
+// minute late after one a minute early is two minutes off the period),
+// less for periods so short that the window would cover most of a cycle
+// and make any busy pattern "periodic": one minute for 5 and 6, none
+// below.
+func Tolerance(period int) int {
+	switch {
+	case period < 5:
+		return 0
+	case period < 7:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Detect finds the shortest period at which the history's invoked minutes
+// recur. ok is false for a pattern that is no timer: too few pulses, too
+// busy, or no period whose pulses agree with it far above chance and keep
+// to a few phases of its cycle.
+func Detect(counts []float64) (t Timer, ok bool) {
+	x := counts[max(0, len(counts)-Lookback):]
+	n := len(x)
+	var pulses []int
+	// before[i] is the number of invoked minutes among x[:i]
+	before := make([]int, n+1)
+	for i, v := range x {
+		before[i+1] = before[i]
+		if v > 0 {
+			pulses = append(pulses, i)
+			before[i+1]++
+		}
+	}
+	if len(pulses) < MinPulses || float64(len(pulses)) > MaxActive*float64(n) {
+		return Timer{}, false
+	}
+	rate := float64(len(pulses)) / float64(n)
+	for p := MinPeriod; p*MinCycles <= n; p++ {
+		tol := Tolerance(p)
+		// a neighbour is judged where its whole tolerance window lies in
+		// the history: pulses at or after p+tol look back, those at or
+		// before n-1-p-tol look ahead
+		judged := len(pulses) - before[min(n, p+tol)] + before[max(0, n-p-tol)]
+		if judged < 2*MinPulses {
+			continue
+		}
+		chance := 1 - math.Pow(1-rate, float64(2*tol+1))
+		need := chance + MinKappa*(1-chance)
+		allowed := judged - int(math.Ceil(need*float64(judged)))
+		misses := 0
+		for _, i := range pulses {
+			for _, j := range [2]int{i - p, i + p} {
+				if j-tol < 0 || j+tol >= n {
+					continue
+				}
+				if before[j+tol+1]-before[j-tol] == 0 {
+					misses++
+				}
+			}
+			if misses > allowed {
+				break
+			}
+		}
+		if misses > allowed || !fewPhases(pulses, p, tol) {
+			continue
+		}
+		agree := float64(judged-misses) / float64(judged)
+		return Timer{Period: refine(x, pulses, p, tol), Tolerance: tol, Kappa: (agree - chance) / (1 - chance), Pulses: len(pulses)}, true
+	}
+	return Timer{}, false
+}
+
+// refine picks the period among p..p+2 tol that the pulses repeat at most
+// exactly: the shortest period found within a jitter tolerance may be a
+// little short of the true one (an hourly timer agrees with 58 minutes at
+// two minutes' tolerance), and a short period drifts out of phase.
+func refine(x []float64, pulses []int, p, tol int) int {
+	best, bestHits := p, -1
+	for q := p; q <= p+2*tol && q < len(x); q++ {
+		hits := 0
+		for _, i := range pulses {
+			if i >= q && x[i-q] > 0 {
+				hits++
+			}
+		}
+		if hits > bestHits {
+			best, bestHits = q, hits
+		}
+	}
+	return best
+}
+
+// PhaseShare is the share of pulses that must fall on the busiest phases
+// of a cycle: at most half of its minutes, or one jitter window.
+const PhaseShare = 0.9
+
+// fewPhases says whether the pulses keep to a few phases of the cycle, as
+// a timer's do: a busy stretch of minutes agrees with every short period
+// but spreads over all of its phases.
+func fewPhases(pulses []int, p, tol int) bool {
+	hist := make([]int, p)
+	for _, i := range pulses {
+		hist[i%p]++
+	}
+	slices.SortFunc(hist, func(a, b int) int { return b - a })
+	var top int
+	for _, c := range hist[:max(p/2, min(p, 2*tol+1))] {
+		top += c
+	}
+	return float64(top) >= PhaseShare*float64(len(pulses))
+}
+
+// Forecast is the next horizon minutes in phase: minute t+h is the mean of
+// minutes t+h-kP over the last cycles k that the history holds (at most
+// MaxCycles), so a pulse that lands at random on one of three minutes is
+// forecast as a third of its size on each, and the hour's volume is the
+// cycles' mean volume. p is the share of those cycles with an invocation
+// in that minute.
+func (t Timer) Forecast(counts []float64, horizon int) (mean, p []float64) {
+	n := len(counts)
+	mean, p = make([]float64, horizon), make([]float64, horizon)
+	for h := 1; h <= horizon; h++ {
+		var s, hits, k float64
+		// the first cycle back that the history holds
+		for c := (h + t.Period - 1) / t.Period; c <= MaxCycles+(h-1)/t.Period; c++ {
+			i := n - 1 + h - c*t.Period
+			if i < 0 {
+				break
+			}
+			s += counts[i]
+			if counts[i] > 0 {
+				hits++
+			}
+			k++
+		}
+		if k > 0 {
+			mean[h-1], p[h-1] = s/k, hits/k
+		}
+	}
+	return mean, p
+}

@@ -1,0 +1,153 @@
+package periodic
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// timer is a day of pulses of size every period minutes from phase on,
+// each a minute early or late at random when jitter is set.
+func timer(n, period, phase int, size float64, jitter bool, rng *rand.Rand) []float64 {
+	x := make([]float64, n)
+	for at := phase; at < n; at += period {
+		i := at
+		if jitter {
+			i += rng.IntN(3) - 1
+		}
+		if i >= 0 && i < n {
+			x[i] += size
+		}
+	}
+	return x
+}
+
+func poisson(n int, rate float64, rng *rand.Rand) []float64 {
+	x := make([]float64, n)
+	for i := range x {
+		// Knuth's method: rates here are small
+		l, k, p := math.Exp(-rate), 0, 1.0
+		for {
+			p *= rng.Float64()
+			if p <= l {
+				break
+			}
+			k++
+		}
+		x[i] = float64(k)
+	}
+	return x
+}
+
+func TestDetect(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	burst := make([]float64, 1440)
+	for i := 600; i < 700; i++ {
+		burst[i] = 5
+	}
+	sparse := make([]float64, 1440)
+	for _, i := range []int{17, 400, 1001} {
+		sparse[i] = 1
+	}
+	cases := []struct {
+		name   string
+		counts []float64
+		period int // 0: no timer
+	}{
+		{"every 15 minutes", timer(1440, 15, 3, 600, false, rng), 15},
+		{"hourly", timer(1440, 60, 41, 100, false, rng), 60},
+		{"hourly, jittered", timer(1440, 60, 12, 100, true, rng), 60},
+		{"every 7 minutes, jittered", timer(1440, 7, 2, 200, true, rng), 7},
+		{"every 2 minutes", timer(1440, 2, 1, 3, false, rng), 2},
+		{"every 4 hours, short history", timer(1440, 240, 100, 9, false, rng), 240},
+		{"every 5 minutes, 1080 minutes", timer(1080, 5, 0, 1, false, rng), 5},
+		{"silent", make([]float64, 1440), 0},
+		{"three calls", sparse, 0},
+		{"Poisson 0.3 a minute", poisson(1440, 0.3, rng), 0},
+		{"Poisson 0.05 a minute", poisson(1440, 0.05, rng), 0},
+		{"every minute", timer(1440, 1, 0, 4, false, rng), 0},
+		{"one busy burst", burst, 0},
+	}
+	for _, tc := range cases {
+		got, ok := Detect(tc.counts)
+		if tc.period == 0 {
+			if ok {
+				t.Errorf("%s: detected period %d, want no timer", tc.name, got.Period)
+			}
+			continue
+		}
+		if !ok || got.Period != tc.period {
+			t.Errorf("%s: got period %d (ok %v), want %d", tc.name, got.Period, ok, tc.period)
+		}
+	}
+}
+
+func TestForecastInPhase(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct {
+		name          string
+		period        int
+		size          float64
+		jitter        bool
+		maxHourErr    float64
+		pulseMinuteOK bool
+	}{
+		{"15 minutes, exact", 15, 600, false, 0.01, true},
+		{"hourly, exact", 60, 100, false, 0.01, true},
+		{"7 minutes, jittered", 7, 200, true, 0.15, false},
+		{"hourly, jittered", 60, 100, true, 0.15, false},
+	} {
+		// a jittered timer's hour is judged over its phases: one pulse
+		// jittered across the hour's edge is an eighth of a 7-minute
+		// timer's hour
+		var absErr, total float64
+		for phase := range min(tc.period, 12) {
+			day := timer(1440+60, tc.period, phase, tc.size, tc.jitter, rng)
+			hist, next := day[:1440], day[1440:]
+			tm, ok := Detect(hist)
+			if !ok {
+				t.Fatalf("%s phase %d: no timer", tc.name, phase)
+			}
+			mean, p := tm.Forecast(hist, 60)
+			var F, Y float64
+			for h := range next {
+				F += mean[h]
+				Y += next[h]
+				if tc.pulseMinuteOK && next[h] > 0 && (mean[h] != next[h] || p[h] != 1) {
+					t.Errorf("%s phase %d: minute %d forecast %g (p %g), comes %g", tc.name, phase, h+1, mean[h], p[h], next[h])
+				}
+			}
+			if !tc.jitter && math.Abs(F-Y) > tc.maxHourErr*Y {
+				t.Errorf("%s phase %d: hour forecast %g, comes %g", tc.name, phase, F, Y)
+			}
+			absErr += math.Abs(F - Y)
+			total += Y
+		}
+		if absErr > tc.maxHourErr*total {
+			t.Errorf("%s: hour error %.3f of the volume over phases, want at most %g", tc.name, absErr/total, tc.maxHourErr)
+		}
+	}
+}
+
+func TestForecastAveragesTheLastCycles(t *testing.T) {
+	// a 10-minute timer whose pulses grew from 1 to 100 long ago: only the
+	// last MaxCycles cycles count
+	day := timer(600, 10, 9, 1, false, nil)
+	for i := 600 - 10*MaxCycles; i < 600; i++ {
+		day[i] *= 100
+	}
+	tm, ok := Detect(day)
+	if !ok || tm.Period != 10 {
+		t.Fatalf("period %d ok %v", tm.Period, ok)
+	}
+	mean, _ := tm.Forecast(day, 60)
+	for h, v := range mean {
+		want := 0.0
+		if (599+h+1)%10 == 9 {
+			want = 100
+		}
+		if v != want {
+			t.Fatalf("minute %d: %g, want %g", h+1, v, want)
+		}
+	}
+}
