@@ -11,6 +11,7 @@ import (
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/router"
+	"github.com/mesp-project/mesp/silence"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -50,6 +51,9 @@ type Result struct {
 	// none blended (the set has none, or the pattern is shorter than
 	// their window).
 	Trees *TreesBlend
+	// Silence is the idle gap, in minutes, whose hazard capped PInvoke
+	// (manifest.Silence); 0: the p_invoke models answered alone.
+	Silence int
 	// Timer is the period the timers' expert answered the counts in phase
 	// with (periodic.Detect); nil: the count models answered.
 	Timer *periodic.Timer
@@ -242,6 +246,11 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			counting.Wait()
 			return nil, err
 		}
+		if sl := s.Manifest.Silence; sl != nil && mode == Routed {
+			for i := range out {
+				out[i].Silence = capSilence(sl, reqs[i].Counts, out[i].PInvoke)
+			}
+		}
 	}
 	counting.Wait()
 	if countsErr != nil {
@@ -256,6 +265,21 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		}
 	}
 	return out, nil
+}
+
+// capSilence caps p_invoke after a silence longer than any the pattern
+// shows, from the set's minimum gap on, at the hazard the training data
+// support for the gap each minute ahead reaches; it returns the gap (0:
+// no cap).
+func capSilence(sl *manifest.Silence, counts []float64, p []float32) int {
+	g, unprecedented := silence.Gap(counts)
+	if !unprecedented || g < sl.MinGap {
+		return 0
+	}
+	for h := range p {
+		p[h] = min(p[h], float32(sl.At(g+h)))
+	}
+	return g
 }
 
 // answerTimer lets the timers' expert answer a timer-like pattern's counts:

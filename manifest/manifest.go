@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/silence"
 )
 
 // Version is the format version of both files.
@@ -127,6 +128,19 @@ type Manifest struct {
 	Prewarm        *Prewarm `json:"prewarm,omitempty"`
 	Routing        *Routing `json:"routing,omitempty"`
 	Trees          *Trees   `json:"trees,omitempty"`
+	// Silence caps p_invoke after a silence longer than any the pattern
+	// shows (`mesp fit-silence`; absent: the models answer alone).
+	Silence *Silence `json:"silence,omitempty"`
+}
+
+// Silence is the hazard of an unprecedented idle gap, fitted on the
+// training part's fit functions (package silence): from MinGap idle
+// minutes on, a routed p_invoke is at most the hazard of the gap it
+// reaches.
+type Silence struct {
+	silence.Hazard
+	MinGap   int    `json:"min_gap"`
+	FittedOn string `json:"fitted_on,omitempty"`
 }
 
 // Trees is the count trees: one gradient-boosted count model (a count
@@ -335,6 +349,9 @@ func (m Manifest) Validate() error {
 			return fmt.Errorf("manifest: trees %s: count trees have no p_invoke model", t.ID)
 		}
 	}
+	if err := m.validateSilence(); err != nil {
+		return err
+	}
 	if m.Prewarm != nil && !(m.Prewarm.Threshold > 0 && m.Prewarm.Threshold < 1) {
 		return fmt.Errorf("manifest: prewarm threshold %v, want a probability in (0, 1)", m.Prewarm.Threshold)
 	}
@@ -484,4 +501,18 @@ func PinClusters(dir string) error {
 	sum := sha256.Sum256(b)
 	raw["clusters_sha256"], _ = json.Marshal(hex.EncodeToString(sum[:]))
 	return Write(path, raw)
+}
+
+func (m Manifest) validateSilence() error {
+	sl := m.Silence
+	if sl == nil {
+		return nil
+	}
+	if err := sl.Validate(); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if sl.MinGap < 1 {
+		return fmt.Errorf("manifest: silence min_gap %d, want at least 1 minute", sl.MinGap)
+	}
+	return nil
 }

@@ -58,6 +58,10 @@ type Report struct {
 	MespHourly           []ThresholdPoint `json:"mesp_hourly,omitempty"`
 	PeerLightGBMMinutely []ThresholdPoint `json:"peer_lightgbm_minutely,omitempty"`
 	Comparison           Comparison       `json:"comparison"`
+	// Silent and PlatformMix are EVALUATION.md §2's silent functions and
+	// platform mix (EvaluateSilent).
+	Silent      []SilentReport `json:"silent,omitempty"`
+	PlatformMix *Report        `json:"platform_mix,omitempty"`
 }
 
 // Inputs are the per-function data of one evaluation; a nil field leaves

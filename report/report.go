@@ -135,22 +135,27 @@ func Table(d Document) string {
 			row(fmt.Sprintf("  %s@%g", c.name, pt.Threshold), pt.Outcome)
 		}
 	}
-	cmp := p.Comparison
-	fmt.Fprintf(&b, "\nat no more idle minutes than keepalive%d (%d idle, %d cold starts):\n", cmp.Reference.Window, cmp.Reference.IdleMinutes, cmp.Reference.ColdStarts)
-	policies := make([]string, 0, len(cmp.AtReferenceIdle))
-	for n := range cmp.AtReferenceIdle {
-		policies = append(policies, n)
-	}
-	sort.Strings(policies)
-	for _, n := range policies {
-		x := cmp.AtReferenceIdle[n]
-		fmt.Fprintf(&b, "  %-24s threshold %-7g cold starts %.3fx, idle %.3fx", n, x.Threshold, x.ColdStartsOverReference, x.IdleOverReference)
-		if x.Interpolated > 0 {
-			fmt.Fprintf(&b, "; at exactly its idle %.1f cold starts (%.3fx)", x.Interpolated, x.InterpolatedOverRef)
+	writeComparison(&b, p.Comparison, p.MespMinutelyDefault)
+	if len(p.Silent) > 0 {
+		fmt.Fprintf(&b, "\nsilent functions (last S hours zero): share of minutes kept warm\n%-8s %9s", "silent", "functions")
+		cols := []string{"keepalive10", "hybrid_histogram", "mesp_minutely_default", "dense_minutely_default"}
+		for _, c := range cols {
+			fmt.Fprintf(&b, " %22s", c)
 		}
 		b.WriteString("\n")
+		for _, sr := range p.Silent {
+			fmt.Fprintf(&b, "%-8s %9d", fmt.Sprintf("%dh", sr.SilentHours), sr.Functions)
+			for _, c := range cols {
+				fmt.Fprintf(&b, " %22.4f", float64(sr.Policies[c].IdleMinutes)/float64(sr.Minutes))
+			}
+			b.WriteString("\n")
+		}
 	}
-	for _, v := range cmp.MespVsKeepAlive {
+	if mix := p.PlatformMix; mix != nil {
+		b.WriteString("\nplatform mix (the active functions and one silent copy of each):")
+		writeComparison(&b, mix.Comparison, mix.MespMinutelyDefault)
+	}
+	for _, v := range p.Comparison.MespVsKeepAlive {
 		fmt.Fprintf(&b, "  mesp_minutely vs keepalive%-3d beaten %-5v cold starts %.3fx at its idle\n", v.Window, v.Beaten, v.ColdStartsRatio)
 	}
 	keys := make([]string, 0, len(d.Ratios))
@@ -254,4 +259,27 @@ func examples(dir string, fns []trace.Function, res *backtest.Result) error {
 		}
 	}
 	return nil
+}
+
+// writeComparison prints the curves read at the reference keep-alive's
+// idle minutes, and the default point against it.
+func writeComparison(b *strings.Builder, cmp provision.Comparison, def *provision.ThresholdPoint) {
+	fmt.Fprintf(b, "\nat no more idle minutes than keepalive%d (%d idle, %d cold starts):\n", cmp.Reference.Window, cmp.Reference.IdleMinutes, cmp.Reference.ColdStarts)
+	policies := make([]string, 0, len(cmp.AtReferenceIdle))
+	for n := range cmp.AtReferenceIdle {
+		policies = append(policies, n)
+	}
+	sort.Strings(policies)
+	for _, n := range policies {
+		x := cmp.AtReferenceIdle[n]
+		fmt.Fprintf(b, "  %-24s threshold %-7g cold starts %.3fx, idle %.3fx", n, x.Threshold, x.ColdStartsOverReference, x.IdleOverReference)
+		if x.Interpolated > 0 {
+			fmt.Fprintf(b, "; at exactly its idle %.1f cold starts (%.3fx)", x.Interpolated, x.InterpolatedOverRef)
+		}
+		b.WriteString("\n")
+	}
+	if def != nil && cmp.Reference.ColdStarts > 0 && cmp.Reference.IdleMinutes > 0 {
+		fmt.Fprintf(b, "  default point (threshold %g): cold starts %.3fx keepalive%d's, idle %.3fx\n", def.Threshold,
+			float64(def.ColdStarts)/float64(cmp.Reference.ColdStarts), cmp.Reference.Window, float64(def.IdleMinutes)/float64(cmp.Reference.IdleMinutes))
+	}
 }

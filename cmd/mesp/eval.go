@@ -90,13 +90,17 @@ func runEval(ctx context.Context, args []string) error {
 	if in.HourlyForecasts, err = hourlyLevels(ctx, fc, in.Days); err != nil {
 		return err
 	}
+	silent := provision.SilentInputs{Inputs: provision.Inputs{DefaultThreshold: in.DefaultThreshold}}
+	silent.Days, silent.Hours = provision.SilentCopies(in.Days)
 	if set.PInvoke() {
 		for _, c := range []struct {
 			name string
 			mode forecast.Mode
+			days [][]float64
 			p    *[][]float64
-		}{{"mesp", forecast.Routed, &in.MespP}, {"dense", forecast.DenseOnly, &in.DenseP}} {
-			*c.p, err = provision.MinutelyLoop(ctx, in.Days, nextMinute(fc, c.mode), func(done, total int) {
+		}{{"mesp", forecast.Routed, in.Days, &in.MespP}, {"dense", forecast.DenseOnly, in.Days, &in.DenseP},
+			{"mesp silent", forecast.Routed, silent.Days, &silent.MespP}, {"dense silent", forecast.DenseOnly, silent.Days, &silent.DenseP}} {
+			*c.p, err = provision.MinutelyLoop(ctx, c.days, nextMinute(fc, c.mode), func(done, total int) {
 				fmt.Fprintf(os.Stderr, "\reval: %s minutely loop %d/%d minutes, %s   ", c.name, done, total, time.Since(start).Round(time.Second))
 			})
 			if err != nil {
@@ -112,7 +116,13 @@ func runEval(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	doc := report.New(res, provision.Evaluate(in), len(fns))
+	prov := provision.Evaluate(in)
+	var mix provision.Report
+	if prov.Silent, mix, err = provision.EvaluateSilent(in, silent); err != nil {
+		return err
+	}
+	prov.PlatformMix = &mix
+	doc := report.New(res, prov, len(fns))
 	if *plotDir != "" {
 		if err := report.Plots(*plotDir, fns, doc, res); err != nil {
 			return err

@@ -205,6 +205,15 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append("trees: count trees have no p_invoke model")
         if isinstance(tr, dict) and not isinstance(tr.get("day", False), bool):
             out.append(f"trees day {tr.get('day')!r}, want true or false")
+    sl = m.get("silence")
+    if sl is not None:
+        bins = sl.get("bins") if isinstance(sl, dict) else None
+        gaps = [b.get("gap") for b in bins] if isinstance(bins, list) and all(isinstance(b, dict) for b in bins) else []
+        if (not gaps or not all(isinstance(g, int) and g >= 1 for g in gaps) or gaps != sorted(set(gaps))
+                or not all(isinstance(b.get("p"), int | float) and 0 <= b["p"] <= 1 for b in bins)):
+            out.append("silence: bins need increasing integer gaps from 1 and hazards in [0, 1]")
+        if not (isinstance(sl, dict) and isinstance(sl.get("min_gap"), int) and sl["min_gap"] >= 1):
+            out.append(f"silence min_gap {sl.get('min_gap') if isinstance(sl, dict) else sl!r}, want at least 1 minute")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

@@ -98,6 +98,9 @@ def test_manifest_writer_refuses_a_set_that_does_not_check(tmp_path: Path) -> No
         (lambda m: m.update(clusters_sha256="x"), "clusters_sha256"),
         (lambda m: m.update(horizon=30), "horizon 30"),
         (lambda m: m["trees"].update(day="yes"), "trees day 'yes'"),
+        (lambda m: m["silence"].update(min_gap=0), "silence min_gap 0"),
+        (lambda m: m["silence"]["bins"][1].update(gap=1), "silence: bins need increasing"),
+        (lambda m: m["silence"]["bins"][0].update(p=1.5), "silence: bins need increasing"),
     ]
     for edit, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/silence"
+	"github.com/mesp-project/mesp/trace"
+)
+
+func init() {
+	register("fit-silence", "fit the hazard of silences longer than a pattern shows on the training part's fit functions; write it into a models folder's manifest", runFitSilence)
+}
+
+// runFitSilence fits silence.Hazard on the training part's fit functions
+// (validation functions stay unseen) and sets the manifest's "silence"
+// entry, keeping every other key of the file as it is.
+func runFitSilence(_ context.Context, args []string) error {
+	fs := pflag.NewFlagSet("fit-silence", pflag.ContinueOnError)
+	data := fs.String("data", "", "Azure-layout CSV or CSV.gz of the training data")
+	models := fs.String("models", "", "models or work folder whose manifest.json gets the hazard")
+	minGap := fs.Int("min-gap", 60, "idle minutes from which the hazard caps p_invoke (below, the models know a function's own gaps better)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" || *models == "" {
+		return fmt.Errorf("--data and --models are required")
+	}
+	var days [][]float64
+	if _, err := trace.Each(*data, trace.Options{}, func(f trace.Function) error {
+		if trace.Train.Contains(f.ID) && !trace.IsValidation(f.ID) {
+			days = append(days, f.Counts)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(days) == 0 {
+		return fmt.Errorf("%s: no training functions", *data)
+	}
+	sl := manifest.Silence{Hazard: silence.Fit(days), MinGap: *minGap,
+		FittedOn: fmt.Sprintf("%s: %d fit functions of the training part", filepath.Base(*data), len(days))}
+	if err := sl.Validate(); err != nil {
+		return err
+	}
+	path := filepath.Join(*models, "manifest.json")
+	var doc map[string]any
+	if err := manifest.Read(path, &doc); err != nil {
+		return err
+	}
+	doc["silence"] = sl
+	if err := manifest.Write(path, doc); err != nil {
+		return err
+	}
+	if _, err := manifest.ReadManifest(*models); err != nil {
+		return fmt.Errorf("%s after the fit: %w", path, err)
+	}
+	fmt.Fprintf(os.Stderr, "fit-silence: %d days; hazard after an unprecedented gap: %d min %.4f, %d min %.4f, %d min %.5f; caps from %d idle minutes\n",
+		len(days), 60, sl.At(60), 240, sl.At(240), 1440, sl.At(1440), *minGap)
+	return nil
+}
