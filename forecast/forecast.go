@@ -33,7 +33,7 @@ type Result struct {
 	// JSON.
 	Model, Kind, Family string
 	// Forecast is the count forecast in whole invocations: Level rounded
-	// to the nearest integer. The count models are fitted to absolute
+	// to the nearest integer (a timer's, Timer set, is its expected count). The count models are fitted to absolute
 	// error, whose best point forecast of a count is a whole number (the
 	// minute's median), and rounding is what buys it (README, Results).
 	Forecast []float32
@@ -258,10 +258,11 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	}
 	if outs&Counts != 0 {
 		for i := range out {
-			if mode == Routed && !s.skipTimers {
-				s.answerTimer(reqs[i].Counts, &out[i])
+			out[i].Level = out[i].Forecast
+			if mode == Routed && !s.skipTimers && s.answerTimer(reqs[i].Counts, &out[i]) {
+				continue
 			}
-			out[i].Level, out[i].Forecast = out[i].Forecast, WholeInvocations(out[i].Forecast)
+			out[i].Forecast = WholeInvocations(out[i].Forecast)
 		}
 	}
 	return out, nil
@@ -282,19 +283,23 @@ func capSilence(sl *manifest.Silence, counts []float64, p []float32) int {
 	return g
 }
 
-// answerTimer lets the timers' expert answer a timer-like pattern's counts:
-// the mean of each phase minute over the last cycles, in place of the
-// count models' blend, which no pulse is smeared into.
-func (s *Set) answerTimer(counts []float64, r *Result) {
+// answerTimer lets the timers' expert answer a timer-like pattern's counts
+// (Forecast and Level): the mean of each phase minute over the last
+// cycles, in place of the count models' blend, which no pulse is smeared
+// into. It is the expected count, not rounded: a jittered pulse of one
+// invocation is a third on each of its minutes, and the hour adds up.
+func (s *Set) answerTimer(counts []float64, r *Result) bool {
 	t, ok := periodic.Detect(counts)
 	if !ok {
-		return
+		return false
 	}
 	mean, _ := t.Forecast(counts, len(r.Forecast))
+	r.Forecast, r.Level = make([]float32, len(mean)), make([]float32, len(mean))
 	for h, v := range mean {
-		r.Forecast[h] = float32(v)
+		r.Forecast[h], r.Level[h] = float32(v), float32(v)
 	}
 	r.Timer, r.Blend, r.Trees = &t, nil, nil
+	return true
 }
 
 // WholeInvocations rounds a count forecast to the nearest whole number of

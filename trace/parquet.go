@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -30,8 +31,13 @@ type ParquetWriter struct {
 // parquetRowGroup is the rows per row group (about 6 MB of counts).
 const parquetRowGroup = 1024
 
-// CreateParquet starts a ParquetWriter for path (zstd-compressed).
+// CreateParquet starts a ParquetWriter for path (zstd-compressed), making
+// its folder if need be (make eval writes under out/, absent in a fresh
+// clone).
 func CreateParquet(path string) (*ParquetWriter, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
 	f, err := os.Create(path + ".tmp")
 	if err != nil {
 		return nil, fmt.Errorf("trace: %w", err)

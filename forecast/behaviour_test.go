@@ -1,0 +1,179 @@
+package forecast
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/onnx"
+)
+
+// The behaviour suite: what any reasonable forecaster answers for the
+// patterns a user sends first, on the shipped set as served. Each class
+// states its rule; the cases are drawn over periods, phases, sizes and
+// jitter, not picked to pass.
+
+// behaviour answers one day-long history: the next hour's counts (the
+// served forecast) and which minutes are warm at the set's threshold.
+func behaviour(t *testing.T) func(counts []float64) (forecast []float64, warm []bool) {
+	t.Helper()
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	f := New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if _, err := f.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	cat, _ := f.Catalog()
+	th := float32(cat.PrewarmThreshold())
+	return func(counts []float64) ([]float64, []bool) {
+		res, err := f.Predict(context.Background(), []Request{{ID: "b", Counts: counts}}, Routed, Counts|PInvoke)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc, warm := make([]float64, len(res[0].Forecast)), make([]bool, len(res[0].PInvoke))
+		for h := range fc {
+			fc[h], warm[h] = float64(res[0].Forecast[h]), res[0].PInvoke[h] >= th
+		}
+		return fc, warm
+	}
+}
+
+func sum(x []float64) float64 {
+	var s float64
+	for _, v := range x {
+		s += v
+	}
+	return s
+}
+
+func TestBehaviourSilence(t *testing.T) {
+	answer := behaviour(t)
+	// rule: a function silent for hours is warm in at most 3 of the next
+	// 60 minutes and forecast at most one invocation in the hour
+	busy := func(until int) []float64 {
+		d := make([]float64, 1440)
+		for i := range until {
+			d[i] = 20
+		}
+		return d
+	}
+	oneCall := func(at int) []float64 {
+		d := make([]float64, 1440)
+		d[at] = 1
+		return d
+	}
+	cases := map[string][]float64{
+		"a silent day":                       make([]float64, 1440),
+		"a silent half day (720 minutes)":    make([]float64, 720),
+		"the shortest pattern served, zeros": make([]float64, 240),
+		"one call 12 hours ago":              oneCall(1440 - 720),
+		"one call 6 hours ago":               oneCall(1440 - 360),
+		"one call 3 hours ago":               oneCall(1440 - 180),
+		"busy until 6 hours ago":             busy(1440 - 360),
+		"busy until 3 hours ago":             busy(1440 - 180),
+	}
+	for name, counts := range cases {
+		fc, warm := answer(counts)
+		var n int
+		for _, w := range warm {
+			if w {
+				n++
+			}
+		}
+		if n > 3 || sum(fc) > 1 {
+			t.Errorf("%s: %d of 60 minutes warm, %g invocations forecast; want at most 3 and 1", name, n, sum(fc))
+		}
+	}
+}
+
+// timerDay is n minutes of pulses every period minutes at phase, each a
+// minute early or late at random when jittered.
+func timerDay(n, period, phase int, size float64, rng *rand.Rand) []float64 {
+	d := make([]float64, n)
+	for at := phase; at < n; at += period {
+		i := at
+		if rng != nil {
+			i += rng.IntN(3) - 1
+		}
+		if i >= 0 && i < n {
+			d[i] += size
+		}
+	}
+	return d
+}
+
+func TestBehaviourTimers(t *testing.T) {
+	answer := behaviour(t)
+	// rule: a timer's next hour within 15% of what comes (over its phases
+	// when jittered: one pulse across the hour's edge is a large share of
+	// a short period's hour); every pulse minute of an exact timer warm
+	rng := rand.New(rand.NewPCG(7, 11))
+	for _, period := range []int{5, 7, 10, 15, 30, 60, 120} {
+		for _, size := range []float64{1, 40, 600} {
+			for _, jitter := range []bool{false, true} {
+				if jitter && period < 7 {
+					continue // a minute either way is most of a 5-minute cycle
+				}
+				name := fmt.Sprintf("every %d minutes, %g a pulse, jitter %v", period, size, jitter)
+				var absErr, total float64
+				for k := range 4 {
+					phase := (k*period)/4 + rng.IntN(max(1, period/4))
+					var r *rand.Rand
+					if jitter {
+						r = rng
+					}
+					day := timerDay(1500, period, phase, size, r)
+					fc, warm := answer(day[:1440])
+					next := day[1440:]
+					absErr += math.Abs(sum(fc) - sum(next))
+					total += sum(next)
+					for h, v := range next {
+						if !jitter && v > 0 && !warm[h] {
+							t.Errorf("%s, phase %d: pulse minute %d cold", name, phase, h+1)
+						}
+					}
+				}
+				if absErr > 0.15*total {
+					t.Errorf("%s: the hour off by %.0f%% over four phases", name, 100*absErr/total)
+				}
+			}
+		}
+	}
+}
+
+func TestBehaviourRates(t *testing.T) {
+	answer := behaviour(t)
+	// rule: a constant rate is forecast at that rate, within 10% over the
+	// hour; after a step, the new level within 20%
+	level := func(n int, f func(i int) float64) []float64 {
+		d := make([]float64, n)
+		for i := range d {
+			d[i] = f(i)
+		}
+		return d
+	}
+	cases := []struct {
+		name   string
+		counts []float64
+		rate   float64
+		tol    float64
+	}{
+		{"constant 5 a minute", level(1440, func(int) float64 { return 5 }), 5, 0.1},
+		{"constant 50 a minute", level(1440, func(int) float64 { return 50 }), 50, 0.1},
+		{"constant 2,000 a minute", level(1440, func(int) float64 { return 2000 }), 2000, 0.1},
+		{"step up 20 -> 100, 3 hours ago", level(1440, func(i int) float64 { return map[bool]float64{true: 100, false: 20}[i >= 1260] }), 100, 0.2},
+		{"step down 100 -> 5, 3 hours ago", level(1440, func(i int) float64 { return map[bool]float64{true: 5, false: 100}[i >= 1260] }), 5, 0.2},
+	}
+	for _, tc := range cases {
+		fc, _ := answer(tc.counts)
+		if got := sum(fc) / 60; math.Abs(got-tc.rate) > tc.tol*tc.rate {
+			t.Errorf("%s: %.2f a minute forecast, want %g within %g%%", tc.name, got, tc.rate, 100*tc.tol)
+		}
+	}
+}
