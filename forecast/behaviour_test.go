@@ -9,6 +9,7 @@ import (
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 )
 
@@ -176,4 +177,68 @@ func TestBehaviourRates(t *testing.T) {
 			t.Errorf("%s: %.2f a minute forecast, want %g within %g%%", tc.name, got, tc.rate, 100*tc.tol)
 		}
 	}
+}
+
+// TestTimersAndSilenceAreWhatAnswers: the timers' expert answers a timer's
+// counts (and not with router.timers off), and the silence hazard caps a
+// silent day's p_invoke (and not once the manifest has no hazard).
+func TestTimersAndSilenceAreWhatAnswers(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	dir := fixture.CopyModels(t)
+	load := func(skipTimers bool) *Forecaster {
+		f := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+		f.SkipTimers = skipTimers
+		if _, err := f.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		return f
+	}
+	ctx := context.Background()
+	timer := timerDay(1440, 15, 6, 600, nil)
+	silent := make([]float64, 1440)
+	reqs := []Request{{ID: "timer", Counts: timer}, {ID: "silent", Counts: silent}}
+	on, off := load(false), load(true)
+	got, err := on.Predict(ctx, reqs, Routed, Counts|PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	models, err := off.Predict(ctx, reqs, Routed, Counts|PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Timer == nil || got[0].Timer.Period != 15 || models[0].Timer != nil {
+		t.Fatalf("timer: %+v served, %+v with timers off", got[0].Timer, models[0].Timer)
+	}
+	if sum32(got[0].Forecast) != 4*600 || sum32(models[0].Forecast) == 4*600 {
+		t.Errorf("timer's hour: %g served, %g by the count models; 2,400 come", sum32(got[0].Forecast), sum32(models[0].Forecast))
+	}
+	if got[1].Silence != 1440 {
+		t.Fatalf("silent day: capped at gap %d, want 1440", got[1].Silence)
+	}
+	set := on.Current()
+	for h, p := range got[1].PInvoke {
+		if float64(p) > set.Manifest.Silence.At(1440+h)+1e-7 {
+			t.Fatalf("silent day: p_invoke %g at minute %d above the hazard %g", p, h+1, set.Manifest.Silence.At(1440+h))
+		}
+	}
+	editManifest(t, dir, func(m *manifest.Manifest) { m.Silence = nil })
+	uncapped := load(false)
+	raw, err := uncapped.Predict(ctx, reqs[1:], Routed, PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw[0].Silence != 0 || sum32(raw[0].PInvoke) <= sum32(got[1].PInvoke) {
+		t.Errorf("without the hazard: gap %d, p_invoke summing to %g against %g capped", raw[0].Silence, sum32(raw[0].PInvoke), sum32(got[1].PInvoke))
+	}
+}
+
+func sum32(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return s
 }

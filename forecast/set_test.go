@@ -334,7 +334,7 @@ func withAndWithoutTrees(t *testing.T, dir string) (with, without *Forecaster, f
 	t.Helper()
 	with, fns = readyForecaster(t, dir)
 	without = New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
-	without.SkipTrees = true
+	without.SkipTrees, without.SkipTimers = true, true
 	if _, err := without.Reload(); err != nil {
 		t.Fatal(err)
 	}
