@@ -23,6 +23,7 @@ import (
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/server"
 	"github.com/mesp-project/mesp/trace"
@@ -147,7 +148,7 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	// routing blend or as the count trees, from Python onnxruntime on the
 	// same rows.
 	byModel := map[string][]int{}
-	blended := 0
+	blended, timers := 0, 0
 	for i, f := range resp.Forecasts {
 		if f.ID != fns[i].ID || len(f.Forecast) != 60 {
 			t.Fatalf("forecast %d: id %s, %d values", i, f.ID, len(f.Forecast))
@@ -161,6 +162,18 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 				math.Abs(b.Weight-m.Routing.RunnerWeight(f.Distance, b.Distance)) > 1e-12 || b.Weight < m.Routing.MinWeight {
 				t.Fatalf("forecast %d: blend %+v of %s (cluster %d, distance %v) against routing %+v", i, b, f.Model, f.Cluster, f.Distance, m.Routing)
 			}
+		}
+		// A timer is answered by the timers' expert: its forecast in phase.
+		if f.Timer != nil {
+			tm, ok := periodic.Detect(fns[i].Counts[:1200])
+			mean, _ := tm.Forecast(fns[i].Counts[:1200], 60)
+			for h := range mean {
+				if !ok || tm.Period != f.Timer.Period || math.Abs(float64(f.Forecast[h])-mean[h]) > 1e-4*math.Max(1, mean[h]) {
+					t.Fatalf("forecast %d: timer %+v answers %v, the expert %v (period %d)", i, f.Timer, f.Forecast, mean, tm.Period)
+				}
+			}
+			timers++
+			continue
 		}
 		// The count trees are in every routed forecast, at the manifest's weight.
 		if (m.Trees == nil) != (f.Trees == nil) || f.Trees != nil && (f.Trees.Model != m.Trees.ID || f.Trees.Weight != m.Trees.Weight) {
@@ -185,6 +198,9 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	}
 	nonzero := 0
 	for i, f := range resp.Forecasts {
+		if f.Timer != nil {
+			continue // checked above
+		}
 		for h := range f.Forecast {
 			want := python[f.Model][i][h]
 			if b := f.Blend; b != nil {
@@ -212,7 +228,7 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	if m.Routing != nil && blended == 0 {
 		t.Fatal("soft routing is on, yet no forecast blended two models")
 	}
-	t.Logf("%d of %d forecasts blended two models", blended, len(fns))
+	t.Logf("%d of %d forecasts blended two models, %d answered by the timers' expert", blended, len(fns), timers)
 }
 
 // ortReference asks Python onnxruntime (scripts/ort_predict.py) for a

@@ -237,6 +237,16 @@ type RouteJSON struct {
 	Blend *BlendJSON `json:"blend,omitempty"`
 	// Trees is the count trees' part of the forecast (absent: none).
 	Trees *TreesJSON `json:"trees,omitempty"`
+	// Timer is the period the timers' expert answered the counts in phase
+	// with (absent: the count models answered).
+	Timer *TimerJSON `json:"timer,omitempty"`
+}
+
+// TimerJSON is the timers' expert's period (periodic.Timer).
+type TimerJSON struct {
+	Period    int     `json:"period"`
+	Tolerance int     `json:"tolerance"`
+	Kappa     float64 `json:"kappa"`
 }
 
 // TreesJSON is the count trees blended into every routed forecast: the
@@ -265,6 +275,9 @@ func routeJSON(r forecast.Result) RouteJSON {
 	}
 	if t := r.Trees; t != nil {
 		rj.Trees = &TreesJSON{Model: t.Model, Weight: t.Weight}
+	}
+	if t := r.Timer; t != nil {
+		rj.Timer = &TimerJSON{Period: t.Period, Tolerance: t.Tolerance, Kappa: t.Kappa}
 	}
 	return rj
 }
