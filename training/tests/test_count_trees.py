@@ -132,7 +132,12 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
         # the server sends the trees what it has: minutes up to t
         trees = ct.forecast_at(models, man, series[:, :t], t)
         want = (1 - w) * want + w * trees
-        assert all(f["trees"] == {"model": man["trees"]["id"], "weight": w} for f in got)
-    answered = np.array([f["forecast"] for f in got])
-    assert_whole_invocations(answered, want)
+    # a timer's counts come from the timers' expert (Go's periodic), not
+    # the models the chooser scores
+    models_rows = [i for i, f in enumerate(got) if "timer" not in f]
+    assert len(models_rows) >= len(got) // 2
+    if "trees" in man:
+        assert all(got[i]["trees"] == {"model": man["trees"]["id"], "weight": w} for i in models_rows)
+    answered = np.array([got[i]["forecast"] for i in models_rows])
+    assert_whole_invocations(answered, want[models_rows])
     assert answered.max() > 0  # something was compared
