@@ -23,8 +23,8 @@ import (
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
-	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/server"
 	"github.com/mesp-project/mesp/trace"
 )

@@ -207,8 +207,9 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append(f"trees day {tr.get('day')!r}, want true or false")
     sl = m.get("silence")
     if sl is not None:
-        bins = sl.get("bins") if isinstance(sl, dict) else None
-        gaps = [b.get("gap") for b in bins] if isinstance(bins, list) and all(isinstance(b, dict) for b in bins) else []
+        raw = sl.get("bins") if isinstance(sl, dict) else None
+        bins: list[Any] = raw if isinstance(raw, list) and all(isinstance(b, dict) for b in raw) else []
+        gaps = [b.get("gap") for b in bins]
         if (not gaps or not all(isinstance(g, int) and g >= 1 for g in gaps) or gaps != sorted(set(gaps))
                 or not all(isinstance(b.get("p"), int | float) and 0 <= b["p"] <= 1 for b in bins)):
             out.append("silence: bins need increasing integer gaps from 1 and hazards in [0, 1]")
