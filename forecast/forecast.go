@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/mesp-project/mesp/manifest"
@@ -33,9 +34,10 @@ type Result struct {
 	// JSON.
 	Model, Kind, Family string
 	// Forecast is the count forecast in whole invocations: Level rounded
-	// to the nearest integer (a timer's, Timer set, is its expected count). The count models are fitted to absolute
+	// to the nearest integer. The count models are fitted to absolute
 	// error, whose best point forecast of a count is a whole number (the
-	// minute's median), and rounding is what buys it (README, Results).
+	// minute's median), and rounding is what buys it (README, Results). A
+	// timer's (Timer set) is its expected count, not rounded.
 	Forecast []float32
 	// Level is the count models' answer before rounding, blended as Blend
 	// and Trees say (the hourly policy of before thresholds it below one).
@@ -198,6 +200,9 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		}
 		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
 	}
+	if outs&Counts != 0 {
+		s.markTimers(reqs, mode, out)
+	}
 	// Counts and p_invoke come from different models: when both are asked
 	// for, they run at once, so that a pre-warm answer takes about as long
 	// as the slower of the two rather than their sum.
@@ -212,13 +217,13 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			input := func(in []float32, i int, m *onnx.Model) []float32 {
 				return appendInput(in, reqs[i].Counts, m.InputLen)
 			}
-			countsErr = s.runGroups(ctx, groups, buf, input, nil, func(i int, y []float32) { out[i].Forecast = y })
+			countsErr = s.runGroups(ctx, withoutTimers(groups, out), buf, input, nil, func(i int, y []float32) { out[i].Forecast = y })
 			if bgroups := s.blends(routes, per, mode, out); countsErr == nil && len(bgroups) > 0 {
 				countsErr = s.runGroups(ctx, bgroups, buf, input, nil, func(i int, y []float32) {
 					mix(out[i].Forecast, y, out[i].Blend.Weight)
 				})
 			}
-			if tg := s.trees(reqs, mode); countsErr == nil && tg != nil {
+			if tg := s.trees(reqs, mode, out); countsErr == nil && tg != nil {
 				tb := &TreesBlend{Model: tg[0].model.ID, Weight: s.Manifest.Trees.Weight}
 				countsErr = s.runGroups(ctx, tg, buf, input, dayOf(reqs), func(i int, y []float32) {
 					mix(out[i].Forecast, y, tb.Weight)
@@ -258,11 +263,11 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	}
 	if outs&Counts != 0 {
 		for i := range out {
-			out[i].Level = out[i].Forecast
-			if mode == Routed && !s.skipTimers && s.answerTimer(reqs[i].Counts, &out[i]) {
+			if out[i].Timer != nil {
+				answerTimer(reqs[i].Counts, &out[i])
 				continue
 			}
-			out[i].Forecast = WholeInvocations(out[i].Forecast)
+			out[i].Level, out[i].Forecast = out[i].Forecast, WholeInvocations(out[i].Forecast)
 		}
 	}
 	return out, nil
@@ -283,23 +288,43 @@ func capSilence(sl *manifest.Silence, counts []float64, p []float32) int {
 	return g
 }
 
-// answerTimer lets the timers' expert answer a timer-like pattern's counts
-// (Forecast and Level): the mean of each phase minute over the last
-// cycles, in place of the count models' blend, which no pulse is smeared
-// into. It is the expected count, not rounded: a jittered pulse of one
-// invocation is a third on each of its minutes, and the hour adds up.
-func (s *Set) answerTimer(counts []float64, r *Result) bool {
-	t, ok := periodic.Detect(counts)
-	if !ok {
-		return false
+// markTimers sets Timer on every routed request whose pattern the timers'
+// expert answers (periodic.Detect), unless the set serves without it: the
+// count models then leave those rows out (withoutTimers, blends, trees).
+func (s *Set) markTimers(reqs []Request, mode Mode, out []Result) {
+	if mode != Routed || s.skipTimers {
+		return
 	}
-	mean, _ := t.Forecast(counts, len(r.Forecast))
+	for i, r := range reqs {
+		if t, ok := periodic.Detect(r.Counts); ok {
+			out[i].Timer = &t
+		}
+	}
+}
+
+// withoutTimers is groups without the rows the timers' expert answers.
+func withoutTimers(groups []modelGroup, out []Result) []modelGroup {
+	var kept []modelGroup
+	for _, g := range groups {
+		rows := slices.DeleteFunc(slices.Clone(g.rows), func(i int) bool { return out[i].Timer != nil })
+		if len(rows) > 0 {
+			kept = append(kept, modelGroup{model: g.model, rows: rows})
+		}
+	}
+	return kept
+}
+
+// answerTimer sets a timer's counts (Forecast and Level) from the timers'
+// expert: the mean of each phase minute over the last cycles, in place of
+// the count models' blend, which no pulse is smeared into. It is the
+// expected count, not rounded: a jittered pulse of one invocation is a
+// third on each of its minutes, and the hour adds up.
+func answerTimer(counts []float64, r *Result) {
+	mean, _ := r.Timer.Forecast(counts, manifest.Horizon)
 	r.Forecast, r.Level = make([]float32, len(mean)), make([]float32, len(mean))
 	for h, v := range mean {
 		r.Forecast[h], r.Level[h] = float32(v), float32(v)
 	}
-	r.Timer, r.Blend, r.Trees = &t, nil, nil
-	return true
 }
 
 // WholeInvocations rounds a count forecast to the nearest whole number of
@@ -321,15 +346,16 @@ func mix(f, y []float32, w float64) {
 }
 
 // trees is the count trees' run over every request of a routed batch
-// whose pattern holds their window (nil when the set blends none, or no
-// pattern is that long: shorter ones are answered without the trees).
-func (s *Set) trees(reqs []Request, mode Mode) []modelGroup {
+// whose pattern holds their window and is no timer's (nil when the set
+// blends none, or no pattern is that long: shorter ones are answered
+// without the trees).
+func (s *Set) trees(reqs []Request, mode Mode, out []Result) []modelGroup {
 	if s.Trees == nil || mode != Routed {
 		return nil
 	}
 	g := modelGroup{model: s.Trees}
 	for i, r := range reqs {
-		if len(r.Counts) >= s.Trees.InputLen {
+		if len(r.Counts) >= s.Trees.InputLen && out[i].Timer == nil {
 			g.rows = append(g.rows, i)
 		}
 	}
@@ -349,8 +375,8 @@ func dayOf(reqs []Request) func(in []float32, i int) []float32 {
 
 // blends sets out[i].Blend for every request that soft routing blends (the
 // pattern within both nearest clusters' radii, their served count models
-// different, the runner-up's weight at least the manifest's minimum) and
-// groups those requests by the runner-up's model.
+// different, the runner-up's weight at least the manifest's minimum; no
+// timer's) and groups those requests by the runner-up's model.
 func (s *Set) blends(routes []router.Route, per []served, mode Mode, out []Result) []modelGroup {
 	soft := s.Manifest.Routing
 	if soft == nil || mode != Routed {
@@ -358,7 +384,7 @@ func (s *Set) blends(routes []router.Route, per []served, mode Mode, out []Resul
 	}
 	var g grouping
 	for i, rt := range routes {
-		if rt.OOD || !rt.RunnerWithin {
+		if rt.OOD || !rt.RunnerWithin || out[i].Timer != nil {
 			continue
 		}
 		w := soft.RunnerWeight(rt.Distance, rt.RunnerDistance)
@@ -561,9 +587,14 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	if err != nil {
 		return nil, err
 	}
-	// then the runner-up models that soft routing blends in, then the trees
-	groups = append(groups, s.blends(routes, per, mode, make([]Result, len(reqs)))...)
-	groups = append(groups, s.trees(reqs, mode)...)
+	// the nearest clusters' models, then the runner-up models that soft
+	// routing blends in, then the trees: none on rows the timers' expert
+	// answers
+	out := make([]Result, len(reqs))
+	s.markTimers(reqs, mode, out)
+	groups = withoutTimers(groups, out)
+	groups = append(groups, s.blends(routes, per, mode, out)...)
+	groups = append(groups, s.trees(reqs, mode, out)...)
 	runs := make([]Run, len(groups))
 	for k, g := range groups {
 		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}
