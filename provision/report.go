@@ -119,8 +119,7 @@ func Evaluate(in Inputs) Report {
 	r.DenseMinutely = curve(in.DenseP != nil, ProbabilityThresholds, at(in.DenseP))
 	r.PeerLightGBMMinutely = curve(in.PeerP != nil, ProbabilityThresholds, at(in.PeerP))
 	if in.MespP != nil && in.DefaultThreshold > 0 {
-		d := curve(true, []float64{in.DefaultThreshold}, at(in.MespP))
-		r.MespMinutelyDefault = &d[0]
+		r.MespMinutelyDefault = &ThresholdPoint{in.DefaultThreshold, atThreshold(in.Days, in.MespP, in.DefaultThreshold)}
 	}
 	r.MespHourly = curve(in.HourlyForecasts != nil, HourlyThresholds, func(i int, th float64) []bool {
 		return Union(ForecastPrewarm(in.HourlyForecasts[i], th), KeepAlive(in.Days[i], HourlyKeepAlive))

@@ -44,54 +44,58 @@ type SilentReport struct {
 }
 
 // SilentInputs are silent copies (from SilentCopies) with their minutely
-// p_invoke: Days[i] is silenced for Hours[i] hours.
+// p_invoke (as Inputs' MespP and DenseP; nil leaves a policy out): Days[i]
+// is silenced for Hours[i] hours.
 type SilentInputs struct {
-	Inputs
-	Hours []int
+	Days, MespP, DenseP [][]float64
+	Hours               []int
 }
 
 // EvaluateSilent scores the policies on the silent copies, one report per
 // silence, and the platform mix: the active functions (active) plus their
 // silent copies, every policy's points summed over both (cold starts come
-// from the active functions, idle minutes from both).
+// from the active functions, idle minutes from both). The default
+// threshold is the active functions'.
 func EvaluateSilent(active Inputs, silent SilentInputs) ([]SilentReport, Report, error) {
 	if len(silent.Days) != len(silent.Hours) {
 		return nil, Report{}, fmt.Errorf("provision: %d silent days, %d silences", len(silent.Days), len(silent.Hours))
 	}
+	th := active.DefaultThreshold
 	var out []SilentReport
 	for _, s := range SilentHours {
-		in := Inputs{DefaultThreshold: silent.DefaultThreshold}
+		var days, mesp, dense [][]float64
 		for i, h := range silent.Hours {
 			if h != s {
 				continue
 			}
-			in.Days = append(in.Days, silent.Days[i])
+			days = append(days, silent.Days[i])
 			if silent.MespP != nil {
-				in.MespP = append(in.MespP, silent.MespP[i])
+				mesp = append(mesp, silent.MespP[i])
 			}
 			if silent.DenseP != nil {
-				in.DenseP = append(in.DenseP, silent.DenseP[i])
+				dense = append(dense, silent.DenseP[i])
 			}
 		}
-		if len(in.Days) == 0 {
+		if len(days) == 0 {
 			continue
 		}
-		r := Evaluate(in)
-		sr := SilentReport{SilentHours: s, Functions: len(in.Days), Minutes: len(in.Days) * (End - Start + 1), Policies: map[string]Outcome{}}
+		// the fixed policies; of the minutely ones, only the default point
+		r := Evaluate(Inputs{Days: days})
+		sr := SilentReport{SilentHours: s, Functions: len(days), Minutes: len(days) * (End - Start + 1), Policies: map[string]Outcome{}}
 		for _, w := range r.KeepAlive {
 			sr.Policies[w.Label()] = w.Outcome
 		}
 		sr.Policies["hybrid_histogram"] = r.HybridHistogram
-		if in.DefaultThreshold > 0 {
-			for name, ps := range map[string][][]float64{"mesp_minutely_default": in.MespP, "dense_minutely_default": in.DenseP} {
+		if th > 0 {
+			for name, ps := range map[string][][]float64{"mesp_minutely_default": mesp, "dense_minutely_default": dense} {
 				if ps != nil {
-					sr.Policies[name] = atThreshold(in.Days, ps, in.DefaultThreshold)
+					sr.Policies[name] = atThreshold(days, ps, th)
 				}
 			}
 		}
 		out = append(out, sr)
 	}
-	mix := Inputs{DefaultThreshold: active.DefaultThreshold}
+	mix := Inputs{DefaultThreshold: th}
 	mix.Days = append(slices.Clone(active.Days), silent.Days...)
 	if active.MespP != nil && silent.MespP != nil {
 		mix.MespP = append(slices.Clone(active.MespP), silent.MespP...)

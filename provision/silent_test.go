@@ -47,7 +47,7 @@ func TestEvaluateSilentScoresIdleAndTheMix(t *testing.T) {
 		return out
 	}
 	active := Inputs{Days: days, MespP: p(0.5), DenseP: p(0.5), DefaultThreshold: 0.1}
-	silent := SilentInputs{Inputs: Inputs{Days: silentDays, MespP: p(0), DenseP: p(0.5), DefaultThreshold: 0.1}, Hours: hours}
+	silent := SilentInputs{Days: silentDays, MespP: p(0), DenseP: p(0.5), Hours: hours}
 	reports, mix, err := EvaluateSilent(active, silent)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestEvaluateSilentScoresIdleAndTheMix(t *testing.T) {
 	if want := act.MespMinutelyDefault.IdleMinutes + 3*(End-Start+1); mix.DenseMinutely[0].IdleMinutes != want {
 		t.Errorf("mix dense idle %d, want %d", mix.DenseMinutely[0].IdleMinutes, want)
 	}
-	if _, _, err := EvaluateSilent(active, SilentInputs{Inputs: silent.Inputs, Hours: hours[:2]}); err == nil {
+	if _, _, err := EvaluateSilent(active, SilentInputs{Days: silent.Days, MespP: silent.MespP, DenseP: silent.DenseP, Hours: hours[:2]}); err == nil {
 		t.Error("mismatched silences accepted")
 	}
 }

@@ -90,7 +90,7 @@ func runEval(ctx context.Context, args []string) error {
 	if in.HourlyForecasts, err = hourlyLevels(ctx, fc, in.Days); err != nil {
 		return err
 	}
-	silent := provision.SilentInputs{Inputs: provision.Inputs{DefaultThreshold: in.DefaultThreshold}}
+	var silent provision.SilentInputs
 	silent.Days, silent.Hours = provision.SilentCopies(in.Days)
 	if set.PInvoke() {
 		for _, c := range []struct {
