@@ -26,6 +26,7 @@ import (
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/server"
+	"github.com/mesp-project/mesp/silence"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -304,6 +305,7 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		kinds[f.Kind] = true
 	}
 	chained := 0
+	capped := map[int]bool{}
 	for id, idx := range byModel {
 		if continuing[id] {
 			chained += len(idx)
@@ -315,6 +317,14 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		ref := ortReference(t, filepath.Join(ts.dir, files[id]), "p_invoke", rows, filepath.Join(ts.dir, m.Dense.PInvoke.File))
 		for r, i := range idx {
 			for h, want := range ref[r] {
+				// a silence longer than any before it: capped at its hazard
+				if sl := resp.Functions[i].Silence; sl != nil {
+					capped[i] = true
+					if g, _ := silence.Gap(rows[r]); g != sl.IdleMinutes || g < m.Silence.MinGap {
+						t.Fatalf("row %d: silence %+v, the pattern's gap %d (min %d)", i, sl, g, m.Silence.MinGap)
+					}
+					want = math.Min(want, float64(float32(m.Silence.At(sl.IdleMinutes+h))))
+				}
 				if got := float64(resp.Functions[i].PInvoke[h]); math.Abs(got-want) > 1e-4 {
 					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
 				}
@@ -323,6 +333,9 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 	}
 	if chained == 0 {
 		t.Fatalf("no answer came from an expert that continues the dense trees (answers by model: %v)", byModel)
+	}
+	if len(capped) == 0 {
+		t.Fatal("no fixture row was capped by the silence hazard: the cap went unchecked")
 	}
 	// A request's own threshold overrides the default.
 	code, body = post(t, ts.URL+"/v1/prewarm", `{"policy":{"threshold":1},"counts":`+mustJSON(fns[0].Counts[:1200])+`}`)

@@ -434,13 +434,21 @@ func (s *Server) handleForecast(c echo.Context) error {
 type PrewarmJSON struct {
 	RouteJSON
 	// Model and Kind answered p_invoke; ForecastModel answered the counts.
-	Model         string    `json:"model,omitempty"`
-	Kind          string    `json:"kind,omitempty"`
-	ForecastModel string    `json:"forecast_model,omitempty"`
-	Threshold     float64   `json:"threshold"`
-	PInvoke       []float32 `json:"p_invoke,omitempty"`
-	Forecast      []float32 `json:"forecast,omitempty"`
-	Warm          []bool    `json:"warm,omitempty"`
+	Model         string  `json:"model,omitempty"`
+	Kind          string  `json:"kind,omitempty"`
+	ForecastModel string  `json:"forecast_model,omitempty"`
+	Threshold     float64 `json:"threshold"`
+	// Silence says the hazard of an unprecedented silence capped PInvoke.
+	Silence  *SilenceJSON `json:"silence,omitempty"`
+	PInvoke  []float32    `json:"p_invoke,omitempty"`
+	Forecast []float32    `json:"forecast,omitempty"`
+	Warm     []bool       `json:"warm,omitempty"`
+}
+
+// SilenceJSON is the idle gap whose hazard capped p_invoke
+// (forecast.Result.Silence).
+type SilenceJSON struct {
+	IdleMinutes int `json:"idle_minutes"`
 }
 
 // PrewarmResponse is the body of a successful POST /v1/prewarm.
@@ -506,6 +514,9 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 		f := PrewarmJSON{RouteJSON: routeJSON(r), Threshold: th}
 		if outs&forecast.PInvoke != 0 {
 			f.Model, f.Kind = r.PModel, r.PKind
+		}
+		if r.Silence > 0 {
+			f.Silence = &SilenceJSON{IdleMinutes: r.Silence}
 		}
 		if want[outPInvoke] {
 			f.PInvoke = r.PInvoke
