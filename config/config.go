@@ -94,11 +94,19 @@ type Server struct {
 	MaxBodyBytes int64  `koanf:"max_body_bytes"`
 	// MaxInflightFunctions bounds the functions being answered at once,
 	// over all requests; beyond it requests get 503 with Retry-After.
-	MaxInflightFunctions int           `koanf:"max_inflight_functions"`
-	ReadTimeout          time.Duration `koanf:"read_timeout"`
-	WriteTimeout         time.Duration `koanf:"write_timeout"`
-	ShutdownTimeout      time.Duration `koanf:"shutdown_timeout"`
-	Watch                bool          `koanf:"watch"`
+	MaxInflightFunctions int `koanf:"max_inflight_functions"`
+	// MaxInflightBodyBytes bounds the request bodies held at once, over all
+	// requests, before they are decoded; beyond it requests get 503 with
+	// Retry-After. With max_body_bytes it bounds what clients can make the
+	// server hold.
+	MaxInflightBodyBytes int64 `koanf:"max_inflight_body_bytes"`
+	// MaxConnections bounds the open HTTP connections; more wait in the
+	// kernel's accept queue (0: no bound).
+	MaxConnections  int           `koanf:"max_connections"`
+	ReadTimeout     time.Duration `koanf:"read_timeout"`
+	WriteTimeout    time.Duration `koanf:"write_timeout"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	Watch           bool          `koanf:"watch"`
 }
 
 // Router configures routing.
@@ -127,36 +135,38 @@ type Log struct {
 // Defaults are the values before any file, environment or flag.
 func Defaults() map[string]any {
 	return map[string]any{
-		"models":                        "models",
-		"ort.library":                   "",
-		"ort.provider":                  "cpu",
-		"ort.cuda_device":               0,
-		"ort.intra_op_threads":          1,
-		"ort.batch_wait":                "500us",
-		"ort.max_batch":                 256,
-		"server.addr":                   "127.0.0.1:8080",
-		"server.admin_token":            "",
-		"server.max_batch":              1024,
-		"server.max_body_bytes":         int64(32 << 20),
-		"server.max_inflight_functions": 4096,
-		"server.read_timeout":           "10s",
-		"server.write_timeout":          "30s",
-		"server.shutdown_timeout":       "15s",
-		"server.watch":                  true,
-		"router.ood_dir":                "",
-		"router.ood_max_bytes":          int64(64 << 20),
-		"router.ood_keep":               4,
-		"router.count_trees":            true,
-		"router.timers":                 true,
-		"log.level":                     "info",
-		"log.format":                    "text",
-		"history.max_functions":         100000,
-		"scaler.grpc_addr":              "",
-		"scaler.stream_every":           "1m",
-		"prometheus.url":                "",
-		"prometheus.query":              `sum(increase(function_invocations_total{function="$name"}[1m]))`,
-		"prometheus.functions":          []string{},
-		"prometheus.refresh":            "1m",
+		"models":                         "models",
+		"ort.library":                    "",
+		"ort.provider":                   "cpu",
+		"ort.cuda_device":                0,
+		"ort.intra_op_threads":           1,
+		"ort.batch_wait":                 "500us",
+		"ort.max_batch":                  256,
+		"server.addr":                    "127.0.0.1:8080",
+		"server.admin_token":             "",
+		"server.max_batch":               1024,
+		"server.max_body_bytes":          int64(32 << 20),
+		"server.max_inflight_functions":  4096,
+		"server.max_inflight_body_bytes": int64(128 << 20),
+		"server.max_connections":         1024,
+		"server.read_timeout":            "10s",
+		"server.write_timeout":           "30s",
+		"server.shutdown_timeout":        "15s",
+		"server.watch":                   true,
+		"router.ood_dir":                 "",
+		"router.ood_max_bytes":           int64(64 << 20),
+		"router.ood_keep":                4,
+		"router.count_trees":             true,
+		"router.timers":                  true,
+		"log.level":                      "info",
+		"log.format":                     "text",
+		"history.max_functions":          100000,
+		"scaler.grpc_addr":               "",
+		"scaler.stream_every":            "1m",
+		"prometheus.url":                 "",
+		"prometheus.query":               `sum(increase(function_invocations_total{function="$name"}[1m]))`,
+		"prometheus.functions":           []string{},
+		"prometheus.refresh":             "1m",
 	}
 }
 
@@ -240,6 +250,9 @@ func (c Config) Validate() error {
 	}
 	if c.Server.MaxInflightFunctions < 0 {
 		return fmt.Errorf("config: server.max_inflight_functions must not be negative")
+	}
+	if c.Server.MaxInflightBodyBytes < 0 || c.Server.MaxConnections < 0 {
+		return fmt.Errorf("config: server.max_inflight_body_bytes and server.max_connections must not be negative")
 	}
 	switch c.ORT.Provider {
 	case "cpu", "cuda":

@@ -2,15 +2,19 @@ package forecast
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/trace"
 )
 
 // The behaviour suite: what any reasonable forecaster answers for the
@@ -241,4 +245,61 @@ func sum32(x []float32) float64 {
 		s += float64(v)
 	}
 	return s
+}
+
+// TestExtremeCountsAnswerFinitely: the largest counts inputs may hold
+// (trace.MaxCount a minute) answer finite forecasts and probabilities on
+// every path (routed, dense, each expert), and one count beyond it is a
+// clear error: counts of 1e34, valid float32, made the graphs answer NaN
+// and Inf (500 over HTTP, +Inf to KEDA).
+func TestExtremeCountsAnswerFinitely(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	f := New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, Batching{})
+	cat, err := f.ReloadCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	flat, spike, alternating := make([]float64, 1440), make([]float64, 1440), make([]float64, 1440)
+	for i := range flat {
+		flat[i] = trace.MaxCount
+		if i%2 == 0 {
+			alternating[i] = trace.MaxCount
+		}
+	}
+	spike[1439] = trace.MaxCount
+	reqs := []Request{{ID: "flat", Counts: flat}, {ID: "spike", Counts: spike}, {ID: "alternating", Counts: alternating}}
+	finite := func(what string, xs []float32) {
+		for h, v := range xs {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < 0 {
+				t.Fatalf("%s: minute %d is %v", what, h, v)
+			}
+		}
+	}
+	for _, mode := range []Mode{Routed, DenseOnly} {
+		res, err := f.Predict(context.Background(), reqs, mode, Counts|PInvoke)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			finite(fmt.Sprintf("mode %d %s forecast", mode, r.ID), r.Forecast)
+			finite(fmt.Sprintf("mode %d %s p_invoke", mode, r.ID), r.PInvoke)
+		}
+	}
+	for id := range cat.InputLens {
+		res, err := f.ForecastModel(context.Background(), reqs, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			finite(id+" "+r.ID, r.Forecast)
+		}
+	}
+	over := slices.Clone(flat)
+	over[7] = 1e34
+	if _, err := f.Predict(context.Background(), []Request{{ID: "over", Counts: over}}, Routed, Counts); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "count 7") {
+		t.Fatalf("a count of 1e34: %v", err)
+	}
 }

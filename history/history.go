@@ -11,6 +11,10 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
+
+	"github.com/mesp-project/mesp/funcid"
+	"github.com/mesp-project/mesp/trace"
 )
 
 // Observation is one function's invocation count in one minute. Minute is
@@ -40,8 +44,11 @@ var ErrInvalid = errors.New("history: bad observation")
 // Safe for concurrent use.
 type Store struct {
 	length, max int
-	mu          sync.RWMutex
-	series      map[string]*ring
+	// now is the clock that says which minutes are too old to store (nil:
+	// none is).
+	now    func() time.Time
+	mu     sync.RWMutex
+	series map[string]*ring
 }
 
 // ring is one function's counts: counts[minute % length] for the minutes
@@ -58,6 +65,15 @@ func New(length, maxFunctions int) *Store {
 	return &Store{length: length, max: maxFunctions, series: map[string]*ring{}}
 }
 
+// WithClock makes the store count as stale every minute older than the
+// window that ends at now's minute, instead of storing it: for a function it has not
+// seen, one such minute would start its history a day or a year back and
+// invent silent minutes since.
+func (s *Store) WithClock(now func() time.Time) *Store {
+	s.now = now
+	return s
+}
+
 // Length is the most minutes a history holds.
 func (s *Store) Length() int { return s.length }
 
@@ -71,12 +87,12 @@ func (s *Store) Len() int {
 // check validates one observation.
 func check(o Observation) error {
 	switch {
-	case o.ID == "":
-		return fmt.Errorf("%w: empty function id", ErrInvalid)
-	case math.IsNaN(o.Count) || math.IsInf(o.Count, 0) || o.Count < 0 || o.Count > math.MaxFloat32:
-		return fmt.Errorf("%w: function %q minute %d: count %v, want a finite number >= 0", ErrInvalid, o.ID, o.Minute, o.Count)
+	case funcid.Validate(o.ID) != nil:
+		return fmt.Errorf("%w: %w", ErrInvalid, funcid.Validate(o.ID))
+	case trace.CheckCount(o.Count) != nil:
+		return fmt.Errorf("%w: function %s minute %d: %w", ErrInvalid, funcid.Short(o.ID), o.Minute, trace.CheckCount(o.Count))
 	case o.Minute <= 0:
-		return fmt.Errorf("%w: function %q: minute %d, want a positive Unix minute", ErrInvalid, o.ID, o.Minute)
+		return fmt.Errorf("%w: function %s: minute %d, want a positive Unix minute", ErrInvalid, funcid.Short(o.ID), o.Minute)
 	}
 	return nil
 }
@@ -94,7 +110,16 @@ func (s *Store) Observe(obs []Observation) (stored, stale int, err error) {
 			return 0, 0, fmt.Errorf("observation %d: %w", i, err)
 		}
 	}
+	oldest := int64(math.MinInt64)
+	if s.now != nil {
+		// Window(id, current) starts at current - length.
+		oldest = s.now().Unix()/60 - int64(s.length) - 1
+	}
 	for _, o := range obs {
+		if o.Minute <= oldest {
+			stale++
+			continue
+		}
 		r, err := s.ring(o.ID, o.Minute)
 		if err != nil {
 			return stored, stale, err
@@ -178,7 +203,7 @@ func (s *Store) Window(id string, end int64) ([]float64, error) {
 	r, ok := s.series[id]
 	s.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknown, id)
+		return nil, fmt.Errorf("%w %s", ErrUnknown, funcid.Short(id))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -5,8 +5,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/internal/fixture"
@@ -106,6 +108,9 @@ func TestObserveRefuses(t *testing.T) {
 		{"negative count", history.Observation{ID: "f", Minute: day, Count: -1}, history.ErrInvalid},
 		{"NaN", history.Observation{ID: "f", Minute: day, Count: math.NaN()}, history.ErrInvalid},
 		{"beyond float32", history.Observation{ID: "f", Minute: day, Count: 1e39}, history.ErrInvalid},
+		{"beyond any function's minute (the graphs answered NaN)", history.Observation{ID: "f", Minute: day, Count: 1e34}, history.ErrInvalid},
+		{"an id of a megabyte", history.Observation{ID: strings.Repeat("x", 1<<20), Minute: day, Count: 1}, history.ErrInvalid},
+		{"a blank id", history.Observation{ID: " ", Minute: day, Count: 1}, history.ErrInvalid},
 		{"no id", history.Observation{Minute: day, Count: 1}, history.ErrInvalid},
 		{"no minute", history.Observation{ID: "f", Count: 1}, history.ErrInvalid},
 		{"a function past the limit", history.Observation{ID: "third", Minute: day, Count: 1}, history.ErrFull},
@@ -154,5 +159,36 @@ func TestFullStoreDropsOnlySilentFunctions(t *testing.T) {
 	}
 	if got, err := s.Window("live", day+101); err != nil || got[len(got)-1] != 1 {
 		t.Fatalf("the live function lost its history: %v %v", got, err)
+	}
+}
+
+// TestMinutesOlderThanTheDayAreStale: with a clock, a minute a day or a
+// year before now is stale, never stored: for a function not yet held it
+// would start its history then and invent a day of silence since (as a
+// Prometheus sample stamped 1970 did).
+func TestMinutesOlderThanTheDayAreStale(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 30, 0, time.UTC)
+	current := now.Unix() / 60
+	s := history.New(1440, 10).WithClock(func() time.Time { return now })
+	cases := []struct {
+		name   string
+		minute int64
+		stored bool
+	}{
+		{"a minute ago", current - 1, true},
+		{"the day's first minute", current - 1440, true},
+		{"a day and a minute ago", current - 1441, false},
+		{"a year ago", current - 365*1440, false},
+		{"1970", 1, false},
+	}
+	for _, c := range cases {
+		id := "fn-" + strings.ReplaceAll(c.name, " ", "-")
+		stored, stale, err := s.Observe([]history.Observation{{ID: id, Minute: c.minute, Count: 3}})
+		if err != nil || (stored == 1) != c.stored || (stale == 1) == c.stored {
+			t.Errorf("%s: stored %d stale %d err %v", c.name, stored, stale, err)
+		}
+		if _, err := s.Window(id, current); (err == nil) != c.stored {
+			t.Errorf("%s: held after the push: %v", c.name, err == nil)
+		}
 	}
 }

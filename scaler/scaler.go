@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/funcid"
 	"github.com/mesp-project/mesp/history"
 )
 
@@ -77,6 +78,9 @@ func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
 	t := trigger{function: md[KeyFunction], demandMinutes: DefaultDemandMinutes, target: DefaultTarget}
 	if t.function == "" {
 		return t, status.Errorf(codes.InvalidArgument, "ScaledObject %s/%s: metadata %q (the function's name) is required", ref.GetNamespace(), ref.GetName(), KeyFunction)
+	}
+	if err := funcid.Validate(t.function); err != nil {
+		return t, status.Errorf(codes.InvalidArgument, "ScaledObject %s/%s: metadata %q: %v", funcid.Short(ref.GetNamespace()), funcid.Short(ref.GetName()), KeyFunction, err)
 	}
 	if v, ok := md[KeyThreshold]; ok {
 		th, err := strconv.ParseFloat(v, 64)

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/funcid"
 )
 
 // ForecastRequest is the body of POST /v1/forecast: a batch of functions,
@@ -97,9 +98,10 @@ func (d *requestDecoder) functions(req ForecastRequest) ([]forecast.Request, err
 		id := f.ID
 		if id == "" {
 			id = fmt.Sprintf("#%d", i)
-		} else if strings.TrimSpace(id) == "" {
-			// Logged, labelled and answered by id: a blank one names nothing.
-			return nil, fmt.Errorf("%w: function %d: id %q is blank (omit it to get \"#%d\")", forecast.ErrInvalid, i, id, i)
+		} else if err := funcid.Validate(id); err != nil {
+			// Logged, labelled and answered by id: it must name something,
+			// briefly (omitted, the answer calls it "#i").
+			return nil, fmt.Errorf("%w: function %d: %w", forecast.ErrInvalid, i, err)
 		}
 		out[i] = forecast.Request{ID: id, Counts: f.Counts}
 	}
@@ -263,15 +265,23 @@ func (d *requestDecoder) functionField(key string, f *FunctionCounts) error {
 	}
 }
 
-// object parses {"key": value, ...}, calling field for each value.
+// object parses {"key": value, ...}, calling field for each value. The
+// key is the body's own bytes when written without escapes (field must
+// not keep it): no allocation per field of a long array of objects.
 func (d *requestDecoder) object(field func(key string) error) error {
 	return d.sequence('{', '}', "a field", func(int) error {
 		if d.peek() != '"' {
 			return d.errorf("want a field name in quotes")
 		}
-		key, err := d.string()
-		if err != nil {
-			return err
+		var key string
+		start := d.i
+		if raw, err := d.plainString(); err == nil && utf8.Valid(raw) {
+			key = unsafe.String(unsafe.SliceData(raw), len(raw))
+		} else {
+			d.i = start
+			if key, err = d.string(); err != nil {
+				return err
+			}
 		}
 		if err := d.expect(':'); err != nil {
 			return err
@@ -422,6 +432,77 @@ func skipDigits(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// peekAfterBracket is the first non-space byte after the '[' at d.i.
+func (d *requestDecoder) peekAfterBracket() byte {
+	for i := d.i + 1; i < len(d.b); i++ {
+		switch c := d.b[i]; c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return c
+		}
+	}
+	return 0
+}
+
+// maxSkipDepth bounds the nesting of a value skipped unread: deep nesting
+// is how a small body makes a recursive parser spend a large stack.
+const maxSkipDepth = 16
+
+// skipValue scans past one JSON value of any kind (fields a schema allows
+// but does not use, such as V2's "parameters").
+func (d *requestDecoder) skipValue(depth int) error {
+	if depth > maxSkipDepth {
+		return d.errorf("nested more than %d deep", maxSkipDepth)
+	}
+	switch c := d.peek(); {
+	case c == '{':
+		return d.object(func(string) error { return d.skipValue(depth + 1) })
+	case c == '[':
+		return d.array(func(int) error { return d.skipValue(depth + 1) })
+	case c == '"':
+		_, err := d.string()
+		return err
+	case d.literal("true"), d.literal("false"), d.literal("null"):
+		return nil
+	default:
+		_, err := d.number()
+		return err
+	}
+}
+
+// plainString scans a JSON string without escapes and returns its bytes
+// in the body (valid until the body is reused): for values such as
+// timestamps that are parsed, never kept.
+func (d *requestDecoder) plainString() ([]byte, error) {
+	if err := d.expect('"'); err != nil {
+		return nil, err
+	}
+	for i := d.i; i < len(d.b); i++ {
+		switch c := d.b[i]; {
+		case c == '"':
+			raw := d.b[d.i:i]
+			d.i = i + 1
+			return raw, nil
+		case c == '\\' || c < 0x20:
+			d.i = i
+			return nil, d.errorf("want a string without escapes or control characters")
+		}
+	}
+	d.i = len(d.b)
+	return nil, d.errorf("unterminated string")
+}
+
+// stringLike parses a JSON string, returning prev itself, not a copy,
+// when the string is prev written without escapes.
+func (d *requestDecoder) stringLike(prev string) (string, error) {
+	if n := len(prev); n > 0 && d.peek() == '"' && len(d.b)-d.i > n+1 && d.b[d.i+1+n] == '"' &&
+		string(d.b[d.i+1:d.i+1+n]) == prev && !strings.ContainsAny(prev, "\\\"") {
+		d.i += n + 2
+		return prev, nil
+	}
+	return d.string()
 }
 
 // string parses a JSON string; escapes are rare in ids, and are left to

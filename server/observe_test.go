@@ -73,14 +73,19 @@ func TestObserveRefusesBadInput(t *testing.T) {
 		status     int
 		message    string
 	}{
-		{"negative count", `{"observations":[` + ok + `,{"id":"b","minute":"2026-11-27T11:59:00Z","count":-1}]}`, 400, "count -1"},
+		{"negative count", `{"observations":[` + ok + `,{"id":"b","minute":"2026-11-27T11:59:00Z","count":-1}]}`, 400, "negative count"},
+		{"a count beyond any function's minute", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:00Z","count":1e34}]}`, 400, "too large"},
+		{"id of a megabyte", `{"observations":[{"id":"` + strings.Repeat("x", 1<<20) + `","minute":"2026-11-27T11:59:00Z","count":1}]}`, 400, "(1048576 bytes)"},
+		{"control character in id", `{"observations":[{"id":"b\nlevel=ERROR","minute":"2026-11-27T11:59:00Z","count":1}]}`, 400, "control character"},
+		{"case-folded key", `{"observations":[{"ID":"b","minute":"2026-11-27T11:59:00Z","count":1}]}`, 400, "unknown field"},
+		{"trailing garbage", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:00Z","count":1}]}xyz`, 400, "trailing"},
 		{"null count", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:00Z","count":null}]}`, 400, "null"},
 		{"not on a minute", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:10Z","count":1}]}`, 400, "seconds 0"},
 		{"in the future", `{"observations":[{"id":"b","minute":"2026-11-27T12:05:00Z","count":1}]}`, 400, "future"},
 		{"not a time", `{"observations":[{"id":"b","minute":"yesterday","count":1}]}`, 400, "body"},
 		{"unknown field", `{"observations":[{"id":"b","minute":"2026-11-27T11:59:00Z","count":1,"x":2}]}`, 400, "unknown field"},
 		{"empty", `{"observations":[]}`, 400, "no observations"},
-		{"no id", `{"observations":[{"minute":"2026-11-27T11:59:00Z","count":1}]}`, 400, "empty function id"},
+		{"no id", `{"observations":[{"minute":"2026-11-27T11:59:00Z","count":1}]}`, 400, "id is missing"},
 		{"a third function past the limit of two", `{"observations":[` + ok + `,{"id":"b","minute":"2026-11-27T11:59:00Z","count":1},{"id":"c","minute":"2026-11-27T11:59:00Z","count":1}]}`, 507, "limit"},
 	}
 	for _, tc := range cases {

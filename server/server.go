@@ -40,6 +40,10 @@ type Options struct {
 	// MaxInflightFunctions bounds the functions answered at once over all
 	// requests (0: no bound); beyond it a request gets 503 + Retry-After.
 	MaxInflightFunctions int
+	// MaxInflightBodyBytes bounds the request body bytes held at once over
+	// all requests (0: no bound); beyond it a request gets 503 +
+	// Retry-After before its body is decoded.
+	MaxInflightBodyBytes int64
 	ReadTimeout          time.Duration
 	WriteTimeout         time.Duration
 	ShutdownTimeout      time.Duration
@@ -72,7 +76,8 @@ type Server struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	inflight atomic.Int64 // functions being answered
+	inflight  atomic.Int64 // functions being answered
+	bodyBytes atomic.Int64 // request body bytes held (readBody)
 
 	mu         sync.Mutex
 	lastReload ReloadStatus
@@ -378,30 +383,16 @@ func requireJSON(r *http.Request) error {
 }
 
 // readForecastBody reads and decodes a /v1/forecast or /v1/prewarm body
-// into pooled memory; the caller returns mem to the pool once answered.
-func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, requestOptions, error) {
-	mem.body.Reset()
-	r := c.Request()
-	if err := requireJSON(r); err != nil {
-		return nil, requestOptions{}, err
-	}
-	// Reserve what the client announced only up to a small bound: a client
-	// that announces 32 MiB and trickles bytes must not hold 32 MiB per
-	// connection. Beyond it the buffer grows as bytes arrive (and a pooled
-	// buffer keeps its capacity from earlier requests).
-	if n := r.ContentLength; n > 0 && (s.opts.MaxBodyBytes <= 0 || n <= s.opts.MaxBodyBytes) {
-		mem.body.Grow(int(min(n, announcedBodyReserve)) + bytes.MinRead) // ReadFrom wants MinRead free to read EOF without growing
-	}
-	if _, err := mem.body.ReadFrom(r.Body); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, requestOptions{}, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
-		}
-		return nil, requestOptions{}, echo.NewHTTPError(http.StatusBadRequest, "reading body").SetInternal(err)
+// into pooled memory; the caller calls release and returns mem to the
+// pool once answered.
+func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecast.Request, requestOptions, func(), error) {
+	release, err := s.readBody(c, mem)
+	if err != nil {
+		return nil, requestOptions{}, release, err
 	}
 	reqs, opts, counts, err := decodeForecastRequest(mem.body.Bytes(), s.opts.MaxBatch, s.maxCounts(), mem.counts[:0])
 	mem.counts = counts
-	return reqs, opts, err
+	return reqs, opts, release, err
 }
 
 func (s *Server) handleForecast(c echo.Context) error {
@@ -409,7 +400,8 @@ func (s *Server) handleForecast(c echo.Context) error {
 	// Nothing holds on to the counts once Forecast returns: the model
 	// inputs are float32 copies, and route hooks run synchronously.
 	defer requestMemoryPool.Put(mem)
-	reqs, opts, err := s.readForecastBody(c, mem)
+	reqs, opts, release, err := s.readForecastBody(c, mem)
+	defer release()
 	if err != nil {
 		return err
 	}
@@ -486,7 +478,8 @@ func prewarmOutputs(names []string) (map[string]bool, error) {
 func (s *Server) handlePrewarm(c echo.Context) error {
 	mem := requestMemoryPool.Get().(*requestMemory)
 	defer requestMemoryPool.Put(mem)
-	reqs, opts, err := s.readForecastBody(c, mem)
+	reqs, opts, release, err := s.readForecastBody(c, mem)
+	defer release()
 	if err != nil {
 		return err
 	}

@@ -2,13 +2,15 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
+	"math"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/funcid"
 	"github.com/mesp-project/mesp/manifest"
 )
 
@@ -114,21 +116,26 @@ func (s *Server) v2Infer(c echo.Context) error {
 	if _, ok := s.v2Model(name); !ok {
 		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
 	}
-	body, err := io.ReadAll(c.Request().Body)
-	if err != nil {
-		return v2Error(c, http.StatusRequestEntityTooLarge, "reading body: "+err.Error())
-	}
-	reqs, id, wantOut, err := decodeV2(body, s.opts.MaxBatch)
-	if err != nil {
-		return v2Error(c, http.StatusBadRequest, err.Error())
-	}
-	// The same admission and write timeout as v1's answers.
-	release, err := s.admit(len(reqs))
+	mem := requestMemoryPool.Get().(*requestMemory)
+	defer requestMemoryPool.Put(mem)
+	release, err := s.readBody(c, mem)
+	defer release()
 	if err != nil {
 		status, msg := s.statusOf(err, c)
 		return v2Error(c, status, msg)
 	}
-	defer release()
+	reqs, id, wantOut, counts, err := decodeV2(mem.body.Bytes(), s.opts.MaxBatch, s.maxCounts(), mem.counts[:0])
+	mem.counts = counts
+	if err != nil {
+		return v2Error(c, http.StatusBadRequest, err.Error())
+	}
+	// The same admission and write timeout as v1's answers.
+	done, err := s.admit(len(reqs))
+	if err != nil {
+		status, msg := s.statusOf(err, c)
+		return v2Error(c, status, msg)
+	}
+	defer done()
 	ctx, cancel := s.answerContext(c)
 	defer cancel()
 	var res []forecast.Result
@@ -185,60 +192,143 @@ func (s *Server) v2Infer(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"model_name": name, "model_version": "1", "id": id, "outputs": outs})
 }
 
-// maxMinutes bounds a V2 row before any allocation (the router takes a
-// day; longer rows are refused later with the exact limit).
-const maxMinutes = 1 << 16
-
-// decodeV2 reads the "counts" tensor into one request per row.
-func decodeV2(body []byte, maxBatch int) ([]forecast.Request, string, map[string]bool, error) {
-	var req v2Request
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, "", nil, fmt.Errorf("body is not a V2 inference request: %v", err)
+// decodeV2 reads an inference request's "counts" tensor into one request
+// per row, with the forecast routes' scanner and their bounds checked
+// while scanning: one input, at most maxBatch rows of at most maxRow
+// minutes (numbers beyond that stop the scan, whatever the shape says),
+// at most maxOutputs outputs, "parameters" skipped within a depth bound.
+// The counts go to arena, returned grown for reuse.
+func decodeV2(body []byte, maxBatch, maxRow int, arena []float64) ([]forecast.Request, string, map[string]bool, []float64, error) {
+	d := &requestDecoder{b: body, arena: arena, maxCounts: maxBatch * maxRow}
+	var (
+		id     string
+		inputs int
+		t      v2Tensor
+		flat   []float64
+		rows   int // nested rows seen, -1 when the data is flat
+		want   = map[string]bool{}
+	)
+	err := d.object(func(key string) error {
+		var err error
+		switch key {
+		case "id":
+			id, err = d.string()
+			if err == nil && len(id) > funcid.MaxLen {
+				err = fmt.Errorf("request id of %d bytes, at most %d", len(id), funcid.MaxLen)
+			}
+		case "parameters":
+			err = d.skipValue(0)
+		case "inputs":
+			err = d.array(func(n int) error {
+				if inputs++; n > 0 {
+					return errors.New("want exactly one input tensor named \"counts\"")
+				}
+				flat, rows, err = d.v2Tensor(&t, maxRow)
+				return err
+			})
+		case "outputs":
+			err = d.array(func(n int) error {
+				if n >= maxOutputs {
+					return d.errorf("more than %d outputs", maxOutputs)
+				}
+				return d.object(func(key string) error {
+					switch key {
+					case "name":
+						name, err := d.string()
+						want[name] = true
+						return err
+					case "parameters":
+						return d.skipValue(0)
+					}
+					return d.errorf("unknown output field %q (known: name, parameters)", key)
+				})
+			})
+		default:
+			err = d.errorf("unknown field %q (known: id, parameters, inputs, outputs)", key)
+		}
+		return err
+	})
+	if err == nil && d.peek() != 0 {
+		err = d.errorf("trailing data after the JSON object")
 	}
-	if len(req.Inputs) != 1 || req.Inputs[0].Name != "counts" {
-		return nil, "", nil, fmt.Errorf("want exactly one input tensor named \"counts\"")
+	if err != nil {
+		return nil, "", nil, d.arena, fmt.Errorf("body is not a V2 inference request: %w", err)
 	}
-	t := req.Inputs[0]
+	if inputs != 1 || t.Name != "counts" {
+		return nil, "", nil, d.arena, errors.New("want exactly one input tensor named \"counts\"")
+	}
 	switch t.Datatype {
 	case "FP32", "FP64", "INT32", "INT64", "UINT32", "UINT64":
 	default:
-		return nil, "", nil, fmt.Errorf("input \"counts\": datatype %q, want FP32, FP64 or an integer type", t.Datatype)
+		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": datatype %q, want FP32, FP64 or an integer type", t.Datatype)
 	}
 	if len(t.Shape) != 2 || t.Shape[0] < 1 || t.Shape[1] < 1 {
-		return nil, "", nil, fmt.Errorf("input \"counts\": shape %v, want [batch, minutes]", t.Shape)
-	}
-	if t.Shape[1] > maxMinutes {
-		return nil, "", nil, fmt.Errorf("input \"counts\": %d minutes, at most %d", t.Shape[1], maxMinutes)
-	}
-	if t.Shape[0] > maxBatch {
-		return nil, "", nil, fmt.Errorf("input \"counts\": batch of %d, at most %d", t.Shape[0], maxBatch)
-	}
-	var flat []float64
-	if err := json.Unmarshal(t.Data, &flat); err != nil {
-		var nested [][]float64
-		if err2 := json.Unmarshal(t.Data, &nested); err2 != nil {
-			return nil, "", nil, fmt.Errorf("input \"counts\": data must be numbers, flat or nested: %v", err)
-		}
-		// A failed flat decode may have filled part of flat: start afresh.
-		flat = flat[:0]
-		for _, row := range nested {
-			if len(row) != t.Shape[1] {
-				return nil, "", nil, fmt.Errorf("input \"counts\": a row of %d values for shape %v", len(row), t.Shape)
-			}
-			flat = append(flat, row...)
-		}
+		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": shape %v, want [batch, minutes]", t.Shape)
 	}
 	b, n := t.Shape[0], t.Shape[1]
-	if len(flat) != b*n {
-		return nil, "", nil, fmt.Errorf("input \"counts\": %d values for shape %v", len(flat), t.Shape)
+	switch {
+	case n > maxRow:
+		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": %d minutes, at most %d", n, maxRow)
+	case b > maxBatch:
+		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": batch of %d, at most %d", b, maxBatch)
+	case rows >= 0 && len(flat) != rows*n:
+		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": a row of other than %d values for shape %v", n, t.Shape)
+	case len(flat) != b*n:
+		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": %d values for shape %v", len(flat), t.Shape)
 	}
 	reqs := make([]forecast.Request, b)
 	for i := range reqs {
-		reqs[i] = forecast.Request{ID: fmt.Sprintf("#%d", i), Counts: flat[i*n : (i+1)*n]}
+		reqs[i] = forecast.Request{ID: fmt.Sprintf("#%d", i), Counts: flat[i*n : (i+1)*n : (i+1)*n]}
 	}
-	want := map[string]bool{}
-	for _, o := range req.Outputs {
-		want[o.Name] = true
-	}
-	return reqs, req.ID, want, nil
+	return reqs, id, want, d.arena, nil
+}
+
+// v2Tensor scans one input tensor into t (its data into the arena): the
+// data flat, or nested one level (rows is then how many; -1 when flat).
+func (d *requestDecoder) v2Tensor(t *v2Tensor, maxRow int) (data []float64, rows int, err error) {
+	rows = -1
+	err = d.object(func(key string) error {
+		var err error
+		switch key {
+		case "name":
+			t.Name, err = d.string()
+		case "datatype":
+			t.Datatype, err = d.string()
+		case "shape":
+			t.Shape = t.Shape[:0]
+			err = d.array(func(n int) error {
+				if n >= 8 {
+					return d.errorf("shape of more than 8 dimensions")
+				}
+				v, err := d.number()
+				if err == nil && (v != math.Trunc(v) || v < 0 || v > math.MaxInt32) {
+					err = d.errorf("shape dimension %g, want a whole number", v)
+				}
+				t.Shape = append(t.Shape, int(v))
+				return err
+			})
+		case "parameters":
+			err = d.skipValue(0)
+		case "data":
+			start := len(d.arena)
+			if d.peek() == '[' && d.peekAfterBracket() == '[' {
+				rows = 0
+				err = d.array(func(int) error {
+					if len(d.arena)-start >= d.maxCounts || rows >= d.maxCounts {
+						return d.errorf("more than %d values", d.maxCounts)
+					}
+					rows++
+					_, err := d.counts()
+					return err
+				})
+			} else {
+				_, err = d.counts()
+			}
+			data = d.arena[start:len(d.arena):len(d.arena)]
+		default:
+			err = d.errorf("unknown tensor field %q (known: name, shape, datatype, parameters, data)", key)
+		}
+		return err
+	})
+	return data, rows, err
 }

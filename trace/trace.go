@@ -63,6 +63,7 @@ var (
 	ErrNonNumeric  = errors.New("non-numeric count")
 	ErrNegative    = errors.New("negative count")
 	ErrNaN         = errors.New("NaN or infinite count")
+	ErrTooLarge    = errors.New("count too large")
 	ErrTruncated   = errors.New("truncated input")
 	ErrEmptyFileID = errors.New("empty HashFunction")
 )
@@ -220,6 +221,12 @@ func ParseCount(s string) (float64, error) {
 	return v, CheckCount(v)
 }
 
+// MaxCount is the largest count one function can have in one minute
+// (about 17 million a second). Beyond it a count is not an observation
+// but a fault or an attack, and the models' float32 arithmetic (a day's
+// sum of squares) would overflow to Inf and answer NaN.
+const MaxCount = 1e9
+
 // CheckCount validates a count that is already a number.
 func CheckCount(v float64) error {
 	switch {
@@ -227,6 +234,8 @@ func CheckCount(v float64) error {
 		return fmt.Errorf("%w: %v", ErrNaN, v)
 	case v < 0:
 		return fmt.Errorf("%w: %v", ErrNegative, v)
+	case v > MaxCount:
+		return fmt.Errorf("%w: %g invocations in a minute, at most %g", ErrTooLarge, v, MaxCount)
 	}
 	return nil
 }

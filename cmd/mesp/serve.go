@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/net/netutil"
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
@@ -80,9 +81,12 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	store := history.New(manifest.PInvokeInputLen, cfg.History.MaxFunctions)
+	if cfg.Server.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
+	}
+	store := history.New(manifest.PInvokeInputLen, cfg.History.MaxFunctions).WithClock(time.Now)
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
-		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, MaxInflightBodyBytes: cfg.Server.MaxInflightBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store})
 	fc.OnRoute = srv.RouteHook(fc.OnRoute)
 	if st := srv.Reload("start"); !st.OK {
