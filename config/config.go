@@ -66,8 +66,16 @@ type Prometheus struct {
 	// function.
 	Query     string   `koanf:"query"`
 	Functions []string `koanf:"functions"`
-	// Refresh is how often the last minutes are read again.
+	// Refresh is how often the last minutes are read again (whole
+	// minutes, just after each minute closes).
 	Refresh time.Duration `koanf:"refresh"`
+	// Timeout bounds each query, its answer included.
+	Timeout time.Duration `koanf:"timeout"`
+	// Concurrency is how many queries run at once.
+	Concurrency int `koanf:"concurrency"`
+	// MaxLag is how old a function's last successful read may be before
+	// the scaler answers Unavailable for it instead of deciding.
+	MaxLag time.Duration `koanf:"max_lag"`
 }
 
 // ORT configures ONNX Runtime.
@@ -167,6 +175,9 @@ func Defaults() map[string]any {
 		"prometheus.query":               `sum(increase(function_invocations_total{function="$name"}[1m]))`,
 		"prometheus.functions":           []string{},
 		"prometheus.refresh":             "1m",
+		"prometheus.timeout":             "10s",
+		"prometheus.concurrency":         8,
+		"prometheus.max_lag":             "3m",
 	}
 }
 
@@ -250,6 +261,9 @@ func (c Config) Validate() error {
 	}
 	if c.Server.MaxInflightFunctions < 0 {
 		return fmt.Errorf("config: server.max_inflight_functions must not be negative")
+	}
+	if c.Prometheus.Timeout <= 0 || c.Prometheus.Concurrency < 1 || c.Prometheus.MaxLag <= 0 {
+		return fmt.Errorf("config: prometheus.timeout, prometheus.concurrency and prometheus.max_lag must be positive")
 	}
 	if c.Server.MaxInflightBodyBytes < 0 || c.Server.MaxConnections < 0 {
 		return fmt.Errorf("config: server.max_inflight_body_bytes and server.max_connections must not be negative")

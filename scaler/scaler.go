@@ -60,6 +60,12 @@ type Server struct {
 	Now func() time.Time
 	// StreamEvery is how often StreamIsActive re-decides (a minute when 0).
 	StreamEvery time.Duration
+	// Fresh, when set, says whether a function's history is current
+	// (promread.Reader.Fresh): a function whose recent minutes were never
+	// read is answered Unavailable, so that KEDA keeps its replicas or
+	// applies the ScaledObject's fallback, instead of scaling down on
+	// minutes it takes for silence.
+	Fresh func(function string) error
 }
 
 // trigger is a ScaledObject's parsed metadata.
@@ -128,6 +134,11 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
+	}
+	if s.Fresh != nil {
+		if err := s.Fresh(t.function); err != nil {
+			return decision{}, status.Error(codes.Unavailable, err.Error())
+		}
 	}
 	counts, err := s.History.Window(t.function, now().Unix()/60)
 	if err != nil {

@@ -2,7 +2,9 @@ package scaler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,7 +56,16 @@ func TestScalerProtocol(t *testing.T) {
 	p := ramp(0)
 	p[0] = 0.3
 	s := &scaler.Server{Predictor: answer{p: p, counts: ramp(10)}, History: store,
-		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now }}
+		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
+		Fresh: func(f string) error {
+			if f == "unread" {
+				return errors.New("promread: history not current")
+			}
+			return nil
+		}}
+	if _, _, err := store.Observe([]history.Observation{{ID: "unread", Minute: now.Unix()/60 - 600, Count: 3}}); err != nil {
+		t.Fatal(err)
+	}
 	ref := func(md map[string]string) *externalscaler.ScaledObjectRef {
 		return &externalscaler.ScaledObjectRef{Name: "w", Namespace: "ns", ScalerMetadata: md}
 	}
@@ -77,12 +88,14 @@ func TestScalerProtocol(t *testing.T) {
 		{"demand minutes 61", map[string]string{"function": "f", "demandMinutes": "61"}, false, 0, codes.InvalidArgument},
 		{"target 0", map[string]string{"function": "f", "target": "0"}, false, 0, codes.InvalidArgument},
 		{"an unknown function", map[string]string{"function": "g"}, false, 0, codes.NotFound},
+		{"a function id of a megabyte", map[string]string{"function": strings.Repeat("x", 1<<20)}, false, 0, codes.InvalidArgument},
+		{"a function whose history the reader could not bring up to date", map[string]string{"function": "unread"}, false, 0, codes.Unavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := s.IsActive(ctx, ref(tc.md))
 			m, merr := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: ref(tc.md)})
-			if status.Code(err) != tc.code || status.Code(merr) != tc.code {
+			if status.Code(err) != tc.code || status.Code(merr) != tc.code || len(status.Convert(err).Message()) > 300 {
 				t.Fatalf("codes %v, %v; want %v", status.Code(err), status.Code(merr), tc.code)
 			}
 			if tc.code == codes.OK && (a.Result != tc.active || m.MetricValues[0].MetricValueFloat != tc.demand) {

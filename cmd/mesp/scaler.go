@@ -19,9 +19,14 @@ import (
 // KEDA's external scaler over gRPC (when scaler.grpc_addr is set); both
 // stop with ctx.
 func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server, log *slog.Logger) error {
+	var fresh func(string) error
 	if cfg.Prometheus.URL != "" {
 		r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: cfg.Prometheus.Functions,
-			Store: store, Log: log}
+			Store: store, Log: log, Timeout: cfg.Prometheus.Timeout, Concurrency: cfg.Prometheus.Concurrency, MaxLag: cfg.Prometheus.MaxLag}
+		if err := r.Register(srv.Registerer()); err != nil {
+			return err
+		}
+		fresh = r.Fresh
 		go r.Run(ctx, cfg.Prometheus.Refresh)
 	}
 	if cfg.Scaler.GRPCAddr == "" {
@@ -31,7 +36,7 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 	if err != nil {
 		return fmt.Errorf("scaler: %w", err)
 	}
-	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery,
+	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh,
 		DefaultThreshold: func() float64 {
 			set, _ := fc.Catalog()
 			return set.PrewarmThreshold()
