@@ -21,6 +21,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/tlsfiles"
 )
 
 // ORTVersion is the ONNX Runtime release that onnxruntime_go v1.33.0 speaks
@@ -50,10 +52,30 @@ type History struct {
 	MaxFunctions int `koanf:"max_functions"`
 }
 
+// TLS names a listener's certificate files (PEM, read again when they
+// change); all empty: plain TCP.
+type TLS struct {
+	CertFile string `koanf:"cert_file"`
+	KeyFile  string `koanf:"key_file"`
+	// ClientCAFile, when set, makes clients present a certificate this CA
+	// signed (mutual TLS).
+	ClientCAFile string `koanf:"client_ca_file"`
+}
+
+// Files is the set the tlsfiles package serves.
+func (t TLS) Files() tlsfiles.Files {
+	return tlsfiles.Files{Cert: t.CertFile, Key: t.KeyFile, ClientCA: t.ClientCAFile}
+}
+
 // Scaler configures KEDA's external scaler protocol over gRPC.
 type Scaler struct {
 	// GRPCAddr is the gRPC listen address; empty: no scaler.
 	GRPCAddr string `koanf:"grpc_addr"`
+	TLS      TLS    `koanf:"tls"`
+	// MaxStreams bounds the StreamIsActive streams open at once (one per
+	// ScaledObject with an external-push trigger); beyond it a stream is
+	// refused with ResourceExhausted.
+	MaxStreams int `koanf:"max_streams"`
 	// StreamEvery is how often StreamIsActive re-decides.
 	StreamEvery time.Duration `koanf:"stream_every"`
 }
@@ -96,8 +118,13 @@ type ORT struct {
 
 // Server configures the HTTP server.
 type Server struct {
-	Addr         string `koanf:"addr"`
-	AdminToken   string `koanf:"admin_token"`
+	Addr       string `koanf:"addr"`
+	AdminToken string `koanf:"admin_token"`
+	// WriteToken is the bearer token POST /v1/observe requires; empty:
+	// writes are taken from loopback clients only (and, with mutual TLS,
+	// from clients with a certificate).
+	WriteToken   string `koanf:"write_token"`
+	TLS          TLS    `koanf:"tls"`
 	MaxBatch     int    `koanf:"max_batch"`
 	MaxBodyBytes int64  `koanf:"max_body_bytes"`
 	// MaxInflightFunctions bounds the functions being answered at once,
@@ -152,6 +179,10 @@ func Defaults() map[string]any {
 		"ort.max_batch":                  256,
 		"server.addr":                    "127.0.0.1:8080",
 		"server.admin_token":             "",
+		"server.write_token":             "",
+		"server.tls.cert_file":           "",
+		"server.tls.key_file":            "",
+		"server.tls.client_ca_file":      "",
 		"server.max_batch":               1024,
 		"server.max_body_bytes":          int64(32 << 20),
 		"server.max_inflight_functions":  4096,
@@ -170,6 +201,10 @@ func Defaults() map[string]any {
 		"log.format":                     "text",
 		"history.max_functions":          100000,
 		"scaler.grpc_addr":               "",
+		"scaler.tls.cert_file":           "",
+		"scaler.tls.key_file":            "",
+		"scaler.tls.client_ca_file":      "",
+		"scaler.max_streams":             1000,
 		"scaler.stream_every":            "1m",
 		"prometheus.url":                 "",
 		"prometheus.query":               `sum(increase(function_invocations_total{function="$name"}[1m]))`,
@@ -261,6 +296,15 @@ func (c Config) Validate() error {
 	}
 	if c.Server.MaxInflightFunctions < 0 {
 		return fmt.Errorf("config: server.max_inflight_functions must not be negative")
+	}
+	if err := c.Server.TLS.Files().Check("config: server.tls"); err != nil {
+		return err
+	}
+	if err := c.Scaler.TLS.Files().Check("config: scaler.tls"); err != nil {
+		return err
+	}
+	if c.Scaler.MaxStreams < 1 {
+		return fmt.Errorf("config: scaler.max_streams must be positive")
 	}
 	if c.Prometheus.Timeout <= 0 || c.Prometheus.Concurrency < 1 || c.Prometheus.MaxLag <= 0 {
 		return fmt.Errorf("config: prometheus.timeout, prometheus.concurrency and prometheus.max_lag must be positive")

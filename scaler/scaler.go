@@ -66,6 +66,10 @@ type Server struct {
 	// applies the ScaledObject's fallback, instead of scaling down on
 	// minutes it takes for silence.
 	Fresh func(function string) error
+	// Admit, when set, reserves n functions of the process's in-flight
+	// budget (server.Server.Admit), so that KEDA's calls and HTTP's share
+	// one bound; refused, a call is answered ResourceExhausted.
+	Admit func(n int) (release func(), err error)
 }
 
 // trigger is a ScaledObject's parsed metadata.
@@ -134,6 +138,13 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
+	}
+	if s.Admit != nil {
+		release, err := s.Admit(1)
+		if err != nil {
+			return decision{}, status.Error(codes.ResourceExhausted, err.Error())
+		}
+		defer release()
 	}
 	if s.Fresh != nil {
 		if err := s.Fresh(t.function); err != nil {

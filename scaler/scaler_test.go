@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/mesp-project/mesp/forecast"
@@ -127,5 +132,81 @@ func TestScalerProtocol(t *testing.T) {
 	}
 	if got := scaler.MetricName("Fn_1.prod"); got != "mesp-fn-1-prod" {
 		t.Fatalf("metric name %q", got)
+	}
+}
+
+// TestStreamsAndCallsAreBounded: StreamIsActive streams beyond
+// Limits.MaxStreams are refused with ResourceExhausted (20,000 were all
+// accepted: 21,734 goroutines, +925 MB), a closed stream makes room, and a
+// call the shared in-flight budget refuses is ResourceExhausted too.
+func TestStreamsAndCallsAreBounded(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	store := history.New(1440, 10)
+	store.Observe([]history.Observation{{ID: "f", Minute: now.Unix()/60 - 1, Count: 3}})
+	busy := false
+	var mu sync.Mutex
+	s := &scaler.Server{Predictor: answer{p: ramp(0), counts: ramp(0)}, History: store, DefaultThreshold: func() float64 { return 0.5 },
+		Now: func() time.Time { return now }, StreamEvery: time.Hour,
+		Admit: func(int) (func(), error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if busy {
+				return nil, errors.New("server busy")
+			}
+			return func() {}, nil
+		}}
+	g := scaler.NewGRPC(s, prometheus.NewRegistry(), scaler.Limits{MaxStreams: 3})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	defer g.Stop()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	keda := externalscaler.NewExternalScalerClient(conn)
+	ref := &externalscaler.ScaledObjectRef{Name: "w", ScalerMetadata: map[string]string{"function": "f"}}
+	open := func() (context.CancelFunc, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		st, err := keda.StreamIsActive(ctx, ref)
+		if err == nil {
+			_, err = st.Recv()
+		}
+		return cancel, err
+	}
+	var cancels []context.CancelFunc
+	for i := range 3 {
+		cancel, err := open()
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	if _, err := open(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a fourth stream: %v, want ResourceExhausted", err)
+	}
+	cancels[0]()
+	var again error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var cancel context.CancelFunc
+		if cancel, again = open(); again == nil {
+			defer cancel()
+			break
+		}
+	}
+	if again != nil {
+		t.Fatalf("after one closed: %v", again)
+	}
+	for _, c := range cancels[1:] {
+		c()
+	}
+	mu.Lock()
+	busy = true
+	mu.Unlock()
+	if _, err := keda.IsActive(context.Background(), ref); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("over the in-flight budget: %v", err)
 	}
 }

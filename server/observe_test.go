@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -110,5 +111,55 @@ func TestObserveRefusesBadInput(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Fatalf("text/plain push: %d", resp.StatusCode)
+	}
+}
+
+// TestWritesNeedATokenOrALoopbackClient: pushes change what MESP decides
+// from, so any pod must not make them: with server.write_token a write
+// needs it, without one only a loopback client may write. Reads stay open.
+func TestWritesNeedATokenOrALoopbackClient(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
+	body := `{"observations":[{"id":"a","minute":"2026-11-27T11:59:00Z","count":1}]}`
+	cases := []struct {
+		name, token, remote, auth string
+		status                    int
+	}{
+		{"no token set, loopback", "", "127.0.0.1:5000", "", http.StatusOK},
+		{"no token set, loopback v6", "", "[::1]:5000", "", http.StatusOK},
+		{"no token set, another pod", "", "10.1.2.3:5000", "", http.StatusForbidden},
+		{"no token set, another pod with a made-up token", "", "10.1.2.3:5000", "Bearer x", http.StatusForbidden},
+		{"token set, another pod with it", "s3cret", "10.1.2.3:5000", "Bearer s3cret", http.StatusOK},
+		{"token set, another pod without it", "s3cret", "10.1.2.3:5000", "", http.StatusUnauthorized},
+		{"token set, loopback without it", "s3cret", "127.0.0.1:5000", "", http.StatusUnauthorized},
+		{"token set, a wrong one", "s3cret", "10.1.2.3:5000", "Bearer s3cre", http.StatusUnauthorized},
+		{"token set, not a bearer", "s3cret", "10.1.2.3:5000", "Basic s3cret", http.StatusUnauthorized},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			store := history.New(1440, 10)
+			srv := server.New(&fakeModels{reloadOK: true}, server.Options{MaxBatch: 8, History: store, WriteToken: c.token,
+				Now: func() time.Time { return now }})
+			req := httptest.NewRequest(http.MethodPost, "/v1/observe", strings.NewReader(body))
+			req.RemoteAddr = c.remote
+			req.Header.Set("Content-Type", "application/json")
+			if c.auth != "" {
+				req.Header.Set("Authorization", c.auth)
+			}
+			rec := httptest.NewRecorder()
+			srv.Echo().ServeHTTP(rec, req)
+			if rec.Code != c.status {
+				t.Fatalf("%d %s, want %d", rec.Code, rec.Body, c.status)
+			}
+			if stored := store.Len() == 1; stored != (c.status == http.StatusOK) {
+				t.Fatalf("stored %v after %d", stored, rec.Code)
+			}
+			read := httptest.NewRequest(http.MethodGet, "/v1/history/a", nil)
+			read.RemoteAddr = c.remote
+			rec = httptest.NewRecorder()
+			srv.Echo().ServeHTTP(rec, read)
+			if want := map[bool]int{true: 200, false: 404}[c.status == http.StatusOK]; rec.Code != want {
+				t.Fatalf("reading back: %d, want %d", rec.Code, want)
+			}
+		})
 	}
 }

@@ -5,6 +5,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -34,7 +36,13 @@ var openAPI []byte
 
 // Options configure a Server.
 type Options struct {
-	AdminToken   string
+	AdminToken string
+	// WriteToken is the bearer token writes (POST /v1/observe) need; empty:
+	// writes are taken from loopback clients only, or from clients that
+	// presented a verified certificate (mutual TLS).
+	WriteToken string
+	// TLS, when set, serves HTTPS (tlsfiles.Files.ServerConfig).
+	TLS          *tls.Config
 	MaxBatch     int
 	MaxBodyBytes int64
 	// MaxInflightFunctions bounds the functions answered at once over all
@@ -116,7 +124,7 @@ func New(models Models, o Options) *Server {
 	e.POST("/v1/forecast", s.handleForecast)
 	e.POST("/v1/prewarm", s.handlePrewarm)
 	e.GET("/v1/experts", s.handleExperts)
-	e.POST("/v1/observe", s.handleObserve)
+	e.POST("/v1/observe", s.handleObserve, s.requireWriter)
 	e.GET("/v1/history/:id", s.handleHistory)
 	e.GET("/favicon.ico", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
@@ -220,15 +228,37 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// requireWriter guards the routes that change what MESP decides from (the
+// history): without it any pod could push zeros to scale a function to
+// zero or huge counts to scale it out. A write needs server.write_token
+// when one is set; without one, a loopback client or (with mutual TLS) a
+// client with a verified certificate.
+func (s *Server) requireWriter(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if s.opts.WriteToken != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || !constantTimeEqual(got, s.opts.WriteToken) {
+				s.metrics.rejected.WithLabelValues("unauthorized").Inc()
+				return echo.NewHTTPError(http.StatusUnauthorized, "writes need the bearer token server.write_token")
+			}
+			return next(c)
+		}
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			return next(c)
+		}
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+				return next(c)
+			}
+		}
+		s.metrics.rejected.WithLabelValues("unauthorized").Inc()
+		return echo.NewHTTPError(http.StatusForbidden, "writes from other hosts need server.write_token (a bearer token) or mutual TLS (server.tls.client_ca_file)")
+	}
+}
+
 func constantTimeEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	var v byte
-	for i := range len(a) {
-		v |= a[i] ^ b[i]
-	}
-	return v == 0
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
 // RouteJSON is the router's decision for one function, in every answer.
@@ -320,6 +350,11 @@ var requestMemoryPool = sync.Pool{New: func() any { return new(requestMemory) }}
 // ErrOverloaded answers 503 with Retry-After: more functions are in flight
 // than server.max_inflight_functions allows.
 var ErrOverloaded = errors.New("server busy: too many functions in flight, retry shortly")
+
+// Admit reserves n functions of the in-flight budget for work outside
+// HTTP (the gRPC scaler); call release when answered. ErrOverloaded when
+// the budget is spent.
+func (s *Server) Admit(n int) (release func(), err error) { return s.admit(n) }
 
 // admit reserves n functions of the in-flight budget; call release when
 // answered.
@@ -675,7 +710,13 @@ func (s *Server) Reload(trigger string) ReloadStatus {
 // Serve answers on ln until ctx ends, then drains in-flight requests.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: s.echo, ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout,
-		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+		// Failed TLS handshakes and the like, through the server's logger
+		// (at debug: any port scan makes them).
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if s.opts.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.TLS)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -45,7 +45,12 @@ func TestDeployManifestsAgreeWithTheBinary(t *testing.T) {
 	if _, port, _ := net.SplitHostPort(cfg.Scaler.GRPCAddr); port != grpcPort {
 		t.Fatalf("scaler.grpc_addr %q, Service grpc port %q", cfg.Scaler.GRPCAddr, grpcPort)
 	}
-	so := yamlDocs(t, filepath.Join("..", "..", "deploy", "scaledobject.yaml"))[0]
+	var so map[string]any
+	for _, d := range yamlDocs(t, filepath.Join("..", "..", "deploy", "scaledobject.yaml")) {
+		if d["kind"] == "ScaledObject" {
+			so = d
+		}
+	}
 	trig := so["spec"].(map[string]any)["triggers"].([]any)[0].(map[string]any)
 	md := trig["metadata"].(map[string]any)
 	if _, port, _ := net.SplitHostPort(md["scalerAddress"].(string)); port != grpcPort {
@@ -60,6 +65,120 @@ func TestDeployManifestsAgreeWithTheBinary(t *testing.T) {
 	if !slices.Contains(cfg.Prometheus.Functions, md[scaler.KeyFunction].(string)) {
 		t.Errorf("the ScaledObject's function %v is not in prometheus.functions %v", md[scaler.KeyFunction], cfg.Prometheus.Functions)
 	}
+	checkDeploySecurity(t, docs, cfg, so, trig)
+}
+
+// checkDeploySecurity: deploy/ ships TLS, mutual TLS for KEDA, a write
+// token and a NetworkPolicy on, and its pieces name each other right: the
+// config's certificate files lie in the mounted Secret that
+// certificates.yaml issues for the scalerAddress's host; KEDA's
+// TriggerAuthentication gives the three parameters its external trigger
+// reads, from the client Secret issued in the ScaledObject's namespace.
+func checkDeploySecurity(t *testing.T, docs []map[string]any, cfg config.Config, so, trig map[string]any) {
+	t.Helper()
+	if !cfg.Server.TLS.Files().Enabled() || cfg.Scaler.TLS.ClientCAFile == "" {
+		t.Fatalf("deploy/ serves without TLS or the scaler without mutual TLS: %+v %+v", cfg.Server.TLS, cfg.Scaler.TLS)
+	}
+	kinds := map[string]map[string]any{}
+	for _, d := range docs {
+		kinds[d["kind"].(string)] = d
+	}
+	pod := dig(kinds["Deployment"], "spec", "template", "spec")
+	ctr := pod["containers"].([]any)[0].(map[string]any)
+	mounts := map[string]string{}
+	for _, m := range ctr["volumeMounts"].([]any) {
+		m := m.(map[string]any)
+		mounts[m["name"].(string)] = m["mountPath"].(string)
+	}
+	secrets := map[string]string{} // mount path: secret
+	for _, v := range pod["volumes"].([]any) {
+		v := v.(map[string]any)
+		if sec, ok := v["secret"].(map[string]any); ok {
+			secrets[mounts[v["name"].(string)]] = sec["secretName"].(string)
+		}
+	}
+	for _, f := range []string{cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile, cfg.Scaler.TLS.CertFile, cfg.Scaler.TLS.KeyFile, cfg.Scaler.TLS.ClientCAFile} {
+		if secrets[filepath.Dir(f)] != "mesp-tls" {
+			t.Errorf("%s is not in the mounted Secret mesp-tls (%v)", f, secrets)
+		}
+	}
+	env := yamlString(ctr["env"])
+	if !strings.Contains(env, "MESP_SERVER__WRITE_TOKEN") || !strings.Contains(env, "secretKeyRef") {
+		t.Errorf("no write token from a Secret: %s", env)
+	}
+	for _, probe := range []string{"readinessProbe", "livenessProbe"} {
+		if get := dig(ctr, probe, "httpGet"); get == nil || get["scheme"] != "HTTPS" {
+			t.Errorf("%s does not speak HTTPS: %v", probe, ctr[probe])
+		}
+	}
+	np := kinds["NetworkPolicy"]
+	if np == nil {
+		t.Fatal("no NetworkPolicy")
+	}
+	if !slices.Contains(dig(np, "spec")["policyTypes"].([]any), any("Ingress")) {
+		t.Errorf("the NetworkPolicy does not restrict ingress")
+	}
+	allowed := map[string]string{} // port: namespace
+	for _, rule := range dig(np, "spec")["ingress"].([]any) {
+		rule := rule.(map[string]any)
+		from := rule["from"].([]any)
+		port := rule["ports"].([]any)[0].(map[string]any)["port"].(string)
+		if len(from) != 1 {
+			t.Errorf("rule for %s admits %d sources", port, len(from))
+		}
+		allowed[port] = yamlString(dig(from[0].(map[string]any), "namespaceSelector", "matchLabels"))
+	}
+	if !strings.Contains(allowed["grpc"], "keda") || !strings.Contains(allowed["http"], "monitoring") || len(allowed) != 2 {
+		t.Errorf("the NetworkPolicy admits %v, want KEDA on grpc and Prometheus on http only", allowed)
+	}
+
+	certs := map[string]map[string]any{} // secretName: Certificate
+	for _, d := range yamlDocs(t, filepath.Join("..", "..", "deploy", "certificates.yaml")) {
+		if d["kind"] == "Certificate" {
+			certs[dig(d, "spec")["secretName"].(string)] = d
+		}
+	}
+	server := certs["mesp-tls"]
+	host, _, _ := net.SplitHostPort(dig(trig, "metadata")["scalerAddress"].(string))
+	if server == nil || dig(server, "metadata")["namespace"] != "mesp" || !slices.Contains(dig(server, "spec")["dnsNames"].([]any), any(host)) {
+		t.Errorf("certificates.yaml issues no mesp-tls in namespace mesp for %s: %v", host, server)
+	}
+	var auth map[string]any
+	for _, d := range yamlDocs(t, filepath.Join("..", "..", "deploy", "scaledobject.yaml")) {
+		if d["kind"] == "TriggerAuthentication" {
+			auth = d
+		}
+	}
+	if auth == nil || dig(trig, "authenticationRef")["name"] != dig(auth, "metadata")["name"] {
+		t.Fatalf("the trigger's authenticationRef does not name a TriggerAuthentication")
+	}
+	params := map[string]string{}
+	for _, r := range dig(auth, "spec")["secretTargetRef"].([]any) {
+		r := r.(map[string]any)
+		params[r["parameter"].(string)] = r["name"].(string)
+	}
+	ns := dig(so, "metadata")["namespace"]
+	for _, p := range []string{"caCert", "tlsClientCert", "tlsClientKey"} {
+		c := certs[params[p]]
+		if c == nil || dig(c, "metadata")["namespace"] != ns || !slices.Contains(dig(c, "spec")["usages"].([]any), any("client auth")) {
+			t.Errorf("TriggerAuthentication %s from Secret %q: no client certificate issued there in namespace %v", p, params[p], ns)
+		}
+	}
+	if dig(so, "spec", "fallback") == nil {
+		t.Errorf("the ScaledObject has no fallback for when MESP answers Unavailable")
+	}
+}
+
+// dig walks nested YAML maps (nil when a key is missing).
+func dig(m map[string]any, keys ...string) map[string]any {
+	for _, k := range keys {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			return nil
+		}
+		m = next
+	}
+	return m
 }
 
 func yamlDocs(t *testing.T, path string) []map[string]any {

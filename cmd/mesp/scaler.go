@@ -7,6 +7,8 @@ import (
 	"net"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/history"
@@ -32,15 +34,26 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 	if cfg.Scaler.GRPCAddr == "" {
 		return nil
 	}
+	lim := scaler.Limits{MaxStreams: cfg.Scaler.MaxStreams}
+	if files := cfg.Scaler.TLS.Files(); files.Enabled() {
+		tc, err := files.ServerConfig(func(err error) { log.Error("scaler certificate", "err", err) })
+		if err != nil {
+			return fmt.Errorf("scaler: %w", err)
+		}
+		lim.TLS = tc
+	}
 	ln, err := net.Listen("tcp", cfg.Scaler.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("scaler: %w", err)
 	}
-	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh,
+	if cfg.Server.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
+	}
+	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh, Admit: srv.Admit,
 		DefaultThreshold: func() float64 {
 			set, _ := fc.Catalog()
 			return set.PrewarmThreshold()
-		}}, srv.Registerer())
+		}}, srv.Registerer(), lim)
 	go func() {
 		<-ctx.Done()
 		stopped := make(chan struct{})
@@ -56,6 +69,6 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 			log.Error("scaler stopped", "err", err)
 		}
 	}()
-	log.Info("KEDA external scaler serving", "grpc_addr", ln.Addr().String())
+	log.Info("KEDA external scaler serving", "grpc_addr", ln.Addr().String(), "tls", lim.TLS != nil, "mutual_tls", cfg.Scaler.TLS.ClientCAFile != "")
 	return nil
 }

@@ -207,11 +207,18 @@ func startPrometheus(t *testing.T, prom, promtool string, fns []trace.Function, 
 // returned stop (or the test's end).
 func startServe(t *testing.T, cfg, httpAddr string) (stop func()) {
 	t.Helper()
+	return startServeOver(t, cfg, "http://"+httpAddr, http.DefaultClient)
+}
+
+// startServeOver is startServe for a server reached at base with client
+// (an HTTPS one, with TLS).
+func startServeOver(t *testing.T, cfg, base string, client *http.Client) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, []string{"--config", cfg}) }()
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if resp, err := http.Get("http://" + httpAddr + "/readyz"); err == nil {
+		if resp, err := client.Get(base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				break

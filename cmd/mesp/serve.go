@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -85,7 +86,14 @@ func runServe(ctx context.Context, args []string) error {
 		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
 	}
 	store := history.New(manifest.PInvokeInputLen, cfg.History.MaxFunctions).WithClock(time.Now)
-	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, MaxBatch: cfg.Server.MaxBatch,
+	var serverTLS *tls.Config
+	if files := cfg.Server.TLS.Files(); files.Enabled() {
+		if serverTLS, err = files.ServerConfig(func(err error) { log.Error("server certificate", "err", err) }); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, WriteToken: cfg.Server.WriteToken, TLS: serverTLS, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, MaxInflightBodyBytes: cfg.Server.MaxInflightBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store})
 	fc.OnRoute = srv.RouteHook(fc.OnRoute)
@@ -115,11 +123,15 @@ func runServe(ctx context.Context, args []string) error {
 			}
 		}
 	}()
-	log.Info("serving", "addr", ln.Addr().String(), "models", cfg.Models)
+	scheme := "http"
+	if serverTLS != nil {
+		scheme = "https"
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "models", cfg.Models, "tls", serverTLS != nil)
 	if cfg.Log.Format != "json" {
 		// Tests and scripts read this line to find a port chosen by the OS
 		// (with JSON logs, the "serving" record carries the address).
-		fmt.Fprintf(os.Stderr, "mesp: listening on http://%s\n", ln.Addr())
+		fmt.Fprintf(os.Stderr, "mesp: listening on %s://%s\n", scheme, ln.Addr())
 	}
 	return srv.Serve(ctx, ln)
 }
