@@ -240,14 +240,24 @@ func TestEveryBodyRouteRefusesCrossSitePosts(t *testing.T) {
 		"/v2/models/mesp/infer": `{"inputs":[{"name":"counts","shape":[1,1440],"datatype":"FP32","data":` + day(1, 1440) + `}]}`,
 	}
 	for path, body := range bodies {
-		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""} {
+		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
 			code, b := post(t, ts.URL+path, body, "Content-Type", ct)
 			if code != http.StatusUnsupportedMediaType || !strings.Contains(string(b), "application/json") {
 				t.Errorf("%s as %q: %d %.200s", path, ct, code, b)
 			}
 		}
+		// A page posting a typeless Blob: no Content-Type, but Origin.
+		for _, h := range [][]string{{"Origin", "https://elsewhere.example"}, {"Sec-Fetch-Mode", "no-cors"}} {
+			if code, b := post(t, ts.URL+path, body, "Content-Type", "", h[0], h[1]); code != http.StatusUnsupportedMediaType {
+				t.Errorf("%s without a type from a browser (%s): %d %.200s", path, h[0], code, b)
+			}
+		}
 		if code, b := post(t, ts.URL+path, body); code != http.StatusOK {
 			t.Errorf("%s as application/json: %d %.200s", path, code, b)
+		}
+		// KServe clients (tritonclient) send no Content-Type and no Origin.
+		if code, b := post(t, ts.URL+path, body, "Content-Type", ""); code != http.StatusOK {
+			t.Errorf("%s without a type from a program: %d %.200s", path, code, b)
 		}
 	}
 }

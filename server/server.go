@@ -408,11 +408,19 @@ func Source(ctx context.Context) string {
 
 // requireJSON refuses a body that is not application/json: a cross-site
 // form or text/plain POST (which a browser sends without asking) must not
-// reach the models, the OOD log or the history.
+// reach the models, the OOD log or the history. A body with no
+// Content-Type at all is taken as JSON only from a client that is not a
+// browser (no Origin, no Sec-Fetch-Mode): KServe clients such as
+// tritonclient send none, while a page can post a typeless Blob
+// cross-site, and browsers mark every such POST with Origin.
 func requireJSON(r *http.Request) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && r.Header.Get("Origin") == "" && r.Header.Get("Sec-Fetch-Mode") == "" {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return echo.NewHTTPError(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("Content-Type %q: send application/json", r.Header.Get("Content-Type")))
+			fmt.Sprintf("Content-Type %q: send application/json", ct))
 	}
 	return nil
 }

@@ -257,10 +257,8 @@ func decodeV2(body []byte, maxBatch, maxRow int, arena []float64) ([]forecast.Re
 	if inputs != 1 || t.Name != "counts" {
 		return nil, "", nil, d.arena, errors.New("want exactly one input tensor named \"counts\"")
 	}
-	switch t.Datatype {
-	case "FP32", "FP64", "INT32", "INT64", "UINT32", "UINT64":
-	default:
-		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": datatype %q, want FP32, FP64 or an integer type", t.Datatype)
+	if err := checkDatatype(t.Datatype); err != nil {
+		return nil, "", nil, d.arena, err
 	}
 	if len(t.Shape) != 2 || t.Shape[0] < 1 || t.Shape[1] < 1 {
 		return nil, "", nil, d.arena, fmt.Errorf("input \"counts\": shape %v, want [batch, minutes]", t.Shape)
@@ -281,6 +279,15 @@ func decodeV2(body []byte, maxBatch, maxRow int, arena []float64) ([]forecast.Re
 		reqs[i] = forecast.Request{ID: fmt.Sprintf("#%d", i), Counts: flat[i*n : (i+1)*n : (i+1)*n]}
 	}
 	return reqs, id, want, d.arena, nil
+}
+
+// checkDatatype refuses a tensor type that cannot hold counts.
+func checkDatatype(dt string) error {
+	switch dt {
+	case "FP32", "FP64", "INT32", "INT64", "UINT32", "UINT64":
+		return nil
+	}
+	return fmt.Errorf("input \"counts\": datatype %q, want FP32, FP64 or an integer type", dt)
 }
 
 // v2Tensor scans one input tensor into t (its data into the arena): the
@@ -310,6 +317,12 @@ func (d *requestDecoder) v2Tensor(t *v2Tensor, maxRow int) (data []float64, rows
 		case "parameters":
 			err = d.skipValue(0)
 		case "data":
+			if t.Datatype != "" {
+				// Strings (BYTES) are not counts: say so, not "want a number".
+				if err := checkDatatype(t.Datatype); err != nil {
+					return err
+				}
+			}
 			start := len(d.arena)
 			if d.peek() == '[' && d.peekAfterBracket() == '[' {
 				rows = 0
