@@ -26,6 +26,7 @@ import (
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/funcid"
 	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/trace"
 )
 
 // Predictor answers p_invoke and expected counts for patterns, routed as
@@ -115,8 +116,10 @@ func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
 	}
 	if v, ok := md[KeyTarget]; ok {
 		x, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(x > 0) || math.IsInf(x, 0) {
-			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want invocations per minute per replica, > 0", KeyTarget, v)
+		// Beyond trace.MaxCount no minute's demand could reach one replica,
+		// and KEDA's int64 targetSize would overflow near 9.2e18.
+		if err != nil || !(x > 0) || x > trace.MaxCount {
+			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want invocations per minute per replica, > 0 and at most %g", KeyTarget, v, trace.MaxCount)
 		}
 		t.target = x
 	}
@@ -172,7 +175,13 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
 	r := res[0]
-	return decision{active: float64(r.PInvoke[0]) >= t.threshold, demand: float64(slices.Max(r.Forecast[:t.demandMinutes]))}, nil
+	d := decision{active: float64(r.PInvoke[0]) >= t.threshold, demand: float64(slices.Max(r.Forecast[:t.demandMinutes]))}
+	// KEDA must never get +Inf or an overflowed metricValue: a model that
+	// answers a non-finite number is a fault to report, not a demand.
+	if p := float64(r.PInvoke[0]); math.IsNaN(p) || math.IsNaN(d.demand) || math.IsInf(d.demand, 0) || d.demand < 0 || d.demand > math.MaxInt64/2 {
+		return decision{}, status.Errorf(codes.Internal, "function %s: the models answered p_invoke %v and demand %v", funcid.Short(t.function), p, d.demand)
+	}
+	return d, nil
 }
 
 // IsActive is KEDA's activation question: warm for the current minute?

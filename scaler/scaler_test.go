@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -92,6 +93,7 @@ func TestScalerProtocol(t *testing.T) {
 		{"demand minutes 0", map[string]string{"function": "f", "demandMinutes": "0"}, false, 0, codes.InvalidArgument},
 		{"demand minutes 61", map[string]string{"function": "f", "demandMinutes": "61"}, false, 0, codes.InvalidArgument},
 		{"target 0", map[string]string{"function": "f", "target": "0"}, false, 0, codes.InvalidArgument},
+		{"a target KEDA's int64 cannot hold", map[string]string{"function": "f", "target": "9.3e18"}, false, 0, codes.InvalidArgument},
 		{"an unknown function", map[string]string{"function": "g"}, false, 0, codes.NotFound},
 		{"a function id of a megabyte", map[string]string{"function": strings.Repeat("x", 1<<20)}, false, 0, codes.InvalidArgument},
 		{"a function whose history the reader could not bring up to date", map[string]string{"function": "unread"}, false, 0, codes.Unavailable},
@@ -124,6 +126,15 @@ func TestScalerProtocol(t *testing.T) {
 		s := &scaler.Server{Predictor: answer{err: e.err}, History: store, DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now }}
 		if _, err := s.IsActive(ctx, ref(map[string]string{"function": "f"})); status.Code(err) != e.code {
 			t.Errorf("%v: %v, want %v", e.err, err, e.code)
+		}
+	}
+	// Models that answer +Inf or NaN: KEDA got +Inf and a metricValue of
+	// -9.2e18; now an error it can act on.
+	for _, bad := range [][]float64{{math.Inf(1)}, {math.NaN()}} {
+		counts := append(bad, ramp(0)[1:]...)
+		s := &scaler.Server{Predictor: answer{p: ramp(0), counts: counts}, History: store, DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now }}
+		if _, err := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: ref(map[string]string{"function": "f"})}); status.Code(err) != codes.Internal {
+			t.Errorf("demand %v: %v, want Internal", bad[0], err)
 		}
 	}
 	noDefault := &scaler.Server{Predictor: answer{p: p, counts: ramp(0)}, History: store, Now: func() time.Time { return now }}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -50,7 +51,9 @@ func (s *Server) handleHistory(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusNotFound, "no history store in this server")
 	}
 	end := s.now().Unix() / 60
-	id, err := url.PathUnescape(c.Param("id"))
+	// From the escaped path, unescaped once: the router may hand over the
+	// segment escaped ("ns%2Ffn") or not ("a%41" for the id "a%41").
+	id, err := url.PathUnescape(strings.TrimPrefix(c.Request().URL.EscapedPath(), "/v1/history/"))
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "function id in the path: "+err.Error())
 	}

@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -161,5 +163,28 @@ func TestWritesNeedATokenOrALoopbackClient(t *testing.T) {
 				t.Fatalf("reading back: %d, want %d", rec.Code, want)
 			}
 		})
+	}
+}
+
+// TestIDsWithSlashesReadBack: an id such as "ns/fn" is pushed as it is
+// and read back with its slash escaped in the path (%2F could not be).
+func TestIDsWithSlashesReadBack(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
+	ts := startWith(t, func(o *server.Options) {
+		o.History = history.New(1440, 10)
+		o.Now = func() time.Time { return now }
+	})
+	for i, id := range []string{"ns/fn 1", "a%41", "plain"} {
+		body := fmt.Sprintf(`{"observations":[{"id":%q,"minute":"2026-11-27T11:59:00Z","count":%d}]}`, id, i+1)
+		if code, b := post(t, ts.URL+"/v1/observe", body); code != http.StatusOK {
+			t.Fatalf("push %q: %d %s", id, code, b)
+		}
+	}
+	for i, id := range []string{"ns/fn 1", "a%41", "plain"} {
+		code, b := get(t, ts.URL+"/v1/history/"+url.PathEscape(id))
+		var h server.HistoryResponse
+		if code != http.StatusOK || json.Unmarshal(b, &h) != nil || h.ID != id || h.Counts[len(h.Counts)-1] != float64(i+1) {
+			t.Fatalf("%q: %d %s", id, code, b)
+		}
 	}
 }

@@ -191,7 +191,12 @@ func (s *Server) statusOf(err error, c echo.Context) (int, string) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	}
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		// Overload and not-ready answers are counted in the metrics; an
+		// ERROR line for each would make a burst a log flood.
+		s.log.Debug("request refused", "path", c.Request().URL.Path, "status", status, "err", err)
+	case status >= 500:
 		s.log.Error("request failed", "path", c.Request().URL.Path, "status", status, "err", err)
 	}
 	return status, msg
