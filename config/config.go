@@ -50,6 +50,11 @@ type History struct {
 	// limit, functions silent for a day make room, else a push for a new
 	// function is refused (HTTP 507).
 	MaxFunctions int `koanf:"max_functions"`
+	// Snapshot is the file pushed history is saved to every SnapshotEvery
+	// and at a clean stop, and loaded from at start; empty: history lives
+	// in memory only (Prometheus' can be read again, pushes cannot).
+	Snapshot      string        `koanf:"snapshot"`
+	SnapshotEvery time.Duration `koanf:"snapshot_every"`
 }
 
 // TLS names a listener's certificate files (PEM, read again when they
@@ -200,6 +205,8 @@ func Defaults() map[string]any {
 		"log.level":                      "info",
 		"log.format":                     "text",
 		"history.max_functions":          100000,
+		"history.snapshot":               "",
+		"history.snapshot_every":         "1m",
 		"scaler.grpc_addr":               "",
 		"scaler.tls.cert_file":           "",
 		"scaler.tls.key_file":            "",
@@ -302,6 +309,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Scaler.TLS.Files().Check("config: scaler.tls"); err != nil {
 		return err
+	}
+	if c.History.Snapshot != "" && c.History.SnapshotEvery < time.Second {
+		return fmt.Errorf("config: history.snapshot_every must be at least 1s")
 	}
 	if c.Scaler.MaxStreams < 1 {
 		return fmt.Errorf("config: scaler.max_streams must be positive")

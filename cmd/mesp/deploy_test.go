@@ -102,6 +102,17 @@ func checkDeploySecurity(t *testing.T, docs []map[string]any, cfg config.Config,
 			t.Errorf("%s is not in the mounted Secret mesp-tls (%v)", f, secrets)
 		}
 	}
+	claims := map[string]string{} // mount path: claim
+	for _, v := range pod["volumes"].([]any) {
+		v := v.(map[string]any)
+		if pvc, ok := v["persistentVolumeClaim"].(map[string]any); ok {
+			claims[mounts[v["name"].(string)]] = pvc["claimName"].(string)
+		}
+	}
+	claim := claims[filepath.Dir(cfg.History.Snapshot)]
+	if cfg.History.Snapshot == "" || claim == "" || kinds["PersistentVolumeClaim"] == nil || dig(kinds["PersistentVolumeClaim"], "metadata")["name"] != claim {
+		t.Errorf("pushed history is not kept on a PersistentVolumeClaim: snapshot %q, claims %v", cfg.History.Snapshot, claims)
+	}
 	env := yamlString(ctr["env"])
 	if !strings.Contains(env, "MESP_SERVER__WRITE_TOKEN") || !strings.Contains(env, "secretKeyRef") {
 		t.Errorf("no write token from a Secret: %s", env)

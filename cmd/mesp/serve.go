@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -86,6 +87,7 @@ func runServe(ctx context.Context, args []string) error {
 		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
 	}
 	store := history.New(manifest.PInvokeInputLen, cfg.History.MaxFunctions).WithClock(time.Now)
+	persisted := loadHistory(ctx, cfg.History, store, log)
 	var serverTLS *tls.Config
 	if files := cfg.Server.TLS.Files(); files.Enabled() {
 		if serverTLS, err = files.ServerConfig(func(err error) { log.Error("server certificate", "err", err) }); err != nil {
@@ -133,7 +135,37 @@ func runServe(ctx context.Context, args []string) error {
 		// (with JSON logs, the "serving" record carries the address).
 		fmt.Fprintf(os.Stderr, "mesp: listening on %s://%s\n", scheme, ln.Addr())
 	}
-	return srv.Serve(ctx, ln)
+	err = srv.Serve(ctx, ln)
+	<-persisted // the last snapshot, after the last push was answered
+	return err
+}
+
+// loadHistory loads the snapshot of pushed history, if one is configured,
+// and saves it every history.snapshot_every and at the stop; the returned
+// channel closes after the last save. A snapshot that does not load is
+// set aside (its name plus ".bad-<time>") and the server starts empty.
+func loadHistory(ctx context.Context, c config.History, store *history.Store, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	if c.Snapshot == "" {
+		close(done)
+		return done
+	}
+	n, err := store.Load(c.Snapshot)
+	switch {
+	case errors.Is(err, history.ErrSnapshot):
+		aside := fmt.Sprintf("%s.bad-%d", c.Snapshot, time.Now().Unix())
+		if rerr := os.Rename(c.Snapshot, aside); rerr != nil {
+			log.Error("history snapshot refused, and could not be set aside", "err", err, "rename", rerr)
+		} else {
+			log.Error("history snapshot refused: starting without pushed history", "err", err, "kept_as", aside)
+		}
+	case err != nil:
+		log.Error("history snapshot not read: starting without pushed history", "err", err)
+	default:
+		log.Info("history snapshot loaded", "functions", n, "file", c.Snapshot)
+	}
+	go store.Persist(ctx, c.Snapshot, c.SnapshotEvery, func(err error) { log.Error("saving the history snapshot", "err", err) }, done)
+	return done
 }
 
 func newLogger(c config.Log) *slog.Logger {
