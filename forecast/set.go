@@ -204,6 +204,7 @@ func (s *Set) close() {
 	for _, m := range s.models() {
 		m.Close()
 	}
+	onnx.ReleaseFreedMemory()
 }
 
 // models is every loaded model: dense, trees, experts, p_invoke models.
