@@ -15,7 +15,7 @@ VENV       = $(shell scripts/setup-venv.sh)
 PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
-.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train clean
+.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train soak clean
 
 ort:
 	@scripts/setup-ort.sh >/dev/null
@@ -104,6 +104,13 @@ bench-kshape-scale: build
 
 bench-serve: build venv
 	MESP_PYTHON=$(VENV)/bin/python scripts/bench-serve.sh
+
+## soak: four minutes of mixed hostile load (oversized, slow and empty-object
+##   bodies, megabyte ids, tokenless pushes, a StreamIsActive flood, a hung,
+##   dripping and lying Prometheus) with 50 hot reloads; prints requests,
+##   failures, peak RSS and goroutines (docs/bench/soak.json)
+soak: build
+	bin/mesp soak --data $(FIXTURE) --models $(MODELS) --duration 4m --reloads 50 --out docs/bench/soak.json
 
 ## bench-serve-cuda: mesp serve on ONNX Runtime's CUDA provider against the
 ##   CPU provider of the same GPU build (needs a GPU and MESP_ORT__LIBRARY)

@@ -31,9 +31,9 @@ type Limits struct {
 
 // NewGRPC is a gRPC server with the scaler, the standard health service
 // (SERVING while it runs, for Kubernetes' gRPC probes) and a
-// mesp_scaler_requests_total{method, code} counter in reg. A connection
-// holds at most 100 concurrent calls, idle connections close after five
-// minutes, and clients may not ping more than every 20 s.
+// mesp_scaler_requests_total{method, code} counter in reg. Idle
+// connections close after five minutes, and clients may not ping more
+// than every 20 s.
 func NewGRPC(s *Server, reg prometheus.Registerer, lim Limits) *grpc.Server {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mesp_scaler_requests_total", Help: "KEDA external scaler calls by method and gRPC status code."}, []string{"method", "code"})
@@ -46,7 +46,10 @@ func NewGRPC(s *Server, reg prometheus.Registerer, lim Limits) *grpc.Server {
 	}
 	var open atomic.Int64
 	opts := []grpc.ServerOption{
-		grpc.MaxConcurrentStreams(100),
+		// KEDA shares one connection among all its ScaledObjects, streams
+		// included: a connection must carry every stream allowed and room
+		// for the unary calls beside them.
+		grpc.MaxConcurrentStreams(uint32(maxStreams) + 100),
 		grpc.MaxRecvMsgSize(1 << 20), // a ScaledObjectRef is a few hundred bytes
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),

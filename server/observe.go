@@ -85,8 +85,8 @@ func (s *Server) handleObserve(c echo.Context) error {
 	if s.opts.History == nil {
 		return echo.NewHTTPError(http.StatusNotFound, "no history store in this server")
 	}
-	mem := requestMemoryPool.Get().(*requestMemory)
-	defer requestMemoryPool.Put(mem)
+	mem := getRequestMemory()
+	defer putRequestMemory(mem)
 	release, err := s.readBody(c, mem)
 	defer release()
 	if err != nil {

@@ -347,10 +347,27 @@ type requestMemory struct {
 }
 
 // announcedBodyReserve is the most of an announced Content-Length reserved
-// before the bytes arrive: a 64-function batch of days is about 0.6 MB.
-const announcedBodyReserve = 1 << 20
+// before the bytes arrive: small, since every open connection may hold it
+// (200 slow clients took 200 MB at 1 MiB each); a pooled buffer keeps the
+// capacity that earlier bodies gave it.
+const announcedBodyReserve = 64 << 10
 
 var requestMemoryPool = sync.Pool{New: func() any { return new(requestMemory) }}
+
+// maxPooledBytes is the largest working memory put back in the pool: a
+// buffer grown by one 30 MB body must not stay with the process for every
+// request after it.
+const maxPooledBytes = 4 << 20
+
+// getRequestMemory and putRequestMemory are the pool's one way in and out.
+func getRequestMemory() *requestMemory { return requestMemoryPool.Get().(*requestMemory) }
+
+func putRequestMemory(m *requestMemory) {
+	if m.body.Cap() > maxPooledBytes || 8*cap(m.counts) > maxPooledBytes {
+		return
+	}
+	requestMemoryPool.Put(m)
+}
 
 // ErrOverloaded answers 503 with Retry-After: more functions are in flight
 // than server.max_inflight_functions allows.
@@ -444,10 +461,10 @@ func (s *Server) readForecastBody(c echo.Context, mem *requestMemory) ([]forecas
 }
 
 func (s *Server) handleForecast(c echo.Context) error {
-	mem := requestMemoryPool.Get().(*requestMemory)
+	mem := getRequestMemory()
 	// Nothing holds on to the counts once Forecast returns: the model
 	// inputs are float32 copies, and route hooks run synchronously.
-	defer requestMemoryPool.Put(mem)
+	defer putRequestMemory(mem)
 	reqs, opts, release, err := s.readForecastBody(c, mem)
 	defer release()
 	if err != nil {
@@ -524,8 +541,8 @@ func prewarmOutputs(names []string) (map[string]bool, error) {
 }
 
 func (s *Server) handlePrewarm(c echo.Context) error {
-	mem := requestMemoryPool.Get().(*requestMemory)
-	defer requestMemoryPool.Put(mem)
+	mem := getRequestMemory()
+	defer putRequestMemory(mem)
 	reqs, opts, release, err := s.readForecastBody(c, mem)
 	defer release()
 	if err != nil {

@@ -116,8 +116,8 @@ func (s *Server) v2Infer(c echo.Context) error {
 	if _, ok := s.v2Model(name); !ok {
 		return v2Error(c, http.StatusNotFound, fmt.Sprintf("unknown model %q", name))
 	}
-	mem := requestMemoryPool.Get().(*requestMemory)
-	defer requestMemoryPool.Put(mem)
+	mem := getRequestMemory()
+	defer putRequestMemory(mem)
 	release, err := s.readBody(c, mem)
 	defer release()
 	if err != nil {
