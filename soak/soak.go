@@ -65,17 +65,17 @@ type Report struct {
 	// LegitFailed counts legitimate requests answered other than with
 	// success or 503 + Retry-After (ResourceExhausted over gRPC); Failures
 	// are the first of them.
-	LegitFailed     int      `json:"legitimate_failed"`
-	Failures        []string `json:"failures,omitempty"`
-	StartRSSMB      float64  `json:"start_rss_mb"`
-	PeakRSSMB       float64  `json:"peak_rss_mb"`
-	EndRSSMB        float64  `json:"end_rss_mb"`
-	PeakGoroutines  int      `json:"peak_goroutines"`
-	LegitRequests   int      `json:"legitimate_requests"`
+	LegitFailed    int      `json:"legitimate_failed"`
+	Failures       []string `json:"failures,omitempty"`
+	StartRSSMB     float64  `json:"start_rss_mb"`
+	PeakRSSMB      float64  `json:"peak_rss_mb"`
+	EndRSSMB       float64  `json:"end_rss_mb"`
+	PeakGoroutines int      `json:"peak_goroutines"`
+	LegitRequests  int      `json:"legitimate_requests"`
 	// Latency is each legitimate kind's p50, p99 and largest answer time
 	// in seconds.
-	Latency map[string][3]float64 `json:"legitimate_latency_s"`
-	HostileRequests int      `json:"hostile_requests"`
+	Latency         map[string][3]float64 `json:"legitimate_latency_s"`
+	HostileRequests int                   `json:"hostile_requests"`
 }
 
 type run struct {
