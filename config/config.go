@@ -46,7 +46,7 @@ type Config struct {
 
 // History configures the per-function store of per-minute counts.
 type History struct {
-	// MaxFunctions bounds the functions held (about 5.6 KiB each); at the
+	// MaxFunctions bounds the functions held (about 6.1 KiB each); at the
 	// limit, functions silent for a day make room, else a push for a new
 	// function is refused (HTTP 507).
 	MaxFunctions int `koanf:"max_functions"`

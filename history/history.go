@@ -36,7 +36,8 @@ var ErrFull = errors.New("history: function limit reached")
 var ErrInvalid = errors.New("history: bad observation")
 
 // Store holds a float32 ring of the last Length minutes per function:
-// 4 bytes a minute, about 5.6 KiB per function for a day, and at most
+// 4 bytes a minute, 5.6 KiB of counts per function for a day (about 6.1
+// KiB held, with the allocator's size class, the ring and its id), and at most
 // MaxFunctions functions. When a new function arrives at the limit, the
 // functions silent for a whole window (their history is all zeros by now,
 // so nothing is lost but their names) make room; if none is, the new

@@ -2,8 +2,10 @@ package history_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -191,4 +193,32 @@ func TestMinutesOlderThanTheDayAreStale(t *testing.T) {
 			t.Errorf("%s: held after the push: %v", c.name, err == nil)
 		}
 	}
+}
+
+// TestMemoryPerFunction: what history.max_functions costs, as the docs
+// state it: about 6 KiB per function held (a day of float32 counts is
+// 5.6 KiB; the ring, its id and the map add the rest).
+func TestMemoryPerFunction(t *testing.T) {
+	const n = 20000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("namespace-%02d/function-%06d", i%50, i)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := history.New(1440, n)
+	for _, id := range ids {
+		if _, _, err := s.Observe([]history.Observation{{ID: id, Minute: day, Count: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKiB := float64(after.HeapAlloc-before.HeapAlloc) / n / 1024
+	t.Logf("%.2f KiB per function", perKiB)
+	if perKiB > 6.2 {
+		t.Fatalf("%.2f KiB per function, the docs say about 6", perKiB)
+	}
+	runtime.KeepAlive(s)
 }

@@ -27,6 +27,9 @@ type fakeModels struct {
 	calls    int
 	outs     forecast.Outputs // the last Predict's
 	err      error            // Predict's answer, when set
+	// block, when set, holds every Predict until it is closed (requests
+	// in flight, for admission control).
+	block chan struct{}
 }
 
 func (f *fakeModels) catalog() forecast.Catalog {
@@ -62,8 +65,11 @@ func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forec
 	f.mu.Lock()
 	f.calls++
 	f.outs = outs
-	err := f.err
+	err, block := f.err, f.block
 	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -261,3 +261,43 @@ func TestEveryBodyRouteRefusesCrossSitePosts(t *testing.T) {
 		}
 	}
 }
+
+// TestSingleRequestsAreAdmittedByTheirCost: a request costs its
+// functions plus a fixed share (decoding, routing, one model run per
+// model however small the batch), so a flood of single-function requests
+// meets the in-flight budget long before it holds as many requests as the
+// budget has functions: it queued 4-8 s of single requests before the
+// first 503.
+func TestSingleRequestsAreAdmittedByTheirCost(t *testing.T) {
+	f := &fakeModels{reloadOK: true, block: make(chan struct{})}
+	srv := server.New(f, server.Options{MaxBatch: 8, MaxBodyBytes: 1 << 20, MaxInflightFunctions: 64,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	srv.Reload("start")
+	url := serve(t, srv)
+	body := `{"id":"f","counts":` + day(1, 300) + `}`
+	codes := make(chan int, 20)
+	for range 20 {
+		go func() {
+			code, _ := post(t, url+"/v1/forecast", body)
+			codes <- code
+		}()
+	}
+	refused := 0
+	for deadline := time.After(5 * time.Second); refused < 20-64/(1+server.RequestCost); {
+		select {
+		case code := <-codes:
+			if code != http.StatusServiceUnavailable {
+				t.Fatalf("a request answered %d while the models are held", code)
+			}
+			refused++
+		case <-deadline:
+			t.Fatalf("%d of 20 single requests refused while 20 were held, want %d", refused, 20-64/(1+server.RequestCost))
+		}
+	}
+	close(f.block)
+	for range 20 - refused {
+		if code := <-codes; code != http.StatusOK {
+			t.Fatalf("an admitted request: %d", code)
+		}
+	}
+}

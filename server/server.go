@@ -378,18 +378,26 @@ var ErrOverloaded = errors.New("server busy: too many functions in flight, retry
 // the budget is spent.
 func (s *Server) Admit(n int) (release func(), err error) { return s.admit(n) }
 
-// admit reserves n functions of the in-flight budget; call release when
-// answered.
+// RequestCost is what one request costs the in-flight budget beside its
+// functions, in functions: decoding, routing and a model run per model
+// whatever the batch's size. Without it, a flood of single-function
+// requests filled a 4,096-function budget with 4,096 requests, seconds of
+// queue, before the first 503.
+const RequestCost = 7
+
+// admit reserves n functions of the in-flight budget, and the request's
+// own cost; call release when answered.
 func (s *Server) admit(n int) (release func(), err error) {
 	limit := int64(s.opts.MaxInflightFunctions)
-	if now := s.inflight.Add(int64(n)); limit > 0 && now > limit && now != int64(n) {
+	w := int64(n + RequestCost)
+	if now := s.inflight.Add(w); limit > 0 && now > limit && now != w {
 		// A request alone is always admitted (its size is bounded by
 		// max_batch); otherwise the budget decides.
-		s.inflight.Add(-int64(n))
+		s.inflight.Add(-w)
 		s.metrics.rejected.WithLabelValues("overload").Inc()
 		return nil, ErrOverloaded
 	}
-	return func() { s.inflight.Add(-int64(n)) }, nil
+	return func() { s.inflight.Add(-w) }, nil
 }
 
 // answer runs routed requests within the in-flight budget and the write

@@ -42,6 +42,8 @@ type Options struct {
 	PID        int // the server's process, for its RSS
 	// Days are real functions' days for the legitimate requests.
 	Days     []trace.Function
+	// Duration is how long the load runs; it runs on (up to twice as
+	// long) until all Reloads hot reloads are done.
 	Duration time.Duration
 	Reloads  int
 	// Streams is the size of the StreamIsActive flood, SlowBodies the
@@ -132,8 +134,22 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return Report{}, fmt.Errorf("soak: the first push: %w", err)
 	}
 	rep := Report{StartRSSMB: rssMB(o.PID)}
-	ctx, cancel := context.WithTimeout(ctx, o.Duration)
+	// The run lasts Duration, and longer (up to twice) until every reload
+	// asked for has been done.
+	ctx, cancel := context.WithTimeout(ctx, 2*o.Duration)
 	defer cancel()
+	reloadsDone := make(chan struct{})
+	go func() {
+		select {
+		case <-time.After(o.Duration):
+		case <-ctx.Done():
+		}
+		select {
+		case <-reloadsDone:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
 	start := time.Now()
 	var wg sync.WaitGroup
 	spawn := func(n int, f func(ctx context.Context, i int)) {
@@ -159,7 +175,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	spawn(o.SlowBodies, r.slowBody)
 	wg.Add(2)
 	go func() { defer wg.Done(); r.streamFlood(ctx) }()
-	go func() { defer wg.Done(); r.reload(ctx) }()
+	go func() { defer wg.Done(); defer close(reloadsDone); r.reload(ctx) }()
 
 	var peakRSS atomic.Int64
 	var peakG atomic.Int64
@@ -436,9 +452,12 @@ func (r *run) reload(ctx context.Context) {
 	if r.o.Reloads <= 0 {
 		return
 	}
+	// On a fixed schedule: a reload that took longer than the gap is
+	// followed at once by the next.
 	every := r.o.Duration / time.Duration(r.o.Reloads+1)
-	for range r.o.Reloads {
-		if !sleep(ctx, every) {
+	start := time.Now()
+	for i := range r.o.Reloads {
+		if !sleep(ctx, time.Until(start.Add(time.Duration(i+1)*every))) {
 			return
 		}
 		out, ok := r.post(ctx, "/v1/admin/reload", nil, "Authorization", "Bearer "+r.o.AdminToken)

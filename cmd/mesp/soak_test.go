@@ -15,7 +15,8 @@ import (
 // seconds: under oversized, slow and empty-object bodies, megabyte ids,
 // tokenless pushes, a StreamIsActive flood past the cap, a hostile
 // Prometheus and hot reloads, no legitimate request fails except with 503
-// and Retry-After, the flood is refused past 1,000 streams and RSS stays
+// and Retry-After, the flood is refused past 1,000 streams (and sooner
+// where its first decisions meet the in-flight budget) and RSS stays
 // within the budget. `make soak` runs the full two minutes.
 func TestShortSoak(t *testing.T) {
 	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "mesp"))
@@ -43,7 +44,7 @@ func TestShortSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	flood := rep.Hostile["StreamIsActive flood"]
-	if rep.LegitFailed != 0 || rep.LegitRequests < 100 || flood["grpc:ResourceExhausted"] != 500 || flood["grpc:OK"] != 1000 ||
+	if rep.LegitFailed != 0 || rep.LegitRequests < 100 || flood["grpc:ResourceExhausted"] < 500 || flood["grpc:OK"]+flood["grpc:ResourceExhausted"] != 1500 ||
 		rep.Reloads["200"] < 2 || rep.PeakRSSMB > 1536 || rep.PeakRSSMB == 0 {
 		t.Fatalf("report: %s", b)
 	}
