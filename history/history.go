@@ -50,8 +50,10 @@ type Store struct {
 	now    func() time.Time
 	mu     sync.RWMutex
 	series map[string]*ring
-	// sweptAt is the minute of the last sweep for silent functions.
+	// sweptAt is the minute of the last sweep for silent functions, and
+	// sweeps how many there were.
 	sweptAt int64
+	sweeps  int
 }
 
 // ring is one function's counts: counts[minute % length] for the minutes
@@ -153,6 +155,7 @@ func (s *Store) ring(id string, minute int64) (*ring, error) {
 		// limit must not scan every ring under the lock for each (23 ms
 		// each at 100,000 functions).
 		s.sweptAt = minute
+		s.sweeps++
 		s.dropSilent(minute)
 	}
 	if len(s.series) >= s.max {

@@ -138,13 +138,12 @@ func (r *Reader) Backfill(ctx context.Context, now time.Time) error {
 // are not read again.
 func (r *Reader) Run(ctx context.Context, every time.Duration) {
 	r.init()
-	every = max(every.Truncate(time.Minute), time.Minute)
 	now := time.Now()
 	for {
 		if err := r.read(ctx, now); err != nil && r.Log != nil {
 			r.Log.Warn("reading prometheus failed", "err", err)
 		}
-		next := now.Truncate(time.Minute).Add(every + r.delay())
+		next := NextRefresh(now, every, r.delay())
 		select {
 		case <-ctx.Done():
 			return
@@ -152,6 +151,13 @@ func (r *Reader) Run(ctx context.Context, every time.Duration) {
 			now = time.Now()
 		}
 	}
+}
+
+// NextRefresh is when the refresh after one at now starts: delay after
+// the minute boundary every (whole minutes) later, so that the minute just
+// closed is read once Prometheus has it, not a refresh later.
+func NextRefresh(now time.Time, every, delay time.Duration) time.Time {
+	return now.Truncate(time.Minute).Add(max(every.Truncate(time.Minute), time.Minute) + delay)
 }
 
 // Fresh is nil when the function's history is current: the reader does

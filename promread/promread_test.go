@@ -263,3 +263,28 @@ func TestNamesCannotEscapeTheQuery(t *testing.T) {
 		t.Fatalf("query %s, want %s", got, want)
 	}
 }
+
+// TestRefreshesFollowMinuteBoundaries: a refresh starts just after a
+// minute closes, whatever moment the reader started at (the ticker ran
+// from the start time, and the minute just closed read as silence until
+// the next refresh).
+func TestRefreshesFollowMinuteBoundaries(t *testing.T) {
+	base := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		now   time.Time
+		every time.Duration
+		want  time.Time
+	}{
+		{base.Add(37 * time.Second), time.Minute, base.Add(time.Minute + 5*time.Second)},
+		{base.Add(59 * time.Second), time.Minute, base.Add(time.Minute + 5*time.Second)},
+		{base.Add(5 * time.Second), time.Minute, base.Add(time.Minute + 5*time.Second)},
+		{base.Add(10 * time.Second), 2 * time.Minute, base.Add(2*time.Minute + 5*time.Second)},
+		{base.Add(10 * time.Second), 90 * time.Second, base.Add(time.Minute + 5*time.Second)},
+		{base.Add(10 * time.Second), time.Second, base.Add(time.Minute + 5*time.Second)},
+	}
+	for _, c := range cases {
+		if got := promread.NextRefresh(c.now, c.every, 5*time.Second); !got.Equal(c.want) {
+			t.Errorf("after %s every %s: %s, want %s", c.now.Format("15:04:05"), c.every, got.Format("15:04:05"), c.want.Format("15:04:05"))
+		}
+	}
+}
