@@ -41,7 +41,7 @@ type Options struct {
 	AdminToken string
 	PID        int // the server's process, for its RSS
 	// Days are real functions' days for the legitimate requests.
-	Days     []trace.Function
+	Days []trace.Function
 	// Duration is how long the load runs; it runs on (up to twice as
 	// long) until all Reloads hot reloads are done.
 	Duration time.Duration
