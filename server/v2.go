@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -41,11 +40,11 @@ func (s *Server) registerV2() {
 	e.POST("/v2/models/:name/infer", s.v2Infer)
 }
 
+// v2Tensor is an input tensor's header (its data go to the arena).
 type v2Tensor struct {
-	Name     string          `json:"name"`
-	Shape    []int           `json:"shape"`
-	Datatype string          `json:"datatype"`
-	Data     json.RawMessage `json:"data,omitempty"`
+	Name     string
+	Shape    []int
+	Datatype string
 }
 
 type v2TensorOut struct {
@@ -53,14 +52,6 @@ type v2TensorOut struct {
 	Shape    []int  `json:"shape"`
 	Datatype string `json:"datatype"`
 	Data     any    `json:"data"`
-}
-
-type v2Request struct {
-	ID      string     `json:"id,omitempty"`
-	Inputs  []v2Tensor `json:"inputs"`
-	Outputs []struct {
-		Name string `json:"name"`
-	} `json:"outputs,omitempty"`
 }
 
 // v2Error answers in V2's error shape: {"error": "message"}.
