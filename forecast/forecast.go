@@ -33,15 +33,22 @@ type Result struct {
 	// Forecast and PInvoke stay float32, as the models answer, up to the
 	// JSON.
 	Model, Kind, Family string
-	// Forecast is the count forecast in whole invocations: Level rounded
-	// to the nearest integer. The count models are fitted to absolute
-	// error, whose best point forecast of a count is a whole number (the
-	// minute's median), and rounding is what buys it (README, Results). A
-	// timer's (Timer set) is its expected count, not rounded.
+	// Forecast is the count forecast. With mean trees (Mean set) it is the
+	// expected count: (1 - Mean.Weight) times Level plus Mean.Weight times
+	// the mean trees', not rounded, so that an hour of it sums to the
+	// hour's volume. Without, it is Median. A timer's (Timer set) is its
+	// expected count in phase, not rounded.
 	Forecast []float32
+	// Median is each minute's median in whole invocations: Level rounded.
+	// The count models are fitted to absolute error, whose best point
+	// forecast of a count is a whole number, and rounding is what buys it
+	// (README, Results); the minute-level WAPE is scored on it.
+	Median []float32
 	// Level is the count models' answer before rounding, blended as Blend
 	// and Trees say (the hourly policy of before thresholds it below one).
 	Level []float32
+	// Mean is the mean trees' part of Forecast (manifest.Mean); nil: none.
+	Mean *TreesBlend
 	// PInvoke is the probability of an invocation in each of the next 60
 	// minutes (with Outputs PInvoke), answered by PModel of kind PKind.
 	PInvoke       []float32
@@ -205,6 +212,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	// for, they run at once, so that a pre-warm answer takes about as long
 	// as the slower of the two rather than their sum.
 	var countsErr error
+	var means [][]float32 // the mean trees' answer per request (nil: none)
 	var counting sync.WaitGroup
 	if outs&Counts != 0 {
 		counting.Add(1)
@@ -221,11 +229,19 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 					mix(out[i].Forecast, y, out[i].Blend.Weight)
 				})
 			}
-			if tg := s.trees(reqs, mode, out); countsErr == nil && tg != nil {
+			if tg := s.treeRows(s.Trees, reqs, mode, out); countsErr == nil && tg != nil {
 				tb := &TreesBlend{Model: tg[0].model.ID, Weight: s.Manifest.Trees.Weight}
 				countsErr = s.runGroups(ctx, tg, buf, input, dayOf(reqs), func(i int, y []float32) {
 					mix(out[i].Forecast, y, tb.Weight)
 					out[i].Trees = tb
+				})
+			}
+			if mg := s.treeRows(s.Mean, reqs, mode, out); countsErr == nil && mg != nil {
+				mb := &TreesBlend{Model: mg[0].model.ID, Weight: s.Manifest.Mean.Weight}
+				means = make([][]float32, len(out))
+				countsErr = s.runGroups(ctx, mg, buf, input, dayOf(reqs), func(i int, y []float32) {
+					means[i] = slices.Clone(y)
+					out[i].Mean = mb
 				})
 			}
 		}
@@ -261,11 +277,18 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	}
 	if outs&Counts != 0 {
 		for i := range out {
-			if out[i].Timer != nil {
-				answerTimer(reqs[i].Counts, &out[i])
-				continue
+			r := &out[i]
+			switch {
+			case r.Timer != nil:
+				answerTimer(reqs[i].Counts, r)
+			case r.Mean != nil:
+				r.Level, r.Median = r.Forecast, WholeInvocations(r.Forecast)
+				r.Forecast = slices.Clone(r.Level)
+				mix(r.Forecast, means[i], r.Mean.Weight)
+			default:
+				r.Level, r.Forecast = r.Forecast, WholeInvocations(r.Forecast)
+				r.Median = r.Forecast
 			}
-			out[i].Level, out[i].Forecast = out[i].Forecast, WholeInvocations(out[i].Forecast)
 		}
 	}
 	return out, nil
@@ -323,6 +346,7 @@ func answerTimer(counts []float64, r *Result) {
 	for h, v := range mean {
 		r.Forecast[h], r.Level[h] = float32(v), float32(v)
 	}
+	r.Median = WholeInvocations(r.Level)
 }
 
 // WholeInvocations rounds a count forecast to the nearest whole number of
@@ -343,17 +367,17 @@ func mix(f, y []float32, w float64) {
 	}
 }
 
-// trees is the count trees' run over every request of a routed batch
-// whose pattern holds their window and is no timer's (nil when the set
-// blends none, or no pattern is that long: shorter ones are answered
-// without the trees).
-func (s *Set) trees(reqs []Request, mode Mode, out []Result) []modelGroup {
-	if s.Trees == nil || mode != Routed {
+// treeRows is a run of trees m (the count trees or the mean trees) over
+// every request of a routed batch whose pattern holds their window and is
+// no timer's (nil when the set has none, or no pattern is that long:
+// shorter ones are answered without them).
+func (s *Set) treeRows(m *onnx.Model, reqs []Request, mode Mode, out []Result) []modelGroup {
+	if m == nil || mode != Routed {
 		return nil
 	}
-	g := modelGroup{model: s.Trees}
+	g := modelGroup{model: m}
 	for i, r := range reqs {
-		if len(r.Counts) >= s.Trees.InputLen && out[i].Timer == nil {
+		if len(r.Counts) >= m.InputLen && out[i].Timer == nil {
 			g.rows = append(g.rows, i)
 		}
 	}
@@ -578,7 +602,7 @@ type Run struct {
 
 // Runs returns the model runs that Forecast makes for a batch (soft
 // routing's runner-up models after the nearest clusters', then the count
-// trees), inputs built and routes computed here, so that ONNX Runtime can
+// trees and the mean trees), inputs built and routes computed here, so that ONNX Runtime can
 // be timed alone on the same work (the ceiling in make bench-serve).
 func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error) {
 	routes, per, groups, err := s.plan(ctx, reqs, mode)
@@ -592,7 +616,8 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	s.markTimers(reqs, mode, out)
 	groups = withoutTimers(groups, out)
 	groups = append(groups, s.blends(routes, per, mode, out)...)
-	groups = append(groups, s.trees(reqs, mode, out)...)
+	groups = append(groups, s.treeRows(s.Trees, reqs, mode, out)...)
+	groups = append(groups, s.treeRows(s.Mean, reqs, mode, out)...)
 	runs := make([]Run, len(groups))
 	for k, g := range groups {
 		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}

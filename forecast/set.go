@@ -31,6 +31,9 @@ type Set struct {
 	// Trees is the count trees blended into every routed forecast
 	// (manifest.Trees; nil: none).
 	Trees *onnx.Model
+	// Mean is the mean trees whose expected count the routed forecast
+	// answers beside the median (manifest.Mean; nil: none).
+	Mean *onnx.Model
 	// skipTimers serves without the timers' expert (Forecaster.SkipTimers).
 	skipTimers bool
 	LoadedAt   time.Time
@@ -121,15 +124,22 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		s.close()
 		return nil, err
 	}
-	if t := m.Trees; t != nil {
+	for _, tm := range []struct {
+		t   *manifest.Trees
+		dst **onnx.Model
+	}{{m.Trees, &s.Trees}, {m.Mean, &s.Mean}} {
+		t := tm.t
+		if t == nil {
+			continue
+		}
 		want := onnx.Expect{ID: t.ID, SHA256: t.SHA256, InputLen: t.InputLen, Horizon: m.Horizon}
 		want.TakesDay = t.Day
-		if s.Trees, err = open(t.File, t.SHA256, want); err != nil {
+		if *tm.dst, err = open(t.File, t.SHA256, want); err != nil {
 			s.close()
 			return nil, err
 		}
-		// Not part of MaxInputLen: the trees blend in where a pattern
-		// holds their window, and a shorter one is served without them.
+		// Not part of MaxInputLen: the trees answer where a pattern holds
+		// their window, and a shorter one is served without them.
 		if t.InputLen > rt.Length() {
 			s.close()
 			return nil, fmt.Errorf("forecast: count trees %s need %d minutes, the router takes at most %d", t.ID, t.InputLen, rt.Length())
@@ -210,7 +220,7 @@ func (s *Set) close() {
 // models is every loaded model: dense, trees, experts, p_invoke models.
 func (s *Set) models() []*onnx.Model {
 	var out []*onnx.Model
-	for _, m := range []*onnx.Model{s.Dense, s.PDense, s.Trees} {
+	for _, m := range []*onnx.Model{s.Dense, s.PDense, s.Trees, s.Mean} {
 		if m != nil {
 			out = append(out, m)
 		}
@@ -289,8 +299,10 @@ func (s *Set) Model(id string) *onnx.Model {
 	if s.Dense.ID == id {
 		return s.Dense
 	}
-	if s.Trees != nil && s.Trees.ID == id {
-		return s.Trees
+	for _, t := range []*onnx.Model{s.Trees, s.Mean} {
+		if t != nil && t.ID == id {
+			return t
+		}
 	}
 	for _, m := range s.Experts {
 		if m.ID == id {

@@ -597,3 +597,54 @@ func TestWholeInvocations(t *testing.T) {
 		}
 	}
 }
+
+// TestMeanTreesGiveTheExpectedCount: with mean trees the forecast is the
+// expected count, (1 - w) times the level plus w times the mean trees'
+// own answer, not rounded, and the median is the level in whole
+// invocations, as the forecast was before; without them the forecast is
+// the median.
+func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
+	with, fns := readyForecaster(t, fixture.CopyModelsWithMeanTrees(t, 0.6))
+	without, _ := readyForecaster(t, fixture.CopyModels(t))
+	reqs := make([]Request, 24)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
+	}
+	ctx := context.Background()
+	a, err := with.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := without.Forecast(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trees, err := with.ForecastModel(ctx, reqs, "dense-trees-mean")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fractional := 0
+	for i := range a {
+		if a[i].Mean == nil || a[i].Mean.Weight != 0.6 || a[i].Mean.Model != "dense-trees-mean" {
+			t.Fatalf("%s: mean %+v", a[i].ID, a[i].Mean)
+		}
+		if !slices.Equal(a[i].Median, b[i].Forecast) || !slices.Equal(a[i].Median, WholeInvocations(a[i].Level)) {
+			t.Fatalf("%s: the median differs from the forecast without mean trees", a[i].ID)
+		}
+		if !slices.Equal(b[i].Median, b[i].Forecast) || b[i].Mean != nil {
+			t.Fatalf("%s: without mean trees the forecast is not the median", b[i].ID)
+		}
+		for h := range a[i].Forecast {
+			want := 0.4*float64(a[i].Level[h]) + 0.6*float64(trees[i].Forecast[h])
+			if math.Abs(float64(a[i].Forecast[h])-want) > 1e-4*max(1, want) {
+				t.Fatalf("%s minute %d: forecast %v, want %v", a[i].ID, h, a[i].Forecast[h], want)
+			}
+			if a[i].Forecast[h] != float32(math.Round(float64(a[i].Forecast[h]))) {
+				fractional++
+			}
+		}
+	}
+	if fractional == 0 {
+		t.Fatal("every expected count is a whole number: rounded")
+	}
+}

@@ -128,6 +128,13 @@ type Manifest struct {
 	Prewarm        *Prewarm `json:"prewarm,omitempty"`
 	Routing        *Routing `json:"routing,omitempty"`
 	Trees          *Trees   `json:"trees,omitempty"`
+	// Mean is the mean trees: count trees fitted to Poisson deviance, whose
+	// answer is each minute's expected count. The served forecast is then
+	// the expected count, (1 - Weight) times the served level (the routed
+	// and trees-blended median before rounding) plus Weight times theirs,
+	// and the median is answered beside it (absent: the forecast is the
+	// median).
+	Mean *Trees `json:"mean,omitempty"`
 	// Silence caps p_invoke after a silence longer than any the pattern
 	// shows (`mesp fit-silence`; absent: the models answer alone).
 	Silence *Silence `json:"silence,omitempty"`
@@ -335,18 +342,21 @@ func (m Manifest) Validate() error {
 	if r := m.Routing; r != nil && !(r.SoftTau > 0 && r.MinWeight >= 0 && r.MinWeight <= 0.5) {
 		return fmt.Errorf("manifest: routing soft_tau %v and min_weight %v, want soft_tau > 0 and min_weight in [0, 0.5]", r.SoftTau, r.MinWeight)
 	}
-	if t := m.Trees; t != nil {
+	for key, t := range map[string]*Trees{"trees": m.Trees, "mean": m.Mean} {
+		if t == nil {
+			continue
+		}
 		if !(t.Weight > 0 && t.Weight <= 1) {
-			return fmt.Errorf("manifest: trees weight %v, want a weight in (0, 1]", t.Weight)
+			return fmt.Errorf("manifest: %s weight %v, want a weight in (0, 1]", key, t.Weight)
 		}
 		if t.InputLen <= 0 {
-			return fmt.Errorf("manifest: trees %s: input_len %d", t.ID, t.InputLen)
+			return fmt.Errorf("manifest: %s %s: input_len %d", key, t.ID, t.InputLen)
 		}
 		if err := checkFile(t.ID, t.File, t.SHA256); err != nil {
 			return err
 		}
 		if t.PInvoke != nil {
-			return fmt.Errorf("manifest: trees %s: count trees have no p_invoke model", t.ID)
+			return fmt.Errorf("manifest: %s %s: count trees have no p_invoke model", key, t.ID)
 		}
 	}
 	if err := m.validateSilence(); err != nil {

@@ -49,6 +49,12 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 		"trees weight above one": func(m *Manifest) {
 			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 1.5}
 		},
+		"mean trees without weight": func(m *Manifest) {
+			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}
+		},
+		"mean trees outside": func(m *Manifest) {
+			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "../m.onnx", SHA256: good, InputLen: 240}, Weight: 1}
+		},
 		"trees outside": func(m *Manifest) {
 			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "../t.onnx", SHA256: good, InputLen: 240}, Weight: 0.5}
 		},

@@ -37,11 +37,25 @@ const PeerCounts = "peer_lightgbm"
 // forecasts are.
 const PeerCountsWhole = "peer_lightgbm_whole"
 
+// MespMedian is MESP's median output, scored beside its forecast (the
+// expected count) where the set has mean trees.
+const MespMedian = "mesp_median"
+
 // New assembles the document.
 func New(res *backtest.Result, prov provision.Report, rows int) Document {
 	d := Document{Rows: rows, Forecasters: res.Forecasters, PerCluster: res.PerCluster, ByVolume: res.ByVolume,
 		ByBehaviour: res.ByBehaviour, Provisioning: prov, Ratios: map[string]float64{}}
+	// The minute-level ratios are the median's (what minute WAPE rewards);
+	// the hour's are the forecast's, the expected count.
 	m, dn := res.Forecasters["mesp"], res.Forecasters["dense"]
+	hour := m
+	if med, ok := res.Forecasters[MespMedian]; ok {
+		m = med
+	}
+	d.Ratios["mesp_hour_wape_over_mean60"] = hour.HourWAPE / res.Forecasters["mean60"].HourWAPE
+	if p, ok := res.Forecasters[PeerCounts]; ok {
+		d.Ratios["mesp_hour_wape_over_peer"] = hour.HourWAPE / p.HourWAPE
+	}
 	best := math.Min(res.Forecasters["naive"].WAPE, res.Forecasters["mean60"].WAPE)
 	d.Ratios["mesp_wape_over_dense"] = m.WAPE / dn.WAPE
 	d.Ratios["mesp_wape_over_best_baseline"] = m.WAPE / best
@@ -60,7 +74,7 @@ func Table(d Document) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-19s %10s %10s %8s %10s %11s %10s %10s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median", "hour WAPE", "hour bias")
 	names := []string{"mesp", "dense", "naive", "mean60"}
-	for _, p := range []string{PeerCounts, PeerCountsWhole} {
+	for _, p := range []string{MespMedian, PeerCounts, PeerCountsWhole} {
 		if _, ok := d.Forecasters[p]; ok {
 			names = append(names, p)
 		}

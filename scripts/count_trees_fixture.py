@@ -6,6 +6,11 @@ the 240-minute window; the day graph reads the day too, and the dense
 p_invoke features of it (the feature operations of the set in --models).
 
     python scripts/count_trees_fixture.py --models WORK --out internal/fixture/testdata/count-trees-day.onnx [--trees 3]
+    python scripts/count_trees_fixture.py --models models --mean --out internal/fixture/testdata/mean-trees.onnx
+
+With --mean it fits mean trees (Poisson deviance) of that many trees per
+horizon on the set's training functions, every 240 minutes, reading the
+window alone, and exports them as `dense-trees-mean`.
 
 It records how a fixture was made; the tests only read the files.
 """
@@ -31,20 +36,26 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--trees", type=int, default=3, help="trees kept per horizon")
     ap.add_argument("--window-only", action="store_true", help="the fit read the window alone")
+    ap.add_argument("--mean", action="store_true", help="fit small mean trees (Poisson) instead of reading a fit")
     a = ap.parse_args()
     man = read_manifest(a.models)
     if man is None:
         raise SystemExit(f"{a.models}/manifest.json missing")
-    boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=a.trees)) for b in ct.saved_fit(a.models)]
     cl = read_clusters(a.models / man["clusters"])["clusters"][0]
-    val = load_cluster(a.models, cl, 20)[1].astype(np.float32)[:48]
+    train, val = (x.astype(np.float32) for x in load_cluster(a.models, cl, 20))
+    val = val[:48]
+    if a.mean:
+        a.window_only = True
+        boosters = ct.fit(train, val, EVAL_ORIGINS, params=ct.PARAMS_MEAN, rounds=a.trees, stride=240)
+    else:
+        boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=a.trees)) for b in ct.saved_fit(a.models)]
     t = EVAL_ORIGINS[0]
     probe, _ = ct.windows(val, (t,))
     day = None
     if not a.window_only:
         graph = a.models / man["dense"]["p_invoke"]["file"]
         day = (ct.days(val, t), ct.dense_features(graph)(val, t), ct.day_features_graph(graph))
-    ct.export(boosters, a.out, "dense-trees", probe, day)
+    ct.export(boosters, a.out, ct.MEAN_ID if a.mean else "dense-trees", probe, day)
     print(f"{a.out}: {sum(b.num_trees() for b in boosters)} trees, "
           f"{'window only' if day is None else f'window and the {day[1].shape[1]} dense p_invoke features of the day'}")
     return 0

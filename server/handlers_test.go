@@ -85,6 +85,7 @@ func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forec
 			for h := range res.Forecast {
 				res.Forecast[h] = float32(sum / float64(len(r.Counts)))
 			}
+			res.Median = forecast.WholeInvocations(res.Forecast)
 		}
 		if outs&forecast.PInvoke != 0 {
 			res.PInvoke, res.PModel, res.PKind = make([]float32, manifest.Horizon), "dense-p", "dense"
@@ -199,17 +200,19 @@ func TestPrewarmOutputs(t *testing.T) {
 		status              int
 		runs                forecast.Outputs
 		pInvoke, warm, cast bool
+		median              bool
 	}{
-		{"", 200, forecast.Counts | forecast.PInvoke, true, true, true},
-		{`,"outputs":null`, 200, forecast.Counts | forecast.PInvoke, true, true, true},
-		{`,"outputs":["warm","p_invoke"]`, 200, forecast.PInvoke, true, true, false},
-		{`,"outputs":["warm"]`, 200, forecast.PInvoke, false, true, false},
-		{`,"outputs":["forecast"]`, 200, forecast.Counts, false, false, true},
-		{`,"outputs":["forecast","warm","p_invoke"]`, 200, forecast.Counts | forecast.PInvoke, true, true, true},
-		{`,"outputs":[]`, 400, 0, false, false, false},
-		{`,"outputs":["warm","cold"]`, 400, 0, false, false, false},
-		{`,"outputs":"warm"`, 400, 0, false, false, false},
-		{`,"outputs":["warm","warm","warm","warm","warm","warm","warm","warm","warm"]`, 400, 0, false, false, false},
+		{"", 200, forecast.Counts | forecast.PInvoke, true, true, true, true},
+		{`,"outputs":null`, 200, forecast.Counts | forecast.PInvoke, true, true, true, true},
+		{`,"outputs":["warm","p_invoke"]`, 200, forecast.PInvoke, true, true, false, false},
+		{`,"outputs":["warm"]`, 200, forecast.PInvoke, false, true, false, false},
+		{`,"outputs":["forecast"]`, 200, forecast.Counts, false, false, true, false},
+		{`,"outputs":["median"]`, 200, forecast.Counts, false, false, false, true},
+		{`,"outputs":["forecast","warm","p_invoke"]`, 200, forecast.Counts | forecast.PInvoke, true, true, true, false},
+		{`,"outputs":[]`, 400, 0, false, false, false, false},
+		{`,"outputs":["warm","cold"]`, 400, 0, false, false, false, false},
+		{`,"outputs":"warm"`, 400, 0, false, false, false, false},
+		{`,"outputs":["warm","warm","warm","warm","warm","warm","warm","warm","warm"]`, 400, 0, false, false, false, false},
 	}
 	for _, c := range cases {
 		f.mu.Lock()
@@ -238,8 +241,8 @@ func TestPrewarmOutputs(t *testing.T) {
 			t.Fatalf("%s: %v %s", c.outputs, err, body)
 		}
 		fn := fields.Functions[0]
-		for name, want := range map[string]bool{"p_invoke": c.pInvoke, "warm": c.warm, "forecast": c.cast,
-			"forecast_model": c.cast, "model": c.pInvoke || c.warm} {
+		for name, want := range map[string]bool{"p_invoke": c.pInvoke, "warm": c.warm, "forecast": c.cast, "median": c.median,
+			"forecast_model": c.cast || c.median, "model": c.pInvoke || c.warm} {
 			if _, got := fn[name]; got != want {
 				t.Errorf("%s: field %q present %v, want %v (%v)", c.outputs, name, got, want, fn)
 			}
@@ -257,6 +260,7 @@ func TestPrewarmOutputs(t *testing.T) {
 		"":                                       forecast.Counts | forecast.PInvoke,
 		`{"name":"p_invoke"}`:                    forecast.PInvoke,
 		`{"name":"forecast"}`:                    forecast.Counts,
+		`{"name":"median"}`:                      forecast.Counts,
 		`{"name":"cluster"}`:                     0,
 		`{"name":"cluster"},{"name":"forecast"}`: forecast.Counts,
 	} {

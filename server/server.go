@@ -280,6 +280,10 @@ type RouteJSON struct {
 	// Timer is the period the timers' expert answered the counts in phase
 	// with (absent: the count models answered).
 	Timer *TimerJSON `json:"timer,omitempty"`
+	// Mean is the mean trees' part of the expected count: forecast is
+	// (1 - weight) times the median's level plus weight times theirs
+	// (absent: forecast is the median).
+	Mean *TreesJSON `json:"mean,omitempty"`
 }
 
 // TimerJSON is the timers' expert's period (periodic.Timer).
@@ -319,16 +323,23 @@ func routeJSON(r forecast.Result) RouteJSON {
 	if t := r.Timer; t != nil {
 		rj.Timer = &TimerJSON{Period: t.Period, Tolerance: t.Tolerance, Kappa: t.Kappa}
 	}
+	if m := r.Mean; m != nil {
+		rj.Mean = &TreesJSON{Model: m.Model, Weight: m.Weight}
+	}
 	return rj
 }
 
 // ForecastJSON is one function's answer.
 type ForecastJSON struct {
 	RouteJSON
-	Model    string    `json:"model"`
-	Kind     string    `json:"kind"`
-	Family   string    `json:"family"`
+	Model  string `json:"model"`
+	Kind   string `json:"kind"`
+	Family string `json:"family"`
+	// Forecast is the expected count of each minute (the median where the
+	// set has no mean trees); Median each minute's median, in whole
+	// invocations.
 	Forecast []float32 `json:"forecast"`
+	Median   []float32 `json:"median"`
 }
 
 // ForecastResponse is the body of a successful POST /v1/forecast.
@@ -487,7 +498,7 @@ func (s *Server) handleForecast(c echo.Context) error {
 	}
 	out := ForecastResponse{Horizon: manifest.Horizon, Forecasts: make([]ForecastJSON, len(res))}
 	for i, r := range res {
-		out.Forecasts[i] = ForecastJSON{RouteJSON: routeJSON(r), Model: r.Model, Kind: r.Kind, Family: r.Family, Forecast: r.Forecast}
+		out.Forecasts[i] = ForecastJSON{RouteJSON: routeJSON(r), Model: r.Model, Kind: r.Kind, Family: r.Family, Forecast: r.Forecast, Median: r.Median}
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -507,6 +518,7 @@ type PrewarmJSON struct {
 	Silence  *SilenceJSON `json:"silence,omitempty"`
 	PInvoke  []float32    `json:"p_invoke,omitempty"`
 	Forecast []float32    `json:"forecast,omitempty"`
+	Median   []float32    `json:"median,omitempty"`
 	Warm     []bool       `json:"warm,omitempty"`
 }
 
@@ -529,19 +541,20 @@ const (
 	outPInvoke  = "p_invoke"
 	outWarm     = "warm"
 	outForecast = "forecast"
+	outMedian   = "median"
 )
 
 // prewarmOutputs is what a request's "outputs" asks for (nil: all): a
 // platform's minutely loop needs only the decision, which spares it the
 // count models.
 func prewarmOutputs(names []string) (map[string]bool, error) {
-	want := map[string]bool{outPInvoke: names == nil, outWarm: names == nil, outForecast: names == nil}
+	want := map[string]bool{outPInvoke: names == nil, outWarm: names == nil, outForecast: names == nil, outMedian: names == nil}
 	if names != nil && len(names) == 0 {
-		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q, %q, %q", forecast.ErrInvalid, outPInvoke, outWarm, outForecast)
+		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q, %q, %q, %q", forecast.ErrInvalid, outPInvoke, outWarm, outForecast, outMedian)
 	}
 	for _, n := range names {
 		if _, ok := want[n]; !ok {
-			return nil, fmt.Errorf("%w: unknown output %q (known: %q, %q, %q)", forecast.ErrInvalid, n, outPInvoke, outWarm, outForecast)
+			return nil, fmt.Errorf("%w: unknown output %q (known: %q, %q, %q, %q)", forecast.ErrInvalid, n, outPInvoke, outWarm, outForecast, outMedian)
 		}
 		want[n] = true
 	}
@@ -565,7 +578,7 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 		return err
 	}
 	var outs forecast.Outputs
-	if want[outForecast] {
+	if want[outForecast] || want[outMedian] {
 		outs |= forecast.Counts
 	}
 	if want[outPInvoke] || want[outWarm] {
@@ -593,8 +606,14 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 				f.Warm[h] = float64(p) >= th
 			}
 		}
+		if want[outForecast] || want[outMedian] {
+			f.ForecastModel = r.Model
+		}
 		if want[outForecast] {
-			f.ForecastModel, f.Forecast = r.Model, r.Forecast
+			f.Forecast = r.Forecast
+		}
+		if want[outMedian] {
+			f.Median = r.Median
 		}
 		out.Functions[i] = f
 	}

@@ -18,7 +18,8 @@ import (
 // (routed, as /v1/forecast), "dense", or an expert's id ("cluster-3").
 //
 // Input "counts": FP32/FP64/INT32/INT64, shape [batch, minutes], data flat
-// (row-major) or nested. Outputs: "forecast" FP32 [batch, 60]; "p_invoke"
+// (row-major) or nested. Outputs: "forecast" FP32 [batch, 60] (the
+// expected count); for "mesp" also "median" FP32 [batch, 60]; "p_invoke"
 // FP32 [batch, 60] (the probability of an invocation in each minute) where
 // the model set has p_invoke models; for "mesp" also "cluster" INT64
 // [batch] and "distance" FP64 [batch].
@@ -85,7 +86,8 @@ func (s *Server) v2Metadata(c echo.Context) error {
 		outputs = append(outputs, map[string]any{"name": outPInvoke, "datatype": "FP32", "shape": []int{-1, manifest.Horizon}})
 	}
 	if name == "mesp" {
-		outputs = append(outputs, map[string]any{"name": "cluster", "datatype": "INT64", "shape": []int{-1}},
+		outputs = append(outputs, map[string]any{"name": outMedian, "datatype": "FP32", "shape": []int{-1, manifest.Horizon}},
+			map[string]any{"name": "cluster", "datatype": "INT64", "shape": []int{-1}},
 			map[string]any{"name": "distance", "datatype": "FP64", "shape": []int{-1}})
 	}
 	return c.JSON(http.StatusOK, map[string]any{
@@ -134,7 +136,7 @@ func (s *Server) v2Infer(c echo.Context) error {
 		// Only what is asked for runs: p_invoke alone spares the count
 		// models, cluster and distance alone need routing only.
 		var outs forecast.Outputs
-		if len(wantOut) == 0 || wantOut[outForecast] {
+		if len(wantOut) == 0 || wantOut[outForecast] || wantOut[outMedian] {
 			outs |= forecast.Counts
 		}
 		if set, ok := s.models.Catalog(); ok && set.PInvoke() && (len(wantOut) == 0 || wantOut[outPInvoke]) {
@@ -149,17 +151,21 @@ func (s *Server) v2Infer(c echo.Context) error {
 		return v2Error(c, status, msg)
 	}
 	fc := make([]float32, 0, len(res)*manifest.Horizon)
-	var pinv []float32
+	var med, pinv []float32
 	cl := make([]int64, len(res))
 	dist := make([]float64, len(res))
 	for i, r := range res {
 		fc = append(fc, r.Forecast...)
+		med = append(med, r.Median...)
 		pinv = append(pinv, r.PInvoke...)
 		cl[i], dist[i] = int64(r.Cluster), r.Distance
 	}
 	all := []v2TensorOut{{Name: outForecast, Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: fc}}
 	if pinv != nil {
 		all = append(all, v2TensorOut{Name: outPInvoke, Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: pinv})
+	}
+	if name == "mesp" && len(med) == len(fc) {
+		all = append(all, v2TensorOut{Name: outMedian, Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: med})
 	}
 	if name == "mesp" {
 		all = append(all, v2TensorOut{Name: "cluster", Shape: []int{len(res)}, Datatype: "INT64", Data: cl},

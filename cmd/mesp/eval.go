@@ -63,9 +63,13 @@ func runEval(ctx context.Context, args []string) error {
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "eval: %d functions (%s part of %s), %d origins\n", len(fns), part, filepath.Base(*data), len(backtest.Origins))
 	contenders := append([]backtest.Forecaster{
-		{Name: "mesp", Predict: served(fc, forecast.Routed)},
-		{Name: "dense", Predict: served(fc, forecast.DenseOnly)},
+		{Name: "mesp", Predict: served(fc, forecast.Routed, false)},
+		{Name: "dense", Predict: served(fc, forecast.DenseOnly, false)},
 	}, backtest.Baselines()...)
+	if set, _ := fc.Catalog(); set.Manifest.Mean != nil {
+		// forecast is the expected count; the median is scored beside it
+		contenders = append(contenders, backtest.Forecaster{Name: report.MespMedian, Predict: served(fc, forecast.Routed, true)})
+	}
 	if *peerCounts != "" {
 		p, err := backtest.FromTable(report.PeerCounts, *peerCounts, fns)
 		if err != nil {
@@ -143,8 +147,9 @@ func runEval(ctx context.Context, args []string) error {
 	return os.WriteFile(*out, append(b, '\n'), 0o644)
 }
 
-// served adapts the serving path to the backtest.
-func served(fc *forecast.Forecaster, mode forecast.Mode) backtest.Predict {
+// served adapts the serving path to the backtest: its forecast (the
+// expected count), or with median its median.
+func served(fc *forecast.Forecaster, mode forecast.Mode, median bool) backtest.Predict {
 	return func(ctx context.Context, hs [][]float64) ([][]float64, []int, error) {
 		reqs := make([]forecast.Request, len(hs))
 		for i, h := range hs {
@@ -157,8 +162,12 @@ func served(fc *forecast.Forecaster, mode forecast.Mode) backtest.Predict {
 		out := make([][]float64, len(res))
 		cl := make([]int, len(res))
 		for i, r := range res {
-			out[i], cl[i] = make([]float64, len(r.Forecast)), r.Cluster
-			for h, v := range r.Forecast {
+			f := r.Forecast
+			if median {
+				f = r.Median
+			}
+			out[i], cl[i] = make([]float64, len(f)), r.Cluster
+			for h, v := range f {
 				out[i][h] = float64(v)
 			}
 			if r.OOD {

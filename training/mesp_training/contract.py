@@ -196,15 +196,17 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
                                and isinstance(rt.get("min_weight"), int | float) and 0 <= rt["min_weight"] <= 0.5):
         out.append(f"routing soft_tau {rt.get('soft_tau')!r} and min_weight {rt.get('min_weight')!r}, "
                    "want soft_tau > 0 and min_weight in [0, 0.5]")
-    tr = m.get("trees")
-    if tr is not None:
-        model("trees", tr)
+    for key in ("trees", "mean"):  # the count trees and the mean trees: one shape
+        tr = m.get(key)
+        if tr is None:
+            continue
+        model(key, tr)
         if isinstance(tr, dict) and not (isinstance(tr.get("weight"), int | float) and 0 < tr["weight"] <= 1):
-            out.append(f"trees weight {tr.get('weight')!r}, want a weight in (0, 1]")
+            out.append(f"{key} weight {tr.get('weight')!r}, want a weight in (0, 1]")
         if isinstance(tr, dict) and "p_invoke" in tr:
-            out.append("trees: count trees have no p_invoke model")
+            out.append(f"{key}: count trees have no p_invoke model")
         if isinstance(tr, dict) and not isinstance(tr.get("day", False), bool):
-            out.append(f"trees day {tr.get('day')!r}, want true or false")
+            out.append(f"{key} day {tr.get('day')!r}, want true or false")
     sl = m.get("silence")
     if sl is not None:
         raw = sl.get("bins") if isinstance(sl, dict) else None

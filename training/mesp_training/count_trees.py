@@ -72,6 +72,16 @@ TRAIN_STRIDE = 30
 PARAMS: dict[str, Any] = {"objective": "l1", "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 50,
                           "max_bin": 63, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
                           "verbose": -1, "seed": 1}
+# The mean trees: the same recipe fitted to squared error on the
+# level-scaled counts, each row weighted by its level, so that a leaf
+# answers sum(y) / sum(level) over its rows: the expected count, not the
+# median (the median of a sparse or jittered minute is 0, and an hour of
+# medians falls short of the hour's volume; README, "The hour's volume").
+# Poisson deviance (log link) was tried first: its exp extrapolated rare
+# windows to 1e10 invocations and more on validation functions.
+PARAMS_MEAN: dict[str, Any] = PARAMS | {"objective": "regression"}
+MEAN_FILE = "dense-trees-mean.onnx"
+MEAN_ID = "dense-trees-mean"
 # At most 60 trees per horizon: on held-out validation windows the first
 # 60 of each early-stopped fit (cap 150) kept almost all of the blend's
 # gain (WAPE 0.1880 vs 0.1876; 40: 0.1887, 20: 0.1921, the routed forecast
@@ -172,8 +182,12 @@ def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, par
         log: Callable[[str], None] = print) -> list[lgb.Booster]:
     """One booster per horizon on the train functions' windows (every
     stride minutes), early-stopped on the val functions at val_origins;
-    with p_features, on the dense p_invoke features too."""
+    with p_features, on the dense p_invoke features too. Targets are
+    divided by the window's level; the L1 fit weights a row by the level's
+    square root, a mean fit (squared error or Poisson) by the level itself,
+    which makes a leaf's answer sum(y) / sum(level) over its rows."""
     p = dict(PARAMS if params is None else params)
+    mean = p.get("objective") in ("poisson", "regression")  # the mean trees': weighted by the level
     x, s, y = inputs(train, train_origins(WINDOW, train.shape[1], stride), p_features)
     xv, sv, yv = inputs(val, val_origins, p_features)
     # targets divided by the level in float64, as the level-scaled L1 asks
@@ -182,8 +196,9 @@ def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, par
     for h in range(HORIZON):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # LightGBM warns about sliced arrays
-            d = lgb.Dataset(x, y[:, h] / s, weight=np.sqrt(s), free_raw_data=True)
-            dv = lgb.Dataset(xv, yv[:, h] / sv, weight=np.sqrt(sv), reference=d)
+            w, wv = (s, sv) if mean else (np.sqrt(s), np.sqrt(sv))
+            d = lgb.Dataset(x, y[:, h] / s, weight=w, free_raw_data=True)
+            dv = lgb.Dataset(xv, yv[:, h] / sv, weight=wv, reference=d)
             b = lgb.train(p, d, rounds, valid_sets=[dv], callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
         boosters.append(lgb.Booster(model_str=b.model_to_string(num_iteration=b.best_iteration or None)))
         if (h + 1) % 10 == 0:
@@ -200,7 +215,8 @@ def predict(boosters: list[lgb.Booster], windows_: np.ndarray, p_features: np.nd
 
 
 def _counts(boosters: list[lgb.Booster], x: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """The boosters' scaled answers on features x, back in counts."""
+    """The boosters' scaled answers on features x, back in counts (a
+    Poisson booster's predict applies its exp)."""
     out: np.ndarray = np.stack([np.maximum(b.predict(x), 0) for b in boosters], axis=1) * level[:, None]
     return out
 
@@ -266,12 +282,19 @@ def _ensemble(boosters: list[lgb.Booster]) -> onnx.NodeProto:
     return ensemble
 
 
+def is_poisson(boosters: list[lgb.Booster]) -> bool:
+    """Whether the boosters were fitted to Poisson deviance (their raw sum
+    is the log of the scaled mean)."""
+    # a booster loaded from its string has no params; its dump names it
+    return bool(boosters) and str(boosters[0].dump_model(num_iteration=1)["objective"]).startswith("poisson")
+
+
 def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
                 day_features: onnx.ModelProto | None = None) -> onnx.ModelProto:
-    """Features (torch, exported) -> trees -> max(0) x level: [batch, 240]
-    -> [batch, 60]; with day_features (day_features_graph), the graph also
-    takes the day [batch, 1440] and reads those features of it after the
-    window's."""
+    """Features (torch, exported) -> trees -> max(0) (exp for Poisson
+    trees) x level: [batch, 240] -> [batch, 60]; with day_features
+    (day_features_graph), the graph also takes the day [batch, 1440] and
+    reads those features of it after the window's."""
     graph = trace_graph(CountFeatures(), probe, ["window_in" if day_features else "trees_in", "level"])
     g = graph.graph
     if day_features is not None:
@@ -285,7 +308,7 @@ def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
         g.node.extend(f.node)
         g.node.append(helper.make_node("Concat", ["window_in", f"day/{P_FEATURES_NAME}"], ["trees_in"], axis=1))
     g.node.append(_ensemble(boosters))
-    g.node.extend([helper.make_node("Relu", ["trees_out"], ["trees_pos"]),
+    g.node.extend([helper.make_node("Exp" if is_poisson(boosters) else "Relu", ["trees_out"], ["trees_pos"]),
                    helper.make_node("Mul", ["trees_pos", "level"], [OUTPUT_NAME])])
     del g.output[:]
     g.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", HORIZON]))
@@ -337,9 +360,11 @@ def entry(boosters: list[lgb.Booster], models: Path, file: str, weight: float, d
     """The manifest's ``trees`` entry; features_of is the dense p_invoke
     entry whose feature operations the trees carry and read the day with
     (None: the window alone)."""
-    e: dict[str, Any] = {"id": "dense-trees", "file": file, "sha256": sha256_file(models / file), "family": FAMILY,
+    e: dict[str, Any] = {"id": MEAN_ID if file == MEAN_FILE else "dense-trees", "file": file,
+                         "sha256": sha256_file(models / file), "family": FAMILY,
                          "input_len": WINDOW, "weight": weight, "trees": sum(b.num_trees() for b in boosters),
-                         "params": dict(PARAMS if params is None else params), "data": data,
+                         "params": dict((PARAMS_MEAN if file == MEAN_FILE else PARAMS) if params is None else params),
+                         "data": data,
                          "validation": validation}
     if features_of is not None:
         # informational: where the feature operations came from
@@ -450,5 +475,96 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
         man["trees"] = entry(boosters, models, file, best, data, validation, params, dense_p)
         log(f"count trees: weight {best}: validation WAPE {scores[best]:.4f} vs routed {scores[0.0]:.4f}, "
             f"trees alone {scores[1.0]:.4f}, dense {validation['dense_wape']:.4f}")
+    write_manifest(models, man)
+    return man
+
+
+# Shares of the mean trees in the expected count tried on the held-out
+# validation half: (1 - a) times the served level plus a times the trees'.
+MEAN_WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
+
+
+def hour_figures(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The hour's volume over windows [n, 60]: WAPE of each window's hour
+    (sum |F - Y| / sum Y over windows) and the bias sum F / sum Y."""
+    fh, yh = pred.sum(axis=1), y.sum(axis=1)
+    total = max(float(yh.sum()), 1e-9)
+    return float(np.abs(fh - yh).sum() / total), float(fh.sum() / total)
+
+
+def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
+                     log: Callable[[str], None] = print, *, params: dict[str, Any] | None = None,
+                     rounds: int = ROUNDS, stride: int = TRAIN_STRIDE, p_features: bool = True) -> dict[str, Any]:
+    """Fits the mean trees (Poisson deviance, the count trees' recipe
+    otherwise) on every cluster's training functions, early-stopped on one
+    half of the validation functions, exports them to
+    models/dense-trees-mean.onnx, and chooses on the other half, every
+    window as served, the share a of the expected count they answer,
+    (1 - a) times the served level (routed, soft-routed and blended with
+    the count trees, before rounding) plus a times theirs, by the hour's
+    WAPE; records it in manifest.json as ``mean`` (removed when a = 0)."""
+    from .contract import read_clusters, read_manifest, whole_invocations, write_manifest
+    from .data import EVAL_ORIGINS
+    from .routing import Router
+    from .soft_routing import served_forecast
+
+    man = read_manifest(models)
+    if man is None:
+        raise ValueError(f"{models}/manifest.json missing: train the count models first")
+    parts = [load(cl) for cl in read_clusters(models / man["clusters"])["clusters"]]
+    train = np.concatenate([p[0] for p in parts]).astype(np.float32)
+    val = np.concatenate([p[1] for p in parts]).astype(np.float32)
+    stop, held = val[0::2], val[1::2]
+    dense_p = man["dense"].get("p_invoke") if p_features else None
+    pf = dense_features(models / dense_p["file"]) if dense_p is not None else None
+    p = dict(PARAMS_MEAN if params is None else params)
+    log(f"mean trees: {len(train)} training functions, {len(stop)} + {len(held)} validation functions, "
+        f"objective {p['objective']}")
+    boosters = fit(train, stop, EVAL_ORIGINS, params=p, rounds=rounds, stride=stride, p_features=pf, log=log)
+    t0 = EVAL_ORIGINS[0]
+    probe, _ = windows(held[:48], (t0,))
+    probe = np.concatenate([probe, np.zeros((1, WINDOW), np.float32)])
+    day = None
+    if pf is not None and dense_p is not None:
+        some = np.concatenate([held[:48], np.zeros((1, held.shape[1]), np.float32)])
+        day = (days(some, t0), pf(some, t0), day_features_graph(models / dense_p["file"]))
+    export(boosters, models / MEAN_FILE, MEAN_ID, probe, day)
+    mean_entry = entry(boosters, models, MEAN_FILE, 1.0, {}, {}, p, dense_p)
+    router = Router(read_clusters(models / man["clusters"]))
+    tw = man["trees"]["weight"] if man.get("trees") else 0.0
+    levels, means, ys = [], [], []
+    for t in EVAL_ORIGINS:
+        level = served_forecast(models, man, router, held, t).astype(np.float64)
+        if tw:
+            level = (1 - tw) * level + tw * forecast_at(models, man, held, t)
+        levels.append(level)
+        means.append(forecast_at(models, {"trees": mean_entry}, held, t))
+        ys.append(held[:, t:t + HORIZON])
+    lv, mn, y = (np.concatenate(a).astype(np.float64) for a in (levels, means, ys))
+    scores = {a: hour_figures((1 - a) * lv + a * mn, y) for a in MEAN_WEIGHTS}
+    for a, (hw, hb) in scores.items():
+        log(f"mean trees: share {a}: validation hour WAPE {hw:.4f}, hour bias {hb:.4f}")
+    best = min(scores, key=lambda a: (scores[a][0], a))
+    median = whole_invocations(lv)
+    validation = {"hour_wape": round(scores[best][0], 6), "hour_bias": round(scores[best][1], 6),
+                  "level_hour_wape": round(scores[0.0][0], 6), "level_hour_bias": round(scores[0.0][1], 6),
+                  "median_hour_wape": round(hour_figures(median, y)[0], 6),
+                  "median_hour_bias": round(hour_figures(median, y)[1], 6),
+                  "trees_hour_wape": round(scores[1.0][0], 6), "trees_hour_bias": round(scores[1.0][1], 6),
+                  "median_wape": round(wape(median, y), 6), "mean_wape": round(wape((1 - best) * lv + best * mn, y), 6),
+                  "functions": len(held), "windows": len(y),
+                  "chosen_on": "the validation functions early stopping did not read, every window as served "
+                               "(timers' expert aside), the hour's WAPE over the evaluation origins"}
+    man = read_manifest(models)
+    assert man is not None
+    if best == 0.0:
+        man.pop("mean", None)
+        (models / MEAN_FILE).unlink()
+        log(f"mean trees: the served level alone has the best hour WAPE ({scores[0.0][0]:.4f}); no mean trees")
+    else:
+        data = {"train_functions": len(train), "val_functions": len(val)}
+        man["mean"] = entry(boosters, models, MEAN_FILE, best, data, validation, p, dense_p)
+        log(f"mean trees: share {best}: validation hour WAPE {scores[best][0]:.4f} (bias {scores[best][1]:.4f}) vs "
+            f"the served median {validation['median_hour_wape']:.4f} (bias {validation['median_hour_bias']:.4f})")
     write_manifest(models, man)
     return man
