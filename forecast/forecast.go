@@ -236,7 +236,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 					out[i].Trees = tb
 				})
 			}
-			if mg := s.treeRows(s.Mean, reqs, mode, out); countsErr == nil && mg != nil {
+			if mg := s.meanRows(reqs, mode, out); countsErr == nil && mg != nil {
 				mb := &TreesBlend{Model: mg[0].model.ID, Weight: s.Manifest.Mean.Weight}
 				means = make([][]float32, len(out))
 				countsErr = s.runGroups(ctx, mg, buf, input, dayOf(reqs), func(i int, y []float32) {
@@ -284,6 +284,9 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			case r.Mean != nil:
 				r.Level, r.Median = r.Forecast, WholeInvocations(r.Forecast)
 				r.Forecast = slices.Clone(r.Level)
+				if s.Manifest.Mean.Hour {
+					shapeHour(r.Level, means[i])
+				}
 				mix(r.Forecast, means[i], r.Mean.Weight)
 			default:
 				r.Level, r.Forecast = r.Forecast, WholeInvocations(r.Forecast)
@@ -349,6 +352,24 @@ func answerTimer(counts []float64, r *Result) {
 	r.Median = WholeInvocations(r.Level)
 }
 
+// shapeHour spreads the hour's volume that hour answers as even shares
+// over the hour as level shapes it: level times the volume over level's
+// sum, or the even shares where level holds less than half an invocation
+// (Python's count_trees.shaped is the same rule).
+func shapeHour(level, hour []float32) {
+	var total, volume float64
+	for h := range hour {
+		total += float64(level[h])
+		volume += float64(hour[h])
+	}
+	if total <= 0.5 {
+		return
+	}
+	for h := range hour {
+		hour[h] = float32(float64(level[h]) * volume / total)
+	}
+}
+
 // WholeInvocations rounds a count forecast to the nearest whole number of
 // invocations (halves up, never below zero), in a new slice; Python's
 // contract.whole_invocations is the same rule.
@@ -385,6 +406,28 @@ func (s *Set) treeRows(m *onnx.Model, reqs []Request, mode Mode, out []Result) [
 		return nil
 	}
 	return []modelGroup{g}
+}
+
+// meanRows is the mean trees' run: treeRows, less the patterns in a
+// silence longer than any they show (from the silence hazard's minimum
+// gap): the mean trees learnt from days that all had invocations that a
+// silent window must end within the hour, and a function silent for a
+// day would be forecast invocations no hazard supports; its expected
+// count is the level, as its p_invoke is the hazard's.
+func (s *Set) meanRows(reqs []Request, mode Mode, out []Result) []modelGroup {
+	groups := s.treeRows(s.Mean, reqs, mode, out)
+	sl := s.Manifest.Silence
+	if groups == nil || sl == nil {
+		return groups
+	}
+	rows := slices.DeleteFunc(groups[0].rows, func(i int) bool {
+		g, unprecedented := silence.Gap(reqs[i].Counts)
+		return unprecedented && g >= sl.MinGap
+	})
+	if len(rows) == 0 {
+		return nil
+	}
+	return []modelGroup{{model: groups[0].model, rows: rows}}
 }
 
 // dayOf appends request i's day, as a p_invoke graph takes it: the second
@@ -617,7 +660,7 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	groups = withoutTimers(groups, out)
 	groups = append(groups, s.blends(routes, per, mode, out)...)
 	groups = append(groups, s.treeRows(s.Trees, reqs, mode, out)...)
-	groups = append(groups, s.treeRows(s.Mean, reqs, mode, out)...)
+	groups = append(groups, s.meanRows(reqs, mode, out)...)
 	runs := make([]Run, len(groups))
 	for k, g := range groups {
 		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}

@@ -16,6 +16,7 @@ import (
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/router"
+	"github.com/mesp-project/mesp/silence"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -272,6 +273,11 @@ func TestRunsAreForecastsWork(t *testing.T) {
 						byModel[s.Model(r.Trees.Model)] = append(byModel[s.Model(r.Trees.Model)], i)
 					}
 				}
+				for i, r := range want {
+					if r.Mean != nil {
+						byModel[s.Model(r.Mean.Model)] = append(byModel[s.Model(r.Mean.Model)], i)
+					}
+				}
 				outputs := map[int][][]float32{} // request -> its model outputs, nearest first
 				rows := 0
 				for _, run := range runs {
@@ -301,11 +307,17 @@ func TestRunsAreForecastsWork(t *testing.T) {
 					if r.Trees != nil {
 						n++
 					}
+					if r.Mean != nil {
+						n++
+					}
 					if len(outputs[i]) != n {
 						t.Fatalf("request %d in %d runs, want %d", i, len(outputs[i]), n)
 					}
-					if want := WholeInvocations(r.Level); !slices.Equal(r.Forecast, want) {
-						t.Fatalf("request %d: Forecast %v is not Level rounded (%v)", i, r.Forecast, want)
+					if want := WholeInvocations(r.Level); !slices.Equal(r.Median, want) {
+						t.Fatalf("request %d: Median %v is not Level rounded (%v)", i, r.Median, want)
+					}
+					if r.Mean == nil && !slices.Equal(r.Forecast, r.Median) {
+						t.Fatalf("request %d: no mean trees, yet Forecast %v is not the median", i, r.Forecast)
 					}
 					for h, v := range r.Level {
 						got := float64(outputs[i][0][h])
@@ -313,7 +325,11 @@ func TestRunsAreForecastsWork(t *testing.T) {
 							got = (1-r.Blend.Weight)*got + r.Blend.Weight*float64(outputs[i][1][h])
 						}
 						if r.Trees != nil {
-							got = (1-r.Trees.Weight)*got + r.Trees.Weight*float64(outputs[i][n-1][h])
+							k := n - 1
+							if r.Mean != nil {
+								k--
+							}
+							got = (1-r.Trees.Weight)*got + r.Trees.Weight*float64(outputs[i][k][h])
 						}
 						if v := float64(v); math.Abs(got-v) > 1e-4*math.Max(1, math.Abs(v)) {
 							t.Fatalf("request %d minute %d: runs give %v, Level %v", i, h, got, v)
@@ -599,13 +615,13 @@ func TestWholeInvocations(t *testing.T) {
 }
 
 // TestMeanTreesGiveTheExpectedCount: with mean trees the forecast is the
-// expected count, (1 - w) times the level plus w times the mean trees'
-// own answer, not rounded, and the median is the level in whole
-// invocations, as the forecast was before; without them the forecast is
-// the median.
+// expected count, (1 - w) times the level plus w times the hour the mean
+// trees answer, spread as the level shapes the hour, not rounded; the
+// median is the level in whole invocations, as the forecast was before;
+// without them the forecast is the median.
 func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 	with, fns := readyForecaster(t, fixture.CopyModelsWithMeanTrees(t, 0.6))
-	without, _ := readyForecaster(t, fixture.CopyModels(t))
+	without, _ := readyForecaster(t, fixture.CopyModelsWithoutMean(t))
 	reqs := make([]Request, 24)
 	for i := range reqs {
 		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
@@ -623,8 +639,17 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fractional := 0
+	fractional, withMean := 0, 0
+	cat, _ := with.Catalog()
 	for i := range a {
+		if g, unprecedented := silence.Gap(reqs[i].Counts); unprecedented && g >= cat.Manifest.Silence.MinGap {
+			// in a silence no day shows: the level, as p_invoke is the hazard's
+			if a[i].Mean != nil || !slices.Equal(a[i].Forecast, a[i].Median) {
+				t.Fatalf("%s: silent %d minutes, yet mean %+v", a[i].ID, g, a[i].Mean)
+			}
+			continue
+		}
+		withMean++
 		if a[i].Mean == nil || a[i].Mean.Weight != 0.6 || a[i].Mean.Model != "dense-trees-mean" {
 			t.Fatalf("%s: mean %+v", a[i].ID, a[i].Mean)
 		}
@@ -634,8 +659,17 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 		if !slices.Equal(b[i].Median, b[i].Forecast) || b[i].Mean != nil {
 			t.Fatalf("%s: without mean trees the forecast is not the median", b[i].ID)
 		}
+		var total, volume float64
+		for h := range a[i].Level {
+			total += float64(a[i].Level[h])
+			volume += float64(trees[i].Forecast[h])
+		}
 		for h := range a[i].Forecast {
-			want := 0.4*float64(a[i].Level[h]) + 0.6*float64(trees[i].Forecast[h])
+			hour := float64(trees[i].Forecast[h]) // even shares where the level is under half an invocation
+			if total > 0.5 {
+				hour = float64(a[i].Level[h]) * volume / total
+			}
+			want := 0.4*float64(a[i].Level[h]) + 0.6*hour
 			if math.Abs(float64(a[i].Forecast[h])-want) > 1e-4*max(1, want) {
 				t.Fatalf("%s minute %d: forecast %v, want %v", a[i].ID, h, a[i].Forecast[h], want)
 			}
@@ -644,7 +678,25 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 			}
 		}
 	}
-	if fractional == 0 {
-		t.Fatal("every expected count is a whole number: rounded")
+	if fractional == 0 || withMean < len(a)/2 {
+		t.Fatalf("%d of %d with mean trees, %d fractional minutes", withMean, len(a), fractional)
+	}
+}
+
+func TestShapeHourByHand(t *testing.T) {
+	cases := []struct {
+		name              string
+		level, hour, want []float32
+	}{
+		{"spread as the level", []float32{1, 0, 3}, []float32{2, 2, 2}, []float32{1.5, 0, 4.5}},
+		{"a level under half an invocation keeps the even shares", []float32{0.2, 0.1, 0.1}, []float32{1, 1, 1}, []float32{1, 1, 1}},
+		{"no volume", []float32{1, 2, 3}, []float32{0, 0, 0}, []float32{0, 0, 0}},
+	}
+	for _, c := range cases {
+		h := slices.Clone(c.hour)
+		shapeHour(c.level, h)
+		if !slices.Equal(h, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, h, c.want)
+		}
 	}
 }

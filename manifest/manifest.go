@@ -170,6 +170,10 @@ type Trees struct {
 	FeaturesOf *FeaturesOf `json:"features_of,omitempty"`
 	// Validation is the validation figures it was chosen on (informational).
 	Validation map[string]any `json:"validation,omitempty"`
+	// Hour (mean trees only) says the graph answers the next hour's
+	// volume as even shares per minute, which the server spreads as the
+	// served level shapes the hour.
+	Hour bool `json:"hour,omitempty"`
 }
 
 // FeaturesOf is the graph whose features a model was fitted on.
@@ -190,6 +194,10 @@ type Routing struct {
 	MinWeight float64 `json:"min_weight"`
 	// Validation is the validation figures it was chosen on (informational).
 	Validation map[string]any `json:"validation,omitempty"`
+	// Hour (mean trees only) says the graph answers the next hour's
+	// volume as even shares per minute, which the server spreads as the
+	// served level shapes the hour.
+	Hour bool `json:"hour,omitempty"`
 }
 
 // RunnerWeight is the runner-up's weight for distances d1 <= d2.
@@ -357,6 +365,9 @@ func (m Manifest) Validate() error {
 		}
 		if t.PInvoke != nil {
 			return fmt.Errorf("manifest: %s %s: count trees have no p_invoke model", key, t.ID)
+		}
+		if t.Hour && key != "mean" {
+			return fmt.Errorf("manifest: %s %s: only the mean trees answer the hour", key, t.ID)
 		}
 	}
 	if err := m.validateSilence(); err != nil {

@@ -8,9 +8,9 @@ p_invoke features of it (the feature operations of the set in --models).
     python scripts/count_trees_fixture.py --models WORK --out internal/fixture/testdata/count-trees-day.onnx [--trees 3]
     python scripts/count_trees_fixture.py --models models --mean --out internal/fixture/testdata/mean-trees.onnx
 
-With --mean it fits mean trees (Poisson deviance) of that many trees per
-horizon on the set's training functions, every 240 minutes, reading the
-window alone, and exports them as `dense-trees-mean`.
+With --mean it fits mean trees (the hour's volume, count_trees.fit_hour)
+of that many trees on the set's training functions, every 240 minutes,
+reading the window alone, and exports them as `dense-trees-mean`.
 
 It records how a fixture was made; the tests only read the files.
 """
@@ -46,7 +46,7 @@ def main() -> int:
     val = val[:48]
     if a.mean:
         a.window_only = True
-        boosters = ct.fit(train, val, EVAL_ORIGINS, params=ct.PARAMS_MEAN, rounds=a.trees, stride=240)
+        boosters = ct.fit_hour(train, val, EVAL_ORIGINS, rounds=a.trees, stride=240)
     else:
         boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=a.trees)) for b in ct.saved_fit(a.models)]
     t = EVAL_ORIGINS[0]

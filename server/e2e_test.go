@@ -121,7 +121,7 @@ func batchBody(fns []trace.Function, minutes int) string {
 func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	// The shipped set with count trees added: soft routing's blends and the
 	// trees' are both checked.
-	ts := startOn(t, fixture.CopyModelsWithTrees(t, 0.3))
+	ts := startOn(t, fixture.AddMeanTrees(t, fixture.CopyModelsWithTrees(t, 0.3), 0.4))
 	fns := fixtureRows(t, 40)
 	code, body := post(t, ts.URL+"/v1/forecast", batchBody(fns, 1200))
 	if code != http.StatusOK {
@@ -142,8 +142,10 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	for _, e := range m.Experts {
 		files[e.ID] = e.Model
 	}
-	if m.Trees != nil {
-		files[m.Trees.ID] = m.Trees.Model
+	for _, tr := range []*manifest.Trees{m.Trees, m.Mean} {
+		if tr != nil {
+			files[tr.ID] = tr.Model
+		}
 	}
 	// Every model's output for the rows it answers, in full, in a soft
 	// routing blend or as the count trees, from Python onnxruntime on the
@@ -183,6 +185,9 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 		if f.Trees != nil {
 			byModel[f.Trees.Model] = append(byModel[f.Trees.Model], i)
 		}
+		if f.Mean != nil {
+			byModel[f.Mean.Model] = append(byModel[f.Mean.Model], i)
+		}
 	}
 	python := map[string]map[int][]float64{} // model -> request -> its 60 values
 	for id, idx := range byModel {
@@ -197,11 +202,12 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			python[id][i] = ref[r]
 		}
 	}
-	nonzero := 0
+	nonzero, means := 0, 0
 	for i, f := range resp.Forecasts {
 		if f.Timer != nil {
 			continue // checked above
 		}
+		level := make([]float64, len(f.Forecast))
 		for h := range f.Forecast {
 			want := python[f.Model][i][h]
 			if b := f.Blend; b != nil {
@@ -210,9 +216,10 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			if tr := f.Trees; tr != nil {
 				want = (1-tr.Weight)*want + tr.Weight*python[tr.Model][i][h]
 			}
-			// The answer is whole invocations: Python's blend rounded, either
+			level[h] = want
+			// The median is whole invocations: Python's blend rounded, either
 			// neighbour where that blend lies within float32's reach of a half.
-			got := float64(f.Forecast[h])
+			got := float64(f.Median[h])
 			if whole := math.Max(0, math.Floor(want+0.5)); got != whole {
 				if half := math.Floor(want) + 0.5; math.Abs(want-half) > 1e-4*math.Max(1, want) || math.Abs(got-want) > 0.5 {
 					t.Fatalf("forecast %d (%s, blend %+v, trees %+v) minute %d: server %v, python %v rounded %v", i, f.Model, f.Blend, f.Trees, h, got, want, whole)
@@ -222,9 +229,32 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 				nonzero++
 			}
 		}
+		// The forecast is the expected count: with mean trees, (1 - w) times
+		// Python's level plus w times their hour spread as that level
+		// shapes it (count_trees.shaped); else the median.
+		if f.Mean == nil {
+			if !slices.Equal(f.Forecast, f.Median) {
+				t.Fatalf("forecast %d: no mean trees, yet forecast %v is not the median %v", i, f.Forecast, f.Median)
+			}
+			continue
+		}
+		means++
+		hour, total, volume := slices.Clone(python[f.Mean.Model][i]), 0.0, 0.0
+		for h := range hour {
+			total, volume = total+level[h], volume+hour[h]
+		}
+		for h := range hour {
+			if total > 0.5 {
+				hour[h] = level[h] * volume / total
+			}
+			want := (1-f.Mean.Weight)*level[h] + f.Mean.Weight*hour[h]
+			if math.Abs(float64(f.Forecast[h])-want) > 1e-4*math.Max(1, want) {
+				t.Fatalf("forecast %d (mean %+v) minute %d: server %v, python %v", i, f.Mean, h, f.Forecast[h], want)
+			}
+		}
 	}
-	if nonzero == 0 {
-		t.Fatal("every forecast rounded to zero: nothing compared")
+	if nonzero == 0 || means == 0 {
+		t.Fatalf("%d nonzero medians, %d expected counts compared", nonzero, means)
 	}
 	if m.Routing != nil && blended == 0 {
 		t.Fatal("soft routing is on, yet no forecast blended two models")

@@ -207,6 +207,8 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append(f"{key}: count trees have no p_invoke model")
         if isinstance(tr, dict) and not isinstance(tr.get("day", False), bool):
             out.append(f"{key} day {tr.get('day')!r}, want true or false")
+        if isinstance(tr, dict) and (tr.get("hour", False) not in (True, False) or (key != "mean" and tr.get("hour"))):
+            out.append(f"{key} hour {tr.get('hour')!r}: only the mean trees answer the hour (true or false)")
     sl = m.get("silence")
     if sl is not None:
         raw = sl.get("bins") if isinstance(sl, dict) else None

@@ -48,6 +48,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import torch
 from onnx import TensorProto, helper
 from torch import nn
@@ -80,6 +81,16 @@ PARAMS: dict[str, Any] = {"objective": "l1", "learning_rate": 0.1, "num_leaves":
 # Poisson deviance (log link) was tried first: its exp extrapolated rare
 # windows to 1e10 invocations and more on validation functions.
 PARAMS_MEAN: dict[str, Any] = PARAMS | {"objective": "regression"}
+# The hour's mean: one booster for the next hour's volume (Huber loss on
+# the level-scaled hour, weighted by the level: robust to the bursts that
+# stopped the squared-error fits after a few trees), spread by the server
+# over the hour as the served level shapes it. On held-out validation
+# functions it had the best hour WAPE of squared error, Huber, Poisson and
+# Tweedie (scripts/mean_trees_study.py).
+PARAMS_HOUR: dict[str, Any] = PARAMS | {"objective": "huber", "alpha": 2.0, "learning_rate": 0.05,
+                                        "min_data_in_leaf": 100}
+HOUR_ROUNDS = 600
+HOUR_EARLY_STOP = 40
 MEAN_FILE = "dense-trees-mean.onnx"
 MEAN_ID = "dense-trees-mean"
 # At most 60 trees per horizon: on held-out validation windows the first
@@ -206,6 +217,35 @@ def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, par
     return boosters
 
 
+def fit_hour(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *,
+             params: dict[str, Any] | None = None, rounds: int = HOUR_ROUNDS, stride: int = TRAIN_STRIDE,
+             p_features: PFeatures = None) -> list[lgb.Booster]:
+    """One booster for the next hour's volume divided by the window's
+    level, weighted by the level, on the count trees' features; early
+    stopped on the val functions at val_origins."""
+    p = dict(PARAMS_HOUR if params is None else params)
+    x, s, y = inputs(train, train_origins(WINDOW, train.shape[1], stride), p_features)
+    xv, sv, yv = inputs(val, val_origins, p_features)
+    yh, yvh = y.astype(np.float64).sum(axis=1), yv.astype(np.float64).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = lgb.Dataset(x, yh / s, weight=s, free_raw_data=True)
+        dv = lgb.Dataset(xv, yvh / sv, weight=sv, reference=d)
+        b = lgb.train(p, d, rounds, valid_sets=[dv], callbacks=[lgb.early_stopping(HOUR_EARLY_STOP, verbose=False)])
+    return [lgb.Booster(model_str=b.model_to_string(num_iteration=b.best_iteration or None))]
+
+
+def shaped(level: np.ndarray, hour: np.ndarray) -> np.ndarray:
+    """The hour model's even shares [n, 60] spread as the served level
+    [n, 60] shapes the hour: level times the hour's volume over the level's
+    sum, or the even shares where the level holds less than half an
+    invocation (the server's rule, forecast.shapeHour)."""
+    total = level.sum(axis=1, keepdims=True)
+    volume = hour.sum(axis=1, keepdims=True)
+    out: np.ndarray = np.where(total > 0.5, level * volume / np.maximum(total, 1e-9), hour)
+    return out
+
+
 def predict(boosters: list[lgb.Booster], windows_: np.ndarray, p_features: np.ndarray | None = None) -> np.ndarray:
     """Expected counts [n, 60] of raw windows [n, 240] (and their dense
     p_invoke features [n, F] for trees fitted on them): what the graph
@@ -216,8 +256,11 @@ def predict(boosters: list[lgb.Booster], windows_: np.ndarray, p_features: np.nd
 
 def _counts(boosters: list[lgb.Booster], x: np.ndarray, level: np.ndarray) -> np.ndarray:
     """The boosters' scaled answers on features x, back in counts (a
-    Poisson booster's predict applies its exp)."""
+    Poisson booster's predict applies its exp); one booster is the hour's
+    volume, answered as an even share per minute."""
     out: np.ndarray = np.stack([np.maximum(b.predict(x), 0) for b in boosters], axis=1) * level[:, None]
+    if len(boosters) == 1:
+        out = np.repeat(out / HORIZON, HORIZON, axis=1)
     return out
 
 
@@ -276,7 +319,7 @@ def _ensemble(boosters: list[lgb.Booster]) -> onnx.NodeProto:
                     a["target_ids"].append(h)
                     a["target_weights"].append(float(node["leaf_value"]))
             tree_id += 1
-    attrs: dict[str, Any] = {"n_targets": HORIZON, "aggregate_function": "SUM", "post_transform": "NONE", **a}
+    attrs: dict[str, Any] = {"n_targets": len(boosters), "aggregate_function": "SUM", "post_transform": "NONE", **a}
     ensemble: onnx.NodeProto = helper.make_node("TreeEnsembleRegressor", ["trees_in"], ["trees_out"],
                                                 domain="ai.onnx.ml", **attrs)
     return ensemble
@@ -308,8 +351,13 @@ def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
         g.node.extend(f.node)
         g.node.append(helper.make_node("Concat", ["window_in", f"day/{P_FEATURES_NAME}"], ["trees_in"], axis=1))
     g.node.append(_ensemble(boosters))
-    g.node.extend([helper.make_node("Exp" if is_poisson(boosters) else "Relu", ["trees_out"], ["trees_pos"]),
-                   helper.make_node("Mul", ["trees_pos", "level"], [OUTPUT_NAME])])
+    pos = helper.make_node("Exp" if is_poisson(boosters) else "Relu", ["trees_out"], ["trees_pos"])
+    if len(boosters) == 1:  # the hour's volume: an even share per minute
+        g.initializer.append(onnx.numpy_helper.from_array(np.full((1, HORIZON), 1 / HORIZON, np.float32), "per_minute"))
+        g.node.extend([pos, helper.make_node("Mul", ["trees_pos", "level"], ["hour_volume"]),
+                       helper.make_node("Mul", ["hour_volume", "per_minute"], [OUTPUT_NAME])])
+    else:
+        g.node.extend([pos, helper.make_node("Mul", ["trees_pos", "level"], [OUTPUT_NAME])])
     del g.output[:]
     g.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", HORIZON]))
     graph.opset_import.append(helper.make_opsetid("ai.onnx.ml", 3))
@@ -494,15 +542,16 @@ def hour_figures(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
                      log: Callable[[str], None] = print, *, params: dict[str, Any] | None = None,
-                     rounds: int = ROUNDS, stride: int = TRAIN_STRIDE, p_features: bool = True) -> dict[str, Any]:
-    """Fits the mean trees (Poisson deviance, the count trees' recipe
-    otherwise) on every cluster's training functions, early-stopped on one
-    half of the validation functions, exports them to
+                     rounds: int = HOUR_ROUNDS, stride: int = TRAIN_STRIDE, p_features: bool = True) -> dict[str, Any]:
+    """Fits the mean trees (the hour's volume, fit_hour, on the count
+    trees' features) on every cluster's training functions, early-stopped
+    on one half of the validation functions, exports them to
     models/dense-trees-mean.onnx, and chooses on the other half, every
     window as served, the share a of the expected count they answer,
     (1 - a) times the served level (routed, soft-routed and blended with
-    the count trees, before rounding) plus a times theirs, by the hour's
-    WAPE; records it in manifest.json as ``mean`` (removed when a = 0)."""
+    the count trees, before rounding) plus a times their hour shaped by
+    that level (shaped), by the hour's WAPE; records it in manifest.json
+    as ``mean`` with ``hour`` (removed when a = 0)."""
     from .contract import read_clusters, read_manifest, whole_invocations, write_manifest
     from .data import EVAL_ORIGINS
     from .routing import Router
@@ -517,10 +566,11 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
     stop, held = val[0::2], val[1::2]
     dense_p = man["dense"].get("p_invoke") if p_features else None
     pf = dense_features(models / dense_p["file"]) if dense_p is not None else None
-    p = dict(PARAMS_MEAN if params is None else params)
+    p = dict(PARAMS_HOUR if params is None else params)
     log(f"mean trees: {len(train)} training functions, {len(stop)} + {len(held)} validation functions, "
-        f"objective {p['objective']}")
-    boosters = fit(train, stop, EVAL_ORIGINS, params=p, rounds=rounds, stride=stride, p_features=pf, log=log)
+        f"the hour's volume, objective {p['objective']}")
+    boosters = fit_hour(train, stop, EVAL_ORIGINS, params=p, rounds=rounds, stride=stride, p_features=pf)
+    log(f"mean trees: {boosters[0].num_trees()} trees")
     t0 = EVAL_ORIGINS[0]
     probe, _ = windows(held[:48], (t0,))
     probe = np.concatenate([probe, np.zeros((1, WINDOW), np.float32)])
@@ -529,7 +579,7 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
         some = np.concatenate([held[:48], np.zeros((1, held.shape[1]), np.float32)])
         day = (days(some, t0), pf(some, t0), day_features_graph(models / dense_p["file"]))
     export(boosters, models / MEAN_FILE, MEAN_ID, probe, day)
-    mean_entry = entry(boosters, models, MEAN_FILE, 1.0, {}, {}, p, dense_p)
+    mean_entry = entry(boosters, models, MEAN_FILE, 1.0, {}, {}, p, dense_p) | {"hour": True}
     router = Router(read_clusters(models / man["clusters"]))
     tw = man["trees"]["weight"] if man.get("trees") else 0.0
     levels, means, ys = [], [], []
@@ -538,7 +588,7 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
         if tw:
             level = (1 - tw) * level + tw * forecast_at(models, man, held, t)
         levels.append(level)
-        means.append(forecast_at(models, {"trees": mean_entry}, held, t))
+        means.append(shaped(level, forecast_at(models, {"trees": mean_entry}, held, t)))
         ys.append(held[:, t:t + HORIZON])
     lv, mn, y = (np.concatenate(a).astype(np.float64) for a in (levels, means, ys))
     scores = {a: hour_figures((1 - a) * lv + a * mn, y) for a in MEAN_WEIGHTS}
@@ -563,7 +613,7 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
         log(f"mean trees: the served level alone has the best hour WAPE ({scores[0.0][0]:.4f}); no mean trees")
     else:
         data = {"train_functions": len(train), "val_functions": len(val)}
-        man["mean"] = entry(boosters, models, MEAN_FILE, best, data, validation, p, dense_p)
+        man["mean"] = entry(boosters, models, MEAN_FILE, best, data, validation, p, dense_p) | {"hour": True}
         log(f"mean trees: share {best}: validation hour WAPE {scores[best][0]:.4f} (bias {scores[best][1]:.4f}) vs "
             f"the served median {validation['median_hour_wape']:.4f} (bias {validation['median_hour_bias']:.4f})")
     write_manifest(models, man)

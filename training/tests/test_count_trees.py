@@ -173,3 +173,29 @@ def test_hour_figures_by_hand() -> None:
     f = np.array([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 2.0, 2.0]])
     # hours: y 4, 0, 4; f 2, 1, 6 -> |diff| 2 + 1 + 2 over 8; bias 9 / 8
     assert ct.hour_figures(f, y) == pytest.approx((5 / 8, 9 / 8))
+
+
+def test_hour_trees_answer_the_hours_volume(series: np.ndarray, tmp_path: Path) -> None:
+    """The hour model (fit_hour): one booster whose graph answers the
+    hour's volume as 60 even shares, equal to LightGBM; over the windows
+    it was fitted on its hours add up to the actual ones within 10%; and
+    shaped spreads an hour as a level shapes it."""
+    train = series[:80]
+    origins = (900, 1080, 1200)
+    params = ct.PARAMS_HOUR | {"min_data_in_leaf": 5, "num_leaves": 7}
+    boosters = ct.fit_hour(train, train, origins, params=params, rounds=80, stride=120)
+    assert len(boosters) == 1
+    w, y = ct.windows(train, origins)
+    hour = ct.predict(boosters, w)
+    assert hour.shape == (len(w), 60) and np.allclose(hour, hour[:, :1])  # even shares
+    assert 0.9 < ct.hour_figures(hour, y.astype(np.float64))[1] < 1.1
+    path = tmp_path / "hour.onnx"
+    ct.export(boosters, path, ct.MEAN_ID, w[:40])
+    graph = onnx.load(str(path)).graph
+    (trees,) = [n for n in graph.node if n.op_type == "TreeEnsembleRegressor"]
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in trees.attribute}["n_targets"] == 1
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"counts": w[:40]})[0]
+    np.testing.assert_allclose(got, hour[:40], rtol=1e-4, atol=1e-3)
+    level = np.array([[1.0, 0.0, 3.0], [0.2, 0.1, 0.1]])
+    even = np.array([[2.0, 2.0, 2.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(ct.shaped(level, even), [[1.5, 0.0, 4.5], [1.0, 1.0, 1.0]])
