@@ -138,9 +138,26 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
     assert len(models_rows) >= len(got) // 2
     if "trees" in man:
         assert all(got[i]["trees"] == {"model": man["trees"]["id"], "weight": w} for i in models_rows)
-    answered = np.array([got[i]["forecast"] for i in models_rows])
+    answered = np.array([got[i]["median"] for i in models_rows])
     assert_whole_invocations(answered, want[models_rows])
     assert answered.max() > 0  # something was compared
+    # the forecast is the expected count: the mean trees' hour spread as
+    # the level shapes it, at their share (none in a silence no day shows)
+    forecast = np.array([got[i]["forecast"] for i in models_rows])
+    if "mean" not in man:
+        np.testing.assert_array_equal(forecast, answered)
+        return
+    a = man["mean"]["weight"]
+    hour = ct.shaped(want, ct.forecast_at(models, {"trees": man["mean"]}, series[:, :t], t))
+    expected = (1 - a) * want + a * hour
+    with_mean = [k for k, i in enumerate(models_rows) if "mean" in got[i]]
+    assert len(with_mean) >= len(models_rows) // 2
+    for k, i in enumerate(models_rows):
+        if "mean" in got[i]:
+            assert got[i]["mean"] == {"model": man["mean"]["id"], "weight": a}
+            np.testing.assert_allclose(forecast[k], expected[i], rtol=1e-4, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(forecast[k], answered[k])
 
 
 @pytest.mark.parametrize("objective", ["regression", "poisson"])

@@ -34,17 +34,18 @@ def test_v2_matches_v1(server: str) -> None:
     counts = fixture_counts(12, 1200)
     inp = triton.InferInput("counts", list(counts.shape), "FP32")
     inp.set_data_from_numpy(counts, binary_data=False)
-    outs = [triton.InferRequestedOutput(n, binary_data=False) for n in ("forecast", "cluster")]
+    outs = [triton.InferRequestedOutput(n, binary_data=False) for n in ("forecast", "median", "cluster")]
     res = client.infer("mesp", [inp], outputs=outs)
-    forecast, cluster = res.as_numpy("forecast"), res.as_numpy("cluster")
+    forecast, median, cluster = res.as_numpy("forecast"), res.as_numpy("median"), res.as_numpy("cluster")
     ref = v1(server, counts)["forecasts"]
-    assert forecast.shape == (12, 60)
+    assert forecast.shape == (12, 60) and median.shape == (12, 60)
     for i, f in enumerate(ref):
         np.testing.assert_allclose(forecast[i], np.asarray(f["forecast"], np.float32), rtol=1e-6)
+        np.testing.assert_allclose(median[i], np.asarray(f["median"], np.float32), rtol=1e-6)
         assert int(cluster[i]) == (f["cluster"])
 
     # A named model answers without routing: the dense model on every row,
-    # its graph's level as it is (the routed answers round it to whole
+    # its graph's level as it is (the routed medians round it to whole
     # invocations).
     res = client.infer("dense", [inp], outputs=[triton.InferRequestedOutput("forecast", binary_data=False)])
     # (rows the dense model answers, not blended by soft routing; a timer's
@@ -61,7 +62,7 @@ def test_v2_matches_v1(server: str) -> None:
         assert all(ref[i]["trees"] == trees for i in dense_rows)
         res = client.infer(trees["model"], [inp], outputs=[triton.InferRequestedOutput("forecast", binary_data=False)])
         level = (1 - trees["weight"]) * level + trees["weight"] * res.as_numpy("forecast").astype(np.float64)
-    assert_whole_invocations(np.array([ref[i]["forecast"] for i in dense_rows]), level[dense_rows])
+    assert_whole_invocations(np.array([ref[i]["median"] for i in dense_rows]), level[dense_rows])
 
 
 @pytest.mark.parametrize(
