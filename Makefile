@@ -80,6 +80,7 @@ train-experts: venv build
 	  $(if $(CLUSTERS),--clusters $(CLUSTERS),)
 	$(PY) -m mesp_training soft-routing --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --models $(WORK) --config training/search.yaml
+	$(PY) -m mesp_training train-trees --mean --models $(WORK) --config training/search.yaml
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
 	bin/mesp publish --from $(WORK) --models $(MODELS)
 

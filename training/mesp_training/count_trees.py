@@ -43,7 +43,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -441,6 +441,51 @@ def wape(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.abs(pred - y).sum() / max(np.abs(y).sum(), 1e-9))
 
 
+class _FitData(NamedTuple):
+    """What a trees fit reads: the manifest, the training functions, the
+    validation halves (early stopping reads stop, the choice held: neither
+    choice sees the rows it is scored on), the dense p_invoke entry whose
+    features the trees read and those features' function (None: the window
+    alone)."""
+
+    man: dict[str, Any]
+    train: np.ndarray
+    stop: np.ndarray
+    held: np.ndarray
+    dense_p: dict[str, Any] | None
+    pf: PFeatures
+
+
+def _fit_data(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
+              p_features: bool) -> _FitData:
+    from .contract import read_clusters, read_manifest
+
+    man = read_manifest(models)
+    if man is None:
+        raise ValueError(f"{models}/manifest.json missing: train the count models first")
+    parts = [load(cl) for cl in read_clusters(models / man["clusters"])["clusters"]]
+    train = np.concatenate([p[0] for p in parts]).astype(np.float32)
+    val = np.concatenate([p[1] for p in parts]).astype(np.float32)
+    dense_p = man["dense"].get("p_invoke") if p_features else None
+    pf = dense_features(models / dense_p["file"]) if dense_p is not None else None
+    return _FitData(man, train, val[0::2], val[1::2], dense_p, pf)
+
+
+def _export_checked(boosters: list[lgb.Booster], models: Path, file: str, model_id: str, d: _FitData) -> None:
+    """Exports the boosters, checked against LightGBM on 48 held-out
+    windows and an empty one (and their days, for trees that read them)."""
+    from .data import EVAL_ORIGINS
+
+    t0 = EVAL_ORIGINS[0]
+    probe, _ = windows(d.held[:48], (t0,))
+    probe = np.concatenate([probe, np.zeros((1, WINDOW), np.float32)])
+    day = None
+    if d.pf is not None and d.dense_p is not None:
+        some = np.concatenate([d.held[:48], np.zeros((1, d.held.shape[1]), np.float32)])
+        day = (days(some, t0), d.pf(some, t0), day_features_graph(models / d.dense_p["file"]))
+    export(boosters, models / file, model_id, probe, day)
+
+
 def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
                 log: Callable[[str], None] = print, *, params: dict[str, Any] | None = None,
                 rounds: int = ROUNDS, stride: int = TRAIN_STRIDE, p_features: bool = True) -> dict[str, Any]:
@@ -457,17 +502,8 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
     from .soft_routing import WAPE_TOLERANCE, served_forecast
     from .soft_routing import forecast_at as model_forecast_at
 
-    man = read_manifest(models)
-    if man is None:
-        raise ValueError(f"{models}/manifest.json missing: train the count models first")
-    parts = [load(cl) for cl in read_clusters(models / man["clusters"])["clusters"]]
-    train = np.concatenate([p[0] for p in parts]).astype(np.float32)
-    val = np.concatenate([p[1] for p in parts]).astype(np.float32)
-    # Early stopping reads one half of the validation functions, the blend
-    # weight the other: neither choice sees the rows it is scored on.
-    stop, held = val[0::2], val[1::2]
-    dense_p = man["dense"].get("p_invoke") if p_features else None
-    pf = dense_features(models / dense_p["file"]) if dense_p is not None else None
+    d = _fit_data(models, load, p_features)
+    man, train, stop, held, dense_p, pf = d
     log(f"count trees: {len(train)} training functions, {len(stop)} + {len(held)} validation functions, "
         f"{'with' if pf else 'without'} the dense p_invoke features")
     boosters = fit(train, stop, EVAL_ORIGINS, params=params, rounds=rounds, stride=stride, p_features=pf, log=log)
@@ -475,14 +511,7 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
     # kept beside the set (publish leaves hidden folders behind), for a re-export
     write_json_atomic(models / SAVED_FIT, [b.model_to_string() for b in boosters])
     file = "dense-trees.onnx"
-    t0 = EVAL_ORIGINS[0]
-    probe, _ = windows(held[:48], (t0,))
-    probe = np.concatenate([probe, np.zeros((1, WINDOW), np.float32)])
-    day = None
-    if pf is not None and dense_p is not None:
-        some = np.concatenate([held[:48], np.zeros((1, held.shape[1]), np.float32)])
-        day = (days(some, t0), pf(some, t0), day_features_graph(models / dense_p["file"]))
-    export(boosters, models / file, "dense-trees", probe, day)
+    _export_checked(boosters, models, file, "dense-trees", d)
     router = Router(read_clusters(models / man["clusters"]))
     man["trees"] = entry(boosters, models, file, 1.0, {}, {}, params, dense_p)  # what forecast_at runs
     routed, trees, dense, ys = [], [], [], []
@@ -511,15 +540,16 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
                   "functions": len(held), "windows": len(y),
                   "chosen_on": "the validation functions early stopping did not read, every window as routed, "
                                "WAPE in whole invocations over the evaluation origins"}
-    man = read_manifest(models)
-    assert man is not None
+    reread = read_manifest(models)
+    assert reread is not None
+    man = reread
     if best == 0.0:
         man.pop("trees", None)
         (models / file).unlink()
         log(f"count trees: the best weight gains at most {WAPE_TOLERANCE} WAPE over the routed forecast alone "
             f"({scores[0.0]:.4f}); no trees blended")
     else:
-        data = {"train_functions": len(train), "val_functions": len(val)}
+        data = {"train_functions": len(train), "val_functions": len(stop) + len(held)}
         man["trees"] = entry(boosters, models, file, best, data, validation, params, dense_p)
         log(f"count trees: weight {best}: validation WAPE {scores[best]:.4f} vs routed {scores[0.0]:.4f}, "
             f"trees alone {scores[1.0]:.4f}, dense {validation['dense_wape']:.4f}")
@@ -557,28 +587,14 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
     from .routing import Router
     from .soft_routing import served_forecast
 
-    man = read_manifest(models)
-    if man is None:
-        raise ValueError(f"{models}/manifest.json missing: train the count models first")
-    parts = [load(cl) for cl in read_clusters(models / man["clusters"])["clusters"]]
-    train = np.concatenate([p[0] for p in parts]).astype(np.float32)
-    val = np.concatenate([p[1] for p in parts]).astype(np.float32)
-    stop, held = val[0::2], val[1::2]
-    dense_p = man["dense"].get("p_invoke") if p_features else None
-    pf = dense_features(models / dense_p["file"]) if dense_p is not None else None
+    d = _fit_data(models, load, p_features)
+    man, train, stop, held, dense_p, pf = d
     p = dict(PARAMS_HOUR if params is None else params)
     log(f"mean trees: {len(train)} training functions, {len(stop)} + {len(held)} validation functions, "
         f"the hour's volume, objective {p['objective']}")
     boosters = fit_hour(train, stop, EVAL_ORIGINS, params=p, rounds=rounds, stride=stride, p_features=pf)
     log(f"mean trees: {boosters[0].num_trees()} trees")
-    t0 = EVAL_ORIGINS[0]
-    probe, _ = windows(held[:48], (t0,))
-    probe = np.concatenate([probe, np.zeros((1, WINDOW), np.float32)])
-    day = None
-    if pf is not None and dense_p is not None:
-        some = np.concatenate([held[:48], np.zeros((1, held.shape[1]), np.float32)])
-        day = (days(some, t0), pf(some, t0), day_features_graph(models / dense_p["file"]))
-    export(boosters, models / MEAN_FILE, MEAN_ID, probe, day)
+    _export_checked(boosters, models, MEAN_FILE, MEAN_ID, d)
     mean_entry = entry(boosters, models, MEAN_FILE, 1.0, {}, {}, p, dense_p) | {"hour": True}
     router = Router(read_clusters(models / man["clusters"]))
     tw = man["trees"]["weight"] if man.get("trees") else 0.0
@@ -605,14 +621,15 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
                   "functions": len(held), "windows": len(y),
                   "chosen_on": "the validation functions early stopping did not read, every window as served "
                                "(timers' expert aside), the hour's WAPE over the evaluation origins"}
-    man = read_manifest(models)
-    assert man is not None
+    reread = read_manifest(models)
+    assert reread is not None
+    man = reread
     if best == 0.0:
         man.pop("mean", None)
         (models / MEAN_FILE).unlink()
         log(f"mean trees: the served level alone has the best hour WAPE ({scores[0.0][0]:.4f}); no mean trees")
     else:
-        data = {"train_functions": len(train), "val_functions": len(val)}
+        data = {"train_functions": len(train), "val_functions": len(stop) + len(held)}
         man["mean"] = entry(boosters, models, MEAN_FILE, best, data, validation, p, dense_p) | {"hour": True}
         log(f"mean trees: share {best}: validation hour WAPE {scores[best][0]:.4f} (bias {scores[best][1]:.4f}) vs "
             f"the served median {validation['median_hour_wape']:.4f} (bias {validation['median_hour_bias']:.4f})")
