@@ -363,19 +363,8 @@ func withAndWithoutTrees(t *testing.T, dir string) (with, without *Forecaster, f
 // times it plus w times the trees' own forecast.
 func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
 	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithTrees(t, 0.3))
-	reqs := make([]Request, 24)
-	for i := range reqs {
-		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
-	}
+	reqs, a, b := forecastBoth(t, with, without, fns)
 	ctx := context.Background()
-	a, err := with.Forecast(ctx, reqs, Routed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := without.Forecast(ctx, reqs, Routed)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if c, _ := without.Catalog(); c.Manifest.Trees != nil || c.InputLens["dense-trees"] != 0 {
 		t.Fatal("a set served without trees still lists them")
 	}
@@ -622,19 +611,8 @@ func TestWholeInvocations(t *testing.T) {
 func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 	with, fns := readyForecaster(t, fixture.CopyModelsWithMeanTrees(t, 0.6))
 	without, _ := readyForecaster(t, fixture.CopyModelsWithoutMean(t))
-	reqs := make([]Request, 24)
-	for i := range reqs {
-		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
-	}
+	reqs, a, b := forecastBoth(t, with, without, fns)
 	ctx := context.Background()
-	a, err := with.Forecast(ctx, reqs, Routed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := without.Forecast(ctx, reqs, Routed)
-	if err != nil {
-		t.Fatal(err)
-	}
 	trees, err := with.ForecastModel(ctx, reqs, "dense-trees-mean")
 	if err != nil {
 		t.Fatal(err)
@@ -699,4 +677,22 @@ func TestShapeHourByHand(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, h, c.want)
 		}
 	}
+}
+
+// forecastBoth answers the first 24 functions' first 1,200 minutes routed
+// by two forecasters.
+func forecastBoth(t *testing.T, with, without *Forecaster, fns []trace.Function) (reqs []Request, a, b []Result) {
+	t.Helper()
+	reqs = make([]Request, 24)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
+	}
+	var err error
+	if a, err = with.Forecast(context.Background(), reqs, Routed); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = without.Forecast(context.Background(), reqs, Routed); err != nil {
+		t.Fatal(err)
+	}
+	return reqs, a, b
 }
