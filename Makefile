@@ -91,8 +91,9 @@ eval: build venv
 	bin/mesp export --data $(DATA) --part test --out out/eval-test.parquet
 	$(PY) scripts/peer_lightgbm_minutely.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-minutely.csv
 	$(PY) scripts/peer_lightgbm_counts.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-counts.csv
+	$(PY) scripts/peer_lightgbm_counts.py --mean --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-mean.csv
 	bin/mesp eval --data $(DATA) --part test --models $(MODELS) --peer-lightgbm out/peer-lightgbm-minutely.csv \
-	  --peer-counts out/peer-lightgbm-counts.csv \
+	  --peer-counts out/peer-lightgbm-counts.csv --peer-mean out/peer-lightgbm-mean.csv \
 	  --out docs/eval/eval.json --plots docs/eval
 
 bench: bench-kshape bench-serve

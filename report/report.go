@@ -37,6 +37,9 @@ const PeerCounts = "peer_lightgbm"
 // forecasts are.
 const PeerCountsWhole = "peer_lightgbm_whole"
 
+// PeerMean is the count peer's mean form (Tweedie deviance).
+const PeerMean = "peer_lightgbm_mean"
+
 // MespMedian is MESP's median output, scored beside its forecast (the
 // expected count) where the set has mean trees.
 const MespMedian = "mesp_median"
@@ -56,6 +59,9 @@ func New(res *backtest.Result, prov provision.Report, rows int) Document {
 	if p, ok := res.Forecasters[PeerCounts]; ok {
 		d.Ratios["mesp_hour_wape_over_peer"] = hour.HourWAPE / p.HourWAPE
 	}
+	if p, ok := res.Forecasters[PeerMean]; ok {
+		d.Ratios["mesp_hour_wape_over_peer_mean"] = hour.HourWAPE / p.HourWAPE
+	}
 	best := math.Min(res.Forecasters["naive"].WAPE, res.Forecasters["mean60"].WAPE)
 	d.Ratios["mesp_wape_over_dense"] = m.WAPE / dn.WAPE
 	d.Ratios["mesp_wape_over_best_baseline"] = m.WAPE / best
@@ -74,7 +80,7 @@ func Table(d Document) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-19s %10s %10s %8s %10s %11s %10s %10s\n", "forecaster", "MAE", "RMSE", "WAPE", "MASE mean", "MASE median", "hour WAPE", "hour bias")
 	names := []string{"mesp", "dense", "naive", "mean60"}
-	for _, p := range []string{MespMedian, PeerCounts, PeerCountsWhole} {
+	for _, p := range []string{MespMedian, PeerCounts, PeerCountsWhole, PeerMean} {
 		if _, ok := d.Forecasters[p]; ok {
 			names = append(names, p)
 		}

@@ -10,11 +10,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def parse_args(doc: str, out_help: str, argv: list[str] | None) -> argparse.Namespace:
+def parse_args(doc: str, out_help: str, argv: list[str] | None,
+               flags: dict[str, str] | None = None) -> argparse.Namespace:
+    """The peers' command line; flags are a script's own on/off options
+    (name: help)."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--models", type=Path, required=True, help="folder with clusters.json and the training Parquet")
     ap.add_argument("--eval", type=Path, required=True, help="Parquet of the evaluated functions (mesp export)")
     ap.add_argument("--out", type=Path, required=True, help=out_help)
+    for name, text in (flags or {}).items():
+        ap.add_argument(f"--{name}", action="store_true", help=text)
     return ap.parse_args(argv)
 
 

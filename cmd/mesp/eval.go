@@ -35,6 +35,7 @@ func runEval(ctx context.Context, args []string) error {
 	skipBad := fs.Bool("skip-bad", false, "skip invalid rows instead of failing")
 	peer := fs.String("peer-lightgbm", "", "CSV function,minute,p_invoke of the LightGBM peer (scripts/peer_lightgbm_minutely.py)")
 	peerCounts := fs.String("peer-counts", "", "CSV function,origin,h1..h60 of the LightGBM count peer (scripts/peer_lightgbm_counts.py)")
+	peerMean := fs.String("peer-mean", "", "the same CSV of the count peer's mean form (scripts/peer_lightgbm_counts.py --mean)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,6 +77,13 @@ func runEval(ctx context.Context, args []string) error {
 			return err
 		}
 		contenders = append(contenders, p, wholePeer(p))
+	}
+	if *peerMean != "" {
+		p, err := backtest.FromTable(report.PeerMean, *peerMean, fns)
+		if err != nil {
+			return err
+		}
+		contenders = append(contenders, p)
 	}
 	res, err := backtest.Run(ctx, fns, contenders, "mesp", func(done, total int) {
 		fmt.Fprintf(os.Stderr, "\reval: backtest %d/%d forecaster-origins, %s   ", done, total, time.Since(start).Round(time.Second))
