@@ -73,20 +73,14 @@ TRAIN_STRIDE = 30
 PARAMS: dict[str, Any] = {"objective": "l1", "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 50,
                           "max_bin": 63, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
                           "verbose": -1, "seed": 1}
-# The mean trees: the same recipe fitted to squared error on the
-# level-scaled counts, each row weighted by its level, so that a leaf
-# answers sum(y) / sum(level) over its rows: the expected count, not the
-# median (the median of a sparse or jittered minute is 0, and an hour of
-# medians falls short of the hour's volume; README, "The hour's volume").
-# Poisson deviance (log link) was tried first: its exp extrapolated rare
-# windows to 1e10 invocations and more on validation functions.
-PARAMS_MEAN: dict[str, Any] = PARAMS | {"objective": "regression"}
-# The hour's mean: one booster for the next hour's volume (Huber loss on
-# the level-scaled hour, weighted by the level: robust to the bursts that
-# stopped the squared-error fits after a few trees), spread by the server
-# over the hour as the served level shapes it. On held-out validation
-# functions it had the best hour WAPE of squared error, Huber, Poisson and
-# Tweedie (scripts/mean_trees_study.py).
+# The mean trees: one booster for the next hour's volume (Huber loss on
+# the level-scaled hour, weighted by the level), spread by the server over
+# the hour as the served level shapes it: the expected count, not the
+# median (the median of a sparse or jittered minute is 0). On held-out
+# validation functions it had the best hour WAPE of squared error, Huber,
+# Poisson and Tweedie hour models; per-minute mean trees exploded (Poisson)
+# or stopped after a few trees (squared error) (README, "The hour's
+# volume").
 PARAMS_HOUR: dict[str, Any] = PARAMS | {"objective": "huber", "alpha": 2.0, "learning_rate": 0.05,
                                         "min_data_in_leaf": 100}
 HOUR_ROUNDS = 600
@@ -194,11 +188,9 @@ def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, par
     """One booster per horizon on the train functions' windows (every
     stride minutes), early-stopped on the val functions at val_origins;
     with p_features, on the dense p_invoke features too. Targets are
-    divided by the window's level; the L1 fit weights a row by the level's
-    square root, a mean fit (squared error or Poisson) by the level itself,
-    which makes a leaf's answer sum(y) / sum(level) over its rows."""
+    divided by the window's level, and a row weighted by the level's
+    square root."""
     p = dict(PARAMS if params is None else params)
-    mean = p.get("objective") in ("poisson", "regression")  # the mean trees': weighted by the level
     x, s, y = inputs(train, train_origins(WINDOW, train.shape[1], stride), p_features)
     xv, sv, yv = inputs(val, val_origins, p_features)
     # targets divided by the level in float64, as the level-scaled L1 asks
@@ -207,9 +199,8 @@ def fit(train: np.ndarray, val: np.ndarray, val_origins: tuple[int, ...], *, par
     for h in range(HORIZON):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # LightGBM warns about sliced arrays
-            w, wv = (s, sv) if mean else (np.sqrt(s), np.sqrt(sv))
-            d = lgb.Dataset(x, y[:, h] / s, weight=w, free_raw_data=True)
-            dv = lgb.Dataset(xv, yv[:, h] / sv, weight=wv, reference=d)
+            d = lgb.Dataset(x, y[:, h] / s, weight=np.sqrt(s), free_raw_data=True)
+            dv = lgb.Dataset(xv, yv[:, h] / sv, weight=np.sqrt(sv), reference=d)
             b = lgb.train(p, d, rounds, valid_sets=[dv], callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
         boosters.append(lgb.Booster(model_str=b.model_to_string(num_iteration=b.best_iteration or None)))
         if (h + 1) % 10 == 0:
@@ -255,9 +246,8 @@ def predict(boosters: list[lgb.Booster], windows_: np.ndarray, p_features: np.nd
 
 
 def _counts(boosters: list[lgb.Booster], x: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """The boosters' scaled answers on features x, back in counts (a
-    Poisson booster's predict applies its exp); one booster is the hour's
-    volume, answered as an even share per minute."""
+    """The boosters' scaled answers on features x, back in counts; one
+    booster is the hour's volume, answered as an even share per minute."""
     out: np.ndarray = np.stack([np.maximum(b.predict(x), 0) for b in boosters], axis=1) * level[:, None]
     if len(boosters) == 1:
         out = np.repeat(out / HORIZON, HORIZON, axis=1)
@@ -325,17 +315,10 @@ def _ensemble(boosters: list[lgb.Booster]) -> onnx.NodeProto:
     return ensemble
 
 
-def is_poisson(boosters: list[lgb.Booster]) -> bool:
-    """Whether the boosters were fitted to Poisson deviance (their raw sum
-    is the log of the scaled mean)."""
-    # a booster loaded from its string has no params; its dump names it
-    return bool(boosters) and str(boosters[0].dump_model(num_iteration=1)["objective"]).startswith("poisson")
-
-
 def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
                 day_features: onnx.ModelProto | None = None) -> onnx.ModelProto:
-    """Features (torch, exported) -> trees -> max(0) (exp for Poisson
-    trees) x level: [batch, 240] -> [batch, 60]; with day_features
+    """Features (torch, exported) -> trees -> max(0) x level: [batch, 240]
+    -> [batch, 60] (one booster: the hour's volume as even shares); with day_features
     (day_features_graph), the graph also takes the day [batch, 1440] and
     reads those features of it after the window's."""
     graph = trace_graph(CountFeatures(), probe, ["window_in" if day_features else "trees_in", "level"])
@@ -351,7 +334,7 @@ def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
         g.node.extend(f.node)
         g.node.append(helper.make_node("Concat", ["window_in", f"day/{P_FEATURES_NAME}"], ["trees_in"], axis=1))
     g.node.append(_ensemble(boosters))
-    pos = helper.make_node("Exp" if is_poisson(boosters) else "Relu", ["trees_out"], ["trees_pos"])
+    pos = helper.make_node("Relu", ["trees_out"], ["trees_pos"])
     if len(boosters) == 1:  # the hour's volume: an even share per minute
         g.initializer.append(onnx.numpy_helper.from_array(np.full((1, HORIZON), 1 / HORIZON, np.float32), "per_minute"))
         g.node.extend([pos, helper.make_node("Mul", ["trees_pos", "level"], ["hour_volume"]),
@@ -411,7 +394,7 @@ def entry(boosters: list[lgb.Booster], models: Path, file: str, weight: float, d
     e: dict[str, Any] = {"id": MEAN_ID if file == MEAN_FILE else "dense-trees", "file": file,
                          "sha256": sha256_file(models / file), "family": FAMILY,
                          "input_len": WINDOW, "weight": weight, "trees": sum(b.num_trees() for b in boosters),
-                         "params": dict((PARAMS_MEAN if file == MEAN_FILE else PARAMS) if params is None else params),
+                         "params": dict((PARAMS_HOUR if file == MEAN_FILE else PARAMS) if params is None else params),
                          "data": data,
                          "validation": validation}
     if features_of is not None:

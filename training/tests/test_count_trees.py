@@ -160,31 +160,6 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
             np.testing.assert_array_equal(forecast[k], answered[k])
 
 
-@pytest.mark.parametrize("objective", ["regression", "poisson"])
-def test_mean_trees_answer_the_mean_and_export_equal(series: np.ndarray, tmp_path: Path, objective: str) -> None:
-    """Mean trees (PARAMS_MEAN, weighted by the level) answer, over the
-    windows they were fitted on, an hour's volume that sums to the actual
-    one (L1 trees fall short where minutes are sparse), and their graph
-    (Relu, or Exp for Poisson's log link) equals LightGBM."""
-    train = series[:80]
-    params = ct.PARAMS_MEAN | {"objective": objective, "min_data_in_leaf": 5, "num_leaves": 7}
-    origins = (900, 1080, 1200)
-    boosters = ct.fit(train, train, origins, params=params, rounds=40, stride=120, log=lambda _: None)
-    w, y = ct.windows(train, origins)
-    mean = ct.predict(boosters, w)
-    _, bias = ct.hour_figures(mean, y.astype(np.float64))
-    assert 0.9 < bias < 1.1
-    l1 = ct.predict(ct.fit(train, train, origins, params=dict(ct.PARAMS, min_data_in_leaf=5, num_leaves=7),
-                           rounds=40, stride=120, log=lambda _: None), w)
-    assert ct.hour_figures(l1, y.astype(np.float64))[1] < bias  # the median's hour falls shorter
-    path = tmp_path / "mean.onnx"
-    ct.export(boosters, path, ct.MEAN_ID, w[:40])
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert ("Exp" in ops) == (objective == "poisson")
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"counts": w[:40]})[0]
-    np.testing.assert_allclose(got, mean[:40], rtol=1e-4, atol=1e-3)
-
-
 def test_hour_figures_by_hand() -> None:
     y = np.array([[1.0, 0.0, 3.0], [0.0, 0.0, 0.0], [2.0, 2.0, 0.0]])
     f = np.array([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 2.0, 2.0]])
