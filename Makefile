@@ -82,6 +82,7 @@ train-experts: venv build
 	$(PY) -m mesp_training train-trees --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --mean --models $(WORK) --config training/search.yaml
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
+	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 	bin/mesp publish --from $(WORK) --models $(MODELS)
 
 ## eval: backtest and provisioning simulation on the dev set's test part,

@@ -361,3 +361,40 @@ func poisson(rng *rand.Rand, lambda float64) int {
 		k++
 	}
 }
+
+func TestTimersPInvokeHasTheTimersFloorInEveryCall(t *testing.T) {
+	// p_invoke alone (the minutely loop's and KEDA's IsActive call) and
+	// with counts: every minute ahead at least the share of the timer's
+	// last cycles invoked then, so each pulse of an exact timer is 1.
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	f := New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, Batching{})
+	if _, err := f.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	day := timerDay(1440+60, 11, 4, 25, nil)
+	for _, outs := range []Outputs{PInvoke, Counts | PInvoke} {
+		res, err := f.Predict(context.Background(), []Request{{ID: "t", Counts: day[:1440]}}, Routed, outs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Timer == nil {
+			t.Fatalf("outputs %v: an exact 11-minute timer not detected", outs)
+		}
+		for h, v := range day[1440:] {
+			if p := res[0].PInvoke[h]; v > 0 && p != 1 {
+				t.Errorf("outputs %v: pulse minute %d p_invoke %v, want 1 (every cycle invoked it)", outs, h+1, p)
+			}
+		}
+	}
+	// DenseOnly serves no timers' expert: the models alone
+	res, err := f.Predict(context.Background(), []Request{{ID: "t", Counts: day[:1440]}}, DenseOnly, PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Timer != nil {
+		t.Fatal("the dense-only mode marked a timer")
+	}
+}

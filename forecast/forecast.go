@@ -205,9 +205,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		}
 		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
 	}
-	if outs&Counts != 0 {
-		s.markTimers(reqs, mode, out)
-	}
+	s.markTimers(reqs, mode, out)
 	// Counts and p_invoke come from different models: when both are asked
 	// for, they run at once, so that a pre-warm answer takes about as long
 	// as the slower of the two rather than their sum.
@@ -265,6 +263,11 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			counting.Wait()
 			return nil, err
 		}
+		for i := range out {
+			if out[i].Timer != nil {
+				floorTimer(reqs[i].Counts, &out[i])
+			}
+		}
 		if sl := s.Manifest.Silence; sl != nil && mode == Routed {
 			for i := range out {
 				out[i].Silence = capSilence(sl, reqs[i].Counts, out[i].PInvoke)
@@ -297,24 +300,38 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	return out, nil
 }
 
+// floorTimer raises a timer's p_invoke to at least the share of its last
+// cycles invoked in each minute ahead (periodic.Timer.Forecast): the
+// p_invoke models see no period, and a pulse 11 minutes ahead of a
+// 7-minute timer got 0.01, under the default threshold. The cap of a
+// silence longer than the timer ever showed still applies after it, so a
+// timer that stopped goes cold as any function does.
+func floorTimer(counts []float64, r *Result) {
+	_, p := r.Timer.Forecast(counts, len(r.PInvoke))
+	for h, v := range p {
+		r.PInvoke[h] = max(r.PInvoke[h], float32(v))
+	}
+}
+
 // capSilence caps p_invoke after a silence longer than any the pattern
-// shows, from the set's minimum gap on, at the hazard the training data
-// support for the gap each minute ahead reaches; it returns the gap (0:
-// no cap).
+// shows, from the set's CapsFrom gap on, at the hazard the training data
+// support for the gap each minute ahead reaches, that far past the
+// pattern's longest gap; it returns the gap (0: no cap).
 func capSilence(sl *manifest.Silence, counts []float64, p []float32) int {
-	g, unprecedented := silence.Gap(counts)
-	if !unprecedented || g < sl.MinGap {
+	g, longest := silence.State(counts)
+	if g <= longest || g < sl.CapsFrom() {
 		return 0
 	}
 	for h := range p {
-		p[h] = min(p[h], float32(sl.At(g+h)))
+		p[h] = min(p[h], float32(sl.AtPast(g+h, longest)))
 	}
 	return g
 }
 
 // markTimers sets Timer on every routed request whose pattern the timers'
 // expert answers (periodic.Detect), unless the set serves without it: the
-// count models then leave those rows out (withoutTimers, blends, trees).
+// count models then leave those rows out (withoutTimers, blends, trees)
+// and its p_invoke has the timer's floor (floorTimer).
 func (s *Set) markTimers(reqs []Request, mode Mode, out []Result) {
 	if mode != Routed || s.skipTimers {
 		return

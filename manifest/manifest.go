@@ -141,13 +141,26 @@ type Manifest struct {
 }
 
 // Silence is the hazard of an unprecedented idle gap, fitted on the
-// training part's fit functions (package silence): from MinGap idle
+// training part's fit functions (package silence): from CapFrom idle
 // minutes on, a routed p_invoke is at most the hazard of the gap it
-// reaches.
+// reaches (by how far past the function's longest gap, where the table
+// has Past classes); from MinGap on, the mean trees leave the pattern to
+// the level.
 type Silence struct {
 	silence.Hazard
-	MinGap   int    `json:"min_gap"`
+	MinGap int `json:"min_gap"`
+	// CapFrom is the idle minutes from which the hazard caps p_invoke
+	// (absent: MinGap).
+	CapFrom  int    `json:"cap_from,omitempty"`
 	FittedOn string `json:"fitted_on,omitempty"`
+}
+
+// CapsFrom is the idle minutes from which the hazard caps p_invoke.
+func (sl Silence) CapsFrom() int {
+	if sl.CapFrom > 0 {
+		return sl.CapFrom
+	}
+	return sl.MinGap
 }
 
 // Trees is the count trees: one gradient-boosted count model (a count
@@ -263,6 +276,9 @@ type Prewarm struct {
 	// ValIdleRatioUpper is the 95th percentile, over bootstrap resamples
 	// of the validation functions, of idle minutes over keepalive10's.
 	ValIdleRatioUpper float64 `json:"val_idle_ratio_upper,omitempty"`
+	// ValSilentWarmShare is the share of the silent copies' minutes kept
+	// warm (thresholds chosen on the platform mix).
+	ValSilentWarmShare float64 `json:"val_silent_warm_share,omitempty"`
 }
 
 // Expert is a cluster's model plus the decision whether to serve it.
@@ -534,6 +550,9 @@ func (m Manifest) validateSilence() error {
 	}
 	if sl.MinGap < 1 {
 		return fmt.Errorf("manifest: silence min_gap %d, want at least 1 minute", sl.MinGap)
+	}
+	if sl.CapFrom < 0 {
+		return fmt.Errorf("manifest: silence cap_from %d, want at least 1 minute (or absent)", sl.CapFrom)
 	}
 	return nil
 }

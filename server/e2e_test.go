@@ -334,7 +334,7 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		byModel[f.Model] = append(byModel[f.Model], i)
 		kinds[f.Kind] = true
 	}
-	chained := 0
+	chained, timers := 0, 0
 	capped := map[int]bool{}
 	for id, idx := range byModel {
 		if continuing[id] {
@@ -346,14 +346,27 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		}
 		ref := ortReference(t, filepath.Join(ts.dir, files[id]), "p_invoke", rows, filepath.Join(ts.dir, m.Dense.PInvoke.File))
 		for r, i := range idx {
+			var floor []float64 // a timer's: the share of its cycles invoked
+			if tj := resp.Functions[i].Timer; tj != nil {
+				tm, ok := periodic.Detect(rows[r])
+				if !ok || tm.Period != tj.Period {
+					t.Fatalf("row %d: answered as a timer of period %d, Detect says %v %d", i, tj.Period, ok, tm.Period)
+				}
+				_, floor = tm.Forecast(rows[r], len(ref[r]))
+				timers++
+			}
 			for h, want := range ref[r] {
+				if floor != nil {
+					want = math.Max(want, floor[h])
+				}
 				// a silence longer than any before it: capped at its hazard
 				if sl := resp.Functions[i].Silence; sl != nil {
 					capped[i] = true
-					if g, _ := silence.Gap(rows[r]); g != sl.IdleMinutes || g < m.Silence.MinGap {
-						t.Fatalf("row %d: silence %+v, the pattern's gap %d (min %d)", i, sl, g, m.Silence.MinGap)
+					g, longest := silence.State(rows[r])
+					if g != sl.IdleMinutes || g <= longest || g < m.Silence.CapsFrom() {
+						t.Fatalf("row %d: silence %+v, the pattern's gap %d after a longest %d (from %d)", i, sl, g, longest, m.Silence.CapsFrom())
 					}
-					want = math.Min(want, float64(float32(m.Silence.At(sl.IdleMinutes+h))))
+					want = math.Min(want, float64(float32(m.Silence.AtPast(sl.IdleMinutes+h, longest))))
 				}
 				if got := float64(resp.Functions[i].PInvoke[h]); math.Abs(got-want) > 1e-4 {
 					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
@@ -366,6 +379,9 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 	}
 	if len(capped) == 0 {
 		t.Fatal("no fixture row was capped by the silence hazard: the cap went unchecked")
+	}
+	if timers == 0 {
+		t.Fatal("no fixture row was answered as a timer: the timer's floor went unchecked")
 	}
 	// A request's own threshold overrides the default.
 	code, body = post(t, ts.URL+"/v1/prewarm", `{"policy":{"threshold":1},"counts":`+mustJSON(fns[0].Counts[:1200])+`}`)

@@ -55,3 +55,98 @@ func TestFitCountsOnlyWhatTheDataSupports(t *testing.T) {
 		t.Errorf("hazard beyond the longest bin: %v, want the last bin's 0", p)
 	}
 }
+
+func TestPastClassesSeparateHowFarAGapRanPastTheFunctionsOwn(t *testing.T) {
+	// A function called every minute, then silent: every unprecedented gap
+	// of it is past 10x its longest (0). One called every 10 minutes whose
+	// gaps then grow to 12: past 1.5x at most. Both wake at gap 12.
+	everyMinute := make([]float64, 300)
+	for i := range 100 {
+		everyMinute[i] = 1
+	}
+	everyMinute[112] = 1
+	tenApart := make([]float64, 300)
+	for i := 0; i < 100; i += 10 {
+		tenApart[i] = 1
+	}
+	tenApart[90+13] = 1
+	h := Fit([][]float64{everyMinute, tenApart})
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Past) != len(PastRatios) {
+		t.Fatalf("%d past classes, want %d", len(h.Past), len(PastRatios))
+	}
+	var pooled, past int
+	for _, b := range h.Bins {
+		pooled += b.AtRisk
+	}
+	for _, p := range h.Past {
+		for _, b := range p.Bins {
+			past += b.AtRisk
+		}
+	}
+	if pooled != past || pooled == 0 {
+		t.Fatalf("the past classes hold %d decisions, the pooled bins %d: every decision is in one class", past, pooled)
+	}
+	// everyMinute wakes at gap 12 after a longest of 0 (class 10x);
+	// tenApart's second call closes its first gap (no gap closed before:
+	// the last class) and it wakes at gap 12 after a longest of 9 (ratio
+	// 1.2: class 0).
+	events := make([]int, len(h.Past))
+	for c, p := range h.Past {
+		for _, b := range p.Bins {
+			events[c] += b.Events
+		}
+	}
+	if events[0] != 1 || events[3] != 2 || events[1]+events[2] != 0 {
+		t.Fatalf("events by class %v, want one under 1.5x and two past 10x", events)
+	}
+	if c := h.pastClass(11, 0); c != 3 {
+		t.Fatalf("gap 11 after a longest 0: class %d, want 3 (10x or more)", c)
+	}
+	if c := h.pastClass(12, 9); c != 0 {
+		t.Fatalf("gap 12 after a longest 9: class %d, want 0 (under 1.5x)", c)
+	}
+	if c := h.pastClass(5, -1); c != len(PastRatios)-1 {
+		t.Fatalf("a history that never closed a gap: class %d, want the last", c)
+	}
+}
+
+func TestAtPastAnswersWithThePooledBinWhereItsClassIsThin(t *testing.T) {
+	h := Hazard{
+		Bins: []Bin{{Gap: 1, P: 0.2, AtRisk: 5000}, {Gap: 60, P: 0.01, AtRisk: 5000}},
+		Past: []PastBins{
+			{Ratio: 0, Bins: []Bin{{Gap: 1, P: 0.3, AtRisk: MinAtRisk}, {Gap: 60, P: 0.5, AtRisk: MinAtRisk - 1}}},
+			{Ratio: 10, Bins: []Bin{{Gap: 1, P: 0.05, AtRisk: 1000}, {Gap: 60, P: 0.002, AtRisk: 1000}}},
+		},
+	}
+	cases := []struct {
+		g, longest int
+		want       float64
+	}{
+		{5, 4, 0.3},      // ratio 1: class 0, bin 1 holds MinAtRisk
+		{70, 60, 0.01},   // class 0, bin 60 too thin: pooled
+		{70, 5, 0.002},   // ratio 11.7: class 10x
+		{30, -1, 0.05},   // never closed a gap: the last class
+		{5000, 0, 0.002}, // beyond the last bin: the last bin
+		{1, 0, 0.3},      // ratio 1: class 0, first bin
+	}
+	for _, tc := range cases {
+		if got := h.AtPast(tc.g, tc.longest); got != tc.want {
+			t.Errorf("AtPast(%d, %d) = %v, want %v", tc.g, tc.longest, got, tc.want)
+		}
+	}
+	if got := (Hazard{Bins: h.Bins}).AtPast(70, 5); got != 0.01 {
+		t.Errorf("a table without past classes: %v, want the pooled 0.01", got)
+	}
+	bad := h
+	bad.Past = []PastBins{{Ratio: 1, Bins: h.Past[0].Bins}}
+	if bad.Validate() == nil {
+		t.Error("past classes not starting at ratio 0 passed Validate")
+	}
+	bad.Past = []PastBins{h.Past[1], h.Past[0]}
+	if bad.Validate() == nil {
+		t.Error("decreasing past ratios passed Validate")
+	}
+}

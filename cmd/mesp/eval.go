@@ -50,14 +50,8 @@ func runEval(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
-		return err
-	}
-	// The very path the server uses: forecast.Forecaster over the folder.
-	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
-	fc.SkipTrees = !cfg.Router.CountTrees
-	fc.SkipTimers = !cfg.Router.Timers
-	if _, err := fc.Reload(); err != nil {
+	fc, err := openServed(cfg)
+	if err != nil {
 		return err
 	}
 	defer fc.Close()
@@ -112,13 +106,9 @@ func runEval(ctx context.Context, args []string) error {
 			p    *[][]float64
 		}{{"mesp", forecast.Routed, in.Days, &in.MespP}, {"dense", forecast.DenseOnly, in.Days, &in.DenseP},
 			{"mesp silent", forecast.Routed, silent.Days, &silent.MespP}, {"dense silent", forecast.DenseOnly, silent.Days, &silent.DenseP}} {
-			*c.p, err = provision.MinutelyLoop(ctx, c.days, nextMinute(fc, c.mode), func(done, total int) {
-				fmt.Fprintf(os.Stderr, "\reval: %s minutely loop %d/%d minutes, %s   ", c.name, done, total, time.Since(start).Round(time.Second))
-			})
-			if err != nil {
+			if *c.p, err = minutelyP(ctx, fc, c.mode, c.days, "eval: "+c.name, start); err != nil {
 				return err
 			}
-			fmt.Fprintln(os.Stderr)
 		}
 	} else {
 		fmt.Fprintln(os.Stderr, "eval: the models have no p_invoke models: no minutely policies")
@@ -153,6 +143,32 @@ func runEval(ctx context.Context, args []string) error {
 		return err
 	}
 	return os.WriteFile(*out, append(b, '\n'), 0o644)
+}
+
+// openServed opens the very path the server uses: forecast.Forecaster over
+// the configured models folder, with the ONNX Runtime library loaded.
+func openServed(cfg config.Config) (*forecast.Forecaster, error) {
+	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
+		return nil, err
+	}
+	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
+	fc.SkipTrees = !cfg.Router.CountTrees
+	fc.SkipTimers = !cfg.Router.Timers
+	if _, err := fc.Reload(); err != nil {
+		fc.Close()
+		return nil, err
+	}
+	return fc, nil
+}
+
+// minutelyP is the served p_invoke of every minute of the simulated window
+// (provision.MinutelyLoop), with a progress line labelled label.
+func minutelyP(ctx context.Context, fc *forecast.Forecaster, mode forecast.Mode, days [][]float64, label string, start time.Time) ([][]float64, error) {
+	p, err := provision.MinutelyLoop(ctx, days, nextMinute(fc, mode), func(done, total int) {
+		fmt.Fprintf(os.Stderr, "\r%s minutely loop %d/%d minutes, %s   ", label, done, total, time.Since(start).Round(time.Second))
+	})
+	fmt.Fprintln(os.Stderr)
+	return p, err
 }
 
 // served adapts the serving path to the backtest: its forecast (the

@@ -24,7 +24,8 @@ func runFitSilence(_ context.Context, args []string) error {
 	fs := pflag.NewFlagSet("fit-silence", pflag.ContinueOnError)
 	data := fs.String("data", "", "Azure-layout CSV or CSV.gz of the training data")
 	models := fs.String("models", "", "models or work folder whose manifest.json gets the hazard")
-	minGap := fs.Int("min-gap", 60, "idle minutes from which the hazard caps p_invoke (below, the models know a function's own gaps better)")
+	minGap := fs.Int("min-gap", 60, "idle minutes from which the mean trees leave an unprecedented silence to the level")
+	capFrom := fs.Int("cap-from", 10, "idle minutes from which the hazard caps p_invoke (below, the models know a function's own gaps better)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func runFitSilence(_ context.Context, args []string) error {
 	if len(days) == 0 {
 		return fmt.Errorf("%s: no training functions", *data)
 	}
-	sl := manifest.Silence{Hazard: silence.Fit(days), MinGap: *minGap,
+	sl := manifest.Silence{Hazard: silence.Fit(days), MinGap: *minGap, CapFrom: *capFrom,
 		FittedOn: fmt.Sprintf("%s: %d fit functions of the training part", filepath.Base(*data), len(days))}
 	if err := sl.Validate(); err != nil {
 		return err
@@ -60,7 +61,7 @@ func runFitSilence(_ context.Context, args []string) error {
 	if _, err := manifest.ReadManifest(*models); err != nil {
 		return fmt.Errorf("%s after the fit: %w", path, err)
 	}
-	fmt.Fprintf(os.Stderr, "fit-silence: %d days; hazard after an unprecedented gap: %d min %.4f, %d min %.4f, %d min %.5f; caps from %d idle minutes\n",
-		len(days), 60, sl.At(60), 240, sl.At(240), 1440, sl.At(1440), *minGap)
+	fmt.Fprintf(os.Stderr, "fit-silence: %d days; hazard after an unprecedented gap: %d min %.4f (%.4f at 10x the longest before), %d min %.4f, %d min %.5f; caps p_invoke from %d idle minutes\n",
+		len(days), 30, sl.At(30), sl.AtPast(30, 1), 240, sl.At(240), 1440, sl.At(1440), sl.CapsFrom())
 	return nil
 }

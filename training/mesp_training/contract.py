@@ -211,15 +211,41 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append(f"{key} hour {tr.get('hour')!r}: only the mean trees answer the hour (true or false)")
     sl = m.get("silence")
     if sl is not None:
-        raw = sl.get("bins") if isinstance(sl, dict) else None
-        bins: list[Any] = raw if isinstance(raw, list) and all(isinstance(b, dict) for b in raw) else []
-        gaps = [b.get("gap") for b in bins]
-        if (not gaps or not all(isinstance(g, int) and g >= 1 for g in gaps) or gaps != sorted(set(gaps))
-                or not all(isinstance(b.get("p"), int | float) and 0 <= b["p"] <= 1 for b in bins)):
-            out.append("silence: bins need increasing integer gaps from 1 and hazards in [0, 1]")
-        if not (isinstance(sl, dict) and isinstance(sl.get("min_gap"), int) and sl["min_gap"] >= 1):
-            out.append(f"silence min_gap {sl.get('min_gap') if isinstance(sl, dict) else sl!r}, want at least 1 minute")
+        out.extend(_silence_errors(sl))
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")
+    return out
+
+
+def _hazard_bins_ok(raw: Any) -> bool:
+    """Increasing integer gaps from 1, each with a hazard in [0, 1]."""
+    bins: list[Any] = raw if isinstance(raw, list) and all(isinstance(b, dict) for b in raw) else []
+    gaps = [b.get("gap") for b in bins]
+    return bool(gaps) and all(isinstance(g, int) and g >= 1 for g in gaps) and gaps == sorted(set(gaps)) and all(
+        isinstance(b.get("p"), int | float) and 0 <= b["p"] <= 1 for b in bins)
+
+
+def _silence_errors(sl: Any) -> list[str]:
+    """The silence entry as Go's manifest.Silence.Validate reads it: the
+    pooled bins, the past classes (ratios increasing from 0, each with its
+    bins), min_gap and the optional cap_from."""
+    if not isinstance(sl, dict):
+        return [f"silence {sl!r}, want an object"]
+    out = []
+    if not _hazard_bins_ok(sl.get("bins")):
+        out.append("silence: bins need increasing integer gaps from 1 and hazards in [0, 1]")
+    past = sl.get("past", [])
+    classes: list[Any] = past if isinstance(past, list) else [None]
+    ratios = [c.get("ratio") if isinstance(c, dict) else None for c in classes]
+    numeric = [float(r) for r in ratios if isinstance(r, int | float)]
+    if classes and (len(numeric) != len(ratios) or numeric[0] != 0
+                    or any(b <= a for a, b in zip(numeric, numeric[1:], strict=False))
+                    or not all(isinstance(c, dict) and _hazard_bins_ok(c.get("bins")) for c in classes)):
+        out.append("silence past: classes need increasing ratios from 0, each with bins like the pooled ones")
+    if not (isinstance(sl.get("min_gap"), int) and sl["min_gap"] >= 1):
+        out.append(f"silence min_gap {sl.get('min_gap')!r}, want at least 1 minute")
+    cap = sl.get("cap_from", 0)  # 0 or absent: min_gap
+    if not (isinstance(cap, int) and cap >= 0):
+        out.append(f"silence cap_from {cap!r}, want at least 1 minute (or absent)")
     return out

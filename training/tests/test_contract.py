@@ -101,6 +101,9 @@ def test_manifest_writer_refuses_a_set_that_does_not_check(tmp_path: Path) -> No
         (lambda m: m["silence"].update(min_gap=0), "silence min_gap 0"),
         (lambda m: m["silence"]["bins"][1].update(gap=1), "silence: bins need increasing"),
         (lambda m: m["silence"]["bins"][0].update(p=1.5), "silence: bins need increasing"),
+        (lambda m: m["silence"]["past"][0].update(ratio=1), "silence past: classes need increasing ratios"),
+        (lambda m: m["silence"]["past"][2]["bins"][0].update(p=-0.1), "silence past: classes need"),
+        (lambda m: m["silence"].update(cap_from=-1), "silence cap_from -1"),
     ]
     for edit, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/provision"
+)
+
+func init() {
+	register("choose-threshold", "fix a models folder's default pre-warm threshold on the validation functions' platform mix, as served", runChooseThreshold)
+}
+
+// runChooseThreshold runs the served p_invoke (silence cap included) over
+// the validation functions and their silent copies and writes the
+// threshold provision.ChooseThreshold picks into the manifest's "prewarm"
+// entry, keeping every other key of the file as it is.
+func runChooseThreshold(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("choose-threshold", pflag.ContinueOnError)
+	data := fs.String("data", "", "Azure-layout CSV or CSV.gz of the training data (its validation functions are read)")
+	fs.String("models", "", "models or work folder whose manifest.json gets the threshold (models)")
+	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return fmt.Errorf("--data is required")
+	}
+	cfg, err := config.Load("", fs, map[string]string{"ort-library": "ort.library"})
+	if err != nil {
+		return err
+	}
+	fns, _, err := readPart(*data, "validation", false)
+	if err != nil {
+		return err
+	}
+	fc, err := openServed(cfg)
+	if err != nil {
+		return err
+	}
+	defer fc.Close()
+	if set, _ := fc.Catalog(); !set.PInvoke() {
+		return fmt.Errorf("%s: no p_invoke models to fix a threshold for", cfg.Models)
+	}
+	start := time.Now()
+	var active provision.Inputs
+	for _, f := range fns {
+		active.Days = append(active.Days, f.Counts)
+	}
+	var silent provision.SilentInputs
+	silent.Days, silent.Hours = provision.SilentCopies(active.Days)
+	if active.MespP, err = minutelyP(ctx, fc, forecast.Routed, active.Days, "choose-threshold: active", start); err != nil {
+		return err
+	}
+	if silent.MespP, err = minutelyP(ctx, fc, forecast.Routed, silent.Days, "choose-threshold: silent", start); err != nil {
+		return err
+	}
+	c, err := provision.ChooseThreshold(active, silent, provision.ThresholdGrid, 0)
+	if err != nil {
+		return err
+	}
+	pw := manifest.Prewarm{
+		Threshold: c.Threshold,
+		ChosenOn: fmt.Sprintf("platform mix of %d validation functions of the training part and one silent copy of each (EVALUATION.md §2), as served: "+
+			"fewest cold starts with idle instance-minutes at most keepalive10's in %.0f%% of %d bootstrap resamples of the functions",
+			len(fns), 100*provision.IdleConfidence, provision.Bootstrap),
+		ValColdStarts: c.ColdStarts, ValIdleMinutes: c.IdleMinutes, ValInvokedMinutes: c.InvokedMinutes,
+		ValKeepalive10ColdStarts: c.ReferenceColdStarts, ValKeepalive10Idle: c.ReferenceIdleMinutes,
+		ValIdleRatioUpper:  c.IdleRatioUpper,
+		ValSilentWarmShare: float64(c.SilentIdleMinutes) / float64(c.SilentMinutes),
+	}
+	path := filepath.Join(cfg.Models, "manifest.json")
+	var doc map[string]any
+	if err := manifest.Read(path, &doc); err != nil {
+		return err
+	}
+	doc["prewarm"] = pw
+	if err := manifest.Write(path, doc); err != nil {
+		return err
+	}
+	if _, err := manifest.ReadManifest(cfg.Models); err != nil {
+		return fmt.Errorf("%s after the choice: %w", path, err)
+	}
+	fmt.Fprintf(os.Stderr, "choose-threshold: %v (mix: %d cold starts, %d idle minutes vs keepalive10 %d, %d; idle ratio %.4f at %.0f%% confidence; silent copies warm %.2f%% of their minutes) in %s\n",
+		c.Threshold, c.ColdStarts, c.IdleMinutes, c.ReferenceColdStarts, c.ReferenceIdleMinutes, c.IdleRatioUpper,
+		100*provision.IdleConfidence, 100*pw.ValSilentWarmShare, time.Since(start).Round(time.Second))
+	return nil
+}
