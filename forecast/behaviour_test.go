@@ -26,14 +26,7 @@ import (
 // served forecast) and which minutes are warm at the set's threshold.
 func behaviour(t *testing.T) func(counts []float64) (forecast []float64, warm []bool) {
 	t.Helper()
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		t.Fatal(err)
-	}
-	f := New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, Batching{})
-	if _, err := f.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Close)
+	f := loadSet(t, fixture.CopyModels(t))
 	cat, _ := f.Catalog()
 	th := float32(cat.PrewarmThreshold())
 	return func(counts []float64) ([]float64, []bool) {
@@ -95,6 +88,20 @@ func TestBehaviourSilence(t *testing.T) {
 			t.Errorf("%s: %d of 60 minutes warm, %g invocations forecast; want at most 3 and 1", name, n, sum(fc))
 		}
 	}
+}
+
+// loadSet is a Forecaster over the models folder dir, closed with the test.
+func loadSet(t *testing.T, dir string) *Forecaster {
+	t.Helper()
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	f := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+	if _, err := f.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
 }
 
 // timerDay is n minutes of pulses every period minutes at phase, each a
@@ -313,10 +320,12 @@ func TestExtremeCountsAnswerFinitely(t *testing.T) {
 func TestBehaviourSparseRatesAndJitteredTimers(t *testing.T) {
 	answer := behaviour(t)
 	t.Run("Poisson rates", func(t *testing.T) {
-		// Not met yet by the shipped set: 0.17-0.24 a minute for 0.3 and
-		// 0.27-0.49 for 0.6 (the median alone answered 0). The rule stays
-		// as the issue states it.
-		t.Skip("issue 32: sparse Poisson rates are forecast at 45-80% of the rate, not within 10%")
+		// Not met yet by the shipped set: 0.24-0.26 a minute for 0.3 and
+		// 0.44-0.52 for 0.6 (the sparse rule's p_invoke x size: p_invoke is
+		// calibrated on real small functions, which fade, and is about 20%
+		// under a stationary rate's 1 - exp(-rate)). The rule stays as the
+		// issue states it.
+		t.Skip("issue 32: sparse Poisson rates are forecast at 73-87% of the rate, not within 10%")
 		for _, rate := range []float64{0.3, 0.6} {
 			for seed := range 3 {
 				rng := rand.New(rand.NewPCG(uint64(seed), 7))
@@ -366,14 +375,7 @@ func TestTimersPInvokeHasTheTimersFloorInEveryCall(t *testing.T) {
 	// p_invoke alone (the minutely loop's and KEDA's IsActive call) and
 	// with counts: every minute ahead at least the share of the timer's
 	// last cycles invoked then, so each pulse of an exact timer is 1.
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		t.Fatal(err)
-	}
-	f := New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, Batching{})
-	if _, err := f.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Close)
+	f := loadSet(t, fixture.CopyModels(t))
 	day := timerDay(1440+60, 11, 4, 25, nil)
 	for _, outs := range []Outputs{PInvoke, Counts | PInvoke} {
 		res, err := f.Predict(context.Background(), []Request{{ID: "t", Counts: day[:1440]}}, Routed, outs)
@@ -396,5 +398,72 @@ func TestTimersPInvokeHasTheTimersFloorInEveryCall(t *testing.T) {
 	}
 	if res[0].Timer != nil {
 		t.Fatal("the dense-only mode marked a timer")
+	}
+}
+
+// TestSparseFunctionsExpectedCountIsPInvokeTimesTheirSize: under the
+// manifest's sparse rule a small function's forecast is its p_invoke
+// times the mean size of its recent invocations, whether or not the call
+// asked for p_invoke; a busy function and a timer keep the count models'
+// and the timers' answers, and a set without the rule answers as before.
+func TestSparseFunctionsExpectedCountIsPInvokeTimesTheirSize(t *testing.T) {
+	withoutDir := fixture.CopyModels(t)
+	fixture.EditManifest(t, withoutDir, func(m map[string]any) { delete(m, "sparse") })
+	on, off := loadSet(t, fixture.CopyModels(t)), loadSet(t, withoutDir)
+	cat, _ := on.Catalog()
+	sp := cat.Manifest.Sparse
+	if sp == nil {
+		t.Fatal("the shipped set has no sparse rule")
+	}
+	rng := rand.New(rand.NewPCG(3, 5))
+	small := make([]float64, 1440)
+	for i := range small {
+		if rng.Float64() < 0.05 {
+			small[i] = float64(1 + rng.IntN(4))
+		}
+	}
+	busy := make([]float64, 1440)
+	for i := range busy {
+		busy[i] = 400 + float64(rng.IntN(50))
+	}
+	reqs := []Request{{ID: "small", Counts: small}, {ID: "busy", Counts: busy}, {ID: "timer", Counts: timerDay(1440, 15, 6, 3, nil)}}
+	ctx := context.Background()
+	both, err := on.Predict(ctx, reqs, Routed, Counts|PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	countsOnly, err := on.Predict(ctx, reqs, Routed, Counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := off.Predict(ctx, reqs, Routed, Counts|PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, ok := sp.MeanWhenInvoked(small)
+	if !ok || both[0].Sparse == nil || both[0].Sparse.SizeWhenInvoked != size {
+		t.Fatalf("the small function: rule %v size %v, answered %+v", ok, size, both[0].Sparse)
+	}
+	for h, p := range both[0].PInvoke {
+		if want := p * float32(size); both[0].Forecast[h] != want || countsOnly[0].Forecast[h] != want {
+			t.Fatalf("minute %d: forecast %v (counts only %v), want p_invoke %v x %v", h+1, both[0].Forecast[h], countsOnly[0].Forecast[h], p, size)
+		}
+	}
+	if slices.Equal(both[0].Forecast, before[0].Forecast) {
+		t.Fatal("the rule changed nothing for the small function")
+	}
+	if !slices.Equal(both[0].Median, before[0].Median) {
+		t.Fatal("the rule changed the median")
+	}
+	for i := 1; i < len(reqs); i++ {
+		if both[i].Sparse != nil || !slices.Equal(both[i].Forecast, before[i].Forecast) {
+			t.Errorf("%s: answered by the rule (%+v) or changed", reqs[i].ID, both[i].Sparse)
+		}
+	}
+	if both[2].Timer == nil {
+		t.Fatal("the timer was not detected")
+	}
+	if countsOnly[0].PInvoke != nil {
+		t.Fatal("a counts-only call answered p_invoke")
 	}
 }

@@ -66,6 +66,16 @@ type Result struct {
 	// Timer is the period the timers' expert answered the counts in phase
 	// with (periodic.Detect); nil: the count models answered.
 	Timer *periodic.Timer
+	// Sparse says Forecast is p_invoke times the size of an invocation
+	// (manifest.Sparse); nil: the count models' expected count.
+	Sparse *SparseMean
+}
+
+// SparseMean is how a sparse function's expected count was answered:
+// each minute's p_invoke times SizeWhenInvoked, the mean count of its
+// recent invoked minutes.
+type SparseMean struct {
+	SizeWhenInvoked float64
 }
 
 // TreesBlend is the count trees' part of a forecast: Forecast is (1 -
@@ -296,8 +306,55 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				r.Median = r.Forecast
 			}
 		}
+		if s.Manifest.Sparse != nil && mode == Routed {
+			if err := s.sparseMeans(ctx, reqs, outs, out); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return out, nil
+}
+
+// sparseMeans sets the expected count of every routed pattern that
+// manifest.Sparse answers (not the timers': their expert answers in
+// phase) to p_invoke times the mean count of its recent invoked minutes.
+// A call that did not ask for p_invoke computes it for those rows alone.
+func (s *Set) sparseMeans(ctx context.Context, reqs []Request, outs Outputs, out []Result) error {
+	sp := s.Manifest.Sparse
+	var rows []int
+	var sizes []float64
+	for i := range out {
+		if out[i].Timer != nil {
+			continue
+		}
+		if size, ok := sp.MeanWhenInvoked(reqs[i].Counts); ok {
+			rows, sizes = append(rows, i), append(sizes, size)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	p := func(k int) []float32 { return out[rows[k]].PInvoke }
+	if outs&PInvoke == 0 {
+		sub := make([]Request, len(rows))
+		for k, i := range rows {
+			sub[k] = reqs[i]
+		}
+		res, err := s.forecast(ctx, sub, Routed, PInvoke, nil)
+		if err != nil {
+			return err
+		}
+		p = func(k int) []float32 { return res[k].PInvoke }
+	}
+	for k, i := range rows {
+		r := &out[i]
+		r.Forecast = make([]float32, len(r.Forecast)) // the median may share the old one
+		for h, v := range p(k) {
+			r.Forecast[h] = v * float32(sizes[k])
+		}
+		r.Sparse = &SparseMean{SizeWhenInvoked: sizes[k]}
+	}
+	return nil
 }
 
 // floorTimer raises a timer's p_invoke to at least the share of its last

@@ -21,6 +21,10 @@ func TestSilenceValidate(t *testing.T) {
 		{"gaps out of order", func(s *Silence) { s.Bins[1].Gap = 1 }, "increasing gaps"},
 		{"not a probability", func(s *Silence) { s.Bins[0].P = 1.2 }, "want a probability"},
 		{"min gap 0", func(s *Silence) { s.MinGap = 0 }, "min_gap 0"},
+		{"cap from below 0", func(s *Silence) { s.CapFrom = -1 }, "cap_from -1"},
+		{"past classes not from 0", func(s *Silence) {
+			s.Past = []silence.PastBins{{Ratio: 2, Bins: s.Bins}}
+		}, "increasing ratios from 0"},
 	}
 	for _, tc := range cases {
 		sl := good()
@@ -29,6 +33,54 @@ func TestSilenceValidate(t *testing.T) {
 		err := m.validateSilence()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestSilenceCapsFromMinGapUnlessSet(t *testing.T) {
+	sl := Silence{MinGap: 60}
+	if sl.CapsFrom() != 60 {
+		t.Fatalf("no cap_from: caps from %d, want min_gap 60", sl.CapsFrom())
+	}
+	sl.CapFrom = 10
+	if sl.CapsFrom() != 10 {
+		t.Fatalf("cap_from 10: caps from %d", sl.CapsFrom())
+	}
+}
+
+func TestSparseRule(t *testing.T) {
+	sp := Sparse{BelowDaily: 1000, Look: 4}
+	day := func(total float64, tail ...float64) []float64 {
+		d := make([]float64, 1440-len(tail))
+		d[0] = total
+		for _, v := range tail {
+			total -= v
+		}
+		d[0] = total
+		return append(d, tail...)
+	}
+	cases := []struct {
+		name   string
+		counts []float64
+		size   float64
+		ok     bool
+	}{
+		{"sparse: the mean of the invoked minutes among the last 4", day(300, 0, 2, 0, 4), 3, true},
+		{"as many a day as the bound: the count models answer", day(1000, 0, 2, 0, 4), 0, false},
+		{"a half day at 600: 1,200 a day", append(make([]float64, 719), 600), 0, false},
+		{"nothing in the last 4 minutes", day(300, 0, 0, 0, 0), 0, false},
+		{"silent", make([]float64, 1440), 0, false},
+		{"empty", nil, 0, false},
+	}
+	for _, tc := range cases {
+		size, ok := sp.MeanWhenInvoked(tc.counts)
+		if ok != tc.ok || size != tc.size {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, size, ok, tc.size, tc.ok)
+		}
+	}
+	for _, bad := range []Sparse{{BelowDaily: 0, Look: 240}, {BelowDaily: 1e4, Look: 0}} {
+		if err := (Manifest{Sparse: &bad}).validateSparse(); err == nil {
+			t.Errorf("%+v passed validation", bad)
 		}
 	}
 }

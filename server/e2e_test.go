@@ -202,7 +202,7 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			python[id][i] = ref[r]
 		}
 	}
-	nonzero, means := 0, 0
+	nonzero, means, sparse := 0, 0, 0
 	for i, f := range resp.Forecasts {
 		if f.Timer != nil {
 			continue // checked above
@@ -229,9 +229,20 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 				nonzero++
 			}
 		}
-		// The forecast is the expected count: with mean trees, (1 - w) times
-		// Python's level plus w times their hour spread as that level
-		// shapes it (count_trees.shaped); else the median.
+		// The forecast is the expected count: for a sparse function p_invoke
+		// times the size of an invocation (its p_invoke's parity is
+		// TestPrewarmMatchesPythonOnnxRuntime's, the product the forecast
+		// package's); with mean trees, (1 - w) times Python's level plus w
+		// times their hour spread as that level shapes it
+		// (count_trees.shaped); else the median.
+		if f.Sparse != nil {
+			size, ok := m.Sparse.MeanWhenInvoked(fns[i].Counts[:1200])
+			if !ok || size != f.Sparse.SizeWhenInvoked {
+				t.Fatalf("forecast %d: sparse %+v, the rule on its pattern %v %v", i, f.Sparse, size, ok)
+			}
+			sparse++
+			continue
+		}
 		if f.Mean == nil {
 			if !slices.Equal(f.Forecast, f.Median) {
 				t.Fatalf("forecast %d: no mean trees, yet forecast %v is not the median %v", i, f.Forecast, f.Median)
@@ -253,8 +264,8 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			}
 		}
 	}
-	if nonzero == 0 || means == 0 {
-		t.Fatalf("%d nonzero medians, %d expected counts compared", nonzero, means)
+	if nonzero == 0 || means == 0 || sparse == 0 {
+		t.Fatalf("%d nonzero medians, %d expected counts compared, %d sparse functions", nonzero, means, sparse)
 	}
 	if m.Routing != nil && blended == 0 {
 		t.Fatal("soft routing is on, yet no forecast blended two models")

@@ -280,10 +280,19 @@ type RouteJSON struct {
 	// Timer is the period the timers' expert answered the counts in phase
 	// with (absent: the count models answered).
 	Timer *TimerJSON `json:"timer,omitempty"`
+	// Sparse says the expected count is p_invoke times the size of an
+	// invocation (absent: the count models answered it).
+	Sparse *SparseJSON `json:"sparse,omitempty"`
 	// Mean is the mean trees' part of the expected count: forecast is
 	// (1 - weight) times the median's level plus weight times theirs
 	// (absent: forecast is the median).
 	Mean *TreesJSON `json:"mean,omitempty"`
+}
+
+// SparseJSON is a sparse function's size of an invocation
+// (forecast.SparseMean).
+type SparseJSON struct {
+	SizeWhenInvoked float64 `json:"size_when_invoked"`
 }
 
 // TimerJSON is the timers' expert's period (periodic.Timer).
@@ -325,6 +334,9 @@ func routeJSON(r forecast.Result) RouteJSON {
 	}
 	if m := r.Mean; m != nil {
 		rj.Mean = &TreesJSON{Model: m.Model, Weight: m.Weight}
+	}
+	if sp := r.Sparse; sp != nil {
+		rj.Sparse = &SparseJSON{SizeWhenInvoked: sp.SizeWhenInvoked}
 	}
 	return rj
 }

@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/spf13/pflag"
-
-	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/provision"
@@ -24,21 +20,7 @@ func init() {
 // threshold provision.ChooseThreshold picks into the manifest's "prewarm"
 // entry, keeping every other key of the file as it is.
 func runChooseThreshold(ctx context.Context, args []string) error {
-	fs := pflag.NewFlagSet("choose-threshold", pflag.ContinueOnError)
-	data := fs.String("data", "", "Azure-layout CSV or CSV.gz of the training data (its validation functions are read)")
-	fs.String("models", "", "models or work folder whose manifest.json gets the threshold (models)")
-	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *data == "" {
-		return fmt.Errorf("--data is required")
-	}
-	cfg, err := config.Load("", fs, map[string]string{"ort-library": "ort.library"})
-	if err != nil {
-		return err
-	}
-	fns, _, err := readPart(*data, "validation", false)
+	cfg, fns, err := validationCommand("choose-threshold", args)
 	if err != nil {
 		return err
 	}
@@ -77,17 +59,8 @@ func runChooseThreshold(ctx context.Context, args []string) error {
 		ValIdleRatioUpper:  c.IdleRatioUpper,
 		ValSilentWarmShare: float64(c.SilentIdleMinutes) / float64(c.SilentMinutes),
 	}
-	path := filepath.Join(cfg.Models, "manifest.json")
-	var doc map[string]any
-	if err := manifest.Read(path, &doc); err != nil {
+	if err := writeManifestEntry(cfg.Models, "prewarm", pw); err != nil {
 		return err
-	}
-	doc["prewarm"] = pw
-	if err := manifest.Write(path, doc); err != nil {
-		return err
-	}
-	if _, err := manifest.ReadManifest(cfg.Models); err != nil {
-		return fmt.Errorf("%s after the choice: %w", path, err)
 	}
 	fmt.Fprintf(os.Stderr, "choose-threshold: %v (mix: %d cold starts, %d idle minutes vs keepalive10 %d, %d; idle ratio %.4f at %.0f%% confidence; silent copies warm %.2f%% of their minutes) in %s\n",
 		c.Threshold, c.ColdStarts, c.IdleMinutes, c.ReferenceColdStarts, c.ReferenceIdleMinutes, c.IdleRatioUpper,

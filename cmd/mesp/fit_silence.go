@@ -49,17 +49,8 @@ func runFitSilence(_ context.Context, args []string) error {
 	if err := sl.Validate(); err != nil {
 		return err
 	}
-	path := filepath.Join(*models, "manifest.json")
-	var doc map[string]any
-	if err := manifest.Read(path, &doc); err != nil {
+	if err := writeManifestEntry(*models, "silence", sl); err != nil {
 		return err
-	}
-	doc["silence"] = sl
-	if err := manifest.Write(path, doc); err != nil {
-		return err
-	}
-	if _, err := manifest.ReadManifest(*models); err != nil {
-		return fmt.Errorf("%s after the fit: %w", path, err)
 	}
 	fmt.Fprintf(os.Stderr, "fit-silence: %d days; hazard after an unprecedented gap: %d min %.4f (%.4f at 10x the longest before), %d min %.4f, %d min %.5f; caps p_invoke from %d idle minutes\n",
 		len(days), 30, sl.At(30), sl.AtPast(30, 1), 240, sl.At(240), 1440, sl.At(1440), sl.CapsFrom())

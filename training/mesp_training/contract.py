@@ -212,6 +212,10 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
     sl = m.get("silence")
     if sl is not None:
         out.extend(_silence_errors(sl))
+    sp = m.get("sparse")
+    if sp is not None and not (isinstance(sp, dict) and isinstance(sp.get("below_daily"), int | float)
+                               and sp["below_daily"] > 0 and isinstance(sp.get("look"), int) and sp["look"] >= 1):
+        out.append(f"sparse {sp!r}: want below_daily > 0 and look >= 1 minute")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

@@ -152,12 +152,27 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
     expected = (1 - a) * want + a * hour
     with_mean = [k for k, i in enumerate(models_rows) if "mean" in got[i]]
     assert len(with_mean) >= len(models_rows) // 2
+    sp = man.get("sparse")
+    sparse_rows = 0
     for k, i in enumerate(models_rows):
+        history = series[i, :t]
+        recent = history[-sp["look"]:] if sp else history
+        if sp and history.sum() * 1440 / t < sp["below_daily"] and (recent > 0).any():
+            # a small function: p_invoke times the mean size of its recent
+            # invocations (manifest sparse), whatever the count models say
+            size = float(recent[recent > 0].mean())
+            assert got[i]["sparse"]["size_when_invoked"] == pytest.approx(size)
+            p = forecast[k] / size
+            assert ((p >= 0) & (p <= 1 + 1e-6)).all()
+            sparse_rows += 1
+            continue
+        assert "sparse" not in got[i]
         if "mean" in got[i]:
             assert got[i]["mean"] == {"model": man["mean"]["id"], "weight": a}
             np.testing.assert_allclose(forecast[k], expected[i], rtol=1e-4, atol=1e-4)
         else:
             np.testing.assert_array_equal(forecast[k], answered[k])
+    assert not sp or sparse_rows > 0  # the rule was compared
 
 
 def test_hour_figures_by_hand() -> None:
