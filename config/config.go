@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -89,10 +90,22 @@ type Scaler struct {
 type Prometheus struct {
 	// URL of the Prometheus server; empty: no reader.
 	URL string `koanf:"url"`
-	// Query is PromQL giving one series of per-minute counts, $name the
-	// function.
+	// Query is PromQL giving per-minute counts: with $name, one series for
+	// that function, one query per function of Functions; without it, one
+	// query for the fleet whose series Label names (Functions and Match,
+	// when set, limit which are read).
 	Query     string   `koanf:"query"`
 	Functions []string `koanf:"functions"`
+	// Label names the function in a grouped query's series.
+	Label string `koanf:"label"`
+	// Match is a regular expression a grouped query's function must match
+	// to be read (empty: every one).
+	Match string `koanf:"match"`
+	// Slice is the span each grouped query reads: the day's backfill in
+	// slices, memory bounded by one.
+	Slice time.Duration `koanf:"slice"`
+	// MaxBodyBytes bounds a grouped query's answer.
+	MaxBodyBytes int64 `koanf:"max_body_bytes"`
 	// Refresh is how often the last minutes are read again (whole
 	// minutes, just after each minute closes).
 	Refresh time.Duration `koanf:"refresh"`
@@ -214,8 +227,12 @@ func Defaults() map[string]any {
 		"scaler.max_streams":             1000,
 		"scaler.stream_every":            "1m",
 		"prometheus.url":                 "",
-		"prometheus.query":               `sum(increase(function_invocations_total{function="$name"}[1m]))`,
+		"prometheus.query":               `sum by (function) (increase(function_invocations_total[1m]))`,
 		"prometheus.functions":           []string{},
+		"prometheus.label":               "function",
+		"prometheus.match":               "",
+		"prometheus.slice":               "1h",
+		"prometheus.max_body_bytes":      256 << 20,
 		"prometheus.refresh":             "1m",
 		"prometheus.timeout":             "10s",
 		"prometheus.concurrency":         8,
@@ -331,8 +348,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: history.max_functions must be positive")
 	}
 	if c.Prometheus.URL != "" {
-		if len(c.Prometheus.Functions) == 0 || !strings.Contains(c.Prometheus.Query, "$name") || c.Prometheus.Refresh < time.Second {
-			return fmt.Errorf("config: prometheus.url is set: want prometheus.functions, a prometheus.query with $name and a prometheus.refresh of at least 1s")
+		if c.Prometheus.Refresh < time.Second {
+			return fmt.Errorf("config: prometheus.refresh %v: want at least 1s", c.Prometheus.Refresh)
+		}
+		if strings.Contains(c.Prometheus.Query, "$name") {
+			if len(c.Prometheus.Functions) == 0 {
+				return fmt.Errorf("config: prometheus.query has $name: want prometheus.functions (or a query grouped by prometheus.label, without $name)")
+			}
+		} else {
+			if c.Prometheus.Label == "" || c.Prometheus.Slice < time.Minute || c.Prometheus.MaxBodyBytes < 1<<10 {
+				return fmt.Errorf("config: a grouped prometheus.query wants prometheus.label, a prometheus.slice of at least 1m and prometheus.max_body_bytes of at least 1 KiB")
+			}
+			if _, err := regexp.Compile(c.Prometheus.Match); err != nil {
+				return fmt.Errorf("config: prometheus.match: %w", err)
+			}
 		}
 	}
 	if c.Scaler.StreamEvery < time.Second {

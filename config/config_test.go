@@ -96,3 +96,31 @@ func TestTyposAndBadValuesAreRefused(t *testing.T) {
 		t.Fatalf("tool variables taken for settings: %v", err)
 	}
 }
+
+// TestPrometheusReadModes: a query with $name needs the functions listed;
+// one without it reads the fleet grouped by a label, with a valid match
+// and a slice and body bound that can hold an answer.
+func TestPrometheusReadModes(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"per function, listed", "prometheus:\n  url: http://p:9090\n  query: 'x{function=\"$name\"}'\n  functions: [a]\n", ""},
+		{"per function, none listed", "prometheus:\n  url: http://p:9090\n  query: 'x{function=\"$name\"}'\n", "want prometheus.functions"},
+		{"the default: grouped, nothing listed", "prometheus:\n  url: http://p:9090\n", ""},
+		{"grouped, discovered", "prometheus:\n  url: http://p:9090\n  query: sum by (fn) (increase(x[1m]))\n  label: fn\n", ""},
+		{"grouped, a match", "prometheus:\n  url: http://p:9090\n  query: sum by (function) (x)\n  match: '^prod/'\n", ""},
+		{"grouped, a bad match", "prometheus:\n  url: http://p:9090\n  query: sum by (function) (x)\n  match: '(prod'\n", "prometheus.match"},
+		{"grouped, slices under a minute", "prometheus:\n  url: http://p:9090\n  query: sum by (function) (x)\n  slice: 30s\n", "prometheus.slice"},
+		{"grouped, no label", "prometheus:\n  url: http://p:9090\n  query: sum by (function) (x)\n  label: ''\n", "prometheus.label"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mesp.yaml")
+			os.WriteFile(path, []byte(tc.yaml), 0o644)
+			_, err := Load(path, nil, nil)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

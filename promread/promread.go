@@ -1,6 +1,7 @@
 // Package promread feeds MESP's per-function history from Prometheus: one
-// PromQL query per function, read with the HTTP API's query_range at a
-// one-minute step, backfilled over a whole day on start (a restart loses
+// PromQL query for the fleet (grouped by a label: grouped.go) or one per
+// listed function, read with the HTTP API's query_range at a one-minute
+// step, backfilled over a whole day on start (a restart loses
 // nothing Prometheus holds) and refreshed every minute, just after the
 // minute closes.
 //
@@ -22,6 +23,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,12 +49,27 @@ var ErrStale = errors.New("promread: history not current")
 // ended at T, [T-60s, T): what `sum(increase(<counter>{function="$name"}[1m]))`
 // evaluates at T. Minutes Prometheus has no sample for are not written.
 type Reader struct {
-	URL       string   // Prometheus base URL, e.g. http://prometheus:9090
-	Query     string   // PromQL with $name for the function
-	Functions []string // function names, as $name takes them
-	Store     *history.Store
-	Client    *http.Client
-	Log       *slog.Logger
+	URL string // Prometheus base URL, e.g. http://prometheus:9090
+	// Query is PromQL with $name for the function (one query per
+	// function), or without it one query whose series Label names (the
+	// fleet's: Grouped).
+	Query string
+	// Functions are the function names $name takes; for a grouped Query,
+	// optional: only these are read.
+	Functions []string
+	// Label names the function in a grouped query's series; "": function.
+	Label string
+	// Match, when set, limits a grouped query's functions to those it
+	// matches.
+	Match *regexp.Regexp
+	// Slice is the minutes each grouped query reads (the day's backfill
+	// in slices, memory bounded by one); 0: 60.
+	Slice int
+	// MaxBody bounds a grouped answer's bytes; 0: 256 MiB.
+	MaxBody int64
+	Store   *history.Store
+	Client  *http.Client
+	Log     *slog.Logger
 	// Refresh is how many recent minutes each refresh re-reads before a
 	// function's last success (late samples); 0: 5.
 	Refresh int
@@ -73,6 +90,9 @@ type Reader struct {
 	lastOK  map[string]int64 // per function: the last sample minute read successfully
 	readAt  map[string]time.Time
 	started time.Time
+	// groupOK, groupAt: a grouped query's last sample minute read and when
+	groupOK int64
+	groupAt time.Time
 }
 
 type readerMetrics struct {
@@ -171,6 +191,14 @@ func (r *Reader) Fresh(function string) error {
 	if time.Since(r.started) < r.maxLag() {
 		return nil
 	}
+	if r.Grouped() {
+		// one read for the fleet: a function is as current as it, once the
+		// reader has seen it (an unseen one is pushed, or has no series)
+		if _, seen := r.readAt[function]; !seen || time.Since(r.groupAt) <= r.maxLag() {
+			return nil
+		}
+		return fmt.Errorf("%w: %s's fleet last read from %s %s ago", ErrStale, funcid.Short(function), r.URL, time.Since(r.groupAt).Round(time.Second))
+	}
 	at, ok := r.readAt[function]
 	if !ok {
 		if !r.configured(function) {
@@ -195,6 +223,9 @@ func (r *Reader) configured(function string) bool {
 
 // read reads every function up to now's minute, Concurrency at a time.
 func (r *Reader) read(ctx context.Context, now time.Time) error {
+	if r.Grouped() {
+		return r.readGrouped(ctx, now)
+	}
 	end := now.Unix() / 60 // samples at end*60 close minute end-1
 	jobs := make(chan string)
 	var (
@@ -272,6 +303,15 @@ func (r *Reader) readOne(ctx context.Context, name string, end int64) error {
 // countStale sets the stale gauge.
 func (r *Reader) countStale() {
 	n := 0
+	if r.Grouped() {
+		r.mu.Lock()
+		if time.Since(r.groupAt) > r.maxLag() {
+			n = len(r.readAt)
+		}
+		r.mu.Unlock()
+		r.m.stale.Set(float64(n))
+		return
+	}
 	for _, f := range r.Functions {
 		if at, ok := r.readAtOf(f); !ok || time.Since(at) > r.maxLag() {
 			n++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -24,7 +25,11 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 	var fresh func(string) error
 	if cfg.Prometheus.URL != "" {
 		r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: cfg.Prometheus.Functions,
+			Label: cfg.Prometheus.Label, Slice: int(cfg.Prometheus.Slice / time.Minute), MaxBody: cfg.Prometheus.MaxBodyBytes,
 			Store: store, Log: log, Timeout: cfg.Prometheus.Timeout, Concurrency: cfg.Prometheus.Concurrency, MaxLag: cfg.Prometheus.MaxLag}
+		if cfg.Prometheus.Match != "" {
+			r.Match = regexp.MustCompile(cfg.Prometheus.Match) // checked by config.Validate
+		}
 		if err := r.Register(srv.Registerer()); err != nil {
 			return err
 		}

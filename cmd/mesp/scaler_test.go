@@ -310,3 +310,45 @@ func prewarm(t *testing.T, addr, id string, counts []float64) server.PrewarmJSON
 	}
 	return out.Functions[0]
 }
+
+// TestFleetReadWithOneGroupedQuery: with a query grouped by the function
+// label (no $name, no list of functions), the real Prometheus is read in
+// a few queries a day, every function it holds is discovered, and each
+// one's history is the day Prometheus has, across slice boundaries.
+func TestFleetReadWithOneGroupedQuery(t *testing.T) {
+	prom, promtool := findPrometheus(t)
+	fns := fixture.Rows(t)[:5]
+	end := time.Now().Unix() / 60
+	promURL := startPrometheus(t, prom, promtool, fns, end-1440)
+	httpAddr := freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "mesp.yaml")
+	os.WriteFile(cfg, fmt.Appendf(nil, `models: %s
+server: {addr: "%s", watch: false}
+prometheus:
+  url: %s
+  query: 'sum by (function) (fixture_invocations_total) - sum by (function) (fixture_invocations_total offset 1m)'
+  slice: 3h
+log: {level: warn}
+`, fixture.CopyModels(t), httpAddr, promURL), 0o644)
+	startServe(t, cfg, httpAddr)
+	for _, f := range fns {
+		waitHistory(t, httpAddr, f.ID, f.Counts, end)
+	}
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var n float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, `mesp_promread_queries_total{result="ok"} `); ok {
+			n, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	// 8 slices of 3 hours for the day, whatever the number of functions
+	// (and a refresh or two while the test ran)
+	if n < 8 || n > 12 {
+		t.Fatalf("%v successful queries for %d functions, want the day's 8 slices and at most a few refreshes", n, len(fns))
+	}
+}

@@ -1,0 +1,303 @@
+package promread
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mesp-project/mesp/funcid"
+	"github.com/mesp-project/mesp/history"
+)
+
+// A fleet is read with one query, not one per function: a Query without
+// $name (e.g. `sum by (function) (increase(invocations_total[1m]))`)
+// answers every function's series, each named by its Label. A refresh
+// costs one query whatever the number of functions (100,000 functions were
+// 100,000 queries a minute), new functions are discovered from the
+// answer, and the day's backfill is read in slices of Slice minutes, each
+// answer decoded series by series, so that memory stays bounded by one
+// slice.
+
+// Grouped reports whether the reader runs one query for the fleet (its
+// Query has no $name).
+func (r *Reader) Grouped() bool { return !strings.Contains(r.Query, NamePlaceholder) }
+
+func (r *Reader) label() string {
+	if r.Label == "" {
+		return "function"
+	}
+	return r.Label
+}
+
+func (r *Reader) slice() int64 {
+	if r.Slice <= 0 {
+		return 60
+	}
+	return int64(r.Slice)
+}
+
+func (r *Reader) maxBody() int64 {
+	if r.MaxBody <= 0 {
+		return 256 << 20
+	}
+	return r.MaxBody
+}
+
+// wants reports whether a discovered function is read: every one, or
+// those Functions lists, or those Match matches.
+func (r *Reader) wants(name string) bool {
+	if len(r.Functions) > 0 && !r.configured(name) {
+		return false
+	}
+	return r.Match == nil || r.Match.MatchString(name)
+}
+
+// readGrouped reads every function from the fleet's last success (less
+// Refresh minutes, for late samples) or the whole day, up to sample time
+// end, one query per slice; a failed slice ends the read, and the next
+// one starts from the last slice read.
+func (r *Reader) readGrouped(ctx context.Context, now time.Time) error {
+	refresh := int64(r.Refresh)
+	if refresh <= 0 {
+		refresh = 5
+	}
+	end := now.Unix() / 60
+	from := end - int64(r.Store.Length()) + 1
+	r.mu.Lock()
+	if r.groupOK > 0 {
+		from = max(from, r.groupOK-refresh+1)
+	}
+	r.mu.Unlock()
+	defer r.countStale()
+	for s := from; s <= end; s += r.slice() {
+		e := min(end, s+r.slice()-1)
+		qctx, cancel := context.WithTimeout(ctx, r.timeout())
+		start := time.Now()
+		err := r.fetchGrouped(qctx, s, e)
+		cancel()
+		r.m.duration.Observe(time.Since(start).Seconds())
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			r.m.queries.WithLabelValues("timeout").Inc()
+			return fmt.Errorf("promread: the fleet's minutes %d..%d: no answer within %s: %w", s, e, r.timeout(), err)
+		case err != nil:
+			r.m.queries.WithLabelValues("error").Inc()
+			return fmt.Errorf("promread: the fleet's minutes %d..%d: %w", s, e, err)
+		}
+		r.m.queries.WithLabelValues("ok").Inc()
+		r.m.lastSuccess.SetToCurrentTime()
+		r.mu.Lock()
+		r.groupOK, r.groupAt = e, time.Now()
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// fetchGrouped runs the fleet's query over sample times from..to and
+// stores each series as it is decoded: a series without the label, with an
+// id funcid refuses, or the second one of a function is refused alone, as
+// is each sample outside the range asked for or not a count.
+func (r *Reader) fetchGrouped(ctx context.Context, from, to int64) error {
+	q := url.Values{}
+	q.Set("query", r.Query)
+	q.Set("start", strconv.FormatInt(from*60, 10))
+	q.Set("end", strconv.FormatInt(to*60, 10))
+	q.Set("step", "60")
+	q.Set("timeout", strconv.FormatFloat(r.timeout().Seconds(), 'f', -1, 64)+"s")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(r.URL, "/")+"/api/v1/query_range?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	client := r.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body := &limitedBody{r: resp.Body, left: r.maxBody()}
+	seen := map[string]bool{}
+	var refused error
+	err = decodeMatrix(body, func(metric map[string]string, values [][2]json.RawMessage) {
+		name := metric[r.label()]
+		reason := ""
+		switch {
+		case name == "":
+			reason, refused = "no_label", fmt.Errorf("a series without the label %q", r.label())
+		case funcid.Validate(name) != nil:
+			reason, refused = "bad_id", funcid.Validate(name)
+		case seen[name]:
+			reason, refused = "duplicate", fmt.Errorf("two series for %s: aggregate the query by %q", funcid.Short(name), r.label())
+		}
+		if reason != "" {
+			r.m.refused.WithLabelValues(reason).Inc()
+			return
+		}
+		seen[name] = true
+		if !r.wants(name) {
+			return
+		}
+		obs := make([]history.Observation, 0, len(values))
+		for _, v := range values {
+			o, why, err := sample(v, from, to)
+			if err != nil {
+				r.m.refused.WithLabelValues(why).Inc()
+				refused = err
+				continue
+			}
+			o.ID = name
+			obs = append(obs, o)
+		}
+		if _, _, err := r.Store.Observe(obs); err != nil {
+			r.m.refused.WithLabelValues("store").Inc()
+			refused = err
+			return
+		}
+		r.mu.Lock()
+		r.readAt[name] = time.Now()
+		r.mu.Unlock()
+	})
+	if body.over {
+		return fmt.Errorf("the answer is over %d bytes (prometheus.max_body_bytes): read shorter slices (prometheus.slice)", r.maxBody())
+	}
+	if err != nil {
+		return fmt.Errorf("%s answered %d: %w", r.URL, resp.StatusCode, err)
+	}
+	if refused != nil && r.Log != nil {
+		r.Log.Warn("prometheus series or samples refused", "last", refused)
+	}
+	return nil
+}
+
+// limitedBody reads at most left bytes and says whether the body went on.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, _ := b.r.Read(one[:]); n > 0 {
+			b.over = true
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// decodeMatrix walks a query_range answer token by token and hands each
+// series of its matrix to each as it is decoded (a fleet's day never sits
+// in memory whole). A failed query's error is returned; so is any other
+// result type.
+func decodeMatrix(body io.Reader, each func(metric map[string]string, values [][2]json.RawMessage)) error {
+	dec := json.NewDecoder(body)
+	var status, queryErr, resultType string
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		key, err := objectKey(dec)
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "status":
+			err = dec.Decode(&status)
+		case "error":
+			err = dec.Decode(&queryErr)
+		case "data":
+			err = decodeData(dec, &resultType, each)
+		default:
+			err = dec.Decode(&json.RawMessage{})
+		}
+		if err != nil {
+			return fmt.Errorf("not the query API's JSON: %w", err)
+		}
+	}
+	if status != "success" {
+		return fmt.Errorf("query failed: %s", queryErr)
+	}
+	if resultType != "matrix" {
+		return fmt.Errorf("result type %q, want matrix", resultType)
+	}
+	return nil
+}
+
+func decodeData(dec *json.Decoder, resultType *string, each func(map[string]string, [][2]json.RawMessage)) error {
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		key, err := objectKey(dec)
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "resultType":
+			err = dec.Decode(resultType)
+		case "result":
+			if *resultType != "matrix" {
+				return fmt.Errorf("result before a matrix resultType (%q)", *resultType)
+			}
+			if err = expectDelim(dec, '['); err != nil {
+				return err
+			}
+			for dec.More() {
+				var s struct {
+					Metric map[string]string    `json:"metric"`
+					Values [][2]json.RawMessage `json:"values"`
+				}
+				if err = dec.Decode(&s); err != nil {
+					return err
+				}
+				each(s.Metric, s.Values)
+			}
+			err = expectDelim(dec, ']')
+		default:
+			err = dec.Decode(&json.RawMessage{})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return expectDelim(dec, '}')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); !ok || d != want {
+		return fmt.Errorf("want %q, got %v", want, t)
+	}
+	return nil
+}
+
+func objectKey(dec *json.Decoder) (string, error) {
+	t, err := dec.Token()
+	if err != nil {
+		return "", err
+	}
+	k, ok := t.(string)
+	if !ok {
+		return "", fmt.Errorf("want an object key, got %v", t)
+	}
+	return k, nil
+}
