@@ -43,6 +43,7 @@ type Config struct {
 	History    History    `koanf:"history"`
 	Scaler     Scaler     `koanf:"scaler"`
 	Prometheus Prometheus `koanf:"prometheus"`
+	Decide     Decide     `koanf:"decide"`
 }
 
 // History configures the per-function store of per-minute counts.
@@ -84,6 +85,18 @@ type Scaler struct {
 	MaxStreams int `koanf:"max_streams"`
 	// StreamEvery is how often StreamIsActive re-decides.
 	StreamEvery time.Duration `koanf:"stream_every"`
+}
+
+// Decide configures the decision table: every held function's answer
+// computed once per minute, which KEDA's calls and GET /v1/decisions read.
+type Decide struct {
+	// Enabled runs the loop (the history store's functions only).
+	Enabled bool `koanf:"enabled"`
+	// Deadline is how long after a minute's boundary the minute is taken
+	// as complete and decided.
+	Deadline time.Duration `koanf:"deadline"`
+	// Batch is how many functions one model run takes.
+	Batch int `koanf:"batch"`
 }
 
 // Prometheus configures the reader that fills the history from Prometheus.
@@ -226,6 +239,9 @@ func Defaults() map[string]any {
 		"scaler.tls.client_ca_file":      "",
 		"scaler.max_streams":             1000,
 		"scaler.stream_every":            "1m",
+		"decide.enabled":                 true,
+		"decide.deadline":                "10s",
+		"decide.batch":                   256,
 		"prometheus.url":                 "",
 		"prometheus.query":               `sum by (function) (increase(function_invocations_total[1m]))`,
 		"prometheus.functions":           []string{},
@@ -363,6 +379,9 @@ func (c Config) Validate() error {
 				return fmt.Errorf("config: prometheus.match: %w", err)
 			}
 		}
+	}
+	if c.Decide.Deadline < 0 || c.Decide.Deadline >= time.Minute || c.Decide.Batch < 1 {
+		return fmt.Errorf("config: decide.deadline %v and decide.batch %d: want a deadline within the minute and a positive batch", c.Decide.Deadline, c.Decide.Batch)
 	}
 	if c.Scaler.StreamEvery < time.Second {
 		return fmt.Errorf("config: scaler.stream_every %v: want at least 1s", c.Scaler.StreamEvery)

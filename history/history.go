@@ -203,6 +203,17 @@ func (r *ring) set(minute int64, v float32, length int) bool {
 	return true
 }
 
+// IDs returns the functions the store holds, in no order.
+func (s *Store) IDs() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.series))
+	for id := range s.series {
+		out = append(out, id)
+	}
+	return out
+}
+
 // Window returns a function's counts for the minutes before end (a Unix
 // minute, exclusive), oldest first: at most Length minutes, starting no
 // earlier than its first observed minute. Minutes after its newest

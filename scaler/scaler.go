@@ -67,6 +67,11 @@ type Server struct {
 	// applies the ScaledObject's fallback, instead of scaling down on
 	// minutes it takes for silence.
 	Fresh func(function string) error
+	// Decisions, when set, is the table computed once per minute
+	// (decide.Loop.Lookup): a function's p_invoke and expected counts for
+	// minute, ok false when the table does not hold that minute or the
+	// function (then the call computes, as without a table).
+	Decisions func(function string, minute int64) (pInvoke, forecast []float32, ok bool)
 	// Admit, when set, reserves n functions of the process's in-flight
 	// budget (server.Server.Admit), so that KEDA's calls and HTTP's share
 	// one bound; refused, a call is answered ResourceExhausted.
@@ -134,13 +139,25 @@ type decision struct {
 	demand float64
 }
 
-// decide reads the function's history up to the current minute and asks
-// the models: the same p_invoke and forecast POST /v1/prewarm gives for
-// those counts.
+// decide answers from the minute's decision table when it holds the
+// function, else reads the function's history up to the current minute
+// and asks the models: either way the same p_invoke and forecast POST
+// /v1/prewarm gives for those counts.
 func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
+	}
+	if s.Fresh != nil {
+		if err := s.Fresh(t.function); err != nil {
+			return decision{}, status.Error(codes.Unavailable, err.Error())
+		}
+	}
+	minute := now().Unix() / 60
+	if s.Decisions != nil {
+		if p, f, ok := s.Decisions(t.function, minute); ok {
+			return answer(t, p, f)
+		}
 	}
 	if s.Admit != nil {
 		release, err := s.Admit(1)
@@ -149,12 +166,7 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		}
 		defer release()
 	}
-	if s.Fresh != nil {
-		if err := s.Fresh(t.function); err != nil {
-			return decision{}, status.Error(codes.Unavailable, err.Error())
-		}
-	}
-	counts, err := s.History.Window(t.function, now().Unix()/60)
+	counts, err := s.History.Window(t.function, minute)
 	if err != nil {
 		if errors.Is(err, history.ErrUnknown) {
 			return decision{}, status.Errorf(codes.NotFound, "%v: push it to POST /v1/observe or configure it for the Prometheus reader", err)
@@ -174,11 +186,16 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	case err != nil:
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
-	r := res[0]
-	d := decision{active: float64(r.PInvoke[0]) >= t.threshold, demand: float64(slices.Max(r.Forecast[:t.demandMinutes]))}
+	return answer(t, res[0].PInvoke, res[0].Forecast)
+}
+
+// answer is the trigger's decision from a function's p_invoke and expected
+// counts for the minutes ahead.
+func answer(t trigger, pInvoke, fc []float32) (decision, error) {
+	d := decision{active: float64(pInvoke[0]) >= t.threshold, demand: float64(slices.Max(fc[:t.demandMinutes]))}
 	// KEDA must never get +Inf or an overflowed metricValue: a model that
 	// answers a non-finite number is a fault to report, not a demand.
-	if p := float64(r.PInvoke[0]); math.IsNaN(p) || math.IsNaN(d.demand) || math.IsInf(d.demand, 0) || d.demand < 0 || d.demand > math.MaxInt64/2 {
+	if p := float64(pInvoke[0]); math.IsNaN(p) || math.IsNaN(d.demand) || math.IsInf(d.demand, 0) || d.demand < 0 || d.demand > math.MaxInt64/2 {
 		return decision{}, status.Errorf(codes.Internal, "function %s: the models answered p_invoke %v and demand %v", funcid.Short(t.function), p, d.demand)
 	}
 	return d, nil

@@ -221,3 +221,43 @@ func TestStreamsAndCallsAreBounded(t *testing.T) {
 		t.Fatalf("over the in-flight budget: %v", err)
 	}
 }
+
+// TestAnswersFromTheMinutesTable: with a decision table for the current
+// minute, IsActive and GetMetrics answer from it without a model run (a
+// failing Predictor proves none ran); for a minute or a function the
+// table does not hold, the call computes as without one.
+func TestAnswersFromTheMinutesTable(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
+	minute := now.Unix() / 60
+	store := history.New(1440, 10)
+	store.Observe([]history.Observation{{ID: "f", Minute: minute - 1, Count: 3}, {ID: "g", Minute: minute - 1, Count: 3}})
+	tableP, tableCounts := ramp(0), ramp(100)
+	tableP[0] = 0.9
+	var asked []int64
+	s := &scaler.Server{Predictor: answer{err: errors.New("the models ran")}, History: store,
+		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
+		Decisions: func(function string, m int64) ([]float32, []float32, bool) {
+			asked = append(asked, m)
+			if function != "f" {
+				return nil, nil, false
+			}
+			return float32s(tableP), float32s(tableCounts), true
+		}}
+	ctx := context.Background()
+	ref := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "5"}}
+	active, err := s.IsActive(ctx, ref)
+	if err != nil || !active.Result {
+		t.Fatalf("from the table: active %v, %v", active.GetResult(), err)
+	}
+	m, err := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: ref})
+	if err != nil || m.MetricValues[0].MetricValueFloat != 104 {
+		t.Fatalf("from the table: demand %v, %v; want the largest of the table's 5 minutes ahead, 104", m, err)
+	}
+	if asked[0] != minute {
+		t.Fatalf("the table was asked for minute %d, want the current %d", asked[0], minute)
+	}
+	other := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "g"}}
+	if _, err := s.IsActive(ctx, other); err == nil || !strings.Contains(err.Error(), "the models ran") {
+		t.Fatalf("a function the table lacks: %v, want the models asked", err)
+	}
+}

@@ -61,6 +61,9 @@ type Options struct {
 	History *history.Store
 	// Now is the clock for /v1/observe (time.Now when nil).
 	Now func() time.Time
+	// Decisions is the table computed once per minute that GET
+	// /v1/decisions streams (nil: the route answers 404).
+	Decisions DecisionTable
 }
 
 // Models is what the handlers need of the model set in service: answers,
@@ -126,6 +129,7 @@ func New(models Models, o Options) *Server {
 	e.GET("/v1/experts", s.handleExperts)
 	e.POST("/v1/observe", s.handleObserve, s.requireWriter)
 	e.GET("/v1/history/:id", s.handleHistory)
+	e.GET("/v1/decisions", s.handleDecisions)
 	e.GET("/favicon.ico", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.handleReady)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/promread"
 	"github.com/mesp-project/mesp/scaler"
 )
 
@@ -62,8 +64,17 @@ func TestDeployManifestsAgreeWithTheBinary(t *testing.T) {
 			t.Errorf("ScaledObject metadata %q is not a key the scaler reads", k)
 		}
 	}
-	if !slices.Contains(cfg.Prometheus.Functions, md[scaler.KeyFunction].(string)) {
-		t.Errorf("the ScaledObject's function %v is not in prometheus.functions %v", md[scaler.KeyFunction], cfg.Prometheus.Functions)
+	// the ScaledObject's function is one the reader reads: listed for a
+	// query with $name; for the fleet's grouped query, not left out by the
+	// list or the match
+	fn := md[scaler.KeyFunction].(string)
+	grouped := !strings.Contains(cfg.Prometheus.Query, promread.NamePlaceholder)
+	listed := slices.Contains(cfg.Prometheus.Functions, fn)
+	if !grouped && !listed || grouped && len(cfg.Prometheus.Functions) > 0 && !listed {
+		t.Errorf("the ScaledObject's function %v is not in prometheus.functions %v", fn, cfg.Prometheus.Functions)
+	}
+	if grouped && cfg.Prometheus.Match != "" && !regexp.MustCompile(cfg.Prometheus.Match).MatchString(fn) {
+		t.Errorf("the ScaledObject's function %v does not match prometheus.match %q", fn, cfg.Prometheus.Match)
 	}
 	checkDeploySecurity(t, docs, cfg, so, trig)
 }

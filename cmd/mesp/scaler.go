@@ -21,7 +21,8 @@ import (
 // startScaler wires the Prometheus reader (when prometheus.url is set) and
 // KEDA's external scaler over gRPC (when scaler.grpc_addr is set); both
 // stop with ctx.
-func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server, log *slog.Logger) error {
+func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server,
+	decisions func(string, int64) ([]float32, []float32, bool), log *slog.Logger) error {
 	var fresh func(string) error
 	if cfg.Prometheus.URL != "" {
 		r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: cfg.Prometheus.Functions,
@@ -54,7 +55,7 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 	if cfg.Server.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
 	}
-	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh, Admit: srv.Admit,
+	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh, Admit: srv.Admit, Decisions: decisions,
 		DefaultThreshold: func() float64 {
 			set, _ := fc.Catalog()
 			return set.PrewarmThreshold()

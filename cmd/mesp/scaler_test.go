@@ -96,7 +96,10 @@ log: {level: warn}
 			}
 			want := []float64{float64(slices.Max(pw.Forecast[:15])), float64(pw.Forecast[0])}
 			t.Logf("%s: active %v (p_invoke %.4f, threshold %.4f), demand over 15 and 1 minutes %v", f.ID, active.Result, pw.PInvoke[0], pw.Threshold, want)
-			if active.Result != pw.Warm[0] || !slices.EqualFunc(demands, want, func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*max(1, b) }) {
+			// KEDA's answers may come from the minute's decision table, made in
+			// a batch: ONNX Runtime may round a row of a batch differently
+			// from the row alone, within float32's precision
+			if active.Result != pw.Warm[0] || !slices.EqualFunc(demands, want, func(a, b float64) bool { return math.Abs(a-b) <= 1e-5*max(1, b) }) {
 				t.Fatalf("%s: KEDA active %v demands %v; /v1/prewarm warm %v (p %.4f at %.4f) demands %v",
 					f.ID, active.Result, demands, pw.Warm[0], pw.PInvoke[0], pw.Threshold, want)
 			}

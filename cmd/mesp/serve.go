@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/decide"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/manifest"
@@ -95,15 +96,33 @@ func runServe(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	var loop *decide.Loop
+	var table server.DecisionTable
+	if cfg.Decide.Enabled {
+		loop = &decide.Loop{Predictor: fc, History: store, Batch: cfg.Decide.Batch, Deadline: cfg.Decide.Deadline, Log: log}
+		table = loop
+	}
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, WriteToken: cfg.Server.WriteToken, TLS: serverTLS, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, MaxInflightBodyBytes: cfg.Server.MaxInflightBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
-		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store})
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store, Decisions: table})
 	fc.OnRoute = srv.RouteHook(fc.OnRoute)
 	if st := srv.Reload("start"); !st.OK {
 		ln.Close()
 		return fmt.Errorf("loading %s: %s", cfg.Models, st.Error)
 	}
-	if err := startScaler(ctx, cfg, fc, store, srv, log); err != nil {
+	var decisions func(string, int64) ([]float32, []float32, bool)
+	if loop != nil {
+		if err := loop.Register(srv.Registerer()); err != nil {
+			ln.Close()
+			return err
+		}
+		go loop.Run(ctx)
+		decisions = func(function string, minute int64) ([]float32, []float32, bool) {
+			e, ok := loop.Lookup(function, minute)
+			return e.PInvoke, e.Forecast, ok
+		}
+	}
+	if err := startScaler(ctx, cfg, fc, store, srv, decisions, log); err != nil {
 		ln.Close()
 		return err
 	}

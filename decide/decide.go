@@ -1,0 +1,224 @@
+// Package decide computes every held function's pre-warm answer once per
+// minute and keeps the table: the answer for a minute can only change when
+// a new minute arrives, yet KEDA asks about each ScaledObject every
+// polling interval and at each HPA sync, and a platform's control loop
+// asks about every function. Once a minute is complete (a deadline after
+// its boundary), the Loop runs the served models over every function's
+// day in large batches through the batched path; IsActive, GetMetrics and
+// GET /v1/decisions answer from the table, and only a request with its
+// own counts computes.
+package decide
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
+)
+
+// Predictor answers p_invoke and expected counts for patterns, routed as
+// served (forecast.Forecaster).
+type Predictor interface {
+	Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error)
+}
+
+// Entry is one function's answer for the minute its table was computed
+// for: p_invoke and the expected count of each of the next 60 minutes,
+// from the day before that minute.
+type Entry struct {
+	PInvoke  []float32
+	Forecast []float32
+}
+
+// Table is every function's answer for one minute (a Unix minute: the
+// first minute ahead; the history ends just before it).
+type Table struct {
+	Minute  int64
+	Entries map[string]Entry
+	// IDs are Entries' functions in order (for paging).
+	IDs []string
+	// Decided is when the table was finished, Took how long it took, and
+	// Skipped the functions whose history the models refused (too short,
+	// invalid), left out of the table.
+	Decided time.Time
+	Took    time.Duration
+	Skipped int
+}
+
+// Loop keeps the table current.
+type Loop struct {
+	Predictor Predictor
+	History   *history.Store
+	// Batch is how many functions one Predict call takes; 0: 256.
+	Batch int
+	// Deadline is how long after a minute's boundary the minute is taken
+	// as complete and decided (pushes and Prometheus' scrape of the
+	// minute arrive by then); 0: 10 s.
+	Deadline time.Duration
+	Now      func() time.Time
+	Log      *slog.Logger
+
+	table atomic.Pointer[Table]
+	m     *loopMetrics
+}
+
+type loopMetrics struct {
+	minute, took, functions prometheus.Gauge
+	skipped, failures       prometheus.Counter
+}
+
+// Register puts the table's health on reg: the minute it holds, how long
+// the last minute took to decide, its functions, and the functions
+// skipped and minutes that failed.
+func (l *Loop) Register(reg prometheus.Registerer) error {
+	l.init()
+	for _, c := range []prometheus.Collector{l.m.minute, l.m.took, l.m.functions, l.m.skipped, l.m.failures} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("decide: %w", err)
+		}
+	}
+	return nil
+}
+
+func (l *Loop) init() {
+	if l.m != nil {
+		return
+	}
+	l.m = &loopMetrics{
+		minute: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesp_decisions_minute_timestamp_seconds",
+			Help: "Unix time of the minute the decision table answers for (its age: time() minus this)."}),
+		took: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesp_decisions_duration_seconds",
+			Help: "How long deciding the last minute took."}),
+		functions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesp_decisions_functions",
+			Help: "Functions in the decision table."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "mesp_decisions_skipped_total",
+			Help: "Functions left out of a minute's table because the models refused their history."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "mesp_decisions_failures_total",
+			Help: "Minutes whose table could not be computed (the previous one is kept)."}),
+	}
+}
+
+func (l *Loop) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+// Current is the table, nil before the first minute is decided.
+func (l *Loop) Current() *Table { return l.table.Load() }
+
+// Lookup is the function's entry when the table answers for minute; ok is
+// false for another minute (stale or ahead) or a function not in it.
+func (l *Loop) Lookup(function string, minute int64) (Entry, bool) {
+	t := l.table.Load()
+	if t == nil || t.Minute != minute {
+		return Entry{}, false
+	}
+	e, ok := t.Entries[function]
+	return e, ok
+}
+
+// Decide computes the table for minute from every held function's day
+// before it and puts it in service. A batch the models refuse is decided
+// function by function, so that one bad history leaves out only itself.
+func (l *Loop) Decide(ctx context.Context, minute int64) error {
+	l.init()
+	start := time.Now()
+	ids := l.History.IDs()
+	slices.Sort(ids)
+	batch := l.Batch
+	if batch <= 0 {
+		batch = 256
+	}
+	t := &Table{Minute: minute, Entries: make(map[string]Entry, len(ids))}
+	for lo := 0; lo < len(ids); lo += batch {
+		var reqs []forecast.Request
+		for _, id := range ids[lo:min(len(ids), lo+batch)] {
+			counts, err := l.History.Window(id, minute)
+			if err != nil || len(counts) == 0 {
+				t.Skipped++ // dropped since IDs was read, or nothing before minute
+				continue
+			}
+			reqs = append(reqs, forecast.Request{ID: id, Counts: counts})
+		}
+		if err := l.run(ctx, reqs, t); err != nil {
+			l.m.failures.Inc()
+			return fmt.Errorf("decide: minute %d: %w", minute, err)
+		}
+	}
+	t.Decided, t.Took = time.Now(), time.Since(start)
+	l.table.Store(t)
+	l.m.minute.Set(float64(minute * 60))
+	l.m.took.Set(t.Took.Seconds())
+	l.m.functions.Set(float64(len(t.Entries)))
+	l.m.skipped.Add(float64(t.Skipped))
+	return nil
+}
+
+// run predicts reqs into t: a batch refused as invalid is retried one
+// function at a time, the refused ones skipped.
+func (l *Loop) run(ctx context.Context, reqs []forecast.Request, t *Table) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	res, err := l.Predictor.Predict(ctx, reqs, forecast.Routed, forecast.Counts|forecast.PInvoke)
+	if errors.Is(err, forecast.ErrInvalid) && len(reqs) > 1 {
+		for _, r := range reqs {
+			if err := l.run(ctx, []forecast.Request{r}, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if errors.Is(err, forecast.ErrInvalid) {
+		t.Skipped++
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for i, r := range res {
+		t.Entries[reqs[i].ID] = Entry{PInvoke: r.PInvoke, Forecast: r.Forecast}
+		t.IDs = append(t.IDs, reqs[i].ID)
+	}
+	return nil
+}
+
+// Run decides each minute Deadline after its boundary until ctx ends; a
+// failed minute keeps the previous table (Lookup then misses and callers
+// compute) and is logged.
+func (l *Loop) Run(ctx context.Context) {
+	deadline := l.Deadline
+	if deadline <= 0 {
+		deadline = 10 * time.Second
+	}
+	for {
+		now := l.now()
+		minute := now.Unix() / 60
+		at := time.Unix(minute*60, 0).Add(deadline)
+		if now.Before(at) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(at.Sub(now)):
+			}
+		}
+		if err := l.Decide(ctx, minute); err != nil && ctx.Err() == nil && l.Log != nil {
+			l.Log.Warn("deciding the minute failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(time.Unix((minute+1)*60, 0).Add(deadline))):
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package decide_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/decide"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/onnx"
+)
+
+// countingPredictor counts the functions it is asked about.
+type countingPredictor struct {
+	decide.Predictor
+	functions, calls int
+}
+
+func (c *countingPredictor) Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
+	c.functions += len(reqs)
+	c.calls++
+	return c.Predictor.Predict(ctx, reqs, mode, outs)
+}
+
+// TestTableEqualsWhatEachFunctionIsAnswered: the table for a minute holds,
+// function by function, what POST /v1/prewarm answers for the same day
+// (the served path, routed, counts and p_invoke), computed in batches; a
+// function whose history the models refuse is skipped without failing
+// the minute, and the table answers only for its minute.
+func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	fc := forecast.New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, forecast.Batching{})
+	if _, err := fc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fc.Close)
+	rows := fixture.Rows(t)[:40]
+	store := history.New(1440, 100)
+	const minute = int64(29_000_000) // the first minute ahead
+	var obs []history.Observation
+	for _, f := range rows {
+		for m, v := range f.Counts {
+			obs = append(obs, history.Observation{ID: f.ID, Minute: minute - 1440 + int64(m), Count: v})
+		}
+	}
+	obs = append(obs, history.Observation{ID: "short", Minute: minute - 1, Count: 3})
+	if _, _, err := store.Observe(obs); err != nil {
+		t.Fatal(err)
+	}
+	p := &countingPredictor{Predictor: fc}
+	loop := &decide.Loop{Predictor: p, History: store, Batch: 16}
+	if err := loop.Register(prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	if loop.Current() != nil {
+		t.Fatal("a table before the first minute")
+	}
+	if err := loop.Decide(context.Background(), minute); err != nil {
+		t.Fatal(err)
+	}
+	tab := loop.Current()
+	if tab.Minute != minute || len(tab.Entries) != len(rows) || tab.Skipped != 1 || len(tab.IDs) != len(rows) || !slices.IsSorted(tab.IDs) {
+		t.Fatalf("table of minute %d: %d entries, %d ids, %d skipped; want %d, %d entries, 1 skipped (the short history)",
+			tab.Minute, len(tab.Entries), len(tab.IDs), tab.Skipped, minute, len(rows))
+	}
+	// 41 functions in 3 batches of 16; the batch holding the short
+	// history is refused and retried one function at a time
+	if p.calls > 3+16 {
+		t.Fatalf("%d model calls for 41 functions in batches of 16", p.calls)
+	}
+	for _, f := range rows {
+		counts, _ := store.Window(f.ID, minute)
+		want, err := fc.Predict(context.Background(), []forecast.Request{{ID: f.ID, Counts: counts}}, forecast.Routed, forecast.Counts|forecast.PInvoke)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, ok := loop.Lookup(f.ID, minute)
+		if !ok {
+			t.Fatalf("%s: not in the table", f.ID)
+		}
+		// ONNX Runtime's kernels may round a row differently in a batch
+		// of 16 than alone: equal to float32's precision
+		for h := range e.PInvoke {
+			if !near(e.PInvoke[h], want[0].PInvoke[h]) || !near(e.Forecast[h], want[0].Forecast[h]) {
+				t.Fatalf("%s minute %d: the table has p %v forecast %v, the function's own call %v %v",
+					f.ID, h+1, e.PInvoke[h], e.Forecast[h], want[0].PInvoke[h], want[0].Forecast[h])
+			}
+		}
+		if _, ok := loop.Lookup(f.ID, minute+1); ok {
+			t.Fatal("the table answered for the next minute")
+		}
+	}
+	if _, ok := loop.Lookup("short", minute); ok {
+		t.Fatal("a refused history is in the table")
+	}
+}
+
+// TestRunDecidesEachMinuteAfterItsDeadline: the loop decides the current
+// minute once the deadline after its boundary has passed, not before.
+func TestRunDecidesEachMinuteAfterItsDeadline(t *testing.T) {
+	if time.Now().Second() > 55 {
+		time.Sleep(6 * time.Second) // into the next minute
+	}
+	now := time.Now()
+	minute := now.Unix() / 60
+	boundary := time.Unix(minute*60, 0)
+	store := history.New(1440, 10)
+	store.Observe([]history.Observation{{ID: "f", Minute: minute - 1, Count: 1}})
+	// the deadline a second and a half from now: not yet passed
+	loop := &decide.Loop{Predictor: stubPredictor{}, History: store, Deadline: now.Sub(boundary) + 1500*time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	go loop.Run(ctx)
+	for loop.Current() == nil && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tab := loop.Current()
+	if tab == nil {
+		t.Fatal("no minute decided")
+	}
+	if due := boundary.Add(loop.Deadline); tab.Minute != minute || tab.Decided.Before(due) {
+		t.Fatalf("minute %d decided at %v; want minute %d at or after its deadline %v", tab.Minute, tab.Decided, minute, due)
+	}
+	if _, ok := loop.Lookup("f", tab.Minute); !ok {
+		t.Fatal("the function is not in the table")
+	}
+}
+
+func near(a, b float32) bool {
+	d := float64(a) - float64(b)
+	return d <= 1e-5*max(1, float64(b)) && -d <= 1e-5*max(1, float64(b))
+}
+
+// stubPredictor answers p_invoke 0.5 and a count of 1 for every minute.
+type stubPredictor struct{}
+
+func (stubPredictor) Predict(_ context.Context, reqs []forecast.Request, _ forecast.Mode, _ forecast.Outputs) ([]forecast.Result, error) {
+	out := make([]forecast.Result, len(reqs))
+	for i := range out {
+		out[i].PInvoke, out[i].Forecast = make([]float32, 60), make([]float32, 60)
+		for h := range 60 {
+			out[i].PInvoke[h], out[i].Forecast[h] = 0.5, 1
+		}
+	}
+	return out, nil
+}
