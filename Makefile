@@ -15,7 +15,7 @@ VENV       = $(shell scripts/setup-venv.sh)
 PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
-.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train soak clean
+.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train bench-fleet soak clean
 
 ort:
 	@scripts/setup-ort.sh >/dev/null
@@ -108,6 +108,13 @@ bench-kshape-scale: build
 
 bench-serve: build venv
 	MESP_PYTHON=$(VENV)/bin/python scripts/bench-serve.sh
+
+## bench-fleet: 100,000 functions built from the dev set's days, three
+##   whole minutes decided by the decision loop while KEDA asks over gRPC,
+##   against one request per function (docs/bench/fleet.json)
+FLEET ?= 100000
+bench-fleet: build
+	bin/mesp bench-fleet --data $(DATA) --functions $(FLEET) --minutes 3 --out docs/bench/fleet.json
 
 ## soak: four minutes of mixed hostile load (oversized, slow and empty-object
 ##   bodies, megabyte ids, tokenless pushes, a StreamIsActive flood, a hung,

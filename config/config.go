@@ -97,6 +97,9 @@ type Decide struct {
 	Deadline time.Duration `koanf:"deadline"`
 	// Batch is how many functions one model run takes.
 	Batch int `koanf:"batch"`
+	// MaxAge is how long after its own minute a table answers (its
+	// forecast for the minutes from now on) until the next is decided.
+	MaxAge time.Duration `koanf:"max_age"`
 }
 
 // Prometheus configures the reader that fills the history from Prometheus.
@@ -242,6 +245,7 @@ func Defaults() map[string]any {
 		"decide.enabled":                 true,
 		"decide.deadline":                "10s",
 		"decide.batch":                   256,
+		"decide.max_age":                 "2m",
 		"prometheus.url":                 "",
 		"prometheus.query":               `sum by (function) (increase(function_invocations_total[1m]))`,
 		"prometheus.functions":           []string{},
@@ -380,8 +384,9 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if c.Decide.Deadline < 0 || c.Decide.Deadline >= time.Minute || c.Decide.Batch < 1 {
-		return fmt.Errorf("config: decide.deadline %v and decide.batch %d: want a deadline within the minute and a positive batch", c.Decide.Deadline, c.Decide.Batch)
+	if c.Decide.Deadline < 0 || c.Decide.Deadline >= time.Minute || c.Decide.Batch < 1 || c.Decide.MaxAge < time.Minute || c.Decide.MaxAge > time.Hour {
+		return fmt.Errorf("config: decide.deadline %v, decide.batch %d, decide.max_age %v: want a deadline within the minute, a positive batch and a max age of 1m to 1h",
+			c.Decide.Deadline, c.Decide.Batch, c.Decide.MaxAge)
 	}
 	if c.Scaler.StreamEvery < time.Second {
 		return fmt.Errorf("config: scaler.stream_every %v: want at least 1s", c.Scaler.StreamEvery)

@@ -63,8 +63,13 @@ type Loop struct {
 	// as complete and decided (pushes and Prometheus' scrape of the
 	// minute arrive by then); 0: 10 s.
 	Deadline time.Duration
-	Now      func() time.Time
-	Log      *slog.Logger
+	// MaxAge is how many minutes a table may answer after its own: until
+	// the current minute's table is in service (Deadline after the
+	// boundary plus the time deciding takes), a call gets the previous
+	// table's forecast for the minutes from now on; 0: 2.
+	MaxAge int
+	Now    func() time.Time
+	Log    *slog.Logger
 
 	table atomic.Pointer[Table]
 	m     *loopMetrics
@@ -116,21 +121,50 @@ func (l *Loop) now() time.Time {
 // Current is the table, nil before the first minute is decided.
 func (l *Loop) Current() *Table { return l.table.Load() }
 
-// Lookup is the function's entry when the table answers for minute; ok is
-// false for another minute (stale or ahead) or a function not in it.
+// Lookup is the function's entry for minute: the table's own, or, for a
+// minute up to MaxAge after the table's, what the table forecast for the
+// minutes from minute on (shorter by the minutes since). ok is false for
+// a minute before the table's or older than MaxAge, and for a function not
+// in it.
 func (l *Loop) Lookup(function string, minute int64) (Entry, bool) {
 	t := l.table.Load()
-	if t == nil || t.Minute != minute {
+	maxAge := int64(l.MaxAge)
+	if maxAge <= 0 {
+		maxAge = 2
+	}
+	if t == nil || minute < t.Minute || minute-t.Minute > maxAge {
 		return Entry{}, false
 	}
 	e, ok := t.Entries[function]
-	return e, ok
+	if !ok {
+		return Entry{}, false
+	}
+	d := minute - t.Minute
+	return Entry{PInvoke: e.PInvoke[d:], Forecast: e.Forecast[d:]}, true
 }
 
 // Decide computes the table for minute from every held function's day
 // before it and puts it in service. A batch the models refuse is decided
 // function by function, so that one bad history leaves out only itself.
 func (l *Loop) Decide(ctx context.Context, minute int64) error {
+	return l.decide(ctx, minute, nil)
+}
+
+// DecideNew adds to the table in service the functions the store holds
+// and it lacks (a function pushed or read for the first time after its
+// minute was decided: the Prometheus backfill at start, a new function),
+// for the table's own minute.
+func (l *Loop) DecideNew(ctx context.Context) error {
+	t := l.table.Load()
+	if t == nil {
+		return nil
+	}
+	return l.decide(ctx, t.Minute, t)
+}
+
+// decide computes the table for minute, over every function, or over
+// those base lacks (then base's entries are kept).
+func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 	l.init()
 	start := time.Now()
 	ids := l.History.IDs()
@@ -140,6 +174,12 @@ func (l *Loop) Decide(ctx context.Context, minute int64) error {
 		batch = 256
 	}
 	t := &Table{Minute: minute, Entries: make(map[string]Entry, len(ids))}
+	if base != nil {
+		ids = slices.DeleteFunc(ids, func(id string) bool { _, ok := base.Entries[id]; return ok })
+		if len(ids) <= base.Skipped {
+			return nil // nothing new (the skipped are skipped again)
+		}
+	}
 	for lo := 0; lo < len(ids); lo += batch {
 		var reqs []forecast.Request
 		for _, id := range ids[lo:min(len(ids), lo+batch)] {
@@ -155,7 +195,17 @@ func (l *Loop) Decide(ctx context.Context, minute int64) error {
 			return fmt.Errorf("decide: minute %d: %w", minute, err)
 		}
 	}
+	if base != nil {
+		for id, e := range base.Entries {
+			t.Entries[id] = e
+		}
+		t.IDs = append(t.IDs, base.IDs...)
+		slices.Sort(t.IDs)
+	}
 	t.Decided, t.Took = time.Now(), time.Since(start)
+	if base != nil {
+		t.Took += base.Took // the minute's whole cost
+	}
 	l.table.Store(t)
 	l.m.minute.Set(float64(minute * 60))
 	l.m.took.Set(t.Took.Seconds())
@@ -193,9 +243,10 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, t *Table) error
 	return nil
 }
 
-// Run decides each minute Deadline after its boundary until ctx ends; a
-// failed minute keeps the previous table (Lookup then misses and callers
-// compute) and is logged.
+// Run decides each minute Deadline after its boundary until ctx ends,
+// and between minutes adds the functions that arrive (DecideNew, every
+// few seconds); a failed minute keeps the previous table (Lookup answers
+// from it for MaxAge minutes, then callers compute) and is logged.
 func (l *Loop) Run(ctx context.Context) {
 	deadline := l.Deadline
 	if deadline <= 0 {
@@ -215,10 +266,25 @@ func (l *Loop) Run(ctx context.Context) {
 		if err := l.Decide(ctx, minute); err != nil && ctx.Err() == nil && l.Log != nil {
 			l.Log.Warn("deciding the minute failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(time.Unix((minute+1)*60, 0).Add(deadline))):
+		next := time.Unix((minute+1)*60, 0).Add(deadline)
+		for {
+			wait := min(time.Until(next), newEvery)
+			if wait <= 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if time.Until(next) > 0 {
+				if err := l.DecideNew(ctx); err != nil && ctx.Err() == nil && l.Log != nil {
+					l.Log.Warn("deciding new functions failed", "err", err)
+				}
+			}
 		}
 	}
 }
+
+// newEvery is how often Run looks for functions the table lacks.
+const newEvery = 5 * time.Second

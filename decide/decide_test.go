@@ -94,12 +94,48 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 					f.ID, h+1, e.PInvoke[h], e.Forecast[h], want[0].PInvoke[h], want[0].Forecast[h])
 			}
 		}
-		if _, ok := loop.Lookup(f.ID, minute+1); ok {
-			t.Fatal("the table answered for the next minute")
+		// a minute later, until that minute's table: what this one forecast
+		// for the minutes from then on; never for a minute before it or
+		// past MaxAge (2)
+		next, ok := loop.Lookup(f.ID, minute+1)
+		if !ok || !slices.Equal(next.PInvoke, e.PInvoke[1:]) || !slices.Equal(next.Forecast, e.Forecast[1:]) {
+			t.Fatalf("%s: a minute later the table answers %v, want its own forecast from minute 2 on", f.ID, ok)
+		}
+		for _, m := range []int64{minute - 1, minute + 3} {
+			if _, ok := loop.Lookup(f.ID, m); ok {
+				t.Fatalf("the table of minute %d answered for minute %d", minute, m)
+			}
 		}
 	}
 	if _, ok := loop.Lookup("short", minute); ok {
 		t.Fatal("a refused history is in the table")
+	}
+
+	// a function that arrives after its minute was decided joins that
+	// minute's table; the others' entries stay as they were
+	var late []history.Observation
+	for m, v := range rows[0].Counts {
+		late = append(late, history.Observation{ID: "late", Minute: minute - 1440 + int64(m), Count: v})
+	}
+	store.Observe(late)
+	before, calls := loop.Current(), p.functions
+	if err := loop.DecideNew(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := loop.Current()
+	if after.Minute != minute || len(after.Entries) != len(rows)+1 || !slices.IsSorted(after.IDs) || len(after.IDs) != len(rows)+1 {
+		t.Fatalf("after a late function: minute %d, %d entries, %d ids", after.Minute, len(after.Entries), len(after.IDs))
+	}
+	if e, ok := loop.Lookup("late", minute); !ok || !slices.Equal(e.PInvoke, after.Entries["late"].PInvoke) {
+		t.Fatal("the late function is not answered")
+	}
+	// the late one and the short one tried again: their batch of 2 is
+	// refused for the short history and retried one by one
+	if got := p.functions - calls; got > 4 {
+		t.Fatalf("adding one function ran the models on %d", got)
+	}
+	if !slices.Equal(after.Entries[rows[1].ID].Forecast, before.Entries[rows[1].ID].Forecast) {
+		t.Fatal("an entry changed")
 	}
 }
 

@@ -68,8 +68,9 @@ type Server struct {
 	// minutes it takes for silence.
 	Fresh func(function string) error
 	// Decisions, when set, is the table computed once per minute
-	// (decide.Loop.Lookup): a function's p_invoke and expected counts for
-	// minute, ok false when the table does not hold that minute or the
+	// (decide.Loop.Lookup): a function's p_invoke and expected counts from
+	// minute on (from the previous minute's table until the minute's own
+	// is decided), ok false when the table is too old or lacks the
 	// function (then the call computes, as without a table).
 	Decisions func(function string, minute int64) (pInvoke, forecast []float32, ok bool)
 	// Admit, when set, reserves n functions of the process's in-flight
@@ -192,7 +193,8 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 // answer is the trigger's decision from a function's p_invoke and expected
 // counts for the minutes ahead.
 func answer(t trigger, pInvoke, fc []float32) (decision, error) {
-	d := decision{active: float64(pInvoke[0]) >= t.threshold, demand: float64(slices.Max(fc[:t.demandMinutes]))}
+	// a table a minute old forecasts one minute fewer ahead
+	d := decision{active: float64(pInvoke[0]) >= t.threshold, demand: float64(slices.Max(fc[:min(t.demandMinutes, len(fc))]))}
 	// KEDA must never get +Inf or an overflowed metricValue: a model that
 	// answers a non-finite number is a fault to report, not a demand.
 	if p := float64(pInvoke[0]); math.IsNaN(p) || math.IsNaN(d.demand) || math.IsInf(d.demand, 0) || d.demand < 0 || d.demand > math.MaxInt64/2 {

@@ -256,6 +256,12 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 	if asked[0] != minute {
 		t.Fatalf("the table was asked for minute %d, want the current %d", asked[0], minute)
 	}
+	// a table a minute old answers 59 minutes: the demand over 60 is theirs
+	tableP, tableCounts = tableP[1:], tableCounts[1:]
+	all := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "60"}}
+	if m, err := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: all}); err != nil || m.MetricValues[0].MetricValueFloat != 159 {
+		t.Fatalf("from a table a minute old: %v, %v; want 159", m, err)
+	}
 	other := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "g"}}
 	if _, err := s.IsActive(ctx, other); err == nil || !strings.Contains(err.Error(), "the models ran") {
 		t.Fatalf("a function the table lacks: %v, want the models asked", err)

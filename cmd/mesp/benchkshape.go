@@ -9,13 +9,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/procstat"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -79,23 +78,8 @@ func runBenchKShape(ctx context.Context, args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"n": *n, "k": *k, "iterations": res.Iterations, "seconds": total,
 		"seconds_per_iteration": total / float64(max(1, res.Iterations)), "iteration_seconds": iterTimes,
-		"objective": res.Objective, "peak_rss_mib": peakRSSMiB(), "cores": runtime.GOMAXPROCS(0),
+		"objective": res.Objective, "peak_rss_mib": procstat.PeakRSSMiB(), "cores": runtime.GOMAXPROCS(0),
 	})
-}
-
-// peakRSSMiB is the process's high-water resident memory (Linux).
-func peakRSSMiB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return -1
 }
 
 // writeCSVGz writes rows to path as a gzipped Azure-layout CSV.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mesp-project/mesp/clusterset"
 	"github.com/mesp-project/mesp/kshape"
+	"github.com/mesp-project/mesp/procstat"
 	"github.com/mesp-project/mesp/publish"
 	"github.com/mesp-project/mesp/trace"
 )
@@ -124,7 +125,7 @@ func runCluster(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "cluster: published %s\n", *out)
 	if *summary != "" {
 		b, _ := json.Marshal(map[string]any{"seconds": elapsed.Seconds(), "objective": res.Objective, "iterations": res.Iterations,
-			"k": k, "n": len(ids), "peak_rss_mib": peakRSSMiB()})
+			"k": k, "n": len(ids), "peak_rss_mib": procstat.PeakRSSMiB()})
 		if err := os.WriteFile(*summary, b, 0o644); err != nil {
 			return err
 		}

@@ -59,6 +59,9 @@ prometheus:
   # exact per-minute counts from a counter sampled at minute boundaries
   query: 'sum(fixture_invocations_total{function="$name"}) - sum(fixture_invocations_total{function="$name"} offset 1m)'
   functions: [%s, not-in-prometheus]
+# KEDA's answers computed, compared with /v1/prewarm's for the same
+# minute (the decision table's path: TestFleetReadWithOneGroupedQuery)
+decide: {enabled: false}
 log: {level: warn}
 `, dir, httpAddr, grpcAddr, promURL, strings.Join(names, ", ")), 0o644)
 	stop := startServe(t, cfg, httpAddr)
@@ -331,11 +334,47 @@ prometheus:
   url: %s
   query: 'sum by (function) (fixture_invocations_total) - sum by (function) (fixture_invocations_total offset 1m)'
   slice: 3h
+decide: {deadline: 1s}
 log: {level: warn}
 `, fixture.CopyModels(t), httpAddr, promURL), 0o644)
 	startServe(t, cfg, httpAddr)
 	for _, f := range fns {
 		waitHistory(t, httpAddr, f.ID, f.Counts, end)
+	}
+	// the decision table: every function, what /v1/prewarm answers for
+	// the same day (read when the table's minute is the current one)
+	for try := 0; ; try++ {
+		resp, err := http.Get("http://" + httpAddr + "/v1/decisions?minutes=60")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		minute, _ := time.Parse(time.RFC3339, resp.Header.Get("X-Decisions-Minute"))
+		var lines []server.DecisionJSON
+		for _, l := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
+			var d server.DecisionJSON
+			if json.Unmarshal(l, &d) == nil {
+				lines = append(lines, d)
+			}
+		}
+		h := getHistory(t, httpAddr, fns[0].ID)
+		if resp.StatusCode != http.StatusOK || !h.End.Equal(minute) || len(lines) != len(fns) {
+			if try > 100 {
+				t.Fatalf("no table for the current minute: %d, table minute %v, history end %v, %d lines", resp.StatusCode, minute, h.End, len(lines))
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		for _, d := range lines {
+			pw := prewarm(t, httpAddr, d.ID, getHistory(t, httpAddr, d.ID).Counts)
+			for h := range 60 {
+				if math.Abs(float64(d.PInvoke[h]-pw.PInvoke[h])) > 1e-5 || math.Abs(float64(d.Forecast[h]-pw.Forecast[h])) > 1e-5*max(1, float64(pw.Forecast[h])) {
+					t.Fatalf("%s minute %d: the table has p %v forecast %v, /v1/prewarm %v %v", d.ID, h+1, d.PInvoke[h], d.Forecast[h], pw.PInvoke[h], pw.Forecast[h])
+				}
+			}
+		}
+		break
 	}
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/fleetbench"
+	"github.com/mesp-project/mesp/trace"
+)
+
+func init() {
+	register("bench-fleet", "decide whole minutes of a fleet built from real days, with KEDA asking meanwhile; report time, CPU per function, memory and latency", runBenchFleet)
+}
+
+func runBenchFleet(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("bench-fleet", pflag.ContinueOnError)
+	data := fs.String("data", "", "Azure-layout CSV(.gz) whose days the fleet is built from")
+	fs.String("models", "", "models folder (models)")
+	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
+	functions := fs.Int("functions", 100000, "functions in the fleet")
+	minutes := fs.Int("minutes", 3, "minutes decided")
+	sample := fs.Int("sample", 2000, "functions the one-request-per-function baseline answers")
+	batch := fs.Int("batch", 256, "functions per model run")
+	out := fs.String("out", "", "write the JSON report here (stdout when empty)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return fmt.Errorf("--data is required")
+	}
+	cfg, err := config.Load("", fs, map[string]string{"ort-library": "ort.library"})
+	if err != nil {
+		return err
+	}
+	rows, err := trace.ReadAll(*data, trace.Options{}, trace.All)
+	if err != nil {
+		return err
+	}
+	fc, err := openServed(cfg)
+	if err != nil {
+		return err
+	}
+	defer fc.Close()
+	set, _ := fc.Catalog()
+	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
+		Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = os.Stdout.Write(append(b, '\n'))
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(*out, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,267 @@
+// Package fleetbench measures a whole platform's minute: N functions built
+// from real days (each a dev row's day rotated by a different number of
+// minutes, under a fresh id), held in one history store, decided minute
+// after minute by the decision loop (package decide), while KEDA's
+// GetMetrics is asked over gRPC about random functions. Beside it, the
+// same functions answered the way a caller without the table gets them,
+// one request per function, on a sample: the ratio to beat.
+package fleetbench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mesp-project/mesp/decide"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/procstat"
+	"github.com/mesp-project/mesp/scaler"
+	"github.com/mesp-project/mesp/trace"
+)
+
+// Options are one run's.
+type Options struct {
+	Rows      []trace.Function // the real days the fleet is built from
+	Functions int
+	Minutes   int // minutes decided, one after another
+	// Sample is how many functions the one-request-per-function baseline
+	// answers.
+	Sample    int
+	Batch     int
+	Predictor decide.Predictor
+	// Threshold is the set's default pre-warm threshold (KEDA's default).
+	Threshold float64
+	Progress  func(string)
+}
+
+// Minute is one decided minute's figures.
+type Minute struct {
+	WallSeconds   float64 `json:"wall_seconds"`
+	CPUSeconds    float64 `json:"cpu_seconds"`
+	CPUUsPerFunc  float64 `json:"cpu_us_per_function"`
+	Functions     int     `json:"functions"`
+	Skipped       int     `json:"skipped"`
+	GetMetricsP50 float64 `json:"getmetrics_p50_ms_while_deciding"`
+	GetMetricsP99 float64 `json:"getmetrics_p99_ms_while_deciding"`
+	Calls         int     `json:"getmetrics_calls_while_deciding"`
+}
+
+// Report is the run's.
+type Report struct {
+	Functions int      `json:"functions"`
+	Built     string   `json:"built_from"`
+	Minutes   []Minute `json:"minutes"`
+	// TableGetMetricsP50/P99 are KEDA's GetMetrics latencies once the
+	// minute's table is in service (over loopback gRPC).
+	TableGetMetricsP50 float64 `json:"getmetrics_p50_ms_from_table"`
+	TableGetMetricsP99 float64 `json:"getmetrics_p99_ms_from_table"`
+	// PerRequestCPUUsPerFunc is the baseline: one Predict per function
+	// (as KEDA's calls and /v1/prewarm did), on Sample functions.
+	PerRequestCPUUsPerFunc float64 `json:"per_request_cpu_us_per_function"`
+	PerRequestSample       int     `json:"per_request_sample"`
+	// CPURatio is the table's CPU per function over the baseline's.
+	CPURatio     float64 `json:"table_over_per_request_cpu"`
+	StoreMiB     float64 `json:"history_heap_mib_estimate"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	Cores        int     `json:"cores"`
+	PromQueries  string  `json:"prometheus_queries_per_refresh"`
+	FunctionsPer string  `json:"note"`
+}
+
+// Run builds the fleet and measures it.
+func Run(ctx context.Context, o Options) (Report, error) {
+	if len(o.Rows) == 0 || o.Functions < 1 || o.Minutes < 1 {
+		return Report{}, fmt.Errorf("fleetbench: %d rows, %d functions, %d minutes", len(o.Rows), o.Functions, o.Minutes)
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	store := history.New(1440, o.Functions+1)
+	// minute 0 of every day is minute start; the first decided minute is
+	// start+1440, each later one a new minute of every function later
+	start := time.Now().Unix()/60 - 1440 - int64(o.Minutes)
+	// function i's count at minute m of its day (m may pass 1440: the
+	// day repeats)
+	countAt := func(i, m int) float64 {
+		row := o.Rows[i%len(o.Rows)].Counts
+		return row[((i/len(o.Rows))*37+m)%len(row)]
+	}
+	id := func(i int) string { return "fleet/" + strconv.Itoa(i) }
+	obs := make([]history.Observation, 1440)
+	for i := range o.Functions {
+		for m := range 1440 {
+			obs[m] = history.Observation{ID: id(i), Minute: start + int64(m), Count: countAt(i, m)}
+		}
+		if _, _, err := store.Observe(obs); err != nil {
+			return Report{}, err
+		}
+		if i%10000 == 9999 {
+			progress(fmt.Sprintf("built %d of %d functions", i+1, o.Functions))
+		}
+	}
+	loop := &decide.Loop{Predictor: o.Predictor, History: store, Batch: o.Batch}
+	if err := loop.Register(prometheus.NewRegistry()); err != nil {
+		return Report{}, err
+	}
+	var now atomicMinute
+	srv := &scaler.Server{Predictor: o.Predictor, History: store, Now: now.time,
+		DefaultThreshold: func() float64 { return o.Threshold },
+		Decisions: func(function string, minute int64) ([]float32, []float32, bool) {
+			e, ok := loop.Lookup(function, minute)
+			return e.PInvoke, e.Forecast, ok
+		}}
+	client, stop, err := serveGRPC(srv)
+	if err != nil {
+		return Report{}, err
+	}
+	defer stop()
+	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(),
+		Built:        fmt.Sprintf("%d real days, function i = day i mod %d rotated by 37 x (i div %d) minutes, ids fleet/<i>; pushed into the store in-process", len(o.Rows), len(o.Rows), len(o.Rows)),
+		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
+		FunctionsPer: "GetMetrics over loopback gRPC, one caller at a time, random functions; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for k := range o.Minutes {
+		minute := start + 1440 + int64(k)
+		if k > 0 { // the minute just closed: each function's next count
+			for i := range o.Functions {
+				obs[0] = history.Observation{ID: id(i), Minute: minute - 1, Count: countAt(i, 1440+k-1)}
+				if _, _, err := store.Observe(obs[:1]); err != nil {
+					return Report{}, err
+				}
+			}
+		}
+		now.set(minute)
+		cpu0, t0 := procstat.CPUSeconds(), time.Now()
+		lat, stopCalls := callWhile(ctx, client, o.Functions, rng)
+		err := loop.Decide(ctx, minute)
+		calls := stopCalls()
+		if err != nil {
+			return rep, err
+		}
+		wall, cpu := time.Since(t0).Seconds(), procstat.CPUSeconds()-cpu0
+		t := loop.Current()
+		m := Minute{WallSeconds: wall, CPUSeconds: cpu, CPUUsPerFunc: 1e6 * cpu / float64(max(1, len(t.Entries))),
+			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls}
+		m.GetMetricsP50, m.GetMetricsP99 = quantiles(*lat)
+		rep.Minutes = append(rep.Minutes, m)
+		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding",
+			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99))
+	}
+	// from the table: a few seconds of calls
+	var lat []float64
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		t0 := time.Now()
+		if err := getMetrics(ctx, client, id(rng.IntN(o.Functions))); err != nil {
+			return rep, err
+		}
+		lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+	}
+	rep.TableGetMetricsP50, rep.TableGetMetricsP99 = quantiles(lat)
+	// the baseline: one request per function
+	n := min(o.Sample, o.Functions)
+	cpu0 := procstat.CPUSeconds()
+	for i := range n {
+		counts, err := store.Window(id(i), now.minute())
+		if err != nil {
+			return rep, err
+		}
+		if _, err := o.Predictor.Predict(ctx, []forecast.Request{{ID: id(i), Counts: counts}}, forecast.Routed, forecast.Counts|forecast.PInvoke); err != nil {
+			return rep, err
+		}
+	}
+	rep.PerRequestSample = n
+	rep.PerRequestCPUUsPerFunc = 1e6 * (procstat.CPUSeconds() - cpu0) / float64(max(1, n))
+	if last := rep.Minutes[len(rep.Minutes)-1]; rep.PerRequestCPUUsPerFunc > 0 {
+		rep.CPURatio = last.CPUUsPerFunc / rep.PerRequestCPUUsPerFunc
+	}
+	rep.StoreMiB = float64(o.Functions) * 1440 * 4 / (1 << 20)
+	rep.PeakRSSMiB = procstat.PeakRSSMiB()
+	return rep, nil
+}
+
+type atomicMinute struct {
+	mu sync.Mutex
+	m  int64
+}
+
+func (a *atomicMinute) set(m int64) { a.mu.Lock(); a.m = m; a.mu.Unlock() }
+func (a *atomicMinute) minute() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.m
+}
+
+// time is a moment 30 s into the current minute.
+func (a *atomicMinute) time() time.Time { return time.Unix(a.minute()*60+30, 0) }
+
+// serveGRPC serves srv on a loopback port and connects KEDA's client.
+func serveGRPC(srv *scaler.Server) (externalscaler.ExternalScalerClient, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	g := scaler.NewGRPC(srv, prometheus.NewRegistry(), scaler.Limits{})
+	go g.Serve(ln)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		g.Stop()
+		return nil, nil, err
+	}
+	return externalscaler.NewExternalScalerClient(conn), func() { conn.Close(); g.Stop() }, nil
+}
+
+func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, function string) error {
+	ref := &externalscaler.ScaledObjectRef{Name: "bench", ScalerMetadata: map[string]string{scaler.KeyFunction: function}}
+	_, err := c.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: ref, MetricName: scaler.MetricName(function)})
+	return err
+}
+
+// callWhile asks GetMetrics about random functions, one call at a time,
+// until stop is called; stop returns the number of calls.
+func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rng *rand.Rand) (*[]float64, func() int) {
+	var lat []float64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	ids := make([]int, 0, 1024)
+	for range 1024 {
+		ids = append(ids, rng.IntN(n))
+	}
+	go func() {
+		defer close(finished)
+		for k := 0; ; k++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			if err := getMetrics(ctx, c, "fleet/"+strconv.Itoa(ids[k%len(ids)])); err == nil {
+				lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+			}
+		}
+	}()
+	return &lat, func() int { close(done); <-finished; return len(lat) }
+}
+
+func quantiles(ms []float64) (p50, p99 float64) {
+	if len(ms) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(ms)
+	slices.Sort(s)
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
+}

@@ -1,0 +1,44 @@
+package fleetbench_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/fleetbench"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/onnx"
+)
+
+// TestSmallFleet runs the benchmark on 250 functions from the fixture's
+// 100 days: every function is decided every minute, KEDA's calls are
+// answered (from the previous minute's table after the first), and the
+// baseline and memory figures are filled.
+func TestSmallFleet(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	fc := forecast.New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, forecast.Batching{})
+	if _, err := fc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fc.Close)
+	set, _ := fc.Catalog()
+	rep, err := fleetbench.Run(context.Background(), fleetbench.Options{Rows: fixture.Rows(t), Functions: 250, Minutes: 2, Sample: 20,
+		Predictor: fc, Threshold: set.PrewarmThreshold()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Minutes) != 2 {
+		t.Fatalf("%d minutes reported, want 2", len(rep.Minutes))
+	}
+	for k, m := range rep.Minutes {
+		if m.Functions+m.Skipped != 250 || m.Functions < 240 || !(m.CPUUsPerFunc > 0) || !(m.WallSeconds > 0) {
+			t.Fatalf("minute %d: %+v", k+1, m)
+		}
+	}
+	if rep.Minutes[1].Calls == 0 || !(rep.TableGetMetricsP99 > 0) || !(rep.PerRequestCPUUsPerFunc > 0) || rep.PerRequestSample != 20 || !(rep.PeakRSSMiB > 0) {
+		t.Fatalf("report %+v", rep)
+	}
+}
