@@ -48,7 +48,9 @@ type Config struct {
 
 // History configures the per-function store of per-minute counts.
 type History struct {
-	// MaxFunctions bounds the functions held (about 6.1 KiB each); at the
+	// MaxFunctions bounds the functions held (1.6 KiB each whose minutes
+	// are whole counts up to 255, 3.1 KiB up to 65,535, 6.1 KiB for larger
+	// or fractional counts: history.TestMemoryPerFunction); at the
 	// limit, functions silent for a day make room, else a push for a new
 	// function is refused (HTTP 507).
 	MaxFunctions int `koanf:"max_functions"`

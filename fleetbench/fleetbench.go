@@ -73,7 +73,7 @@ type Report struct {
 	PerRequestSample       int     `json:"per_request_sample"`
 	// CPURatio is the table's CPU per function over the baseline's.
 	CPURatio     float64 `json:"table_over_per_request_cpu"`
-	StoreMiB     float64 `json:"history_heap_mib_estimate"`
+	StoreMiB     float64 `json:"history_heap_mib"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	Cores        int     `json:"cores"`
 	PromQueries  string  `json:"prometheus_queries_per_refresh"`
@@ -89,6 +89,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	store := history.New(1440, o.Functions+1)
 	// minute 0 of every day is minute start; the first decided minute is
 	// start+1440, each later one a new minute of every function later
@@ -112,6 +115,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			progress(fmt.Sprintf("built %d of %d functions", i+1, o.Functions))
 		}
 	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	storeMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
 	loop := &decide.Loop{Predictor: o.Predictor, History: store, Batch: o.Batch}
 	if err := loop.Register(prometheus.NewRegistry()); err != nil {
 		return Report{}, err
@@ -188,7 +195,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if last := rep.Minutes[len(rep.Minutes)-1]; rep.PerRequestCPUUsPerFunc > 0 {
 		rep.CPURatio = last.CPUUsPerFunc / rep.PerRequestCPUUsPerFunc
 	}
-	rep.StoreMiB = float64(o.Functions) * 1440 * 4 / (1 << 20)
+	rep.StoreMiB = storeMiB
 	rep.PeakRSSMiB = procstat.PeakRSSMiB()
 	return rep, nil
 }

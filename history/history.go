@@ -35,10 +35,11 @@ var ErrFull = errors.New("history: function limit reached")
 // ErrInvalid marks an unusable observation.
 var ErrInvalid = errors.New("history: bad observation")
 
-// Store holds a float32 ring of the last Length minutes per function:
-// 4 bytes a minute, 5.6 KiB of counts per function for a day (about 6.1
-// KiB held, with the allocator's size class, the ring and its id), and at most
-// MaxFunctions functions. When a new function arrives at the limit, the
+// Store holds a ring of the last Length minutes per function, each day at
+// the narrowest width that holds its counts (slots: a byte a minute for
+// whole counts up to 255; held per function with its ring and id, about
+// 1.6 KiB, 3.1 KiB up to 65,535, 6.1 KiB for larger or fractional
+// counts: TestMemoryPerFunction), and at most MaxFunctions functions. When a new function arrives at the limit, the
 // functions silent for a whole window (their history is all zeros by now,
 // so nothing is lost but their names) make room; if none is, the new
 // function is refused with ErrFull rather than evicting a live history.
@@ -60,7 +61,7 @@ type Store struct {
 // newest-length+1..newest; minutes before first were never observed.
 type ring struct {
 	mu            sync.Mutex
-	counts        []float32
+	counts        slots
 	newest, first int64
 }
 
@@ -161,7 +162,7 @@ func (s *Store) ring(id string, minute int64) (*ring, error) {
 	if len(s.series) >= s.max {
 		return nil, fmt.Errorf("%w: %d functions held, none silent for a day, none added (history.max_functions)", ErrFull, len(s.series))
 	}
-	r = &ring{counts: make([]float32, s.length)}
+	r = &ring{counts: newSlots(s.length)}
 	s.series[id] = r
 	return r, nil
 }
@@ -190,7 +191,7 @@ func (r *ring) set(minute int64, v float32, length int) bool {
 	case minute > r.newest:
 		// zero the slots of the minutes skipped (all, after a long silence)
 		for t := r.newest + 1; t < minute && t <= r.newest+n; t++ {
-			r.counts[t%n] = 0
+			r.counts.set(int(t%n), 0)
 		}
 		r.newest = minute
 		r.first = max(r.first, minute-n+1)
@@ -199,7 +200,7 @@ func (r *ring) set(minute int64, v float32, length int) bool {
 	default:
 		r.first = min(r.first, minute)
 	}
-	r.counts[minute%n] = v
+	r.counts.set(int(minute%n), v)
 	return true
 }
 
@@ -238,7 +239,7 @@ func (s *Store) Window(id string, end int64) ([]float64, error) {
 	out := make([]float64, end-lo)
 	for t := lo; t < end; t++ {
 		if t <= r.newest {
-			out[t-lo] = float64(r.counts[t%n])
+			out[t-lo] = float64(r.counts.get(int(t % n)))
 		}
 	}
 	return out, nil

@@ -86,8 +86,8 @@ func (s *Store) writeSnapshot(w io.Writer) error {
 		r.mu.Lock()
 		buf = le.AppendUint64(buf, uint64(r.newest))
 		buf = le.AppendUint64(buf, uint64(r.first))
-		for _, v := range r.counts {
-			buf = le.AppendUint32(buf, math.Float32bits(v))
+		for j := range s.length {
+			buf = le.AppendUint32(buf, math.Float32bits(r.counts.get(j)))
 		}
 		r.mu.Unlock()
 		if _, err := w.Write(buf); err != nil {
@@ -154,12 +154,13 @@ func (s *Store) parseSnapshot(b []byte) (map[string]*ring, error) {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
 		q := p[2+idLen:]
-		r := &ring{newest: int64(le.Uint64(q)), first: int64(le.Uint64(q[8:])), counts: make([]float32, length)}
-		for j := range r.counts {
-			r.counts[j] = math.Float32frombits(le.Uint32(q[16+4*j:]))
-			if v := float64(r.counts[j]); math.IsNaN(v) || v < 0 || v > math.MaxFloat32 {
+		r := &ring{newest: int64(le.Uint64(q)), first: int64(le.Uint64(q[8:])), counts: newSlots(length)}
+		for j := range length {
+			c := math.Float32frombits(le.Uint32(q[16+4*j:]))
+			if v := float64(c); math.IsNaN(v) || v < 0 || v > math.MaxFloat32 {
 				return nil, fmt.Errorf("function %s: count %v", funcid.Short(id), v)
 			}
+			r.counts.set(j, c)
 		}
 		out[id] = r
 		p = p[need:]

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mesp-project/mesp/funcid"
-	"github.com/mesp-project/mesp/history"
 )
 
 // A fleet is read with one query, not one per function: a Query without
@@ -146,16 +145,9 @@ func (r *Reader) fetchGrouped(ctx context.Context, from, to int64) error {
 		if !r.wants(name) {
 			return
 		}
-		obs := make([]history.Observation, 0, len(values))
-		for _, v := range values {
-			o, why, err := sample(v, from, to)
-			if err != nil {
-				r.m.refused.WithLabelValues(why).Inc()
-				refused = err
-				continue
-			}
-			o.ID = name
-			obs = append(obs, o)
+		obs, bad := r.samples(name, values, from, to)
+		if bad != nil {
+			refused = bad
 		}
 		if _, _, err := r.Store.Observe(obs); err != nil {
 			r.m.refused.WithLabelValues("store").Inc()

@@ -389,9 +389,20 @@ func (r *Reader) fetch(ctx context.Context, name string, from, to int64) ([]hist
 	default:
 		return nil, fmt.Errorf("promread: the query gives %d series, want one (aggregate it, e.g. with sum())", len(out.Data.Result))
 	}
-	var obs []history.Observation
+	obs, refused := r.samples(name, out.Data.Result[0].Values, from, to)
+	if refused != nil && r.Log != nil {
+		r.Log.Warn("prometheus samples refused", "function", funcid.Short(name), "last", refused)
+	}
+	return obs, nil
+}
+
+// samples reads a series' [time, "value"] pairs as the function's
+// observations, each checked alone (sample): a refused one is counted by
+// its reason and left out, and the last refusal is returned.
+func (r *Reader) samples(name string, values [][2]json.RawMessage, from, to int64) ([]history.Observation, error) {
+	obs := make([]history.Observation, 0, len(values))
 	var refused error
-	for _, v := range out.Data.Result[0].Values {
+	for _, v := range values {
 		o, reason, err := sample(v, from, to)
 		if err != nil {
 			r.m.refused.WithLabelValues(reason).Inc()
@@ -401,10 +412,7 @@ func (r *Reader) fetch(ctx context.Context, name string, from, to int64) ([]hist
 		o.ID = name
 		obs = append(obs, o)
 	}
-	if refused != nil && r.Log != nil {
-		r.Log.Warn("prometheus samples refused", "function", funcid.Short(name), "last", refused)
-	}
-	return obs, nil
+	return obs, refused
 }
 
 // sample reads one [time, "value"] pair as the count of the minute that
