@@ -200,27 +200,30 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 func decodeMatrix(body io.Reader, each func(metric map[string]string, values [][2]json.RawMessage)) error {
 	dec := json.NewDecoder(body)
 	var status, queryErr, resultType string
-	if err := expectDelim(dec, '{'); err != nil {
-		return err
-	}
-	for dec.More() {
-		key, err := objectKey(dec)
-		if err != nil {
-			return err
-		}
+	err := walkObject(dec, func(key string) error {
 		switch key {
 		case "status":
-			err = dec.Decode(&status)
+			return dec.Decode(&status)
 		case "error":
-			err = dec.Decode(&queryErr)
+			return dec.Decode(&queryErr)
 		case "data":
-			err = decodeData(dec, &resultType, each)
-		default:
-			err = dec.Decode(&json.RawMessage{})
+			return walkObject(dec, func(key string) error {
+				switch key {
+				case "resultType":
+					return dec.Decode(&resultType)
+				case "result":
+					if resultType != "matrix" {
+						return fmt.Errorf("result before a matrix resultType (%q)", resultType)
+					}
+					return decodeSeries(dec, each)
+				}
+				return dec.Decode(&json.RawMessage{})
+			})
 		}
-		if err != nil {
-			return fmt.Errorf("not the query API's JSON: %w", err)
-		}
+		return dec.Decode(&json.RawMessage{})
+	})
+	if err != nil {
+		return fmt.Errorf("not the query API's JSON: %w", err)
 	}
 	if status != "success" {
 		return fmt.Errorf("query failed: %s", queryErr)
@@ -231,7 +234,9 @@ func decodeMatrix(body io.Reader, each func(metric map[string]string, values [][
 	return nil
 }
 
-func decodeData(dec *json.Decoder, resultType *string, each func(map[string]string, [][2]json.RawMessage)) error {
+// walkObject reads one JSON object, calling field for each key with the
+// decoder at its value (which field must consume).
+func walkObject(dec *json.Decoder, field func(key string) error) error {
 	if err := expectDelim(dec, '{'); err != nil {
 		return err
 	}
@@ -240,35 +245,29 @@ func decodeData(dec *json.Decoder, resultType *string, each func(map[string]stri
 		if err != nil {
 			return err
 		}
-		switch key {
-		case "resultType":
-			err = dec.Decode(resultType)
-		case "result":
-			if *resultType != "matrix" {
-				return fmt.Errorf("result before a matrix resultType (%q)", *resultType)
-			}
-			if err = expectDelim(dec, '['); err != nil {
-				return err
-			}
-			for dec.More() {
-				var s struct {
-					Metric map[string]string    `json:"metric"`
-					Values [][2]json.RawMessage `json:"values"`
-				}
-				if err = dec.Decode(&s); err != nil {
-					return err
-				}
-				each(s.Metric, s.Values)
-			}
-			err = expectDelim(dec, ']')
-		default:
-			err = dec.Decode(&json.RawMessage{})
-		}
-		if err != nil {
+		if err := field(key); err != nil {
 			return err
 		}
 	}
 	return expectDelim(dec, '}')
+}
+
+// decodeSeries reads the matrix's array, handing each series to each.
+func decodeSeries(dec *json.Decoder, each func(map[string]string, [][2]json.RawMessage)) error {
+	if err := expectDelim(dec, '['); err != nil {
+		return err
+	}
+	for dec.More() {
+		var s struct {
+			Metric map[string]string    `json:"metric"`
+			Values [][2]json.RawMessage `json:"values"`
+		}
+		if err := dec.Decode(&s); err != nil {
+			return err
+		}
+		each(s.Metric, s.Values)
+	}
+	return expectDelim(dec, ']')
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {
