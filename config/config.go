@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ type Config struct {
 	Scaler     Scaler     `koanf:"scaler"`
 	Prometheus Prometheus `koanf:"prometheus"`
 	Decide     Decide     `koanf:"decide"`
+	Shard      Shard      `koanf:"shard"`
 }
 
 // History configures the per-function store of per-minute counts.
@@ -87,6 +89,31 @@ type Scaler struct {
 	MaxStreams int `koanf:"max_streams"`
 	// StreamEvery is how often StreamIsActive re-decides.
 	StreamEvery time.Duration `koanf:"stream_every"`
+}
+
+// Shard is this replica's share of a fleet run as several replicas
+// (package shard): it keeps, reads and decides only the functions that
+// rendezvous hashing of their ids gives it.
+type Shard struct {
+	// Replicas is how many replicas split the fleet (1: this one owns
+	// every function).
+	Replicas int `koanf:"replicas"`
+	// Index is this replica's, 0..Replicas-1; -1 takes the ordinal at the
+	// end of the host name (a StatefulSet's pod mesp-2 is replica 2).
+	Index int `koanf:"index"`
+}
+
+// ShardIndex resolves Index -1 from the host name's ordinal suffix.
+func (s Shard) ShardIndex(hostname string) (int, error) {
+	if s.Index >= 0 {
+		return s.Index, nil
+	}
+	i := strings.LastIndexByte(hostname, '-')
+	n, err := strconv.Atoi(hostname[i+1:])
+	if i < 0 || err != nil || n < 0 {
+		return 0, fmt.Errorf("config: shard.index -1: host name %q has no ordinal suffix (name-N)", hostname)
+	}
+	return n, nil
 }
 
 // Decide configures the decision table: every held function's answer
@@ -244,6 +271,8 @@ func Defaults() map[string]any {
 		"scaler.tls.client_ca_file":      "",
 		"scaler.max_streams":             1000,
 		"scaler.stream_every":            "1m",
+		"shard.replicas":                 1,
+		"shard.index":                    0,
 		"decide.enabled":                 true,
 		"decide.deadline":                "10s",
 		"decide.batch":                   256,
@@ -385,6 +414,9 @@ func (c Config) Validate() error {
 				return fmt.Errorf("config: prometheus.match: %w", err)
 			}
 		}
+	}
+	if c.Shard.Replicas < 1 || c.Shard.Index < -1 || c.Shard.Index >= c.Shard.Replicas {
+		return fmt.Errorf("config: shard.index %d of shard.replicas %d: want replicas >= 1 and an index in 0..replicas-1, or -1 (the host name's ordinal)", c.Shard.Index, c.Shard.Replicas)
 	}
 	if c.Decide.Deadline < 0 || c.Decide.Deadline >= time.Minute || c.Decide.Batch < 1 || c.Decide.MaxAge < time.Minute || c.Decide.MaxAge > time.Hour {
 		return fmt.Errorf("config: decide.deadline %v, decide.batch %d, decide.max_age %v: want a deadline within the minute, a positive batch and a max age of 1m to 1h",

@@ -124,3 +124,24 @@ func TestPrometheusReadModes(t *testing.T) {
 		})
 	}
 }
+
+// TestShardIndexFromTheHostName: a StatefulSet's pods are name-0..name-N;
+// index -1 takes that ordinal, and a host name without one is an error.
+func TestShardIndexFromTheHostName(t *testing.T) {
+	for _, c := range []struct {
+		index int
+		host  string
+		want  int
+		ok    bool
+	}{{2, "anything", 2, true}, {-1, "mesp-3", 3, true}, {-1, "mesp-scaler-12", 12, true}, {-1, "mesp", 0, false}, {-1, "mesp-x", 0, false}} {
+		got, err := Shard{Index: c.index, Replicas: 20}.ShardIndex(c.host)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("index %d on %q: %d, %v; want %d", c.index, c.host, got, err, c.want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "mesp.yaml")
+	os.WriteFile(path, []byte("shard: {replicas: 3, index: 3}\n"), 0o644)
+	if _, err := Load(path, nil, nil); err == nil || !strings.Contains(err.Error(), "shard.index") {
+		t.Fatalf("index 3 of 3 replicas: %v", err)
+	}
+}

@@ -50,9 +50,10 @@ func (r *Reader) maxBody() int64 {
 }
 
 // wants reports whether a discovered function is read: every one, or
-// those Functions lists, or those Match matches.
+// those Functions lists, or those Match matches, and only this replica's
+// (Owns).
 func (r *Reader) wants(name string) bool {
-	if len(r.Functions) > 0 && !r.configured(name) {
+	if len(r.Functions) > 0 && !r.configured(name) || r.Owns != nil && !r.Owns(name) {
 		return false
 	}
 	return r.Match == nil || r.Match.MatchString(name)
@@ -94,6 +95,7 @@ func (r *Reader) readGrouped(ctx context.Context, now time.Time) error {
 		r.m.lastSuccess.SetToCurrentTime()
 		r.mu.Lock()
 		r.groupOK, r.groupAt = e, time.Now()
+		r.backfilled = r.backfilled || e == end
 		r.mu.Unlock()
 	}
 	return nil

@@ -29,6 +29,8 @@ type fleetProm struct {
 	names  []string
 	extra  string // series appended to every answer (raw JSON, leading comma)
 	fail   bool
+	// failFrom, when above 0, fails the queries from that many on
+	failFrom int
 }
 
 func (p *fleetProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +39,7 @@ func (p *fleetProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	end, _ := strconv.ParseInt(q.Get("end"), 10, 64)
 	p.mu.Lock()
 	p.ranges = append(p.ranges, [2]int64{start, end})
-	fail := p.fail
+	fail := p.fail || p.failFrom > 0 && len(p.ranges) > p.failFrom
 	p.mu.Unlock()
 	if fail {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -171,6 +173,28 @@ func TestGroupedQueryFiltersAndFails(t *testing.T) {
 	}
 	if p.ranges[0][0] != (end-1439)*60 {
 		t.Fatalf("after a failure the read starts at %d, want the day's start %d", p.ranges[0][0]/60, end-1439)
+	}
+	// a backfill stopped after its first slice: the functions it saw are
+	// stale (their recent minutes are unread, not silent) until a read
+	// reaches the current minute
+	p.mu.Lock()
+	p.failFrom, p.ranges = 1, nil
+	p.mu.Unlock()
+	half := &promread.Reader{URL: srv.URL, Query: `sum by (function) (x)`, Store: history.New(1440, 10), Slice: 720}
+	if err := half.Backfill(context.Background(), now); err == nil {
+		t.Fatal("the second slice failed, yet no error")
+	}
+	if err := half.Fresh("prod/a"); !errors.Is(err, promread.ErrStale) || !strings.Contains(err.Error(), "still being read") {
+		t.Fatalf("half a day read: Fresh %v, want stale", err)
+	}
+	p.mu.Lock()
+	p.failFrom = 0
+	p.mu.Unlock()
+	if err := half.Backfill(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := half.Fresh("prod/a"); err != nil {
+		t.Fatalf("the day read: Fresh %v", err)
 	}
 	small := &promread.Reader{URL: srv.URL, Query: `sum by (function) (x)`, Store: history.New(1440, 10), MaxBody: 100}
 	if err := small.Backfill(context.Background(), now); err == nil || !strings.Contains(err.Error(), "max_body_bytes") {

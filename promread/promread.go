@@ -67,9 +67,12 @@ type Reader struct {
 	Slice int
 	// MaxBody bounds a grouped answer's bytes; 0: 256 MiB.
 	MaxBody int64
-	Store   *history.Store
-	Client  *http.Client
-	Log     *slog.Logger
+	// Owns, when set, limits a grouped query's functions to this
+	// replica's (shard.Shard.Owns).
+	Owns   func(function string) bool
+	Store  *history.Store
+	Client *http.Client
+	Log    *slog.Logger
 	// Refresh is how many recent minutes each refresh re-reads before a
 	// function's last success (late samples); 0: 5.
 	Refresh int
@@ -90,9 +93,11 @@ type Reader struct {
 	lastOK  map[string]int64 // per function: the last sample minute read successfully
 	readAt  map[string]time.Time
 	started time.Time
-	// groupOK, groupAt: a grouped query's last sample minute read and when
-	groupOK int64
-	groupAt time.Time
+	// groupOK, groupAt: a grouped query's last sample minute read and when;
+	// backfilled: a grouped read has reached the current minute once
+	groupOK    int64
+	groupAt    time.Time
+	backfilled bool
 }
 
 type readerMetrics struct {
@@ -188,13 +193,22 @@ func (r *Reader) Fresh(function string) error {
 	r.init()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.started) < r.maxLag() {
+	if !r.Grouped() && time.Since(r.started) < r.maxLag() {
 		return nil
 	}
 	if r.Grouped() {
 		// one read for the fleet: a function is as current as it, once the
-		// reader has seen it (an unseen one is pushed, or has no series)
-		if _, seen := r.readAt[function]; !seen || time.Since(r.groupAt) <= r.maxLag() {
+		// reader has seen it (an unseen one is pushed, or has no series);
+		// until the day's backfill has reached the current minute, the
+		// slices read so far hold the older minutes only
+		_, seen := r.readAt[function]
+		switch {
+		case !seen:
+			return nil
+		case !r.backfilled:
+			return fmt.Errorf("%w: %s: the day is still being read from %s (read up to %s)", ErrStale, funcid.Short(function), r.URL,
+				time.Unix(r.groupOK*60, 0).UTC().Format(time.RFC3339))
+		case time.Since(r.groupAt) <= r.maxLag():
 			return nil
 		}
 		return fmt.Errorf("%w: %s's fleet last read from %s %s ago", ErrStale, funcid.Short(function), r.URL, time.Since(r.groupAt).Round(time.Second))

@@ -73,6 +73,10 @@ type Server struct {
 	// is decided), ok false when the table is too old or lacks the
 	// function (then the call computes, as without a table).
 	Decisions func(function string, minute int64) (pInvoke, forecast []float32, ok bool)
+	// Owns, when set, says whether this replica owns a function (shard.Shard.Check):
+	// a call about another replica's function is answered FailedPrecondition,
+	// naming it.
+	Owns func(function string) error
 	// Admit, when set, reserves n functions of the process's in-flight
 	// budget (server.Server.Admit), so that KEDA's calls and HTTP's share
 	// one bound; refused, a call is answered ResourceExhausted.
@@ -148,6 +152,11 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
+	}
+	if s.Owns != nil {
+		if err := s.Owns(t.function); err != nil {
+			return decision{}, status.Error(codes.FailedPrecondition, err.Error())
+		}
 	}
 	if s.Fresh != nil {
 		if err := s.Fresh(t.function); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/scaler"
+	"github.com/mesp-project/mesp/shard"
 )
 
 // answer is a Predictor with fixed outputs (the end-to-end test in
@@ -265,5 +266,24 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 	other := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "g"}}
 	if _, err := s.IsActive(ctx, other); err == nil || !strings.Contains(err.Error(), "the models ran") {
 		t.Fatalf("a function the table lacks: %v, want the models asked", err)
+	}
+}
+
+// TestAnotherReplicasFunctionIsNamedNotDecided: a replica asked about a
+// function another one owns answers FailedPrecondition naming the owner.
+func TestAnotherReplicasFunctionIsNamedNotDecided(t *testing.T) {
+	sh := shard.Shard{Index: 0, Replicas: 4}
+	var foreign string
+	for i := 0; foreign == ""; i++ {
+		if id := fmt.Sprintf("f%d", i); !sh.Owns(id) {
+			foreign = id
+		}
+	}
+	s := &scaler.Server{Predictor: answer{err: errors.New("the models ran")}, History: history.New(1440, 10), Owns: sh.Check,
+		DefaultThreshold: func() float64 { return 0.25 }}
+	_, err := s.IsActive(context.Background(), &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: foreign}})
+	want := fmt.Sprintf("belongs to replica %d", shard.Owner(foreign, 4))
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), want) {
+		t.Fatalf("another replica's function: %v, want FailedPrecondition naming it (%s)", err, want)
 	}
 }

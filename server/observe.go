@@ -57,6 +57,9 @@ func (s *Server) handleHistory(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "function id in the path: "+err.Error())
 	}
+	if err := s.opts.Shard.Check(id); err != nil {
+		return err
+	}
 	counts, err := s.opts.History.Window(id, end)
 	if errors.Is(err, history.ErrUnknown) {
 		return echo.NewHTTPError(http.StatusNotFound, err.Error())
@@ -96,6 +99,13 @@ func (s *Server) handleObserve(c echo.Context) error {
 	obs, err := d.observations(s.opts.MaxBatch*1440, s.now().Unix()/60)
 	if err != nil {
 		return fmt.Errorf("%w: %w", history.ErrInvalid, err)
+	}
+	for i, o := range obs { // the whole batch, before anything is stored
+		if i == 0 || o.ID != obs[i-1].ID {
+			if err := s.opts.Shard.Check(o.ID); err != nil {
+				return fmt.Errorf("observation %d: %w: nothing stored", i, err)
+			}
+		}
 	}
 	// A push is work like a forecast's: a day of one function's minutes
 	// takes one function of the in-flight budget.

@@ -29,6 +29,7 @@ import (
 	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/router"
+	"github.com/mesp-project/mesp/shard"
 )
 
 //go:embed openapi.json
@@ -61,6 +62,9 @@ type Options struct {
 	History *history.Store
 	// Now is the clock for /v1/observe (time.Now when nil).
 	Now func() time.Time
+	// Shard is this replica's share of the fleet: pushes and history reads
+	// of a function another replica owns are answered 421, naming it.
+	Shard shard.Shard
 	// Decisions is the table computed once per minute that GET
 	// /v1/decisions streams (nil: the route answers 404).
 	Decisions DecisionTable
@@ -185,6 +189,10 @@ func (s *Server) statusOf(err error, c echo.Context) (int, string) {
 		status = http.StatusBadRequest
 	case errors.Is(err, history.ErrFull):
 		status = http.StatusInsufficientStorage
+	case errors.As(err, new(*shard.NotOwned)):
+		// the function's history lives on another replica: the caller's
+		// hash or routing is wrong; the message names the right one
+		status = http.StatusMisdirectedRequest
 	case errors.Is(err, ErrOverloaded):
 		status = http.StatusServiceUnavailable
 		c.Response().Header().Set("Retry-After", "1")

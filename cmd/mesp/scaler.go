@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -16,16 +18,24 @@ import (
 	"github.com/mesp-project/mesp/promread"
 	"github.com/mesp-project/mesp/scaler"
 	"github.com/mesp-project/mesp/server"
+	"github.com/mesp-project/mesp/shard"
 )
 
 // startScaler wires the Prometheus reader (when prometheus.url is set) and
 // KEDA's external scaler over gRPC (when scaler.grpc_addr is set); both
 // stop with ctx.
 func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server,
-	decisions func(string, int64) ([]float32, []float32, bool), log *slog.Logger) error {
+	decisions func(string, int64) ([]float32, []float32, bool), sh shard.Shard, log *slog.Logger) error {
 	var fresh func(string) error
 	if cfg.Prometheus.URL != "" {
-		r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: cfg.Prometheus.Functions,
+		// a replica reads only its own functions: a grouped query checks
+		// each one it discovers (Owns), a per-function one reads its share
+		// of the list
+		functions := cfg.Prometheus.Functions
+		if strings.Contains(cfg.Prometheus.Query, promread.NamePlaceholder) {
+			functions = slices.DeleteFunc(slices.Clone(functions), func(f string) bool { return !sh.Owns(f) })
+		}
+		r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: functions, Owns: sh.Owns,
 			Label: cfg.Prometheus.Label, Slice: int(cfg.Prometheus.Slice / time.Minute), MaxBody: cfg.Prometheus.MaxBodyBytes,
 			Store: store, Log: log, Timeout: cfg.Prometheus.Timeout, Concurrency: cfg.Prometheus.Concurrency, MaxLag: cfg.Prometheus.MaxLag}
 		if cfg.Prometheus.Match != "" {
@@ -55,7 +65,7 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 	if cfg.Server.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
 	}
-	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh, Admit: srv.Admit, Decisions: decisions,
+	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh, Admit: srv.Admit, Decisions: decisions, Owns: sh.Check,
 		DefaultThreshold: func() float64 {
 			set, _ := fc.Catalog()
 			return set.PrewarmThreshold()

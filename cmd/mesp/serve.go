@@ -24,6 +24,7 @@ import (
 	"github.com/mesp-project/mesp/oodlog"
 	"github.com/mesp-project/mesp/router"
 	"github.com/mesp-project/mesp/server"
+	"github.com/mesp-project/mesp/shard"
 )
 
 func init() {
@@ -87,6 +88,17 @@ func runServe(ctx context.Context, args []string) error {
 	if cfg.Server.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
 	}
+	host, _ := os.Hostname()
+	index, err := cfg.Shard.ShardIndex(host)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	sh := shard.Shard{Index: index, Replicas: cfg.Shard.Replicas}
+	if err := sh.Validate(); err != nil {
+		ln.Close()
+		return err
+	}
 	store := history.New(manifest.PInvokeInputLen, cfg.History.MaxFunctions).WithClock(time.Now)
 	persisted := loadHistory(ctx, cfg.History, store, log)
 	var serverTLS *tls.Config
@@ -105,7 +117,7 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, WriteToken: cfg.Server.WriteToken, TLS: serverTLS, MaxBatch: cfg.Server.MaxBatch,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, MaxInflightBodyBytes: cfg.Server.MaxInflightBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
-		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store, Decisions: table})
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store, Decisions: table, Shard: sh})
 	fc.OnRoute = srv.RouteHook(fc.OnRoute)
 	if st := srv.Reload("start"); !st.OK {
 		ln.Close()
@@ -123,7 +135,7 @@ func runServe(ctx context.Context, args []string) error {
 			return e.PInvoke, e.Forecast, ok
 		}
 	}
-	if err := startScaler(ctx, cfg, fc, store, srv, decisions, log); err != nil {
+	if err := startScaler(ctx, cfg, fc, store, srv, decisions, sh, log); err != nil {
 		ln.Close()
 		return err
 	}
