@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -106,21 +103,7 @@ func (r *Reader) readGrouped(ctx context.Context, now time.Time) error {
 // id funcid refuses, or the second one of a function is refused alone, as
 // is each sample outside the range asked for or not a count.
 func (r *Reader) fetchGrouped(ctx context.Context, from, to int64) error {
-	q := url.Values{}
-	q.Set("query", r.Query)
-	q.Set("start", strconv.FormatInt(from*60, 10))
-	q.Set("end", strconv.FormatInt(to*60, 10))
-	q.Set("step", "60")
-	q.Set("timeout", strconv.FormatFloat(r.timeout().Seconds(), 'f', -1, 64)+"s")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(r.URL, "/")+"/api/v1/query_range?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	client := r.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := r.queryRange(ctx, r.Query, from, to)
 	if err != nil {
 		return err
 	}

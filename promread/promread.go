@@ -353,21 +353,7 @@ func promQLString(name string) string {
 // sample checked alone: one out of range or not a count is refused and
 // counted, and the rest are kept.
 func (r *Reader) fetch(ctx context.Context, name string, from, to int64) ([]history.Observation, error) {
-	q := url.Values{}
-	q.Set("query", strings.ReplaceAll(r.Query, NamePlaceholder, promQLString(name)))
-	q.Set("start", strconv.FormatInt(from*60, 10))
-	q.Set("end", strconv.FormatInt(to*60, 10))
-	q.Set("step", "60")
-	q.Set("timeout", strconv.FormatFloat(r.timeout().Seconds(), 'f', -1, 64)+"s")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(r.URL, "/")+"/api/v1/query_range?"+q.Encode(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("promread: %w", err)
-	}
-	client := r.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := r.queryRange(ctx, strings.ReplaceAll(r.Query, NamePlaceholder, promQLString(name)), from, to)
 	if err != nil {
 		return nil, fmt.Errorf("promread: %w", err)
 	}
@@ -408,6 +394,27 @@ func (r *Reader) fetch(ctx context.Context, name string, from, to int64) ([]hist
 		r.Log.Warn("prometheus samples refused", "function", funcid.Short(name), "last", refused)
 	}
 	return obs, nil
+}
+
+// queryRange asks Prometheus' query_range for query over sample times
+// from..to (Unix minutes, inclusive) at a one-minute step, within the
+// reader's timeout.
+func (r *Reader) queryRange(ctx context.Context, query string, from, to int64) (*http.Response, error) {
+	q := url.Values{}
+	q.Set("query", query)
+	q.Set("start", strconv.FormatInt(from*60, 10))
+	q.Set("end", strconv.FormatInt(to*60, 10))
+	q.Set("step", "60")
+	q.Set("timeout", strconv.FormatFloat(r.timeout().Seconds(), 'f', -1, 64)+"s")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(r.URL, "/")+"/api/v1/query_range?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	client := r.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return client.Do(req)
 }
 
 // samples reads a series' [time, "value"] pairs as the function's
