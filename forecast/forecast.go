@@ -260,28 +260,9 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		}
 	}
 	if outs&PInvoke != 0 {
-		pper, pgroups := s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
-			if mode == DenseOnly {
-				return s.PDense, "dense"
-			}
-			return s.ServedPInvoke(rt)
-		})
-		for i := range out {
-			out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
-		}
-		if err := s.runPInvoke(ctx, reqs, pper, pgroups, out); err != nil {
+		if err := s.pInvokes(ctx, reqs, routes, mode, out); err != nil {
 			counting.Wait()
 			return nil, err
-		}
-		for i := range out {
-			if out[i].Timer != nil {
-				floorTimer(reqs[i].Counts, &out[i])
-			}
-		}
-		if sl := s.Manifest.Silence; sl != nil && mode == Routed {
-			for i := range out {
-				out[i].Silence = capSilence(sl, reqs[i].Counts, out[i].PInvoke)
-			}
 		}
 	}
 	counting.Wait()
@@ -306,29 +287,59 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				r.Median = r.Forecast
 			}
 		}
-		if s.Manifest.Sparse != nil && mode == Routed {
-			if err := s.sparseMeans(ctx, reqs, outs, out); err != nil {
-				return nil, err
-			}
+		if err := s.sparseMeans(ctx, reqs, routes, mode, outs, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
 }
 
+// pInvokes answers p_invoke for reqs, routed as routes say: the served
+// p_invoke model of each row, the timers' floor, and the silence cap.
+func (s *Set) pInvokes(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, out []Result) error {
+	pper, pgroups := s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
+		if mode == DenseOnly {
+			return s.PDense, "dense"
+		}
+		return s.ServedPInvoke(rt)
+	})
+	for i := range out {
+		out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
+	}
+	if err := s.runPInvoke(ctx, reqs, pper, pgroups, out); err != nil {
+		return err
+	}
+	for i := range out {
+		if out[i].Timer != nil {
+			floorTimer(reqs[i].Counts, &out[i])
+		}
+	}
+	if sl := s.Manifest.Silence; sl != nil && mode == Routed {
+		for i := range out {
+			out[i].Silence = capSilence(sl, reqs[i].Counts, out[i].PInvoke)
+		}
+	}
+	return nil
+}
+
 // sparseMeans sets the expected count of every routed pattern that
 // manifest.Sparse answers (not the timers': their expert answers in
 // phase) to p_invoke times the mean count of its recent invoked minutes.
-// A call that did not ask for p_invoke computes it for those rows alone.
-func (s *Set) sparseMeans(ctx context.Context, reqs []Request, outs Outputs, out []Result) error {
+// A call that did not ask for p_invoke computes it for those rows alone,
+// on the routes the call already has.
+func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, outs Outputs, out []Result) error {
 	sp := s.Manifest.Sparse
+	if sp == nil || mode != Routed {
+		return nil
+	}
 	var rows []int
-	var sizes []float64
 	for i := range out {
 		if out[i].Timer != nil {
 			continue
 		}
 		if size, ok := sp.MeanWhenInvoked(reqs[i].Counts); ok {
-			rows, sizes = append(rows, i), append(sizes, size)
+			rows = append(rows, i)
+			out[i].Sparse = &SparseMean{SizeWhenInvoked: size}
 		}
 	}
 	if len(rows) == 0 {
@@ -336,23 +347,22 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, outs Outputs, out
 	}
 	p := func(k int) []float32 { return out[rows[k]].PInvoke }
 	if outs&PInvoke == 0 {
-		sub := make([]Request, len(rows))
+		sub, subRoutes, subOut := make([]Request, len(rows)), make([]router.Route, len(rows)), make([]Result, len(rows))
 		for k, i := range rows {
-			sub[k] = reqs[i]
+			sub[k], subRoutes[k] = reqs[i], routes[i]
 		}
-		res, err := s.forecast(ctx, sub, Routed, PInvoke, nil)
-		if err != nil {
+		if err := s.pInvokes(ctx, sub, subRoutes, Routed, subOut); err != nil {
 			return err
 		}
-		p = func(k int) []float32 { return res[k].PInvoke }
+		p = func(k int) []float32 { return subOut[k].PInvoke }
 	}
 	for k, i := range rows {
 		r := &out[i]
+		size := float32(r.Sparse.SizeWhenInvoked)
 		r.Forecast = make([]float32, len(r.Forecast)) // the median may share the old one
 		for h, v := range p(k) {
-			r.Forecast[h] = v * float32(sizes[k])
+			r.Forecast[h] = v * size
 		}
-		r.Sparse = &SparseMean{SizeWhenInvoked: sizes[k]}
 	}
 	return nil
 }
