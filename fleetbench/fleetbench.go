@@ -13,9 +13,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
-	"slices"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
@@ -26,6 +25,7 @@ import (
 	"github.com/mesp-project/mesp/decide"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/history"
+	"github.com/mesp-project/mesp/loadgen"
 	"github.com/mesp-project/mesp/procstat"
 	"github.com/mesp-project/mesp/scaler"
 	"github.com/mesp-project/mesp/trace"
@@ -123,7 +123,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err := loop.Register(prometheus.NewRegistry()); err != nil {
 		return Report{}, err
 	}
-	var now atomicMinute
+	var now simulatedMinute
 	srv := &scaler.Server{Predictor: o.Predictor, History: store, Now: now.time,
 		DefaultThreshold: func() float64 { return o.Threshold },
 		Decisions: func(function string, minute int64) ([]float32, []float32, bool) {
@@ -150,7 +150,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				}
 			}
 		}
-		now.set(minute)
+		now.Store(minute)
 		cpu0, t0 := procstat.CPUSeconds(), time.Now()
 		lat, stopCalls := callWhile(ctx, client, o.Functions, rng)
 		err := loop.Decide(ctx, minute)
@@ -162,27 +162,27 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		t := loop.Current()
 		m := Minute{WallSeconds: wall, CPUSeconds: cpu, CPUUsPerFunc: 1e6 * cpu / float64(max(1, len(t.Entries))),
 			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls}
-		m.GetMetricsP50, m.GetMetricsP99 = quantiles(*lat)
+		m.GetMetricsP50, m.GetMetricsP99 = loadgen.Percentiles(*lat)
 		rep.Minutes = append(rep.Minutes, m)
 		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding",
 			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99))
 	}
 	// from the table: a few seconds of calls
-	var lat []float64
+	var lat []time.Duration
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		t0 := time.Now()
 		if err := getMetrics(ctx, client, id(rng.IntN(o.Functions))); err != nil {
 			return rep, err
 		}
-		lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+		lat = append(lat, time.Since(t0))
 	}
-	rep.TableGetMetricsP50, rep.TableGetMetricsP99 = quantiles(lat)
+	rep.TableGetMetricsP50, rep.TableGetMetricsP99 = loadgen.Percentiles(lat)
 	// the baseline: one request per function
 	n := min(o.Sample, o.Functions)
 	cpu0 := procstat.CPUSeconds()
 	for i := range n {
-		counts, err := store.Window(id(i), now.minute())
+		counts, err := store.Window(id(i), now.Load())
 		if err != nil {
 			return rep, err
 		}
@@ -200,20 +200,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	return rep, nil
 }
 
-type atomicMinute struct {
-	mu sync.Mutex
-	m  int64
-}
+// simulatedMinute is the minute being decided, which the scaler takes for
+// the current one.
+type simulatedMinute struct{ atomic.Int64 }
 
-func (a *atomicMinute) set(m int64) { a.mu.Lock(); a.m = m; a.mu.Unlock() }
-func (a *atomicMinute) minute() int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.m
-}
-
-// time is a moment 30 s into the current minute.
-func (a *atomicMinute) time() time.Time { return time.Unix(a.minute()*60+30, 0) }
+// time is a moment 30 s into the minute.
+func (m *simulatedMinute) time() time.Time { return time.Unix(m.Load()*60+30, 0) }
 
 // serveGRPC serves srv on a loopback port and connects KEDA's client.
 func serveGRPC(srv *scaler.Server) (externalscaler.ExternalScalerClient, func(), error) {
@@ -239,8 +231,8 @@ func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, func
 
 // callWhile asks GetMetrics about random functions, one call at a time,
 // until stop is called; stop returns the number of calls.
-func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rng *rand.Rand) (*[]float64, func() int) {
-	var lat []float64
+func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rng *rand.Rand) (*[]time.Duration, func() int) {
+	var lat []time.Duration
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	ids := make([]int, 0, 1024)
@@ -257,18 +249,9 @@ func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int
 			}
 			t0 := time.Now()
 			if err := getMetrics(ctx, c, "fleet/"+strconv.Itoa(ids[k%len(ids)])); err == nil {
-				lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+				lat = append(lat, time.Since(t0))
 			}
 		}
 	}()
 	return &lat, func() int { close(done); <-finished; return len(lat) }
-}
-
-func quantiles(ms []float64) (p50, p99 float64) {
-	if len(ms) == 0 {
-		return 0, 0
-	}
-	s := slices.Clone(ms)
-	slices.Sort(s)
-	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
 }

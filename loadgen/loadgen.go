@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,14 +111,20 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	s := Stats{Requests: len(lat), Errors: int(errs.Load()), RequestsPS: float64(len(lat)) / elapsed}
 	s.ForecastsPS = s.RequestsPS * float64(o.Rows)
-	if len(lat) > 0 {
-		s.P50 = ms(lat[len(lat)/2])
-		s.P99 = ms(lat[min(len(lat)-1, len(lat)*99/100)])
-	}
+	s.P50, s.P99 = Percentiles(lat)
 	return s, nil
+}
+
+// Percentiles are the p50 and p99 of answer times, in milliseconds (0 for
+// none); lat is sorted in place.
+func Percentiles(lat []time.Duration) (p50, p99 float64) {
+	if len(lat) == 0 {
+		return 0, 0
+	}
+	slices.Sort(lat)
+	return ms(lat[len(lat)/2]), ms(lat[min(len(lat)-1, len(lat)*99/100)])
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
