@@ -595,10 +595,10 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
         log(f"mean trees: share {a}: validation hour WAPE {hw:.4f}, hour bias {hb:.4f}")
     best = min(scores, key=lambda a: (scores[a][0], a))
     median = whole_invocations(lv)
+    median_hour = hour_figures(median, y)
     validation = {"hour_wape": round(scores[best][0], 6), "hour_bias": round(scores[best][1], 6),
                   "level_hour_wape": round(scores[0.0][0], 6), "level_hour_bias": round(scores[0.0][1], 6),
-                  "median_hour_wape": round(hour_figures(median, y)[0], 6),
-                  "median_hour_bias": round(hour_figures(median, y)[1], 6),
+                  "median_hour_wape": round(median_hour[0], 6), "median_hour_bias": round(median_hour[1], 6),
                   "trees_hour_wape": round(scores[1.0][0], 6), "trees_hour_bias": round(scores[1.0][1], 6),
                   "median_wape": round(wape(median, y), 6), "mean_wape": round(wape((1 - best) * lv + best * mn, y), 6),
                   "functions": len(held), "windows": len(y),
