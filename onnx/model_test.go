@@ -172,7 +172,7 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		{"count model expected to take dense_p1", good, takesDense, true, ""},
 		{"expert taking the dense features expected to take counts", expertFile, plain, true, ""},
 		{"expert taking fewer features than the dense graph answers", expertFile, wrongWidth, true, ""},
-		// a dense graph of the layout before session 12 has no features output
+		// a dense graph of the older layout (before p_features) has no features output
 		{"count model expected to answer features", good, countsWithFeatures, true, "refeature_pinvoke.py"},
 	}
 	for _, tc := range cases {
