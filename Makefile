@@ -83,7 +83,7 @@ train-experts: venv build
 	$(PY) -m mesp_training train-trees --mean --models $(WORK) --config training/search.yaml
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
-	bin/mesp choose-sparse --data $(DATA) --models $(WORK)
+	bin/mesp choose-volume --data $(DATA) --models $(WORK)
 	bin/mesp publish --from $(WORK) --models $(MODELS)
 
 ## eval: backtest and provisioning simulation on the dev set's test part,

@@ -34,8 +34,8 @@ type Result struct {
 	// JSON.
 	Model, Kind, Family string
 	// Forecast is the count forecast. With mean trees (Mean set) it is the
-	// expected count: (1 - Mean.Weight) times Level plus Mean.Weight times
-	// the mean trees', not rounded, so that an hour of it sums to the
+	// expected count: Mean.Scale times ((1 - Mean.Weight) times Level plus
+	// Mean.Weight times the mean trees'), not rounded, so that an hour of it sums to the
 	// hour's volume. Without, it is Median. A timer's (Timer set) is its
 	// expected count in phase, not rounded.
 	Forecast []float32
@@ -84,6 +84,9 @@ type SparseMean struct {
 type TreesBlend struct {
 	Model  string
 	Weight float64
+	// Scale is the mean trees' factor on the expected count
+	// (manifest.Trees.Scale; 0 for the count trees).
+	Scale float64
 }
 
 // Blend is the second count model of a soft-routed forecast: Forecast is
@@ -245,7 +248,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				})
 			}
 			if mg := s.meanRows(reqs, mode, out); countsErr == nil && mg != nil {
-				mb := &TreesBlend{Model: mg[0].model.ID, Weight: s.Manifest.Mean.Weight}
+				mb := &TreesBlend{Model: mg[0].model.ID, Weight: s.Manifest.Mean.Weight, Scale: s.Manifest.Mean.Scales()}
 				means = make([][]float32, len(out))
 				countsErr = s.runGroups(ctx, mg, buf, input, dayOf(reqs), func(i int, y []float32) {
 					means[i] = slices.Clone(y)
@@ -282,6 +285,11 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 					shapeHour(r.Level, means[i])
 				}
 				mix(r.Forecast, means[i], r.Mean.Weight)
+				if c := float32(r.Mean.Scale); c != 1 {
+					for h := range r.Forecast {
+						r.Forecast[h] *= c
+					}
+				}
 			default:
 				r.Level, r.Forecast = r.Forecast, WholeInvocations(r.Forecast)
 				r.Median = r.Forecast

@@ -604,8 +604,9 @@ func TestWholeInvocations(t *testing.T) {
 }
 
 // TestMeanTreesGiveTheExpectedCount: with mean trees the forecast is the
-// expected count, (1 - w) times the level plus w times the hour the mean
-// trees answer, spread as the level shapes the hour, not rounded; the
+// expected count, the set's scale times ((1 - w) times the level plus w
+// times the hour the mean trees answer, spread as the level shapes the
+// hour), not rounded; the
 // median is the level in whole invocations, as the forecast was before;
 // without them the forecast is the median.
 func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
@@ -615,7 +616,12 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 		fixture.EditManifest(t, dir, func(m map[string]any) { delete(m, "sparse") })
 		return dir
 	}
-	with, fns := readyForecaster(t, noSparse(fixture.CopyModelsWithMeanTrees(t, 0.6)))
+	// at a scale of 1.25 (manifest mean.scale): the blend times the scale
+	scaled := func(dir string) string {
+		fixture.EditManifest(t, dir, func(m map[string]any) { m["mean"].(map[string]any)["scale"] = 1.25 })
+		return dir
+	}
+	with, fns := readyForecaster(t, scaled(noSparse(fixture.CopyModelsWithMeanTrees(t, 0.6))))
 	without, _ := readyForecaster(t, noSparse(fixture.CopyModelsWithoutMean(t)))
 	reqs, a, b := forecastBoth(t, with, without, fns)
 	ctx := context.Background()
@@ -634,7 +640,7 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 			continue
 		}
 		withMean++
-		if a[i].Mean == nil || a[i].Mean.Weight != 0.6 || a[i].Mean.Model != "dense-trees-mean" {
+		if a[i].Mean == nil || a[i].Mean.Weight != 0.6 || a[i].Mean.Scale != 1.25 || a[i].Mean.Model != "dense-trees-mean" {
 			t.Fatalf("%s: mean %+v", a[i].ID, a[i].Mean)
 		}
 		if !slices.Equal(a[i].Median, b[i].Forecast) || !slices.Equal(a[i].Median, WholeInvocations(a[i].Level)) {
@@ -653,7 +659,7 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 			if total > 0.5 {
 				hour = float64(a[i].Level[h]) * volume / total
 			}
-			want := 0.4*float64(a[i].Level[h]) + 0.6*hour
+			want := 1.25 * (0.4*float64(a[i].Level[h]) + 0.6*hour)
 			if math.Abs(float64(a[i].Forecast[h])-want) > 1e-4*max(1, want) {
 				t.Fatalf("%s minute %d: forecast %v, want %v", a[i].ID, h, a[i].Forecast[h], want)
 			}

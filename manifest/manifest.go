@@ -128,12 +128,12 @@ type Manifest struct {
 	Prewarm        *Prewarm `json:"prewarm,omitempty"`
 	Routing        *Routing `json:"routing,omitempty"`
 	Trees          *Trees   `json:"trees,omitempty"`
-	// Mean is the mean trees: count trees fitted to Poisson deviance, whose
-	// answer is each minute's expected count. The served forecast is then
-	// the expected count, (1 - Weight) times the served level (the routed
-	// and trees-blended median before rounding) plus Weight times theirs,
-	// and the median is answered beside it (absent: the forecast is the
-	// median).
+	// Mean is the mean trees: one booster for the next hour's volume
+	// (Hour). The served forecast is then the expected count, Scale times
+	// ((1 - Weight) times the served level, the routed and trees-blended
+	// median before rounding, plus Weight times their hour spread as the
+	// level shapes it), and the median is answered beside it (absent: the
+	// forecast is the median).
 	Mean *Trees `json:"mean,omitempty"`
 	// Silence caps p_invoke after a silence longer than any the pattern
 	// shows (`mesp fit-silence`; absent: the models answer alone).
@@ -233,6 +233,22 @@ type Trees struct {
 	// volume as even shares per minute, which the server spreads as the
 	// served level shapes the hour.
 	Hour bool `json:"hour,omitempty"`
+	// Scale (mean trees only) multiplies the expected count of every row
+	// the mean trees answer (absent: 1). The blend is fitted with robust
+	// losses (the level's L1, the hour's Huber), whose answer sits under
+	// the mean of a right-skewed hour; a ratio estimator fitted on
+	// validation functions, the sum of their hours over the sum of these
+	// rows' forecasts (`mesp choose-volume`), restores the hour's volume,
+	// as a smearing factor does for a model fitted on a log scale.
+	Scale float64 `json:"scale,omitempty"`
+}
+
+// Scales is the factor on the expected count of the rows t answers.
+func (t Trees) Scales() float64 {
+	if t.Scale > 0 {
+		return t.Scale
+	}
+	return 1
 }
 
 // FeaturesOf is the graph whose features a model was fitted on.
@@ -253,10 +269,6 @@ type Routing struct {
 	MinWeight float64 `json:"min_weight"`
 	// Validation is the validation figures it was chosen on (informational).
 	Validation map[string]any `json:"validation,omitempty"`
-	// Hour (mean trees only) says the graph answers the next hour's
-	// volume as even shares per minute, which the server spreads as the
-	// served level shapes the hour.
-	Hour bool `json:"hour,omitempty"`
 }
 
 // RunnerWeight is the runner-up's weight for distances d1 <= d2.
@@ -430,6 +442,9 @@ func (m Manifest) Validate() error {
 		}
 		if t.Hour && key != "mean" {
 			return fmt.Errorf("manifest: %s %s: only the mean trees answer the hour", key, t.ID)
+		}
+		if t.Scale != 0 && (key != "mean" || !(t.Scale >= 0.5 && t.Scale <= 2)) {
+			return fmt.Errorf("manifest: %s %s: scale %v, want none, or for the mean trees a factor in [0.5, 2]", key, t.ID, t.Scale)
 		}
 	}
 	if err := m.validateSilence(); err != nil {

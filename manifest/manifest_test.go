@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,18 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240,
 				PInvoke: &PInvoke{ID: "p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}}, Weight: 0.5}
 		},
+		"count trees with a scale": func(m *Manifest) {
+			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.5, Scale: 1.05}
+		},
+		"mean scale past 2": func(m *Manifest) {
+			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: 2.5}
+		},
+		"negative mean scale": func(m *Manifest) {
+			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: -1}
+		},
+		"mean scale not a number": func(m *Manifest) {
+			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: math.NaN()}
+		},
 		"dense continues a model": func(m *Manifest) {
 			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen, Base: "dense-p"}
 		},
@@ -71,6 +84,18 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 	m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.6}
 	if err := m.Validate(); err != nil {
 		t.Fatalf("count trees: %v", err)
+	}
+	// Mean trees with a scale, or none (1), are good.
+	for _, scale := range []float64{0, 0.5, 1.0411, 2} {
+		m = base()
+		m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: scale}
+		want := scale
+		if scale == 0 {
+			want = 1
+		}
+		if err := m.Validate(); err != nil || m.Mean.Scales() != want {
+			t.Fatalf("mean trees at scale %v: %v (scales %v)", scale, err, m.Mean.Scales())
+		}
 	}
 	// An expert that continues the set's dense p_invoke model is good.
 	m = base()

@@ -320,6 +320,8 @@ type TimerJSON struct {
 type TreesJSON struct {
 	Model  string  `json:"model"`
 	Weight float64 `json:"weight"`
+	// Scale is the mean trees' factor on the expected count (mean only).
+	Scale float64 `json:"scale,omitempty"`
 }
 
 // BlendJSON is the second model of a soft-routed forecast: the forecast
@@ -345,7 +347,7 @@ func routeJSON(r forecast.Result) RouteJSON {
 		rj.Timer = &TimerJSON{Period: t.Period, Tolerance: t.Tolerance, Kappa: t.Kappa}
 	}
 	if m := r.Mean; m != nil {
-		rj.Mean = &TreesJSON{Model: m.Model, Weight: m.Weight}
+		rj.Mean = &TreesJSON{Model: m.Model, Weight: m.Weight, Scale: m.Scale}
 	}
 	if sp := r.Sparse; sp != nil {
 		rj.Sparse = &SparseJSON{SizeWhenInvoked: sp.SizeWhenInvoked}

@@ -175,31 +175,43 @@ func minutelyP(ctx context.Context, fc *forecast.Forecaster, mode forecast.Mode,
 // expected count), or with median its median.
 func served(fc *forecast.Forecaster, mode forecast.Mode, median bool) backtest.Predict {
 	return func(ctx context.Context, hs [][]float64) ([][]float64, []int, error) {
-		reqs := make([]forecast.Request, len(hs))
-		for i, h := range hs {
-			reqs[i] = forecast.Request{ID: fmt.Sprint(i), Counts: h}
-		}
-		res, err := fc.Forecast(ctx, reqs, mode)
+		res, err := fc.Forecast(ctx, backtestRequests(hs), mode)
 		if err != nil {
 			return nil, nil, err
 		}
-		out := make([][]float64, len(res))
-		cl := make([]int, len(res))
-		for i, r := range res {
-			f := r.Forecast
-			if median {
-				f = r.Median
-			}
-			out[i], cl[i] = make([]float64, len(f)), r.Cluster
-			for h, v := range f {
-				out[i][h] = float64(v)
-			}
-			if r.OOD {
-				cl[i] = -1 // out of distribution: reported apart
-			}
-		}
+		out, cl := backtestAnswers(res, median)
 		return out, cl, nil
 	}
+}
+
+// backtestRequests are histories as forecast requests, named by position.
+func backtestRequests(hs [][]float64) []forecast.Request {
+	reqs := make([]forecast.Request, len(hs))
+	for i, h := range hs {
+		reqs[i] = forecast.Request{ID: fmt.Sprint(i), Counts: h}
+	}
+	return reqs
+}
+
+// backtestAnswers are the served results as a backtest scores them: the
+// forecast (median: the median) and the cluster, -1 out of distribution.
+func backtestAnswers(res []forecast.Result, median bool) ([][]float64, []int) {
+	out := make([][]float64, len(res))
+	cl := make([]int, len(res))
+	for i, r := range res {
+		f := r.Forecast
+		if median {
+			f = r.Median
+		}
+		out[i], cl[i] = make([]float64, len(f)), r.Cluster
+		for h, v := range f {
+			out[i][h] = float64(v)
+		}
+		if r.OOD {
+			cl[i] = -1 // out of distribution: reported apart
+		}
+	}
+	return out, cl
 }
 
 // wholePeer is the count peer's forecasts rounded as MESP's are

@@ -209,6 +209,9 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append(f"{key} day {tr.get('day')!r}, want true or false")
         if isinstance(tr, dict) and (tr.get("hour", False) not in (True, False) or (key != "mean" and tr.get("hour"))):
             out.append(f"{key} hour {tr.get('hour')!r}: only the mean trees answer the hour (true or false)")
+        if isinstance(tr, dict) and "scale" in tr and not (
+                key == "mean" and isinstance(tr["scale"], int | float) and 0.5 <= tr["scale"] <= 2):
+            out.append(f"{key} scale {tr['scale']!r}: want none, or for the mean trees a factor in [0.5, 2]")
     sl = m.get("silence")
     if sl is not None:
         out.extend(_silence_errors(sl))

@@ -147,9 +147,9 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
     if "mean" not in man:
         np.testing.assert_array_equal(forecast, answered)
         return
-    a = man["mean"]["weight"]
+    a, c = man["mean"]["weight"], man["mean"].get("scale", 1.0)
     hour = ct.shaped(want, ct.forecast_at(models, {"trees": man["mean"]}, series[:, :t], t))
-    expected = (1 - a) * want + a * hour
+    expected = c * ((1 - a) * want + a * hour)
     with_mean = [k for k, i in enumerate(models_rows) if "mean" in got[i]]
     assert len(with_mean) >= len(models_rows) // 2
     sp = man.get("sparse")
@@ -168,7 +168,7 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
             continue
         assert "sparse" not in got[i]
         if "mean" in got[i]:
-            assert got[i]["mean"] == {"model": man["mean"]["id"], "weight": a}
+            assert got[i]["mean"] == {"model": man["mean"]["id"], "weight": a, "scale": c}
             np.testing.assert_allclose(forecast[k], expected[i], rtol=1e-4, atol=1e-4)
         else:
             np.testing.assert_array_equal(forecast[k], answered[k])
