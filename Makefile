@@ -5,9 +5,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 GO        ?= go
-VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-DATA      ?= ../shared/data/azure2019-invitro-dev.csv.gz
-FIXTURE   ?= ../shared/data/azure2019-invitro-dev-sample100.csv.gz
+COMMIT    ?= $(shell git describe --always --dirty --exclude '*' 2>/dev/null)
+# the real data: ../shared/data beside the clone when it is there, else data/
+DATA_DIR  ?= $(if $(wildcard ../shared/data/azure2019-invitro-dev.csv.gz),../shared/data,data)
+DATA      ?= $(DATA_DIR)/azure2019-invitro-dev.csv.gz
+FIXTURE   ?= $(DATA_DIR)/azure2019-invitro-dev-sample100.csv.gz
 MODELS    ?= models
 CLUSTERS  ?=
 K         ?= 8
@@ -24,7 +26,7 @@ venv:
 	@scripts/setup-venv.sh >/dev/null
 
 build: ort
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/mesp ./cmd/mesp
+	$(GO) build -ldflags "-X main.commit=$(COMMIT)" -o bin/mesp ./cmd/mesp
 	@bin/mesp version
 
 ## run: the main job: the forecast server on the shipped experts at 127.0.0.1:8080
@@ -40,7 +42,7 @@ lint: venv
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
-	$(VENV)/bin/ruff check training scripts
+	$(VENV)/bin/ruff check training scripts research
 	cd training && $(VENV)/bin/mypy mesp_training
 
 test-go: build venv
@@ -97,6 +99,7 @@ eval: build venv
 	bin/mesp eval --data $(DATA) --part test --models $(MODELS) --peer-lightgbm out/peer-lightgbm-minutely.csv \
 	  --peer-counts out/peer-lightgbm-counts.csv --peer-mean out/peer-lightgbm-mean.csv \
 	  --out docs/eval/eval.json --plots docs/eval
+	$(PY) scripts/results_tables.py --write
 
 bench: bench-kshape bench-serve
 

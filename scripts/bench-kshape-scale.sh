@@ -7,7 +7,7 @@
 # usage: scripts/bench-kshape-scale.sh [DATA] [SIZES...]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-data="${1:-$root/../shared/data/azure2019-invitro-dev.csv.gz}"
+data="${1:-$("$root/scripts/data-dir.sh")/azure2019-invitro-dev.csv.gz}"
 shift || true
 sizes=("${@:-5000 50000 500000}")
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT

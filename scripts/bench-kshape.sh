@@ -5,7 +5,7 @@
 # usage: scripts/bench-kshape.sh [DATA] [K] [MAX_ITER]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-data="${1:-$root/../shared/data/azure2019-invitro-dev.csv.gz}"
+data="${1:-$("$root/scripts/data-dir.sh")/azure2019-invitro-dev.csv.gz}"
 k="${2:-8}"; iters="${3:-100}"
 py="${MESP_PYTHON:-$("$root/scripts/setup-venv.sh")/bin/python}"
 out="$(mktemp -d)"; trap 'rm -rf "$out"' EXIT

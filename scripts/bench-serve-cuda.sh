@@ -11,7 +11,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 : "${MESP_ORT__LIBRARY:?set MESP_ORT__LIBRARY to a GPU build of libonnxruntime.so}"
 py="${MESP_PYTHON:-python3}"
 models="${MODELS:-$root/models}"
-data="${DATA:-$root/../shared/data/azure2019-invitro-dev-sample100.csv.gz}"
+data="${DATA:-$("$root/scripts/data-dir.sh")/azure2019-invitro-dev-sample100.csv.gz}"
 dur="${DURATION:-10s}"
 declare -A port=([cpu]=18191 [cuda]=18192)
 pids=()

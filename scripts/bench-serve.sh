@@ -9,7 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 py="${MESP_PYTHON:-$("$root/scripts/setup-venv.sh")/bin/python}"
 models="${MODELS:-$root/models}"
-data="${DATA:-$root/../shared/data/azure2019-invitro-dev-sample100.csv.gz}"
+data="${DATA:-$("$root/scripts/data-dir.sh")/azure2019-invitro-dev-sample100.csv.gz}"
 dur="${DURATION:-10s}"
 go_port=18181; py_port=18182
 "$root/bin/mesp" serve --models "$models" --addr "127.0.0.1:$go_port" 2>/dev/null & go_pid=$!

@@ -12,8 +12,16 @@ import (
 	"testing"
 )
 
-// DataDir is where the shared real data lives, relative to a package dir.
-const dataDir = "../../shared/data"
+// dataDir is the real data, relative to this package's directory:
+// ../shared/data beside the repository when it is there, else the copy
+// the repository ships (as internal/fixture.DataDir; that package
+// imports this one).
+var dataDir = func() string {
+	if st, err := os.Stat("../../shared/data"); err == nil && st.IsDir() {
+		return "../../shared/data"
+	}
+	return "../data"
+}()
 
 func header(minutes int) string {
 	cols := append([]string(nil), idColumns...)

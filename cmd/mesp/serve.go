@@ -57,11 +57,11 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
-	version, err := onnx.Init(cfg.ORT.ORTLibrary())
+	ortVersion, err := onnx.Init(cfg.ORT.ORTLibrary())
 	if err != nil {
 		return err
 	}
-	log.Info("onnxruntime ready", "version", version, "provider", cfg.ORT.Provider)
+	log.Info("onnxruntime ready", "mesp", version(), "version", ortVersion, "provider", cfg.ORT.Provider)
 	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
 	fc.SkipTrees = !cfg.Router.CountTrees
 	fc.SkipTimers = !cfg.Router.Timers

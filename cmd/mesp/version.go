@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 
 	"github.com/spf13/pflag"
 
@@ -10,8 +11,41 @@ import (
 	"github.com/mesp-project/mesp/onnx"
 )
 
-// version is set by the Makefile (-ldflags -X main.version=...).
-var version = "dev"
+// release is this tree's version, the newest release of CHANGELOG.md
+// (Keep a Changelog; versions v0.x.y). A test holds the two together.
+const release = "v0.1.0"
+
+// commit is the commit the binary was built from, set by the Makefile
+// (-ldflags -X main.commit=..., git describe --always --dirty); without
+// it, the revision Go's build recorded, if any.
+var commit = ""
+
+// version is the release and the commit, as `mesp version` and the
+// server's build info metric say it: "v0.1.0 (commit 1a2b3c4)".
+func version() string {
+	c := commit
+	if c == "" {
+		c = "unknown"
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			var rev, modified string
+			for _, s := range bi.Settings {
+				switch s.Key {
+				case "vcs.revision":
+					rev = s.Value
+				case "vcs.modified":
+					modified = s.Value
+				}
+			}
+			if len(rev) > 7 {
+				c = rev[:7]
+				if modified == "true" {
+					c += "-dirty"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%s (commit %s)", release, c)
+}
 
 func init() {
 	register("version", "print MESP's version and the ONNX Runtime it loaded", runVersion)
@@ -28,7 +62,7 @@ func runVersion(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("mesp %s\n", version)
+	fmt.Printf("mesp %s\n", version())
 	lib := cfg.ORT.ORTLibrary()
 	v, err := onnx.Init(lib)
 	if err != nil {

@@ -15,7 +15,7 @@ They may also read the dense p_invoke graph's features (its second output
 ``p_features``: a day's context, such as minutes since the last invocation
 and the hourly lags, computed from up to 1,440 minutes). On held-out
 validation functions the trees alone then gain 4.4% WAPE and the served
-blend 1.3% (scripts/trees_extra_inputs.py, README variants). The graph then
+blend 1.3% (research/trees_extra_inputs.py, README variants). The graph then
 takes the function's day as a second input (``day``, as a p_invoke graph
 takes it) and carries a copy of the feature operations of the dense
 p_invoke graph it was fitted on (the graph's ``p_features`` part, without

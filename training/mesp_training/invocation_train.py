@@ -68,7 +68,7 @@ class InvokeConfig:
     # Training origins: every `stride`-th minute, and every `late_stride`-th
     # in the last six hours, where the evaluation's loop runs. Every late
     # minute (rather than every 4th, with every 8th earlier) cut validation
-    # cold starts at keepalive10's idle by 10% (scripts/invoke_variants.py).
+    # cold starts at keepalive10's idle by 10% (research/invoke_variants.py).
     stride: int = 4
     late_stride: int = 1
     min_history: int = 60

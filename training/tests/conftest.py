@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
+# ../shared/data beside the repository when it is there, else the copy in data/
+DATA = ROOT.parent / "shared" / "data" if (ROOT.parent / "shared" / "data").is_dir() else ROOT / "data"
 FIXTURE = DATA / "azure2019-invitro-dev-sample100.csv.gz"
 TINY = ROOT / "training" / "search-tiny.yaml"
 
