@@ -11,7 +11,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w" -o /out/mesp ./cmd/mesp
+# the commit `mesp version` names (the context has no .git): --build-arg COMMIT=$(git describe --always --dirty)
+ARG COMMIT=unknown
+RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.commit=${COMMIT}" -o /out/mesp ./cmd/mesp
 
 # The official ONNX Runtime CPU build, from the onnxruntime-node npm package
 # (the file onnxruntime_go v1.33.0 speaks to), verified by sha256.
@@ -26,7 +28,7 @@ RUN npm pack "onnxruntime-node@${ORT_VERSION}" \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u1 curl=7.88.1-10+deb12u14 \
+ && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u* curl=7.88.1-10+deb12u* \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /srv/mesp mesp
 COPY --from=build /out/mesp /usr/local/bin/mesp

@@ -17,7 +17,7 @@ VENV       = $(shell scripts/setup-venv.sh)
 PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
-.PHONY: work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train bench-fleet soak clean
+.PHONY: image work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train bench-fleet soak clean
 
 ort:
 	@scripts/setup-ort.sh >/dev/null
@@ -87,6 +87,12 @@ train-experts: venv build
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 	bin/mesp choose-volume --data $(DATA) --models $(WORK)
 	bin/mesp publish --from $(WORK) --models $(MODELS)
+
+## image: the CPU Dockerfile built with buildah (local stand-ins for its base
+##   images from Debian packages where no registry answers), then run and
+##   asked for a forecast (scripts/build-image.sh, scripts/test-image.sh)
+image:
+	scripts/build-image.sh
 
 ## eval: backtest and provisioning simulation on the dev set's test part,
 ##   with the LightGBM peers of the minutely loop and of the counts (fitted

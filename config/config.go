@@ -216,7 +216,7 @@ type Router struct {
 	OODKeep     int   `koanf:"ood_keep"`
 	// CountTrees blends the manifest's count trees, where it has them,
 	// into every routed forecast; false serves without them (less CPU per
-	// forecast for less accuracy: README, Serving).
+	// forecast for less accuracy: docs/benchmarks.md, Serving).
 	CountTrees bool `koanf:"count_trees"`
 	// Timers lets the timers' expert (package periodic) answer the counts
 	// of timer-like patterns in phase; false: the count models answer

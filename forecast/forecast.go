@@ -42,7 +42,7 @@ type Result struct {
 	// Median is each minute's median in whole invocations: Level rounded.
 	// The count models are fitted to absolute error, whose best point
 	// forecast of a count is a whole number, and rounding is what buys it
-	// (README, Results); the minute-level WAPE is scored on it.
+	// (docs/research.md); the minute-level WAPE is scored on it.
 	Median []float32
 	// Level is the count models' answer before rounding, blended as Blend
 	// and Trees say (the hourly policy of before thresholds it below one).

@@ -373,6 +373,14 @@ func Write(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
+	// CreateTemp makes the file 0600; a manifest is read by whoever serves
+	// the set (a container's non-root user, another account), as the
+	// Python writer leaves it
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("manifest: %w", err)
+	}
 	if _, err := tmp.Write(append(b, '\n')); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())

@@ -140,3 +140,22 @@ func TestOpenRefusesSymlinksOutAndWrongContent(t *testing.T) {
 		t.Fatalf("through a linked folder: %v", err)
 	}
 }
+
+// TestWriteLeavesTheManifestReadableByAll: the set is served by users
+// other than the one that wrote it (the image's user 10001), as Python's
+// writer leaves it (0644), whatever the temporary file began as.
+func TestWriteLeavesTheManifestReadableByAll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manifest.json")
+	for range 2 { // a new file, then one replaced
+		if err := Write(path, map[string]any{"version": Version}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o644 {
+			t.Fatalf("manifest.json mode %v, want 0644", st.Mode().Perm())
+		}
+	}
+}

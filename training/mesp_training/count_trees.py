@@ -15,7 +15,7 @@ They may also read the dense p_invoke graph's features (its second output
 ``p_features``: a day's context, such as minutes since the last invocation
 and the hourly lags, computed from up to 1,440 minutes). On held-out
 validation functions the trees alone then gain 4.4% WAPE and the served
-blend 1.3% (research/trees_extra_inputs.py, README variants). The graph then
+blend 1.3% (research/trees_extra_inputs.py, docs/research.md). The graph then
 takes the function's day as a second input (``day``, as a p_invoke graph
 takes it) and carries a copy of the feature operations of the dense
 p_invoke graph it was fitted on (the graph's ``p_features`` part, without
@@ -79,7 +79,7 @@ PARAMS: dict[str, Any] = {"objective": "l1", "learning_rate": 0.1, "num_leaves":
 # median (the median of a sparse or jittered minute is 0). On held-out
 # validation functions it had the best hour WAPE of squared error, Huber,
 # Poisson and Tweedie hour models; per-minute mean trees exploded (Poisson)
-# or stopped after a few trees (squared error) (README, "The hour's
+# or stopped after a few trees (squared error) (docs/results.md, "Timers, silence and the hour's
 # volume").
 PARAMS_HOUR: dict[str, Any] = PARAMS | {"objective": "huber", "alpha": 2.0, "learning_rate": 0.05,
                                         "min_data_in_leaf": 100}
