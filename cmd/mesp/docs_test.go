@@ -236,3 +236,40 @@ func TestReleaseIsTheChangelogs(t *testing.T) {
 		t.Fatalf("version() = %q", v)
 	}
 }
+
+// TestREADMEFirstScreenAndLinks: the README's first screen links every
+// page a new user looks for, and every relative link of the README and
+// the docs names a file that exists.
+func TestREADMEFirstScreenAndLinks(t *testing.T) {
+	pages := docPages(t)
+	first := strings.Join(strings.SplitN(pages["README.md"], "\n", 41)[:40], "\n")
+	for _, page := range []string{"results", "api", "configuration", "kubernetes", "training", "benchmarks"} {
+		if !strings.Contains(first, "(docs/"+page+".md)") {
+			t.Errorf("the README's first 40 lines do not link docs/%s.md", page)
+		}
+	}
+	if n := strings.Count(pages["README.md"], "\n"); n > 250 {
+		t.Errorf("README.md has %d lines, want at most 250", n)
+	}
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
+	checked := 0
+	for page, text := range pages {
+		dir := filepath.Join(repoRoot, "docs")
+		if page == "README.md" {
+			dir = repoRoot
+		}
+		for _, m := range link.FindAllStringSubmatch(text, -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			checked++
+			if _, err := os.Stat(filepath.Join(dir, target)); err != nil {
+				t.Errorf("%s links %s, which does not exist", page, target)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("%d relative links checked: the pattern no longer finds them", checked)
+	}
+}
