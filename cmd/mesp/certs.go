@@ -20,7 +20,7 @@ func init() {
 func runCerts(_ context.Context, args []string) error {
 	fs := pflag.NewFlagSet("certs", pflag.ContinueOnError)
 	dir := fs.String("dir", "certs", "folder to write ca.crt, server.crt, server.key, client.crt and client.key into (must not hold them yet)")
-	hosts := fs.String("hosts", "localhost,127.0.0.1,mesp.mesp.svc,mesp.mesp.svc.cluster.local", "comma-separated DNS names and IP addresses of the server's certificate")
+	hosts := fs.String("hosts", "localhost,127.0.0.1,mesp.mesp.svc,mesp.mesp.svc.cluster.local,*.mesp-pods.mesp.svc,*.mesp-pods.mesp.svc.cluster.local", "comma-separated DNS names (each replica of deploy/'s StatefulSet through its headless Service) and IP addresses of the server's certificate")
 	client := fs.String("client", "keda", "name in the client certificate")
 	valid := fs.Duration("valid", 365*24*time.Hour, "how long the certificates are valid")
 	if err := fs.Parse(args); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"errors"
 	"io"
 	"net"
@@ -77,6 +78,67 @@ func TestDeployManifestsAgreeWithTheBinary(t *testing.T) {
 		t.Errorf("the ScaledObject's function %v does not match prometheus.match %q", fn, cfg.Prometheus.Match)
 	}
 	checkDeploySecurity(t, docs, cfg, so, trig)
+	checkDeployFleet(t, docs, cfg)
+}
+
+// checkDeployFleet: the StatefulSet splits the fleet as the binary will:
+// the config takes each replica's index from its pod name's ordinal, the
+// replica count in the environment is the StatefulSet's, the headless
+// Service gives each replica the name its certificate covers, and a pod
+// named as the StatefulSet names them resolves to its index.
+func checkDeployFleet(t *testing.T, docs []map[string]any, cfg config.Config) {
+	t.Helper()
+	var sts, headless map[string]any
+	for _, d := range docs {
+		switch {
+		case d["kind"] == "StatefulSet":
+			sts = d
+		case d["kind"] == "Service" && dig(d, "spec")["clusterIP"] == "None":
+			headless = d
+		}
+	}
+	if sts == nil || headless == nil {
+		t.Fatalf("deploy/mesp.yaml: StatefulSet %v, headless Service %v", sts != nil, headless != nil)
+	}
+	if dig(sts, "spec")["serviceName"] != dig(headless, "metadata")["name"] {
+		t.Errorf("the StatefulSet's serviceName %v is not the headless Service %v", dig(sts, "spec")["serviceName"], dig(headless, "metadata")["name"])
+	}
+	if cfg.Shard.Index != -1 {
+		t.Errorf("shard.index %d in the ConfigMap, want -1 (the pod name's ordinal)", cfg.Shard.Index)
+	}
+	replicas := strings.TrimSpace(yamlString(dig(sts, "spec")["replicas"]))
+	ctr := dig(sts, "spec", "template", "spec")["containers"].([]any)[0].(map[string]any)
+	var envReplicas string
+	for _, e := range ctr["env"].([]any) {
+		if e := e.(map[string]any); e["name"] == "MESP_SHARD__REPLICAS" {
+			envReplicas = strings.Trim(strings.TrimSpace(yamlString(e["value"])), `"`)
+		}
+	}
+	if envReplicas != replicas {
+		t.Errorf("MESP_SHARD__REPLICAS %q, the StatefulSet's replicas %q: they must agree", envReplicas, replicas)
+	}
+	name := dig(sts, "metadata")["name"].(string)
+	last := 2 // the third replica of a fleet of three
+	fleet := cfg.Shard
+	fleet.Replicas = 3
+	if i, err := fleet.ShardIndex(fmt.Sprintf("%s-%d", name, last)); err != nil || i != last {
+		t.Errorf("pod %s-%d: shard index %d, %v", name, last, i, err)
+	}
+	host := fmt.Sprintf("%s-%d.%s.%s.svc", name, last, dig(headless, "metadata")["name"], dig(headless, "metadata")["namespace"])
+	var dns []any
+	for _, d := range yamlDocs(t, filepath.Join("..", "..", "deploy", "certificates.yaml")) {
+		if d["kind"] == "Certificate" && dig(d, "spec")["secretName"] == "mesp-tls" {
+			dns = dig(d, "spec")["dnsNames"].([]any)
+		}
+	}
+	covered := false
+	for _, n := range dns {
+		n := n.(string)
+		covered = covered || n == host || strings.HasPrefix(n, "*.") && strings.HasSuffix(host, n[1:]) && !strings.Contains(strings.TrimSuffix(host, n[1:]), ".")
+	}
+	if !covered {
+		t.Errorf("the server certificate %v does not cover replica %s", dns, host)
+	}
 }
 
 // checkDeploySecurity: deploy/ ships TLS, mutual TLS for KEDA, a write
@@ -94,7 +156,8 @@ func checkDeploySecurity(t *testing.T, docs []map[string]any, cfg config.Config,
 	for _, d := range docs {
 		kinds[d["kind"].(string)] = d
 	}
-	pod := dig(kinds["Deployment"], "spec", "template", "spec")
+	sts := kinds["StatefulSet"]
+	pod := dig(sts, "spec", "template", "spec")
 	ctr := pod["containers"].([]any)[0].(map[string]any)
 	mounts := map[string]string{}
 	for _, m := range ctr["volumeMounts"].([]any) {
@@ -113,16 +176,19 @@ func checkDeploySecurity(t *testing.T, docs []map[string]any, cfg config.Config,
 			t.Errorf("%s is not in the mounted Secret mesp-tls (%v)", f, secrets)
 		}
 	}
-	claims := map[string]string{} // mount path: claim
-	for _, v := range pod["volumes"].([]any) {
-		v := v.(map[string]any)
-		if pvc, ok := v["persistentVolumeClaim"].(map[string]any); ok {
-			claims[mounts[v["name"].(string)]] = pvc["claimName"].(string)
+	// each replica's pushed history on its own claim (volumeClaimTemplates)
+	claims := map[string]bool{}
+	for _, v := range dig(sts, "spec")["volumeClaimTemplates"].([]any) {
+		claims[dig(v.(map[string]any), "metadata")["name"].(string)] = true
+	}
+	var snapshotVolume string
+	for name, path := range mounts {
+		if path == filepath.Dir(cfg.History.Snapshot) {
+			snapshotVolume = name
 		}
 	}
-	claim := claims[filepath.Dir(cfg.History.Snapshot)]
-	if cfg.History.Snapshot == "" || claim == "" || kinds["PersistentVolumeClaim"] == nil || dig(kinds["PersistentVolumeClaim"], "metadata")["name"] != claim {
-		t.Errorf("pushed history is not kept on a PersistentVolumeClaim: snapshot %q, claims %v", cfg.History.Snapshot, claims)
+	if cfg.History.Snapshot == "" || !claims[snapshotVolume] {
+		t.Errorf("pushed history is not kept on a replica's claim: snapshot %q on volume %q, claim templates %v", cfg.History.Snapshot, snapshotVolume, claims)
 	}
 	env := yamlString(ctr["env"])
 	if !strings.Contains(env, "MESP_SERVER__WRITE_TOKEN") || !strings.Contains(env, "secretKeyRef") {
