@@ -45,12 +45,14 @@ type Table struct {
 	Entries map[string]Entry
 	// IDs are Entries' functions in order (for paging).
 	IDs []string
-	// Decided is when the table was finished, Took how long it took, and
+	// Decided is when the table was finished, Took how long it took,
 	// Skipped the functions whose history the models refused (too short,
-	// invalid), left out of the table.
+	// invalid) and Stale those whose history is not current (Loop.Fresh),
+	// all left out of the table.
 	Decided time.Time
 	Took    time.Duration
 	Skipped int
+	Stale   int
 }
 
 // Loop keeps the table current.
@@ -70,13 +72,18 @@ type Loop struct {
 	MaxAge int
 	Now    func() time.Time
 	Log    *slog.Logger
+	// Fresh, when set, says whether a function's history is current
+	// (promread.Reader.Fresh); a function whose history is not (one that
+	// left Prometheus' answer, or whose reads fail) is not decided: its
+	// minutes would be zeros nobody measured.
+	Fresh func(function string) error
 
 	table atomic.Pointer[Table]
 	m     *loopMetrics
 }
 
 type loopMetrics struct {
-	minute, took, functions prometheus.Gauge
+	minute, took, functions, stale prometheus.Gauge
 	skipped, failures       prometheus.Counter
 }
 
@@ -85,7 +92,7 @@ type loopMetrics struct {
 // skipped and minutes that failed.
 func (l *Loop) Register(reg prometheus.Registerer) error {
 	l.init()
-	for _, c := range []prometheus.Collector{l.m.minute, l.m.took, l.m.functions, l.m.skipped, l.m.failures} {
+	for _, c := range []prometheus.Collector{l.m.minute, l.m.took, l.m.functions, l.m.stale, l.m.skipped, l.m.failures} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("decide: %w", err)
 		}
@@ -104,6 +111,8 @@ func (l *Loop) init() {
 			Help: "How long deciding the last minute took."}),
 		functions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesp_decisions_functions",
 			Help: "Functions in the decision table."}),
+		stale: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesp_decisions_stale_functions",
+			Help: "Functions held but not decided in the last minute's table because their history is not current (gone from Prometheus' answer, or its reads failing)."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "mesp_decisions_skipped_total",
 			Help: "Functions left out of a minute's table because the models refused their history."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "mesp_decisions_failures_total",
@@ -174,6 +183,11 @@ func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 		batch = 256
 	}
 	t := &Table{Minute: minute, Entries: make(map[string]Entry, len(ids))}
+	if l.Fresh != nil {
+		held := len(ids)
+		ids = slices.DeleteFunc(ids, func(id string) bool { return l.Fresh(id) != nil })
+		t.Stale = held - len(ids)
+	}
 	if base != nil {
 		ids = slices.DeleteFunc(ids, func(id string) bool { _, ok := base.Entries[id]; return ok })
 		if len(ids) <= base.Skipped {
@@ -211,6 +225,7 @@ func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 	l.m.took.Set(t.Took.Seconds())
 	l.m.functions.Set(float64(len(t.Entries)))
 	l.m.skipped.Add(float64(t.Skipped))
+	l.m.stale.Set(float64(t.Stale))
 	return nil
 }
 

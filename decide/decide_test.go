@@ -2,6 +2,7 @@ package decide_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -187,4 +188,92 @@ func (stubPredictor) Predict(_ context.Context, reqs []forecast.Request, _ forec
 		}
 	}
 	return out, nil
+}
+
+// TestFunctionsJoinWithEnoughHistoryAndLeaveWhenGone: a function that
+// appears mid-day is decided from the first minute its history is as long
+// as the shortest pattern the models serve (skipped before, without
+// failing the minute); one whose history is no longer current (Fresh: it
+// left Prometheus' answer) is not decided and is counted as stale, and is
+// decided again once current.
+func TestFunctionsJoinWithEnoughHistoryAndLeaveWhenGone(t *testing.T) {
+	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
+		t.Fatal(err)
+	}
+	fc := forecast.New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, forecast.Batching{})
+	if _, err := fc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fc.Close)
+	cat, _ := fc.Catalog()
+	shortest := int64(cat.MaxInputLen)
+	rows := fixture.Rows(t)[:4]
+	store := history.New(1440, 100)
+	const day = int64(29_000_000) // the day's first minute
+	var obs []history.Observation
+	for _, f := range rows[:3] {
+		for m, v := range f.Counts {
+			obs = append(obs, history.Observation{ID: f.ID, Minute: day + int64(m), Count: v})
+		}
+	}
+	// "new" appears at minute 1000 of the day, with the fourth row's minutes from then on
+	appears := day + 1000
+	for m := appears; m < day+1440; m++ {
+		obs = append(obs, history.Observation{ID: "new", Minute: m, Count: rows[3].Counts[m-day]})
+	}
+	if _, _, err := store.Observe(obs); err != nil {
+		t.Fatal(err)
+	}
+	gone := map[string]bool{rows[2].ID: true}
+	loop := &decide.Loop{Predictor: fc, History: store, Batch: 8, Fresh: func(id string) error {
+		if gone[id] {
+			return errors.New("no sample since minute 900")
+		}
+		return nil
+	}}
+	reg := prometheus.NewRegistry()
+	if err := loop.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		minute   int64
+		decided  []string
+		skipped  int
+		stale    int
+		goneBack bool
+	}{
+		{appears + shortest - 1, []string{rows[0].ID, rows[1].ID}, 1, 1, false}, // "new" one minute short
+		{appears + shortest, []string{rows[0].ID, rows[1].ID, "new"}, 0, 1, false},
+		{appears + shortest + 1, []string{rows[0].ID, rows[1].ID, rows[2].ID, "new"}, 0, 0, true},
+	} {
+		gone[rows[2].ID] = !c.goneBack
+		if err := loop.Decide(context.Background(), c.minute); err != nil {
+			t.Fatal(err)
+		}
+		tab := loop.Current()
+		want := slices.Sorted(slices.Values(c.decided))
+		if !slices.Equal(tab.IDs, want) || tab.Skipped != c.skipped || tab.Stale != c.stale {
+			t.Fatalf("minute %d (new has %d minutes): decided %v, %d skipped, %d stale; want %v, %d, %d",
+				c.minute-appears, c.minute-appears, tab.IDs, tab.Skipped, tab.Stale, want, c.skipped, c.stale)
+		}
+		if got := gaugeValue(t, reg, "mesp_decisions_stale_functions"); got != float64(c.stale) {
+			t.Fatalf("mesp_decisions_stale_functions %v, want %d", got, c.stale)
+		}
+	}
+}
+
+// gaugeValue is the value of the gauge named name in reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -139,8 +139,15 @@ func (r *Reader) fetchGrouped(ctx context.Context, from, to int64) error {
 			refused = err
 			return
 		}
+		newest := int64(-1)
+		for _, o := range obs {
+			newest = max(newest, o.Minute)
+		}
 		r.mu.Lock()
 		r.readAt[name] = time.Now()
+		if newest >= 0 {
+			r.lastOK[name] = max(r.lastOK[name], newest)
+		}
 		r.mu.Unlock()
 	})
 	if body.over {

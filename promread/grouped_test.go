@@ -31,6 +31,8 @@ type fleetProm struct {
 	fail   bool
 	// failFrom, when above 0, fails the queries from that many on
 	failFrom int
+	// until, per name: no samples after this sample time (the series left)
+	until map[string]int64
 }
 
 func (p *fleetProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -50,7 +52,13 @@ func (p *fleetProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for i, name := range p.names {
 		var vals []string
 		for t := start; t <= end; t += 60 {
+			if u, ok := p.until[name]; ok && t > u {
+				break
+			}
 			vals = append(vals, fmt.Sprintf(`[%d,"%d"]`, t, i+1))
+		}
+		if len(vals) == 0 {
+			continue // no sample in the range: no series in the answer
 		}
 		series = append(series, fmt.Sprintf(`{"metric":{"function":%q,"pod":"x"},"values":[%s]}`, name, strings.Join(vals, ",")))
 	}
@@ -225,4 +233,28 @@ func refused(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestAFunctionThatLeavesTheAnswerGoesStale: once the fleet is read, a
+// function whose series has had no sample for longer than MaxLag is stale
+// (it left Prometheus), while the others, read in the same queries, are
+// current; one that stopped within MaxLag is still current.
+func TestAFunctionThatLeavesTheAnswerGoesStale(t *testing.T) {
+	now := time.Unix(1740000000, 0)
+	end := now.Unix()
+	p := &fleetProm{names: []string{"ns/stays", "ns/left", "ns/paused"},
+		until: map[string]int64{"ns/left": end - 600*60, "ns/paused": end - 2*60}}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	r := &promread.Reader{URL: srv.URL, Query: `sum by (function) (increase(invocations_total[1m]))`,
+		Store: history.New(1440, 100), Slice: 360, MaxLag: 3 * time.Minute}
+	if err := r.Backfill(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	for name, stale := range map[string]bool{"ns/stays": false, "ns/left": true, "ns/paused": false, "ns/pushed": false} {
+		err := r.Fresh(name)
+		if stale != errors.Is(err, promread.ErrStale) || stale && !strings.Contains(err.Error(), "no sample") {
+			t.Errorf("%s: Fresh %v, want stale %v", name, err, stale)
+		}
+	}
 }

@@ -90,7 +90,7 @@ type Reader struct {
 	once    sync.Once
 	m       *readerMetrics
 	mu      sync.Mutex
-	lastOK  map[string]int64 // per function: the last sample minute read successfully
+	lastOK  map[string]int64 // per function: the last sample minute read successfully (grouped: the newest minute it had a sample)
 	readAt  map[string]time.Time
 	started time.Time
 	// groupOK, groupAt: a grouped query's last sample minute read and when;
@@ -188,7 +188,10 @@ func NextRefresh(now time.Time, every, delay time.Duration) time.Time {
 // Fresh is nil when the function's history is current: the reader does
 // not read it (pushed functions), or read it successfully within MaxLag,
 // or has not been in use for MaxLag yet (the first backfill may take a
-// while). Else ErrStale, saying since when.
+// while); for a grouped query, the fleet was read within MaxLag and the
+// function had a sample in the answer within MaxLag of the newest minute
+// read (one with none has left Prometheus). Else ErrStale, saying since
+// when.
 func (r *Reader) Fresh(function string) error {
 	r.init()
 	r.mu.Lock()
@@ -208,10 +211,17 @@ func (r *Reader) Fresh(function string) error {
 		case !r.backfilled:
 			return fmt.Errorf("%w: %s: the day is still being read from %s (read up to %s)", ErrStale, funcid.Short(function), r.URL,
 				time.Unix(r.groupOK*60, 0).UTC().Format(time.RFC3339))
-		case time.Since(r.groupAt) <= r.maxLag():
-			return nil
+		case time.Since(r.groupAt) > r.maxLag():
+			return fmt.Errorf("%w: %s's fleet last read from %s %s ago", ErrStale, funcid.Short(function), r.URL, time.Since(r.groupAt).Round(time.Second))
+		case r.groupOK-1-r.lastOK[function] > int64(r.maxLag()/time.Minute):
+			// the fleet is current but this function has had no sample
+			// for longer than MaxLag: its series left Prometheus (the
+			// function was removed, or its counter is no longer
+			// exported), and its minutes since are not zeros anyone saw
+			return fmt.Errorf("%w: %s has had no sample in %s's answer since %s", ErrStale, funcid.Short(function), r.URL,
+				time.Unix((r.lastOK[function]+1)*60, 0).UTC().Format(time.RFC3339))
 		}
-		return fmt.Errorf("%w: %s's fleet last read from %s %s ago", ErrStale, funcid.Short(function), r.URL, time.Since(r.groupAt).Round(time.Second))
+		return nil
 	}
 	at, ok := r.readAt[function]
 	if !ok {

@@ -21,32 +21,39 @@ import (
 	"github.com/mesp-project/mesp/shard"
 )
 
-// startScaler wires the Prometheus reader (when prometheus.url is set) and
-// KEDA's external scaler over gRPC (when scaler.grpc_addr is set); both
-// stop with ctx.
-func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server,
-	decisions func(string, int64) ([]float32, []float32, bool), sh shard.Shard, log *slog.Logger) error {
-	var fresh func(string) error
-	if cfg.Prometheus.URL != "" {
-		// a replica reads only its own functions: a grouped query checks
-		// each one it discovers (Owns), a per-function one reads its share
-		// of the list
-		functions := cfg.Prometheus.Functions
-		if strings.Contains(cfg.Prometheus.Query, promread.NamePlaceholder) {
-			functions = slices.DeleteFunc(slices.Clone(functions), func(f string) bool { return !sh.Owns(f) })
-		}
-		r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: functions, Owns: sh.Owns,
-			Label: cfg.Prometheus.Label, Slice: int(cfg.Prometheus.Slice / time.Minute), MaxBody: cfg.Prometheus.MaxBodyBytes,
-			Store: store, Log: log, Timeout: cfg.Prometheus.Timeout, Concurrency: cfg.Prometheus.Concurrency, MaxLag: cfg.Prometheus.MaxLag}
-		if cfg.Prometheus.Match != "" {
-			r.Match = regexp.MustCompile(cfg.Prometheus.Match) // checked by config.Validate
-		}
-		if err := r.Register(srv.Registerer()); err != nil {
-			return err
-		}
-		fresh = r.Fresh
-		go r.Run(ctx, cfg.Prometheus.Refresh)
+// startReader starts the Prometheus reader when prometheus.url is set (it
+// stops with ctx) and returns its freshness check for the scaler and the
+// decision loop (nil without a reader: every history is pushed, so
+// current).
+func startReader(ctx context.Context, cfg config.Config, store *history.Store, srv *server.Server, sh shard.Shard, log *slog.Logger) (func(string) error, error) {
+	if cfg.Prometheus.URL == "" {
+		return nil, nil
 	}
+	// a replica reads only its own functions: a grouped query checks
+	// each one it discovers (Owns), a per-function one reads its share
+	// of the list
+	functions := cfg.Prometheus.Functions
+	if strings.Contains(cfg.Prometheus.Query, promread.NamePlaceholder) {
+		functions = slices.DeleteFunc(slices.Clone(functions), func(f string) bool { return !sh.Owns(f) })
+	}
+	r := &promread.Reader{URL: cfg.Prometheus.URL, Query: cfg.Prometheus.Query, Functions: functions, Owns: sh.Owns,
+		Label: cfg.Prometheus.Label, Slice: int(cfg.Prometheus.Slice / time.Minute), MaxBody: cfg.Prometheus.MaxBodyBytes,
+		Store: store, Log: log, Timeout: cfg.Prometheus.Timeout, Concurrency: cfg.Prometheus.Concurrency, MaxLag: cfg.Prometheus.MaxLag}
+	if cfg.Prometheus.Match != "" {
+		r.Match = regexp.MustCompile(cfg.Prometheus.Match) // checked by config.Validate
+	}
+	if err := r.Register(srv.Registerer()); err != nil {
+		return nil, err
+	}
+	go r.Run(ctx, cfg.Prometheus.Refresh)
+	return r.Fresh, nil
+}
+
+// startScaler serves KEDA's external scaler over gRPC when
+// scaler.grpc_addr is set (it stops with ctx); fresh is the reader's
+// freshness check (nil: none).
+func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server,
+	decisions func(string, int64) ([]float32, []float32, bool), fresh func(string) error, sh shard.Shard, log *slog.Logger) error {
 	if cfg.Scaler.GRPCAddr == "" {
 		return nil
 	}

@@ -168,15 +168,33 @@ func findPrometheus(t *testing.T) (string, string) {
 // serves it on loopback.
 func startPrometheus(t *testing.T, prom, promtool string, fns []trace.Function, first int64) string {
 	t.Helper()
+	series := make([]promSeries, len(fns))
+	for i, f := range fns {
+		series[i] = promSeries{f, first}
+	}
+	return startPrometheusSeries(t, prom, promtool, series)
+}
+
+// promSeries is one function's counter in Prometheus: its counts from the
+// start of minute first on (a series that starts late appears mid-day; one
+// shorter than the day leaves it).
+type promSeries struct {
+	trace.Function
+	first int64
+}
+
+// startPrometheusSeries backfills each series' counter and serves them.
+func startPrometheusSeries(t *testing.T, prom, promtool string, series []promSeries) string {
+	t.Helper()
 	dir := t.TempDir()
 	var om bytes.Buffer
 	om.WriteString("# TYPE fixture_invocations counter\n")
-	for _, f := range fns {
+	for _, f := range series {
 		total := 0.0
-		fmt.Fprintf(&om, "fixture_invocations_total{function=%q} 0 %d\n", f.ID, first*60)
+		fmt.Fprintf(&om, "fixture_invocations_total{function=%q} 0 %d\n", f.ID, f.first*60)
 		for m, c := range f.Counts {
 			total += c
-			fmt.Fprintf(&om, "fixture_invocations_total{function=%q} %g %d\n", f.ID, total, (first+int64(m)+1)*60)
+			fmt.Fprintf(&om, "fixture_invocations_total{function=%q} %g %d\n", f.ID, total, (f.first+int64(m)+1)*60)
 		}
 	}
 	om.WriteString("# EOF\n")
@@ -330,9 +348,19 @@ func prewarm(t *testing.T, addr, id string, counts []float64) server.PrewarmJSON
 // one's history is the day Prometheus has, across slice boundaries.
 func TestFleetReadWithOneGroupedQuery(t *testing.T) {
 	prom, promtool := findPrometheus(t)
-	fns := fixture.Rows(t)[:5]
+	rows := fixture.Rows(t)
+	fns := rows[:5]
 	end := time.Now().Unix() / 60
-	promURL := startPrometheus(t, prom, promtool, fns, end-1440)
+	series := make([]promSeries, 0, len(fns)+2)
+	for _, f := range fns {
+		series = append(series, promSeries{f, end - 1440})
+	}
+	// one function appears 5 hours before now, one left Prometheus 10
+	// hours ago: the first is decided, the second is not
+	appeared := trace.Function{ID: "appeared", Counts: rows[5].Counts[1140:]}
+	gone := trace.Function{ID: "gone", Counts: rows[6].Counts[:840]}
+	series = append(series, promSeries{appeared, end - 300}, promSeries{gone, end - 1440})
+	promURL := startPrometheusSeries(t, prom, promtool, series)
 	httpAddr := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "mesp.yaml")
 	os.WriteFile(cfg, fmt.Appendf(nil, `models: %s
@@ -366,9 +394,13 @@ log: {level: warn}
 			}
 		}
 		h := getHistory(t, httpAddr, fns[0].ID)
-		if resp.StatusCode != http.StatusOK || !h.End.Equal(minute) || len(lines) != len(fns) {
+		ids := make([]string, len(lines))
+		for i, d := range lines {
+			ids[i] = d.ID
+		}
+		if resp.StatusCode != http.StatusOK || !h.End.Equal(minute) || len(lines) != len(fns)+1 || !slices.Contains(ids, appeared.ID) {
 			if try > 100 {
-				t.Fatalf("no table for the current minute: %d, table minute %v, history end %v, %d lines", resp.StatusCode, minute, h.End, len(lines))
+				t.Fatalf("no table for the current minute with the functions Prometheus has now: %d, table minute %v, history end %v, %v", resp.StatusCode, minute, h.End, ids)
 			}
 			time.Sleep(200 * time.Millisecond)
 			continue
@@ -395,9 +427,28 @@ log: {level: warn}
 			n, _ = strconv.ParseFloat(v, 64)
 		}
 	}
+	// the function that left is held (its history up to then) but not
+	// decided, and counted
+	if !strings.Contains(string(body), "\nmesp_decisions_stale_functions 1\n") {
+		t.Errorf("the function that left Prometheus is not counted as stale:\n%s", grepLines(string(body), "mesp_decisions"))
+	}
+	if h := getHistory(t, httpAddr, gone.ID); len(h.Counts) == 0 {
+		t.Errorf("the function that left has no history: %+v", h)
+	}
 	// 8 slices of 3 hours for the day, whatever the number of functions
 	// (and a refresh or two while the test ran)
 	if n < 8 || n > 12 {
 		t.Fatalf("%v successful queries for %d functions, want the day's 8 slices and at most a few refreshes", n, len(fns))
 	}
+}
+
+// grepLines is text's lines that contain sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -123,8 +123,15 @@ func runServe(ctx context.Context, args []string) error {
 		ln.Close()
 		return fmt.Errorf("loading %s: %s", cfg.Models, st.Error)
 	}
+	fresh, err := startReader(ctx, cfg, store, srv, sh, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	var decisions func(string, int64) ([]float32, []float32, bool)
 	if loop != nil {
+		// a function the reader no longer finds in Prometheus is not decided
+		loop.Fresh = fresh
 		if err := loop.Register(srv.Registerer()); err != nil {
 			ln.Close()
 			return err
@@ -135,7 +142,7 @@ func runServe(ctx context.Context, args []string) error {
 			return e.PInvoke, e.Forecast, ok
 		}
 	}
-	if err := startScaler(ctx, cfg, fc, store, srv, decisions, sh, log); err != nil {
+	if err := startScaler(ctx, cfg, fc, store, srv, decisions, fresh, sh, log); err != nil {
 		ln.Close()
 		return err
 	}
