@@ -84,7 +84,7 @@ type Loop struct {
 
 type loopMetrics struct {
 	minute, took, functions, stale prometheus.Gauge
-	skipped, failures       prometheus.Counter
+	skipped, failures              prometheus.Counter
 }
 
 // Register puts the table's health on reg: the minute it holds, how long
