@@ -36,6 +36,10 @@ type Predictor interface {
 type Entry struct {
 	PInvoke  []float32
 	Forecast []float32
+	// Missing is how many of the minutes just before the table's minute
+	// the history did not hold when the minute was decided (a late scrape
+	// or push; they counted as no invocation); 0: complete.
+	Missing int
 }
 
 // Table is every function's answer for one minute (a Unix minute: the
@@ -48,11 +52,13 @@ type Table struct {
 	// Decided is when the table was finished, Took how long it took,
 	// Skipped the functions whose history the models refused (too short,
 	// invalid) and Stale those whose history is not current (Loop.Fresh),
-	// all left out of the table.
+	// both left out of the table; Late the functions decided without
+	// their last minute (Entry.Missing).
 	Decided time.Time
 	Took    time.Duration
 	Skipped int
 	Stale   int
+	Late    int
 }
 
 // Loop keeps the table current.
@@ -83,8 +89,8 @@ type Loop struct {
 }
 
 type loopMetrics struct {
-	minute, took, functions, stale prometheus.Gauge
-	skipped, failures              prometheus.Counter
+	minute, took, functions, stale, late prometheus.Gauge
+	skipped, failures                    prometheus.Counter
 }
 
 // Register puts the table's health on reg: the minute it holds, how long
@@ -92,7 +98,7 @@ type loopMetrics struct {
 // skipped and minutes that failed.
 func (l *Loop) Register(reg prometheus.Registerer) error {
 	l.init()
-	for _, c := range []prometheus.Collector{l.m.minute, l.m.took, l.m.functions, l.m.stale, l.m.skipped, l.m.failures} {
+	for _, c := range []prometheus.Collector{l.m.minute, l.m.took, l.m.functions, l.m.stale, l.m.late, l.m.skipped, l.m.failures} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("decide: %w", err)
 		}
@@ -113,6 +119,8 @@ func (l *Loop) init() {
 			Help: "Functions in the decision table."}),
 		stale: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesp_decisions_stale_functions",
 			Help: "Functions held but not decided in the last minute's table because their history is not current (gone from Prometheus' answer, or its reads failing)."}),
+		late: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mesp_decisions_late_functions",
+			Help: "Functions in the last minute's table decided without their last minute (it had not arrived by the deadline: it counted as no invocation)."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "mesp_decisions_skipped_total",
 			Help: "Functions left out of a minute's table because the models refused their history."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "mesp_decisions_failures_total",
@@ -149,7 +157,8 @@ func (l *Loop) Lookup(function string, minute int64) (Entry, bool) {
 		return Entry{}, false
 	}
 	d := minute - t.Minute
-	return Entry{PInvoke: e.PInvoke[d:], Forecast: e.Forecast[d:]}, true
+	// the minutes since the table's are not in its answer either
+	return Entry{PInvoke: e.PInvoke[d:], Forecast: e.Forecast[d:], Missing: e.Missing + int(d)}, true
 }
 
 // Decide computes the table for minute from every held function's day
@@ -196,15 +205,18 @@ func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 	}
 	for lo := 0; lo < len(ids); lo += batch {
 		var reqs []forecast.Request
+		var missing []int
 		for _, id := range ids[lo:min(len(ids), lo+batch)] {
 			counts, err := l.History.Window(id, minute)
+			newest, _ := l.History.Newest(id)
 			if err != nil || len(counts) == 0 {
 				t.Skipped++ // dropped since IDs was read, or nothing before minute
 				continue
 			}
 			reqs = append(reqs, forecast.Request{ID: id, Counts: counts})
+			missing = append(missing, int(max(0, minute-1-newest)))
 		}
-		if err := l.run(ctx, reqs, t); err != nil {
+		if err := l.run(ctx, reqs, missing, t); err != nil {
 			l.m.failures.Inc()
 			return fmt.Errorf("decide: minute %d: %w", minute, err)
 		}
@@ -213,6 +225,7 @@ func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 		for id, e := range base.Entries {
 			t.Entries[id] = e
 		}
+		t.Late += base.Late
 		t.IDs = append(t.IDs, base.IDs...)
 		slices.Sort(t.IDs)
 	}
@@ -226,19 +239,20 @@ func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 	l.m.functions.Set(float64(len(t.Entries)))
 	l.m.skipped.Add(float64(t.Skipped))
 	l.m.stale.Set(float64(t.Stale))
+	l.m.late.Set(float64(t.Late))
 	return nil
 }
 
 // run predicts reqs into t: a batch refused as invalid is retried one
 // function at a time, the refused ones skipped.
-func (l *Loop) run(ctx context.Context, reqs []forecast.Request, t *Table) error {
+func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, t *Table) error {
 	if len(reqs) == 0 {
 		return nil
 	}
 	res, err := l.Predictor.Predict(ctx, reqs, forecast.Routed, forecast.Counts|forecast.PInvoke)
 	if errors.Is(err, forecast.ErrInvalid) && len(reqs) > 1 {
-		for _, r := range reqs {
-			if err := l.run(ctx, []forecast.Request{r}, t); err != nil {
+		for i := range reqs {
+			if err := l.run(ctx, reqs[i:i+1], missing[i:i+1], t); err != nil {
 				return err
 			}
 		}
@@ -252,8 +266,11 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, t *Table) error
 		return err
 	}
 	for i, r := range res {
-		t.Entries[reqs[i].ID] = Entry{PInvoke: r.PInvoke, Forecast: r.Forecast}
+		t.Entries[reqs[i].ID] = Entry{PInvoke: r.PInvoke, Forecast: r.Forecast, Missing: missing[i]}
 		t.IDs = append(t.IDs, reqs[i].ID)
+		if missing[i] > 0 {
+			t.Late++
+		}
 	}
 	return nil
 }

@@ -277,3 +277,34 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestALateMinuteIsDecidedAndSaysSo: at the deadline a function whose
+// last minutes have not arrived is decided all the same (they count as no
+// invocation) and its entry says how many were missing; the table counts
+// it as late, and a later lookup adds the minutes since.
+func TestALateMinuteIsDecidedAndSaysSo(t *testing.T) {
+	const minute = int64(29_000_000)
+	store := history.New(1440, 10)
+	store.Observe([]history.Observation{
+		{ID: "complete", Minute: minute - 2, Count: 1}, {ID: "complete", Minute: minute - 1, Count: 2},
+		{ID: "late", Minute: minute - 3, Count: 4},
+	})
+	loop := &decide.Loop{Predictor: stubPredictor{}, History: store}
+	reg := prometheus.NewRegistry()
+	if err := loop.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := loop.Decide(context.Background(), minute); err != nil {
+		t.Fatal(err)
+	}
+	tab := loop.Current()
+	if len(tab.Entries) != 2 || tab.Entries["complete"].Missing != 0 || tab.Entries["late"].Missing != 2 || tab.Late != 1 {
+		t.Fatalf("entries %+v, late %d; want both decided, late missing 2 minutes", tab.Entries, tab.Late)
+	}
+	if got := gaugeValue(t, reg, "mesp_decisions_late_functions"); got != 1 {
+		t.Fatalf("mesp_decisions_late_functions %v, want 1", got)
+	}
+	if e, ok := loop.Lookup("late", minute+1); !ok || e.Missing != 3 {
+		t.Fatalf("a minute later: %+v %v, want 3 minutes missing", e, ok)
+	}
+}

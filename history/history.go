@@ -204,6 +204,19 @@ func (r *ring) set(minute int64, v float32, length int) bool {
 	return true
 }
 
+// Newest is the newest minute observed of a function (false: unknown).
+func (s *Store) Newest(id string) (int64, bool) {
+	s.mu.RLock()
+	r, ok := s.series[id]
+	s.mu.RUnlock()
+	if !ok {
+		return 0, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.newest, true
+}
+
 // IDs returns the functions the store holds, in no order.
 func (s *Store) IDs() []string {
 	s.mu.RLock()

@@ -26,6 +26,10 @@ type DecisionJSON struct {
 	Forecast  []float32 `json:"forecast"`
 	Warm      []bool    `json:"warm"`
 	Threshold float64   `json:"threshold"`
+	// MissingMinutes is how many minutes just before Minute the history
+	// did not hold when the minute was decided (late: counted as no
+	// invocation); absent when complete.
+	MissingMinutes int `json:"missing_minutes,omitempty"`
 }
 
 // handleDecisions streams the decision table as NDJSON, one function a
@@ -81,7 +85,7 @@ func (s *Server) handleDecisions(c echo.Context) error {
 			return nil
 		}
 		e := t.Entries[id]
-		line.ID, line.PInvoke, line.Forecast = id, e.PInvoke[:minutes], e.Forecast[:minutes]
+		line.ID, line.PInvoke, line.Forecast, line.MissingMinutes = id, e.PInvoke[:minutes], e.Forecast[:minutes], e.Missing
 		for h := range minutes {
 			line.Warm[h] = float64(e.PInvoke[h]) >= th
 		}

@@ -31,7 +31,7 @@ func TestDecisionsStreamTheTable(t *testing.T) {
 		for h := range 60 {
 			p[h], f[h] = float32(i)/10+float32(h)/1000, float32(10*i+h)
 		}
-		tab.Entries[id], tab.IDs = decide.Entry{PInvoke: p, Forecast: f}, append(tab.IDs, id)
+		tab.Entries[id], tab.IDs = decide.Entry{PInvoke: p, Forecast: f, Missing: i % 2}, append(tab.IDs, id)
 	}
 	table := &fixedTable{}
 	srv := server.New(&fakeModels{reloadOK: true}, server.Options{MaxBatch: 8, MaxBodyBytes: 1 << 20,
@@ -67,6 +67,14 @@ func TestDecisionsStreamTheTable(t *testing.T) {
 	// the fake set's threshold is 0.2: f2's p_invoke 0.2 is warm, f1's 0.1 not
 	if len(all[2].PInvoke) != 1 || !all[2].Warm[0] || all[1].Warm[0] || all[2].Threshold != 0.2 || all[3].Forecast[0] != 30 {
 		t.Fatalf("one minute at the set's threshold: %+v %+v", all[1], all[2])
+	}
+	// a function decided without its last minute says so; a complete one
+	// carries no missing_minutes at all
+	if all[1].MissingMinutes != 1 || all[2].MissingMinutes != 0 {
+		t.Fatalf("missing minutes: %d and %d, want 1 and 0", all[1].MissingMinutes, all[2].MissingMinutes)
+	}
+	if _, body := get(t, url+"/v1/decisions?limit=1"); bytes.Contains(body, []byte("missing_minutes")) {
+		t.Fatalf("a complete function's line names missing_minutes: %s", body)
 	}
 	page := lines("?after=ns/f1&limit=2&minutes=3&threshold=0.25")
 	if len(page) != 2 || page[0].ID != "ns/f2" || page[1].ID != "ns/f3" || len(page[1].Forecast) != 3 {
