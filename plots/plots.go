@@ -6,6 +6,8 @@ package plots
 import (
 	"fmt"
 	"image/color"
+	"math"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -78,12 +80,21 @@ type Point struct {
 }
 
 // TradeOff draws curves (e.g. MESP over thresholds) and baseline points,
-// the y axis on a log scale (cold-start rates span orders of magnitude);
-// points with y <= 0 cannot be drawn there and are left out.
+// the y axis on a log scale when the values span more than a decade
+// (cold-start rates span orders of magnitude; within one decade a log axis
+// would carry no labels); points with y <= 0 are left out.
 func TradeOff(path, title, xLabel, yLabel string, curves [][]Point, points []Point) error {
 	p := newPlot(title, xLabel, yLabel)
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	lo, hi := math.Inf(1), 0.0
+	for _, c := range append(slices.Concat(curves...), points...) {
+		if c.Y > 0 {
+			lo, hi = min(lo, c.Y), max(hi, c.Y)
+		}
+	}
+	if hi > 10*lo {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
 	colors := []color.Color{color.RGBA{B: 200, A: 255}, color.RGBA{R: 200, G: 100, A: 255},
 		color.RGBA{G: 150, A: 255}, color.RGBA{R: 200, B: 200, A: 255}, color.RGBA{R: 120, G: 120, B: 120, A: 255}}
 	for ci, curve := range curves {

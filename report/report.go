@@ -25,6 +25,8 @@ type Document struct {
 	ByVolume     []backtest.VolumeMetrics    `json:"by_daily_total"`
 	ByBehaviour  []backtest.BehaviourMetrics `json:"by_behaviour"`
 	Provisioning provision.Report            `json:"provisioning"`
+	// Scaling is the replica simulation (EVALUATION.md section 4).
+	Scaling *provision.ScalingReport `json:"scaling,omitempty"`
 	// Ratios: mesp WAPE over dense and over the better of naive/mean60.
 	Ratios map[string]float64 `json:"ratios"`
 }
@@ -239,8 +241,38 @@ func Plots(dir string, fns []trace.Function, d Document, res *backtest.Result) e
 	if m := p.MespMinutelyDefault; m != nil {
 		points = append(points, plots.Point{Name: "mesp_minutely_default", X: float64(m.IdleMinutes), Y: m.ColdStartRate})
 	}
-	return plots.TradeOff(filepath.Join(dir, "provisioning.png"), "Cold starts vs idle memory, minutes 1081-1440",
-		"idle instance-minutes", "cold-start rate (log)", curves, points)
+	if err := plots.TradeOff(filepath.Join(dir, "provisioning.png"), "Cold starts vs idle memory, minutes 1081-1440",
+		"idle instance-minutes", "cold-start rate (log)", curves, points); err != nil {
+		return err
+	}
+	return scalingPlot(dir, d.Scaling)
+}
+
+// scalingPlot draws scaling.png: each replica policy's deficit (the share
+// of invocations beyond its replicas' capacity) against its replica-minutes
+// on the busy functions; reactive scaling a curve over its stabilization
+// windows, each forecast output a point.
+func scalingPlot(dir string, sc *provision.ScalingReport) error {
+	if sc == nil || sc.Functions == 0 {
+		return nil
+	}
+	share := func(o provision.ScalingOutcome) float64 { return o.Deficit / max(1, o.Invocations) }
+	var reactive []plots.Point
+	for _, r := range sc.Reactive {
+		reactive = append(reactive, plots.Point{Name: "reactive (windows 0..10 min)", X: float64(r.ReplicaMinutes), Y: share(r.ScalingOutcome)})
+	}
+	var points []plots.Point
+	for _, c := range []struct {
+		name string
+		pts  []provision.ScalingPoint
+	}{{"mesp", sc.Mesp}, {"dense", sc.Dense}} {
+		for _, pt := range c.pts {
+			points = append(points, plots.Point{Name: c.name + " " + pt.Output, X: float64(pt.ReplicaMinutes), Y: share(pt.ScalingOutcome)})
+		}
+	}
+	return plots.TradeOff(filepath.Join(dir, "scaling.png"),
+		fmt.Sprintf("Replicas for %d busy functions, minutes 1081-1440 (target %g/min)", sc.Functions, sc.Target),
+		"replica-minutes", "share of invocations beyond capacity", [][]plots.Point{reactive}, points)
 }
 
 // examples plots four functions spread over the busyness range at the

@@ -131,6 +131,25 @@ def platform_mix(d: dict[str, Any]) -> list[str]:
                    "cold starts / keepalive10", "idle / keepalive10"], rows)
 
 
+def scaling(d: dict[str, Any]) -> list[str]:
+    sc = d.get("scaling")
+    if not sc:
+        return ["(no `scaling` section in this eval.json)"]
+
+    def row(label: str, o: dict[str, Any]) -> list[str]:
+        share = o["deficit"] / max(1.0, o["invocations"])
+        return [label, f"{o['deficit']:,.0f}", f"{share:.4f}", f"{o['replica_minutes']:,}", f"{o['under_minutes']:,}",
+                f"{o['over_replica_minutes']:,}"]
+
+    rows = [row(f"`reactive`, window {r['window']} min", r) for r in sc["reactive"]]
+    for name in ("mesp", "dense"):
+        for pt in sc.get(name) or []:
+            rows.append(row(f"`{name}` {pt['output']}", pt))
+    head = ["policy", "deficit", "deficit / invocations", "replica-minutes", "under-minutes", "over-replica-minutes"]
+    return [f"{sc['functions']} of {sc['all_functions']} functions need 2 replicas or more at some minute; "
+            f"target {sc['target']:g} invocations per replica-minute.", "", *_table(head, rows)]
+
+
 def tables(d: dict[str, Any]) -> str:
     parts = [
         ("Next-hour accuracy, 6 origins per function (EVALUATION.md section 1)", accuracy(d)),
@@ -140,6 +159,7 @@ def tables(d: dict[str, Any]) -> str:
         ("Pre-warming, minutes 1081..1440 (EVALUATION.md section 2)", provisioning(d)),
         ("Silent functions: share of their minutes kept warm", silent(d)),
         ("The platform mix: every function and one silent copy of it", platform_mix(d)),
+        ("Replicas for busy functions, minutes 1081..1440 (EVALUATION.md section 4)", scaling(d)),
     ]
     out = [BEGIN, ""]
     for title, lines in parts:

@@ -124,7 +124,19 @@ func runEval(ctx context.Context, args []string) error {
 		return err
 	}
 	prov.PlatformMix = &mix
+	// the replica simulation (EVALUATION.md section 4): each minute's
+	// count forecast made at its start, MESP's and the dense model's
+	sc := provision.ScalingInputs{Days: in.Days, Target: provision.Target}
+	if sc.MespMedian, sc.MespMean, err = minutelyCounts(ctx, fc, forecast.Routed, in.Days, "eval: mesp", start); err != nil {
+		return err
+	}
+	// the dense model alone has no mean trees: its forecast is its median
+	if sc.DenseMedian, _, err = minutelyCounts(ctx, fc, forecast.DenseOnly, in.Days, "eval: dense", start); err != nil {
+		return err
+	}
+	scaling := provision.EvaluateScaling(sc)
 	doc := report.New(res, prov, len(fns))
+	doc.Scaling = &scaling
 	if *plotDir != "" {
 		if err := report.Plots(*plotDir, fns, doc, res); err != nil {
 			return err
@@ -268,6 +280,39 @@ func hourlyLevels(ctx context.Context, fc *forecast.Forecaster, days [][]float64
 
 // nextMinute adapts the serving path's p_invoke to the platform's loop:
 // the probability for the minute after each history.
+// minutelyCounts is the served count forecast of every minute of the
+// simulated window, made at its start (the replica simulation's input):
+// the median and the expected count, from one model run per minute.
+func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.Mode, days [][]float64, label string, start time.Time) (median, mean [][]float64, err error) {
+	var medians [][]float64 // [minute][function]
+	mean, err = provision.MinutelyLoop(ctx, days, func(ctx context.Context, hs [][]float64) ([]float64, error) {
+		res, err := fc.Forecast(ctx, backtestRequests(hs), mode)
+		if err != nil {
+			return nil, err
+		}
+		next, med := make([]float64, len(res)), make([]float64, len(res))
+		for i, r := range res {
+			next[i], med[i] = float64(r.Forecast[0]), float64(r.Median[0])
+		}
+		medians = append(medians, med)
+		return next, nil
+	}, func(done, total int) {
+		fmt.Fprintf(os.Stderr, "\r%s minutely counts %d/%d minutes, %s   ", label, done, total, time.Since(start).Round(time.Second))
+	})
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	median = make([][]float64, len(days))
+	for i := range days {
+		median[i] = make([]float64, len(medians))
+		for m := range medians {
+			median[i][m] = medians[m][i]
+		}
+	}
+	return median, mean, nil
+}
+
 func nextMinute(fc *forecast.Forecaster, mode forecast.Mode) provision.NextMinute {
 	return func(ctx context.Context, hs [][]float64) ([]float64, error) {
 		reqs := make([]forecast.Request, len(hs))

@@ -32,6 +32,23 @@ func TestEvalOnFixture(t *testing.T) {
 		Forecasters map[string]map[string]json.RawMessage `json:"forecasters"`
 		PerCluster  []map[string]json.RawMessage          `json:"per_cluster"`
 		Provision   map[string]json.RawMessage            `json:"provisioning"`
+		Scaling     struct {
+			Target    float64 `json:"target"`
+			Functions int     `json:"functions"`
+			All       int     `json:"all_functions"`
+			Reactive  []struct {
+				Window         *int    `json:"window"`
+				Deficit        float64 `json:"deficit"`
+				ReplicaMinutes int     `json:"replica_minutes"`
+			} `json:"reactive"`
+			Mesp []struct {
+				Quantile       *float64 `json:"quantile"`
+				Output         string   `json:"output"`
+				Deficit        float64  `json:"deficit"`
+				ReplicaMinutes int      `json:"replica_minutes"`
+			} `json:"mesp"`
+			Coverage map[string]float64 `json:"coverage"`
+		} `json:"scaling"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
@@ -122,7 +139,24 @@ func TestEvalOnFixture(t *testing.T) {
 		}
 		check(name, o)
 	}
-	for _, f := range []string{"example-1.png", "clusters.png", "provisioning.png"} {
+	// EVALUATION.md section 4: reactive scaling over its windows, MESP's
+	// median (the 0.5 quantile) and expected count, the median's coverage
+	sc := doc.Scaling
+	if sc.Target != 60 || sc.All != 100 || sc.Functions == 0 || sc.Functions >= 100 || len(sc.Reactive) != 5 || len(sc.Mesp) != 2 {
+		t.Fatalf("scaling: %+v", sc)
+	}
+	for i, r := range sc.Reactive {
+		if r.Window == nil || i > 0 && (r.ReplicaMinutes < sc.Reactive[i-1].ReplicaMinutes || r.Deficit > sc.Reactive[i-1].Deficit) {
+			t.Errorf("reactive window %v: a longer window holds more replicas and has no larger deficit: %+v", r.Window, sc.Reactive)
+		}
+	}
+	if m := sc.Mesp[0]; m.Quantile == nil || *m.Quantile != 0.5 || m.Output != "median" || sc.Mesp[1].Output != "mean" {
+		t.Errorf("mesp points: %+v", sc.Mesp)
+	}
+	if c := sc.Coverage["0.5"]; !(c > 0.3 && c < 1) {
+		t.Errorf("the median's coverage %v", c)
+	}
+	for _, f := range []string{"example-1.png", "clusters.png", "provisioning.png", "scaling.png"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() < 1000 {
 			t.Errorf("plot %s missing or empty", f)
 		}

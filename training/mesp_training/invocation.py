@@ -37,7 +37,7 @@ GAP_HORIZONS = (1, 2, 5, 15, 60)
 # (all of them, and the last four), and whether the minute one period back
 # was. Each divides the window, so the phase of the next minute is column 0.
 # They cut validation cold starts at keepalive10's idle from 163 to 136
-# for trees on horizon-1 features (docs/research.md, experiments).
+# for trees on horizon-1 features (README, variants table).
 PERIODS = (2, 3, 4, 5, 6, 10, 15, 20, 30, 120, 180, 240, 360, 720)
 FAMILY = "hazard-mlp"
 

@@ -1,0 +1,209 @@
+package provision
+
+import (
+	"math"
+)
+
+// The replica simulation of EVALUATION.md section 4: a busy function needs
+// the right number of replicas, decided at the end of minute m-1 for
+// minute m from minutes 1..m-1 only (as KEDA and the Horizontal Pod
+// Autoscaler do), over minutes Start..End. A replica serves Target
+// invocations a minute.
+
+// Target is the invocations one replica serves in a minute (one a second,
+// a one-second function at concurrency one).
+const Target = 60
+
+// ReactiveWindows are the scale-down stabilization windows of the reactive
+// policy (5 is the HPA's default of 300 s).
+var ReactiveWindows = []int{0, 1, 2, 5, 10}
+
+// Needed is the replicas a count needs: ceil(count / target).
+func Needed(count, target float64) int {
+	if count <= 0 {
+		return 0
+	}
+	return int(math.Ceil(count / target))
+}
+
+// Reactive is what KEDA's Prometheus scaler and the HPA do today: for each
+// minute m of Start..End, desired(m) = Needed(count(m-1)), and replicas(m)
+// the largest desired of minutes m-window..m (scale-up at once, scale-down
+// held for window minutes; 0 replicas allowed: KEDA scales to zero). It
+// reads only counts[:m-1] for minute m.
+func Reactive(counts []float64, window int, target float64) []int {
+	out := make([]int, End-Start+1)
+	desired := func(m int) int { // m is 1-based; needs minute m-1 (index m-2)
+		if m-2 < 0 {
+			return 0
+		}
+		return Needed(counts[m-2], target)
+	}
+	for m := Start; m <= End; m++ {
+		r := 0
+		for j := 0; j <= window; j++ {
+			r = max(r, desired(m-j))
+		}
+		out[m-Start] = r
+	}
+	return out
+}
+
+// FromForecast is a forecast policy: replicas(m) = Needed(q(m)) where q
+// holds, for each minute of Start..End, the forecast of that minute made
+// at its start (the minutely loop's answer).
+func FromForecast(q []float64, target float64) []int {
+	out := make([]int, len(q))
+	for i, v := range q {
+		out[i] = Needed(max(0, v), target)
+	}
+	return out
+}
+
+// ScalingOutcome is one policy's replicas over a set of functions.
+type ScalingOutcome struct {
+	// Deficit is the invocations beyond the replicas' capacity (queued,
+	// throttled or cold-started work); ReplicaMinutes the cost.
+	Deficit            float64 `json:"deficit"`
+	ReplicaMinutes     int     `json:"replica_minutes"`
+	UnderMinutes       int     `json:"under_minutes"`
+	OverReplicaMinutes int     `json:"over_replica_minutes"`
+	Invocations        float64 `json:"invocations"`
+}
+
+// Add is o plus p.
+func (o *ScalingOutcome) Add(p ScalingOutcome) {
+	o.Deficit += p.Deficit
+	o.ReplicaMinutes += p.ReplicaMinutes
+	o.UnderMinutes += p.UnderMinutes
+	o.OverReplicaMinutes += p.OverReplicaMinutes
+	o.Invocations += p.Invocations
+}
+
+// SimulateScaling scores replicas (one per minute of Start..End) against
+// a day's counts.
+func SimulateScaling(counts []float64, replicas []int, target float64) ScalingOutcome {
+	var o ScalingOutcome
+	for m := Start; m <= End; m++ {
+		c, r := counts[m-1], replicas[m-Start]
+		need := Needed(c, target)
+		o.Invocations += c
+		o.Deficit += max(0, c-float64(r)*target)
+		o.ReplicaMinutes += r
+		if r < need {
+			o.UnderMinutes++
+		}
+		o.OverReplicaMinutes += max(0, r-need)
+	}
+	return o
+}
+
+// Busy reports whether a day ever needs two replicas or more.
+func Busy(counts []float64, target float64) bool {
+	for _, c := range counts {
+		if Needed(c, target) >= 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// ScalingPoint is one policy's outcome on the busy functions, with its
+// setting: a reactive window, or a forecast's output ("median", the 0.5
+// quantile, or "mean", the expected count).
+type ScalingPoint struct {
+	Window   *int     `json:"window,omitempty"`
+	Quantile *float64 `json:"quantile,omitempty"`
+	Output   string   `json:"output,omitempty"`
+	ScalingOutcome
+	// All is the same policy on every function.
+	All ScalingOutcome `json:"all_functions"`
+}
+
+// ScalingReport is the scaling section of `mesp eval`'s JSON.
+type ScalingReport struct {
+	Target    float64        `json:"target"`
+	Functions int            `json:"functions"`
+	All       int            `json:"all_functions"`
+	Reactive  []ScalingPoint `json:"reactive"`
+	Mesp      []ScalingPoint `json:"mesp"`
+	Dense     []ScalingPoint `json:"dense,omitempty"`
+	// Coverage is, per served quantile, the share of the busy functions'
+	// forecast minutes whose count is at most the quantile forecast.
+	Coverage map[string]float64 `json:"coverage"`
+}
+
+// ScalingInputs are the days and each forecaster's minutely forecasts
+// (per function, minutes Start..End, each made at its start), by output.
+type ScalingInputs struct {
+	Days         [][]float64
+	Target       float64
+	MespMedian   [][]float64
+	MespMean     [][]float64
+	DenseMedian  [][]float64
+	DenseMean    [][]float64
+}
+
+// EvaluateScaling runs every policy over every function.
+func EvaluateScaling(in ScalingInputs) ScalingReport {
+	target := in.Target
+	if target <= 0 {
+		target = Target
+	}
+	rep := ScalingReport{Target: target, All: len(in.Days), Coverage: map[string]float64{}}
+	busy := make([]bool, len(in.Days))
+	for i, d := range in.Days {
+		busy[i] = Busy(d, target)
+		if busy[i] {
+			rep.Functions++
+		}
+	}
+	score := func(replicas func(i int) []int) (ScalingOutcome, ScalingOutcome) {
+		var b, a ScalingOutcome
+		for i, d := range in.Days {
+			o := SimulateScaling(d, replicas(i), target)
+			a.Add(o)
+			if busy[i] {
+				b.Add(o)
+			}
+		}
+		return b, a
+	}
+	for _, w := range ReactiveWindows {
+		b, a := score(func(i int) []int { return Reactive(in.Days[i], w, target) })
+		rep.Reactive = append(rep.Reactive, ScalingPoint{Window: &w, ScalingOutcome: b, All: a})
+	}
+	half := 0.5
+	forecasts := func(median, mean [][]float64) []ScalingPoint {
+		var pts []ScalingPoint
+		if median != nil {
+			b, a := score(func(i int) []int { return FromForecast(median[i], target) })
+			pts = append(pts, ScalingPoint{Quantile: &half, Output: "median", ScalingOutcome: b, All: a})
+		}
+		if mean != nil {
+			b, a := score(func(i int) []int { return FromForecast(mean[i], target) })
+			pts = append(pts, ScalingPoint{Output: "mean", ScalingOutcome: b, All: a})
+		}
+		return pts
+	}
+	rep.Mesp = forecasts(in.MespMedian, in.MespMean)
+	rep.Dense = forecasts(in.DenseMedian, in.DenseMean)
+	if in.MespMedian != nil {
+		var in1, n int
+		for i, d := range in.Days {
+			if !busy[i] {
+				continue
+			}
+			for m := Start; m <= End; m++ {
+				n++
+				if d[m-1] <= in.MespMedian[i][m-Start] {
+					in1++
+				}
+			}
+		}
+		if n > 0 {
+			rep.Coverage["0.5"] = float64(in1) / float64(n)
+		}
+	}
+	return rep
+}

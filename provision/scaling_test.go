@@ -1,0 +1,104 @@
+package provision
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// dayWith is a whole day of zeros with counts set at the given 1-based minutes.
+func dayWith(at map[int]float64) []float64 {
+	d := make([]float64, End)
+	for m, v := range at {
+		d[m-1] = v
+	}
+	return d
+}
+
+// replicasAt is r's value for 1-based minute m.
+func replicasAt(r []int, m int) int { return r[m-Start] }
+
+func TestReactiveOnHandCases(t *testing.T) {
+	const s = Start + 100 // a spike's minute
+	cases := []struct {
+		name   string
+		counts map[int]float64
+		window int
+		want   map[int]int // minute: replicas
+	}{
+		// the spike of 150 (3 replicas) is seen a minute late and gone the
+		// minute after without a window
+		{"a spike, no window", map[int]float64{s: 150}, 0, map[int]int{s: 0, s + 1: 3, s + 2: 0}},
+		// with window 5 the 3 replicas are held exactly 5 more minutes
+		{"a spike, window 5", map[int]float64{s: 150}, 5, map[int]int{s: 0, s + 1: 3, s + 6: 3, s + 7: 0}},
+		// scale-up is immediate even inside a window: the larger wins
+		{"a step up", map[int]float64{s: 30, s + 1: 200, s + 2: 200}, 2, map[int]int{s + 1: 1, s + 2: 4, s + 3: 4, s + 5: 4, s + 6: 0}},
+		{"a silence", map[int]float64{}, 10, map[int]int{Start: 0, s: 0, End: 0}},
+	}
+	for _, c := range cases {
+		r := Reactive(dayWith(c.counts), c.window, Target)
+		for m, want := range c.want {
+			if got := replicasAt(r, m); got != want {
+				t.Errorf("%s: minute %d has %d replicas, want %d", c.name, m-s, got, want)
+			}
+		}
+	}
+}
+
+func TestSimulateScalingByHand(t *testing.T) {
+	counts := dayWith(map[int]float64{Start: 130, Start + 1: 50, Start + 2: 0})
+	replicas := make([]int, End-Start+1)
+	replicas[0], replicas[1], replicas[2] = 2, 1, 1 // 120 of 130: 10 short; 60 for 50; 1 idle
+	got := SimulateScaling(counts, replicas, Target)
+	want := ScalingOutcome{Deficit: 10, ReplicaMinutes: 4, UnderMinutes: 1, OverReplicaMinutes: 1, Invocations: 180}
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if !Busy(counts, Target) || Busy(dayWith(map[int]float64{Start: 60}), Target) {
+		t.Fatal("busy: a day needing 3 replicas once is busy, one needing 1 is not")
+	}
+}
+
+// TestReactiveNeverReadsTheMinuteItDecides: changing minutes m.. never
+// changes the replicas of minute m.
+func TestReactiveNeverReadsTheMinuteItDecides(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	d := make([]float64, End)
+	for i := range d {
+		d[i] = float64(rng.IntN(400))
+	}
+	for _, w := range ReactiveWindows {
+		base := Reactive(d, w, Target)
+		for _, m := range []int{Start, Start + 1, Start + 180, End} {
+			changed := slices.Clone(d)
+			for k := m - 1; k < End; k++ {
+				changed[k] = float64(rng.IntN(10000))
+			}
+			if got := Reactive(changed, w, Target); !slices.Equal(got[:m-Start+1], base[:m-Start+1]) {
+				t.Fatalf("window %d: changing minutes %d.. changed replicas up to minute %d", w, m, m)
+			}
+		}
+	}
+}
+
+func TestEvaluateScalingScoresBusyFunctionsApart(t *testing.T) {
+	busy := dayWith(map[int]float64{Start + 10: 300, Start + 11: 300})
+	quiet := dayWith(map[int]float64{Start + 10: 5})
+	perfect := func(d []float64) []float64 { return slices.Clone(d[Start-1 : End]) }
+	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy, quiet}, Target: Target,
+		MespMedian: [][]float64{perfect(busy), perfect(quiet)}, MespMean: [][]float64{perfect(busy), perfect(quiet)}})
+	if rep.Functions != 1 || rep.All != 2 || len(rep.Reactive) != len(ReactiveWindows) || len(rep.Mesp) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	// a forecast that knows each minute has no deficit and no idle replica
+	if m := rep.Mesp[0]; m.Deficit != 0 || m.OverReplicaMinutes != 0 || m.ReplicaMinutes != 10 || *m.Quantile != 0.5 || m.All.ReplicaMinutes != 11 {
+		t.Fatalf("perfect forecast: %+v", m)
+	}
+	// reactive lags a minute: the first 300 is short by 300 on the busy one
+	if r := rep.Reactive[0]; r.Deficit != 300 || *r.Window != 0 {
+		t.Fatalf("reactive, window 0: %+v", r)
+	}
+	if c := rep.Coverage["0.5"]; c != 1 {
+		t.Fatalf("coverage of a perfect median %v, want 1", c)
+	}
+}
