@@ -136,12 +136,12 @@ type ScalingReport struct {
 // ScalingInputs are the days and each forecaster's minutely forecasts
 // (per function, minutes Start..End, each made at its start), by output.
 type ScalingInputs struct {
-	Days         [][]float64
-	Target       float64
-	MespMedian   [][]float64
-	MespMean     [][]float64
-	DenseMedian  [][]float64
-	DenseMean    [][]float64
+	Days        [][]float64
+	Target      float64
+	MespMedian  [][]float64
+	MespMean    [][]float64
+	DenseMedian [][]float64
+	DenseMean   [][]float64
 }
 
 // EvaluateScaling runs every policy over every function.
