@@ -9,12 +9,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/decide"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/internal/fixture"
-	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/internal/servedset"
 )
 
 // countingPredictor counts the functions it is asked about.
@@ -35,14 +34,7 @@ func (c *countingPredictor) Predict(ctx context.Context, reqs []forecast.Request
 // function whose history the models refuse is skipped without failing
 // the minute, and the table answers only for its minute.
 func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		t.Fatal(err)
-	}
-	fc := forecast.New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, forecast.Batching{})
-	if _, err := fc.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fc.Close)
+	fc := servedset.Open(t)
 	rows := fixture.Rows(t)[:40]
 	store := history.New(1440, 100)
 	const minute = int64(29_000_000) // the first minute ahead
@@ -197,14 +189,7 @@ func (stubPredictor) Predict(_ context.Context, reqs []forecast.Request, _ forec
 // left Prometheus' answer) is not decided and is counted as stale, and is
 // decided again once current.
 func TestFunctionsJoinWithEnoughHistoryAndLeaveWhenGone(t *testing.T) {
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		t.Fatal(err)
-	}
-	fc := forecast.New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, forecast.Batching{})
-	if _, err := fc.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fc.Close)
+	fc := servedset.Open(t)
 	cat, _ := fc.Catalog()
 	shortest := int64(cat.MaxInputLen)
 	rows := fixture.Rows(t)[:4]

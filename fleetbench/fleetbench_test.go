@@ -4,11 +4,9 @@ import (
 	"context"
 	"testing"
 
-	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/fleetbench"
-	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/internal/fixture"
-	"github.com/mesp-project/mesp/onnx"
+	"github.com/mesp-project/mesp/internal/servedset"
 )
 
 // TestSmallFleet runs the benchmark on 250 functions from the fixture's
@@ -16,14 +14,7 @@ import (
 // answered (from the previous minute's table after the first), and the
 // baseline and memory figures are filled.
 func TestSmallFleet(t *testing.T) {
-	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
-		t.Fatal(err)
-	}
-	fc := forecast.New(fixture.CopyModels(t), onnx.Options{IntraOpThreads: 1}, forecast.Batching{})
-	if _, err := fc.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fc.Close)
+	fc := servedset.Open(t)
 	set, _ := fc.Catalog()
 	rep, err := fleetbench.Run(context.Background(), fleetbench.Options{Rows: fixture.Rows(t), Functions: 250, Minutes: 2, Sample: 20,
 		Predictor: fc, Threshold: set.PrewarmThreshold()})
