@@ -5,6 +5,7 @@ package backtest
 
 import (
 	"math"
+	"math/rand/v2"
 	"sort"
 
 	"github.com/mesp-project/mesp/manifest"
@@ -31,6 +32,11 @@ type Metrics struct {
 	// sum |F - Y| / sum Y and sum F / sum Y (below 1 under-provisions).
 	HourWAPE float64 `json:"hour_wape"`
 	HourBias float64 `json:"hour_bias"`
+	// HourBiasCI95 is the 95% interval of HourBias over bootstrap
+	// resamples of the functions (BootstrapResamples, a fixed seed): how
+	// far another draw of as many functions could move it.
+	// Absent when no resample has an invocation.
+	HourBiasCI95 *[2]float64 `json:"hour_bias_ci95,omitempty"`
 	// Pairs is the number of (function, origin) pairs scored.
 	Pairs int `json:"pairs"`
 }
@@ -48,7 +54,13 @@ type funcErr struct {
 	abs   float64
 	n     int
 	scale float64
+	// hourF and hourY sum the function's forecast and actual hours
+	hourF, hourY float64
 }
+
+// BootstrapResamples is how many resamples of the functions HourBiasCI95
+// is taken from.
+const BootstrapResamples = 1000
 
 // NewAccumulator starts an empty score.
 func NewAccumulator() *Accumulator { return &Accumulator{perFunc: map[int]*funcErr{}} }
@@ -88,6 +100,38 @@ func (a *Accumulator) Add(fn int, scale float64, forecast, actual []float64) {
 	a.n += len(actual)
 	a.hourAbs += math.Abs(fSum - ySum)
 	a.hourForecast += fSum
+	f.hourF += fSum
+	f.hourY += ySum
+}
+
+// hourBiasCI95 resamples the functions with replacement and takes the
+// 2.5th and 97.5th percentiles of sum F / sum Y (resamples without any
+// actual invocation left out).
+func (a *Accumulator) hourBiasCI95() *[2]float64 {
+	fns := make([]int, 0, len(a.perFunc))
+	for fn := range a.perFunc {
+		fns = append(fns, fn)
+	}
+	sort.Ints(fns) // the same resamples whatever the map's order
+	rng := rand.New(rand.NewPCG(uint64(len(fns)), 7))
+	biases := make([]float64, 0, BootstrapResamples)
+	for range BootstrapResamples {
+		var f, y float64
+		for range fns {
+			e := a.perFunc[fns[rng.IntN(len(fns))]]
+			f += e.hourF
+			y += e.hourY
+		}
+		if y > 0 {
+			biases = append(biases, f/y)
+		}
+	}
+	if len(biases) == 0 {
+		return nil
+	}
+	sort.Float64s(biases)
+	at := func(q float64) float64 { return biases[min(len(biases)-1, int(q*float64(len(biases))))] }
+	return &[2]float64{at(0.025), at(0.975)}
 }
 
 // Functions is the number of distinct functions scored.
@@ -103,6 +147,7 @@ func (a *Accumulator) Metrics() Metrics {
 		m.WAPE = a.abs / a.actual
 		m.HourWAPE = a.hourAbs / a.actual
 		m.HourBias = a.hourForecast / a.actual
+		m.HourBiasCI95 = a.hourBiasCI95()
 	} else {
 		m.WAPE, m.HourWAPE, m.HourBias = math.NaN(), math.NaN(), math.NaN()
 	}

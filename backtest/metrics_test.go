@@ -137,3 +137,37 @@ func TestHourVolumeByHand(t *testing.T) {
 		}
 	}
 }
+
+// TestHourBiasIntervalByHand: with every function's hours alike the
+// interval is the bias itself; with one function holding the whole
+// shortfall it spans the biases a resample can give, and it contains the
+// bias; two runs give the same interval.
+func TestHourBiasIntervalByHand(t *testing.T) {
+	alike := NewAccumulator()
+	for i := range 50 {
+		alike.Add(i, 1, fill(1), fill(2))
+	}
+	if ci := alike.Metrics().HourBiasCI95; ci == nil || ci[0] != 0.5 || ci[1] != 0.5 {
+		t.Fatalf("identical functions: interval %v, want [0.5 0.5]", ci)
+	}
+	skewed := func() Metrics {
+		a := NewAccumulator()
+		for i := range 20 {
+			a.Add(i, 1, fill(1), fill(1))
+		}
+		a.Add(20, 1, fill(1), fill(20)) // one function far above its forecast
+		return a.Metrics()
+	}
+	m := skewed()
+	ci := m.HourBiasCI95
+	// resamples without the outlier have bias 1, with two copies of it 0.35
+	if ci == nil || !(ci[0] < m.HourBias && m.HourBias < ci[1]) || ci[1] != 1 || ci[0] > 0.5 {
+		t.Fatalf("one outlier: bias %v, interval %v", m.HourBias, ci)
+	}
+	if again := skewed().HourBiasCI95; *again != *ci {
+		t.Fatalf("two runs: %v and %v", *ci, *again)
+	}
+	if NewAccumulator().Metrics().HourBiasCI95 != nil {
+		t.Fatal("an empty score has an interval")
+	}
+}

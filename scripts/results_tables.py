@@ -64,6 +64,21 @@ def by_band(d: dict[str, Any]) -> list[str]:
     return _table(head, rows)
 
 
+def hour_bias(d: dict[str, Any]) -> list[str]:
+    names = ["mesp", "mesp_median", "peer_lightgbm", "peer_lightgbm_mean", "mean60"]
+
+    def cell(m: dict[str, Any] | None) -> str:
+        if m is None:
+            return ""
+        ci = m.get("hour_bias_ci95")
+        return f"{m['hour_bias']:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+    rows = [["all", str(d["rows"]), *(cell(d["forecasters"].get(n)) for n in names)]]
+    for b in d["by_daily_total"]:
+        rows.append([BANDS.get(b["band"], b["band"]), str(b["functions"]), *(cell(b["scores"].get(n)) for n in names)])
+    return _table(["daily total", "functions", *(f"{n} hour bias (95% interval)" for n in names)], rows)
+
+
 def by_behaviour(d: dict[str, Any]) -> list[str]:
     names = ["mesp", "mesp_median", "dense", "peer_lightgbm"]
     rows = []
@@ -154,6 +169,7 @@ def tables(d: dict[str, Any]) -> str:
     parts = [
         ("Next-hour accuracy, 6 origins per function (EVALUATION.md section 1)", accuracy(d)),
         ("By daily total (WAPE of each minute, the hour's WAPE and bias)", by_band(d)),
+        ("The hour's bias, with its 95% interval over bootstrap resamples of the functions", hour_bias(d)),
         ("Timer-like functions and the rest", by_behaviour(d)),
         ("By routed cluster", per_cluster(d)),
         ("Pre-warming, minutes 1081..1440 (EVALUATION.md section 2)", provisioning(d)),
