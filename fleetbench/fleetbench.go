@@ -43,7 +43,12 @@ type Options struct {
 	Predictor decide.Predictor
 	// Threshold is the set's default pre-warm threshold (KEDA's default).
 	Threshold float64
-	Progress  func(string)
+	// CallRate is KEDA's GetMetrics calls a second while a minute is
+	// decided, sent on a schedule (open loop); 0: one call after another
+	// as fast as they are answered (closed loop: the most the loop can be
+	// asked, and CPU it takes from the loop).
+	CallRate float64
+	Progress func(string)
 }
 
 // Minute is one decided minute's figures.
@@ -78,6 +83,8 @@ type Report struct {
 	Cores        int     `json:"cores"`
 	PromQueries  string  `json:"prometheus_queries_per_refresh"`
 	FunctionsPer string  `json:"note"`
+	// CallRate is Options.CallRate (0: closed loop).
+	CallRate float64 `json:"keda_calls_per_second"`
 }
 
 // Run builds the fleet and measures it.
@@ -135,10 +142,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return Report{}, err
 	}
 	defer stop()
-	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(),
+	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate,
 		Built:        fmt.Sprintf("%d real days, function i = day i mod %d rotated by 37 x (i div %d) minutes, ids fleet/<i>; pushed into the store in-process", len(o.Rows), len(o.Rows), len(o.Rows)),
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
-		FunctionsPer: "GetMetrics over loopback gRPC, one caller at a time, random functions; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
+		FunctionsPer: callNote(o.CallRate) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for k := range o.Minutes {
 		minute := start + 1440 + int64(k)
@@ -152,7 +159,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		now.Store(minute)
 		cpu0, t0 := procstat.CPUSeconds(), time.Now()
-		lat, stopCalls := callWhile(ctx, client, o.Functions, rng)
+		lat, stopCalls := callWhile(ctx, client, o.Functions, o.CallRate, rng)
 		err := loop.Decide(ctx, minute)
 		calls := stopCalls()
 		if err != nil {
@@ -200,6 +207,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	return rep, nil
 }
 
+// callNote says how KEDA's calls were sent.
+func callNote(rate float64) string {
+	if rate > 0 {
+		return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %.0f calls a second on a schedule (open loop)", rate)
+	}
+	return "GetMetrics over loopback gRPC about random functions, one call after another as fast as answered (closed loop)"
+}
+
 // simulatedMinute is the minute being decided, which the scaler takes for
 // the current one.
 type simulatedMinute struct{ atomic.Int64 }
@@ -229,9 +244,11 @@ func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, func
 	return err
 }
 
-// callWhile asks GetMetrics about random functions, one call at a time,
-// until stop is called; stop returns the number of calls.
-func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rng *rand.Rand) (*[]time.Duration, func() int) {
+// callWhile asks GetMetrics about random functions, one call at a time
+// (rate > 0: each call at its scheduled time, rate a second, timed from
+// that time, so a late answer counts its wait), until stop is called;
+// stop returns the number of calls.
+func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, rng *rand.Rand) (*[]time.Duration, func() int) {
 	var lat []time.Duration
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -241,6 +258,7 @@ func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int
 	}
 	go func() {
 		defer close(finished)
+		begin := time.Now()
 		for k := 0; ; k++ {
 			select {
 			case <-done:
@@ -248,6 +266,16 @@ func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int
 			default:
 			}
 			t0 := time.Now()
+			if rate > 0 {
+				t0 = begin.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+				if wait := time.Until(t0); wait > 0 {
+					select {
+					case <-done:
+						return
+					case <-time.After(wait):
+					}
+				}
+			}
 			if err := getMetrics(ctx, c, "fleet/"+strconv.Itoa(ids[k%len(ids)])); err == nil {
 				lat = append(lat, time.Since(t0))
 			}

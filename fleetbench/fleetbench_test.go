@@ -2,6 +2,7 @@ package fleetbench_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/mesp-project/mesp/fleetbench"
@@ -31,5 +32,21 @@ func TestSmallFleet(t *testing.T) {
 	}
 	if rep.Minutes[1].Calls == 0 || !(rep.TableGetMetricsP99 > 0) || !(rep.PerRequestCPUUsPerFunc > 0) || rep.PerRequestSample != 20 || !(rep.PeakRSSMiB > 0) {
 		t.Fatalf("report %+v", rep)
+	}
+	// KEDA's calls on a schedule: never more than the rate allows in the
+	// minute's wall time (call k starts k/rate seconds in, at the earliest)
+	const rate = 200
+	paced, err := fleetbench.Run(context.Background(), fleetbench.Options{Rows: fixture.Rows(t), Functions: 250, Minutes: 2, Sample: 5,
+		Predictor: fc, Threshold: set.PrewarmThreshold(), CallRate: rate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, m := range paced.Minutes {
+		if m.Calls == 0 || float64(m.Calls) > m.WallSeconds*rate+1 {
+			t.Fatalf("minute %d at %d calls a second: %d calls in %.2f s", k+1, rate, m.Calls, m.WallSeconds)
+		}
+	}
+	if paced.CallRate != rate || !strings.Contains(paced.FunctionsPer, "open loop") || !strings.Contains(rep.FunctionsPer, "closed loop") {
+		t.Fatalf("the reports do not say how KEDA's calls were sent: %q, %q", paced.FunctionsPer, rep.FunctionsPer)
 	}
 }

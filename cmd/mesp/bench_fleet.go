@@ -27,6 +27,7 @@ func runBenchFleet(ctx context.Context, args []string) error {
 	minutes := fs.Int("minutes", 3, "minutes decided")
 	sample := fs.Int("sample", 2000, "functions the one-request-per-function baseline answers")
 	batch := fs.Int("batch", 256, "functions per model run")
+	rate := fs.Float64("keda-rate", -1, "KEDA's GetMetrics calls a second while deciding, on a schedule; 0: closed loop; default: functions / 15 (each ScaledObject's metric read once per HPA sync of 15 s)")
 	out := fs.String("out", "", "write the JSON report here (stdout when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -48,8 +49,11 @@ func runBenchFleet(ctx context.Context, args []string) error {
 	}
 	defer fc.Close()
 	set, _ := fc.Catalog()
+	if *rate < 0 {
+		*rate = float64(*functions) / 15
+	}
 	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
-		Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+		CallRate: *rate, Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
 	if err != nil {
 		return err
 	}
