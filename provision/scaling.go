@@ -60,6 +60,27 @@ func FromForecast(q []float64, target float64) []int {
 	return out
 }
 
+// Leads are how many minutes ahead the forecast policy provisions for:
+// replicas(m) for the largest forecast of minutes m..m+lead-1, all made at
+// m-1 (replicas that must be ready before the demand they serve, or a
+// platform that scales down slowly, size for what comes next).
+var Leads = []int{1, 2, 5, 10}
+
+// FromForecastAhead is FromForecast over the next lead minutes: ahead
+// holds, for each minute of Start..End, the forecasts made at its start
+// of it and the minutes after it (at least lead of them).
+func FromForecastAhead(ahead [][]float64, lead int, target float64) []int {
+	out := make([]int, len(ahead))
+	for i, q := range ahead {
+		most := 0.0
+		for _, v := range q[:min(lead, len(q))] {
+			most = max(most, v)
+		}
+		out[i] = Needed(most, target)
+	}
+	return out
+}
+
 // ScalingOutcome is one policy's replicas over a set of functions.
 type ScalingOutcome struct {
 	// Deficit is the invocations beyond the replicas' capacity (queued,
@@ -115,6 +136,8 @@ type ScalingPoint struct {
 	Window   *int     `json:"window,omitempty"`
 	Quantile *float64 `json:"quantile,omitempty"`
 	Output   string   `json:"output,omitempty"`
+	// Lead is the minutes ahead a forecast policy sizes for (Leads).
+	Lead int `json:"lead,omitempty"`
 	ScalingOutcome
 	// All is the same policy on every function.
 	All ScalingOutcome `json:"all_functions"`
@@ -136,12 +159,16 @@ type ScalingReport struct {
 // ScalingInputs are the days and each forecaster's minutely forecasts
 // (per function, minutes Start..End, each made at its start), by output.
 type ScalingInputs struct {
-	Days        [][]float64
-	Target      float64
-	MespMedian  [][]float64
-	MespMean    [][]float64
-	DenseMedian [][]float64
-	DenseMean   [][]float64
+	Days       [][]float64
+	Target     float64
+	MespMedian [][]float64
+	MespMean   [][]float64
+	// MespMeanAhead is, per function and minute of Start..End, the
+	// expected counts of that minute and the ones after it, made at its
+	// start (for the lead policies; nil: lead 1 only).
+	MespMeanAhead [][][]float64
+	DenseMedian   [][]float64
+	DenseMean     [][]float64
 }
 
 // EvaluateScaling runs every policy over every function.
@@ -182,11 +209,18 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		}
 		if mean != nil {
 			b, a := score(func(i int) []int { return FromForecast(mean[i], target) })
-			pts = append(pts, ScalingPoint{Output: "mean", ScalingOutcome: b, All: a})
+			pts = append(pts, ScalingPoint{Output: "mean", Lead: 1, ScalingOutcome: b, All: a})
 		}
 		return pts
 	}
 	rep.Mesp = forecasts(in.MespMedian, in.MespMean)
+	for _, lead := range Leads {
+		if in.MespMeanAhead == nil || lead == 1 {
+			continue
+		}
+		b, a := score(func(i int) []int { return FromForecastAhead(in.MespMeanAhead[i], lead, target) })
+		rep.Mesp = append(rep.Mesp, ScalingPoint{Output: "mean", Lead: lead, ScalingOutcome: b, All: a})
+	}
 	rep.Dense = forecasts(in.DenseMedian, in.DenseMean)
 	if in.MespMedian != nil {
 		var in1, n int

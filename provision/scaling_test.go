@@ -102,3 +102,29 @@ func TestEvaluateScalingScoresBusyFunctionsApart(t *testing.T) {
 		t.Fatalf("coverage of a perfect median %v, want 1", c)
 	}
 }
+
+// TestLeadSizesForTheComingMinutes: a policy with lead L provisions minute
+// m for the largest forecast of minutes m..m+L-1 made at m-1; lead 1 is
+// the minute alone.
+func TestLeadSizesForTheComingMinutes(t *testing.T) {
+	// at every minute the forecast of the third minute ahead is 300
+	ahead := make([][]float64, End-Start+1)
+	for i := range ahead {
+		ahead[i] = []float64{10, 10, 300, 10, 10}
+	}
+	for _, c := range []struct{ lead, want int }{{1, 1}, {2, 1}, {3, 5}, {5, 5}, {10, 5}} {
+		if got := FromForecastAhead(ahead, c.lead, Target); got[0] != c.want || got[len(got)-1] != c.want {
+			t.Errorf("lead %d: %d replicas, want %d", c.lead, got[0], c.want)
+		}
+	}
+	busy := dayWith(map[int]float64{Start + 10: 300})
+	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespMean: [][]float64{busy[Start-1 : End]},
+		MespMeanAhead: [][][]float64{ahead}})
+	var leads []int
+	for _, p := range rep.Mesp {
+		leads = append(leads, p.Lead)
+	}
+	if !slices.Equal(leads, Leads) {
+		t.Fatalf("mesp points' leads %v, want %v", leads, Leads)
+	}
+}

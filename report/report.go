@@ -261,18 +261,25 @@ func scalingPlot(dir string, sc *provision.ScalingReport) error {
 	for _, r := range sc.Reactive {
 		reactive = append(reactive, plots.Point{Name: "reactive (windows 0..10 min)", X: float64(r.ReplicaMinutes), Y: share(r.ScalingOutcome)})
 	}
-	var points []plots.Point
+	// MESP's expected count over its leads is a curve; medians are points
+	var mean, points []plots.Point
 	for _, c := range []struct {
 		name string
 		pts  []provision.ScalingPoint
 	}{{"mesp", sc.Mesp}, {"dense", sc.Dense}} {
 		for _, pt := range c.pts {
-			points = append(points, plots.Point{Name: c.name + " " + pt.Output, X: float64(pt.ReplicaMinutes), Y: share(pt.ScalingOutcome)})
+			p := plots.Point{Name: c.name + " " + pt.Output, X: float64(pt.ReplicaMinutes), Y: share(pt.ScalingOutcome)}
+			if c.name == "mesp" && pt.Output == "mean" {
+				p.Name = "mesp mean (leads 1..10 min)"
+				mean = append(mean, p)
+				continue
+			}
+			points = append(points, p)
 		}
 	}
 	return plots.TradeOff(filepath.Join(dir, "scaling.png"),
 		fmt.Sprintf("Replicas for %d busy functions, minutes 1081-1440 (target %g/min)", sc.Functions, sc.Target),
-		"replica-minutes", "share of invocations beyond capacity", [][]plots.Point{reactive}, points)
+		"replica-minutes", "share of invocations beyond capacity", [][]plots.Point{reactive, mean}, points)
 }
 
 // examples plots four functions spread over the busyness range at the

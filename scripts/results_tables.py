@@ -159,7 +159,8 @@ def scaling(d: dict[str, Any]) -> list[str]:
     rows = [row(f"`reactive`, window {r['window']} min", r) for r in sc["reactive"]]
     for name in ("mesp", "dense"):
         for pt in sc.get(name) or []:
-            rows.append(row(f"`{name}` {pt['output']}", pt))
+            lead = f", lead {pt['lead']} min" if pt.get("lead") else ""
+            rows.append(row(f"`{name}` {pt['output']}{lead}", pt))
     head = ["policy", "deficit", "deficit / invocations", "replica-minutes", "under-minutes", "over-replica-minutes"]
     return [f"{sc['functions']} of {sc['all_functions']} functions need 2 replicas or more at some minute; "
             f"target {sc['target']:g} invocations per replica-minute.", "", *_table(head, rows)]

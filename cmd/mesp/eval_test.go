@@ -11,6 +11,7 @@ import (
 
 	"github.com/mesp-project/mesp/backtest"
 	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/provision"
 	"github.com/mesp-project/mesp/report"
 )
 
@@ -142,7 +143,7 @@ func TestEvalOnFixture(t *testing.T) {
 	// EVALUATION.md section 4: reactive scaling over its windows, MESP's
 	// median (the 0.5 quantile) and expected count, the median's coverage
 	sc := doc.Scaling
-	if sc.Target != 60 || sc.All != 100 || sc.Functions == 0 || sc.Functions >= 100 || len(sc.Reactive) != 5 || len(sc.Mesp) != 2 {
+	if sc.Target != 60 || sc.All != 100 || sc.Functions == 0 || sc.Functions >= 100 || len(sc.Reactive) != 5 || len(sc.Mesp) != 1+len(provision.Leads) {
 		t.Fatalf("scaling: %+v", sc)
 	}
 	for i, r := range sc.Reactive {
@@ -152,6 +153,11 @@ func TestEvalOnFixture(t *testing.T) {
 	}
 	if m := sc.Mesp[0]; m.Quantile == nil || *m.Quantile != 0.5 || m.Output != "median" || sc.Mesp[1].Output != "mean" {
 		t.Errorf("mesp points: %+v", sc.Mesp)
+	}
+	for i := 2; i < len(sc.Mesp); i++ {
+		if sc.Mesp[i].ReplicaMinutes < sc.Mesp[i-1].ReplicaMinutes {
+			t.Errorf("a longer lead holds fewer replicas: %+v", sc.Mesp)
+		}
 	}
 	if c := sc.Coverage["0.5"]; !(c > 0.3 && c < 1) {
 		t.Errorf("the median's coverage %v", c)
