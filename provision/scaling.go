@@ -154,6 +154,46 @@ type ScalingReport struct {
 	// Coverage is, per served quantile, the share of the busy functions'
 	// forecast minutes whose count is at most the quantile forecast.
 	Coverage map[string]float64 `json:"coverage"`
+	// AtReactive5 reads the curves at the cost of reactive scaling with
+	// the HPA's default 5-minute window (EVALUATION.md section 4).
+	AtReactive5 *ScalingComparison `json:"at_reactive_window5,omitempty"`
+}
+
+// ScalingComparison is MESP's lowest deficit at no more replica-minutes
+// than a budget, beside the reference's.
+type ScalingComparison struct {
+	ReplicaMinutes   int     `json:"replica_minutes"`
+	ReactiveDeficit  float64 `json:"reactive_deficit"`
+	MespDeficit      float64 `json:"mesp_deficit"`
+	MespOverReactive float64 `json:"mesp_over_reactive"`
+	// Interpolated says MespDeficit lies on the line between the two MESP
+	// points around the budget (no point lands on it); else it is the
+	// lowest deficit of a point within the budget.
+	Interpolated bool `json:"interpolated"`
+}
+
+// atBudget is the lowest deficit of pts at no more than budget
+// replica-minutes, interpolated linearly between the points on either
+// side of the budget when that is lower; ok is false when no point is
+// within the budget.
+func atBudget(pts []ScalingPoint, budget int) (deficit float64, interpolated, ok bool) {
+	deficit = math.Inf(1)
+	for _, p := range pts {
+		if p.ReplicaMinutes <= budget && p.Deficit < deficit {
+			deficit, ok = p.Deficit, true
+		}
+	}
+	for _, lo := range pts {
+		for _, hi := range pts {
+			if lo.ReplicaMinutes < budget && hi.ReplicaMinutes > budget {
+				f := float64(budget-lo.ReplicaMinutes) / float64(hi.ReplicaMinutes-lo.ReplicaMinutes)
+				if d := lo.Deficit + f*(hi.Deficit-lo.Deficit); d < deficit {
+					deficit, interpolated, ok = d, true, true
+				}
+			}
+		}
+	}
+	return deficit, interpolated, ok
 }
 
 // ScalingInputs are the days and each forecaster's minutely forecasts
@@ -222,6 +262,15 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		rep.Mesp = append(rep.Mesp, ScalingPoint{Output: "mean", Lead: lead, ScalingOutcome: b, All: a})
 	}
 	rep.Dense = forecasts(in.DenseMedian, in.DenseMean)
+	for _, r := range rep.Reactive {
+		if *r.Window != 5 {
+			continue
+		}
+		if d, interp, ok := atBudget(rep.Mesp, r.ReplicaMinutes); ok && r.Deficit > 0 {
+			rep.AtReactive5 = &ScalingComparison{ReplicaMinutes: r.ReplicaMinutes, ReactiveDeficit: r.Deficit,
+				MespDeficit: d, MespOverReactive: d / r.Deficit, Interpolated: interp}
+		}
+	}
 	if in.MespMedian != nil {
 		var in1, n int
 		for i, d := range in.Days {

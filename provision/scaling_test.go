@@ -128,3 +128,27 @@ func TestLeadSizesForTheComingMinutes(t *testing.T) {
 		t.Fatalf("mesp points' leads %v, want %v", leads, Leads)
 	}
 }
+
+func TestAtBudgetByHand(t *testing.T) {
+	pt := func(rm int, d float64) ScalingPoint {
+		return ScalingPoint{ScalingOutcome: ScalingOutcome{ReplicaMinutes: rm, Deficit: d}}
+	}
+	pts := []ScalingPoint{pt(100, 50), pt(200, 30), pt(300, 10)}
+	cases := []struct {
+		budget       int
+		want         float64
+		interpolated bool
+		ok           bool
+	}{
+		{200, 30, false, true}, // a point on the budget
+		{250, 20, true, true},  // halfway between 200 and 300
+		{400, 10, false, true}, // every point within it
+		{50, 0, false, false},  // none within it
+	}
+	for _, c := range cases {
+		d, interp, ok := atBudget(pts, c.budget)
+		if ok != c.ok || ok && (d != c.want || interp != c.interpolated) {
+			t.Errorf("budget %d: %v %v %v, want %v %v %v", c.budget, d, interp, ok, c.want, c.interpolated, c.ok)
+		}
+	}
+}

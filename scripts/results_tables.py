@@ -162,8 +162,15 @@ def scaling(d: dict[str, Any]) -> list[str]:
             lead = f", lead {pt['lead']} min" if pt.get("lead") else ""
             rows.append(row(f"`{name}` {pt['output']}{lead}", pt))
     head = ["policy", "deficit", "deficit / invocations", "replica-minutes", "under-minutes", "over-replica-minutes"]
-    return [f"{sc['functions']} of {sc['all_functions']} functions need 2 replicas or more at some minute; "
-            f"target {sc['target']:g} invocations per replica-minute.", "", *_table(head, rows)]
+    out = [f"{sc['functions']} of {sc['all_functions']} functions need 2 replicas or more at some minute; "
+           f"target {sc['target']:g} invocations per replica-minute.", "", *_table(head, rows)]
+    at = sc.get("at_reactive_window5")
+    if at:
+        how = "interpolated between its two points around that cost" if at["interpolated"] else "its best point within it"
+        out += ["", f"At reactive scaling's cost with the 5-minute window ({at['replica_minutes']:,} replica-minutes), "
+                    f"MESP's lowest deficit is {at['mesp_deficit']:,.0f} ({how}): "
+                    f"{at['mesp_over_reactive']:.3f}x reactive's {at['reactive_deficit']:,.0f}."]
+    return out
 
 
 def tables(d: dict[str, Any]) -> str:

@@ -48,7 +48,11 @@ func TestEvalOnFixture(t *testing.T) {
 				Deficit        float64  `json:"deficit"`
 				ReplicaMinutes int      `json:"replica_minutes"`
 			} `json:"mesp"`
-			Coverage map[string]float64 `json:"coverage"`
+			Coverage    map[string]float64 `json:"coverage"`
+			AtReactive5 *struct {
+				ReplicaMinutes   int     `json:"replica_minutes"`
+				MespOverReactive float64 `json:"mesp_over_reactive"`
+			} `json:"at_reactive_window5"`
 		} `json:"scaling"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
@@ -158,6 +162,9 @@ func TestEvalOnFixture(t *testing.T) {
 		if sc.Mesp[i].ReplicaMinutes < sc.Mesp[i-1].ReplicaMinutes {
 			t.Errorf("a longer lead holds fewer replicas: %+v", sc.Mesp)
 		}
+	}
+	if at := sc.AtReactive5; at == nil || at.ReplicaMinutes != sc.Reactive[3].ReplicaMinutes || !(at.MespOverReactive > 0) {
+		t.Errorf("no reading of MESP's curve at reactive's 5-minute cost: %+v", at)
 	}
 	if c := sc.Coverage["0.5"]; !(c > 0.3 && c < 1) {
 		t.Errorf("the median's coverage %v", c)
