@@ -197,18 +197,16 @@ func atBudget(pts []ScalingPoint, budget int) (deficit float64, interpolated, ok
 }
 
 // ScalingInputs are the days and each forecaster's minutely forecasts
-// (per function, minutes Start..End, each made at its start), by output.
+// (per function, minutes Start..End, each made at its start).
 type ScalingInputs struct {
 	Days       [][]float64
 	Target     float64
 	MespMedian [][]float64
-	MespMean   [][]float64
-	// MespMeanAhead is, per function and minute of Start..End, the
-	// expected counts of that minute and the ones after it, made at its
-	// start (for the lead policies; nil: lead 1 only).
-	MespMeanAhead [][][]float64
-	DenseMedian   [][]float64
-	DenseMean     [][]float64
+	// MespMean is, per function and minute of Start..End, the expected
+	// counts of that minute and the ones after it, made at its start (at
+	// least the largest of Leads minutes; nil: no mean policies).
+	MespMean    [][][]float64
+	DenseMedian [][]float64
 }
 
 // EvaluateScaling runs every policy over every function.
@@ -241,27 +239,22 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		rep.Reactive = append(rep.Reactive, ScalingPoint{Window: &w, ScalingOutcome: b, All: a})
 	}
 	half := 0.5
-	forecasts := func(median, mean [][]float64) []ScalingPoint {
-		var pts []ScalingPoint
-		if median != nil {
-			b, a := score(func(i int) []int { return FromForecast(median[i], target) })
-			pts = append(pts, ScalingPoint{Quantile: &half, Output: "median", ScalingOutcome: b, All: a})
+	medianPoints := func(median [][]float64) []ScalingPoint {
+		if median == nil {
+			return nil
 		}
-		if mean != nil {
-			b, a := score(func(i int) []int { return FromForecast(mean[i], target) })
-			pts = append(pts, ScalingPoint{Output: "mean", Lead: 1, ScalingOutcome: b, All: a})
-		}
-		return pts
+		b, a := score(func(i int) []int { return FromForecast(median[i], target) })
+		return []ScalingPoint{{Quantile: &half, Output: "median", ScalingOutcome: b, All: a}}
 	}
-	rep.Mesp = forecasts(in.MespMedian, in.MespMean)
+	rep.Mesp = medianPoints(in.MespMedian)
 	for _, lead := range Leads {
-		if in.MespMeanAhead == nil || lead == 1 {
-			continue
+		if in.MespMean == nil {
+			break
 		}
-		b, a := score(func(i int) []int { return FromForecastAhead(in.MespMeanAhead[i], lead, target) })
+		b, a := score(func(i int) []int { return FromForecastAhead(in.MespMean[i], lead, target) })
 		rep.Mesp = append(rep.Mesp, ScalingPoint{Output: "mean", Lead: lead, ScalingOutcome: b, All: a})
 	}
-	rep.Dense = forecasts(in.DenseMedian, in.DenseMean)
+	rep.Dense = medianPoints(in.DenseMedian)
 	for _, r := range rep.Reactive {
 		if *r.Window != 5 {
 			continue

@@ -85,9 +85,17 @@ func TestEvaluateScalingScoresBusyFunctionsApart(t *testing.T) {
 	busy := dayWith(map[int]float64{Start + 10: 300, Start + 11: 300})
 	quiet := dayWith(map[int]float64{Start + 10: 5})
 	perfect := func(d []float64) []float64 { return slices.Clone(d[Start-1 : End]) }
+	// each minute's forecast of itself alone: every lead sizes for it
+	ahead := func(d []float64) [][]float64 {
+		out := make([][]float64, End-Start+1)
+		for m := range out {
+			out[m] = []float64{d[Start-1+m]}
+		}
+		return out
+	}
 	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy, quiet}, Target: Target,
-		MespMedian: [][]float64{perfect(busy), perfect(quiet)}, MespMean: [][]float64{perfect(busy), perfect(quiet)}})
-	if rep.Functions != 1 || rep.All != 2 || len(rep.Reactive) != len(ReactiveWindows) || len(rep.Mesp) != 2 {
+		MespMedian: [][]float64{perfect(busy), perfect(quiet)}, MespMean: [][][]float64{ahead(busy), ahead(quiet)}})
+	if rep.Functions != 1 || rep.All != 2 || len(rep.Reactive) != len(ReactiveWindows) || len(rep.Mesp) != 1+len(Leads) {
 		t.Fatalf("report %+v", rep)
 	}
 	// a forecast that knows each minute has no deficit and no idle replica
@@ -118,8 +126,7 @@ func TestLeadSizesForTheComingMinutes(t *testing.T) {
 		}
 	}
 	busy := dayWith(map[int]float64{Start + 10: 300})
-	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespMean: [][]float64{busy[Start-1 : End]},
-		MespMeanAhead: [][][]float64{ahead}})
+	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespMean: [][][]float64{ahead}})
 	var leads []int
 	for _, p := range rep.Mesp {
 		leads = append(leads, p.Lead)

@@ -62,10 +62,9 @@ LIST
 	"${B[@]}" commit --quiet --rm "$c" "$debian" >/dev/null
 }
 
-# apt_standin NAME PACKAGES...: the debian stand-in with Debian packages
+# apt_standin PACKAGES...: a working container of the debian stand-in
+# with those Debian packages installed
 apt_standin() {
-	local name="$1"
-	shift
 	local c
 	c="$("${B[@]}" from --pull-never "$debian")"
 	"${B[@]}" run --isolation chroot "$c" -- sh -c \
@@ -75,7 +74,7 @@ apt_standin() {
 
 standin_node() {
 	local c
-	c="$(apt_standin node nodejs npm ca-certificates)"
+	c="$(apt_standin nodejs npm ca-certificates)"
 	"${B[@]}" config --env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
 		--label org.mesp.standin="Debian nodejs and npm" "$c"
 	"${B[@]}" commit --quiet --rm "$c" "$node" >/dev/null
@@ -88,7 +87,7 @@ standin_golang() {
 	dir="$(GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "golang.org/toolchain@v0.0.1-$gov.linux-amd64" |
 		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 	[[ -d "$dir/bin" ]] || { echo "image: no toolchain at $dir" >&2; exit 1; }
-	c="$(apt_standin golang gcc libc6-dev git ca-certificates)"
+	c="$(apt_standin gcc libc6-dev git ca-certificates)"
 	"${B[@]}" copy "$c" "$dir" /usr/local/go >/dev/null
 	# the module cache keeps files read-only and without their exec bits
 	"${B[@]}" run --isolation chroot "$c" -- sh -c \

@@ -128,11 +128,11 @@ func runEval(ctx context.Context, args []string) error {
 	// the replica simulation (EVALUATION.md section 4): each minute's
 	// count forecast made at its start, MESP's and the dense model's
 	sc := provision.ScalingInputs{Days: in.Days, Target: provision.Target}
-	if sc.MespMedian, sc.MespMean, sc.MespMeanAhead, err = minutelyCounts(ctx, fc, forecast.Routed, in.Days, "eval: mesp", start); err != nil {
+	if sc.MespMedian, sc.MespMean, err = minutelyCounts(ctx, fc, forecast.Routed, in.Days, "eval: mesp", start); err != nil {
 		return err
 	}
 	// the dense model alone has no mean trees: its forecast is its median
-	if sc.DenseMedian, _, _, err = minutelyCounts(ctx, fc, forecast.DenseOnly, in.Days, "eval: dense", start); err != nil {
+	if sc.DenseMedian, _, err = minutelyCounts(ctx, fc, forecast.DenseOnly, in.Days, "eval: dense", start); err != nil {
 		return err
 	}
 	scaling := provision.EvaluateScaling(sc)
@@ -282,44 +282,43 @@ func hourlyLevels(ctx context.Context, fc *forecast.Forecaster, days [][]float64
 // nextMinute adapts the serving path's p_invoke to the platform's loop:
 // the probability for the minute after each history.
 // minutelyCounts is the served count forecast of every minute of the
-// simulated window, made at its start (the replica simulation's input):
-// the median and the expected count, from one model run per minute, and
-// the expected counts of the minutes after it (ahead: per function and
+// simulated window, made at its start (the replica simulation's input),
+// from one model run per minute: the median of that minute, and the
+// expected counts of it and the minutes after it (ahead: per function and
 // minute, the largest of provision.Leads minutes).
-func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.Mode, days [][]float64, label string, start time.Time) (median, mean [][]float64, ahead [][][]float64, err error) {
+func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.Mode, days [][]float64, label string, start time.Time) (median [][]float64, ahead [][][]float64, err error) {
 	lead := slices.Max(provision.Leads)
-	var medians, aheads [][][]float64 // [minute][function]
-	mean, err = provision.MinutelyLoop(ctx, days, func(ctx context.Context, hs [][]float64) ([]float64, error) {
+	var byMinute [][][]float64 // [minute][function][minute ahead]
+	median, err = provision.MinutelyLoop(ctx, days, func(ctx context.Context, hs [][]float64) ([]float64, error) {
 		res, err := fc.Forecast(ctx, backtestRequests(hs), mode)
 		if err != nil {
 			return nil, err
 		}
-		next := make([]float64, len(res))
-		med, ah := make([][]float64, len(res)), make([][]float64, len(res))
+		med, ah := make([]float64, len(res)), make([][]float64, len(res))
 		for i, r := range res {
-			next[i], med[i] = float64(r.Forecast[0]), []float64{float64(r.Median[0])}
+			med[i] = float64(r.Median[0])
 			ah[i] = make([]float64, min(lead, len(r.Forecast)))
 			for h := range ah[i] {
 				ah[i][h] = float64(r.Forecast[h])
 			}
 		}
-		medians, aheads = append(medians, med), append(aheads, ah)
-		return next, nil
+		byMinute = append(byMinute, ah)
+		return med, nil
 	}, func(done, total int) {
 		fmt.Fprintf(os.Stderr, "\r%s minutely counts %d/%d minutes, %s   ", label, done, total, time.Since(start).Round(time.Second))
 	})
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	median, ahead = make([][]float64, len(days)), make([][][]float64, len(days))
+	ahead = make([][][]float64, len(days))
 	for i := range days {
-		median[i], ahead[i] = make([]float64, len(medians)), make([][]float64, len(aheads))
-		for m := range medians {
-			median[i][m], ahead[i][m] = medians[m][i][0], aheads[m][i]
+		ahead[i] = make([][]float64, len(byMinute))
+		for m := range byMinute {
+			ahead[i][m] = byMinute[m][i]
 		}
 	}
-	return median, mean, ahead, nil
+	return median, ahead, nil
 }
 
 func nextMinute(fc *forecast.Forecaster, mode forecast.Mode) provision.NextMinute {
