@@ -35,6 +35,16 @@ func newCatalog(s *Set, dir string) Catalog {
 // Catalog describes the set (made once, at load; read-only).
 func (s *Set) Catalog() Catalog { return s.catalog }
 
+// QuantileNames is the quantiles the set answers, as outputs name them:
+// the median's ("q0.5") and each quantile trees' ("q0.9").
+func (c Catalog) QuantileNames() []string {
+	out := []string{manifest.QuantileName(0.5)}
+	for _, q := range c.Manifest.Quantiles {
+		out = append(out, manifest.QuantileName(q.Q))
+	}
+	return out
+}
+
 // PInvoke says whether the set answers per-minute invocation probabilities.
 func (c Catalog) PInvoke() bool { return c.Manifest.Dense.PInvoke != nil }
 

@@ -69,6 +69,16 @@ type Result struct {
 	// Sparse says Forecast is p_invoke times the size of an invocation
 	// (manifest.Sparse); nil: the count models' expected count.
 	Sparse *SparseMean
+	// Quantiles is each served quantile's counts (with Outputs
+	// Quantiles), in increasing order of Q, none under the median or a
+	// lower quantile.
+	Quantiles []QuantileCounts
+}
+
+// QuantileCounts is one quantile of each minute's count.
+type QuantileCounts struct {
+	Q      float64
+	Counts []float32
 }
 
 // SparseMean is how a sparse function's expected count was answered:
@@ -107,6 +117,9 @@ const (
 	Counts Outputs = 1 << iota
 	// PInvoke is the 60 invocation probabilities.
 	PInvoke
+	// Quantiles is each served quantile's 60 counts (manifest.Quantiles),
+	// beside the counts (it implies Counts: the median is their floor).
+	Quantiles
 )
 
 // ErrNoPInvoke marks a model set without p_invoke models.
@@ -206,6 +219,9 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	if outs&PInvoke != 0 && s.PDense == nil {
 		return nil, ErrNoPInvoke
 	}
+	if outs&Quantiles != 0 {
+		outs |= Counts
+	}
 	routes, per, groups, err := s.plan(ctx, reqs, mode)
 	if err != nil {
 		return nil, err
@@ -223,7 +239,8 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	// for, they run at once, so that a pre-warm answer takes about as long
 	// as the slower of the two rather than their sum.
 	var countsErr error
-	var means [][]float32 // the mean trees' answer per request (nil: none)
+	var means [][]float32       // the mean trees' answer per request (nil: none)
+	var quantiles [][][]float32 // per quantile, each request's trees' answer (nil: none)
 	var counting sync.WaitGroup
 	if outs&Counts != 0 {
 		counting.Add(1)
@@ -254,6 +271,19 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 					means[i] = slices.Clone(y)
 					out[i].Mean = mb
 				})
+			}
+			if outs&Quantiles != 0 {
+				quantiles = make([][][]float32, len(s.Quantiles))
+				for k, m := range s.Quantiles {
+					qg := s.silentLess(s.treeRows(m, reqs, mode, out), reqs)
+					if countsErr != nil || qg == nil {
+						continue
+					}
+					quantiles[k] = make([][]float32, len(out))
+					countsErr = s.runGroups(ctx, qg, buf, input, dayOf(reqs), func(i int, y []float32) {
+						quantiles[k][i] = slices.Clone(y)
+					})
+				}
 			}
 		}
 		if outs&PInvoke != 0 {
@@ -299,7 +329,41 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			return nil, err
 		}
 	}
+	if outs&Quantiles != 0 {
+		for i := range out {
+			s.answerQuantiles(reqs[i].Counts, &out[i], quantiles, i)
+		}
+	}
 	return out, nil
+}
+
+// answerQuantiles sets r.Quantiles: each served quantile's trees' answer
+// (the timers' expert's in phase for a timer), raised to at least the
+// median and every lower quantile, so that none ever crosses. A pattern
+// the trees do not answer (shorter than their window, or in a silence no
+// day shows) gets the quantile below it.
+func (s *Set) answerQuantiles(counts []float64, r *Result, trees [][][]float32, i int) {
+	r.Quantiles = make([]QuantileCounts, len(s.Manifest.Quantiles))
+	lower := r.Median
+	for k, q := range s.Manifest.Quantiles {
+		var c []float32
+		switch {
+		case r.Timer != nil:
+			c = make([]float32, len(lower))
+			for h, v := range r.Timer.Quantile(counts, len(lower), q.Q) {
+				c[h] = float32(v)
+			}
+		case trees[k] != nil && trees[k][i] != nil:
+			c = trees[k][i]
+		default:
+			c = slices.Clone(lower)
+		}
+		for h := range c {
+			c[h] = max(c[h], lower[h])
+		}
+		r.Quantiles[k] = QuantileCounts{Q: q.Q, Counts: c}
+		lower = c
+	}
 }
 
 // pInvokes answers p_invoke for reqs, routed as routes say: the served
@@ -507,7 +571,12 @@ func (s *Set) treeRows(m *onnx.Model, reqs []Request, mode Mode, out []Result) [
 // day would be forecast invocations no hazard supports; its expected
 // count is the level, as its p_invoke is the hazard's.
 func (s *Set) meanRows(reqs []Request, mode Mode, out []Result) []modelGroup {
-	groups := s.treeRows(s.Mean, reqs, mode, out)
+	return s.silentLess(s.treeRows(s.Mean, reqs, mode, out), reqs)
+}
+
+// silentLess is a trees run less the patterns in a silence longer than
+// any they show (meanRows says why).
+func (s *Set) silentLess(groups []modelGroup, reqs []Request) []modelGroup {
 	sl := s.Manifest.Silence
 	if groups == nil || sl == nil {
 		return groups

@@ -34,6 +34,9 @@ type Set struct {
 	// Mean is the mean trees whose expected count the routed forecast
 	// answers beside the median (manifest.Mean; nil: none).
 	Mean *onnx.Model
+	// Quantiles is the quantile trees, one per manifest.Quantiles entry,
+	// in its order.
+	Quantiles []*onnx.Model
 	// skipTimers serves without the timers' expert (Forecaster.SkipTimers).
 	skipTimers bool
 	LoadedAt   time.Time
@@ -124,25 +127,36 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		s.close()
 		return nil, err
 	}
+	type treesGraph struct {
+		m   manifest.Model
+		day bool
+		dst **onnx.Model
+	}
+	var trees []treesGraph
 	for _, tm := range []struct {
 		t   *manifest.Trees
 		dst **onnx.Model
 	}{{m.Trees, &s.Trees}, {m.Mean, &s.Mean}} {
-		t := tm.t
-		if t == nil {
-			continue
+		if tm.t != nil {
+			trees = append(trees, treesGraph{tm.t.Model, tm.t.Day, tm.dst})
 		}
-		want := onnx.Expect{ID: t.ID, SHA256: t.SHA256, InputLen: t.InputLen, Horizon: m.Horizon}
-		want.TakesDay = t.Day
-		if *tm.dst, err = open(t.File, t.SHA256, want); err != nil {
+	}
+	s.Quantiles = make([]*onnx.Model, len(m.Quantiles))
+	for i, q := range m.Quantiles {
+		trees = append(trees, treesGraph{q.Model, q.Day, &s.Quantiles[i]})
+	}
+	for _, t := range trees {
+		want := onnx.Expect{ID: t.m.ID, SHA256: t.m.SHA256, InputLen: t.m.InputLen, Horizon: m.Horizon}
+		want.TakesDay = t.day
+		if *t.dst, err = open(t.m.File, t.m.SHA256, want); err != nil {
 			s.close()
 			return nil, err
 		}
 		// Not part of MaxInputLen: the trees answer where a pattern holds
 		// their window, and a shorter one is served without them.
-		if t.InputLen > rt.Length() {
+		if t.m.InputLen > rt.Length() {
 			s.close()
-			return nil, fmt.Errorf("forecast: count trees %s need %d minutes, the router takes at most %d", t.ID, t.InputLen, rt.Length())
+			return nil, fmt.Errorf("forecast: count trees %s need %d minutes, the router takes at most %d", t.m.ID, t.m.InputLen, rt.Length())
 		}
 	}
 	for _, e := range m.Experts {
@@ -220,7 +234,7 @@ func (s *Set) close() {
 // models is every loaded model: dense, trees, experts, p_invoke models.
 func (s *Set) models() []*onnx.Model {
 	var out []*onnx.Model
-	for _, m := range []*onnx.Model{s.Dense, s.PDense, s.Trees, s.Mean} {
+	for _, m := range append([]*onnx.Model{s.Dense, s.PDense, s.Trees, s.Mean}, s.Quantiles...) {
 		if m != nil {
 			out = append(out, m)
 		}
@@ -299,7 +313,7 @@ func (s *Set) Model(id string) *onnx.Model {
 	if s.Dense.ID == id {
 		return s.Dense
 	}
-	for _, t := range []*onnx.Model{s.Trees, s.Mean} {
+	for _, t := range append([]*onnx.Model{s.Trees, s.Mean}, s.Quantiles...) {
 		if t != nil && t.ID == id {
 			return t
 		}

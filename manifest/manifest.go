@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/mesp-project/mesp/kshape"
@@ -141,6 +142,29 @@ type Manifest struct {
 	// Sparse answers the expected count of small functions from p_invoke
 	// (absent: the count models answer it for every function).
 	Sparse *Sparse `json:"sparse,omitempty"`
+	// Quantiles are the quantile trees, in increasing order of Q: each
+	// minute's count quantiles beside the median (absent: the median is
+	// the only quantile served).
+	Quantiles []Quantile `json:"quantiles,omitempty"`
+}
+
+// Quantile is one quantile's trees: the count trees' recipe fitted to the
+// pinball loss at Q (a count graph like any other: [batch, 240] and, with
+// Day, the day in; 60 counts out). The server answers each quantile as
+// the largest of the median and every lower quantile's answer, so that
+// none ever crosses.
+type Quantile struct {
+	Model
+	Q          float64        `json:"q"`
+	Day        bool           `json:"day,omitempty"`
+	FeaturesOf *FeaturesOf    `json:"features_of,omitempty"`
+	Validation map[string]any `json:"validation,omitempty"`
+}
+
+// QuantileName is how outputs, answers and KServe V2 name quantile q:
+// "q0.9".
+func QuantileName(q float64) string {
+	return "q" + strconv.FormatFloat(q, 'g', -1, 64)
 }
 
 const minutesPerDay = 1440
@@ -458,6 +482,9 @@ func (m Manifest) Validate() error {
 	if err := m.validateSilence(); err != nil {
 		return err
 	}
+	if err := m.validateQuantiles(); err != nil {
+		return err
+	}
 	if err := m.validateSparse(); err != nil {
 		return err
 	}
@@ -610,6 +637,28 @@ func PinClusters(dir string) error {
 	sum := sha256.Sum256(b)
 	raw["clusters_sha256"], _ = json.Marshal(hex.EncodeToString(sum[:]))
 	return Write(path, raw)
+}
+
+// validateQuantiles wants levels in (0.5, 1) in increasing order (the
+// median is 0.5), each a count graph of its own.
+func (m Manifest) validateQuantiles() error {
+	prev := 0.5
+	for _, q := range m.Quantiles {
+		if !(q.Q > prev && q.Q < 1) {
+			return fmt.Errorf("manifest: quantiles: %s at %v, want increasing levels in (0.5, 1)", q.ID, q.Q)
+		}
+		prev = q.Q
+		if q.InputLen <= 0 {
+			return fmt.Errorf("manifest: quantiles: %s: input_len %d", q.ID, q.InputLen)
+		}
+		if q.PInvoke != nil {
+			return fmt.Errorf("manifest: quantiles: %s: quantile trees have no p_invoke model", q.ID)
+		}
+		if err := checkFile(q.ID, q.File, q.SHA256); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m Manifest) validateSparse() error {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -75,6 +76,25 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 		"mean scale not a number": func(m *Manifest) {
 			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: math.NaN()}
 		},
+		"quantile at the median": func(m *Manifest) {
+			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}, Q: 0.5}}
+		},
+		"quantile at one": func(m *Manifest) {
+			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}, Q: 1}}
+		},
+		"quantiles out of order": func(m *Manifest) {
+			m.Quantiles = []Quantile{{Model: Model{ID: "q99", File: "q99.onnx", SHA256: good, InputLen: 240}, Q: 0.99},
+				{Model: Model{ID: "q9", File: "q9.onnx", SHA256: good, InputLen: 240}, Q: 0.9}}
+		},
+		"quantile outside": func(m *Manifest) {
+			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "../q.onnx", SHA256: good, InputLen: 240}, Q: 0.9}}
+		},
+		"quantile without len": func(m *Manifest) {
+			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good}, Q: 0.9}}
+		},
+		"quantile NaN": func(m *Manifest) {
+			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}, Q: math.NaN()}}
+		},
 		"dense continues a model": func(m *Manifest) {
 			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen, Base: "dense-p"}
 		},
@@ -84,6 +104,16 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 	m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.6}
 	if err := m.Validate(); err != nil {
 		t.Fatalf("count trees: %v", err)
+	}
+	// Quantile trees in increasing order are good, and named as outputs name them.
+	m = base()
+	m.Quantiles = []Quantile{{Model: Model{ID: "q9", File: "q9.onnx", SHA256: good, InputLen: 240}, Q: 0.9},
+		{Model: Model{ID: "q99", File: "q99.onnx", SHA256: good, InputLen: 240}, Q: 0.99}}
+	if err := m.Validate(); err != nil {
+		t.Fatalf("quantile trees: %v", err)
+	}
+	if got := []string{QuantileName(0.5), QuantileName(0.9), QuantileName(0.99)}; !slices.Equal(got, []string{"q0.5", "q0.9", "q0.99"}) {
+		t.Fatalf("quantile names %q", got)
 	}
 	// Mean trees with a scale, or none (1), are good.
 	for _, scale := range []float64{0, 0.5, 1.0411, 2} {

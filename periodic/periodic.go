@@ -171,25 +171,54 @@ func fewPhases(pulses []int, p, tol int) bool {
 // cycles' mean volume. p is the share of those cycles with an invocation
 // in that minute.
 func (t Timer) Forecast(counts []float64, horizon int) (mean, p []float64) {
-	n := len(counts)
 	mean, p = make([]float64, horizon), make([]float64, horizon)
+	var buf []float64
 	for h := 1; h <= horizon; h++ {
-		var s, hits, k float64
-		// the first cycle back that the history holds
-		for c := (h + t.Period - 1) / t.Period; c <= MaxCycles+(h-1)/t.Period; c++ {
-			i := n - 1 + h - c*t.Period
-			if i < 0 {
-				break
-			}
-			s += counts[i]
-			if counts[i] > 0 {
+		buf = t.phase(counts, h, buf[:0])
+		var s, hits float64
+		for _, v := range buf {
+			s += v
+			if v > 0 {
 				hits++
 			}
-			k++
 		}
-		if k > 0 {
+		if k := float64(len(buf)); k > 0 {
 			mean[h-1], p[h-1] = s/k, hits/k
 		}
 	}
 	return mean, p
+}
+
+// Quantile is the next horizon minutes' q-quantile in phase: minute t+h's
+// is the smallest of minutes t+h-kP over the last cycles (those Forecast
+// averages) that at least a share q of them do not exceed. A pulse that
+// lands on one of three minutes at random has its size as the 0.9
+// quantile of each of them: what a platform provisions for.
+func (t Timer) Quantile(counts []float64, horizon int, q float64) []float64 {
+	out := make([]float64, horizon)
+	var buf []float64
+	for h := 1; h <= horizon; h++ {
+		buf = t.phase(counts, h, buf[:0])
+		if len(buf) == 0 {
+			continue
+		}
+		slices.Sort(buf)
+		out[h-1] = buf[max(0, int(math.Ceil(q*float64(len(buf))))-1)]
+	}
+	return out
+}
+
+// phase appends minute t+h's counterparts in the last cycles the history
+// holds (at most MaxCycles of them), minutes t+h-kP, to buf.
+func (t Timer) phase(counts []float64, h int, buf []float64) []float64 {
+	n := len(counts)
+	// the first cycle back that the history holds
+	for c := (h + t.Period - 1) / t.Period; c <= MaxCycles+(h-1)/t.Period; c++ {
+		i := n - 1 + h - c*t.Period
+		if i < 0 {
+			break
+		}
+		buf = append(buf, counts[i])
+	}
+	return buf
 }

@@ -151,3 +151,44 @@ func TestForecastAveragesTheLastCycles(t *testing.T) {
 		}
 	}
 }
+
+// A timer's quantiles in phase: each minute's q-quantile over the last
+// cycles, by hand. Pulses of 10 land one minute early, on time or late
+// (cycles back: late, on time, early, on time, late, on time, on time,
+// early); the minute before, on and after the phase minute were hit in 2,
+// 4 and 2 of the 8 cycles.
+func TestQuantileInPhase(t *testing.T) {
+	const period = 20
+	tm := Timer{Period: period}
+	counts := make([]float64, 200)
+	// the phase minute of cycle c back is 199 + 5 - c*20 (five minutes ahead)
+	offsets := []int{1, 0, -1, 0, 1, 0, 0, -1}
+	for c, off := range offsets {
+		counts[199+5-(c+1)*period+off] = 10
+	}
+	cases := []struct {
+		q    float64
+		want [3]float64 // minutes 4, 5 and 6 ahead
+	}{
+		{0.5, [3]float64{0, 0, 0}},    // the 4th smallest of 8: half the cycles missed each
+		{0.75, [3]float64{0, 10, 0}},  // the 6th: 2 hits of 8 are not enough
+		{0.8, [3]float64{10, 10, 10}}, // the 7th
+		{0.99, [3]float64{10, 10, 10}},
+	}
+	for _, c := range cases {
+		got := tm.Quantile(counts, 60, c.q)
+		if [3]float64{got[3], got[4], got[5]} != c.want {
+			t.Errorf("q%v: minutes 4..6 ahead %v, want %v", c.q, got[3:6], c.want)
+		}
+		for h, v := range got[:period] {
+			if (h < 3 || h > 5) && v != 0 {
+				t.Errorf("q%v: minute %d ahead %v, want 0 (no pulse in its phase)", c.q, h+1, v)
+			}
+		}
+	}
+	// the mean over the same cycles spreads the pulse
+	mean, _ := tm.Forecast(counts, 60)
+	if mean[4] != 5 || mean[3] != 2.5 {
+		t.Fatalf("mean %v, want 2.5 and 5", mean[3:6])
+	}
+}

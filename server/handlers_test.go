@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,9 +36,10 @@ type fakeModels struct {
 
 func (f *fakeModels) catalog() forecast.Catalog {
 	m := manifest.Manifest{Horizon: manifest.Horizon,
-		Dense:   manifest.Model{ID: "dense", File: "dense.onnx", Family: "nbeats", InputLen: 120, PInvoke: &manifest.PInvoke{ID: "dense-p"}},
-		Experts: []manifest.Expert{{Model: manifest.Model{ID: "cluster-4", Family: "patchtst", InputLen: 240}, Cluster: 4, Serve: "expert"}},
-		Prewarm: &manifest.Prewarm{Threshold: 0.2}}
+		Dense:     manifest.Model{ID: "dense", File: "dense.onnx", Family: "nbeats", InputLen: 120, PInvoke: &manifest.PInvoke{ID: "dense-p"}},
+		Experts:   []manifest.Expert{{Model: manifest.Model{ID: "cluster-4", Family: "patchtst", InputLen: 240}, Cluster: 4, Serve: "expert"}},
+		Prewarm:   &manifest.Prewarm{Threshold: 0.2},
+		Quantiles: []manifest.Quantile{{Model: manifest.Model{ID: "q9"}, Q: 0.9}, {Model: manifest.Model{ID: "q99"}, Q: 0.99}}}
 	cs := manifest.Clusters{Length: 1440, Clusters: []manifest.Cluster{{ID: 4, Size: 31, Threshold: 0.4, Centroid: []float64{1, 2}}}}
 	return forecast.Catalog{Manifest: m, Clusters: cs, LoadedAt: time.Unix(1, 0), MaxInputLen: 240,
 		InputLens: map[string]int{"dense": 120, "cluster-4": 240}}
@@ -80,12 +83,21 @@ func (f *fakeModels) Predict(_ context.Context, reqs []forecast.Request, _ forec
 			sum += v
 		}
 		res := forecast.Result{ID: r.ID, Cluster: 4, Model: "cluster-4", Kind: "expert"}
-		if outs&forecast.Counts != 0 {
+		if outs&(forecast.Counts|forecast.Quantiles) != 0 {
 			res.Forecast = make([]float32, manifest.Horizon)
 			for h := range res.Forecast {
 				res.Forecast[h] = float32(sum / float64(len(r.Counts)))
 			}
 			res.Median = forecast.WholeInvocations(res.Forecast)
+		}
+		if outs&forecast.Quantiles != 0 {
+			for k, q := range []float64{0.9, 0.99} {
+				c := make([]float32, manifest.Horizon)
+				for h := range c {
+					c[h] = res.Median[h] + float32(k+1)
+				}
+				res.Quantiles = append(res.Quantiles, forecast.QuantileCounts{Q: q, Counts: c})
+			}
 		}
 		if outs&forecast.PInvoke != 0 {
 			res.PInvoke, res.PModel, res.PKind = make([]float32, manifest.Horizon), "dense-p", "dense"
@@ -251,9 +263,9 @@ func TestPrewarmOutputs(t *testing.T) {
 			t.Errorf("%s: warm %v at p_invoke 0.3 and threshold 0.2", c.outputs, w)
 		}
 	}
-	if status, body := post(t, url+"/v1/forecast", `{"id":"a","counts":`+day(2, 300)+`,"outputs":["forecast"]}`); status != 400 ||
-		!strings.Contains(string(body), "outputs") {
-		t.Errorf("outputs on /v1/forecast: %d %s", status, body)
+	if status, body := post(t, url+"/v1/forecast", `{"id":"a","counts":`+day(2, 300)+`,"policy":{"threshold":0.5}}`); status != 400 ||
+		!strings.Contains(string(body), "policy") {
+		t.Errorf("policy on /v1/forecast: %d %s", status, body)
 	}
 	// The V2 route runs what its requested outputs need, too.
 	for outputs, want := range map[string]forecast.Outputs{
@@ -280,6 +292,118 @@ func TestPrewarmOutputs(t *testing.T) {
 		if got != want {
 			t.Errorf("V2 outputs %s: the models computed %b, want %b", outputs, got, want)
 		}
+	}
+}
+
+// Quantiles are answered where "outputs" names them, on every route, and
+// computed only then; a quantile the set does not serve is a JSON 400
+// that lists those it does; "q0.5" is the median.
+func TestQuantileOutputs(t *testing.T) {
+	f := &fakeModels{reloadOK: true, pInvoke: 0.3}
+	url := startFake(t, f)
+	cases := []struct {
+		route, outputs string
+		status         int
+		runs           forecast.Outputs
+		fields         []string // the per-function arrays answered
+		quantiles      []string
+	}{
+		{"/v1/forecast", "", 200, forecast.Counts, []string{"forecast", "median"}, nil},
+		{"/v1/forecast", `,"outputs":["q0.9","q0.99"]`, 200, forecast.Counts | forecast.Quantiles, []string{"quantiles"}, []string{"q0.9", "q0.99"}},
+		{"/v1/forecast", `,"outputs":["forecast","q0.99"]`, 200, forecast.Counts | forecast.Quantiles, []string{"forecast", "quantiles"}, []string{"q0.99"}},
+		{"/v1/forecast", `,"outputs":["q0.5"]`, 200, forecast.Counts, []string{"quantiles"}, []string{"q0.5"}},
+		{"/v1/forecast", `,"outputs":["q0.95"]`, 400, 0, nil, nil},
+		{"/v1/forecast", `,"outputs":[]`, 400, 0, nil, nil},
+		{"/v1/prewarm", `,"outputs":["warm","q0.9"]`, 200, forecast.PInvoke | forecast.Quantiles, []string{"warm", "quantiles"}, []string{"q0.9"}},
+		{"/v1/prewarm", "", 200, forecast.Counts | forecast.PInvoke, []string{"p_invoke", "warm", "forecast", "median"}, nil},
+		{"/v1/prewarm", `,"outputs":["q1"]`, 400, 0, nil, nil},
+	}
+	for _, c := range cases {
+		f.mu.Lock()
+		f.outs = 255
+		f.mu.Unlock()
+		status, body := post(t, url+c.route, `{"functions":[{"id":"a","counts":`+day(2, 300)+`}]`+c.outputs+`}`)
+		if status != c.status {
+			t.Fatalf("%s %s: %d %s, want %d", c.route, c.outputs, status, body, c.status)
+		}
+		if status != 200 {
+			var e server.APIError
+			if json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error.Message, `"q0.99"`) {
+				t.Errorf("%s %s: error body %s (want the served quantiles named)", c.route, c.outputs, body)
+			}
+			continue
+		}
+		f.mu.Lock()
+		runs := f.outs
+		f.mu.Unlock()
+		if runs != c.runs {
+			t.Errorf("%s %s: the models computed %b, want %b", c.route, c.outputs, runs, c.runs)
+		}
+		var answer struct {
+			Forecasts []map[string]json.RawMessage `json:"forecasts"`
+			Functions []map[string]json.RawMessage `json:"functions"`
+		}
+		if err := json.Unmarshal(body, &answer); err != nil {
+			t.Fatal(err)
+		}
+		fn := append(answer.Forecasts, answer.Functions...)[0]
+		for _, name := range []string{"forecast", "median", "p_invoke", "warm", "quantiles"} {
+			if _, got := fn[name]; got != slices.Contains(c.fields, name) {
+				t.Errorf("%s %s: field %q present %v, want the fields %q", c.route, c.outputs, name, got, c.fields)
+			}
+		}
+		var qs map[string][]float32
+		if raw, ok := fn["quantiles"]; ok {
+			if err := json.Unmarshal(raw, &qs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := slices.Sorted(maps.Keys(qs)); !slices.Equal(got, c.quantiles) {
+			t.Errorf("%s %s: quantiles %q, want %q", c.route, c.outputs, got, c.quantiles)
+		}
+		for name, counts := range qs {
+			// the fake's median is 2; its q0.9 is the median + 1, q0.99 + 2
+			want := map[string]float32{"q0.5": 2, "q0.9": 3, "q0.99": 4}[name]
+			if len(counts) != manifest.Horizon || counts[0] != want {
+				t.Errorf("%s %s: %s %v, want %v a minute", c.route, c.outputs, name, counts, want)
+			}
+		}
+	}
+	// KServe V2 names each quantile an output, listed in the metadata
+	status, body := get(t, url+"/v2/models/mesp")
+	for _, q := range []string{`"q0.5"`, `"q0.9"`, `"q0.99"`} {
+		if status != 200 || !strings.Contains(string(body), q) {
+			t.Errorf("V2 metadata lacks %s: %d %s", q, status, body)
+		}
+	}
+	f.mu.Lock()
+	f.outs = 255
+	f.mu.Unlock()
+	status, body = post(t, url+"/v2/models/mesp/infer", `{"inputs":[{"name":"counts","shape":[1,300],"datatype":"FP32","data":`+day(2, 300)+`}],"outputs":[{"name":"q0.99"},{"name":"q0.5"}]}`)
+	var v2 struct {
+		Outputs []struct {
+			Name  string    `json:"name"`
+			Shape []int     `json:"shape"`
+			Data  []float32 `json:"data"`
+		} `json:"outputs"`
+	}
+	if status != 200 || json.Unmarshal(body, &v2) != nil || len(v2.Outputs) != 2 {
+		t.Fatalf("V2 quantiles: %d %s", status, body)
+	}
+	for i, want := range []struct {
+		name string
+		v    float32
+	}{{"q0.5", 2}, {"q0.99", 4}} {
+		o := v2.Outputs[i]
+		if o.Name != want.name || !slices.Equal(o.Shape, []int{1, manifest.Horizon}) || len(o.Data) != manifest.Horizon || o.Data[0] != want.v {
+			t.Errorf("V2 output %d: %s %v %v, want %s at %v", i, o.Name, o.Shape, o.Data[:1], want.name, want.v)
+		}
+	}
+	if f.outs&forecast.Quantiles == 0 {
+		t.Errorf("V2: quantiles named but not computed (%b)", f.outs)
+	}
+	if status, body := post(t, url+"/v2/models/mesp/infer", `{"inputs":[{"name":"counts","shape":[1,300],"datatype":"FP32","data":`+day(2, 300)+`}],"outputs":[{"name":"q0.8"}]}`); status != 400 {
+		t.Errorf("V2 unknown quantile: %d %s", status, body)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -363,9 +364,11 @@ type ForecastJSON struct {
 	Family string `json:"family"`
 	// Forecast is the expected count of each minute (the median where the
 	// set has no mean trees); Median each minute's median, in whole
-	// invocations.
-	Forecast []float32 `json:"forecast"`
-	Median   []float32 `json:"median"`
+	// invocations. Both unless "outputs" names others.
+	Forecast []float32 `json:"forecast,omitempty"`
+	Median   []float32 `json:"median,omitempty"`
+	// Quantiles is each quantile "outputs" names ("q0.9"), by name.
+	Quantiles map[string][]float32 `json:"quantiles,omitempty"`
 }
 
 // ForecastResponse is the body of a successful POST /v1/forecast.
@@ -515,16 +518,27 @@ func (s *Server) handleForecast(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if opts.Policy != nil || opts.Outputs != nil {
-		return fmt.Errorf("%w: \"policy\" and \"outputs\" belong to POST /v1/prewarm", forecast.ErrInvalid)
+	if opts.Policy != nil {
+		return fmt.Errorf("%w: \"policy\" belongs to POST /v1/prewarm", forecast.ErrInvalid)
 	}
-	res, err := s.answer(c, reqs, forecast.Counts)
+	want, err := s.outputs(opts.Outputs, []string{outForecast, outMedian})
+	if err != nil {
+		return err
+	}
+	res, err := s.answer(c, reqs, want.models(forecast.Counts))
 	if err != nil {
 		return err
 	}
 	out := ForecastResponse{Horizon: manifest.Horizon, Forecasts: make([]ForecastJSON, len(res))}
 	for i, r := range res {
-		out.Forecasts[i] = ForecastJSON{RouteJSON: routeJSON(r), Model: r.Model, Kind: r.Kind, Family: r.Family, Forecast: r.Forecast, Median: r.Median}
+		f := ForecastJSON{RouteJSON: routeJSON(r), Model: r.Model, Kind: r.Kind, Family: r.Family, Quantiles: want.quantiles(r)}
+		if want[outForecast] {
+			f.Forecast = r.Forecast
+		}
+		if want[outMedian] {
+			f.Median = r.Median
+		}
+		out.Forecasts[i] = f
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -546,6 +560,8 @@ type PrewarmJSON struct {
 	Forecast []float32    `json:"forecast,omitempty"`
 	Median   []float32    `json:"median,omitempty"`
 	Warm     []bool       `json:"warm,omitempty"`
+	// Quantiles is each quantile "outputs" names ("q0.9"), by name.
+	Quantiles map[string][]float32 `json:"quantiles,omitempty"`
 }
 
 // SilenceJSON is the idle gap whose hazard capped p_invoke
@@ -561,8 +577,10 @@ type PrewarmResponse struct {
 	Functions []PrewarmJSON `json:"functions"`
 }
 
-// The per-minute arrays of a pre-warm answer, as a request's "outputs"
-// names them; "forecast" and "p_invoke" are the KServe V2 outputs' names too.
+// The per-minute arrays of an answer, as a request's "outputs" names them
+// (and the quantiles the set serves, "q0.9"; "q0.5" is the median);
+// "forecast", "median", "p_invoke" and the quantiles' are the KServe V2
+// outputs' names too.
 const (
 	outPInvoke  = "p_invoke"
 	outWarm     = "warm"
@@ -570,21 +588,78 @@ const (
 	outMedian   = "median"
 )
 
-// prewarmOutputs is what a request's "outputs" asks for (nil: all): a
-// platform's minutely loop needs only the decision, which spares it the
-// count models.
-func prewarmOutputs(names []string) (map[string]bool, error) {
-	want := map[string]bool{outPInvoke: names == nil, outWarm: names == nil, outForecast: names == nil, outMedian: names == nil}
-	if names != nil && len(names) == 0 {
-		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q, %q, %q, %q", forecast.ErrInvalid, outPInvoke, outWarm, outForecast, outMedian)
+// wantOutputs is the arrays a request asks for, by name.
+type wantOutputs map[string]bool
+
+// outputs is what a request's "outputs" asks for among known (and the
+// quantiles the set in service answers); nil names: defaults.
+func (s *Server) outputs(names []string, known []string) (wantOutputs, error) {
+	if names == nil {
+		want := wantOutputs{}
+		for _, n := range known {
+			want[n] = true
+		}
+		return want, nil
 	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q", forecast.ErrInvalid, s.knownOutputs(known))
+	}
+	want := wantOutputs{}
 	for _, n := range names {
-		if _, ok := want[n]; !ok {
-			return nil, fmt.Errorf("%w: unknown output %q (known: %q, %q, %q, %q)", forecast.ErrInvalid, n, outPInvoke, outWarm, outForecast, outMedian)
+		if !slices.Contains(known, n) && !s.servesQuantile(n) {
+			return nil, fmt.Errorf("%w: unknown output %q (known: %q)", forecast.ErrInvalid, n, s.knownOutputs(known))
 		}
 		want[n] = true
 	}
 	return want, nil
+}
+
+// knownOutputs is known and the quantiles the set in service answers.
+func (s *Server) knownOutputs(known []string) []string {
+	out := slices.Clone(known)
+	if c, ok := s.models.Catalog(); ok {
+		out = append(out, c.QuantileNames()...)
+	}
+	return out
+}
+
+// servesQuantile says whether name is a quantile the set in service
+// answers.
+func (s *Server) servesQuantile(name string) bool {
+	c, ok := s.models.Catalog()
+	return ok && slices.Contains(c.QuantileNames(), name)
+}
+
+// models is what the models must compute for these outputs, beside base.
+func (w wantOutputs) models(base forecast.Outputs) forecast.Outputs {
+	outs := base
+	for n := range w {
+		switch {
+		case n == manifest.QuantileName(0.5):
+			outs |= forecast.Counts
+		case strings.HasPrefix(n, "q"):
+			outs |= forecast.Quantiles
+		}
+	}
+	return outs
+}
+
+// quantiles is r's quantiles that w names, by name ("q0.5": the median).
+func (w wantOutputs) quantiles(r forecast.Result) map[string][]float32 {
+	var out map[string][]float32
+	add := func(name string, counts []float32) {
+		if w[name] {
+			if out == nil {
+				out = map[string][]float32{}
+			}
+			out[name] = counts
+		}
+	}
+	add(manifest.QuantileName(0.5), r.Median)
+	for _, q := range r.Quantiles {
+		add(manifest.QuantileName(q.Q), q.Counts)
+	}
+	return out
 }
 
 func (s *Server) handlePrewarm(c echo.Context) error {
@@ -595,7 +670,7 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	want, err := prewarmOutputs(opts.Outputs)
+	want, err := s.outputs(opts.Outputs, []string{outPInvoke, outWarm, outForecast, outMedian})
 	if err != nil {
 		return err
 	}
@@ -610,6 +685,7 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 	if want[outPInvoke] || want[outWarm] {
 		outs |= forecast.PInvoke
 	}
+	outs = want.models(outs)
 	res, err := s.answer(c, reqs, outs)
 	if err != nil {
 		return err
@@ -632,9 +708,10 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 				f.Warm[h] = float64(p) >= th
 			}
 		}
-		if want[outForecast] || want[outMedian] {
+		if outs&forecast.Counts != 0 {
 			f.ForecastModel = r.Model
 		}
+		f.Quantiles = want.quantiles(r)
 		if want[outForecast] {
 			f.Forecast = r.Forecast
 		}

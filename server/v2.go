@@ -3,8 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -19,7 +21,9 @@ import (
 //
 // Input "counts": FP32/FP64/INT32/INT64, shape [batch, minutes], data flat
 // (row-major) or nested. Outputs: "forecast" FP32 [batch, 60] (the
-// expected count); for "mesp" also "median" FP32 [batch, 60]; "p_invoke"
+// expected count); for "mesp" also "median" FP32 [batch, 60] and, when
+// named in "outputs", each served quantile ("q0.9" FP32 [batch, 60]; they
+// are not computed otherwise); "p_invoke"
 // FP32 [batch, 60] (the probability of an invocation in each minute) where
 // the model set has p_invoke models; for "mesp" also "cluster" INT64
 // [batch] and "distance" FP64 [batch].
@@ -85,6 +89,11 @@ func (s *Server) v2Metadata(c echo.Context) error {
 	if set, ok := s.models.Catalog(); ok && set.PInvoke() {
 		outputs = append(outputs, map[string]any{"name": outPInvoke, "datatype": "FP32", "shape": []int{-1, manifest.Horizon}})
 	}
+	if set, ok := s.models.Catalog(); ok && name == "mesp" {
+		for _, q := range set.QuantileNames() {
+			outputs = append(outputs, map[string]any{"name": q, "datatype": "FP32", "shape": []int{-1, manifest.Horizon}})
+		}
+	}
 	if name == "mesp" {
 		outputs = append(outputs, map[string]any{"name": outMedian, "datatype": "FP32", "shape": []int{-1, manifest.Horizon}},
 			map[string]any{"name": "cluster", "datatype": "INT64", "shape": []int{-1}},
@@ -142,6 +151,7 @@ func (s *Server) v2Infer(c echo.Context) error {
 		if set, ok := s.models.Catalog(); ok && set.PInvoke() && (len(wantOut) == 0 || wantOut[outPInvoke]) {
 			outs |= forecast.PInvoke
 		}
+		outs = wantOutputs(wantOut).models(outs)
 		res, err = s.models.Predict(ctx, reqs, forecast.Routed, outs)
 	} else {
 		res, err = s.models.ForecastModel(ctx, reqs, name)
@@ -168,6 +178,10 @@ func (s *Server) v2Infer(c echo.Context) error {
 		all = append(all, v2TensorOut{Name: outMedian, Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: med})
 	}
 	if name == "mesp" {
+		qt := quantileTensors(res, wantOut)
+		for _, q := range slices.Sorted(maps.Keys(qt)) {
+			all = append(all, v2TensorOut{Name: q, Shape: []int{len(res), manifest.Horizon}, Datatype: "FP32", Data: qt[q]})
+		}
 		all = append(all, v2TensorOut{Name: "cluster", Shape: []int{len(res)}, Datatype: "INT64", Data: cl},
 			v2TensorOut{Name: "distance", Shape: []int{len(res)}, Datatype: "FP64", Data: dist})
 	}
@@ -187,6 +201,18 @@ func (s *Server) v2Infer(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"model_name": name, "model_version": "1", "id": id, "outputs": outs})
+}
+
+// quantileTensors is each quantile named in want, its rows one after
+// another, by name.
+func quantileTensors(res []forecast.Result, want map[string]bool) map[string][]float32 {
+	out := map[string][]float32{}
+	for _, r := range res {
+		for q, counts := range wantOutputs(want).quantiles(r) {
+			out[q] = append(out[q], counts...)
+		}
+	}
+	return out
 }
 
 // decodeV2 reads an inference request's "counts" tensor into one request

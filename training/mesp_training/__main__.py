@@ -2,7 +2,7 @@
 python -m mesp_training train-invoke --models DIR [--clusters 3,4] [--config search.yaml]
 python -m mesp_training threshold --models DIR [--config search.yaml]
 python -m mesp_training soft-routing --models DIR [--config search.yaml]
-python -m mesp_training train-trees --models DIR [--config search.yaml] [--window-only] [--mean]
+python -m mesp_training train-trees --models DIR [--config search.yaml] [--window-only] [--mean | --quantiles]
 python -m mesp_training refit --models DIR [--config search.yaml]
 python -m mesp_training serve-rule --models DIR [--config search.yaml]"""
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .contract import read_clusters, read_manifest
-from .count_trees import train_mean_trees, train_trees
+from .count_trees import train_mean_trees, train_quantile_trees, train_trees
 from .invocation_train import InvokeConfig, rechoose_threshold, train_invoke
 from .pipeline import choose_serving, load_cluster, log, refit, train
 from .search import SearchConfig
@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     tt.add_argument("--window-only", action="store_true",
                     help="trees that read the 240-minute window alone, not the dense p_invoke graph's features too")
     tt.add_argument("--mean", action="store_true",
-                    help="the mean trees (Poisson deviance): the expected count, beside the median, as manifest 'mean'")
+                    help="the mean trees (Huber on the hour's volume): the expected count, beside the median, "
+                         "as manifest 'mean'")
+    tt.add_argument("--quantiles", action="store_true",
+                    help="the quantile trees (pinball loss at 0.9 and 0.99): each minute's count quantiles, "
+                         "beside the median, as manifest 'quantiles'")
     on_set("refit", "the final fit alone (search.yaml final_epochs) of the count models the manifest records, "
            "without searching again", "search settings (YAML)")
     on_set("serve-rule", "choose again, without training, where each count expert serves (serve_rule: a clear "
@@ -83,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if a.cmd == "train-trees":
             scfg = SearchConfig.load(a.config)
-            fit_trees = train_mean_trees if a.mean else train_trees
+            if a.mean and a.quantiles:
+                raise ValueError("train-trees: --mean or --quantiles, not both")
+            fit_trees = train_mean_trees if a.mean else train_quantile_trees if a.quantiles else train_trees
             fit_trees(a.models, lambda cl: load_cluster(a.models, cl, scfg.val_percent), log=log,
                       p_features=not a.window_only)
             return 0

@@ -95,6 +95,9 @@ ROUNDS = 60
 EARLY_STOP = 20
 # Where train_trees keeps its fit, under a set's folder (saved_fit).
 SAVED_FIT = Path(".work") / "count-trees.json"
+# A window this busy (1 + the mean of its last hour) is counted as busy in
+# the quantile trees' validation figures: two invocations a minute.
+BUSY_LEVEL = 3.0
 # Blend weights tried on the held-out validation half (0: the routed forecast alone).
 WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
 
@@ -536,6 +539,80 @@ def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray,
         man["trees"] = entry(boosters, models, file, best, data, validation, params, dense_p)
         log(f"count trees: weight {best}: validation WAPE {scores[best]:.4f} vs routed {scores[0.0]:.4f}, "
             f"trees alone {scores[1.0]:.4f}, dense {validation['dense_wape']:.4f}")
+    write_manifest(models, man)
+    return man
+
+
+# The quantiles of each minute's count the quantile trees answer, beside
+# the median (q0.5, the served count models'): what a platform sizes
+# replicas by (EVALUATION.md section 4). One set of 60 boosters each, the
+# count trees' recipe fitted to the pinball loss at that quantile.
+QUANTILES = (0.9, 0.99)
+
+
+def quantile_file(q: float) -> str:
+    return f"dense-trees-q{q:g}.onnx"
+
+
+def quantile_figures(pred: np.ndarray, y: np.ndarray, q: float) -> dict[str, float]:
+    """Coverage (share of minutes whose count is at most the forecast)
+    and the mean pinball loss at q of forecasts [n, 60] against y."""
+    diff = y - pred
+    pinball = np.where(diff >= 0, q * diff, (q - 1) * diff)
+    return {"coverage": float((y <= pred).mean()), "pinball": float(pinball.mean())}
+
+
+def train_quantile_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
+                         log: Callable[[str], None] = print, *, quantiles: tuple[float, ...] = QUANTILES,
+                         params: dict[str, Any] | None = None, rounds: int = ROUNDS, stride: int = TRAIN_STRIDE,
+                         p_features: bool = True) -> dict[str, Any]:
+    """Fits the quantile trees (fit, pinball loss at each quantile, on the
+    count trees' inputs) on every cluster's training functions,
+    early-stopped on one half of the validation functions, exports each
+    to models/dense-trees-q<q>.onnx (checked against LightGBM) and records
+    them in manifest.json as ``quantiles``, with their coverage and
+    pinball loss on the other half (overall, and on windows whose level
+    is at least BUSY_LEVEL). The server answers q as the largest of the
+    median and every lower quantile's answer, so none ever crosses."""
+    from .contract import read_manifest, write_manifest
+    from .data import EVAL_ORIGINS
+
+    if any(not 0.5 < q < 1 for q in quantiles) or list(quantiles) != sorted(set(quantiles)):
+        raise ValueError(f"quantiles {quantiles}: want increasing levels in (0.5, 1)")
+    d = _fit_data(models, load, p_features)
+    _man, train, stop, held, dense_p, pf = d
+    log(f"quantile trees: {len(train)} training functions, {len(stop)} + {len(held)} validation functions, "
+        f"quantiles {', '.join(f'{q:g}' for q in quantiles)}")
+    xh, sh, yh = inputs(held, EVAL_ORIGINS, pf)
+    busy = sh >= BUSY_LEVEL
+    entries, lower = [], np.zeros((len(xh), HORIZON))
+    for q in quantiles:
+        p = dict(PARAMS if params is None else params) | {"objective": "quantile", "alpha": q}
+        def qlog(m: str, q: float = q) -> None:
+            log(f"q{q:g}: {m}")
+        boosters = fit(train, stop, EVAL_ORIGINS, params=p, rounds=rounds, stride=stride, p_features=pf, log=qlog)
+        file = quantile_file(q)
+        _export_checked(boosters, models, file, file.removesuffix(".onnx"), d)
+        pred = np.maximum(_counts(boosters, xh, sh), lower)  # as served: never under a lower quantile
+        lower = pred
+        y = yh.astype(np.float64)
+        validation: dict[str, Any] = {
+            "all": quantile_figures(pred, y, q), "busy": quantile_figures(pred[busy], y[busy], q),
+            "busy_level": BUSY_LEVEL, "functions": len(held), "windows": len(y),
+            "chosen_on": "the validation functions early stopping did not read, over the evaluation origins, "
+                         "each quantile at least the lower quantile trees' answer"}
+        e = entry(boosters, models, file, 1.0, {"train_functions": len(train),
+                                                "val_functions": len(stop) + len(held)}, validation, p, dense_p)
+        e.pop("weight")
+        entries.append({"q": q, **e, "id": file.removesuffix(".onnx")})
+        log(f"quantile trees q{q:g}: {e['trees']} trees; validation coverage {validation['all']['coverage']:.4f}, "
+            f"busy windows {validation['busy']['coverage']:.4f}")
+    man = read_manifest(models)
+    assert man is not None
+    for old in man.get("quantiles", []):
+        if old["file"] not in {e["file"] for e in entries}:
+            (models / old["file"]).unlink(missing_ok=True)
+    man["quantiles"] = entries
     write_manifest(models, man)
     return man
 
