@@ -36,6 +36,10 @@ type Predictor interface {
 type Entry struct {
 	PInvoke  []float32
 	Forecast []float32
+	// Quantiles is every quantile of each minute's count the set answers,
+	// the median first (forecast.Result.QuantileSeries): KEDA's demand at
+	// a trigger's quantile.
+	Quantiles []forecast.QuantileCounts
 	// Missing is how many of the minutes just before the table's minute
 	// the history did not hold when the minute was decided (a late scrape
 	// or push; they counted as no invocation); 0: complete.
@@ -158,7 +162,11 @@ func (l *Loop) Lookup(function string, minute int64) (Entry, bool) {
 	}
 	d := minute - t.Minute
 	// the minutes since the table's are not in its answer either
-	return Entry{PInvoke: e.PInvoke[d:], Forecast: e.Forecast[d:], Missing: e.Missing + int(d)}, true
+	qs := make([]forecast.QuantileCounts, len(e.Quantiles))
+	for k, q := range e.Quantiles {
+		qs[k] = forecast.QuantileCounts{Q: q.Q, Counts: q.Counts[d:]}
+	}
+	return Entry{PInvoke: e.PInvoke[d:], Forecast: e.Forecast[d:], Quantiles: qs, Missing: e.Missing + int(d)}, true
 }
 
 // Decide computes the table for minute from every held function's day
@@ -249,7 +257,7 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 	if len(reqs) == 0 {
 		return nil
 	}
-	res, err := l.Predictor.Predict(ctx, reqs, forecast.Routed, forecast.Counts|forecast.PInvoke)
+	res, err := l.Predictor.Predict(ctx, reqs, forecast.Routed, forecast.Counts|forecast.PInvoke|forecast.Quantiles)
 	if errors.Is(err, forecast.ErrInvalid) && len(reqs) > 1 {
 		for i := range reqs {
 			if err := l.run(ctx, reqs[i:i+1], missing[i:i+1], t); err != nil {
@@ -266,7 +274,7 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 		return err
 	}
 	for i, r := range res {
-		t.Entries[reqs[i].ID] = Entry{PInvoke: r.PInvoke, Forecast: r.Forecast, Missing: missing[i]}
+		t.Entries[reqs[i].ID] = Entry{PInvoke: r.PInvoke, Forecast: r.Forecast, Quantiles: r.QuantileSeries(), Missing: missing[i]}
 		t.IDs = append(t.IDs, reqs[i].ID)
 		if missing[i] > 0 {
 			t.Late++

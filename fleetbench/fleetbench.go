@@ -133,10 +133,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	var now simulatedMinute
 	srv := &scaler.Server{Predictor: o.Predictor, History: store, Now: now.time,
 		DefaultThreshold: func() float64 { return o.Threshold },
-		Decisions: func(function string, minute int64) ([]float32, []float32, bool) {
-			e, ok := loop.Lookup(function, minute)
-			return e.PInvoke, e.Forecast, ok
-		}}
+		Decisions:        loop.Lookup}
 	client, stop, err := serveGRPC(srv)
 	if err != nil {
 		return Report{}, err

@@ -38,7 +38,7 @@ func (s *Set) Catalog() Catalog { return s.catalog }
 // QuantileNames is the quantiles the set answers, as outputs name them:
 // the median's ("q0.5") and each quantile trees' ("q0.9").
 func (c Catalog) QuantileNames() []string {
-	out := []string{manifest.QuantileName(0.5)}
+	out := []string{manifest.QuantileName(Median)}
 	for _, q := range c.Manifest.Quantiles {
 		out = append(out, manifest.QuantileName(q.Q))
 	}

@@ -81,6 +81,26 @@ type QuantileCounts struct {
 	Counts []float32
 }
 
+// Median is the quantile level of Result.Median.
+const Median = 0.5
+
+// QuantileSeries is every quantile r answers, in increasing order: the
+// median first, then Quantiles.
+func (r Result) QuantileSeries() []QuantileCounts {
+	return append([]QuantileCounts{{Q: Median, Counts: r.Median}}, r.Quantiles...)
+}
+
+// QuantileAt is quantile q's counts among qs; ok is false when qs does
+// not hold it.
+func QuantileAt(qs []QuantileCounts, q float64) (counts []float32, ok bool) {
+	for _, c := range qs {
+		if c.Q == q {
+			return c.Counts, true
+		}
+	}
+	return nil, false
+}
+
 // SparseMean is how a sparse function's expected count was answered:
 // each minute's p_invoke times SizeWhenInvoked, the mean count of its
 // recent invoked minutes.

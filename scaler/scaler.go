@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/mesp-project/mesp/decide"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/funcid"
 	"github.com/mesp-project/mesp/history"
@@ -41,13 +42,21 @@ const (
 	KeyThreshold     = "threshold"     // p_invoke at or above it: active (default: the manifest's)
 	KeyDemandMinutes = "demandMinutes" // minutes ahead whose largest forecast is the demand (default 10)
 	KeyTarget        = "target"        // invocations per minute one replica serves (default 60)
+	KeyQuantile      = "quantile"      // the demand's quantile of each minute's count, or "mean" (default 0.9)
 )
 
 // Defaults for the optional metadata.
 const (
 	DefaultDemandMinutes = 10
 	DefaultTarget        = 60.0
+	// DefaultQuantile is the demand's default quantile: capacity is sized
+	// for a high quantile of demand, not its mean (EVALUATION.md section
+	// 4). A set without quantile trees for it answers the expected count.
+	DefaultQuantile = 0.9
 )
+
+// Mean is a trigger's quantile "mean": the demand is the expected count.
+const Mean = 0.0
 
 // Server implements KEDA's ExternalScaler service.
 type Server struct {
@@ -72,7 +81,7 @@ type Server struct {
 	// minute on (from the previous minute's table until the minute's own
 	// is decided), ok false when the table is too old or lacks the
 	// function (then the call computes, as without a table).
-	Decisions func(function string, minute int64) (pInvoke, forecast []float32, ok bool)
+	Decisions func(function string, minute int64) (decide.Entry, bool)
 	// Owns, when set, says whether this replica owns a function (shard.Shard.Check):
 	// a call about another replica's function is answered FailedPrecondition,
 	// naming it.
@@ -89,6 +98,11 @@ type trigger struct {
 	threshold     float64
 	demandMinutes int
 	target        float64
+	// quantile is the demand's quantile (Mean: the expected count);
+	// explicit says the metadata set it (the default falls back to the
+	// expected count where the set has no quantile trees for it).
+	quantile float64
+	explicit bool
 }
 
 func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
@@ -96,7 +110,7 @@ func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
 		return trigger{}, status.Error(codes.InvalidArgument, "no ScaledObjectRef")
 	}
 	md := ref.GetScalerMetadata()
-	t := trigger{function: md[KeyFunction], demandMinutes: DefaultDemandMinutes, target: DefaultTarget}
+	t := trigger{function: md[KeyFunction], demandMinutes: DefaultDemandMinutes, target: DefaultTarget, quantile: DefaultQuantile}
 	if t.function == "" {
 		return t, status.Errorf(codes.InvalidArgument, "ScaledObject %s/%s: metadata %q (the function's name) is required", ref.GetNamespace(), ref.GetName(), KeyFunction)
 	}
@@ -133,6 +147,16 @@ func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
 		}
 		t.target = x
 	}
+	if v, ok := md[KeyQuantile]; ok {
+		t.explicit = true
+		if v == "mean" {
+			t.quantile = Mean
+		} else if q, err := strconv.ParseFloat(v, 64); err != nil || !(q >= 0.5 && q < 1) {
+			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want \"mean\" or a quantile in [0.5, 1) that the models serve", KeyQuantile, v)
+		} else {
+			t.quantile = q
+		}
+	}
 	return t, nil
 }
 
@@ -165,8 +189,8 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	}
 	minute := now().Unix() / 60
 	if s.Decisions != nil {
-		if p, f, ok := s.Decisions(t.function, minute); ok {
-			return answer(t, p, f)
+		if e, ok := s.Decisions(t.function, minute); ok {
+			return answer(t, e.PInvoke, e.Forecast, e.Quantiles)
 		}
 	}
 	if s.Admit != nil {
@@ -183,7 +207,11 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		}
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
-	res, err := s.Predictor.Predict(ctx, []forecast.Request{{ID: t.function, Counts: counts}}, forecast.Routed, forecast.Counts|forecast.PInvoke)
+	outs := forecast.Counts | forecast.PInvoke
+	if t.quantile != Mean {
+		outs |= forecast.Quantiles
+	}
+	res, err := s.Predictor.Predict(ctx, []forecast.Request{{ID: t.function, Counts: counts}}, forecast.Routed, outs)
 	switch {
 	case errors.Is(err, forecast.ErrInvalid):
 		return decision{}, status.Errorf(codes.FailedPrecondition, "function %q: %d minutes of history: %v", t.function, len(counts), err)
@@ -196,12 +224,27 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	case err != nil:
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
-	return answer(t, res[0].PInvoke, res[0].Forecast)
+	return answer(t, res[0].PInvoke, res[0].Forecast, res[0].QuantileSeries())
 }
 
-// answer is the trigger's decision from a function's p_invoke and expected
-// counts for the minutes ahead.
-func answer(t trigger, pInvoke, fc []float32) (decision, error) {
+// answer is the trigger's decision from a function's p_invoke, expected
+// counts and count quantiles for the minutes ahead: the demand is the
+// largest of the trigger's quantile (or expected count) over its demand
+// minutes.
+func answer(t trigger, pInvoke, fc []float32, quantiles []forecast.QuantileCounts) (decision, error) {
+	if t.quantile != Mean {
+		q, ok := forecast.QuantileAt(quantiles, t.quantile)
+		switch {
+		case ok:
+			fc = q
+		case t.explicit:
+			served := make([]string, len(quantiles))
+			for k, c := range quantiles {
+				served[k] = strconv.FormatFloat(c.Q, 'g', -1, 64)
+			}
+			return decision{}, status.Errorf(codes.FailedPrecondition, "metadata %s %v: the models in service answer the quantiles %v and \"mean\"", KeyQuantile, t.quantile, served)
+		}
+	}
 	// a table a minute old forecasts one minute fewer ahead
 	d := decision{active: float64(pInvoke[0]) >= t.threshold, demand: float64(slices.Max(fc[:min(t.demandMinutes, len(fc))]))}
 	// KEDA must never get +Inf or an overflowed metricValue: a model that
@@ -272,8 +315,9 @@ func (s *Server) GetMetricSpec(_ context.Context, ref *externalscaler.ScaledObje
 	}}}, nil
 }
 
-// GetMetrics is the demand coming: the largest expected per-minute count
-// over the next demandMinutes minutes.
+// GetMetrics is the demand coming: the largest per-minute count at the
+// trigger's quantile (default 0.9; "mean": the expected count) over the
+// next demandMinutes minutes.
 func (s *Server) GetMetrics(ctx context.Context, req *externalscaler.GetMetricsRequest) (*externalscaler.GetMetricsResponse, error) {
 	t, err := s.parse(req.GetScaledObjectRef())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mesp-project/mesp/decide"
 	"math"
 	"net"
 	"strings"
@@ -237,12 +238,12 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 	var asked []int64
 	s := &scaler.Server{Predictor: answer{err: errors.New("the models ran")}, History: store,
 		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
-		Decisions: func(function string, m int64) ([]float32, []float32, bool) {
+		Decisions: func(function string, m int64) (decide.Entry, bool) {
 			asked = append(asked, m)
 			if function != "f" {
-				return nil, nil, false
+				return decide.Entry{}, false
 			}
-			return float32s(tableP), float32s(tableCounts), true
+			return decide.Entry{PInvoke: float32s(tableP), Forecast: float32s(tableCounts)}, true
 		}}
 	ctx := context.Background()
 	ref := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "5"}}
@@ -266,6 +267,65 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 	other := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "g"}}
 	if _, err := s.IsActive(ctx, other); err == nil || !strings.Contains(err.Error(), "the models ran") {
 		t.Fatalf("a function the table lacks: %v, want the models asked", err)
+	}
+}
+
+// TestDemandAtTheTriggersQuantile: GetMetrics' demand is the largest of
+// the trigger's quantile over its demand minutes: 0.9 by default, "mean"
+// the expected count, any quantile the set answers; one it does not is
+// FailedPrecondition naming those it does, and the default falls back to
+// the expected count where the set has no 0.9 quantile.
+func TestDemandAtTheTriggersQuantile(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
+	store := history.New(1440, 10)
+	withQuantiles := true
+	entry := func() decide.Entry {
+		e := decide.Entry{PInvoke: float32s(ramp(0)), Forecast: float32s(ramp(100)),
+			Quantiles: []forecast.QuantileCounts{{Q: 0.5, Counts: float32s(ramp(50))}}}
+		if withQuantiles {
+			e.Quantiles = append(e.Quantiles, forecast.QuantileCounts{Q: 0.9, Counts: float32s(ramp(200))},
+				forecast.QuantileCounts{Q: 0.99, Counts: float32s(ramp(300))})
+		}
+		return e
+	}
+	s := &scaler.Server{Predictor: answer{err: errors.New("the models ran")}, History: store,
+		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
+		Decisions: func(string, int64) (decide.Entry, bool) { return entry(), true }}
+	cases := []struct {
+		quantile string // "": not set
+		both     bool   // the set answers 0.9 and 0.99
+		demand   float64
+		code     codes.Code
+	}{
+		{"", true, 204, codes.OK},
+		{"0.9", true, 204, codes.OK},
+		{"0.99", true, 304, codes.OK},
+		{"0.5", true, 54, codes.OK},
+		{"mean", true, 104, codes.OK},
+		{"", false, 104, codes.OK},
+		{"0.9", false, 0, codes.FailedPrecondition},
+		{"0.95", true, 0, codes.FailedPrecondition},
+		{"1", true, 0, codes.InvalidArgument},
+		{"0.2", true, 0, codes.InvalidArgument},
+		{"NaN", true, 0, codes.InvalidArgument},
+		{"median", true, 0, codes.InvalidArgument},
+	}
+	for _, c := range cases {
+		withQuantiles = c.both
+		md := map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "5"}
+		if c.quantile != "" {
+			md[scaler.KeyQuantile] = c.quantile
+		}
+		m, err := s.GetMetrics(context.Background(), &externalscaler.GetMetricsRequest{ScaledObjectRef: &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: md}})
+		if status.Code(err) != c.code {
+			t.Fatalf("quantile %q: %v, want %v", c.quantile, err, c.code)
+		}
+		if c.code == codes.FailedPrecondition && !strings.Contains(err.Error(), "[0.5") {
+			t.Errorf("quantile %q: %v, want the served quantiles named", c.quantile, err)
+		}
+		if err == nil && m.MetricValues[0].MetricValueFloat != c.demand {
+			t.Errorf("quantile %q: demand %v, want %v", c.quantile, m.MetricValues[0].MetricValueFloat, c.demand)
+		}
 	}
 }
 

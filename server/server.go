@@ -635,7 +635,7 @@ func (w wantOutputs) models(base forecast.Outputs) forecast.Outputs {
 	outs := base
 	for n := range w {
 		switch {
-		case n == manifest.QuantileName(0.5):
+		case n == manifest.QuantileName(forecast.Median):
 			outs |= forecast.Counts
 		case strings.HasPrefix(n, "q"):
 			outs |= forecast.Quantiles
@@ -655,8 +655,7 @@ func (w wantOutputs) quantiles(r forecast.Result) map[string][]float32 {
 			out[name] = counts
 		}
 	}
-	add(manifest.QuantileName(0.5), r.Median)
-	for _, q := range r.Quantiles {
+	for _, q := range r.QuantileSeries() {
 		add(manifest.QuantileName(q.Q), q.Counts)
 	}
 	return out

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/mesp-project/mesp/decide"
 	"log/slog"
 	"net"
 	"regexp"
@@ -53,7 +54,7 @@ func startReader(ctx context.Context, cfg config.Config, store *history.Store, s
 // scaler.grpc_addr is set (it stops with ctx); fresh is the reader's
 // freshness check (nil: none).
 func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server,
-	decisions func(string, int64) ([]float32, []float32, bool), fresh func(string) error, sh shard.Shard, log *slog.Logger) error {
+	decisions func(string, int64) (decide.Entry, bool), fresh func(string) error, sh shard.Shard, log *slog.Logger) error {
 	if cfg.Scaler.GRPCAddr == "" {
 		return nil
 	}

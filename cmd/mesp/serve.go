@@ -128,7 +128,7 @@ func runServe(ctx context.Context, args []string) error {
 		ln.Close()
 		return err
 	}
-	var decisions func(string, int64) ([]float32, []float32, bool)
+	var decisions func(string, int64) (decide.Entry, bool)
 	if loop != nil {
 		// a function the reader no longer finds in Prometheus is not decided
 		loop.Fresh = fresh
@@ -137,10 +137,7 @@ func runServe(ctx context.Context, args []string) error {
 			return err
 		}
 		go loop.Run(ctx)
-		decisions = func(function string, minute int64) ([]float32, []float32, bool) {
-			e, ok := loop.Lookup(function, minute)
-			return e.PInvoke, e.Forecast, ok
-		}
+		decisions = loop.Lookup
 	}
 	if err := startScaler(ctx, cfg, fc, store, srv, decisions, fresh, sh, log); err != nil {
 		ln.Close()
