@@ -274,7 +274,11 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 		return err
 	}
 	for i, r := range res {
-		t.Entries[reqs[i].ID] = Entry{PInvoke: r.PInvoke, Forecast: r.Forecast, Quantiles: r.QuantileSeries(), Missing: missing[i]}
+		e := Entry{PInvoke: r.PInvoke, Forecast: r.Forecast, Missing: missing[i]}
+		if len(r.Median) == len(r.Forecast) {
+			e.Quantiles = r.QuantileSeries()
+		}
+		t.Entries[reqs[i].ID] = e
 		t.IDs = append(t.IDs, reqs[i].ID)
 		if missing[i] > 0 {
 			t.Late++

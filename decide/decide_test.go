@@ -71,13 +71,25 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 	}
 	for _, f := range rows {
 		counts, _ := store.Window(f.ID, minute)
-		want, err := fc.Predict(context.Background(), []forecast.Request{{ID: f.ID, Counts: counts}}, forecast.Routed, forecast.Counts|forecast.PInvoke)
+		want, err := fc.Predict(context.Background(), []forecast.Request{{ID: f.ID, Counts: counts}}, forecast.Routed, forecast.Counts|forecast.PInvoke|forecast.Quantiles)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e, ok := loop.Lookup(f.ID, minute)
 		if !ok {
 			t.Fatalf("%s: not in the table", f.ID)
+		}
+		// every quantile the set answers, the median first, for KEDA's demand
+		wantQ := want[0].QuantileSeries()
+		if len(e.Quantiles) != len(wantQ) {
+			t.Fatalf("%s: the table holds %d quantiles, the set answers %d", f.ID, len(e.Quantiles), len(wantQ))
+		}
+		for k, q := range wantQ {
+			for h := range q.Counts {
+				if e.Quantiles[k].Q != q.Q || !near(e.Quantiles[k].Counts[h], q.Counts[h]) {
+					t.Fatalf("%s: quantile %v minute %d: the table has %v, the function's own call %v", f.ID, q.Q, h+1, e.Quantiles[k].Counts[h], q.Counts[h])
+				}
+			}
 		}
 		// ONNX Runtime's kernels may round a row differently in a batch
 		// of 16 than alone: equal to float32's precision
@@ -93,6 +105,11 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 		next, ok := loop.Lookup(f.ID, minute+1)
 		if !ok || !slices.Equal(next.PInvoke, e.PInvoke[1:]) || !slices.Equal(next.Forecast, e.Forecast[1:]) {
 			t.Fatalf("%s: a minute later the table answers %v, want its own forecast from minute 2 on", f.ID, ok)
+		}
+		for k, q := range e.Quantiles {
+			if next.Quantiles[k].Q != q.Q || !slices.Equal(next.Quantiles[k].Counts, q.Counts[1:]) {
+				t.Fatalf("%s: a minute later quantile %v is not the table's from minute 2 on", f.ID, q.Q)
+			}
 		}
 		for _, m := range []int64{minute - 1, minute + 3} {
 			if _, ok := loop.Lookup(f.ID, m); ok {
