@@ -85,6 +85,7 @@ train-experts: venv build
 	$(PY) -m mesp_training soft-routing --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --mean --models $(WORK) --config training/search.yaml
+	$(PY) -m mesp_training train-trees --quantiles --models $(WORK) --config training/search.yaml
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 	bin/mesp choose-volume --data $(DATA) --models $(WORK)
@@ -104,8 +105,10 @@ eval: build venv
 	$(PY) scripts/peer_lightgbm_minutely.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-minutely.csv
 	$(PY) scripts/peer_lightgbm_counts.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-counts.csv
 	$(PY) scripts/peer_lightgbm_counts.py --mean --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-mean.csv
+	$(PY) scripts/peer_lightgbm_quantile.py --models $(MODELS) --eval out/eval-test.parquet --out out/peer-lightgbm-quantile.csv
 	bin/mesp eval --data $(DATA) --part test --models $(MODELS) --peer-lightgbm out/peer-lightgbm-minutely.csv \
 	  --peer-counts out/peer-lightgbm-counts.csv --peer-mean out/peer-lightgbm-mean.csv \
+	  --peer-quantiles out/peer-lightgbm-quantile.csv \
 	  --out docs/eval/eval.json --plots docs/eval
 	$(PY) scripts/results_tables.py --write
 

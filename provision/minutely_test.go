@@ -174,3 +174,37 @@ func TestReadPredictions(t *testing.T) {
 		}
 	}
 }
+
+func TestReadQuantilePredictions(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "q.csv")
+	head := "function,minute,q0.5,q0.75,q0.9,q0.95,q0.99\n"
+	var full strings.Builder
+	full.WriteString(head)
+	for m := Start; m <= End; m++ {
+		full.WriteString("f1," + strconv.Itoa(m) + ",1,2,3,4," + strconv.Itoa(m) + "\n")
+	}
+	if err := os.WriteFile(p, []byte(full.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qs, err := ReadQuantilePredictions(p, []string{"f1"})
+	if err != nil || len(qs) != len(PeerQuantileLevels) {
+		t.Fatalf("%v %v", qs, err)
+	}
+	if qs[2].Q != 0.9 || qs[2].Ahead[0][0][0] != 3 || qs[4].Ahead[0][End-Start][0] != End {
+		t.Fatalf("q0.9 %v, q0.99 at the last minute %v", qs[2].Ahead[0][0], qs[4].Ahead[0][End-Start])
+	}
+	for name, body := range map[string]string{
+		"negative":      head + "f1,1081,1,2,-3,4,5\n",
+		"NaN":           head + "f1,1081,1,2,NaN,4,5\n",
+		"infinite":      head + "f1,1081,1,2,3,4,+Inf\n",
+		"other columns": "function,minute,q0.5,q0.9\nf1,1081,1,2\n",
+		"missing":       head + "f1,1081,1,2,3,4,5\n",
+	} {
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadQuantilePredictions(p, []string{"f1"}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"math"
+	"strconv"
 )
 
 // The replica simulation of EVALUATION.md section 4: a busy function needs
@@ -151,9 +152,13 @@ type ScalingReport struct {
 	Reactive  []ScalingPoint `json:"reactive"`
 	Mesp      []ScalingPoint `json:"mesp"`
 	Dense     []ScalingPoint `json:"dense,omitempty"`
+	// Peer is the LightGBM quantile peer's curve, one point per quantile.
+	Peer []ScalingPoint `json:"peer_lightgbm_quantile,omitempty"`
 	// Coverage is, per served quantile, the share of the busy functions'
 	// forecast minutes whose count is at most the quantile forecast.
 	Coverage map[string]float64 `json:"coverage"`
+	// PeerCoverage is Coverage for the peer's quantiles.
+	PeerCoverage map[string]float64 `json:"peer_coverage,omitempty"`
 	// AtReactive5 reads the curves at the cost of reactive scaling with
 	// the HPA's default 5-minute window (EVALUATION.md section 4).
 	AtReactive5 *ScalingComparison `json:"at_reactive_window5,omitempty"`
@@ -166,6 +171,9 @@ type ScalingComparison struct {
 	ReactiveDeficit  float64 `json:"reactive_deficit"`
 	MespDeficit      float64 `json:"mesp_deficit"`
 	MespOverReactive float64 `json:"mesp_over_reactive"`
+	// PeerDeficit is the quantile peer's curve read the same way (0:
+	// none, or no point within the budget).
+	PeerDeficit float64 `json:"peer_deficit,omitempty"`
 	// Interpolated says MespDeficit lies on the line between the two MESP
 	// points around the budget (no point lands on it); else it is the
 	// lowest deficit of a point within the budget.
@@ -207,6 +215,18 @@ type ScalingInputs struct {
 	// least the largest of Leads minutes; nil: no mean policies).
 	MespMean    [][][]float64
 	DenseMedian [][]float64
+	// MespQuantiles are MESP's quantile forecasts, each laid out as
+	// MespMean (the median aside: MespMedian); PeerQuantiles the
+	// LightGBM quantile peer's, the minute ahead alone is enough.
+	MespQuantiles []QuantileAhead
+	PeerQuantiles []QuantileAhead
+}
+
+// QuantileAhead is one quantile's forecasts: per function and minute of
+// Start..End, that minute's and the following ones', made at its start.
+type QuantileAhead struct {
+	Q     float64
+	Ahead [][][]float64
 }
 
 // EvaluateScaling runs every policy over every function.
@@ -254,6 +274,18 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		b, a := score(func(i int) []int { return FromForecastAhead(in.MespMean[i], lead, target) })
 		rep.Mesp = append(rep.Mesp, ScalingPoint{Output: "mean", Lead: lead, ScalingOutcome: b, All: a})
 	}
+	quantilePoints := func(qs []QuantileAhead, leads []int) []ScalingPoint {
+		var pts []ScalingPoint
+		for _, q := range qs {
+			for _, lead := range leads {
+				b, a := score(func(i int) []int { return FromForecastAhead(q.Ahead[i], lead, target) })
+				pts = append(pts, ScalingPoint{Quantile: &q.Q, Lead: lead, ScalingOutcome: b, All: a})
+			}
+		}
+		return pts
+	}
+	rep.Mesp = append(rep.Mesp, quantilePoints(in.MespQuantiles, Leads)...)
+	rep.Peer = quantilePoints(in.PeerQuantiles, []int{1})
 	rep.Dense = medianPoints(in.DenseMedian)
 	for _, r := range rep.Reactive {
 		if *r.Window != 5 {
@@ -262,9 +294,14 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		if d, interp, ok := atBudget(rep.Mesp, r.ReplicaMinutes); ok && r.Deficit > 0 {
 			rep.AtReactive5 = &ScalingComparison{ReplicaMinutes: r.ReplicaMinutes, ReactiveDeficit: r.Deficit,
 				MespDeficit: d, MespOverReactive: d / r.Deficit, Interpolated: interp}
+			if pd, _, ok := atBudget(rep.Peer, r.ReplicaMinutes); ok {
+				rep.AtReactive5.PeerDeficit = pd
+			}
 		}
 	}
-	if in.MespMedian != nil {
+	// coverage: the share of the busy functions' minutes whose count is at
+	// most the quantile forecast of it made a minute before
+	coverage := func(forecastOf func(i, m int) float64) float64 {
 		var in1, n int
 		for i, d := range in.Days {
 			if !busy[i] {
@@ -272,13 +309,28 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 			}
 			for m := Start; m <= End; m++ {
 				n++
-				if d[m-1] <= in.MespMedian[i][m-Start] {
+				if d[m-1] <= forecastOf(i, m) {
 					in1++
 				}
 			}
 		}
-		if n > 0 {
-			rep.Coverage["0.5"] = float64(in1) / float64(n)
+		return float64(in1) / float64(max(n, 1))
+	}
+	if in.MespMedian != nil && rep.Functions > 0 {
+		rep.Coverage["0.5"] = coverage(func(i, m int) float64 { return in.MespMedian[i][m-Start] })
+	}
+	for _, set := range []struct {
+		qs  []QuantileAhead
+		dst *map[string]float64
+	}{{in.MespQuantiles, &rep.Coverage}, {in.PeerQuantiles, &rep.PeerCoverage}} {
+		for _, q := range set.qs {
+			if rep.Functions == 0 {
+				break
+			}
+			if *set.dst == nil {
+				*set.dst = map[string]float64{}
+			}
+			(*set.dst)[strconv.FormatFloat(q.Q, 'g', -1, 64)] = coverage(func(i, m int) float64 { return q.Ahead[i][m-Start][0] })
 		}
 	}
 	return rep

@@ -159,3 +159,38 @@ func TestAtBudgetByHand(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantileCurvesAndCoverage: each served quantile is a point per lead
+// on MESP's curve and one (lead 1) on the peer's; coverage counts, on the
+// busy functions, the minutes whose count is at most the quantile
+// forecast made a minute before: a forecast of 100 every minute covers
+// every minute of a day whose busy minutes are 60 and 300 except the 300.
+func TestQuantileCurvesAndCoverage(t *testing.T) {
+	busy := dayWith(map[int]float64{Start + 10: 300, Start + 20: 60})
+	flat := func(v float64) [][][]float64 {
+		out := make([][]float64, End-Start+1)
+		for m := range out {
+			out[m] = []float64{v, v}
+		}
+		return [][][]float64{out}
+	}
+	qs := []QuantileAhead{{Q: 0.9, Ahead: flat(100)}, {Q: 0.99, Ahead: flat(300)}}
+	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespQuantiles: qs, PeerQuantiles: qs[:1]})
+	if len(rep.Mesp) != 2*len(Leads) || len(rep.Peer) != 1 || *rep.Peer[0].Quantile != 0.9 || rep.Peer[0].Lead != 1 {
+		t.Fatalf("mesp %d points, peer %+v", len(rep.Mesp), rep.Peer)
+	}
+	n := float64(End - Start + 1)
+	if got, want := rep.Coverage["0.9"], (n-1)/n; got != want {
+		t.Errorf("coverage of 100 a minute: %v, want %v", got, want)
+	}
+	if got := rep.Coverage["0.99"]; got != 1 {
+		t.Errorf("coverage of 300 a minute: %v, want 1", got)
+	}
+	if got := rep.PeerCoverage["0.9"]; got != (n-1)/n {
+		t.Errorf("peer coverage %v", got)
+	}
+	// 100 a minute is two replicas: the 300 is short by 180, 720 replica-minutes
+	if p := rep.Mesp[0]; p.Deficit != 180 || p.ReplicaMinutes != 2*int(n) || *p.Quantile != 0.9 || p.Lead != 1 {
+		t.Errorf("q0.9 lead 1: %+v", p)
+	}
+}

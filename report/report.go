@@ -261,25 +261,43 @@ func scalingPlot(dir string, sc *provision.ScalingReport) error {
 	for _, r := range sc.Reactive {
 		reactive = append(reactive, plots.Point{Name: "reactive (windows 0..10 min)", X: float64(r.ReplicaMinutes), Y: share(r.ScalingOutcome)})
 	}
-	// MESP's expected count over its leads is a curve; medians are points
-	var mean, points []plots.Point
-	for _, c := range []struct {
-		name string
-		pts  []provision.ScalingPoint
-	}{{"mesp", sc.Mesp}, {"dense", sc.Dense}} {
-		for _, pt := range c.pts {
-			p := plots.Point{Name: c.name + " " + pt.Output, X: float64(pt.ReplicaMinutes), Y: share(pt.ScalingOutcome)}
-			if c.name == "mesp" && pt.Output == "mean" {
-				p.Name = "mesp mean (leads 1..10 min)"
-				mean = append(mean, p)
-				continue
-			}
-			points = append(points, p)
+	// Curves: MESP's expected count over its leads, its quantiles a minute
+	// ahead (the median the lowest), each quantile over its leads, the
+	// peer over its quantiles; the dense model's median is a point.
+	var mean, quantiles, peer, points []plots.Point
+	byQuantile := map[float64][]plots.Point{}
+	var levels []float64
+	point := func(name string, pt provision.ScalingPoint) plots.Point {
+		return plots.Point{Name: name, X: float64(pt.ReplicaMinutes), Y: share(pt.ScalingOutcome)}
+	}
+	for _, pt := range sc.Mesp {
+		switch {
+		case pt.Output == "mean":
+			mean = append(mean, point("mesp mean (leads 1..10 min)", pt))
+		case pt.Output == "median" || pt.Lead == 1:
+			quantiles = append(quantiles, point("mesp quantiles 0.5..0.99, a minute ahead", pt))
 		}
+		if pt.Quantile != nil && pt.Output == "" {
+			q := *pt.Quantile
+			if _, seen := byQuantile[q]; !seen {
+				levels = append(levels, q)
+			}
+			byQuantile[q] = append(byQuantile[q], point(fmt.Sprintf("mesp q%g (leads 1..10 min)", q), pt))
+		}
+	}
+	for _, pt := range sc.Peer {
+		peer = append(peer, point("peer LightGBM quantiles 0.5..0.99", pt))
+	}
+	for _, pt := range sc.Dense {
+		points = append(points, point("dense "+pt.Output, pt))
+	}
+	curves := [][]plots.Point{reactive, mean, quantiles, peer}
+	for _, q := range levels {
+		curves = append(curves, byQuantile[q])
 	}
 	return plots.TradeOff(filepath.Join(dir, "scaling.png"),
 		fmt.Sprintf("Replicas for %d busy functions, minutes 1081-1440 (target %g/min)", sc.Functions, sc.Target),
-		"replica-minutes", "share of invocations beyond capacity", [][]plots.Point{reactive, mean}, points)
+		"replica-minutes", "share of invocations beyond capacity", curves, points)
 }
 
 // examples plots four functions spread over the busyness range at the

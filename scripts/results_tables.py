@@ -157,10 +157,11 @@ def scaling(d: dict[str, Any]) -> list[str]:
                 f"{o['over_replica_minutes']:,}"]
 
     rows = [row(f"`reactive`, window {r['window']} min", r) for r in sc["reactive"]]
-    for name in ("mesp", "dense"):
+    for name in ("mesp", "dense", "peer_lightgbm_quantile"):
         for pt in sc.get(name) or []:
             lead = f", lead {pt['lead']} min" if pt.get("lead") else ""
-            rows.append(row(f"`{name}` {pt['output']}{lead}", pt))
+            what = pt.get("output") or f"q{pt['quantile']:g}"
+            rows.append(row(f"`{name}` {what}{lead}", pt))
     head = ["policy", "deficit", "deficit / invocations", "replica-minutes", "under-minutes", "over-replica-minutes"]
     out = [f"{sc['functions']} of {sc['all_functions']} functions need 2 replicas or more at some minute; "
            f"target {sc['target']:g} invocations per replica-minute.", "", *_table(head, rows)]
@@ -169,7 +170,18 @@ def scaling(d: dict[str, Any]) -> list[str]:
         how = "interpolated between its two points around that cost" if at["interpolated"] else "its best point within it"
         out += ["", f"At reactive scaling's cost with the 5-minute window ({at['replica_minutes']:,} replica-minutes), "
                     f"MESP's lowest deficit is {at['mesp_deficit']:,.0f} ({how}): "
-                    f"{at['mesp_over_reactive']:.3f}x reactive's {at['reactive_deficit']:,.0f}."]
+                    f"{at['mesp_over_reactive']:.3f}x reactive's {at['reactive_deficit']:,.0f}"
+                    + (f"; the LightGBM quantile peer's, read the same way, {at['peer_deficit']:,.0f}."
+                       if at.get("peer_deficit") else ".")]
+    cov = sc.get("coverage") or {}
+    if len(cov) > 1 or sc.get("peer_coverage"):
+        peer = sc.get("peer_coverage") or {}
+        levels = sorted({*cov, *peer}, key=float)
+        out += ["", "Coverage on those functions: the share of minutes whose count is at most the quantile forecast "
+                    "made a minute before.", "",
+                *_table(["quantile", "mesp", "peer_lightgbm_quantile"],
+                        [[q, f"{cov[q]:.4f}" if q in cov else "", f"{peer[q]:.4f}" if q in peer else ""]
+                         for q in levels])]
     return out
 
 

@@ -37,6 +37,7 @@ func runEval(ctx context.Context, args []string) error {
 	peer := fs.String("peer-lightgbm", "", "CSV function,minute,p_invoke of the LightGBM peer (scripts/peer_lightgbm_minutely.py)")
 	peerCounts := fs.String("peer-counts", "", "CSV function,origin,h1..h60 of the LightGBM count peer (scripts/peer_lightgbm_counts.py)")
 	peerMean := fs.String("peer-mean", "", "the same CSV of the count peer's mean form (scripts/peer_lightgbm_counts.py --mean)")
+	peerQuantiles := fs.String("peer-quantiles", "", "CSV function,minute,q0.5,...,q0.99 of the LightGBM quantile peer (scripts/peer_lightgbm_quantile.py)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,12 +129,17 @@ func runEval(ctx context.Context, args []string) error {
 	// the replica simulation (EVALUATION.md section 4): each minute's
 	// count forecast made at its start, MESP's and the dense model's
 	sc := provision.ScalingInputs{Days: in.Days, Target: provision.Target}
-	if sc.MespMedian, sc.MespMean, err = minutelyCounts(ctx, fc, forecast.Routed, in.Days, "eval: mesp", start); err != nil {
+	if sc.MespMedian, sc.MespMean, sc.MespQuantiles, err = minutelyCounts(ctx, fc, forecast.Routed, in.Days, "eval: mesp", start); err != nil {
 		return err
 	}
 	// the dense model alone has no mean trees: its forecast is its median
-	if sc.DenseMedian, _, err = minutelyCounts(ctx, fc, forecast.DenseOnly, in.Days, "eval: dense", start); err != nil {
+	if sc.DenseMedian, _, _, err = minutelyCounts(ctx, fc, forecast.DenseOnly, in.Days, "eval: dense", start); err != nil {
 		return err
+	}
+	if *peerQuantiles != "" {
+		if sc.PeerQuantiles, err = provision.ReadQuantilePredictions(*peerQuantiles, ids); err != nil {
+			return err
+		}
 	}
 	scaling := provision.EvaluateScaling(sc)
 	doc := report.New(res, prov, len(fns))
@@ -284,41 +290,69 @@ func hourlyLevels(ctx context.Context, fc *forecast.Forecaster, days [][]float64
 // minutelyCounts is the served count forecast of every minute of the
 // simulated window, made at its start (the replica simulation's input),
 // from one model run per minute: the median of that minute, and the
-// expected counts of it and the minutes after it (ahead: per function and
-// minute, the largest of provision.Leads minutes).
-func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.Mode, days [][]float64, label string, start time.Time) (median [][]float64, ahead [][][]float64, err error) {
+// expected counts and every served quantile of it and the minutes after
+// it (ahead: per function and minute, provision.Leads' largest).
+func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.Mode, days [][]float64, label string, start time.Time) (median [][]float64, mean [][][]float64, quantiles []provision.QuantileAhead, err error) {
 	lead := slices.Max(provision.Leads)
-	var byMinute [][][]float64 // [minute][function][minute ahead]
+	outs := forecast.Counts
+	if mode == forecast.Routed {
+		outs |= forecast.Quantiles
+	}
+	// per series (the mean, then each quantile): [minute][function][minute ahead]
+	var byMinute [][][][]float64
+	var levels []float64
+	aheadOf := func(c []float32) []float64 {
+		a := make([]float64, min(lead, len(c)))
+		for h := range a {
+			a[h] = float64(c[h])
+		}
+		return a
+	}
 	median, err = provision.MinutelyLoop(ctx, days, func(ctx context.Context, hs [][]float64) ([]float64, error) {
-		res, err := fc.Forecast(ctx, backtestRequests(hs), mode)
+		res, err := fc.Predict(ctx, backtestRequests(hs), mode, outs)
 		if err != nil {
 			return nil, err
 		}
-		med, ah := make([]float64, len(res)), make([][]float64, len(res))
+		med := make([]float64, len(res))
+		if byMinute == nil && len(res) > 0 {
+			for _, q := range res[0].Quantiles {
+				levels = append(levels, q.Q)
+			}
+			byMinute = make([][][][]float64, 1+len(levels))
+		}
+		for k := range byMinute {
+			byMinute[k] = append(byMinute[k], make([][]float64, len(res)))
+		}
 		for i, r := range res {
 			med[i] = float64(r.Median[0])
-			ah[i] = make([]float64, min(lead, len(r.Forecast)))
-			for h := range ah[i] {
-				ah[i][h] = float64(r.Forecast[h])
+			byMinute[0][len(byMinute[0])-1][i] = aheadOf(r.Forecast)
+			for k, q := range r.Quantiles {
+				byMinute[1+k][len(byMinute[1+k])-1][i] = aheadOf(q.Counts)
 			}
 		}
-		byMinute = append(byMinute, ah)
 		return med, nil
 	}, func(done, total int) {
 		fmt.Fprintf(os.Stderr, "\r%s minutely counts %d/%d minutes, %s   ", label, done, total, time.Since(start).Round(time.Second))
 	})
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	ahead = make([][][]float64, len(days))
-	for i := range days {
-		ahead[i] = make([][]float64, len(byMinute))
-		for m := range byMinute {
-			ahead[i][m] = byMinute[m][i]
+	byFunction := func(series [][][]float64) [][][]float64 {
+		out := make([][][]float64, len(days))
+		for i := range days {
+			out[i] = make([][]float64, len(series))
+			for m := range series {
+				out[i][m] = series[m][i]
+			}
 		}
+		return out
 	}
-	return median, ahead, nil
+	mean = byFunction(byMinute[0])
+	for k, q := range levels {
+		quantiles = append(quantiles, provision.QuantileAhead{Q: q, Ahead: byFunction(byMinute[1+k])})
+	}
+	return median, mean, quantiles, nil
 }
 
 func nextMinute(fc *forecast.Forecaster, mode forecast.Mode) provision.NextMinute {
