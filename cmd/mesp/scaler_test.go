@@ -82,23 +82,29 @@ log: {level: warn}
 			if err != nil {
 				t.Fatal(err)
 			}
+			// the default demand is the 0.9 quantile; "mean" the expected count
 			next := &externalscaler.ScaledObjectRef{Name: "fn", Namespace: "default",
-				ScalerMetadata: map[string]string{scaler.KeyFunction: f.ID, scaler.KeyDemandMinutes: "1"}}
+				ScalerMetadata: map[string]string{scaler.KeyFunction: f.ID, scaler.KeyDemandMinutes: "1", scaler.KeyQuantile: "mean"}}
+			high := &externalscaler.ScaledObjectRef{Name: "fn", Namespace: "default",
+				ScalerMetadata: map[string]string{scaler.KeyFunction: f.ID, scaler.KeyDemandMinutes: "15", scaler.KeyQuantile: "0.99"}}
 			var demands []float64
-			for _, r := range []*externalscaler.ScaledObjectRef{ref, next} {
+			for _, r := range []*externalscaler.ScaledObjectRef{ref, next, high} {
 				m, err := keda.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: r, MetricName: scaler.MetricName(f.ID)})
 				if err != nil {
 					t.Fatal(err)
 				}
 				demands = append(demands, m.MetricValues[0].MetricValueFloat)
 			}
-			pw := prewarm(t, httpAddr, f.ID, h.Counts)
+			pw := prewarm(t, httpAddr, f.ID, h.Counts, "p_invoke", "warm", "forecast", "q0.9", "q0.99")
 			if again := getHistory(t, httpAddr, f.ID); !again.End.Equal(h.End) {
 				h = again // a minute passed: ask again
 				continue
 			}
-			want := []float64{float64(slices.Max(pw.Forecast[:15])), float64(pw.Forecast[0])}
-			t.Logf("%s: active %v (p_invoke %.4f, threshold %.4f), demand over 15 and 1 minutes %v", f.ID, active.Result, pw.PInvoke[0], pw.Threshold, want)
+			want := []float64{float64(slices.Max(pw.Quantiles["q0.9"][:15])), float64(pw.Forecast[0]), float64(slices.Max(pw.Quantiles["q0.99"][:15]))}
+			if want[2] < want[0] {
+				t.Fatalf("%s: the 0.99 quantile's demand %v is under the 0.9's %v", f.ID, want[2], want[0])
+			}
+			t.Logf("%s: active %v (p_invoke %.4f, threshold %.4f), demand: q0.9 over 15 minutes, the mean of the next, q0.99 over 15 %v", f.ID, active.Result, pw.PInvoke[0], pw.Threshold, want)
 			// KEDA's answers may come from the minute's decision table, made in
 			// a batch: ONNX Runtime may round a row of a batch differently
 			// from the row alone, within float32's precision
@@ -326,9 +332,9 @@ func waitHistory(t *testing.T, addr, id string, want []float64, dayEnd int64) se
 	return h
 }
 
-func prewarm(t *testing.T, addr, id string, counts []float64) server.PrewarmJSON {
+func prewarm(t *testing.T, addr, id string, counts []float64, outputs ...string) server.PrewarmJSON {
 	t.Helper()
-	body, _ := json.Marshal(server.ForecastRequest{Functions: []server.FunctionCounts{{ID: id, Counts: counts}}})
+	body, _ := json.Marshal(server.ForecastRequest{Functions: []server.FunctionCounts{{ID: id, Counts: counts}}, Outputs: outputs})
 	resp, err := http.Post("http://"+addr+"/v1/prewarm", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)

@@ -231,3 +231,45 @@ def test_quantile_trees_cover_their_level(series: np.ndarray, tmp_path: Path) ->
     f = ct.quantile_figures(np.ones((1, 3)), np.array([[0.0, 2.0, 5.0]]), 0.9)
     assert f["coverage"] == pytest.approx(1 / 3)
     assert f["pinball"] == pytest.approx((0.1 * 1 + 0.9 * 1 + 0.9 * 4) / 3)
+
+
+def _gap(history: np.ndarray) -> tuple[int, bool]:
+    """Go's silence.Gap: idle minutes since the last invocation and whether
+    that gap is longer than every gap closed before it."""
+    hits = np.flatnonzero(history > 0)
+    idle = len(history) - 1 - (int(hits[-1]) if len(hits) else -1)
+    longest = int((np.diff(hits) - 1).max()) if len(hits) > 1 else -1
+    return idle, idle > longest
+
+
+def test_served_quantiles_are_the_graphs_in_python(server: str) -> None:
+    """Go's onnxruntime and Python's give the same quantiles (1e-4): on real
+    rows, each served quantile is the largest of its graph's answer (run
+    here in Python), the served median and the quantile below; a timer's
+    and a silent pattern's are the server's own rule (Go's tests)."""
+    from conftest import shipped_models
+    from test_kserve_v2 import v1
+
+    from mesp_training.contract import read_manifest
+
+    models = shipped_models()
+    man = read_manifest(models)
+    assert man is not None and len(man.get("quantiles", [])) >= 2
+    t = 1200
+    series = np.stack(list(fixture_rows().values())[:40])
+    names = [f"q{q['q']:g}" for q in man["quantiles"]]
+    got = v1(server, series[:, :t], ["median", *names])["forecasts"]
+    min_gap = man["silence"]["min_gap"] if "silence" in man else None
+    compared = 0
+    for i, f in enumerate(got):
+        idle, unprecedented = _gap(series[i, :t])
+        if "timer" in f or (min_gap is not None and unprecedented and idle >= min_gap):
+            continue
+        lower = np.array(f["median"], np.float64)
+        for q, name in zip(man["quantiles"], names, strict=True):
+            trees = ct.forecast_at(models, {"trees": q}, series[i:i + 1, :t], t)[0]
+            want = np.maximum(trees, lower)
+            np.testing.assert_allclose(f["quantiles"][name], want, rtol=1e-4, atol=1e-4, err_msg=f"row {i} {name}")
+            lower = want
+        compared += 1
+    assert compared >= 20  # 26 of the 40 rows: the rest are timers or silent

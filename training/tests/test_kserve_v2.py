@@ -17,8 +17,11 @@ def fixture_counts(n: int, minutes: int) -> np.ndarray:
     return np.stack(list(fixture_rows().values())[:n])[:, :minutes]
 
 
-def v1(addr: str, counts: np.ndarray) -> dict:
-    body = json.dumps({"functions": [{"id": str(i), "counts": c.tolist()} for i, c in enumerate(counts)]}).encode()
+def v1(addr: str, counts: np.ndarray, outputs: list[str] | None = None) -> dict:
+    req_body: dict = {"functions": [{"id": str(i), "counts": c.tolist()} for i, c in enumerate(counts)]}
+    if outputs is not None:
+        req_body["outputs"] = outputs
+    body = json.dumps(req_body).encode()
     req = urllib.request.Request(f"http://{addr}/v1/forecast", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return json.load(r)

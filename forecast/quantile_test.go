@@ -1,0 +1,88 @@
+package forecast
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/mesp-project/mesp/internal/fixture"
+)
+
+// TestQuantilesNeverCross is a property over real rows as served: every
+// served quantile is answered, in increasing order of level, each minute
+// finite, never under the median or a lower quantile; the quantile trees
+// do answer (some minute above the median); a timer's quantiles are its
+// cycles' in phase; a silent day's are the median's.
+func TestQuantilesNeverCross(t *testing.T) {
+	f := loadSet(t, fixture.CopyModels(t))
+	cat, _ := f.Catalog()
+	levels := cat.Manifest.Quantiles
+	if len(levels) < 2 {
+		t.Fatalf("the shipped set serves %d quantile trees, want at least 0.9 and 0.99", len(levels))
+	}
+	var reqs []Request
+	for _, fn := range fixture.Rows(t) {
+		for _, origin := range []int{300, 720, 1080, 1260, 1380} {
+			reqs = append(reqs, Request{ID: fn.ID, Counts: fn.Counts[:origin]})
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 5))
+	timer := timerDay(1440, 15, 4, 200, rng)
+	reqs = append(reqs, Request{ID: "timer", Counts: timer}, Request{ID: "silent", Counts: make([]float64, 1440)})
+	res, err := f.Predict(context.Background(), reqs, Routed, Counts|Quantiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	above := 0
+	for i, r := range res {
+		if len(r.Quantiles) != len(levels) {
+			t.Fatalf("%s: %d quantiles, the set serves %d", r.ID, len(r.Quantiles), len(levels))
+		}
+		lower := r.Median
+		for k, q := range r.Quantiles {
+			if q.Q != levels[k].Q || len(q.Counts) != len(lower) {
+				t.Fatalf("%s: quantile %d is %v over %d minutes, want %v over %d", r.ID, k, q.Q, len(q.Counts), levels[k].Q, len(lower))
+			}
+			for h, v := range q.Counts {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < lower[h] {
+					t.Fatalf("%s (%d minutes): q%v minute %d is %v, under the level below it %v", r.ID, len(reqs[i].Counts), q.Q, h+1, v, lower[h])
+				}
+				if v > r.Median[h] {
+					above++
+				}
+			}
+			lower = q.Counts
+		}
+	}
+	if above == 0 {
+		t.Fatal("no quantile above the median on any row: the quantile trees answered nothing")
+	}
+	tm := res[len(res)-2]
+	if tm.Timer == nil {
+		t.Fatal("the 15-minute timer was not detected")
+	}
+	for k, q := range tm.Quantiles {
+		want := tm.Timer.Quantile(timer, len(q.Counts), q.Q)
+		for h := range q.Counts {
+			if q.Counts[h] != max(float32(want[h]), tm.Median[h], lowerOf(tm, k)[h]) {
+				t.Fatalf("timer: q%v minute %d is %v, its cycles' in phase %v", q.Q, h+1, q.Counts[h], want[h])
+			}
+		}
+	}
+	for _, q := range res[len(res)-1].Quantiles {
+		for h, v := range q.Counts {
+			if v != res[len(res)-1].Median[h] {
+				t.Fatalf("silent day: q%v minute %d is %v, the median %v", q.Q, h+1, v, res[len(res)-1].Median[h])
+			}
+		}
+	}
+}
+
+// lowerOf is the quantile below the k-th of r (the median for the first).
+func lowerOf(r Result, k int) []float32 {
+	if k == 0 {
+		return r.Median
+	}
+	return r.Quantiles[k-1].Counts
+}
