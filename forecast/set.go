@@ -128,8 +128,7 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		return nil, err
 	}
 	type treesGraph struct {
-		m   manifest.Model
-		day bool
+		g   manifest.TreesGraph
 		dst **onnx.Model
 	}
 	var trees []treesGraph
@@ -138,25 +137,25 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		dst **onnx.Model
 	}{{m.Trees, &s.Trees}, {m.Mean, &s.Mean}} {
 		if tm.t != nil {
-			trees = append(trees, treesGraph{tm.t.Model, tm.t.Day, tm.dst})
+			trees = append(trees, treesGraph{tm.t.TreesGraph, tm.dst})
 		}
 	}
 	s.Quantiles = make([]*onnx.Model, len(m.Quantiles))
 	for i, q := range m.Quantiles {
-		trees = append(trees, treesGraph{q.Model, q.Day, &s.Quantiles[i]})
+		trees = append(trees, treesGraph{q.TreesGraph, &s.Quantiles[i]})
 	}
 	for _, t := range trees {
-		want := onnx.Expect{ID: t.m.ID, SHA256: t.m.SHA256, InputLen: t.m.InputLen, Horizon: m.Horizon}
-		want.TakesDay = t.day
-		if *t.dst, err = open(t.m.File, t.m.SHA256, want); err != nil {
+		want := onnx.Expect{ID: t.g.ID, SHA256: t.g.SHA256, InputLen: t.g.InputLen, Horizon: m.Horizon}
+		want.TakesDay = t.g.Day
+		if *t.dst, err = open(t.g.File, t.g.SHA256, want); err != nil {
 			s.close()
 			return nil, err
 		}
 		// Not part of MaxInputLen: the trees answer where a pattern holds
 		// their window, and a shorter one is served without them.
-		if t.m.InputLen > rt.Length() {
+		if t.g.InputLen > rt.Length() {
 			s.close()
-			return nil, fmt.Errorf("forecast: count trees %s need %d minutes, the router takes at most %d", t.m.ID, t.m.InputLen, rt.Length())
+			return nil, fmt.Errorf("forecast: count trees %s need %d minutes, the router takes at most %d", t.g.ID, t.g.InputLen, rt.Length())
 		}
 	}
 	for _, e := range m.Experts {

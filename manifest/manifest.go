@@ -154,11 +154,8 @@ type Manifest struct {
 // the largest of the median and every lower quantile's answer, so that
 // none ever crosses.
 type Quantile struct {
-	Model
-	Q          float64        `json:"q"`
-	Day        bool           `json:"day,omitempty"`
-	FeaturesOf *FeaturesOf    `json:"features_of,omitempty"`
-	Validation map[string]any `json:"validation,omitempty"`
+	TreesGraph
+	Q float64 `json:"q"`
 }
 
 // QuantileName is how outputs, answers and KServe V2 name quantile q:
@@ -240,19 +237,8 @@ func (sl Silence) CapsFrom() int {
 // validation functions the trees' early stopping did not read (absent:
 // the routed forecast alone).
 type Trees struct {
-	Model
+	TreesGraph
 	Weight float64 `json:"weight"`
-	// Day says the trees also read the function's day, DayInputName
-	// [batch, PInvokeInputLen], as a p_invoke graph takes it, and compute
-	// from it the features of the dense p_invoke graph they were fitted on
-	// (a copy of its feature operations travels in their graph, so no other
-	// model of the set is involved).
-	Day bool `json:"day,omitempty"`
-	// FeaturesOf is the dense p_invoke graph those feature operations were
-	// copied from (informational).
-	FeaturesOf *FeaturesOf `json:"features_of,omitempty"`
-	// Validation is the validation figures it was chosen on (informational).
-	Validation map[string]any `json:"validation,omitempty"`
 	// Hour (mean trees only) says the graph answers the next hour's
 	// volume as even shares per minute, which the server spreads as the
 	// served level shapes the hour.
@@ -265,6 +251,23 @@ type Trees struct {
 	// rows' forecasts (`mesp choose-volume`), restores the hour's volume,
 	// as a smearing factor does for a model fitted on a log scale.
 	Scale float64 `json:"scale,omitempty"`
+}
+
+// TreesGraph is what every trees entry is (the count, mean and quantile
+// trees): a count graph that may also read the function's day.
+type TreesGraph struct {
+	Model
+	// Day says the trees also read the function's day, DayInputName
+	// [batch, PInvokeInputLen], as a p_invoke graph takes it, and compute
+	// from it the features of the dense p_invoke graph they were fitted on
+	// (a copy of its feature operations travels in their graph, so no other
+	// model of the set is involved).
+	Day bool `json:"day,omitempty"`
+	// FeaturesOf is the dense p_invoke graph those feature operations were
+	// copied from (informational).
+	FeaturesOf *FeaturesOf `json:"features_of,omitempty"`
+	// Validation is the validation figures it was chosen on (informational).
+	Validation map[string]any `json:"validation,omitempty"`
 }
 
 // Scales is the factor on the expected count of the rows t answers.

@@ -46,54 +46,54 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 		"soft routing without tau":               func(m *Manifest) { m.Routing = &Routing{MinWeight: 0.1} },
 		"soft routing min weight above one half": func(m *Manifest) { m.Routing = &Routing{SoftTau: 0.1, MinWeight: 0.6} },
 		"trees without weight": func(m *Manifest) {
-			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}}
+			m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}}}
 		},
 		"trees weight above one": func(m *Manifest) {
-			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 1.5}
+			m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}}, Weight: 1.5}
 		},
 		"mean trees without weight": func(m *Manifest) {
-			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}
+			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}}
 		},
 		"mean trees outside": func(m *Manifest) {
-			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "../m.onnx", SHA256: good, InputLen: 240}, Weight: 1}
+			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "../m.onnx", SHA256: good, InputLen: 240}}, Weight: 1}
 		},
 		"trees outside": func(m *Manifest) {
-			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "../t.onnx", SHA256: good, InputLen: 240}, Weight: 0.5}
+			m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "../t.onnx", SHA256: good, InputLen: 240}}, Weight: 0.5}
 		},
 		"trees with a p_invoke model": func(m *Manifest) {
-			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240,
-				PInvoke: &PInvoke{ID: "p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}}, Weight: 0.5}
+			m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240,
+				PInvoke: &PInvoke{ID: "p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}}}, Weight: 0.5}
 		},
 		"count trees with a scale": func(m *Manifest) {
-			m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.5, Scale: 1.05}
+			m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}}, Weight: 0.5, Scale: 1.05}
 		},
 		"mean scale past 2": func(m *Manifest) {
-			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: 2.5}
+			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: 2.5}
 		},
 		"negative mean scale": func(m *Manifest) {
-			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: -1}
+			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: -1}
 		},
 		"mean scale not a number": func(m *Manifest) {
-			m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: math.NaN()}
+			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: math.NaN()}
 		},
 		"quantile at the median": func(m *Manifest) {
-			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}, Q: 0.5}}
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.5}}
 		},
 		"quantile at one": func(m *Manifest) {
-			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}, Q: 1}}
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 1}}
 		},
 		"quantiles out of order": func(m *Manifest) {
-			m.Quantiles = []Quantile{{Model: Model{ID: "q99", File: "q99.onnx", SHA256: good, InputLen: 240}, Q: 0.99},
-				{Model: Model{ID: "q9", File: "q9.onnx", SHA256: good, InputLen: 240}, Q: 0.9}}
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q99", File: "q99.onnx", SHA256: good, InputLen: 240}}, Q: 0.99},
+				{TreesGraph: TreesGraph{Model: Model{ID: "q9", File: "q9.onnx", SHA256: good, InputLen: 240}}, Q: 0.9}}
 		},
 		"quantile outside": func(m *Manifest) {
-			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "../q.onnx", SHA256: good, InputLen: 240}, Q: 0.9}}
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "../q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9}}
 		},
 		"quantile without len": func(m *Manifest) {
-			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good}, Q: 0.9}}
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good}}, Q: 0.9}}
 		},
 		"quantile NaN": func(m *Manifest) {
-			m.Quantiles = []Quantile{{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}, Q: math.NaN()}}
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: math.NaN()}}
 		},
 		"dense continues a model": func(m *Manifest) {
 			m.Dense.PInvoke = &PInvoke{ID: "dense-p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen, Base: "dense-p"}
@@ -101,14 +101,14 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 	}
 	// Count trees at a weight in (0, 1] are good.
 	m := base()
-	m.Trees = &Trees{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}, Weight: 0.6}
+	m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}}, Weight: 0.6}
 	if err := m.Validate(); err != nil {
 		t.Fatalf("count trees: %v", err)
 	}
 	// Quantile trees in increasing order are good, and named as outputs name them.
 	m = base()
-	m.Quantiles = []Quantile{{Model: Model{ID: "q9", File: "q9.onnx", SHA256: good, InputLen: 240}, Q: 0.9},
-		{Model: Model{ID: "q99", File: "q99.onnx", SHA256: good, InputLen: 240}, Q: 0.99}}
+	m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q9", File: "q9.onnx", SHA256: good, InputLen: 240}}, Q: 0.9},
+		{TreesGraph: TreesGraph{Model: Model{ID: "q99", File: "q99.onnx", SHA256: good, InputLen: 240}}, Q: 0.99}}
 	if err := m.Validate(); err != nil {
 		t.Fatalf("quantile trees: %v", err)
 	}
@@ -118,7 +118,7 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 	// Mean trees with a scale, or none (1), are good.
 	for _, scale := range []float64{0, 0.5, 1.0411, 2} {
 		m = base()
-		m.Mean = &Trees{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}, Weight: 0.4, Hour: true, Scale: scale}
+		m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: scale}
 		want := scale
 		if scale == 0 {
 			want = 1

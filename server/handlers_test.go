@@ -39,7 +39,7 @@ func (f *fakeModels) catalog() forecast.Catalog {
 		Dense:     manifest.Model{ID: "dense", File: "dense.onnx", Family: "nbeats", InputLen: 120, PInvoke: &manifest.PInvoke{ID: "dense-p"}},
 		Experts:   []manifest.Expert{{Model: manifest.Model{ID: "cluster-4", Family: "patchtst", InputLen: 240}, Cluster: 4, Serve: "expert"}},
 		Prewarm:   &manifest.Prewarm{Threshold: 0.2},
-		Quantiles: []manifest.Quantile{{Model: manifest.Model{ID: "q9"}, Q: 0.9}, {Model: manifest.Model{ID: "q99"}, Q: 0.99}}}
+		Quantiles: []manifest.Quantile{{TreesGraph: manifest.TreesGraph{Model: manifest.Model{ID: "q9"}}, Q: 0.9}, {TreesGraph: manifest.TreesGraph{Model: manifest.Model{ID: "q99"}}, Q: 0.99}}}
 	cs := manifest.Clusters{Length: 1440, Clusters: []manifest.Cluster{{ID: 4, Size: 31, Threshold: 0.4, Centroid: []float64{1, 2}}}}
 	return forecast.Catalog{Manifest: m, Clusters: cs, LoadedAt: time.Unix(1, 0), MaxInputLen: 240,
 		InputLens: map[string]int{"dense": 120, "cluster-4": 240}}
