@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -129,6 +130,11 @@ type Decide struct {
 	// MaxAge is how long after its own minute a table answers (its
 	// forecast for the minutes from now on) until the next is decided.
 	MaxAge time.Duration `koanf:"max_age"`
+	// Quantiles are the quantile levels of each minute's count the table
+	// keeps for KEDA's demand (a trigger's metadata quantile; 0.5 is the
+	// median): a trigger asking for another computes. Each level kept
+	// costs 60 numbers a function.
+	Quantiles []float64 `koanf:"quantiles"`
 }
 
 // Prometheus configures the reader that fills the history from Prometheus.
@@ -277,6 +283,7 @@ func Defaults() map[string]any {
 		"decide.deadline":                "10s",
 		"decide.batch":                   256,
 		"decide.max_age":                 "2m",
+		"decide.quantiles":               []float64{0.9},
 		"prometheus.url":                 "",
 		"prometheus.query":               `sum by (function) (increase(function_invocations_total[1m]))`,
 		"prometheus.functions":           []string{},
@@ -306,16 +313,27 @@ func Load(path string, fs *pflag.FlagSet, aliases map[string]string) (Config, er
 		}
 	}
 	defaults := Defaults()
-	envProvider := env.Provider("MESP_", ".", func(key string) string {
+	envProvider := env.ProviderWithValue("MESP_", ".", func(key, value string) (string, any) {
 		key = strings.ToLower(strings.TrimPrefix(key, "MESP_"))
 		key = strings.ReplaceAll(key, "__", ".")
-		if _, ok := defaults[key]; !ok && !strings.Contains(key, ".") {
+		def, ok := defaults[key]
+		if !ok && !strings.Contains(key, ".") {
 			// MESP_CACHE, MESP_PYTHON, MESP_BIN...: the tools' own variables,
 			// not settings. A variable with a level (MESP_SERVER__X) is a
 			// setting, and an unknown one is refused below.
-			return ""
+			return "", nil
 		}
-		return key
+		if reflect.ValueOf(def).Kind() == reflect.Slice {
+			// a list setting: comma-separated in the environment
+			var items []string
+			for _, v := range strings.Split(value, ",") {
+				if v = strings.TrimSpace(v); v != "" {
+					items = append(items, v)
+				}
+			}
+			return key, items
+		}
+		return key, value
 	})
 	if err := k.Load(envProvider, nil); err != nil {
 		return Config{}, fmt.Errorf("config: environment: %w", err)
@@ -421,6 +439,11 @@ func (c Config) Validate() error {
 	if c.Decide.Deadline < 0 || c.Decide.Deadline >= time.Minute || c.Decide.Batch < 1 || c.Decide.MaxAge < time.Minute || c.Decide.MaxAge > time.Hour {
 		return fmt.Errorf("config: decide.deadline %v, decide.batch %d, decide.max_age %v: want a deadline within the minute, a positive batch and a max age of 1m to 1h",
 			c.Decide.Deadline, c.Decide.Batch, c.Decide.MaxAge)
+	}
+	for _, q := range c.Decide.Quantiles {
+		if !(q >= 0.5 && q < 1) {
+			return fmt.Errorf("config: decide.quantiles %v: want levels in [0.5, 1)", c.Decide.Quantiles)
+		}
 	}
 	if c.Scaler.StreamEvery < time.Second {
 		return fmt.Errorf("config: scaler.stream_every %v: want at least 1s", c.Scaler.StreamEvery)

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,8 @@ func TestTyposAndBadValuesAreRefused(t *testing.T) {
 		{"unknown section", "sever:\n  addr: x\n", "", "", `"sever.addr"`},
 		{"log level", "log:\n  level: verbose\n", "", "", `log.level "verbose"`},
 		{"log format", "", "MESP_LOG__FORMAT", "xml", `log.format "xml"`},
+		{"decide quantile one", "decide:\n  quantiles: [0.9, 1]\n", "", "", `decide.quantiles [0.9 1]`},
+		{"decide quantile under the median", "", "MESP_DECIDE__QUANTILES", "0.2", `decide.quantiles [0.2]`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,6 +93,15 @@ func TestTyposAndBadValuesAreRefused(t *testing.T) {
 			}
 		})
 	}
+	// the table's levels from the environment, as a list
+	// list settings from the environment, comma-separated
+	t.Setenv("MESP_DECIDE__QUANTILES", "0.5,0.99")
+	t.Setenv("MESP_PROMETHEUS__FUNCTIONS", "fa, fb")
+	if c, err := Load("", nil, nil); err != nil || !slices.Equal(c.Decide.Quantiles, []float64{0.5, 0.99}) || !slices.Equal(c.Prometheus.Functions, []string{"fa", "fb"}) {
+		t.Fatalf("lists from the environment: %v and %q, %v", c.Decide.Quantiles, c.Prometheus.Functions, err)
+	}
+	os.Unsetenv("MESP_DECIDE__QUANTILES")
+	os.Unsetenv("MESP_PROMETHEUS__FUNCTIONS")
 	t.Setenv("MESP_CACHE", "/tmp/x")
 	t.Setenv("MESP_PYTHON", "/usr/bin/python3")
 	if _, err := Load("", nil, nil); err != nil {

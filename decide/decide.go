@@ -36,9 +36,9 @@ type Predictor interface {
 type Entry struct {
 	PInvoke  []float32
 	Forecast []float32
-	// Quantiles is every quantile of each minute's count the set answers,
-	// the median first (forecast.Result.QuantileSeries): KEDA's demand at
-	// a trigger's quantile.
+	// Quantiles are the quantiles of each minute's count the loop keeps
+	// (Loop.Quantiles), in increasing order: KEDA's demand at a trigger's
+	// quantile.
 	Quantiles []forecast.QuantileCounts
 	// Missing is how many of the minutes just before the table's minute
 	// the history did not hold when the minute was decided (a late scrape
@@ -87,6 +87,10 @@ type Loop struct {
 	// left Prometheus' answer, or whose reads fail) is not decided: its
 	// minutes would be zeros nobody measured.
 	Fresh func(function string) error
+	// Quantiles are the quantile levels the table keeps (0.5: the median;
+	// none: no quantile is computed); a level the set does not serve is
+	// not kept.
+	Quantiles []float64
 
 	table atomic.Pointer[Table]
 	m     *loopMetrics
@@ -257,7 +261,11 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 	if len(reqs) == 0 {
 		return nil
 	}
-	res, err := l.Predictor.Predict(ctx, reqs, forecast.Routed, forecast.Counts|forecast.PInvoke|forecast.Quantiles)
+	outs := forecast.Counts | forecast.PInvoke
+	if len(l.Quantiles) > 0 {
+		outs |= forecast.Quantiles
+	}
+	res, err := l.Predictor.Predict(ctx, reqs, forecast.Routed, outs)
 	if errors.Is(err, forecast.ErrInvalid) && len(reqs) > 1 {
 		for i := range reqs {
 			if err := l.run(ctx, reqs[i:i+1], missing[i:i+1], t); err != nil {
@@ -276,7 +284,11 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 	for i, r := range res {
 		e := Entry{PInvoke: r.PInvoke, Forecast: r.Forecast, Missing: missing[i]}
 		if len(r.Median) == len(r.Forecast) {
-			e.Quantiles = r.QuantileSeries()
+			for _, q := range r.QuantileSeries() {
+				if slices.Contains(l.Quantiles, q.Q) {
+					e.Quantiles = append(e.Quantiles, q)
+				}
+			}
 		}
 		t.Entries[reqs[i].ID] = e
 		t.IDs = append(t.IDs, reqs[i].ID)

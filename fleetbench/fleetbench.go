@@ -126,7 +126,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	storeMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
-	loop := &decide.Loop{Predictor: o.Predictor, History: store, Batch: o.Batch}
+	// the table keeps the quantile KEDA's demand defaults to, as serve does
+	loop := &decide.Loop{Predictor: o.Predictor, History: store, Batch: o.Batch, Quantiles: []float64{scaler.DefaultQuantile}}
 	if err := loop.Register(prometheus.NewRegistry()); err != nil {
 		return Report{}, err
 	}

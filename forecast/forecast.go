@@ -293,8 +293,13 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				})
 			}
 			if outs&Quantiles != 0 {
+				// one run per graph, whatever the levels it serves
 				quantiles = make([][][]float32, len(s.Quantiles))
 				for k, m := range s.Quantiles {
+					if j := slices.Index(s.Quantiles, m); j < k {
+						quantiles[k] = quantiles[j]
+						continue
+					}
 					qg := s.silentLess(s.treeRows(m, reqs, mode, out), reqs)
 					if countsErr != nil || qg == nil {
 						continue
@@ -357,29 +362,29 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	return out, nil
 }
 
-// answerQuantiles sets r.Quantiles: each served quantile's trees' answer
-// (the timers' expert's in phase for a timer), raised to at least the
-// median and every lower quantile, so that none ever crosses. A pattern
-// the trees do not answer (shorter than their window, or in a silence no
-// day shows) gets the quantile below it.
+// answerQuantiles sets r.Quantiles: each served level is the largest of
+// the level below it (the median first) and its scale times the largest
+// of the median and its graph's answer (the timers' expert's in phase for
+// a timer), so that none ever crosses. A pattern the graph does not
+// answer (shorter than its window, or in a silence no day shows) has the
+// median for the graph's answer.
 func (s *Set) answerQuantiles(counts []float64, r *Result, trees [][][]float32, i int) {
 	r.Quantiles = make([]QuantileCounts, len(s.Manifest.Quantiles))
 	lower := r.Median
 	for k, q := range s.Manifest.Quantiles {
-		var c []float32
+		base := r.Median
 		switch {
 		case r.Timer != nil:
-			c = make([]float32, len(lower))
-			for h, v := range r.Timer.Quantile(counts, len(lower), q.Q) {
-				c[h] = float32(v)
+			base = make([]float32, len(lower))
+			for h, v := range r.Timer.Quantile(counts, len(lower), q.FittedAt()) {
+				base[h] = float32(v)
 			}
 		case trees[k] != nil && trees[k][i] != nil:
-			c = trees[k][i]
-		default:
-			c = slices.Clone(lower)
+			base = trees[k][i]
 		}
+		c, scale := make([]float32, len(lower)), float32(q.Scales())
 		for h := range c {
-			c[h] = max(c[h], lower[h])
+			c[h] = max(lower[h], scale*max(base[h], r.Median[h]))
 		}
 		r.Quantiles[k] = QuantileCounts{Q: q.Q, Counts: c}
 		lower = c

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -140,9 +141,14 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			trees = append(trees, treesGraph{tm.t.TreesGraph, tm.dst})
 		}
 	}
+	// levels that share a graph share one loaded model
 	s.Quantiles = make([]*onnx.Model, len(m.Quantiles))
+	first := map[string]int{}
 	for i, q := range m.Quantiles {
-		trees = append(trees, treesGraph{q.TreesGraph, &s.Quantiles[i]})
+		if _, ok := first[q.File]; !ok {
+			first[q.File] = i
+			trees = append(trees, treesGraph{q.TreesGraph, &s.Quantiles[i]})
+		}
 	}
 	for _, t := range trees {
 		want := onnx.Expect{ID: t.g.ID, SHA256: t.g.SHA256, InputLen: t.g.InputLen, Horizon: m.Horizon}
@@ -157,6 +163,9 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 			s.close()
 			return nil, fmt.Errorf("forecast: count trees %s need %d minutes, the router takes at most %d", t.g.ID, t.g.InputLen, rt.Length())
 		}
+	}
+	for i, q := range m.Quantiles {
+		s.Quantiles[i] = s.Quantiles[first[q.File]]
 	}
 	for _, e := range m.Experts {
 		if !known[e.Cluster] {
@@ -234,7 +243,7 @@ func (s *Set) close() {
 func (s *Set) models() []*onnx.Model {
 	var out []*onnx.Model
 	for _, m := range append([]*onnx.Model{s.Dense, s.PDense, s.Trees, s.Mean}, s.Quantiles...) {
-		if m != nil {
+		if m != nil && !slices.Contains(out, m) { // levels may share a graph
 			out = append(out, m)
 		}
 	}

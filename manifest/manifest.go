@@ -148,15 +148,43 @@ type Manifest struct {
 	Quantiles []Quantile `json:"quantiles,omitempty"`
 }
 
-// Quantile is one quantile's trees: the count trees' recipe fitted to the
-// pinball loss at Q (a count graph like any other: [batch, 240] and, with
-// Day, the day in; 60 counts out). The server answers each quantile as
-// the largest of the median and every lower quantile's answer, so that
-// none ever crosses.
+// Quantile is one served quantile level Q of each minute's count: quantile
+// trees (the count trees' recipe fitted to the pinball loss at Fitted; a
+// count graph like any other: [batch, 240] and, with Day, the day in; 60
+// counts out) times Scale. The server answers level Q as the largest of
+// the level below it (the median first) and Scale times the largest of
+// the median and the graph's answer, so that none ever crosses. Several
+// levels may share one graph (`mesp choose-quantiles` calibrates each
+// level's Scale on validation functions so that it covers Q of their
+// minutes).
 type Quantile struct {
 	TreesGraph
 	Q float64 `json:"q"`
+	// Fitted is the pinball level the graph was fitted at (absent: Q).
+	Fitted float64 `json:"fitted,omitempty"`
+	// Scale multiplies the level's answer (absent: 1).
+	Scale float64 `json:"scale,omitempty"`
 }
+
+// FittedAt is the pinball level q's graph was fitted at.
+func (q Quantile) FittedAt() float64 {
+	if q.Fitted > 0 {
+		return q.Fitted
+	}
+	return q.Q
+}
+
+// Scales is the factor on q's answer.
+func (q Quantile) Scales() float64 {
+	if q.Scale > 0 {
+		return q.Scale
+	}
+	return 1
+}
+
+// MaxQuantileScale bounds a level's Scale: a calibration that needs more
+// than this says the graph does not fit the level.
+const MaxQuantileScale = 10
 
 // QuantileName is how outputs, answers and KServe V2 name quantile q:
 // "q0.9".
@@ -643,7 +671,8 @@ func PinClusters(dir string) error {
 }
 
 // validateQuantiles wants levels in (0.5, 1) in increasing order (the
-// median is 0.5), each a count graph of its own.
+// median is 0.5), each a count graph (one graph may serve several levels)
+// with a scale within bounds.
 func (m Manifest) validateQuantiles() error {
 	prev := 0.5
 	for _, q := range m.Quantiles {
@@ -651,6 +680,12 @@ func (m Manifest) validateQuantiles() error {
 			return fmt.Errorf("manifest: quantiles: %s at %v, want increasing levels in (0.5, 1)", q.ID, q.Q)
 		}
 		prev = q.Q
+		if q.Scale < 0 || q.Scale > MaxQuantileScale || math.IsNaN(q.Scale) {
+			return fmt.Errorf("manifest: quantiles: %s at %v: scale %v, want none or a factor in (0, %v]", q.ID, q.Q, q.Scale, MaxQuantileScale)
+		}
+		if q.Fitted != 0 && !(q.Fitted > 0.5 && q.Fitted < 1) {
+			return fmt.Errorf("manifest: quantiles: %s at %v: fitted at %v, want a level in (0.5, 1)", q.ID, q.Q, q.Fitted)
+		}
 		if q.InputLen <= 0 {
 			return fmt.Errorf("manifest: quantiles: %s: input_len %d", q.ID, q.InputLen)
 		}

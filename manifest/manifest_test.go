@@ -92,6 +92,18 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 		"quantile without len": func(m *Manifest) {
 			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good}}, Q: 0.9}}
 		},
+		"quantile scale NaN": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9, Scale: math.NaN()}}
+		},
+		"quantile scale too large": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9, Scale: 11}}
+		},
+		"quantile negative scale": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9, Scale: -1}}
+		},
+		"quantile fitted at one": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9, Fitted: 1}}
+		},
 		"quantile NaN": func(m *Manifest) {
 			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: math.NaN()}}
 		},
@@ -111,6 +123,12 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 		{TreesGraph: TreesGraph{Model: Model{ID: "q99", File: "q99.onnx", SHA256: good, InputLen: 240}}, Q: 0.99}}
 	if err := m.Validate(); err != nil {
 		t.Fatalf("quantile trees: %v", err)
+	}
+	// several levels may share one graph, each at its own scale
+	g := TreesGraph{Model: Model{ID: "q9", File: "q9.onnx", SHA256: good, InputLen: 240}}
+	m.Quantiles = []Quantile{{TreesGraph: g, Q: 0.8, Fitted: 0.9, Scale: 0.7}, {TreesGraph: g, Q: 0.9}, {TreesGraph: g, Q: 0.95, Fitted: 0.9, Scale: 1.4}}
+	if err := m.Validate(); err != nil || m.Quantiles[0].FittedAt() != 0.9 || m.Quantiles[1].FittedAt() != 0.9 || m.Quantiles[1].Scales() != 1 || m.Quantiles[2].Scales() != 1.4 {
+		t.Fatalf("levels sharing a graph: %v", err)
 	}
 	if got := []string{QuantileName(0.5), QuantileName(0.9), QuantileName(0.99)}; !slices.Equal(got, []string{"q0.5", "q0.9", "q0.99"}) {
 		t.Fatalf("quantile names %q", got)

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -334,4 +335,41 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		}
 	}
 	return rep
+}
+
+// CalibrateScale is the smallest factor c in [lo, hi] at which the share
+// of minutes whose count y is at most max(lower, c x base) reaches q (a
+// quantile forecast's coverage, made monotone in c by the floor lower),
+// and the coverage at it; y, lower and base are per minute. Short of q
+// even at hi, it answers hi.
+func CalibrateScale(y, lower, base []float64, q, lo, hi float64) (c, coverage float64) {
+	covered := 0
+	var ratios []float64
+	for m, v := range y {
+		switch {
+		case v <= lower[m]:
+			covered++
+		case base[m] > 0:
+			ratios = append(ratios, v/base[m])
+		}
+	}
+	need := int(math.Ceil(q*float64(len(y)))) - covered
+	switch {
+	case need <= 0:
+		c = lo
+	case need > len(ratios):
+		c = hi
+	default:
+		slices.Sort(ratios)
+		// a hair above the ratio: served in float32, c x base must not
+		// round under the count it is to cover
+		c = min(hi, max(lo, ratios[need-1]*(1+1e-6)))
+	}
+	n := 0
+	for m, v := range y {
+		if v <= max(lower[m], c*base[m]) {
+			n++
+		}
+	}
+	return c, float64(n) / float64(max(1, len(y)))
 }

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -192,5 +193,31 @@ func TestQuantileCurvesAndCoverage(t *testing.T) {
 	// 100 a minute is two replicas: the 300 is short by 180, 720 replica-minutes
 	if p := rep.Mesp[0]; p.Deficit != 180 || p.ReplicaMinutes != 2*int(n) || *p.Quantile != 0.9 || p.Lead != 1 {
 		t.Errorf("q0.9 lead 1: %+v", p)
+	}
+}
+
+// TestCalibrateScaleByHand: the smallest factor whose floored answer
+// covers the share asked, counted by hand.
+func TestCalibrateScaleByHand(t *testing.T) {
+	y := []float64{0, 2, 4, 10, 30}
+	lower := []float64{0, 3, 0, 0, 0}
+	base := []float64{1, 1, 2, 4, 5}
+	// covered by the floor: minutes 1 and 2; ratios of the rest 2, 2.5, 6
+	cases := []struct{ q, c, cov float64 }{
+		{0.4, 0.5, 0.4},            // the floor alone: the lowest factor
+		{0.6, 2 * (1 + 1e-6), 0.6}, // one more: 4 <= 2 x 2
+		{0.8, 2.5 * (1 + 1e-6), 0.8},
+		{1, 6 * (1 + 1e-6), 1},
+		{0.99, 6 * (1 + 1e-6), 1},
+	}
+	for _, c := range cases {
+		got, cov := CalibrateScale(y, lower, base, c.q, 0.5, 8)
+		if math.Abs(got-c.c) > 1e-12 || cov != c.cov {
+			t.Errorf("q %v: factor %v covering %v, want %v covering %v", c.q, got, cov, c.c, c.cov)
+		}
+	}
+	// out of reach within the bounds: the upper bound, and what it covers
+	if got, cov := CalibrateScale(y, lower, base, 1, 0.5, 3); got != 3 || cov != 0.8 {
+		t.Errorf("bounded: %v covering %v, want 3 covering 0.8", got, cov)
 	}
 }

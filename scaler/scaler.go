@@ -189,7 +189,8 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	}
 	minute := now().Unix() / 60
 	if s.Decisions != nil {
-		if e, ok := s.Decisions(t.function, minute); ok {
+		// a table that does not keep the trigger's quantile: compute
+		if e, ok := s.Decisions(t.function, minute); ok && t.keptIn(e.Quantiles) {
 			return answer(t, e.PInvoke, e.Forecast, e.Quantiles)
 		}
 	}
@@ -225,6 +226,12 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
 	return answer(t, res[0].PInvoke, res[0].Forecast, res[0].QuantileSeries())
+}
+
+// keptIn says whether qs hold the trigger's demand.
+func (t trigger) keptIn(qs []forecast.QuantileCounts) bool {
+	_, ok := forecast.QuantileAt(qs, t.quantile)
+	return ok || t.quantile == Mean
 }
 
 // answer is the trigger's decision from a function's p_invoke, expected

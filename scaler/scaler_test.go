@@ -246,7 +246,7 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 			return decide.Entry{PInvoke: float32s(tableP), Forecast: float32s(tableCounts)}, true
 		}}
 	ctx := context.Background()
-	ref := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "5"}}
+	ref := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "5", scaler.KeyQuantile: "mean"}}
 	active, err := s.IsActive(ctx, ref)
 	if err != nil || !active.Result {
 		t.Fatalf("from the table: active %v, %v", active.GetResult(), err)
@@ -260,7 +260,7 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 	}
 	// a table a minute old answers 59 minutes: the demand over 60 is theirs
 	tableP, tableCounts = tableP[1:], tableCounts[1:]
-	all := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "60"}}
+	all := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "60", scaler.KeyQuantile: "mean"}}
 	if m, err := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: all}); err != nil || m.MetricValues[0].MetricValueFloat != 159 {
 		t.Fatalf("from a table a minute old: %v, %v; want 159", m, err)
 	}
@@ -270,48 +270,62 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 	}
 }
 
+// quantileModels answers the median, and with trees the 0.9 and 0.99
+// quantiles, counting its runs.
+type quantileModels struct {
+	trees bool
+	runs  *int
+}
+
+func (q quantileModels) Predict(_ context.Context, reqs []forecast.Request, _ forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
+	*q.runs++
+	r := forecast.Result{ID: reqs[0].ID, PInvoke: float32s(ramp(0)), Forecast: float32s(ramp(100)), Median: float32s(ramp(50))}
+	if q.trees && outs&forecast.Quantiles != 0 {
+		r.Quantiles = []forecast.QuantileCounts{{Q: 0.9, Counts: float32s(ramp(200))}, {Q: 0.99, Counts: float32s(ramp(300))}}
+	}
+	return []forecast.Result{r}, nil
+}
+
 // TestDemandAtTheTriggersQuantile: GetMetrics' demand is the largest of
 // the trigger's quantile over its demand minutes: 0.9 by default, "mean"
-// the expected count, any quantile the set answers; one it does not is
-// FailedPrecondition naming those it does, and the default falls back to
-// the expected count where the set has no 0.9 quantile.
+// the expected count, any quantile the set answers, from the minute's
+// table where it keeps that quantile (decide.quantiles), computed where
+// it does not; one the set does not answer is FailedPrecondition naming
+// those it does, and the default falls back to the expected count where
+// the set has no 0.9 quantile.
 func TestDemandAtTheTriggersQuantile(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
 	store := history.New(1440, 10)
-	withQuantiles := true
-	entry := func() decide.Entry {
-		e := decide.Entry{PInvoke: float32s(ramp(0)), Forecast: float32s(ramp(100)),
-			Quantiles: []forecast.QuantileCounts{{Q: 0.5, Counts: float32s(ramp(50))}}}
-		if withQuantiles {
-			e.Quantiles = append(e.Quantiles, forecast.QuantileCounts{Q: 0.9, Counts: float32s(ramp(200))},
-				forecast.QuantileCounts{Q: 0.99, Counts: float32s(ramp(300))})
-		}
-		return e
-	}
-	s := &scaler.Server{Predictor: answer{err: errors.New("the models ran")}, History: store,
-		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
-		Decisions: func(string, int64) (decide.Entry, bool) { return entry(), true }}
+	store.Observe([]history.Observation{{ID: "f", Minute: now.Unix()/60 - 1, Count: 3}})
 	cases := []struct {
 		quantile string // "": not set
-		both     bool   // the set answers 0.9 and 0.99
+		trees    bool   // the set serves 0.9 and 0.99 (the table keeps 0.9)
 		demand   float64
+		runs     int // model runs: 0 when the table answers
 		code     codes.Code
 	}{
-		{"", true, 204, codes.OK},
-		{"0.9", true, 204, codes.OK},
-		{"0.99", true, 304, codes.OK},
-		{"0.5", true, 54, codes.OK},
-		{"mean", true, 104, codes.OK},
-		{"", false, 104, codes.OK},
-		{"0.9", false, 0, codes.FailedPrecondition},
-		{"0.95", true, 0, codes.FailedPrecondition},
-		{"1", true, 0, codes.InvalidArgument},
-		{"0.2", true, 0, codes.InvalidArgument},
-		{"NaN", true, 0, codes.InvalidArgument},
-		{"median", true, 0, codes.InvalidArgument},
+		{"", true, 204, 0, codes.OK},
+		{"0.9", true, 204, 0, codes.OK},
+		{"mean", true, 104, 0, codes.OK},
+		{"0.99", true, 304, 1, codes.OK},
+		{"0.5", true, 54, 1, codes.OK},
+		{"", false, 104, 1, codes.OK},
+		{"0.9", false, 0, 1, codes.FailedPrecondition},
+		{"0.95", true, 0, 1, codes.FailedPrecondition},
+		{"1", true, 0, 0, codes.InvalidArgument},
+		{"0.2", true, 0, 0, codes.InvalidArgument},
+		{"NaN", true, 0, 0, codes.InvalidArgument},
+		{"median", true, 0, 0, codes.InvalidArgument},
 	}
 	for _, c := range cases {
-		withQuantiles = c.both
+		runs := 0
+		table := decide.Entry{PInvoke: float32s(ramp(0)), Forecast: float32s(ramp(100))}
+		if c.trees {
+			table.Quantiles = []forecast.QuantileCounts{{Q: 0.9, Counts: float32s(ramp(200))}}
+		}
+		s := &scaler.Server{Predictor: quantileModels{trees: c.trees, runs: &runs}, History: store,
+			DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
+			Decisions: func(string, int64) (decide.Entry, bool) { return table, true }}
 		md := map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "5"}
 		if c.quantile != "" {
 			md[scaler.KeyQuantile] = c.quantile
@@ -325,6 +339,9 @@ func TestDemandAtTheTriggersQuantile(t *testing.T) {
 		}
 		if err == nil && m.MetricValues[0].MetricValueFloat != c.demand {
 			t.Errorf("quantile %q: demand %v, want %v", c.quantile, m.MetricValues[0].MetricValueFloat, c.demand)
+		}
+		if runs != c.runs {
+			t.Errorf("quantile %q (trees %v): %d model runs, want %d", c.quantile, c.trees, runs, c.runs)
 		}
 	}
 }

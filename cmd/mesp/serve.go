@@ -112,7 +112,7 @@ func runServe(ctx context.Context, args []string) error {
 	var table server.DecisionTable
 	if cfg.Decide.Enabled {
 		loop = &decide.Loop{Predictor: fc, History: store, Batch: cfg.Decide.Batch, Deadline: cfg.Decide.Deadline,
-			MaxAge: int(cfg.Decide.MaxAge / time.Minute), Log: log}
+			MaxAge: int(cfg.Decide.MaxAge / time.Minute), Quantiles: cfg.Decide.Quantiles, Log: log}
 		table = loop
 	}
 	srv := server.New(fc, server.Options{AdminToken: cfg.Server.AdminToken, WriteToken: cfg.Server.WriteToken, TLS: serverTLS, MaxBatch: cfg.Server.MaxBatch,

@@ -244,9 +244,10 @@ def _gap(history: np.ndarray) -> tuple[int, bool]:
 
 def test_served_quantiles_are_the_graphs_in_python(server: str) -> None:
     """Go's onnxruntime and Python's give the same quantiles (1e-4): on real
-    rows, each served quantile is the largest of its graph's answer (run
-    here in Python), the served median and the quantile below; a timer's
-    and a silent pattern's are the server's own rule (Go's tests)."""
+    rows, each served level is the largest of the level below (the served
+    median first) and its scale times the largest of its graph's answer
+    (run here in Python) and the median; a timer's and a silent pattern's
+    are the server's own rule (Go's tests)."""
     from conftest import shipped_models
     from test_kserve_v2 import v1
 
@@ -265,10 +266,11 @@ def test_served_quantiles_are_the_graphs_in_python(server: str) -> None:
         idle, unprecedented = _gap(series[i, :t])
         if "timer" in f or (min_gap is not None and unprecedented and idle >= min_gap):
             continue
-        lower = np.array(f["median"], np.float64)
+        median = np.array(f["median"], np.float64)
+        lower = median
         for q, name in zip(man["quantiles"], names, strict=True):
             trees = ct.forecast_at(models, {"trees": q}, series[i:i + 1, :t], t)[0]
-            want = np.maximum(trees, lower)
+            want = np.maximum(lower, q.get("scale", 1.0) * np.maximum(trees, median))
             np.testing.assert_allclose(f["quantiles"][name], want, rtol=1e-4, atol=1e-4, err_msg=f"row {i} {name}")
             lower = want
         compared += 1
