@@ -89,6 +89,7 @@ train-experts: venv build
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 	bin/mesp choose-volume --data $(DATA) --models $(WORK)
+	bin/mesp choose-quantiles --data $(DATA) --models $(WORK)
 	bin/mesp publish --from $(WORK) --models $(MODELS)
 
 ## image: the CPU Dockerfile built with buildah (local stand-ins for its base

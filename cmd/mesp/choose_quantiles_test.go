@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/forecast"
+	"github.com/mesp-project/mesp/internal/fixture"
+	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/provision"
+)
+
+// TestChooseQuantilesCalibratesWhatTheServerAnswers: choose-quantiles
+// writes every level, each from the nearest graph at or above it, with a
+// scale within bounds; the coverage it records for each level is the one
+// the served set, reloaded with those levels, has on the busy validation
+// functions' minutes a minute ahead, and it reaches the level (or the
+// scale is at its bound).
+func TestChooseQuantilesCalibratesWhatTheServerAnswers(t *testing.T) {
+	ctx := context.Background()
+	dir := fixture.CopyModels(t)
+	if err := runChooseQuantiles(ctx, []string{"--data", fixture.Sample100, "--models", dir}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var levels []float64
+	for _, q := range m.Quantiles {
+		levels = append(levels, q.Q)
+		if q.FittedAt() < q.Q || q.Scale <= 0 || q.Scale > manifest.MaxQuantileScale {
+			t.Fatalf("level %v: from the graph fitted at %v, scale %v", q.Q, q.FittedAt(), q.Scale)
+		}
+	}
+	if !slices.Equal(levels, quantileLevels) {
+		t.Fatalf("levels %v, want %v", levels, quantileLevels)
+	}
+	cfg, err := config.Load("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Models = dir
+	fc, err := openServed(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	fns, _, err := readPart(fixture.Sample100, "validation", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	days := make([][]float64, len(fns))
+	for i, f := range fns {
+		days[i] = f.Counts
+	}
+	_, _, qs, err := minutelyCounts(ctx, fc, forecast.Routed, days, "test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, q := range m.Quantiles {
+		covered, n := 0, 0
+		for i, d := range days {
+			if !provision.Busy(d, provision.Target) {
+				continue
+			}
+			for mi := range qs[k].Ahead[i] {
+				n++
+				if d[provision.Start-1+mi] <= qs[k].Ahead[i][mi][0] {
+					covered++
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatal("no busy validation function in the fixture")
+		}
+		got := float64(covered) / float64(n)
+		cal := q.Validation["calibration"].(map[string]any)
+		if math.Abs(got-cal["coverage"].(float64)) > 1e-4 {
+			t.Errorf("level %v: served coverage %v, the calibration recorded %v", q.Q, got, cal["coverage"])
+		}
+		if got < q.Q && q.Scale < manifest.MaxQuantileScale {
+			t.Errorf("level %v covers %v at scale %v, under its level", q.Q, got, q.Scale)
+		}
+	}
+}
