@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
@@ -40,16 +39,7 @@ func TestChooseQuantilesCalibratesWhatTheServerAnswers(t *testing.T) {
 	if !slices.Equal(levels, quantileLevels) {
 		t.Fatalf("levels %v, want %v", levels, quantileLevels)
 	}
-	cfg, err := config.Load("", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Models = dir
-	fc, err := openServed(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fc.Close()
+	fc := servedFrom(t, dir)
 	fns, _, err := readPart(fixture.Sample100, "validation", false)
 	if err != nil {
 		t.Fatal(err)

@@ -25,23 +25,11 @@ func TestChooseVolumeScaleIsWhatTheServerAnswers(t *testing.T) {
 		m["sparse"] = map[string]any{"below_daily": sp.BelowDaily, "look": sp.Look}
 		delete(m["mean"].(map[string]any), "scale")
 	})
-	cfg, err := config.Load("", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Models = dir
 	fns, _, err := readPart(fixture.Sample100, "all", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func() *forecast.Forecaster {
-		fc, err := openServed(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(fc.Close)
-		return fc
-	}
+	open := func() *forecast.Forecaster { return servedFrom(t, dir) }
 	c, err := scoreVolume(ctx, fns, open(), sp)
 	if err != nil {
 		t.Fatal(err)
@@ -129,4 +117,21 @@ func TestChooseVolumeRefitsFromTheUnscaledSet(t *testing.T) {
 		first.Sparse != nil && (first.Sparse.BelowDaily != second.Sparse.BelowDaily || first.Sparse.Look != second.Sparse.Look) {
 		t.Fatalf("second run: scale %v, sparse %+v; first: %v, %+v", second.Mean.Scale, second.Sparse, first.Mean.Scale, first.Sparse)
 	}
+}
+
+// servedFrom is the served set of a models folder, as the choose-*
+// commands and eval open it, closed at the test's end.
+func servedFrom(t *testing.T, dir string) *forecast.Forecaster {
+	t.Helper()
+	cfg, err := config.Load("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Models = dir
+	fc, err := openServed(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fc.Close)
+	return fc
 }
