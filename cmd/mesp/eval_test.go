@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/mesp-project/mesp/manifest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/mesp-project/mesp/backtest"
@@ -45,6 +47,7 @@ func TestEvalOnFixture(t *testing.T) {
 			Mesp []struct {
 				Quantile       *float64 `json:"quantile"`
 				Output         string   `json:"output"`
+				Lead           int      `json:"lead"`
 				Deficit        float64  `json:"deficit"`
 				ReplicaMinutes int      `json:"replica_minutes"`
 			} `json:"mesp"`
@@ -145,10 +148,16 @@ func TestEvalOnFixture(t *testing.T) {
 		check(name, o)
 	}
 	// EVALUATION.md section 4: reactive scaling over its windows, MESP's
-	// median (the 0.5 quantile) and expected count, the median's coverage
+	// median (the 0.5 quantile), expected count and each served quantile
+	// level over the leads, each level's coverage
 	sc := doc.Scaling
-	if sc.Target != 60 || sc.All != 100 || sc.Functions == 0 || sc.Functions >= 100 || len(sc.Reactive) != 5 || len(sc.Mesp) != 1+len(provision.Leads) {
-		t.Fatalf("scaling: %+v", sc)
+	m, err := manifest.ReadManifest(filepath.Join("..", "..", "models"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	levels := len(m.Quantiles)
+	if sc.Target != 60 || sc.All != 100 || sc.Functions == 0 || sc.Functions >= 100 || len(sc.Reactive) != 5 || len(sc.Mesp) != 1+(1+levels)*len(provision.Leads) || levels == 0 {
+		t.Fatalf("scaling (%d quantile levels): %+v", levels, sc)
 	}
 	for i, r := range sc.Reactive {
 		if r.Window == nil || i > 0 && (r.ReplicaMinutes < sc.Reactive[i-1].ReplicaMinutes || r.Deficit > sc.Reactive[i-1].Deficit) {
@@ -159,9 +168,19 @@ func TestEvalOnFixture(t *testing.T) {
 		t.Errorf("mesp points: %+v", sc.Mesp)
 	}
 	for i := 2; i < len(sc.Mesp); i++ {
-		if sc.Mesp[i].ReplicaMinutes < sc.Mesp[i-1].ReplicaMinutes {
+		// within a series (the mean, a level), a longer lead holds more
+		if sc.Mesp[i].Lead > sc.Mesp[i-1].Lead && sc.Mesp[i].ReplicaMinutes < sc.Mesp[i-1].ReplicaMinutes {
 			t.Errorf("a longer lead holds fewer replicas: %+v", sc.Mesp)
 		}
+	}
+	// a higher level covers more and costs more, a minute ahead
+	prev := sc.Coverage["0.5"]
+	for _, q := range m.Quantiles {
+		c, ok := sc.Coverage[strconv.FormatFloat(q.Q, 'g', -1, 64)]
+		if !ok || c < prev {
+			t.Errorf("level %v covers %v, under the level below it (%v)", q.Q, c, prev)
+		}
+		prev = c
 	}
 	if at := sc.AtReactive5; at == nil || at.ReplicaMinutes != sc.Reactive[3].ReplicaMinutes || !(at.MespOverReactive > 0) {
 		t.Errorf("no reading of MESP's curve at reactive's 5-minute cost: %+v", at)
