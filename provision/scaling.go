@@ -83,6 +83,25 @@ func FromForecastAhead(ahead [][]float64, lead int, target float64) []int {
 	return out
 }
 
+// HeldWindows are the HPA scale-down stabilization windows applied to
+// MESP's one-minute-ahead metric (Stabilized): KEDA hands GetMetrics'
+// demand to the HPA, which holds replicas after any metric's peak as it
+// holds them after the observed rate's.
+var HeldWindows = []int{1, 2, 5}
+
+// Stabilized is desired replicas as the HPA acts on them: replicas(m) is
+// the largest desired of minutes m-window..m within the simulated window
+// (scale-up at once, scale-down held for window minutes).
+func Stabilized(desired []int, window int) []int {
+	out := make([]int, len(desired))
+	for m := range desired {
+		for j := max(0, m-window); j <= m; j++ {
+			out[m] = max(out[m], desired[j])
+		}
+	}
+	return out
+}
+
 // ScalingOutcome is one policy's replicas over a set of functions.
 type ScalingOutcome struct {
 	// Deficit is the invocations beyond the replicas' capacity (queued,
@@ -133,7 +152,8 @@ func Busy(counts []float64, target float64) bool {
 
 // ScalingPoint is one policy's outcome on the busy functions, with its
 // setting: a reactive window, or a forecast's output ("median", the 0.5
-// quantile, or "mean", the expected count).
+// quantile, or "mean", the expected count) or quantile, its lead and,
+// where set, the stabilization window the HPA applies to it.
 type ScalingPoint struct {
 	Window   *int     `json:"window,omitempty"`
 	Quantile *float64 `json:"quantile,omitempty"`
@@ -286,6 +306,23 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		return pts
 	}
 	rep.Mesp = append(rep.Mesp, quantilePoints(in.MespQuantiles, Leads)...)
+	// the same metrics a minute ahead through the HPA's stabilization
+	// window, as a deployment through KEDA acts on them
+	for _, w := range HeldWindows {
+		held := func(q []int) []int { return Stabilized(q, w) }
+		if in.MespMedian != nil {
+			b, a := score(func(i int) []int { return held(FromForecast(in.MespMedian[i], target)) })
+			rep.Mesp = append(rep.Mesp, ScalingPoint{Quantile: &half, Output: "median", Lead: 1, Window: &w, ScalingOutcome: b, All: a})
+		}
+		if in.MespMean != nil {
+			b, a := score(func(i int) []int { return held(FromForecastAhead(in.MespMean[i], 1, target)) })
+			rep.Mesp = append(rep.Mesp, ScalingPoint{Output: "mean", Lead: 1, Window: &w, ScalingOutcome: b, All: a})
+		}
+		for _, q := range in.MespQuantiles {
+			b, a := score(func(i int) []int { return held(FromForecastAhead(q.Ahead[i], 1, target)) })
+			rep.Mesp = append(rep.Mesp, ScalingPoint{Quantile: &q.Q, Lead: 1, Window: &w, ScalingOutcome: b, All: a})
+		}
+	}
 	rep.Peer = quantilePoints(in.PeerQuantiles, []int{1})
 	rep.Dense = medianPoints(in.DenseMedian)
 	for _, r := range rep.Reactive {

@@ -96,7 +96,7 @@ func TestEvaluateScalingScoresBusyFunctionsApart(t *testing.T) {
 	}
 	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy, quiet}, Target: Target,
 		MespMedian: [][]float64{perfect(busy), perfect(quiet)}, MespMean: [][][]float64{ahead(busy), ahead(quiet)}})
-	if rep.Functions != 1 || rep.All != 2 || len(rep.Reactive) != len(ReactiveWindows) || len(rep.Mesp) != 1+len(Leads) {
+	if rep.Functions != 1 || rep.All != 2 || len(rep.Reactive) != len(ReactiveWindows) || len(rep.Mesp) != 1+len(Leads)+2*len(HeldWindows) {
 		t.Fatalf("report %+v", rep)
 	}
 	// a forecast that knows each minute has no deficit and no idle replica
@@ -130,7 +130,9 @@ func TestLeadSizesForTheComingMinutes(t *testing.T) {
 	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespMean: [][][]float64{ahead}})
 	var leads []int
 	for _, p := range rep.Mesp {
-		leads = append(leads, p.Lead)
+		if p.Window == nil { // the held points are a minute ahead
+			leads = append(leads, p.Lead)
+		}
 	}
 	if !slices.Equal(leads, Leads) {
 		t.Fatalf("mesp points' leads %v, want %v", leads, Leads)
@@ -177,7 +179,7 @@ func TestQuantileCurvesAndCoverage(t *testing.T) {
 	}
 	qs := []QuantileAhead{{Q: 0.9, Ahead: flat(100)}, {Q: 0.99, Ahead: flat(300)}}
 	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespQuantiles: qs, PeerQuantiles: qs[:1]})
-	if len(rep.Mesp) != 2*len(Leads) || len(rep.Peer) != 1 || *rep.Peer[0].Quantile != 0.9 || rep.Peer[0].Lead != 1 {
+	if len(rep.Mesp) != 2*len(Leads)+2*len(HeldWindows) || len(rep.Peer) != 1 || *rep.Peer[0].Quantile != 0.9 || rep.Peer[0].Lead != 1 {
 		t.Fatalf("mesp %d points, peer %+v", len(rep.Mesp), rep.Peer)
 	}
 	n := float64(End - Start + 1)
@@ -219,5 +221,24 @@ func TestCalibrateScaleByHand(t *testing.T) {
 	// out of reach within the bounds: the upper bound, and what it covers
 	if got, cov := CalibrateScale(y, lower, base, 1, 0.5, 3); got != 3 || cov != 0.8 {
 		t.Errorf("bounded: %v covering %v, want 3 covering 0.8", got, cov)
+	}
+}
+
+// TestStabilizedHoldsExactlyItsWindow: a desire of 3 at one minute is
+// held for exactly window minutes after it, and a higher one starts at
+// once.
+func TestStabilizedHoldsExactlyItsWindow(t *testing.T) {
+	desired := []int{0, 3, 0, 0, 0, 0, 5, 1, 1}
+	for _, c := range []struct {
+		window int
+		want   []int
+	}{
+		{0, []int{0, 3, 0, 0, 0, 0, 5, 1, 1}},
+		{2, []int{0, 3, 3, 3, 0, 0, 5, 5, 5}},
+		{5, []int{0, 3, 3, 3, 3, 3, 5, 5, 5}},
+	} {
+		if got := Stabilized(desired, c.window); !slices.Equal(got, c.want) {
+			t.Errorf("window %d: %v, want %v", c.window, got, c.want)
+		}
 	}
 }

@@ -262,27 +262,28 @@ func scalingPlot(dir string, sc *provision.ScalingReport) error {
 		reactive = append(reactive, plots.Point{Name: "reactive (windows 0..10 min)", X: float64(r.ReplicaMinutes), Y: share(r.ScalingOutcome)})
 	}
 	// Curves: MESP's expected count over its leads, its quantiles a minute
-	// ahead (the median the lowest), each quantile over its leads, the
-	// peer over its quantiles; the dense model's median is a point.
-	var mean, quantiles, peer, points []plots.Point
-	byQuantile := map[float64][]plots.Point{}
-	var levels []float64
+	// ahead (the median the lowest), the same held for the HPA's default
+	// window, KEDA's default quantile over its leads, the peer over its
+	// quantiles; the dense model's median is a point.
+	var mean, quantiles, held5, q09, peer, points []plots.Point
 	point := func(name string, pt provision.ScalingPoint) plots.Point {
 		return plots.Point{Name: name, X: float64(pt.ReplicaMinutes), Y: share(pt.ScalingOutcome)}
 	}
 	for _, pt := range sc.Mesp {
+		if pt.Window != nil {
+			if *pt.Window == 5 && pt.Output != "mean" {
+				held5 = append(held5, point("mesp median..q0.99 held 5 min (HPA window)", pt))
+			}
+			continue
+		}
 		switch {
 		case pt.Output == "mean":
 			mean = append(mean, point("mesp mean (leads 1..10 min)", pt))
 		case pt.Output == "median" || pt.Lead == 1:
 			quantiles = append(quantiles, point("mesp quantiles 0.5..0.99, a minute ahead", pt))
 		}
-		if pt.Quantile != nil && pt.Output == "" {
-			q := *pt.Quantile
-			if _, seen := byQuantile[q]; !seen {
-				levels = append(levels, q)
-			}
-			byQuantile[q] = append(byQuantile[q], point(fmt.Sprintf("mesp q%g (leads 1..10 min)", q), pt))
+		if pt.Quantile != nil && pt.Output == "" && *pt.Quantile == 0.9 {
+			q09 = append(q09, point("mesp q0.9 (leads 1..10 min)", pt))
 		}
 	}
 	for _, pt := range sc.Peer {
@@ -291,10 +292,7 @@ func scalingPlot(dir string, sc *provision.ScalingReport) error {
 	for _, pt := range sc.Dense {
 		points = append(points, point("dense "+pt.Output, pt))
 	}
-	curves := [][]plots.Point{reactive, mean, quantiles, peer}
-	for _, q := range levels {
-		curves = append(curves, byQuantile[q])
-	}
+	curves := [][]plots.Point{reactive, mean, quantiles, peer, held5, q09}
 	return plots.TradeOff(filepath.Join(dir, "scaling.png"),
 		fmt.Sprintf("Replicas for %d busy functions, minutes 1081-1440 (target %g/min)", sc.Functions, sc.Target),
 		"replica-minutes", "share of invocations beyond capacity", curves, points)

@@ -160,8 +160,9 @@ def scaling(d: dict[str, Any]) -> list[str]:
     for name in ("mesp", "dense", "peer_lightgbm_quantile"):
         for pt in sc.get(name) or []:
             lead = f", lead {pt['lead']} min" if pt.get("lead") else ""
+            held = f", held {pt['window']} min (HPA window)" if pt.get("window") is not None else ""
             what = pt.get("output") or f"q{pt['quantile']:g}"
-            rows.append(row(f"`{name}` {what}{lead}", pt))
+            rows.append(row(f"`{name}` {what}{lead}{held}", pt))
     head = ["policy", "deficit", "deficit / invocations", "replica-minutes", "under-minutes", "over-replica-minutes"]
     out = [f"{sc['functions']} of {sc['all_functions']} functions need 2 replicas or more at some minute; "
            f"target {sc['target']:g} invocations per replica-minute.", "", *_table(head, rows)]

@@ -48,6 +48,7 @@ func TestEvalOnFixture(t *testing.T) {
 				Quantile       *float64 `json:"quantile"`
 				Output         string   `json:"output"`
 				Lead           int      `json:"lead"`
+				Window         *int     `json:"window"`
 				Deficit        float64  `json:"deficit"`
 				ReplicaMinutes int      `json:"replica_minutes"`
 			} `json:"mesp"`
@@ -156,7 +157,7 @@ func TestEvalOnFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	levels := len(m.Quantiles)
-	if sc.Target != 60 || sc.All != 100 || sc.Functions == 0 || sc.Functions >= 100 || len(sc.Reactive) != 5 || len(sc.Mesp) != 1+(1+levels)*len(provision.Leads) || levels == 0 {
+	if sc.Target != 60 || sc.All != 100 || sc.Functions == 0 || sc.Functions >= 100 || len(sc.Reactive) != 5 || len(sc.Mesp) != 1+(1+levels)*len(provision.Leads)+(2+levels)*len(provision.HeldWindows) || levels == 0 {
 		t.Fatalf("scaling (%d quantile levels): %+v", levels, sc)
 	}
 	for i, r := range sc.Reactive {
@@ -169,7 +170,7 @@ func TestEvalOnFixture(t *testing.T) {
 	}
 	for i := 2; i < len(sc.Mesp); i++ {
 		// within a series (the mean, a level), a longer lead holds more
-		if sc.Mesp[i].Lead > sc.Mesp[i-1].Lead && sc.Mesp[i].ReplicaMinutes < sc.Mesp[i-1].ReplicaMinutes {
+		if sc.Mesp[i].Window == nil && sc.Mesp[i].Lead > sc.Mesp[i-1].Lead && sc.Mesp[i].ReplicaMinutes < sc.Mesp[i-1].ReplicaMinutes {
 			t.Errorf("a longer lead holds fewer replicas: %+v", sc.Mesp)
 		}
 	}
