@@ -1,6 +1,6 @@
-"""What the peer scripts share: their command line and the cache of their
-predictions by the hash of their inputs (so `make eval` refits a peer only
-when something it reads changed)."""
+"""What the peer scripts share: their command line, the training part they
+fit on and the cache of their predictions by the hash of their inputs (so
+`make eval` refits a peer only when something it reads changed)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import argparse
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 
 def parse_args(doc: str, out_help: str, argv: list[str] | None,
@@ -21,6 +23,20 @@ def parse_args(doc: str, out_help: str, argv: list[str] | None,
     for name, text in (flags or {}).items():
         ap.add_argument(f"--{name}", action="store_true", help=text)
     return ap.parse_args(argv)
+
+
+def training_part(models: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The training part's fit and validation functions [n, 1440] (float64)
+    from the clusters' Parquet files, the test functions dropped."""
+    from mesp_training.contract import is_test, is_validation, read_cluster_parquet, read_clusters
+
+    fit_rows, val_rows = [], []
+    for cl in read_clusters(models / "clusters.json")["clusters"]:
+        ids, counts = read_cluster_parquet(models / cl["parquet"])
+        for fid, row in zip(ids, counts, strict=True):
+            if not is_test(fid):
+                (val_rows if is_validation(fid) else fit_rows).append(row)
+    return np.stack(fit_rows).astype(np.float64), np.stack(val_rows).astype(np.float64)
 
 
 def inputs_key(models: Path, files: list[Path], settings: str = "") -> str:

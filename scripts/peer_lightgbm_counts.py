@@ -34,7 +34,7 @@ import lightgbm as lgb
 import numpy as np
 import peer_cache
 
-from mesp_training.contract import HORIZON, is_test, is_validation, read_cluster_parquet, read_clusters
+from mesp_training.contract import HORIZON, read_cluster_parquet
 from mesp_training.data import EVAL_ORIGINS
 
 LAGS = (*range(1, 61), *range(75, 241, 15))
@@ -84,13 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{a.out} is up to date (inputs {key})")
         return 0
     t0 = time.monotonic()
-    fit_rows, val_rows = [], []
-    for cl in read_clusters(a.models / "clusters.json")["clusters"]:
-        ids, counts = read_cluster_parquet(a.models / cl["parquet"])
-        for fid, row in zip(ids, counts, strict=True):
-            if not is_test(fid):
-                (val_rows if is_validation(fid) else fit_rows).append(row)
-    fit, val = np.stack(fit_rows).astype(np.float64), np.stack(val_rows).astype(np.float64)
+    fit, val = peer_cache.training_part(a.models)
     x, s, y = features(fit, list(range(MIN_HISTORY, fit.shape[1] - HORIZON + 1, TRAIN_STRIDE)))
     xv, sv, yv = features(val, EVAL_ORIGINS)
     log(f"{len(fit)} fit and {len(val)} validation functions: {len(x)} and {len(xv)} windows "

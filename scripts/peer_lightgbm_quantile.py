@@ -27,7 +27,7 @@ import numpy as np
 import peer_cache
 from peer_lightgbm_counts import MIN_HISTORY, PARAMS, TRAIN_STRIDE, features
 
-from mesp_training.contract import is_test, is_validation, read_cluster_parquet, read_clusters
+from mesp_training.contract import read_cluster_parquet
 
 # The quantiles of its curve (mesp eval reads exactly these columns).
 QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99)
@@ -47,13 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{a.out} is up to date (inputs {key})")
         return 0
     t0 = time.monotonic()
-    fit_rows, val_rows = [], []
-    for cl in read_clusters(a.models / "clusters.json")["clusters"]:
-        ids, counts = read_cluster_parquet(a.models / cl["parquet"])
-        for fid, row in zip(ids, counts, strict=True):
-            if not is_test(fid):
-                (val_rows if is_validation(fid) else fit_rows).append(row)
-    fit, val = np.stack(fit_rows).astype(np.float64), np.stack(val_rows).astype(np.float64)
+    fit, val = peer_cache.training_part(a.models)
     # minute m (1-based) is forecast at origin t = m - 1 (the minutes before it)
     x, s, y = features(fit, list(range(MIN_HISTORY, fit.shape[1] - 1, TRAIN_STRIDE)))
     xv, sv, yv = features(val, list(range(START - 1, END, 10)))
