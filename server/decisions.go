@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/mesp-project/mesp/decide"
+	"github.com/mesp-project/mesp/forecast"
 )
 
 // DecisionJSON is one function's line of GET /v1/decisions: its answer
@@ -26,6 +28,10 @@ type DecisionJSON struct {
 	Forecast  []float32 `json:"forecast"`
 	Warm      []bool    `json:"warm"`
 	Threshold float64   `json:"threshold"`
+	// Demand is the quantile "quantile" names of each of those minutes'
+	// counts (the expected count for "mean"): what a replica decision is
+	// sized by; absent unless asked.
+	Demand []float32 `json:"demand,omitempty"`
 	// MissingMinutes is how many minutes just before Minute the history
 	// did not hold when the minute was decided (late: counted as no
 	// invocation); absent when complete.
@@ -36,7 +42,9 @@ type DecisionJSON struct {
 // line in id order: a platform's control loop reads every function's
 // decision for the minute in one request, without a model run. Query:
 // after (the last id of the previous page), limit (functions; default
-// all), minutes (1..60, default 1), threshold (default the set's).
+// all), minutes (1..60, default 1), threshold (default the set's),
+// quantile (a level the table keeps, decide.quantiles, or "mean": each
+// line's demand).
 // 503 until the first minute is decided.
 func (s *Server) handleDecisions(c echo.Context) error {
 	if s.opts.Decisions == nil {
@@ -68,6 +76,13 @@ func (s *Server) handleDecisions(c echo.Context) error {
 	if !(th > 0) {
 		return echo.NewHTTPError(http.StatusConflict, "the models in service have no default pre-warm threshold: give threshold")
 	}
+	// the demand's level: "mean", or one the table keeps (Mean: none asked)
+	level, demand := 0.0, q.Get("quantile")
+	if demand != "" && demand != "mean" {
+		if level, err = strconv.ParseFloat(demand, 64); err != nil || !slices.Contains(keptLevels(t), level) {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("quantile %q: want \"mean\" or a level the table keeps (decide.quantiles): %v", demand, keptLevels(t)))
+		}
+	}
 	from := sort.SearchStrings(t.IDs, q.Get("after"))
 	if from < len(t.IDs) && q.Get("after") != "" && t.IDs[from] == q.Get("after") {
 		from++
@@ -86,6 +101,15 @@ func (s *Server) handleDecisions(c echo.Context) error {
 		}
 		e := t.Entries[id]
 		line.ID, line.PInvoke, line.Forecast, line.MissingMinutes = id, e.PInvoke[:minutes], e.Forecast[:minutes], e.Missing
+		switch demand {
+		case "":
+		case "mean":
+			line.Demand = line.Forecast
+		default:
+			// a function answered without counts keeps no level: none
+			c, _ := forecast.QuantileAt(e.Quantiles, level)
+			line.Demand = c[:min(minutes, len(c))]
+		}
 		for h := range minutes {
 			line.Warm[h] = float64(e.PInvoke[h]) >= th
 		}
@@ -94,6 +118,20 @@ func (s *Server) handleDecisions(c echo.Context) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// keptLevels is the quantile levels t's entries hold.
+func keptLevels(t *decide.Table) []float64 {
+	for _, id := range t.IDs {
+		var out []float64
+		for _, q := range t.Entries[id].Quantiles {
+			out = append(out, q.Q)
+		}
+		if out != nil {
+			return out
+		}
+	}
+	return nil
 }
 
 // DecisionTable is the table GET /v1/decisions streams (decide.Loop).

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mesp-project/mesp/decide"
+	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/server"
 )
 
@@ -31,7 +32,12 @@ func TestDecisionsStreamTheTable(t *testing.T) {
 		for h := range 60 {
 			p[h], f[h] = float32(i)/10+float32(h)/1000, float32(10*i+h)
 		}
-		tab.Entries[id], tab.IDs = decide.Entry{PInvoke: p, Forecast: f, Missing: i % 2}, append(tab.IDs, id)
+		q9 := make([]float32, 60)
+		for h := range 60 {
+			q9[h] = f[h] + 100
+		}
+		tab.Entries[id], tab.IDs = decide.Entry{PInvoke: p, Forecast: f, Missing: i % 2,
+			Quantiles: []forecast.QuantileCounts{{Q: 0.9, Counts: q9}}}, append(tab.IDs, id)
 	}
 	table := &fixedTable{}
 	srv := server.New(&fakeModels{reloadOK: true}, server.Options{MaxBatch: 8, MaxBodyBytes: 1 << 20,
@@ -83,7 +89,22 @@ func TestDecisionsStreamTheTable(t *testing.T) {
 	if page[0].Warm[0] || !page[1].Warm[0] || page[1].Threshold != 0.25 {
 		t.Fatalf("at threshold 0.25: %+v", page)
 	}
-	for _, bad := range []string{"?minutes=0", "?minutes=61", "?limit=x", "?threshold=2"} {
+	// the demand at a level the table keeps, or the expected count; none
+	// unless asked
+	if _, body := get(t, url+"/v1/decisions"); bytes.Contains(body, []byte("demand")) {
+		t.Fatalf("demand streamed unasked: %s", body)
+	}
+	q := lines("?quantile=0.9&minutes=2")
+	if len(q) != 5 || len(q[3].Demand) != 2 || q[3].Demand[0] != 130 || q[3].Demand[1] != 131 {
+		t.Fatalf("the 0.9 quantile's demand: %+v", q[3])
+	}
+	if m := lines("?quantile=mean&limit=1"); len(m[0].Demand) != 1 || m[0].Demand[0] != m[0].Forecast[0] {
+		t.Fatalf("the mean's demand: %+v", m[0])
+	}
+	if code, body := get(t, url+"/v1/decisions?quantile=0.99"); code != http.StatusBadRequest || !bytes.Contains(body, []byte("[0.9]")) {
+		t.Errorf("a level the table does not keep: %d %s, want a 400 naming the kept ones", code, body)
+	}
+	for _, bad := range []string{"?minutes=0", "?minutes=61", "?limit=x", "?threshold=2", "?quantile=x"} {
 		if code, body := get(t, url+"/v1/decisions"+bad); code != http.StatusBadRequest || !bytes.Contains(body, []byte(`"message"`)) {
 			t.Errorf("%s: %d %s, want a JSON 400", bad, code, body)
 		}
