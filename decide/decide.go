@@ -30,6 +30,13 @@ type Predictor interface {
 	Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error)
 }
 
+// UpToPredictor is a Predictor that can answer the quantile levels up to
+// one alone (forecast.Forecaster.PredictUpTo): the table then runs only
+// the quantile graphs its kept levels read.
+type UpToPredictor interface {
+	PredictUpTo(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs, upTo float64) ([]forecast.Result, error)
+}
+
 // Entry is one function's answer for the minute its table was computed
 // for: p_invoke and the expected count of each of the next 60 minutes,
 // from the day before that minute.
@@ -262,10 +269,17 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 		return nil
 	}
 	outs := forecast.Counts | forecast.PInvoke
-	if len(l.Quantiles) > 0 {
-		outs |= forecast.Quantiles
+	var res []forecast.Result
+	var err error
+	if up, ok := l.Predictor.(UpToPredictor); ok && len(l.Quantiles) > 0 {
+		// only the quantile graphs the kept levels read run
+		res, err = up.PredictUpTo(ctx, reqs, forecast.Routed, outs|forecast.Quantiles, slices.Max(l.Quantiles))
+	} else {
+		if len(l.Quantiles) > 0 {
+			outs |= forecast.Quantiles
+		}
+		res, err = l.Predictor.Predict(ctx, reqs, forecast.Routed, outs)
 	}
-	res, err := l.Predictor.Predict(ctx, reqs, forecast.Routed, outs)
 	if errors.Is(err, forecast.ErrInvalid) && len(reqs) > 1 {
 		for i := range reqs {
 			if err := l.run(ctx, reqs[i:i+1], missing[i:i+1], t); err != nil {

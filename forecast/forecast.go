@@ -221,7 +221,7 @@ func (f *Forecaster) Forecast(ctx context.Context, reqs []Request, mode Mode) ([
 		return nil, err
 	}
 	defer release()
-	return s.forecast(ctx, reqs, mode, Counts, f.OnRoute)
+	return s.forecast(ctx, reqs, mode, Counts, f.OnRoute, 1)
 }
 
 // Predict is Forecast with a choice of outputs: counts, p_invoke or both
@@ -232,10 +232,23 @@ func (f *Forecaster) Predict(ctx context.Context, reqs []Request, mode Mode, out
 		return nil, err
 	}
 	defer release()
-	return s.forecast(ctx, reqs, mode, outs, f.OnRoute)
+	return s.forecast(ctx, reqs, mode, outs, f.OnRoute, 1)
 }
 
-func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outputs, onRoute RouteHook) ([]Result, error) {
+// PredictUpTo is Predict answering only the quantile levels up to upTo
+// (with Outputs Quantiles): the quantile graphs no such level uses do not
+// run. The levels answered are what Predict answers for them (each level
+// reads only the levels below it).
+func (f *Forecaster) PredictUpTo(ctx context.Context, reqs []Request, mode Mode, outs Outputs, upTo float64) ([]Result, error) {
+	s, release, err := f.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.forecast(ctx, reqs, mode, outs, f.OnRoute, upTo)
+}
+
+func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outputs, onRoute RouteHook, upTo float64) ([]Result, error) {
 	if outs&PInvoke != 0 && s.PDense == nil {
 		return nil, ErrNoPInvoke
 	}
@@ -296,6 +309,9 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				// one run per graph, whatever the levels it serves
 				quantiles = make([][][]float32, len(s.Quantiles))
 				for k, m := range s.Quantiles {
+					if s.Manifest.Quantiles[k].Q > upTo {
+						break // levels increase: none above reads this run
+					}
 					if j := slices.Index(s.Quantiles, m); j < k {
 						quantiles[k] = quantiles[j]
 						continue
@@ -356,7 +372,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	}
 	if outs&Quantiles != 0 {
 		for i := range out {
-			s.answerQuantiles(reqs[i].Counts, &out[i], quantiles, i)
+			s.answerQuantiles(reqs[i].Counts, &out[i], quantiles, i, upTo)
 		}
 	}
 	return out, nil
@@ -368,10 +384,14 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 // a timer), so that none ever crosses. A pattern the graph does not
 // answer (shorter than its window, or in a silence no day shows) has the
 // median for the graph's answer.
-func (s *Set) answerQuantiles(counts []float64, r *Result, trees [][][]float32, i int) {
-	r.Quantiles = make([]QuantileCounts, len(s.Manifest.Quantiles))
+func (s *Set) answerQuantiles(counts []float64, r *Result, trees [][][]float32, i int, upTo float64) {
+	n := 0
+	for n < len(s.Manifest.Quantiles) && s.Manifest.Quantiles[n].Q <= upTo {
+		n++
+	}
+	r.Quantiles = make([]QuantileCounts, n)
 	lower := r.Median
-	for k, q := range s.Manifest.Quantiles {
+	for k, q := range s.Manifest.Quantiles[:n] {
 		base := r.Median
 		switch {
 		case r.Timer != nil:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/mesp-project/mesp/internal/fixture"
@@ -88,4 +89,39 @@ func lowerOf(r Result, k int) []float32 {
 		return r.Median
 	}
 	return r.Quantiles[k-1].Counts
+}
+
+// TestPredictUpToAnswersTheLowerLevelsAlike: answering the levels up to
+// 0.9 alone gives exactly those levels, equal to what every level's
+// answer holds for them (each level reads only the ones below it).
+func TestPredictUpToAnswersTheLowerLevelsAlike(t *testing.T) {
+	f := loadSet(t, fixture.CopyModels(t))
+	var reqs []Request
+	for _, fn := range fixture.Rows(t)[:30] {
+		reqs = append(reqs, Request{ID: fn.ID, Counts: fn.Counts[:1200]})
+	}
+	all, err := f.Predict(context.Background(), reqs, Routed, Counts|Quantiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	some, err := f.PredictUpTo(context.Background(), reqs, Routed, Counts|Quantiles, 0.9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range all {
+		var want []QuantileCounts
+		for _, q := range all[i].Quantiles {
+			if q.Q <= 0.9 {
+				want = append(want, q)
+			}
+		}
+		if len(want) == 0 || len(want) == len(all[i].Quantiles) || len(some[i].Quantiles) != len(want) {
+			t.Fatalf("%s: up to 0.9 %d levels, of %d: want %d", reqs[i].ID, len(some[i].Quantiles), len(all[i].Quantiles), len(want))
+		}
+		for k, q := range want {
+			if some[i].Quantiles[k].Q != q.Q || !slices.Equal(some[i].Quantiles[k].Counts, q.Counts) {
+				t.Fatalf("%s: level %v differs answered alone", reqs[i].ID, q.Q)
+			}
+		}
+	}
 }
