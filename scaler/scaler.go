@@ -208,11 +208,18 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		}
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
+	reqs := []forecast.Request{{ID: t.function, Counts: counts}}
 	outs := forecast.Counts | forecast.PInvoke
-	if t.quantile != Mean {
-		outs |= forecast.Quantiles
+	var res []forecast.Result
+	if up, ok := s.Predictor.(decide.UpToPredictor); ok && t.quantile != Mean {
+		// only the quantile graphs the trigger's level reads run
+		res, err = up.PredictUpTo(ctx, reqs, forecast.Routed, outs|forecast.Quantiles, t.quantile)
+	} else {
+		if t.quantile != Mean {
+			outs |= forecast.Quantiles
+		}
+		res, err = s.Predictor.Predict(ctx, reqs, forecast.Routed, outs)
 	}
-	res, err := s.Predictor.Predict(ctx, []forecast.Request{{ID: t.function, Counts: counts}}, forecast.Routed, outs)
 	switch {
 	case errors.Is(err, forecast.ErrInvalid):
 		return decision{}, status.Errorf(codes.FailedPrecondition, "function %q: %d minutes of history: %v", t.function, len(counts), err)
@@ -249,7 +256,7 @@ func answer(t trigger, pInvoke, fc []float32, quantiles []forecast.QuantileCount
 			for k, c := range quantiles {
 				served[k] = strconv.FormatFloat(c.Q, 'g', -1, 64)
 			}
-			return decision{}, status.Errorf(codes.FailedPrecondition, "metadata %s %v: the models in service answer the quantiles %v and \"mean\"", KeyQuantile, t.quantile, served)
+			return decision{}, status.Errorf(codes.FailedPrecondition, "metadata %s %v: the models in service do not answer it (their quantiles up to it: %v; \"mean\" is the expected count)", KeyQuantile, t.quantile, served)
 		}
 	}
 	// a table a minute old forecasts one minute fewer ahead
