@@ -37,6 +37,20 @@ type UpToPredictor interface {
 	PredictUpTo(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs, upTo float64) ([]forecast.Result, error)
 }
 
+// PredictUpTo asks p for outs, routed, and for the quantile levels up to
+// upTo (none when upTo <= 0): those alone where p can answer them alone
+// (UpToPredictor, so that the quantile graphs no such level reads do not
+// run), else every level.
+func PredictUpTo(ctx context.Context, p Predictor, reqs []forecast.Request, outs forecast.Outputs, upTo float64) ([]forecast.Result, error) {
+	if upTo <= 0 {
+		return p.Predict(ctx, reqs, forecast.Routed, outs)
+	}
+	if up, ok := p.(UpToPredictor); ok {
+		return up.PredictUpTo(ctx, reqs, forecast.Routed, outs|forecast.Quantiles, upTo)
+	}
+	return p.Predict(ctx, reqs, forecast.Routed, outs|forecast.Quantiles)
+}
+
 // Entry is one function's answer for the minute its table was computed
 // for: p_invoke and the expected count of each of the next 60 minutes,
 // from the day before that minute.
@@ -268,18 +282,11 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 	if len(reqs) == 0 {
 		return nil
 	}
-	outs := forecast.Counts | forecast.PInvoke
-	var res []forecast.Result
-	var err error
-	if up, ok := l.Predictor.(UpToPredictor); ok && len(l.Quantiles) > 0 {
-		// only the quantile graphs the kept levels read run
-		res, err = up.PredictUpTo(ctx, reqs, forecast.Routed, outs|forecast.Quantiles, slices.Max(l.Quantiles))
-	} else {
-		if len(l.Quantiles) > 0 {
-			outs |= forecast.Quantiles
-		}
-		res, err = l.Predictor.Predict(ctx, reqs, forecast.Routed, outs)
+	upTo := 0.0
+	if len(l.Quantiles) > 0 {
+		upTo = slices.Max(l.Quantiles)
 	}
+	res, err := PredictUpTo(ctx, l.Predictor, reqs, forecast.Counts|forecast.PInvoke, upTo)
 	if errors.Is(err, forecast.ErrInvalid) && len(reqs) > 1 {
 		for i := range reqs {
 			if err := l.run(ctx, reqs[i:i+1], missing[i:i+1], t); err != nil {

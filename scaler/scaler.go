@@ -208,18 +208,8 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		}
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
-	reqs := []forecast.Request{{ID: t.function, Counts: counts}}
-	outs := forecast.Counts | forecast.PInvoke
-	var res []forecast.Result
-	if up, ok := s.Predictor.(decide.UpToPredictor); ok && t.quantile != Mean {
-		// only the quantile graphs the trigger's level reads run
-		res, err = up.PredictUpTo(ctx, reqs, forecast.Routed, outs|forecast.Quantiles, t.quantile)
-	} else {
-		if t.quantile != Mean {
-			outs |= forecast.Quantiles
-		}
-		res, err = s.Predictor.Predict(ctx, reqs, forecast.Routed, outs)
-	}
+	// the quantile levels up to the trigger's (Mean, 0: none)
+	res, err := decide.PredictUpTo(ctx, s.Predictor, []forecast.Request{{ID: t.function, Counts: counts}}, forecast.Counts|forecast.PInvoke, t.quantile)
 	switch {
 	case errors.Is(err, forecast.ErrInvalid):
 		return decision{}, status.Errorf(codes.FailedPrecondition, "function %q: %d minutes of history: %v", t.function, len(counts), err)
