@@ -591,43 +591,30 @@ const (
 // wantOutputs is the arrays a request asks for, by name.
 type wantOutputs map[string]bool
 
-// outputs is what a request's "outputs" asks for among known (and the
-// quantiles the set in service answers); nil names: defaults.
-func (s *Server) outputs(names []string, known []string) (wantOutputs, error) {
+// outputs is what a request's "outputs" asks for among defaults and the
+// quantiles the set in service answers; nil names: the defaults.
+func (s *Server) outputs(names []string, defaults []string) (wantOutputs, error) {
+	want := wantOutputs{}
 	if names == nil {
-		want := wantOutputs{}
-		for _, n := range known {
+		for _, n := range defaults {
 			want[n] = true
 		}
 		return want, nil
 	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q", forecast.ErrInvalid, s.knownOutputs(known))
+	known := slices.Clone(defaults)
+	if c, ok := s.models.Catalog(); ok {
+		known = append(known, c.QuantileNames()...)
 	}
-	want := wantOutputs{}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q", forecast.ErrInvalid, known)
+	}
 	for _, n := range names {
-		if !slices.Contains(known, n) && !s.servesQuantile(n) {
-			return nil, fmt.Errorf("%w: unknown output %q (known: %q)", forecast.ErrInvalid, n, s.knownOutputs(known))
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("%w: unknown output %q (known: %q)", forecast.ErrInvalid, n, known)
 		}
 		want[n] = true
 	}
 	return want, nil
-}
-
-// knownOutputs is known and the quantiles the set in service answers.
-func (s *Server) knownOutputs(known []string) []string {
-	out := slices.Clone(known)
-	if c, ok := s.models.Catalog(); ok {
-		out = append(out, c.QuantileNames()...)
-	}
-	return out
-}
-
-// servesQuantile says whether name is a quantile the set in service
-// answers.
-func (s *Server) servesQuantile(name string) bool {
-	c, ok := s.models.Catalog()
-	return ok && slices.Contains(c.QuantileNames(), name)
 }
 
 // models is what the models must compute for these outputs, beside base.
