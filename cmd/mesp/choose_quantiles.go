@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -63,12 +64,15 @@ func runChooseQuantiles(ctx context.Context, args []string) error {
 	if len(graphs) == 0 {
 		return fmt.Errorf("choose-quantiles: %s serves no quantile trees (python -m mesp_training train-trees --quantiles)", cfg.Models)
 	}
-	var original any
 	var doc map[string]any
-	if err := manifest.Read(cfg.Models+"/manifest.json", &doc); err != nil {
+	if err := manifest.Read(filepath.Join(cfg.Models, "manifest.json"), &doc); err != nil {
 		return err
 	}
-	original = doc["quantiles"]
+	// on failure the manifest gets its levels back
+	restore := func(err error) error {
+		_ = writeManifestEntry(cfg.Models, "quantiles", doc["quantiles"])
+		return err
+	}
 	days := make([][]float64, len(fns))
 	busy := make([]bool, len(fns))
 	for i, f := range fns {
@@ -81,19 +85,16 @@ func runChooseQuantiles(ctx context.Context, args []string) error {
 	base := make([][]float64, len(graphs))
 	for k, g := range graphs {
 		if err := writeManifestEntry(cfg.Models, "quantiles", []manifest.Quantile{g}); err != nil {
-			_ = writeManifestEntry(cfg.Models, "quantiles", original)
-			return err
+			return restore(err)
 		}
 		fc, err := openServed(cfg)
 		if err != nil {
-			_ = writeManifestEntry(cfg.Models, "quantiles", original)
-			return err
+			return restore(err)
 		}
 		med, _, qs, err := minutelyCounts(ctx, fc, forecast.Routed, days, fmt.Sprintf("choose-quantiles: q%g", g.Q), start)
 		fc.Close()
 		if err != nil {
-			_ = writeManifestEntry(cfg.Models, "quantiles", original)
-			return err
+			return restore(err)
 		}
 		for i := range days {
 			if !busy[i] {
@@ -142,8 +143,7 @@ func runChooseQuantiles(ctx context.Context, args []string) error {
 		levels = append(levels, l)
 	}
 	if err := writeManifestEntry(cfg.Models, "quantiles", levels); err != nil {
-		_ = writeManifestEntry(cfg.Models, "quantiles", original)
-		return err
+		return restore(err)
 	}
 	fmt.Fprintf(os.Stderr, "choose-quantiles: %s serves %d levels from %d graphs (%s)\n", cfg.Models, len(levels), len(graphs), time.Since(start).Round(time.Second))
 	return nil
