@@ -354,22 +354,21 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		}
 		return float64(in1) / float64(max(n, 1))
 	}
-	if in.MespMedian != nil && rep.Functions > 0 {
+	if rep.Functions == 0 {
+		return rep
+	}
+	if in.MespMedian != nil {
 		rep.Coverage["0.5"] = coverage(func(i, m int) float64 { return in.MespMedian[i][m-Start] })
 	}
-	for _, set := range []struct {
-		qs  []QuantileAhead
-		dst *map[string]float64
-	}{{in.MespQuantiles, &rep.Coverage}, {in.PeerQuantiles, &rep.PeerCoverage}} {
-		for _, q := range set.qs {
-			if rep.Functions == 0 {
-				break
-			}
-			if *set.dst == nil {
-				*set.dst = map[string]float64{}
-			}
-			(*set.dst)[strconv.FormatFloat(q.Q, 'g', -1, 64)] = coverage(func(i, m int) float64 { return q.Ahead[i][m-Start][0] })
+	aheadCoverage := func(dst map[string]float64, qs []QuantileAhead) {
+		for _, q := range qs {
+			dst[strconv.FormatFloat(q.Q, 'g', -1, 64)] = coverage(func(i, m int) float64 { return q.Ahead[i][m-Start][0] })
 		}
+	}
+	aheadCoverage(rep.Coverage, in.MespQuantiles)
+	if len(in.PeerQuantiles) > 0 {
+		rep.PeerCoverage = map[string]float64{}
+		aheadCoverage(rep.PeerCoverage, in.PeerQuantiles)
 	}
 	return rep
 }
