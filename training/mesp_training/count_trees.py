@@ -572,8 +572,8 @@ def train_quantile_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np
     to models/dense-trees-q<q>.onnx (checked against LightGBM) and records
     them in manifest.json as ``quantiles``, with their coverage and
     pinball loss on the other half (overall, and on windows whose level
-    is at least BUSY_LEVEL). The server answers q as the largest of the
-    median and every lower quantile's answer, so none ever crosses."""
+    is at least BUSY_LEVEL). `mesp choose-quantiles` then calibrates the
+    levels served from these graphs (manifest ``scale``)."""
     from .contract import read_manifest, write_manifest
     from .data import EVAL_ORIGINS
 
@@ -584,7 +584,7 @@ def train_quantile_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np
     log(f"quantile trees: {len(train)} training functions, {len(stop)} + {len(held)} validation functions, "
         f"quantiles {', '.join(f'{q:g}' for q in quantiles)}")
     xh, sh, yh = inputs(held, EVAL_ORIGINS, pf)
-    busy = sh >= BUSY_LEVEL
+    busy, y = sh >= BUSY_LEVEL, yh.astype(np.float64)
     entries, lower = [], np.zeros((len(xh), HORIZON))
     for q in quantiles:
         p = dict(PARAMS if params is None else params) | {"objective": "quantile", "alpha": q}
@@ -595,7 +595,6 @@ def train_quantile_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np
         _export_checked(boosters, models, file, file.removesuffix(".onnx"), d)
         pred = np.maximum(_counts(boosters, xh, sh), lower)  # as served: never under a lower quantile
         lower = pred
-        y = yh.astype(np.float64)
         validation: dict[str, Any] = {
             "all": quantile_figures(pred, y, q), "busy": quantile_figures(pred[busy], y[busy], q),
             "busy_level": BUSY_LEVEL, "functions": len(held), "windows": len(y),
