@@ -268,9 +268,30 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
 	}
 	s.markTimers(reqs, mode, out)
-	// Counts and p_invoke come from different models: when both are asked
-	// for, they run at once, so that a pre-warm answer takes about as long
-	// as the slower of the two rather than their sum.
+	// The dense p_invoke graph runs once per request that needs it, beside
+	// the count models that do not: its features feed the count trees that
+	// read them, and its answers the p_invoke of the rows it serves and of
+	// the experts that continue it. Counts and p_invoke come from different
+	// models: when both are asked for, they run at once, so that a
+	// pre-warm answer takes about as long as the slower of the two rather
+	// than their sum.
+	dense := newDenseRun(len(reqs))
+	var pper []served
+	var pgroups []modelGroup
+	var denseRows []int
+	if outs&Counts != 0 {
+		denseRows = s.featureRows(reqs, mode, out)
+	}
+	if outs&PInvoke != 0 {
+		pper, pgroups = s.assignP(routes, mode)
+		denseRows = append(denseRows, s.denseRows(pper)...)
+	}
+	denseReady := make(chan struct{})
+	var denseErr error
+	go func() {
+		defer close(denseReady)
+		denseErr = s.runDense(ctx, reqs, dense, denseRows)
+	}()
 	var countsErr error
 	var means [][]float32       // the mean trees' answer per request (nil: none)
 	var quantiles [][][]float32 // per quantile, each request's trees' answer (nil: none)
@@ -290,9 +311,12 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 					mix(out[i].Forecast, y, out[i].Blend.Weight)
 				})
 			}
+			if <-denseReady; countsErr == nil {
+				countsErr = denseErr // the trees read its features
+			}
 			if tg := s.treeRows(s.Trees, reqs, mode, out); countsErr == nil && tg != nil {
 				tb := &TreesBlend{Model: tg[0].model.ID, Weight: s.Manifest.Trees.Weight}
-				countsErr = s.runGroups(ctx, tg, buf, input, dayOf(reqs), func(i int, y []float32) {
+				countsErr = s.runGroups(ctx, tg, buf, input, dense.second, func(i int, y []float32) {
 					mix(out[i].Forecast, y, tb.Weight)
 					out[i].Trees = tb
 				})
@@ -300,7 +324,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			if mg := s.meanRows(reqs, mode, out); countsErr == nil && mg != nil {
 				mb := &TreesBlend{Model: mg[0].model.ID, Weight: s.Manifest.Mean.Weight, Scale: s.Manifest.Mean.Scales()}
 				means = make([][]float32, len(out))
-				countsErr = s.runGroups(ctx, mg, buf, input, dayOf(reqs), func(i int, y []float32) {
+				countsErr = s.runGroups(ctx, mg, buf, input, dense.second, func(i int, y []float32) {
 					means[i] = slices.Clone(y)
 					out[i].Mean = mb
 				})
@@ -321,7 +345,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 						continue
 					}
 					quantiles[k] = make([][]float32, len(out))
-					countsErr = s.runGroups(ctx, qg, buf, input, dayOf(reqs), func(i int, y []float32) {
+					countsErr = s.runGroups(ctx, qg, buf, input, dense.second, func(i int, y []float32) {
 						quantiles[k][i] = slices.Clone(y)
 					})
 				}
@@ -333,11 +357,17 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			run()
 		}
 	}
+	<-denseReady
+	if denseErr != nil {
+		counting.Wait()
+		return nil, denseErr
+	}
 	if outs&PInvoke != 0 {
-		if err := s.pInvokes(ctx, reqs, routes, mode, out); err != nil {
+		if err := s.runPInvoke(ctx, reqs, pper, pgroups, dense, out); err != nil {
 			counting.Wait()
 			return nil, err
 		}
+		s.finishPInvoke(reqs, mode, out)
 	}
 	counting.Wait()
 	if countsErr != nil {
@@ -366,7 +396,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				r.Median = r.Forecast
 			}
 		}
-		if err := s.sparseMeans(ctx, reqs, routes, mode, outs, out); err != nil {
+		if err := s.sparseMeans(ctx, reqs, routes, mode, outs, dense, out); err != nil {
 			return nil, err
 		}
 	}
@@ -413,19 +443,29 @@ func (s *Set) answerQuantiles(counts []float64, r *Result, trees [][][]float32, 
 
 // pInvokes answers p_invoke for reqs, routed as routes say: the served
 // p_invoke model of each row, the timers' floor, and the silence cap.
-func (s *Set) pInvokes(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, out []Result) error {
-	pper, pgroups := s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
+func (s *Set) pInvokes(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, dense *denseRun, out []Result) error {
+	pper, pgroups := s.assignP(routes, mode)
+	if err := s.runPInvoke(ctx, reqs, pper, pgroups, dense, out); err != nil {
+		return err
+	}
+	s.finishPInvoke(reqs, mode, out)
+	return nil
+}
+
+// assignP picks every routed request's p_invoke model and groups the
+// requests by it.
+func (s *Set) assignP(routes []router.Route, mode Mode) ([]served, []modelGroup) {
+	return s.assignBy(routes, func(rt router.Route) (*onnx.Model, string) {
 		if mode == DenseOnly {
 			return s.PDense, "dense"
 		}
 		return s.ServedPInvoke(rt)
 	})
-	for i := range out {
-		out[i].PModel, out[i].PKind = pper[i].model.ID, pper[i].kind
-	}
-	if err := s.runPInvoke(ctx, reqs, pper, pgroups, out); err != nil {
-		return err
-	}
+}
+
+// finishPInvoke applies the rules on the models' p_invoke: the timers'
+// floor and the silence cap.
+func (s *Set) finishPInvoke(reqs []Request, mode Mode, out []Result) {
 	for i := range out {
 		if out[i].Timer != nil {
 			floorTimer(reqs[i].Counts, &out[i])
@@ -436,7 +476,6 @@ func (s *Set) pInvokes(ctx context.Context, reqs []Request, routes []router.Rout
 			out[i].Silence = capSilence(sl, reqs[i].Counts, out[i].PInvoke)
 		}
 	}
-	return nil
 }
 
 // sparseMeans sets the expected count of every routed pattern that
@@ -444,7 +483,7 @@ func (s *Set) pInvokes(ctx context.Context, reqs []Request, routes []router.Rout
 // phase) to p_invoke times the mean count of its recent invoked minutes.
 // A call that did not ask for p_invoke computes it for those rows alone,
 // on the routes the call already has.
-func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, outs Outputs, out []Result) error {
+func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, outs Outputs, dense *denseRun, out []Result) error {
 	sp := s.Manifest.Sparse
 	if sp == nil || mode != Routed {
 		return nil
@@ -468,7 +507,7 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 		for k, i := range rows {
 			sub[k], subRoutes[k] = reqs[i], routes[i]
 		}
-		if err := s.pInvokes(ctx, sub, subRoutes, Routed, subOut); err != nil {
+		if err := s.pInvokes(ctx, sub, subRoutes, Routed, dense.rows(rows), subOut); err != nil {
 			return err
 		}
 		p = func(k int) []float32 { return subOut[k].PInvoke }
@@ -636,8 +675,7 @@ func (s *Set) silentLess(groups []modelGroup, reqs []Request) []modelGroup {
 	return []modelGroup{{model: groups[0].model, rows: rows}}
 }
 
-// dayOf appends request i's day, as a p_invoke graph takes it: the second
-// input of count trees that read it (Model.TakesDay).
+// dayOf appends request i's day, as a p_invoke graph takes it.
 func dayOf(reqs []Request) func(in []float32, i int) []float32 {
 	return func(in []float32, i int) []float32 {
 		return appendPInvokeInput(in, reqs[i].Counts, manifest.PInvokeInputLen)
@@ -693,36 +731,27 @@ func (g *grouping) add(m *onnx.Model, i int) {
 // first, over its own requests and those of experts that continue its
 // trees (they take its features and minute 1), then each expert once over
 // its requests.
-func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, groups []modelGroup, out []Result) error {
+func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, groups []modelGroup, dense *denseRun, out []Result) error {
+	for i := range out {
+		out[i].PModel, out[i].PKind = per[i].model.ID, per[i].kind
+	}
+	if err := s.runDense(ctx, reqs, dense, s.denseRows(per)); err != nil {
+		return err
+	}
+	for i, p := range per {
+		if p.model == s.PDense {
+			out[i].PInvoke = slices.Clone(dense.p[i]) // its rules change it in place
+		}
+	}
 	buf := inputPool.Get().(*[]float32)
 	defer inputPool.Put(buf)
-	dense := modelGroup{model: s.PDense}
-	for i, p := range per {
-		if p.model == s.PDense || p.model.DenseP1 {
-			dense.rows = append(dense.rows, i)
-		}
-	}
-	denseP1 := make([]float32, len(reqs))
-	features := make([][]float32, len(reqs))
 	// An expert that continues the dense trees takes the features the dense
-	// run below stored for its request; every other graph takes the counts.
+	// run stored for its request; every other graph takes the counts.
 	input := func(in []float32, i int, m *onnx.Model) []float32 {
 		if m.DenseP1 {
-			return append(in, features[i]...)
+			return append(in, dense.features[i]...)
 		}
 		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
-	}
-	if len(dense.rows) > 0 {
-		h := s.PDense.Horizon
-		err := s.runGroups(ctx, []modelGroup{dense}, buf, input, nil, func(i int, y []float32) {
-			denseP1[i], features[i] = y[0], y[h:]
-			if per[i].model == s.PDense {
-				out[i].PInvoke = y[:h:h]
-			}
-		})
-		if err != nil {
-			return err
-		}
 	}
 	experts := make([]modelGroup, 0, len(groups))
 	for _, g := range groups {
@@ -730,9 +759,85 @@ func (s *Set) runPInvoke(ctx context.Context, reqs []Request, per []served, grou
 			experts = append(experts, g)
 		}
 	}
-	minute1 := func(in []float32, i int) []float32 { return append(in, denseP1[i]) }
+	minute1 := func(in []float32, i int) []float32 { return append(in, dense.p[i][0]) }
 	return s.runGroups(ctx, experts, buf, input, minute1, func(i int, y []float32) { out[i].PInvoke = y })
 }
+
+// denseRows is the requests the dense p_invoke graph answers among per's:
+// those it serves and those of experts that continue it.
+func (s *Set) denseRows(per []served) []int {
+	var rows []int
+	for i, p := range per {
+		if p.model == s.PDense || p.model.DenseP1 {
+			rows = append(rows, i)
+		}
+	}
+	return rows
+}
+
+// denseRun is the dense p_invoke graph's answers for a call's requests,
+// each run at most once: p_invoke, and the features that experts
+// continuing it and count trees reading them take.
+type denseRun struct {
+	done        []bool
+	p, features [][]float32
+}
+
+func newDenseRun(n int) *denseRun {
+	return &denseRun{done: make([]bool, n), p: make([][]float32, n), features: make([][]float32, n)}
+}
+
+// rows is the run seen from a call over the requests at rows (the k-th
+// of its requests is request rows[k]): what it answers for them is
+// shared, what it runs is its own.
+func (d *denseRun) rows(rows []int) *denseRun {
+	sub := newDenseRun(len(rows))
+	for k, i := range rows {
+		sub.done[k], sub.p[k], sub.features[k] = d.done[i], d.p[i], d.features[i]
+	}
+	return sub
+}
+
+// runDense runs the dense p_invoke graph once over those of rows that d
+// has not answered yet.
+func (s *Set) runDense(ctx context.Context, reqs []Request, d *denseRun, rows []int) error {
+	g := modelGroup{model: s.PDense}
+	for _, i := range rows {
+		if !d.done[i] {
+			d.done[i] = true // also marks a row listed twice
+			g.rows = append(g.rows, i)
+		}
+	}
+	if len(g.rows) == 0 {
+		return nil
+	}
+	buf := inputPool.Get().(*[]float32)
+	defer inputPool.Put(buf)
+	input := func(in []float32, i int, m *onnx.Model) []float32 {
+		return appendPInvokeInput(in, reqs[i].Counts, m.InputLen)
+	}
+	h := s.PDense.Horizon
+	return s.runGroups(ctx, []modelGroup{g}, buf, input, nil, func(i int, y []float32) {
+		d.p[i], d.features[i] = y[:h:h], y[h:]
+	})
+}
+
+// featureRows is the requests whose count trees read the dense p_invoke
+// graph's features (none when no trees of the set read them).
+func (s *Set) featureRows(reqs []Request, mode Mode, out []Result) []int {
+	for _, m := range append([]*onnx.Model{s.Trees, s.Mean}, s.Quantiles...) {
+		if m != nil && m.TakesFeatures {
+			if g := s.treeRows(m, reqs, mode, out); g != nil {
+				return g[0].rows
+			}
+		}
+	}
+	return nil
+}
+
+// second appends request i's dense features: the second input of count
+// trees that read them (Model.TakesFeatures).
+func (d *denseRun) second(in []float32, i int) []float32 { return append(in, d.features[i]...) }
 
 // runGroups runs each group's model once over its rows: input appends a
 // request's model input, second its second input's values (for models
@@ -805,12 +910,12 @@ func (g modelGroup) input(in []float32, reqs []Request) []float32 {
 	return in
 }
 
-// days appends the group's second input for count trees that read the
-// day (Model.TakesDay): each request's day, as a p_invoke graph takes it.
-func (g modelGroup) days(in []float32, reqs []Request) []float32 {
-	day := dayOf(reqs)
+// second appends next's values for each of the group's requests: a second
+// input (the day, or its dense features), or the day as the dense p_invoke
+// graph's input.
+func (g modelGroup) second(in []float32, next func(in []float32, i int) []float32) []float32 {
 	for _, i := range g.rows {
-		in = day(in, i)
+		in = next(in, i)
 	}
 	return in
 }
@@ -865,13 +970,26 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	s.markTimers(reqs, mode, out)
 	groups = withoutTimers(groups, out)
 	groups = append(groups, s.blends(routes, per, mode, out)...)
-	groups = append(groups, s.treeRows(s.Trees, reqs, mode, out)...)
-	groups = append(groups, s.meanRows(reqs, mode, out)...)
+	trees := append(s.treeRows(s.Trees, reqs, mode, out), s.meanRows(reqs, mode, out)...)
+	dense := newDenseRun(len(reqs))
+	if rows := s.featureRows(reqs, mode, out); len(rows) > 0 {
+		// the dense p_invoke graph's run that feeds the trees their features
+		if err := s.runDense(ctx, reqs, dense, rows); err != nil {
+			return nil, err
+		}
+		groups = append(groups, modelGroup{model: s.PDense, rows: rows})
+	}
+	groups = append(groups, trees...)
 	runs := make([]Run, len(groups))
 	for k, g := range groups {
-		runs[k] = Run{Model: g.model, Input: g.input(nil, reqs), Rows: len(g.rows)}
-		if g.model.TakesDay {
-			runs[k].Second = g.days(nil, reqs)
+		runs[k] = Run{Model: g.model, Rows: len(g.rows)}
+		if g.model == s.PDense {
+			runs[k].Input = g.second(nil, dayOf(reqs))
+		} else {
+			runs[k].Input = g.input(nil, reqs)
+		}
+		if g.model.TakesFeatures {
+			runs[k].Second = g.second(nil, dense.second)
 		}
 	}
 	return runs, nil
@@ -919,10 +1037,16 @@ func (f *Forecaster) ForecastModel(ctx context.Context, reqs []Request, modelID 
 		in = appendInput(in, r.Counts, m.InputLen)
 	}
 	var second []float32
-	if m.TakesDay { // count trees that read the day
-		for _, r := range reqs {
-			second = appendPInvokeInput(second, r.Counts, manifest.PInvokeInputLen)
+	if m.TakesFeatures { // count trees that read the dense p_invoke features
+		g := modelGroup{model: m, rows: make([]int, len(reqs))}
+		for i := range g.rows {
+			g.rows[i] = i
 		}
+		dense := newDenseRun(len(reqs))
+		if err := s.runDense(ctx, reqs, dense, g.rows); err != nil {
+			return nil, err
+		}
+		second = g.second(nil, dense.second)
 	}
 	y, err := s.predictor(m).PredictDense(ctx, in, second, len(reqs))
 	if err != nil {

@@ -109,6 +109,10 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	for _, e := range m.Experts {
 		continued = continued || (e.PInvoke != nil && e.PInvoke.Base != "" && e.PInvoke.Serve == "expert")
 	}
+	// Count trees that read the dense graph's features are fed them too.
+	for _, g := range m.TreesGraphs() {
+		continued = continued || g.DenseFeatures
+	}
 	loadP := func(p *manifest.PInvoke, features bool) (*onnx.Model, error) {
 		if p == nil {
 			return nil, nil
@@ -152,7 +156,13 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	}
 	for _, t := range trees {
 		want := onnx.Expect{ID: t.g.ID, SHA256: t.g.SHA256, InputLen: t.g.InputLen, Horizon: m.Horizon}
-		want.TakesDay = t.g.Day
+		if t.g.DenseFeatures {
+			if err := denseFeaturesOf(t.g, m.Dense.PInvoke); err != nil {
+				s.close()
+				return nil, err
+			}
+			want.TakesFeatures, want.FeaturesIn = true, s.PDense.Features
+		}
 		if *t.dst, err = open(t.g.File, t.g.SHA256, want); err != nil {
 			s.close()
 			return nil, err
@@ -209,6 +219,20 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 	}
 	s.catalog = newCatalog(s, dir)
 	return s, nil
+}
+
+// denseFeaturesOf checks that trees reading the dense p_invoke graph's
+// features are fed the graph they were fitted on: the set's own, by
+// sha256 (a dense graph retrained alone answers other features, and the
+// trees would read them without an error).
+func denseFeaturesOf(g manifest.TreesGraph, dense *manifest.PInvoke) error {
+	switch {
+	case dense == nil:
+		return fmt.Errorf("%w: count trees %s read the dense p_invoke features, and the set has no dense p_invoke model", onnx.ErrMismatch, g.ID)
+	case g.FeaturesOf == nil || g.FeaturesOf.SHA256 != dense.SHA256:
+		return fmt.Errorf("%w: count trees %s were fitted on the features of another dense p_invoke graph than the set's %s (%s): fit them again on it", onnx.ErrMismatch, g.ID, dense.ID, dense.SHA256)
+	}
+	return nil
 }
 
 // Batching merges concurrent small requests to one model (Wait 0: off).

@@ -219,14 +219,15 @@ func TestBatchEqualsSingles(t *testing.T) {
 // benchmark are the ones Forecast makes: every request in the run of the
 // model that answers it, and of its soft-routing runner-up's where it is
 // blended, and predicting them gives its forecasts (count trees that read
-// the day included).
+// the dense p_invoke features included: the dense graph's run over their
+// rows comes before them).
 func TestRunsAreForecastsWork(t *testing.T) {
 	sets := []struct {
 		name string
 		dir  func(testing.TB) string
 	}{
 		{"shipped", fixture.CopyModels},
-		{"trees that read the day", func(tb testing.TB) string { return fixture.CopyModelsWithDayTrees(tb, 0.3) }},
+		{"trees that read the dense features", func(tb testing.TB) string { return fixture.CopyModelsWithFeatureTrees(tb, 0.3) }},
 	}
 	for _, set := range sets {
 		t.Run(set.name, func(t *testing.T) {
@@ -269,6 +270,11 @@ func TestRunsAreForecastsWork(t *testing.T) {
 					}
 				}
 				for i, r := range want {
+					if r.Trees != nil && s.Trees.TakesFeatures {
+						byModel[s.PDense] = append(byModel[s.PDense], i)
+					}
+				}
+				for i, r := range want {
 					if r.Trees != nil {
 						byModel[s.Model(r.Trees.Model)] = append(byModel[s.Model(r.Trees.Model)], i)
 					}
@@ -290,7 +296,9 @@ func TestRunsAreForecastsWork(t *testing.T) {
 						t.Fatalf("a run of %s with %d rows; Forecast has %d requests for it", run.Model.ID, run.Rows, len(idx))
 					}
 					for r, i := range idx[:run.Rows] {
-						outputs[i] = append(outputs[i], y[r*manifest.Horizon:(r+1)*manifest.Horizon])
+						if run.Model != s.PDense { // the features' run: no count output
+							outputs[i] = append(outputs[i], y[r*run.Model.Width():r*run.Model.Width()+manifest.Horizon])
+						}
 					}
 					byModel[run.Model] = idx[run.Rows:]
 					rows += run.Rows
@@ -402,12 +410,13 @@ func TestSkipTreesServesTheRoutedForecast(t *testing.T) {
 	}
 }
 
-// TestCountTreesReadTheDay: count trees that read the day get, for every
-// request, its counts up to a day, left-padded as unknown, whether
+// TestCountTreesReadTheDenseFeatures: count trees that read the dense
+// p_invoke features get, for every request, the features the set's dense
+// graph answers for its day (up to a day, left-padded as unknown), whether
 // p_invoke is asked for or not; the answer is the routed forecast blended
 // with them, and the trees' own route answers the same.
-func TestCountTreesReadTheDay(t *testing.T) {
-	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithDayTrees(t, 0.3))
+func TestCountTreesReadTheDenseFeatures(t *testing.T) {
+	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithFeatureTrees(t, 0.3))
 	reqs := make([]Request, 24)
 	for i := range reqs {
 		// from 4 hours to a whole day: the shorter are padded
@@ -432,22 +441,34 @@ func TestCountTreesReadTheDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	if !s.Trees.TakesDay || s.Trees.SecondWidth != manifest.PInvokeInputLen {
-		t.Fatalf("trees take the day %v, %d values", s.Trees.TakesDay, s.Trees.SecondWidth)
+	if !s.Trees.TakesFeatures || s.Trees.SecondWidth != s.PDense.Features || s.PDense.Features == 0 {
+		t.Fatalf("trees take the features %v, %d values; the dense graph answers %d", s.Trees.TakesFeatures, s.Trees.SecondWidth, s.PDense.Features)
 	}
-	// By hand: the window, and the day padded with Missing; and the day
-	// unknown but for the window, to show the rest of it is read.
+	// By hand: the window, and the dense graph's features of the day padded
+	// with Missing; and of the day unknown but for the window, to show the
+	// rest of it is read.
+	features := func(days []float32) []float32 {
+		y, err := s.PDense.Predict(ctx, days, len(reqs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f []float32
+		for r := range reqs {
+			f = append(f, y[r*s.PDense.Width()+s.PDense.Horizon:(r+1)*s.PDense.Width()]...)
+		}
+		return f
+	}
 	var windowIn, dayIn, unknown []float32
 	for _, r := range reqs {
 		windowIn = appendInput(windowIn, r.Counts, s.Trees.InputLen)
 		dayIn = appendPInvokeInput(dayIn, r.Counts, manifest.PInvokeInputLen)
 		unknown = appendPInvokeInput(unknown, r.Counts[len(r.Counts)-s.Trees.InputLen:], manifest.PInvokeInputLen)
 	}
-	trees, err := s.Trees.PredictDense(ctx, windowIn, dayIn, len(reqs))
+	trees, err := s.Trees.PredictDense(ctx, windowIn, features(dayIn), len(reqs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	blind, err := s.Trees.PredictDense(ctx, windowIn, unknown, len(reqs))
+	blind, err := s.Trees.PredictDense(ctx, windowIn, features(unknown), len(reqs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +510,7 @@ func TestCountTreesReadTheDay(t *testing.T) {
 // routed forecast alone, in the same batch as longer ones that get the
 // trees.
 func TestShortPatternsAreServedWithoutTrees(t *testing.T) {
-	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithDayTrees(t, 0.3))
+	with, without, fns := withAndWithoutTrees(t, fixture.CopyModelsWithFeatureTrees(t, 0.3))
 	s, release, err := with.Acquire()
 	if err != nil {
 		t.Fatal(err)
@@ -529,9 +550,12 @@ func TestShortPatternsAreServedWithoutTrees(t *testing.T) {
 	}
 }
 
-// TestDayTreesMustSayTheyReadTheDay: a manifest entry and its graph agree
-// on whether the trees read the day, or the set is refused.
-func TestDayTreesMustSayTheyReadTheDay(t *testing.T) {
+// TestFeatureTreesMustBeFedTheirFeatures: a manifest entry and its graph
+// agree on whether the trees read the dense p_invoke features, those are
+// the features of the graph the trees were fitted on, and trees of the
+// older layout (the day in) are refused with the way to the current one;
+// or the set is refused.
+func TestFeatureTreesMustBeFedTheirFeatures(t *testing.T) {
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		t.Fatal(err)
 	}
@@ -540,16 +564,34 @@ func TestDayTreesMustSayTheyReadTheDay(t *testing.T) {
 		dir  func(t *testing.T) string
 		want string
 	}{
-		{"said to read the day, takes the window alone", func(t *testing.T) string {
+		{"said to read the features, takes the window alone", func(t *testing.T) string {
 			dir := fixture.CopyModelsWithTrees(t, 0.3)
-			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.Day = true })
+			editManifest(t, dir, func(m *manifest.Manifest) {
+				m.Trees.DenseFeatures = true
+				m.Trees.FeaturesOf = &manifest.FeaturesOf{Model: m.Dense.PInvoke.ID, SHA256: m.Dense.PInvoke.SHA256}
+			})
 			return dir
-		}, "reads the day"},
-		{"reads the day, said to take the window alone", func(t *testing.T) string {
-			dir := fixture.CopyModelsWithDayTrees(t, 0.3)
-			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.Day = false })
+		}, "reads the dense p_invoke features"},
+		{"reads the features, said to take the window alone", func(t *testing.T) string {
+			dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.DenseFeatures, m.Trees.FeaturesOf = false, nil })
 			return dir
 		}, "2 tensors"},
+		{"fitted on another dense graph's features", func(t *testing.T) string {
+			dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.FeaturesOf.SHA256 = strings.Repeat("ab", 32) })
+			return dir
+		}, "another dense p_invoke graph"},
+		{"features of no graph named", func(t *testing.T) string {
+			dir := fixture.CopyModelsWithFeatureTrees(t, 0.3)
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.FeaturesOf = nil })
+			return dir
+		}, "features_of"},
+		{"the older layout, the day in", func(t *testing.T) string {
+			dir := fixture.CopyModels(t)
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Mean.DenseFeatures, m.Mean.Day = false, true })
+			return dir
+		}, "scripts/share_dense_features.py"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

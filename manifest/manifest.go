@@ -50,10 +50,6 @@ const (
 	Missing           = -1
 	DenseP1InputName  = "dense_p1"
 	PFeaturesName     = "p_features"
-	// DayInputName is the second input of count trees that read the day
-	// (Trees.Day): float32 [batch, PInvokeInputLen], as a p_invoke graph's
-	// input.
-	DayInputName = "day"
 )
 
 // Custom metadata keys carried inside every exported ONNX file.
@@ -150,7 +146,8 @@ type Manifest struct {
 
 // Quantile is one served quantile level Q of each minute's count: quantile
 // trees (the count trees' recipe fitted to the pinball loss at Fitted; a
-// count graph like any other: [batch, 240] and, with Day, the day in; 60
+// count graph like any other: [batch, 240] and, with DenseFeatures, the
+// dense p_invoke features in; 60
 // counts out) times Scale. The server answers level Q as the largest of
 // the level below it (the median first) and Scale times the largest of
 // the median and the graph's answer, so that none ever crosses. Several
@@ -285,14 +282,19 @@ type Trees struct {
 // trees): a count graph that may also read the function's day.
 type TreesGraph struct {
 	Model
-	// Day says the trees also read the function's day, DayInputName
-	// [batch, PInvokeInputLen], as a p_invoke graph takes it, and compute
-	// from it the features of the dense p_invoke graph they were fitted on
-	// (a copy of its feature operations travels in their graph, so no other
-	// model of the set is involved).
+	// Day marks trees of an older layout, which carried a copy of the
+	// dense p_invoke graph's feature operations and took the day: refused,
+	// with the script that brings them to DenseFeatures (oldTreesLayout).
 	Day bool `json:"day,omitempty"`
-	// FeaturesOf is the dense p_invoke graph those feature operations were
-	// copied from (informational).
+	// DenseFeatures says the trees take, after the counts, the features
+	// the set's dense p_invoke graph answers (PFeaturesName [batch, F]):
+	// the graph carries no feature operations, so a function's day
+	// features are computed once for every model that reads them. That
+	// graph must be the one FeaturesOf names (its sha256), or the trees
+	// would read features they were not fitted on.
+	DenseFeatures bool `json:"dense_features,omitempty"`
+	// FeaturesOf is the dense p_invoke graph whose features the trees were
+	// fitted on.
 	FeaturesOf *FeaturesOf `json:"features_of,omitempty"`
 	// Validation is the validation figures it was chosen on (informational).
 	Validation map[string]any `json:"validation,omitempty"`
@@ -304,6 +306,36 @@ func (t Trees) Scales() float64 {
 		return t.Scale
 	}
 	return 1
+}
+
+// oldTreesLayout is the advice for trees graphs that carry their own copy
+// of the dense p_invoke features.
+const oldTreesLayout = "a set written when each trees graph computed the dense p_invoke features itself from the day is brought to the shared-features layout, with the same answers, by scripts/share_dense_features.py --models DIR"
+
+// validateInputs checks what a trees graph says it reads besides the counts.
+func (g TreesGraph) validateInputs() error {
+	switch {
+	case g.Day:
+		return fmt.Errorf("manifest: trees %s read the day (an older layout): %s", g.ID, oldTreesLayout)
+	case g.DenseFeatures && (g.FeaturesOf == nil || g.FeaturesOf.SHA256 == ""):
+		return fmt.Errorf("manifest: trees %s read the dense p_invoke features and do not say of which graph (features_of)", g.ID)
+	}
+	return nil
+}
+
+// TreesGraphs is every trees graph of the set: the count trees, the mean
+// trees and each quantile level's (levels may share a graph).
+func (m Manifest) TreesGraphs() []TreesGraph {
+	var out []TreesGraph
+	for _, t := range []*Trees{m.Trees, m.Mean} {
+		if t != nil {
+			out = append(out, t.TreesGraph)
+		}
+	}
+	for _, q := range m.Quantiles {
+		out = append(out, q.TreesGraph)
+	}
+	return out
 }
 
 // FeaturesOf is the graph whose features a model was fitted on.
@@ -508,6 +540,11 @@ func (m Manifest) Validate() error {
 		}
 		if t.Scale != 0 && (key != "mean" || !(t.Scale >= 0.5 && t.Scale <= 2)) {
 			return fmt.Errorf("manifest: %s %s: scale %v, want none, or for the mean trees a factor in [0.5, 2]", key, t.ID, t.Scale)
+		}
+	}
+	for _, g := range m.TreesGraphs() {
+		if err := g.validateInputs(); err != nil {
+			return err
 		}
 	}
 	if err := m.validateSilence(); err != nil {

@@ -34,17 +34,17 @@ type Model struct {
 	// row) and minute 1 (one value per row, manifest.DenseP1InputName)
 	// instead of counts.
 	DenseP1 bool
-	// TakesDay says the graph is a count model that reads, after its
-	// InputLen counts, the function's day as a p_invoke graph takes it
-	// (SecondWidth = manifest.PInvokeInputLen values per row,
-	// manifest.DayInputName).
-	TakesDay bool
+	// TakesFeatures says the graph is a count model that reads, after its
+	// InputLen counts, the dense p_invoke graph's features of the day
+	// (SecondWidth = that graph's Features values per row,
+	// manifest.PFeaturesName).
+	TakesFeatures bool
 	// InWidth is the values per row of the first input: InputLen counts, or
 	// the dense p_invoke graph's features for DenseP1.
 	InWidth int
 	// SecondWidth is the values per row of the second input: 1 (the dense
-	// p_invoke graph's minute 1) for DenseP1, the day for TakesDay, 0 for a
-	// graph with one input.
+	// p_invoke graph's minute 1) for DenseP1, the dense graph's features
+	// for TakesFeatures, 0 for a graph with one input.
 	SecondWidth int
 	// Features is the width of the graph's features answered after each
 	// row's Horizon outputs (Expect.Features), 0 when not asked for.
@@ -75,13 +75,14 @@ type Expect struct {
 	// DenseP1: the graph must take manifest.PFeaturesName [batch,
 	// FeaturesIn] and manifest.DenseP1InputName [batch, 1] instead of
 	// counts (an expert whose trees continue the dense model's).
+	// FeaturesIn is the dense graph's features per row (DenseP1 and
+	// TakesFeatures).
 	DenseP1    bool
 	FeaturesIn int
-	// TakesDay: the graph must take the counts (manifest.InputName
-	// [batch, InputLen]) and then the day (manifest.DayInputName [batch,
-	// manifest.PInvokeInputLen]): count trees that read the dense p_invoke
-	// features of the day.
-	TakesDay bool
+	// TakesFeatures: the graph must take the counts and then the dense
+	// p_invoke graph's features (manifest.PFeaturesName [batch,
+	// FeaturesIn]): count trees fed the features that graph computes.
+	TakesFeatures bool
 	// Features: the graph must answer its features (manifest.PFeaturesName,
 	// [batch, F]) as a second output; answers then carry them after each
 	// row's outputs (Model.Width).
@@ -130,15 +131,15 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 		}
 		ins, inWidth, secondWidth = ins[:1], want.FeaturesIn, 1
 		inNames = []string{manifest.PFeaturesName, manifest.DenseP1InputName}
-	case want.TakesDay:
+	case want.TakesFeatures:
 		if len(ins) != 2 {
-			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry reads the day)", ErrMismatch, path, ins, manifest.InputName, manifest.DayInputName)
+			return nil, fmt.Errorf("%w: %s: inputs %v, want %s and %s (its manifest entry reads the dense p_invoke features)", ErrMismatch, path, ins, manifest.InputName, manifest.PFeaturesName)
 		}
-		if err := checkIO(ins[1:], manifest.DayInputName, manifest.PInvokeInputLen); err != nil {
-			return nil, fmt.Errorf("%w: %s: input: %v (the day)", ErrMismatch, path, err)
+		if err := checkIO(ins[1:], manifest.PFeaturesName, want.FeaturesIn); err != nil {
+			return nil, fmt.Errorf("%w: %s: input: %v (the dense p_invoke features)", ErrMismatch, path, err)
 		}
-		ins, secondWidth = ins[:1], manifest.PInvokeInputLen
-		inNames = []string{manifest.InputName, manifest.DayInputName}
+		ins, secondWidth = ins[:1], want.FeaturesIn
+		inNames = []string{manifest.InputName, manifest.PFeaturesName}
 	}
 	if err := checkIO(ins, inNames[0], inWidth); err != nil {
 		return nil, fmt.Errorf("%w: %s: input: %v", ErrMismatch, path, err)
@@ -179,7 +180,7 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 		return nil, fmt.Errorf("onnx: %s: session: %w", path, err)
 	}
 	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen, Horizon: want.Horizon,
-		Family: family, Output: want.output(), DenseP1: want.DenseP1, TakesDay: want.TakesDay,
+		Family: family, Output: want.output(), DenseP1: want.DenseP1, TakesFeatures: want.TakesFeatures,
 		InWidth: inWidth, SecondWidth: secondWidth, Features: features, sess: sess}
 	if err := m.selfTest(); err != nil {
 		m.Close()

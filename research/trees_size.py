@@ -38,7 +38,7 @@ def main() -> int:
     cs = read_clusters(a.models / man["clusters"])
     val = np.concatenate([load_cluster(a.models, cl, 20)[1] for cl in cs["clusters"]]).astype(np.float32)
     held = val[1::2]
-    pf = ct.dense_features(a.models / man["dense"]["p_invoke"]["file"]) if man["trees"].get("day") else None
+    pf = ct.dense_features(a.models / man["dense"]["p_invoke"]["file"]) if man["trees"].get("dense_features") else None
     x, level, y = ct.inputs(held, EVAL_ORIGINS, pf)
     y = y.astype(np.float64)
     router = Router(cs)

@@ -2,10 +2,12 @@
 (internal/fixture/testdata): the first few trees of each horizon of a real
 `train-trees` fit (models/.work/count-trees.json), exported and checked
 against LightGBM as `train-trees` exports them. The window-only graph reads
-the 240-minute window; the day graph reads the day too, and the dense
-p_invoke features of it (the feature operations of the set in --models).
+the 240-minute window; the features graph reads the dense p_invoke
+features of the day too (as the dense p_invoke graph of the set in
+--models answers them).
 
-    python scripts/count_trees_fixture.py --models WORK --out internal/fixture/testdata/count-trees-day.onnx [--trees 3]
+    python scripts/count_trees_fixture.py --models WORK \
+        --out internal/fixture/testdata/count-trees-features.onnx [--trees 3]
     python scripts/count_trees_fixture.py --models models --mean --out internal/fixture/testdata/mean-trees.onnx
 
 With --mean it fits mean trees (the hour's volume, count_trees.fit_hour)
@@ -51,13 +53,12 @@ def main() -> int:
         boosters = [lgb.Booster(model_str=b.model_to_string(num_iteration=a.trees)) for b in ct.saved_fit(a.models)]
     t = EVAL_ORIGINS[0]
     probe, _ = ct.windows(val, (t,))
-    day = None
+    pf = None
     if not a.window_only:
-        graph = a.models / man["dense"]["p_invoke"]["file"]
-        day = (ct.days(val, t), ct.dense_features(graph)(val, t), ct.day_features_graph(graph))
-    ct.export(boosters, a.out, ct.MEAN_ID if a.mean else "dense-trees", probe, day)
+        pf = ct.dense_features(a.models / man["dense"]["p_invoke"]["file"])(val, t)
+    ct.export(boosters, a.out, ct.MEAN_ID if a.mean else "dense-trees", probe, pf)
     print(f"{a.out}: {sum(b.num_trees() for b in boosters)} trees, "
-          f"{'window only' if day is None else f'window and the {day[1].shape[1]} dense p_invoke features of the day'}")
+          f"{'window only' if pf is None else f'window and the {pf.shape[1]} dense p_invoke features of the day'}")
     return 0
 
 

@@ -6,7 +6,9 @@ stdout: {"forecast": [[60 values], ...]} for a count model, or
         may be shorter than its input: they are left-padded with -1 (the
         contract's "minute not known") by training's own padding function.
         An expert that continues the dense trees gets the dense model's
-        (``dense``) features and minute 1 on the same rows.
+        (``dense``) features and minute 1 on the same rows; count trees
+        that read the dense features get the window and those features of
+        the rows (count_trees.run_trees).
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def main() -> None:
         x = np.stack([pad_history(np.asarray(r, dtype=np.float32)) for r in req["rows"]])
         dense = ort.InferenceSession(req["dense"], providers=["CPUExecutionProvider"]) if req.get("dense") else None
         y = run_p_invoke(sess, x, dense)
+    elif len(sess.get_inputs()) > 1:
+        from mesp_training.count_trees import run_trees
+
+        dense = ort.InferenceSession(req["dense"], providers=["CPUExecutionProvider"])
+        y = run_trees(sess, np.asarray(req["rows"], dtype=np.float32), dense)
     else:
         y = sess.run([out], {"counts": np.asarray(req["rows"], dtype=np.float32)})[0]
     json.dump({out: y.tolist()}, sys.stdout)

@@ -1,6 +1,7 @@
 """Python reference server for `make bench-serve`: the same API, ONNX files
 and routing as `mesp serve` (soft routing's runner-up blend and the count
-trees included, as the manifest says, with the day where they read it),
+trees included, as the manifest says, fed the dense p_invoke graph's
+features where they read them),
 on a standard Python stack
 (http.server's ThreadingHTTPServer, numpy, onnxruntime), so the two can be
 compared under the same load and the same work.
@@ -28,7 +29,7 @@ import onnxruntime as ort  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 from mesp_training.contract import whole_invocations  # noqa: E402
-from mesp_training.invocation import pad_history  # noqa: E402
+from mesp_training.count_trees import run_trees  # noqa: E402
 from mesp_training.routing import Router  # noqa: E402
 from mesp_training.soft_routing import runner_weight  # noqa: E402
 
@@ -41,11 +42,13 @@ def load(models: Path) -> tuple[Router, dict, dict]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = {}
-    for e in [man["dense"], *man["experts"], *([man["trees"]] if "trees" in man else [])]:
+    dense_p = man["dense"].get("p_invoke")
+    for e in [man["dense"], *man["experts"], *([man["trees"]] if "trees" in man else []),
+              *([dense_p] if dense_p else [])]:
         sess[e["id"]] = (ort.InferenceSession(str(models / e["file"]), opts, providers=["CPUExecutionProvider"]), e)
     served = {e["cluster"]: (e["id"] if e["serve"] == "expert" else man["dense"]["id"]) for e in man["experts"]}
     return router, sess, {"served": served, "dense": man["dense"]["id"], "routing": man.get("routing"),
-                          "trees": man.get("trees")}
+                          "trees": man.get("trees"), "dense_p": dense_p and dense_p["id"]}
 
 
 def main() -> None:
@@ -99,11 +102,11 @@ def main() -> None:
 
             def run(mid: str, idx: list[int]) -> np.ndarray:
                 s, e = sess[mid]
+                if e.get("dense_features"):  # count trees that read the dense p_invoke features
+                    return run_trees(s, [np.asarray(fns[i]["counts"], np.float32) for i in idx],
+                                     sess[table["dense_p"]][0])
                 x = np.stack([np.asarray(fns[i]["counts"][-e["input_len"]:], np.float32) for i in idx])
-                feeds = {"counts": x}
-                if e.get("day"):  # count trees that read the day
-                    feeds["day"] = np.stack([pad_history(np.asarray(fns[i]["counts"], np.float32)) for i in idx])
-                y: np.ndarray = s.run(["forecast"], feeds)[0]
+                y: np.ndarray = s.run(["forecast"], {"counts": x})[0]
                 return y
 
             fc: dict[int, np.ndarray] = {}

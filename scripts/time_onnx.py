@@ -9,8 +9,8 @@ platform's loop (1081..1440), padded as the server pads them; a count model
 gets each history's last input_len minutes; a p_invoke expert that
 continues the dense trees gets the dense graph's (``--dense``) features and
 minute 1 on them, computed once outside the timing (the server runs the
-dense graph anyway); count trees that read the day get the window and the
-padded history as ``day``.
+dense graph anyway); count trees that read the dense features get the
+window and those features.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import numpy as np
 import onnxruntime as ort
 
 from mesp_training.contract import (
-    DAY_INPUT_NAME,
     DENSE_P1_INPUT_NAME,
     INPUT_NAME,
     P_FEATURES_NAME,
@@ -57,14 +56,14 @@ def main() -> None:
     for _ in range(REPEATS):
         for f, s in sessions.items():
             width = s.get_inputs()[0].shape[1]
-            expert = P_FEATURES_NAME in {i.name for i in s.get_inputs()}
+            takes = [i.name for i in s.get_inputs()]
             for b in BATCHES:
-                if expert:
+                if takes[0] == P_FEATURES_NAME:  # an expert that continues the dense trees
                     feeds = {P_FEATURES_NAME: features[:b], DENSE_P1_INPUT_NAME: p[:b, :1]}
                 else:
                     feeds = {INPUT_NAME: np.ascontiguousarray(x[:b, -width:])}
-                    if DAY_INPUT_NAME in {i.name for i in s.get_inputs()}:
-                        feeds[DAY_INPUT_NAME] = x[:b]
+                    if P_FEATURES_NAME in takes:  # trees that read the dense features
+                        feeds[P_FEATURES_NAME] = features[:b]
                 s.run(None, feeds)
                 k = max(20, 800 // b)
                 t0 = time.perf_counter()

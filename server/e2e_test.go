@@ -119,9 +119,10 @@ func batchBody(fns []trace.Function, minutes int) string {
 }
 
 func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
-	// The shipped set with count trees added: soft routing's blends and the
-	// trees' are both checked.
-	ts := startOn(t, fixture.AddMeanTrees(t, fixture.CopyModelsWithTrees(t, 0.3), 0.4))
+	// The shipped set with count trees that read the dense p_invoke
+	// features added: soft routing's blends and the trees' are both
+	// checked.
+	ts := startOn(t, fixture.AddMeanTrees(t, fixture.CopyModelsWithFeatureTrees(t, 0.3), 0.4))
 	fns := fixtureRows(t, 40)
 	code, body := post(t, ts.URL+"/v1/forecast", batchBody(fns, 1200))
 	if code != http.StatusOK {
@@ -193,10 +194,17 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	for id, idx := range byModel {
 		e := files[id]
 		rows := make([][]float64, len(idx))
+		dense := "" // trees that read the dense features get the day and that graph
+		if m.Trees != nil && id == m.Trees.ID && m.Trees.DenseFeatures {
+			dense = filepath.Join(ts.dir, m.Dense.PInvoke.File)
+		}
 		for r, i := range idx {
 			rows[r] = fns[i].Counts[1200-e.InputLen : 1200]
+			if dense != "" {
+				rows[r] = fns[i].Counts[:1200]
+			}
 		}
-		ref := ortReference(t, filepath.Join(ts.dir, e.File), "forecast", rows, "")
+		ref := ortReference(t, filepath.Join(ts.dir, e.File), "forecast", rows, dense)
 		python[id] = map[int][]float64{}
 		for r, i := range idx {
 			python[id][i] = ref[r]
@@ -276,7 +284,7 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 // ortReference asks Python onnxruntime (scripts/ort_predict.py) for a
 // model's output on rows; output is "forecast" or "p_invoke". dense is the
 // dense p_invoke graph, whose minute 1 an expert continuing its trees
-// takes.
+// takes, and whose features count trees that read them take.
 func ortReference(t *testing.T, model, output string, rows [][]float64, dense string) [][]float64 {
 	t.Helper()
 	var ref map[string][][]float64

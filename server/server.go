@@ -779,7 +779,7 @@ func (s *Server) handleExperts(c echo.Context) error {
 	}
 	if t := m.Trees; t != nil {
 		out.Trees = &TreesEntry{ID: t.ID, File: t.File, SHA256: t.SHA256, Family: t.Family, InputLen: t.InputLen, Weight: t.Weight}
-		out.Trees.Day = t.Day
+		out.Trees.DenseFeatures = t.DenseFeatures
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -793,9 +793,9 @@ type TreesEntry struct {
 	Family   string  `json:"family"`
 	InputLen int     `json:"input_len"`
 	Weight   float64 `json:"weight"`
-	// Day says the trees also read the function's day (the dense p_invoke
-	// features of it, computed in their graph).
-	Day bool `json:"day,omitempty"`
+	// DenseFeatures says the trees also read the dense p_invoke graph's
+	// features of the function's day.
+	DenseFeatures bool `json:"dense_features,omitempty"`
 }
 
 type manifestCluster struct {

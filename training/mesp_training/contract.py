@@ -40,10 +40,11 @@ P_INVOKE_INPUT_LEN = 1440
 # manifest.PFeaturesName, manifest.DenseP1InputName).
 DENSE_P1_INPUT_NAME = "dense_p1"
 P_FEATURES_NAME = "p_features"
-# Count trees whose manifest entry has "day" take a second input,
-# DAY_INPUT_NAME [batch, P_INVOKE_INPUT_LEN]: the counts of the function's
-# day as a p_invoke graph takes them (Go: manifest.DayInputName), from
-# which they compute the dense p_invoke graph's features themselves.
+# Count trees of an older layout (manifest entry "day": true) took a second
+# input, DAY_INPUT_NAME [batch, P_INVOKE_INPUT_LEN], and computed the dense
+# p_invoke features of it themselves; scripts/share_dense_features.py reads
+# them. Trees now take those features (P_FEATURES_NAME, entry
+# "dense_features": true).
 DAY_INPUT_NAME = "day"
 MISSING = -1.0
 META_MODEL_ID = "mesp.model_id"
@@ -196,6 +197,15 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
                                and isinstance(rt.get("min_weight"), int | float) and 0 <= rt["min_weight"] <= 0.5):
         out.append(f"routing soft_tau {rt.get('soft_tau')!r} and min_weight {rt.get('min_weight')!r}, "
                    "want soft_tau > 0 and min_weight in [0, 0.5]")
+    for key, tr in [("trees", m.get("trees")), ("mean", m.get("mean"))] + [
+            (f"quantiles[{k}]", q) for k, q in enumerate(m.get("quantiles") or [])]:
+        if isinstance(tr, dict) and tr.get("day"):
+            out.append(f"{key}: trees that read the day (an older layout): scripts/share_dense_features.py "
+                       "brings the set to the shared-features layout")
+        if isinstance(tr, dict) and not isinstance(tr.get("dense_features", False), bool):
+            out.append(f"{key} dense_features {tr.get('dense_features')!r}, want true or false")
+        if isinstance(tr, dict) and tr.get("dense_features") and not (tr.get("features_of") or {}).get("sha256"):
+            out.append(f"{key}: reads the dense p_invoke features and does not say of which graph (features_of)")
     for key in ("trees", "mean"):  # the count trees and the mean trees: one shape
         tr = m.get(key)
         if tr is None:
@@ -205,8 +215,6 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append(f"{key} weight {tr.get('weight')!r}, want a weight in (0, 1]")
         if isinstance(tr, dict) and "p_invoke" in tr:
             out.append(f"{key}: count trees have no p_invoke model")
-        if isinstance(tr, dict) and not isinstance(tr.get("day", False), bool):
-            out.append(f"{key} day {tr.get('day')!r}, want true or false")
         if isinstance(tr, dict) and (tr.get("hour", False) not in (True, False) or (key != "mean" and tr.get("hour"))):
             out.append(f"{key} hour {tr.get('hour')!r}: only the mean trees answer the hour (true or false)")
         if isinstance(tr, dict) and "scale" in tr and not (

@@ -17,11 +17,15 @@ and the hourly lags, computed from up to 1,440 minutes). On held-out
 validation functions the trees alone then gain 4.4% WAPE and the served
 blend 1.3% (research/trees_extra_inputs.py, docs/research.md). The graph then
 takes the function's day as a second input (``day``, as a p_invoke graph
-takes it) and carries a copy of the feature operations of the dense
-p_invoke graph it was fitted on (the graph's ``p_features`` part, without
-its trees and MLP): the trees always read the features they were fitted
-on, whatever dense p_invoke graph the set serves later, and a count
-forecast runs no p_invoke graph. The manifest entry says ``day: true``.
+takes the dense graph's features as a second input (``p_features``), and
+the manifest entry says ``dense_features: true`` and names that graph by
+its sha256 (``features_of``): a function's day features are computed once,
+by the dense graph, for it and every trees graph that reads them (they
+cost about as much as the trees themselves), and a set whose dense graph
+is not the one the trees were fitted on is refused. Sets exported when
+each trees graph carried its own copy of the feature operations and took
+the day (``day: true``) still serve; scripts/share_dense_features.py
+brings them to this layout with the same answers.
 
 The features are torch operations exported with the trees, so training and
 serving share one implementation: the graph takes the raw window [batch,
@@ -41,7 +45,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,7 +57,14 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from .contract import DAY_INPUT_NAME, HORIZON, INPUT_NAME, OUTPUT_NAME, P_FEATURES_NAME, P_INVOKE_INPUT_LEN, sha256_file
+from .contract import (
+    DAY_INPUT_NAME,
+    HORIZON,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    P_FEATURES_NAME,
+    sha256_file,
+)
 from .data import train_origins
 from .data import windows as data_windows
 from .export import ExportMismatch, stamp, trace_graph
@@ -154,13 +165,6 @@ def dense_features(graph: Path) -> Callable[[np.ndarray, int], np.ndarray]:
         f: np.ndarray = np.concatenate(out).astype(np.float32)
         return f
     return at
-
-
-def day_features_graph(graph: Path) -> onnx.ModelProto:
-    """The feature operations of a dense p_invoke graph (its ``p_features``
-    output and what it needs; no trees, no MLP), for count trees to carry."""
-    sub: onnx.ModelProto = onnx.utils.Extractor(onnx.load(str(graph))).extract_model([INPUT_NAME], [P_FEATURES_NAME])
-    return sub
 
 
 def days(series: np.ndarray, t: int) -> np.ndarray:
@@ -318,24 +322,16 @@ def _ensemble(boosters: list[lgb.Booster]) -> onnx.NodeProto:
     return ensemble
 
 
-def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
-                day_features: onnx.ModelProto | None = None) -> onnx.ModelProto:
+def build_graph(boosters: list[lgb.Booster], probe: np.ndarray, n_dense: int | None = None) -> onnx.ModelProto:
     """Features (torch, exported) -> trees -> max(0) x level: [batch, 240]
-    -> [batch, 60] (one booster: the hour's volume as even shares); with day_features
-    (day_features_graph), the graph also takes the day [batch, 1440] and
-    reads those features of it after the window's."""
-    graph = trace_graph(CountFeatures(), probe, ["window_in" if day_features else "trees_in", "level"])
+    -> [batch, 60] (one booster: the hour's volume as even shares); with
+    n_dense, the graph also takes the dense p_invoke graph's features
+    [batch, n_dense] and reads them after the window's."""
+    graph = trace_graph(CountFeatures(), probe, ["window_in" if n_dense else "trees_in", "level"])
     g = graph.graph
-    if day_features is not None:
-        # the feature operations under their own names, fed the day
-        f = onnx.compose.add_prefix(day_features, "day/").graph
-        renamed = {f"day/{INPUT_NAME}": DAY_INPUT_NAME}
-        for n in f.node:
-            n.input[:] = [renamed.get(i, i) for i in n.input]
-        g.input.append(helper.make_tensor_value_info(DAY_INPUT_NAME, TensorProto.FLOAT, ["batch", P_INVOKE_INPUT_LEN]))
-        g.initializer.extend(f.initializer)
-        g.node.extend(f.node)
-        g.node.append(helper.make_node("Concat", ["window_in", f"day/{P_FEATURES_NAME}"], ["trees_in"], axis=1))
+    if n_dense is not None:
+        g.input.append(helper.make_tensor_value_info(P_FEATURES_NAME, TensorProto.FLOAT, ["batch", n_dense]))
+        g.node.append(helper.make_node("Concat", ["window_in", P_FEATURES_NAME], ["trees_in"], axis=1))
     g.node.append(_ensemble(boosters))
     pos = helper.make_node("Relu", ["trees_out"], ["trees_pos"])
     if len(boosters) == 1:  # the hour's volume: an even share per minute
@@ -351,12 +347,12 @@ def build_graph(boosters: list[lgb.Booster], probe: np.ndarray,
 
 
 def export(boosters: list[lgb.Booster], path: Path, model_id: str, probe: np.ndarray,
-           day: tuple[np.ndarray, np.ndarray, onnx.ModelProto] | None = None) -> None:
+           p_features: np.ndarray | None = None) -> None:
     """Writes the graph, checked against LightGBM on real windows (probe)
     before it replaces path. For trees fitted on the dense p_invoke
-    features, day is the probe's days, their features as the dense graph
-    answers them, and that graph's feature operations (day_features_graph)."""
-    graph = stamp(build_graph(boosters, probe, None if day is None else day[2]), model_id, WINDOW, FAMILY)
+    features, p_features is the probe's, as the dense graph answers them."""
+    n_dense = None if p_features is None else p_features.shape[1]
+    graph = stamp(build_graph(boosters, probe, n_dense), model_id, WINDOW, FAMILY)
     # The check runs a copy that also answers its features: the trees must
     # equal LightGBM's on exactly those, and the features torch's to float
     # rounding (a float32 feature a rounding away from a split may take the
@@ -369,11 +365,11 @@ def export(boosters: list[lgb.Booster], path: Path, model_id: str, probe: np.nda
     os.close(fd)
     try:
         onnx.save(check, tmp)
-        feeds = {INPUT_NAME: probe} | ({} if day is None else {DAY_INPUT_NAME: day[0]})
+        feeds = {INPUT_NAME: probe} | ({} if p_features is None else {P_FEATURES_NAME: p_features})
         got, feats = inference_session(tmp).run([OUTPUT_NAME, "trees_in"], feeds)
         mine, level = features(probe)
-        if day is not None:
-            mine = np.concatenate([mine, day[1]], axis=1)
+        if p_features is not None:
+            mine = np.concatenate([mine, p_features], axis=1)
         want = _counts(boosters, feats, level)
         if not np.allclose(feats, mine, rtol=1e-4, atol=1e-5):
             raise ExportMismatch(f"{model_id}: ONNX features differ from torch's by up to {np.abs(feats - mine).max()}")
@@ -386,6 +382,26 @@ def export(boosters: list[lgb.Booster], path: Path, model_id: str, probe: np.nda
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def run_trees(sess: Any, series: np.ndarray | Sequence[np.ndarray], dense: Any = None) -> np.ndarray:
+    """A count trees graph's answer [n, 60] on n histories of at least 240
+    minutes each (the newest last; rows of an array, or arrays of their
+    own lengths), fed as the server feeds it: the window, and the day
+    (``day``, older sets) or the dense p_invoke graph's (dense) features of
+    it (``p_features``)."""
+    takes = {i.name for i in sess.get_inputs()}
+    rows = [np.asarray(r, np.float32) for r in series]
+    feeds = {INPUT_NAME: np.stack([r[-WINDOW:] for r in rows])}
+    day = np.stack([pad_history(r) for r in rows])
+    if DAY_INPUT_NAME in takes:
+        feeds[DAY_INPUT_NAME] = day
+    if P_FEATURES_NAME in takes:
+        if dense is None:
+            raise ValueError("these trees read the dense p_invoke graph's features: the dense graph is needed")
+        feeds[P_FEATURES_NAME] = dense.run([P_FEATURES_NAME], {INPUT_NAME: day})[0]
+    out: np.ndarray = sess.run([OUTPUT_NAME], feeds)[0]
+    return out
 
 
 def entry(boosters: list[lgb.Booster], models: Path, file: str, weight: float, data: dict[str, int],
@@ -401,20 +417,18 @@ def entry(boosters: list[lgb.Booster], models: Path, file: str, weight: float, d
                          "data": data,
                          "validation": validation}
     if features_of is not None:
-        # informational: where the feature operations came from
-        e |= {"day": True, "features_of": {"model": features_of["id"], "sha256": features_of["sha256"]}}
+        e |= {"dense_features": True, "features_of": {"model": features_of["id"], "sha256": features_of["sha256"]}}
     return e
 
 
-def forecast_at(models: Path, man: dict[str, Any], series: np.ndarray, t: int) -> np.ndarray:
-    """The manifest's count trees' forecast [functions, 60] of every
-    function at origin t, as the server runs them."""
-    tr = man["trees"]
-    feeds = {INPUT_NAME: np.ascontiguousarray(series[:, t - tr["input_len"]:t], np.float32)}
-    if tr.get("day"):
-        feeds[DAY_INPUT_NAME] = days(series, t)
-    out: np.ndarray = inference_session(str(models / tr["file"])).run([OUTPUT_NAME], feeds)[0]
-    return out
+def forecast_at(models: Path, man: dict[str, Any], series: np.ndarray, t: int,
+                entry: dict[str, Any] | None = None) -> np.ndarray:
+    """The manifest's count trees' (or another trees entry's, such as its
+    mean trees') forecast [functions, 60] of every function at origin t, as
+    the server runs them."""
+    tr, dp = man["trees"] if entry is None else entry, man["dense"].get("p_invoke")
+    dense = inference_session(str(models / dp["file"])) if tr.get("dense_features") and dp else None
+    return run_trees(inference_session(str(models / tr["file"])), series[:, :t], dense)
 
 
 def saved_fit(models: Path) -> list[lgb.Booster]:
@@ -459,17 +473,18 @@ def _fit_data(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray, n
 
 def _export_checked(boosters: list[lgb.Booster], models: Path, file: str, model_id: str, d: _FitData) -> None:
     """Exports the boosters, checked against LightGBM on 48 held-out
-    windows and an empty one (and their days, for trees that read them)."""
+    windows and an empty one (and their dense p_invoke features, for trees
+    that read them)."""
     from .data import EVAL_ORIGINS
 
     t0 = EVAL_ORIGINS[0]
     probe, _ = windows(d.held[:48], (t0,))
     probe = np.concatenate([probe, np.zeros((1, WINDOW), np.float32)])
-    day = None
-    if d.pf is not None and d.dense_p is not None:
+    pf = None
+    if d.pf is not None:
         some = np.concatenate([d.held[:48], np.zeros((1, d.held.shape[1]), np.float32)])
-        day = (days(some, t0), d.pf(some, t0), day_features_graph(models / d.dense_p["file"]))
-    export(boosters, models / file, model_id, probe, day)
+        pf = d.pf(some, t0)
+    export(boosters, models / file, model_id, probe, pf)
 
 
 def train_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]],
@@ -663,7 +678,7 @@ def train_mean_trees(models: Path, load: Callable[[dict[str, Any]], tuple[np.nda
         if tw:
             level = (1 - tw) * level + tw * forecast_at(models, man, held, t)
         levels.append(level)
-        means.append(shaped(level, forecast_at(models, {"trees": mean_entry}, held, t)))
+        means.append(shaped(level, forecast_at(models, man, held, t, mean_entry)))
         ys.append(held[:, t:t + HORIZON])
     lv, mn, y = (np.concatenate(a).astype(np.float64) for a in (levels, means, ys))
     scores = {a: hour_figures((1 - a) * lv + a * mn, y) for a in MEAN_WEIGHTS}

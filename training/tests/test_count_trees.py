@@ -52,9 +52,10 @@ def test_trees_export_one_ensemble_equal_to_lightgbm(series: np.ndarray, tmp_pat
 
 def test_trees_on_the_dense_features_read_the_day(series: np.ndarray, tmp_path: Path) -> None:
     """Trees fitted on the dense p_invoke graph's features too: the graph
-    takes the day as a second input, carries that graph's feature
-    operations (and not its trees) and answers LightGBM's forecast of the
-    window and those features; another day gives another answer."""
+    takes those features as a second input (and carries none of that
+    graph's operations) and answers LightGBM's forecast of the window and
+    those features; fed as the server feeds it, another day gives another
+    answer."""
     from conftest import shipped_models
 
     from mesp_training.contract import read_manifest
@@ -79,17 +80,20 @@ def test_trees_on_the_dense_features_read_the_day(series: np.ndarray, tmp_path: 
     assert (days[3, :-t] == -1).all()
     feats = pf(val, t)
     path = tmp_path / "trees.onnx"
-    ct.export(boosters, path, "dense-trees", probe, (days, feats, ct.day_features_graph(dense_p)))
+    ct.export(boosters, path, "dense-trees", probe, feats)
     graph = onnx.load(str(path)).graph
     assert [n.op_type for n in graph.node].count("TreeEnsembleRegressor") == 1
-    assert not any(n.op_type == "TreeEnsembleClassifier" for n in graph.node)  # not the dense graph's trees
+    # the features come from the dense graph: none of its operations here
+    assert not any(n.op_type in ("TreeEnsembleClassifier", "CumSum", "MatMul") for n in graph.node)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [(i.name, i.shape[1]) for i in sess.get_inputs()] == [("counts", ct.WINDOW), ("day", 1440)]
-    got = sess.run(None, {"counts": probe, "day": days})[0]
+    assert [(i.name, i.shape[1]) for i in sess.get_inputs()] == [("counts", ct.WINDOW), ("p_features", feats.shape[1])]
+    got = sess.run(None, {"counts": probe, "p_features": feats})[0]
     np.testing.assert_allclose(got, ct.predict(boosters, probe, feats), rtol=1e-4, atol=1e-3)
-    blind = days.copy()
-    blind[:, :-ct.WINDOW] = -1  # the day unknown but for the window
-    other = sess.run(None, {"counts": probe, "day": blind})[0]
+    # as the server feeds it: the dense graph's features of each history
+    dense = ort.InferenceSession(str(dense_p), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(ct.run_trees(sess, val[:, :t], dense), got)
+    blind = val[:, t - ct.WINDOW:t]  # the day unknown but for the window
+    other = ct.run_trees(sess, blind, dense)
     assert np.abs(other - got).max() > 1e-3  # the rest of the day is read
 
 
@@ -148,7 +152,7 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
         np.testing.assert_array_equal(forecast, answered)
         return
     a, c = man["mean"]["weight"], man["mean"].get("scale", 1.0)
-    hour = ct.shaped(want, ct.forecast_at(models, {"trees": man["mean"]}, series[:, :t], t))
+    hour = ct.shaped(want, ct.forecast_at(models, man, series[:, :t], t, man["mean"]))
     expected = c * ((1 - a) * want + a * hour)
     with_mean = [k for k, i in enumerate(models_rows) if "mean" in got[i]]
     assert len(with_mean) >= len(models_rows) // 2
@@ -269,7 +273,7 @@ def test_served_quantiles_are_the_graphs_in_python(server: str) -> None:
         median = np.array(f["median"], np.float64)
         lower = median
         for q, name in zip(man["quantiles"], names, strict=True):
-            trees = ct.forecast_at(models, {"trees": q}, series[i:i + 1, :t], t)[0]
+            trees = ct.forecast_at(models, man, series[i:i + 1, :t], t, q)[0]
             want = np.maximum(lower, q.get("scale", 1.0) * np.maximum(trees, median))
             np.testing.assert_allclose(f["quantiles"][name], want, rtol=1e-4, atol=1e-4, err_msg=f"row {i} {name}")
             lower = want

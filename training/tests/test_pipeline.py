@@ -109,7 +109,7 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
         t = manifest["trees"]
         assert sha256_file(models / t["file"]) == t["sha256"] and t["input_len"] == ct.WINDOW
         # fitted on the set's dense p_invoke features, read from the day
-        assert t["day"] is True
+        assert t["dense_features"] is True
         assert t["features_of"] == {"model": manifest["dense"]["p_invoke"]["id"],
                                     "sha256": manifest["dense"]["p_invoke"]["sha256"]}
         assert 0 < t["weight"] <= 1 and t["validation"]["wape"] <= t["validation"]["routed_wape"]
