@@ -127,6 +127,8 @@ type Decide struct {
 	Deadline time.Duration `koanf:"deadline"`
 	// Batch is how many functions one model run takes.
 	Batch int `koanf:"batch"`
+	// Workers is how many batches run at once (0: one per core).
+	Workers int `koanf:"workers"`
 	// MaxAge is how long after its own minute a table answers (its
 	// forecast for the minutes from now on) until the next is decided.
 	MaxAge time.Duration `koanf:"max_age"`
@@ -282,6 +284,7 @@ func Defaults() map[string]any {
 		"decide.enabled":                 true,
 		"decide.deadline":                "10s",
 		"decide.batch":                   256,
+		"decide.workers":                 0,
 		"decide.max_age":                 "2m",
 		"decide.quantiles":               []float64{0.9},
 		"prometheus.url":                 "",
@@ -439,6 +442,9 @@ func (c Config) Validate() error {
 	if c.Decide.Deadline < 0 || c.Decide.Deadline >= time.Minute || c.Decide.Batch < 1 || c.Decide.MaxAge < time.Minute || c.Decide.MaxAge > time.Hour {
 		return fmt.Errorf("config: decide.deadline %v, decide.batch %d, decide.max_age %v: want a deadline within the minute, a positive batch and a max age of 1m to 1h",
 			c.Decide.Deadline, c.Decide.Batch, c.Decide.MaxAge)
+	}
+	if c.Decide.Workers < 0 {
+		return fmt.Errorf("config: decide.workers %d: want 0 (one per core) or more", c.Decide.Workers)
 	}
 	for _, q := range c.Decide.Quantiles {
 		if !(q >= 0.5 && q < 1) {

@@ -76,6 +76,7 @@ func TestTyposAndBadValuesAreRefused(t *testing.T) {
 		{"log format", "", "MESP_LOG__FORMAT", "xml", `log.format "xml"`},
 		{"decide quantile one", "decide:\n  quantiles: [0.9, 1]\n", "", "", `decide.quantiles [0.9 1]`},
 		{"decide quantile under the median", "", "MESP_DECIDE__QUANTILES", "0.2", `decide.quantiles [0.2]`},
+		{"negative decide workers", "", "MESP_DECIDE__WORKERS", "-1", `decide.workers -1`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

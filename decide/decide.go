@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,6 +94,10 @@ type Loop struct {
 	History   *history.Store
 	// Batch is how many functions one Predict call takes; 0: 256.
 	Batch int
+	// Workers is how many batches are predicted at once; 0: one per core
+	// (GOMAXPROCS). A batch's models run partly one after the other, so
+	// batches side by side keep the cores busy.
+	Workers int
 	// Deadline is how long after a minute's boundary the minute is taken
 	// as complete and decided (pushes and Prometheus' scrape of the
 	// minute arrive by then); 0: 10 s.
@@ -236,23 +242,9 @@ func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 			return nil // nothing new (the skipped are skipped again)
 		}
 	}
-	for lo := 0; lo < len(ids); lo += batch {
-		var reqs []forecast.Request
-		var missing []int
-		for _, id := range ids[lo:min(len(ids), lo+batch)] {
-			counts, err := l.History.Window(id, minute)
-			newest, _ := l.History.Newest(id)
-			if err != nil || len(counts) == 0 {
-				t.Skipped++ // dropped since IDs was read, or nothing before minute
-				continue
-			}
-			reqs = append(reqs, forecast.Request{ID: id, Counts: counts})
-			missing = append(missing, int(max(0, minute-1-newest)))
-		}
-		if err := l.run(ctx, reqs, missing, t); err != nil {
-			l.m.failures.Inc()
-			return fmt.Errorf("decide: minute %d: %w", minute, err)
-		}
+	if err := l.decideAll(ctx, minute, ids, batch, t); err != nil {
+		l.m.failures.Inc()
+		return fmt.Errorf("decide: minute %d: %w", minute, err)
 	}
 	if base != nil {
 		for id, e := range base.Entries {
@@ -274,6 +266,62 @@ func (l *Loop) decide(ctx context.Context, minute int64, base *Table) error {
 	l.m.stale.Set(float64(t.Stale))
 	l.m.late.Set(float64(t.Late))
 	return nil
+}
+
+// decideAll predicts ids' answers for minute into t, in batches, Workers
+// at a time; on errors, the first.
+func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch int, t *Table) error {
+	workers := l.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64 // the next batch's first function
+	var mu sync.Mutex     // guards t and first
+	var first error
+	var wg sync.WaitGroup
+	for range min(workers, (len(ids)+batch-1)/batch) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				lo := int(next.Add(int64(batch))) - batch
+				if lo >= len(ids) || ctx.Err() != nil {
+					return
+				}
+				part := &Table{Entries: map[string]Entry{}}
+				var reqs []forecast.Request
+				var missing []int
+				for _, id := range ids[lo:min(len(ids), lo+batch)] {
+					counts, err := l.History.Window(id, minute)
+					newest, _ := l.History.Newest(id)
+					if err != nil || len(counts) == 0 {
+						part.Skipped++ // dropped since IDs was read, or nothing before minute
+						continue
+					}
+					reqs = append(reqs, forecast.Request{ID: id, Counts: counts})
+					missing = append(missing, int(max(0, minute-1-newest)))
+				}
+				err := l.run(ctx, reqs, missing, part)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				for id, e := range part.Entries {
+					t.Entries[id] = e
+				}
+				t.IDs = append(t.IDs, part.IDs...)
+				t.Skipped += part.Skipped
+				t.Late += part.Late
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(t.IDs) // batches finish in any order
+	return first
 }
 
 // run predicts reqs into t: a batch refused as invalid is retried one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,15 +17,19 @@ import (
 	"github.com/mesp-project/mesp/internal/servedset"
 )
 
-// countingPredictor counts the functions it is asked about.
+// countingPredictor counts the functions it is asked about (the loop asks
+// from several workers at once).
 type countingPredictor struct {
 	decide.Predictor
+	mu               sync.Mutex
 	functions, calls int
 }
 
 func (c *countingPredictor) Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
+	c.mu.Lock()
 	c.functions += len(reqs)
 	c.calls++
+	c.mu.Unlock()
 	return c.Predictor.Predict(ctx, reqs, mode, outs)
 }
 
@@ -49,7 +54,8 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &countingPredictor{Predictor: fc}
-	loop := &decide.Loop{Predictor: p, History: store, Batch: 16, Quantiles: []float64{0.5, 0.9, 0.99}}
+	// three batches at once: what each worker decides lands in the one table
+	loop := &decide.Loop{Predictor: p, History: store, Batch: 16, Workers: 3, Quantiles: []float64{0.5, 0.9, 0.99}}
 	if err := loop.Register(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
