@@ -129,6 +129,9 @@ type Decide struct {
 	Batch int `koanf:"batch"`
 	// Workers is how many batches run at once (0: one per core).
 	Workers int `koanf:"workers"`
+	// Nice is the scheduling nice value of the threads that decide (0:
+	// the server's own priority).
+	Nice int `koanf:"nice"`
 	// MaxAge is how long after its own minute a table answers (its
 	// forecast for the minutes from now on) until the next is decided.
 	MaxAge time.Duration `koanf:"max_age"`
@@ -285,6 +288,7 @@ func Defaults() map[string]any {
 		"decide.deadline":                "10s",
 		"decide.batch":                   256,
 		"decide.workers":                 0,
+		"decide.nice":                    10,
 		"decide.max_age":                 "2m",
 		"decide.quantiles":               []float64{0.9},
 		"prometheus.url":                 "",
@@ -443,8 +447,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: decide.deadline %v, decide.batch %d, decide.max_age %v: want a deadline within the minute, a positive batch and a max age of 1m to 1h",
 			c.Decide.Deadline, c.Decide.Batch, c.Decide.MaxAge)
 	}
-	if c.Decide.Workers < 0 {
-		return fmt.Errorf("config: decide.workers %d: want 0 (one per core) or more", c.Decide.Workers)
+	if c.Decide.Workers < 0 || c.Decide.Nice < 0 || c.Decide.Nice > 19 {
+		return fmt.Errorf("config: decide.workers %d, decide.nice %d: want 0 (one per core) or more workers and a nice value in 0..19", c.Decide.Workers, c.Decide.Nice)
 	}
 	for _, q := range c.Decide.Quantiles {
 		if !(q >= 0.5 && q < 1) {

@@ -98,6 +98,16 @@ type Loop struct {
 	// (GOMAXPROCS). A batch's models run partly one after the other, so
 	// batches side by side keep the cores busy.
 	Workers int
+	// Nice, when positive, is the scheduling nice value of the threads
+	// that decide (Linux): each worker routes and runs its batches on one
+	// thread of its own at that lower priority (forecast.Inline), so that
+	// the calls answered meanwhile (KEDA's from the table, requests with
+	// their own counts) are not queued behind the table's work on a busy
+	// machine; while a minute is decided the process has a Go processor
+	// (GOMAXPROCS) more per worker, so that a worker running Go code
+	// (routing) never holds one the calls need and the kernel, at those
+	// priorities, shares the cores. 0: the server's own priority.
+	Nice int
 	// Deadline is how long after a minute's boundary the minute is taken
 	// as complete and decided (pushes and Prometheus' scrape of the
 	// minute arrive by then); 0: 10 s.
@@ -119,8 +129,9 @@ type Loop struct {
 	// not kept.
 	Quantiles []float64
 
-	table atomic.Pointer[Table]
-	m     *loopMetrics
+	table    atomic.Pointer[Table]
+	m        *loopMetrics
+	warnOnce sync.Once
 }
 
 type loopMetrics struct {
@@ -275,16 +286,36 @@ func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch 
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	workers = min(workers, (len(ids)+batch-1)/batch)
+	if l.Nice > 0 && workers > 0 {
+		procs := runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(procs + workers)
+		defer runtime.GOMAXPROCS(procs)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var next atomic.Int64 // the next batch's first function
 	var mu sync.Mutex     // guards t and first
 	var first error
 	var wg sync.WaitGroup
-	for range min(workers, (len(ids)+batch-1)/batch) {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ctx := ctx
+			if l.Nice > 0 {
+				// The thread ends with this goroutine (locked, never
+				// unlocked): no other goroutine runs at its priority.
+				runtime.LockOSThread()
+				if err := lowerThreadPriority(l.Nice); err != nil {
+					l.warnOnce.Do(func() {
+						if l.Log != nil {
+							l.Log.Warn("deciding at the server's own priority", "err", err)
+						}
+					})
+				}
+				ctx = forecast.Inline(ctx)
+			}
 			for {
 				lo := int(next.Add(int64(batch))) - batch
 				if lo >= len(ids) || ctx.Err() != nil {

@@ -18,17 +18,26 @@ import (
 )
 
 // countingPredictor counts the functions it is asked about (the loop asks
-// from several workers at once).
+// from several workers at once) and the nice values of the threads that
+// ask.
 type countingPredictor struct {
 	decide.Predictor
 	mu               sync.Mutex
 	functions, calls int
+	nice             map[int]int
 }
 
 func (c *countingPredictor) Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
+	nice, ok := threadNice()
 	c.mu.Lock()
 	c.functions += len(reqs)
 	c.calls++
+	if ok {
+		if c.nice == nil {
+			c.nice = map[int]int{}
+		}
+		c.nice[nice]++
+	}
 	c.mu.Unlock()
 	return c.Predictor.Predict(ctx, reqs, mode, outs)
 }
@@ -54,8 +63,9 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &countingPredictor{Predictor: fc}
-	// three batches at once: what each worker decides lands in the one table
-	loop := &decide.Loop{Predictor: p, History: store, Batch: 16, Workers: 3, Quantiles: []float64{0.5, 0.9, 0.99}}
+	// three batches at once, each on a thread of its own at nice 5: what
+	// each worker decides lands in the one table
+	loop := &decide.Loop{Predictor: p, History: store, Batch: 16, Workers: 3, Nice: 5, Quantiles: []float64{0.5, 0.9, 0.99}}
 	if err := loop.Register(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +84,9 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 	// history is refused and retried one function at a time
 	if p.calls > 3+16 {
 		t.Fatalf("%d model calls for 41 functions in batches of 16", p.calls)
+	}
+	if _, ok := threadNice(); ok && p.nice[5] != p.calls {
+		t.Fatalf("the loop asked from threads of nice values %v, want all %d calls at 5", p.nice, p.calls)
 	}
 	for _, f := range rows {
 		counts, _ := store.Window(f.ID, minute)

@@ -38,9 +38,12 @@ type Options struct {
 	Minutes   int // minutes decided, one after another
 	// Sample is how many functions the one-request-per-function baseline
 	// answers.
-	Sample    int
-	Batch     int
-	Predictor decide.Predictor
+	Sample int
+	Batch  int
+	// Workers and Nice are the loop's (decide.Loop: config decide.workers
+	// and decide.nice).
+	Workers, Nice int
+	Predictor     decide.Predictor
 	// Threshold is the set's default pre-warm threshold (KEDA's default).
 	Threshold float64
 	// CallRate is KEDA's GetMetrics calls a second while a minute is
@@ -85,6 +88,9 @@ type Report struct {
 	FunctionsPer string  `json:"note"`
 	// CallRate is Options.CallRate (0: closed loop).
 	CallRate float64 `json:"keda_calls_per_second"`
+	// Workers and Nice are the loop's settings (0 workers: one per core).
+	Workers int `json:"decide_workers"`
+	Nice    int `json:"decide_nice"`
 }
 
 // Run builds the fleet and measures it.
@@ -127,7 +133,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	runtime.ReadMemStats(&after)
 	storeMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
 	// the table keeps the quantile KEDA's demand defaults to, as serve does
-	loop := &decide.Loop{Predictor: o.Predictor, History: store, Batch: o.Batch, Quantiles: []float64{scaler.DefaultQuantile}}
+	loop := &decide.Loop{Predictor: o.Predictor, History: store, Batch: o.Batch, Workers: o.Workers, Nice: o.Nice,
+		Quantiles: []float64{scaler.DefaultQuantile}}
 	if err := loop.Register(prometheus.NewRegistry()); err != nil {
 		return Report{}, err
 	}
@@ -140,7 +147,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return Report{}, err
 	}
 	defer stop()
-	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate,
+	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Workers: o.Workers, Nice: o.Nice,
 		Built:        fmt.Sprintf("%d real days, function i = day i mod %d rotated by 37 x (i div %d) minutes, ids fleet/<i>; pushed into the store in-process", len(o.Rows), len(o.Rows), len(o.Rows)),
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
 		FunctionsPer: callNote(o.CallRate) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}

@@ -288,10 +288,15 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	}
 	denseReady := make(chan struct{})
 	var denseErr error
-	go func() {
+	runDense := func() {
 		defer close(denseReady)
 		denseErr = s.runDense(ctx, reqs, dense, denseRows)
-	}()
+	}
+	if inline(ctx) {
+		runDense()
+	} else {
+		go runDense()
+	}
 	var countsErr error
 	var means [][]float32       // the mean trees' answer per request (nil: none)
 	var quantiles [][][]float32 // per quantile, each request's trees' answer (nil: none)
@@ -351,7 +356,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				}
 			}
 		}
-		if outs&PInvoke != 0 {
+		if outs&PInvoke != 0 && !inline(ctx) {
 			go run()
 		} else {
 			run()
@@ -858,7 +863,11 @@ func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32
 				sec = second(sec, i)
 			}
 		}
-		y, err := s.predictor(g.model).PredictDense(ctx, in, sec, len(g.rows))
+		p := s.predictor(g.model)
+		if inline(ctx) {
+			p = g.model // not through a batcher's goroutine
+		}
+		y, err := p.PredictDense(ctx, in, sec, len(g.rows))
 		if err != nil {
 			return err
 		}
@@ -995,12 +1004,39 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	return runs, nil
 }
 
+// inlineKey marks a context whose calls run on the caller's goroutine
+// alone (Inline).
+type inlineKey struct{}
+
+// Inline returns ctx for calls that route and run every model on the
+// calling goroutine, starting none of their own and bypassing the
+// batchers: background work (the decision table) whose thread its caller
+// has given a lower scheduling priority keeps that priority throughout,
+// so requests answered meanwhile come first.
+func Inline(ctx context.Context) context.Context { return context.WithValue(ctx, inlineKey{}, true) }
+
+func inline(ctx context.Context) bool {
+	v, _ := ctx.Value(inlineKey{}).(bool)
+	return v
+}
+
 // inputPool holds model input buffers: Predict is done with its input when
 // it returns (the batcher copies or runs it before answering).
 var inputPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // routeAll routes every request (over all cores for a large batch).
 func (s *Set) routeAll(ctx context.Context, reqs []Request) ([]router.Route, error) {
+	if inline(ctx) {
+		routes := make([]router.Route, len(reqs))
+		for i, r := range reqs {
+			rt, err := s.Router.Route(ctx, r.Counts)
+			if err != nil {
+				return nil, err
+			}
+			routes[i] = rt
+		}
+		return routes, nil
+	}
 	patterns := make([][]float64, len(reqs))
 	for i, r := range reqs {
 		patterns[i] = r.Counts

@@ -53,7 +53,7 @@ func runBenchFleet(ctx context.Context, args []string) error {
 		*rate = float64(*functions) / 15
 	}
 	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
-		CallRate: *rate, Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func runServe(ctx context.Context, args []string) error {
 	var loop *decide.Loop
 	var table server.DecisionTable
 	if cfg.Decide.Enabled {
-		loop = &decide.Loop{Predictor: fc, History: store, Batch: cfg.Decide.Batch, Workers: cfg.Decide.Workers, Deadline: cfg.Decide.Deadline,
+		loop = &decide.Loop{Predictor: fc, History: store, Batch: cfg.Decide.Batch, Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, Deadline: cfg.Decide.Deadline,
 			MaxAge: int(cfg.Decide.MaxAge / time.Minute), Quantiles: cfg.Decide.Quantiles, Log: log}
 		table = loop
 	}
