@@ -292,7 +292,7 @@ func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch 
 		runtime.GOMAXPROCS(procs + workers)
 		defer runtime.GOMAXPROCS(procs)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(ctx, tableKey{}, true))
 	defer cancel()
 	var next atomic.Int64 // the next batch's first function
 	var mu sync.Mutex     // guards t and first
@@ -316,6 +316,9 @@ func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch 
 				}
 				ctx = forecast.Inline(ctx)
 			}
+			// every batch's windows in one buffer, reused: a minute reads
+			// every held function's whole day
+			var windows []float64
 			for {
 				lo := int(next.Add(int64(batch))) - batch
 				if lo >= len(ids) || ctx.Err() != nil {
@@ -324,14 +327,17 @@ func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch 
 				part := &Table{Entries: map[string]Entry{}}
 				var reqs []forecast.Request
 				var missing []int
+				windows = slices.Grow(windows[:0], batch*l.History.Length())
 				for _, id := range ids[lo:min(len(ids), lo+batch)] {
-					counts, err := l.History.Window(id, minute)
+					at := len(windows)
+					var err error
+					windows, err = l.History.AppendWindow(windows, id, minute)
 					newest, _ := l.History.Newest(id)
-					if err != nil || len(counts) == 0 {
+					if err != nil || len(windows) == at {
 						part.Skipped++ // dropped since IDs was read, or nothing before minute
 						continue
 					}
-					reqs = append(reqs, forecast.Request{ID: id, Counts: counts})
+					reqs = append(reqs, forecast.Request{ID: id, Counts: windows[at:len(windows):len(windows)]})
 					missing = append(missing, int(max(0, minute-1-newest)))
 				}
 				err := l.run(ctx, reqs, missing, part)
@@ -353,6 +359,16 @@ func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch 
 	wg.Wait()
 	slices.Sort(t.IDs) // batches finish in any order
 	return first
+}
+
+// tableKey marks the contexts of the table's model calls (FromTable).
+type tableKey struct{}
+
+// FromTable says whether ctx is a decision table's model call (not a
+// request's): route hooks see every held function each minute from it.
+func FromTable(ctx context.Context) bool {
+	v, _ := ctx.Value(tableKey{}).(bool)
+	return v
 }
 
 // run predicts reqs into t: a batch refused as invalid is retried one

@@ -22,9 +22,9 @@ import (
 // ask.
 type countingPredictor struct {
 	decide.Predictor
-	mu               sync.Mutex
-	functions, calls int
-	nice             map[int]int
+	mu                          sync.Mutex
+	functions, calls, fromTable int
+	nice                        map[int]int
 }
 
 func (c *countingPredictor) Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
@@ -32,6 +32,9 @@ func (c *countingPredictor) Predict(ctx context.Context, reqs []forecast.Request
 	c.mu.Lock()
 	c.functions += len(reqs)
 	c.calls++
+	if decide.FromTable(ctx) {
+		c.fromTable++
+	}
 	if ok {
 		if c.nice == nil {
 			c.nice = map[int]int{}
@@ -84,6 +87,9 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 	// history is refused and retried one function at a time
 	if p.calls > 3+16 {
 		t.Fatalf("%d model calls for 41 functions in batches of 16", p.calls)
+	}
+	if p.fromTable != p.calls || decide.FromTable(context.Background()) {
+		t.Fatalf("%d of %d calls marked as the table's", p.fromTable, p.calls)
 	}
 	if _, ok := threadNice(); ok && p.nice[5] != p.calls {
 		t.Fatalf("the loop asked from threads of nice values %v, want all %d calls at 5", p.nice, p.calls)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,10 @@ type Options struct {
 	// as fast as they are answered (closed loop: the most the loop can be
 	// asked, and CPU it takes from the loop).
 	CallRate float64
+	// Callers is how many callers send those calls, each one at a time
+	// (KEDA's metrics adapter answers the HPA controller's syncs, 5 at
+	// once by default, concurrently); 0: 1.
+	Callers  int
 	Progress func(string)
 }
 
@@ -80,14 +85,20 @@ type Report struct {
 	PerRequestCPUUsPerFunc float64 `json:"per_request_cpu_us_per_function"`
 	PerRequestSample       int     `json:"per_request_sample"`
 	// CPURatio is the table's CPU per function over the baseline's.
-	CPURatio     float64 `json:"table_over_per_request_cpu"`
-	StoreMiB     float64 `json:"history_heap_mib"`
-	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	CPURatio   float64 `json:"table_over_per_request_cpu"`
+	StoreMiB   float64 `json:"history_heap_mib"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// HeapMiB is the most Go heap in use after a decided minute (the rest
+	// of the RSS is ONNX Runtime's, the allocators' and garbage not yet
+	// collected).
+	HeapMiB      float64 `json:"go_heap_in_use_mib"`
 	Cores        int     `json:"cores"`
 	PromQueries  string  `json:"prometheus_queries_per_refresh"`
 	FunctionsPer string  `json:"note"`
-	// CallRate is Options.CallRate (0: closed loop).
+	// CallRate is Options.CallRate (0: closed loop), Callers
+	// Options.Callers.
 	CallRate float64 `json:"keda_calls_per_second"`
+	Callers  int     `json:"keda_callers"`
 	// Workers and Nice are the loop's settings (0 workers: one per core).
 	Workers int `json:"decide_workers"`
 	Nice    int `json:"decide_nice"`
@@ -147,10 +158,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return Report{}, err
 	}
 	defer stop()
-	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Workers: o.Workers, Nice: o.Nice,
+	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: max(1, o.Callers), Workers: o.Workers, Nice: o.Nice,
 		Built:        fmt.Sprintf("%d real days, function i = day i mod %d rotated by 37 x (i div %d) minutes, ids fleet/<i>; pushed into the store in-process", len(o.Rows), len(o.Rows), len(o.Rows)),
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
-		FunctionsPer: callNote(o.CallRate) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
+		FunctionsPer: callNote(o.CallRate, max(1, o.Callers)) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for k := range o.Minutes {
 		minute := start + 1440 + int64(k)
@@ -164,7 +175,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		now.Store(minute)
 		cpu0, t0 := procstat.CPUSeconds(), time.Now()
-		lat, stopCalls := callWhile(ctx, client, o.Functions, o.CallRate, rng)
+		lat, stopCalls := callWhile(ctx, client, o.Functions, o.CallRate, o.Callers, rng)
 		err := loop.Decide(ctx, minute)
 		calls := stopCalls()
 		if err != nil {
@@ -176,6 +187,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls}
 		m.GetMetricsP50, m.GetMetricsP99 = loadgen.Percentiles(*lat)
 		rep.Minutes = append(rep.Minutes, m)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		rep.HeapMiB = max(rep.HeapMiB, float64(ms.HeapInuse)/(1<<20))
 		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding",
 			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99))
 	}
@@ -213,11 +227,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 }
 
 // callNote says how KEDA's calls were sent.
-func callNote(rate float64) string {
+func callNote(rate float64, callers int) string {
 	if rate > 0 {
-		return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %.0f calls a second on a schedule (open loop)", rate)
+		return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %.0f calls a second on a schedule (open loop) from %d concurrent callers", rate, callers)
 	}
-	return "GetMetrics over loopback gRPC about random functions, one call after another as fast as answered (closed loop)"
+	return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %d callers each one call after another as fast as answered (closed loop)", callers)
 }
 
 // simulatedMinute is the minute being decided, which the scaler takes for
@@ -249,42 +263,50 @@ func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, func
 	return err
 }
 
-// callWhile asks GetMetrics about random functions, one call at a time
-// (rate > 0: each call at its scheduled time, rate a second, timed from
-// that time, so a late answer counts its wait), until stop is called;
-// stop returns the number of calls.
-func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, rng *rand.Rand) (*[]time.Duration, func() int) {
+// callWhile asks GetMetrics about random functions from callers
+// concurrent callers, each one call at a time (rate > 0: call k at its
+// scheduled time k/rate, by caller k mod callers, timed from that time, so
+// a late answer counts its wait), until stop is called; stop returns the
+// number of calls.
+func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, callers int, rng *rand.Rand) (*[]time.Duration, func() int) {
 	var lat []time.Duration
+	var mu sync.Mutex
 	done := make(chan struct{})
-	finished := make(chan struct{})
+	var wg sync.WaitGroup
 	ids := make([]int, 0, 1024)
 	for range 1024 {
 		ids = append(ids, rng.IntN(n))
 	}
-	go func() {
-		defer close(finished)
-		begin := time.Now()
-		for k := 0; ; k++ {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			t0 := time.Now()
-			if rate > 0 {
-				t0 = begin.Add(time.Duration(float64(k) / rate * float64(time.Second)))
-				if wait := time.Until(t0); wait > 0 {
-					select {
-					case <-done:
-						return
-					case <-time.After(wait):
+	begin := time.Now()
+	for first := range max(1, callers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := first; ; k += max(1, callers) {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				t0 := time.Now()
+				if rate > 0 {
+					t0 = begin.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+					if wait := time.Until(t0); wait > 0 {
+						select {
+						case <-done:
+							return
+						case <-time.After(wait):
+						}
 					}
 				}
+				if err := getMetrics(ctx, c, "fleet/"+strconv.Itoa(ids[k%len(ids)])); err == nil {
+					d := time.Since(t0)
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
 			}
-			if err := getMetrics(ctx, c, "fleet/"+strconv.Itoa(ids[k%len(ids)])); err == nil {
-				lat = append(lat, time.Since(t0))
-			}
-		}
-	}()
-	return &lat, func() int { close(done); <-finished; return len(lat) }
+		}()
+	}
+	return &lat, func() int { close(done); wg.Wait(); return len(lat) }
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -234,11 +235,18 @@ func (s *Store) IDs() []string {
 // observation count as 0 (nothing was reported). ErrUnknown if the store
 // has never seen the function.
 func (s *Store) Window(id string, end int64) ([]float64, error) {
+	return s.AppendWindow(nil, id, end)
+}
+
+// AppendWindow is Window appended to dst (the window is dst[len(dst):] of
+// the answer), for callers that reuse one buffer for many functions: a
+// minute's table reads every held function's day.
+func (s *Store) AppendWindow(dst []float64, id string, end int64) ([]float64, error) {
 	s.mu.RLock()
 	r, ok := s.series[id]
 	s.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w %s", ErrUnknown, funcid.Short(id))
+		return dst, fmt.Errorf("%w %s", ErrUnknown, funcid.Short(id))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -247,13 +255,17 @@ func (s *Store) Window(id string, end int64) ([]float64, error) {
 	// keeps it so).
 	lo := max(r.first, end-n)
 	if end <= lo {
-		return nil, nil
+		return dst, nil
 	}
-	out := make([]float64, end-lo)
+	at := len(dst)
+	dst = slices.Grow(dst, int(end-lo))[:at+int(end-lo)]
+	out := dst[at:]
 	for t := lo; t < end; t++ {
 		if t <= r.newest {
 			out[t-lo] = float64(r.counts.get(int(t % n)))
+		} else {
+			out[t-lo] = 0
 		}
 	}
-	return out, nil
+	return dst, nil
 }

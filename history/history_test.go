@@ -97,6 +97,20 @@ func TestObserveAndWindow(t *testing.T) {
 			if !slices.Equal(got, tc.want) || stale != tc.stale {
 				t.Fatalf("window %v (stale %d), want %v (stale %d)", got, stale, tc.want, tc.stale)
 			}
+			// appended into a buffer that holds other windows (and
+			// nonzero garbage past them), the same, the others intact
+			buf := append(make([]float64, 0, 64), 7, 8)
+			garbage := buf[:cap(buf)]
+			for i := range garbage[2:] {
+				garbage[2+i] = 99
+			}
+			buf, err = s.AppendWindow(buf, "f", day+tc.end)
+			if err != nil || !slices.Equal(buf[:2], []float64{7, 8}) || !slices.Equal(buf[2:], tc.want) {
+				t.Fatalf("appended %v (%v), want 7 8 then %v", buf, err, tc.want)
+			}
+			if kept, err := s.AppendWindow(buf, "unknown", day+tc.end); err == nil || !slices.Equal(kept, buf) {
+				t.Fatalf("an unknown function: %v, %v; want an error and the buffer as it was", kept, err)
+			}
 		})
 	}
 }

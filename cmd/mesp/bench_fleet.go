@@ -28,6 +28,7 @@ func runBenchFleet(ctx context.Context, args []string) error {
 	sample := fs.Int("sample", 2000, "functions the one-request-per-function baseline answers")
 	batch := fs.Int("batch", 256, "functions per model run")
 	rate := fs.Float64("keda-rate", -1, "KEDA's GetMetrics calls a second while deciding, on a schedule; 0: closed loop; default: functions / 15 (each ScaledObject's metric read once per HPA sync of 15 s)")
+	callers := fs.Int("keda-callers", 5, "concurrent GetMetrics callers, each one call at a time (the HPA controller syncs 5 HPAs at once by default)")
 	out := fs.String("out", "", "write the JSON report here (stdout when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -53,7 +54,7 @@ func runBenchFleet(ctx context.Context, args []string) error {
 		*rate = float64(*functions) / 15
 	}
 	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
-		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
 	if err != nil {
 		return err
 	}

@@ -70,8 +70,11 @@ func runServe(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		// the table decides every held function each minute: its patterns
+		// are logged once a day per function (a day is what a pattern is)
+		fromTable := &oodlog.Recent{Every: 24 * time.Hour}
 		fc.OnRoute = func(ctx context.Context, id string, counts []float64, rt router.Route, _ string) {
-			if !rt.OOD {
+			if !rt.OOD || decide.FromTable(ctx) && !fromTable.Due(id, time.Now()) {
 				return
 			}
 			if err := ood.Append(oodlog.Record{Function: id, Time: time.Now().UTC(), Cluster: rt.Cluster, Distance: rt.Distance, Counts: counts, Source: server.Source(ctx)}); err != nil {
