@@ -40,15 +40,13 @@ from mesp_training.contract import (
     INPUT_NAME,
     P_FEATURES_NAME,
     P_INVOKE_OUTPUT_NAME,
-    read_cluster_parquet,
-    read_clusters,
-    read_manifest,
+    require_manifest,
     sha256_file,
     write_manifest,
 )
-from mesp_training.export import OPSET, ExportMismatch
+from mesp_training.export import OPSET, ExportMismatch, carry_identity, rename_tensor, replace_checked
 from mesp_training.invocation import InvocationFeatures
-from mesp_training.invocation_train import probe_rows
+from mesp_training.invocation_train import set_histories
 from mesp_training.runtime import inference_session
 
 # The tensor between the features and the model in a p_invoke graph with
@@ -84,15 +82,6 @@ def features_tensor(g: onnx.GraphProto) -> str:
     raise ValueError(f"the graph has no {P_FEATURES_NAME!r} tensor: not a p_invoke graph of this project")
 
 
-def _rename(g: onnx.GraphProto, old: str, new: str) -> None:
-    for node in g.node:
-        node.input[:] = [new if i == old else i for i in node.input]
-        node.output[:] = [new if o == old else o for o in node.output]
-    for v in [*g.input, *g.output, *g.value_info]:
-        if v.name == old:
-            v.name = new
-
-
 def refeature(old: onnx.ModelProto, features: onnx.ModelProto) -> onnx.ModelProto:
     """old's graph downstream of its features tensor, in the current layout:
     fed by features (and answering them) for a graph of its own, fed the
@@ -108,7 +97,7 @@ def refeature(old: onnx.ModelProto, features: onnx.ModelProto) -> onnx.ModelProt
     # An expert that continues the dense trees keeps its dense_p1 input.
     continues = DENSE_P1_INPUT_NAME in {i.name for i in old.graph.input}
     rest = Extractor(typed).extract_model([cut] + [DENSE_P1_INPUT_NAME] * continues, [P_INVOKE_OUTPUT_NAME])
-    _rename(rest.graph, cut, P_FEATURES_NAME)
+    rename_tensor(rest.graph, cut, P_FEATURES_NAME)
     if continues:
         joined = rest
     else:
@@ -117,7 +106,7 @@ def refeature(old: onnx.ModelProto, features: onnx.ModelProto) -> onnx.ModelProt
         joined = compose.merge_models(front, rest, io_map=[(PREFIX + P_FEATURES_NAME, P_FEATURES_NAME)])
         # The join names the cut after the front's output; give it back its
         # own name, so that the result can be cut again the same way.
-        _rename(joined.graph, PREFIX + P_FEATURES_NAME, P_FEATURES_NAME)
+        rename_tensor(joined.graph, PREFIX + P_FEATURES_NAME, P_FEATURES_NAME)
         joined.graph.output.append(
             onnx.helper.make_tensor_value_info(P_FEATURES_NAME, onnx.TensorProto.FLOAT, ["batch", n]))
     # Types of the graph's own inputs and outputs are in their declarations.
@@ -132,11 +121,7 @@ def refeature(old: onnx.ModelProto, features: onnx.ModelProto) -> onnx.ModelProt
     del joined.opset_import[:]
     joined.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
     # The old graph's name and description (the join would nest them).
-    joined.graph.name, joined.graph.doc_string = old.graph.name, old.graph.doc_string
-    joined.producer_name, joined.producer_version = old.producer_name, old.producer_version
-    del joined.metadata_props[:]
-    joined.metadata_props.extend(old.metadata_props)
-    onnx.checker.check_model(joined)
+    carry_identity(joined, old)
     return joined
 
 
@@ -160,34 +145,23 @@ def rewrite(models: Path, entry: dict[str, Any], probe: np.ndarray, features: on
     path = models / entry["file"]
     old = onnx.load(str(path))
     new = refeature(old, features)
-    fd, tmp = tempfile.mkstemp(dir=models, prefix=".tmp-", suffix=".onnx")
-    os.close(fd)
-    try:
-        onnx.save(new, tmp)
-        want, got = answers(str(path), probe, values), answers(tmp, probe, values)
+    want = answers(str(path), probe, values)
+
+    def check(tmp: str) -> None:
+        got = answers(tmp, probe, values)
         if got.shape != want.shape or not np.allclose(got, want, atol=TOLERANCE, rtol=0):
             raise ExportMismatch(f"{entry['id']}: the refeatured graph differs by up to {np.abs(got - want).max()}")
-        os.chmod(tmp, 0o644)
-        before = path.stat().st_size
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    sizes = replace_checked(path, new, check)
     entry["sha256"] = sha256_file(path)
-    return before, path.stat().st_size
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, required=True)
     a = ap.parse_args(argv)
-    manifest = read_manifest(a.models)
-    if manifest is None:
-        raise SystemExit(f"{a.models}/manifest.json missing")
-    cs = read_clusters(a.models / manifest["clusters"])
-    series = np.concatenate([read_cluster_parquet(a.models / cl["parquet"])[1] for cl in cs["clusters"]])
-    # Many real histories of several lengths, padded ones among them.
-    probe = np.concatenate([probe_rows(series, 64, seed) for seed in range(4)])
+    manifest = require_manifest(a.models)
+    probe = set_histories(a.models, manifest)
     features = feature_graph(probe[:2])
     with torch.no_grad():
         values = InvocationFeatures()(torch.from_numpy(probe)).numpy()

@@ -22,9 +22,7 @@ manifest writer; nothing else in the set changes.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +35,20 @@ from mesp_training.contract import (
     INPUT_NAME,
     OUTPUT_NAME,
     P_FEATURES_NAME,
-    read_cluster_parquet,
-    read_clusters,
-    read_manifest,
+    require_manifest,
     sha256_file,
     write_manifest,
 )
 from mesp_training.count_trees import WINDOW, run_trees
-from mesp_training.export import ExportMismatch
+from mesp_training.export import ExportMismatch, carry_identity, rename_tensor, replace_checked
 from mesp_training.invocation import InvocationFeatures, pad_history
-from mesp_training.invocation_train import probe_rows
+from mesp_training.invocation_train import set_histories
 from mesp_training.runtime import inference_session
 
 # The trees graphs' copy of the dense graph's features (count_trees
 # exported it under this prefix).
 CUT = f"day/{P_FEATURES_NAME}"
 TOLERANCE = 1e-5
-
-
-def _rename(g: onnx.GraphProto, old: str, new: str) -> None:
-    for node in g.node:
-        node.input[:] = [new if i == old else i for i in node.input]
-    for v in [*g.input, *g.value_info]:
-        if v.name == old:
-            v.name = new
 
 
 def shared(old: onnx.ModelProto) -> onnx.ModelProto:
@@ -75,7 +63,7 @@ def shared(old: onnx.ModelProto) -> onnx.ModelProto:
         # the extractor needs the cut's type; inference does not reach it
         typed.graph.value_info.append(onnx.helper.make_tensor_value_info(CUT, onnx.TensorProto.FLOAT, ["batch", n]))
     new = Extractor(typed).extract_model([INPUT_NAME, CUT], [OUTPUT_NAME])
-    _rename(new.graph, CUT, P_FEATURES_NAME)
+    rename_tensor(new.graph, CUT, P_FEATURES_NAME)
     if DAY_INPUT_NAME in {i.name for i in new.graph.input}:
         raise ValueError("the trees read the day beyond their features: cannot share them")
     ends = {v.name for v in [*new.graph.input, *new.graph.output]}
@@ -84,11 +72,7 @@ def shared(old: onnx.ModelProto) -> onnx.ModelProto:
     new.graph.value_info.extend(kept)
     del new.opset_import[:]
     new.opset_import.extend(old.opset_import)
-    new.graph.name, new.graph.doc_string = old.graph.name, old.graph.doc_string
-    new.producer_name, new.producer_version = old.producer_name, old.producer_version
-    del new.metadata_props[:]
-    new.metadata_props.extend(old.metadata_props)
-    onnx.checker.check_model(new)
+    carry_identity(new, old)
     return new
 
 
@@ -96,11 +80,10 @@ def rewrite(models: Path, entry: dict[str, Any], dense: Any, histories: list[np.
     """Rewrites one trees file in place when its answers hold; returns its
     size before and after."""
     path = models / entry["file"]
-    fd, tmp = tempfile.mkstemp(dir=models, prefix=".tmp-", suffix=".onnx")
-    os.close(fd)
-    try:
-        onnx.save(shared(onnx.load(str(path))), tmp)
-        old, new = inference_session(str(path)), inference_session(tmp)
+    old = inference_session(str(path))
+
+    def check(tmp: str) -> None:
+        new = inference_session(tmp)
         if [i.name for i in new.get_inputs()] != [INPUT_NAME, P_FEATURES_NAME]:
             raise ExportMismatch(f"{entry['id']}: inputs {[i.name for i in new.get_inputs()]}")
         for x in histories:
@@ -108,22 +91,14 @@ def rewrite(models: Path, entry: dict[str, Any], dense: Any, histories: list[np.
             if got.shape != want.shape or not np.allclose(got, want, atol=TOLERANCE, rtol=TOLERANCE):
                 raise ExportMismatch(f"{entry['id']}: the shared-features graph differs by up to "
                                      f"{np.abs(got - want).max()}")
-        os.chmod(tmp, 0o644)
-        before = path.stat().st_size
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return before, path.stat().st_size
+    return replace_checked(path, shared(onnx.load(str(path))), check)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", type=Path, required=True)
     a = ap.parse_args(argv)
-    manifest = read_manifest(a.models)
-    if manifest is None:
-        raise SystemExit(f"{a.models}/manifest.json missing")
+    manifest = require_manifest(a.models)
     dp = manifest["dense"].get("p_invoke")
     entries = [manifest.get("trees"), manifest.get("mean"), *manifest.get("quantiles", [])]
     todo = [e for e in entries if e is not None and e.get("day")]
@@ -137,11 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{e['id']}: fitted on the features of another dense p_invoke graph than the set's "
                              f"{dp['file']}: fit the trees again")
     dense = inference_session(str(a.models / dp["file"]))
-    cs = read_clusters(a.models / manifest["clusters"])
-    series = np.concatenate([read_cluster_parquet(a.models / cl["parquet"])[1] for cl in cs["clusters"]])
     # Real histories of several lengths (at least the trees' window; padded
     # days among them), one batch per length.
-    rows = np.concatenate([probe_rows(series, 64, seed) for seed in range(4)])
+    rows = set_histories(a.models, manifest)
     histories = [np.stack([r[r >= 0][-n:] for r in rows if (r >= 0).sum() >= n]) for n in (WINDOW, 700, 1200, 1440)]
     assert all(len(pad_history(h[0])) == 1440 for h in histories)
     done: dict[str, str] = {}

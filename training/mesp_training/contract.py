@@ -126,6 +126,15 @@ def read_manifest(models: str | Path) -> dict[str, Any] | None:
     return manifest
 
 
+def require_manifest(models: str | Path) -> dict[str, Any]:
+    """A set's manifest, or exit naming it missing (for the commands that
+    rewrite a set in place)."""
+    m = read_manifest(models)
+    if m is None:
+        raise SystemExit(f"{models}/manifest.json missing")
+    return m
+
+
 SERVE = ("expert", "dense")
 
 

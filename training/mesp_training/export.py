@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,46 @@ OPSET = 17
 
 class ExportMismatch(RuntimeError):
     """The exported graph does not reproduce the torch model."""
+
+
+def rename_tensor(g: onnx.GraphProto, old: str, new: str) -> None:
+    """Renames tensor old to new throughout g: node inputs and outputs and
+    the graph's declarations (cutting and joining graphs)."""
+    for node in g.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+        node.output[:] = [new if o == old else o for o in node.output]
+    for v in [*g.input, *g.output, *g.value_info]:
+        if v.name == old:
+            v.name = new
+
+
+def carry_identity(new: onnx.ModelProto, old: onnx.ModelProto) -> None:
+    """Gives new (old's graph cut or joined) old's graph name and
+    description, producer and metadata (the model id and lengths the
+    server checks), and checks it."""
+    new.graph.name, new.graph.doc_string = old.graph.name, old.graph.doc_string
+    new.producer_name, new.producer_version = old.producer_name, old.producer_version
+    del new.metadata_props[:]
+    new.metadata_props.extend(old.metadata_props)
+    onnx.checker.check_model(new)
+
+
+def replace_checked(path: Path, graph: onnx.ModelProto, check: Callable[[str], None]) -> tuple[int, int]:
+    """Writes graph over path only once check (given the new file's path,
+    beside path) has passed (it raises on a mismatch: then path is left as
+    it was); returns path's size before and after."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    os.close(fd)
+    try:
+        onnx.save(graph, tmp)
+        check(tmp)
+        os.chmod(tmp, 0o644)
+        before = path.stat().st_size
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return before, path.stat().st_size
 
 
 def stamp(graph: onnx.ModelProto, model_id: str, input_len: int, family: str) -> onnx.ModelProto:

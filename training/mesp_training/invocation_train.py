@@ -36,6 +36,7 @@ from .contract import (
     HORIZON,
     MISSING,
     P_INVOKE_OUTPUT_NAME,
+    read_cluster_parquet,
     read_clusters,
     read_manifest,
     sha256_file,
@@ -474,6 +475,15 @@ def export(model: InvocationModel, path: Path, model_id: str, probe: np.ndarray)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def set_histories(models: Path, manifest: dict[str, Any]) -> np.ndarray:
+    """Many real histories of several lengths (padded ones among them) of a
+    set's own functions: what a graph rewritten without retraining must
+    answer as before."""
+    cs = read_clusters(models / manifest["clusters"])
+    series = np.concatenate([read_cluster_parquet(models / cl["parquet"])[1] for cl in cs["clusters"]])
+    return np.concatenate([probe_rows(series, 64, seed) for seed in range(4)])
 
 
 def probe_rows(series: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
