@@ -851,17 +851,21 @@ func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32
 	input func(in []float32, i int, m *onnx.Model) []float32, second func(in []float32, i int) []float32,
 	store func(i int, y []float32)) error {
 	for _, g := range groups {
-		in := (*buf)[:0]
+		// sized once: a day's input is 1,440 values a row
+		in := slices.Grow((*buf)[:0], len(g.rows)*g.model.InWidth)
 		for _, i := range g.rows {
 			in = input(in, i, g.model)
 		}
 		*buf = in
 		var sec []float32
 		if g.model.SecondWidth > 0 {
-			sec = make([]float32, 0, len(g.rows)*g.model.SecondWidth)
+			secBuf := inputPool.Get().(*[]float32)
+			defer inputPool.Put(secBuf)
+			sec = slices.Grow((*secBuf)[:0], len(g.rows)*g.model.SecondWidth)
 			for _, i := range g.rows {
 				sec = second(sec, i)
 			}
+			*secBuf = sec
 		}
 		p := s.predictor(g.model)
 		if inline(ctx) {

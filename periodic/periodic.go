@@ -15,6 +15,7 @@ package periodic
 import (
 	"math"
 	"slices"
+	"sync"
 )
 
 // Detector settings. A period needs MinCycles cycles in the history read
@@ -38,6 +39,13 @@ const (
 	// average a jittered pulse out, few enough to follow a change of size.
 	MaxCycles = 8
 )
+
+// scratch is Detect's working memory.
+type scratch struct {
+	before, pulses, hist []int
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // Timer is a detected period.
 type Timer struct {
@@ -75,9 +83,16 @@ func Tolerance(period int) int {
 func Detect(counts []float64) (t Timer, ok bool) {
 	x := counts[max(0, len(counts)-Lookback):]
 	n := len(x)
-	var pulses []int
+	// every routed forecast and every function of a minute's decision
+	// table runs Detect: its working memory is pooled
+	s := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(s)
+	pulses := s.pulses[:0]
+	defer func() { s.pulses = pulses[:0] }()
 	// before[i] is the number of invoked minutes among x[:i]
-	before := make([]int, n+1)
+	before := slices.Grow(s.before[:0], n+1)[:n+1]
+	s.before = before
+	before[0] = 0
 	for i, v := range x {
 		before[i+1] = before[i]
 		if v > 0 {
@@ -115,7 +130,7 @@ func Detect(counts []float64) (t Timer, ok bool) {
 				break
 			}
 		}
-		if misses > allowed || !fewPhases(pulses, p, tol) {
+		if misses > allowed || !fewPhases(pulses, p, tol, s) {
 			continue
 		}
 		agree := float64(judged-misses) / float64(judged)
@@ -151,8 +166,10 @@ const PhaseShare = 0.9
 // fewPhases says whether the pulses keep to a few phases of the cycle, as
 // a timer's do: a busy stretch of minutes agrees with every short period
 // but spreads over all of its phases.
-func fewPhases(pulses []int, p, tol int) bool {
-	hist := make([]int, p)
+func fewPhases(pulses []int, p, tol int, s *scratch) bool {
+	hist := slices.Grow(s.hist[:0], p)[:p]
+	s.hist = hist
+	clear(hist)
 	for _, i := range pulses {
 		hist[i%p]++
 	}
