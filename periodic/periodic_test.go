@@ -192,3 +192,28 @@ func TestQuantileInPhase(t *testing.T) {
 		t.Fatalf("mean %v, want 2.5 and 5", mean[3:6])
 	}
 }
+
+// TestDetectAllocatesNothingOnceWarm: Detect runs for every routed forecast
+// and every function of a minute's decision table; its working memory is
+// reused (a day's buffers were tens of kilobytes a call).
+func TestDetectAllocatesNothingOnceWarm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	days := [][]float64{timer(Lookback, 15, 3, 600, true, rng), timer(Lookback, 7, 0, 2, false, rng)}
+	busy := make([]float64, Lookback)
+	for i := range busy {
+		if rng.Float64() < 0.3 {
+			busy[i] = 1
+		}
+	}
+	days = append(days, busy)
+	for _, x := range days {
+		Detect(x)
+	}
+	if avg := testing.AllocsPerRun(50, func() {
+		for _, x := range days {
+			Detect(x)
+		}
+	}); avg >= 1 {
+		t.Fatalf("%.2f allocations a call, want none", avg/float64(len(days)))
+	}
+}
