@@ -288,9 +288,7 @@ func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch 
 	}
 	workers = min(workers, (len(ids)+batch-1)/batch)
 	if l.Nice > 0 && workers > 0 {
-		procs := runtime.GOMAXPROCS(0)
-		runtime.GOMAXPROCS(procs + workers)
-		defer runtime.GOMAXPROCS(procs)
+		defer reserveProcs(workers)()
 	}
 	ctx, cancel := context.WithCancel(context.WithValue(ctx, tableKey{}, true))
 	defer cancel()
@@ -359,6 +357,31 @@ func (l *Loop) decideAll(ctx context.Context, minute int64, ids []string, batch 
 	wg.Wait()
 	slices.Sort(t.IDs) // batches finish in any order
 	return first
+}
+
+// reserved is the Go processors the loops deciding now have added to the
+// process's own (GOMAXPROCS before the first of them).
+var reserved struct {
+	sync.Mutex
+	base, extra int
+}
+
+// reserveProcs adds n Go processors for a loop's workers until release
+// is called; loops deciding at once add theirs to the same base.
+func reserveProcs(n int) (release func()) {
+	reserved.Lock()
+	defer reserved.Unlock()
+	if reserved.extra == 0 {
+		reserved.base = runtime.GOMAXPROCS(0)
+	}
+	reserved.extra += n
+	runtime.GOMAXPROCS(reserved.base + reserved.extra)
+	return func() {
+		reserved.Lock()
+		defer reserved.Unlock()
+		reserved.extra -= n
+		runtime.GOMAXPROCS(reserved.base + reserved.extra)
+	}
 }
 
 // tableKey marks the contexts of the table's model calls (FromTable).

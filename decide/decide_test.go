@@ -3,6 +3,7 @@ package decide_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -333,5 +334,40 @@ func TestALateMinuteIsDecidedAndSaysSo(t *testing.T) {
 	}
 	if e, ok := loop.Lookup("late", minute+1); !ok || e.Missing != 3 {
 		t.Fatalf("a minute later: %+v %v, want 3 minutes missing", e, ok)
+	}
+}
+
+// TestLoopsDecidingAtOnceGiveBackTheirProcessors: each loop deciding with
+// a nice value adds Go processors for its workers while it decides; two
+// loops at once, finishing in either order, leave GOMAXPROCS as it was.
+func TestLoopsDecidingAtOnceGiveBackTheirProcessors(t *testing.T) {
+	fc := servedset.Open(t)
+	rows := fixture.Rows(t)[:8]
+	store := history.New(1440, 100)
+	const minute = int64(29_000_000)
+	var obs []history.Observation
+	for _, f := range rows {
+		for m, v := range f.Counts {
+			obs = append(obs, history.Observation{ID: f.ID, Minute: minute - 1440 + int64(m), Count: v})
+		}
+	}
+	if _, _, err := store.Observe(obs); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for k := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop := &decide.Loop{Predictor: fc, History: store, Batch: 2, Workers: 1 + k, Nice: 3}
+			if err := loop.Decide(context.Background(), minute); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if after := runtime.GOMAXPROCS(0); after != before {
+		t.Fatalf("GOMAXPROCS %d after two loops decided, %d before", after, before)
 	}
 }
