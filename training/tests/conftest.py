@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -57,6 +60,16 @@ def clustered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([str(mesp_bin()), "cluster", "--data", str(FIXTURE), "--k", "3", "--out", str(out)],
                    check=True, capture_output=True)
     return out
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def shipped_models() -> Path:

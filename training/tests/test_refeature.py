@@ -4,28 +4,16 @@ not a p_invoke graph of this project is refused."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import ROOT, fixture_rows, shipped_models
+from conftest import fixture_rows, load_script, shipped_models
 
 from mesp_training.invocation import InvocationFeatures, pad_history
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("refeature_pinvoke", ROOT / "scripts" / "refeature_pinvoke.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def continuing_expert() -> str:
@@ -37,7 +25,7 @@ def continuing_expert() -> str:
 
 @pytest.mark.parametrize("file", ["dense-p.onnx", continuing_expert()])
 def test_refeatured_graph_answers_as_the_shipped_one(tmp_path: Path, file: str) -> None:
-    rf = load_script()
+    rf = load_script("refeature_pinvoke")
     rows = list(fixture_rows().values())[::5]
     x = np.stack([pad_history(r[:t]) for r in rows for t in (1440, 1100, 400)])
     old_path = shipped_models() / file
@@ -64,6 +52,6 @@ def test_refeatured_graph_answers_as_the_shipped_one(tmp_path: Path, file: str) 
 
 
 def test_a_count_model_is_refused() -> None:
-    rf = load_script()
+    rf = load_script("refeature_pinvoke")
     with pytest.raises(ValueError, match="not a p_invoke graph"):
         rf.refeature(onnx.load(str(shipped_models() / "dense.onnx")), rf.feature_graph(np.zeros((2, 1440), np.float32)))

@@ -7,17 +7,14 @@ were fitted on is refused."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, fixture_rows, shipped_models
+from conftest import fixture_rows, load_script, shipped_models
 
 from mesp_training.count_trees import run_trees
 from mesp_training.runtime import inference_session
@@ -25,15 +22,6 @@ from mesp_training.runtime import inference_session
 # Trees of the older layout, fitted on the shipped dense p_invoke graph's
 # features (the Go tests' count-trees fixture as it was exported then).
 DAY_TREES = Path(__file__).parent / "count-trees-day.onnx"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("share_dense_features", ROOT / "scripts" / "share_dense_features.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def old_layout_set(tmp_path: Path, features_sha: str | None = None) -> Path:
@@ -53,7 +41,7 @@ def old_layout_set(tmp_path: Path, features_sha: str | None = None) -> Path:
 
 
 def test_cut_trees_answer_as_the_day_trees(tmp_path: Path) -> None:
-    sf = load_script()
+    sf = load_script("share_dense_features")
     old = onnx.load(str(DAY_TREES))
     new = sf.shared(old)
     assert [i.name for i in new.graph.input] == ["counts", "p_features"]
@@ -72,7 +60,7 @@ def test_cut_trees_answer_as_the_day_trees(tmp_path: Path) -> None:
 
 
 def test_a_set_is_brought_to_the_layout_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sf = load_script()
+    sf = load_script("share_dense_features")
     models = old_layout_set(tmp_path)
     assert sf.main(["--models", str(models)]) == 0
     m = json.loads((models / "manifest.json").read_text())
@@ -85,7 +73,7 @@ def test_a_set_is_brought_to_the_layout_once(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_trees_of_another_dense_graph_are_refused(tmp_path: Path) -> None:
-    sf = load_script()
+    sf = load_script("share_dense_features")
     models = old_layout_set(tmp_path, features_sha="ab" * 32)
     before = (models / "dense-trees.onnx").read_bytes()
     with pytest.raises(SystemExit, match="another dense p_invoke graph"):
