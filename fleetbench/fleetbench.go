@@ -158,10 +158,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return Report{}, err
 	}
 	defer stop()
-	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: max(1, o.Callers), Workers: o.Workers, Nice: o.Nice,
+	callers := max(1, o.Callers)
+	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: callers, Workers: o.Workers, Nice: o.Nice,
 		Built:        fmt.Sprintf("%d real days, function i = day i mod %d rotated by 37 x (i div %d) minutes, ids fleet/<i>; pushed into the store in-process", len(o.Rows), len(o.Rows), len(o.Rows)),
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
-		FunctionsPer: callNote(o.CallRate, max(1, o.Callers)) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
+		FunctionsPer: callNote(o.CallRate, callers) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for k := range o.Minutes {
 		minute := start + 1440 + int64(k)
@@ -175,7 +176,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		now.Store(minute)
 		cpu0, t0 := procstat.CPUSeconds(), time.Now()
-		lat, stopCalls := callWhile(ctx, client, o.Functions, o.CallRate, o.Callers, rng)
+		lat, stopCalls := callWhile(ctx, client, o.Functions, o.CallRate, callers, rng)
 		err := loop.Decide(ctx, minute)
 		calls := stopCalls()
 		if err != nil {
@@ -263,8 +264,8 @@ func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, func
 	return err
 }
 
-// callWhile asks GetMetrics about random functions from callers
-// concurrent callers, each one call at a time (rate > 0: call k at its
+// callWhile asks GetMetrics about random functions from callers (at
+// least 1) concurrent callers, each one call at a time (rate > 0: call k at its
 // scheduled time k/rate, by caller k mod callers, timed from that time, so
 // a late answer counts its wait), until stop is called; stop returns the
 // number of calls.
@@ -278,11 +279,11 @@ func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int
 		ids = append(ids, rng.IntN(n))
 	}
 	begin := time.Now()
-	for first := range max(1, callers) {
+	for first := range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := first; ; k += max(1, callers) {
+			for k := first; ; k += callers {
 				select {
 				case <-done:
 					return

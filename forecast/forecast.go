@@ -850,6 +850,7 @@ func (d *denseRun) second(in []float32, i int) []float32 { return append(in, d.f
 func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32,
 	input func(in []float32, i int, m *onnx.Model) []float32, second func(in []float32, i int) []float32,
 	store func(i int, y []float32)) error {
+	var secBuf *[]float32 // the second inputs' buffer, taken at the first
 	for _, g := range groups {
 		// sized once: a day's input is 1,440 values a row
 		in := slices.Grow((*buf)[:0], len(g.rows)*g.model.InWidth)
@@ -859,8 +860,10 @@ func (s *Set) runGroups(ctx context.Context, groups []modelGroup, buf *[]float32
 		*buf = in
 		var sec []float32
 		if g.model.SecondWidth > 0 {
-			secBuf := inputPool.Get().(*[]float32)
-			defer inputPool.Put(secBuf)
+			if secBuf == nil {
+				secBuf = inputPool.Get().(*[]float32)
+				defer inputPool.Put(secBuf)
+			}
 			sec = slices.Grow((*secBuf)[:0], len(g.rows)*g.model.SecondWidth)
 			for _, i := range g.rows {
 				sec = second(sec, i)

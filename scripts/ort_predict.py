@@ -40,7 +40,7 @@ def main() -> None:
     elif len(sess.get_inputs()) > 1:
         from mesp_training.count_trees import run_trees
 
-        dense = ort.InferenceSession(req["dense"], providers=["CPUExecutionProvider"])
+        dense = ort.InferenceSession(req["dense"], providers=["CPUExecutionProvider"]) if req.get("dense") else None
         y = run_trees(sess, np.asarray(req["rows"], dtype=np.float32), dense)
     else:
         y = sess.run([out], {"counts": np.asarray(req["rows"], dtype=np.float32)})[0]

@@ -393,6 +393,9 @@ def run_trees(sess: Any, series: np.ndarray | Sequence[np.ndarray], dense: Any =
     takes = {i.name for i in sess.get_inputs()}
     rows = [np.asarray(r, np.float32) for r in series]
     feeds = {INPUT_NAME: np.stack([r[-WINDOW:] for r in rows])}
+    if takes == {INPUT_NAME}:  # the window alone
+        out: np.ndarray = sess.run([OUTPUT_NAME], feeds)[0]
+        return out
     day = np.stack([pad_history(r) for r in rows])
     if DAY_INPUT_NAME in takes:
         feeds[DAY_INPUT_NAME] = day
@@ -400,7 +403,7 @@ def run_trees(sess: Any, series: np.ndarray | Sequence[np.ndarray], dense: Any =
         if dense is None:
             raise ValueError("these trees read the dense p_invoke graph's features: the dense graph is needed")
         feeds[P_FEATURES_NAME] = dense.run([P_FEATURES_NAME], {INPUT_NAME: day})[0]
-    out: np.ndarray = sess.run([OUTPUT_NAME], feeds)[0]
+    out = sess.run([OUTPUT_NAME], feeds)[0]
     return out
 
 
