@@ -13,6 +13,7 @@ import (
 	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/router"
 	"github.com/mesp-project/mesp/silence"
+	"github.com/mesp-project/mesp/steady"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -103,9 +104,10 @@ func QuantileAt(qs []QuantileCounts, q float64) (counts []float32, ok bool) {
 
 // SparseMean is how a sparse function's expected count was answered:
 // each minute's p_invoke times SizeWhenInvoked, the mean count of its
-// recent invoked minutes.
+// recent invoked minutes; or, where Steady is set, that steady rate.
 type SparseMean struct {
 	SizeWhenInvoked float64
+	Steady          *steady.Rate
 }
 
 // TreesBlend is the count trees' part of a forecast: Forecast is (1 -
@@ -485,9 +487,10 @@ func (s *Set) finishPInvoke(reqs []Request, mode Mode, out []Result) {
 
 // sparseMeans sets the expected count of every routed pattern that
 // manifest.Sparse answers (not the timers': their expert answers in
-// phase) to p_invoke times the mean count of its recent invoked minutes.
-// A call that did not ask for p_invoke computes it for those rows alone,
-// on the routes the call already has.
+// phase) to p_invoke times the mean count of its recent invoked minutes,
+// or, for a steady pattern where the set says so, to its steady rate. A
+// call that did not ask for p_invoke computes it for the other rows
+// alone, on the routes the call already has.
 func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, outs Outputs, dense *denseRun, out []Result) error {
 	sp := s.Manifest.Sparse
 	if sp == nil || mode != Routed {
@@ -498,10 +501,23 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 		if out[i].Timer != nil {
 			continue
 		}
-		if size, ok := sp.MeanWhenInvoked(reqs[i].Counts); ok {
-			rows = append(rows, i)
-			out[i].Sparse = &SparseMean{SizeWhenInvoked: size}
+		size, ok := sp.MeanWhenInvoked(reqs[i].Counts)
+		if !ok {
+			continue
 		}
+		out[i].Sparse = &SparseMean{SizeWhenInvoked: size}
+		if sp.Steady {
+			if rate, ok := steady.Detect(reqs[i].Counts); ok {
+				r := &out[i]
+				r.Sparse.Steady = &rate
+				r.Forecast = make([]float32, len(r.Forecast)) // the median may share the old one
+				for h := range r.Forecast {
+					r.Forecast[h] = float32(rate.PerMinute)
+				}
+				continue
+			}
+		}
+		rows = append(rows, i)
 	}
 	if len(rows) == 0 {
 		return nil

@@ -5,6 +5,7 @@
 package manifest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -199,9 +200,15 @@ const minutesPerDay = 1440
 // an invocation is the mean (a Poisson rate of 0.3 a minute: p = 0.26,
 // 1.16 a minute invoked). Chosen on validation functions by the hour's
 // bias and WAPE in each band of daily total.
+//
+// With Steady, a pattern whose recent minutes one Poisson rate explains
+// (package steady) has that rate for its expected count instead: the
+// p_invoke models, calibrated on real small functions, fall short of a
+// stationary rate.
 type Sparse struct {
 	BelowDaily float64 `json:"below_daily"`
 	Look       int     `json:"look"`
+	Steady     bool    `json:"steady,omitempty"`
 	ChosenOn   string  `json:"chosen_on,omitempty"`
 }
 
@@ -452,10 +459,16 @@ func Read(path string, v any) error {
 // Write stores v as indented JSON atomically and durably (temp file,
 // fsync, rename), so a watcher never sees half a file.
 func Write(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	// written as Python's json.dump writes it: ">=" in a rule's words,
+	// not HTML's escape of it
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)

@@ -207,3 +207,21 @@ func TestWriteLeavesTheManifestReadableByAll(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteKeepsTextAsWritten: a rule's words keep ">=" and "<" as
+// Python's json.dump leaves them (Go's HTML escapes made every Go-written
+// manifest differ from the Python-written one in lines it did not touch),
+// and the file ends with one newline.
+func TestWriteKeepsTextAsWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manifest.json")
+	if err := Write(path, map[string]any{"rule": "MAE below dense in >= 90% & < 10%"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\n  \"rule\": \"MAE below dense in >= 90% & < 10%\"\n}\n"; string(b) != want {
+		t.Fatalf("wrote %q, want %q", b, want)
+	}
+}

@@ -294,7 +294,7 @@ type RouteJSON struct {
 	// with (absent: the count models answered).
 	Timer *TimerJSON `json:"timer,omitempty"`
 	// Sparse says the expected count is p_invoke times the size of an
-	// invocation (absent: the count models answered it).
+	// invocation, or a steady rate (absent: the count models answered it).
 	Sparse *SparseJSON `json:"sparse,omitempty"`
 	// Mean is the mean trees' part of the expected count: forecast is
 	// (1 - weight) times the median's level plus weight times theirs
@@ -302,10 +302,18 @@ type RouteJSON struct {
 	Mean *TreesJSON `json:"mean,omitempty"`
 }
 
-// SparseJSON is a sparse function's size of an invocation
-// (forecast.SparseMean).
+// SparseJSON is a sparse function's size of an invocation and, where
+// its expected count is a steady rate, that rate (forecast.SparseMean).
 type SparseJSON struct {
-	SizeWhenInvoked float64 `json:"size_when_invoked"`
+	SizeWhenInvoked float64     `json:"size_when_invoked"`
+	Steady          *SteadyJSON `json:"steady,omitempty"`
+}
+
+// SteadyJSON is the steady rate a sparse function's forecast is: its
+// invocations a minute over its last Minutes minutes (steady.Rate).
+type SteadyJSON struct {
+	Rate    float64 `json:"rate"`
+	Minutes int     `json:"minutes"`
 }
 
 // TimerJSON is the timers' expert's period (periodic.Timer).
@@ -352,6 +360,9 @@ func routeJSON(r forecast.Result) RouteJSON {
 	}
 	if sp := r.Sparse; sp != nil {
 		rj.Sparse = &SparseJSON{SizeWhenInvoked: sp.SizeWhenInvoked}
+		if st := sp.Steady; st != nil {
+			rj.Sparse.Steady = &SteadyJSON{Rate: st.PerMinute, Minutes: st.Minutes}
+		}
 	}
 	return rj
 }

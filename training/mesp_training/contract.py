@@ -234,8 +234,9 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
         out.extend(_silence_errors(sl))
     sp = m.get("sparse")
     if sp is not None and not (isinstance(sp, dict) and isinstance(sp.get("below_daily"), int | float)
-                               and sp["below_daily"] > 0 and isinstance(sp.get("look"), int) and sp["look"] >= 1):
-        out.append(f"sparse {sp!r}: want below_daily > 0 and look >= 1 minute")
+                               and sp["below_daily"] > 0 and isinstance(sp.get("look"), int) and sp["look"] >= 1
+                               and isinstance(sp.get("steady", False), bool)):
+        out.append(f"sparse {sp!r}: want below_daily > 0, look >= 1 minute and steady true or false")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

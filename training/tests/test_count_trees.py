@@ -166,6 +166,14 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
             # invocations (manifest sparse), whatever the count models say
             size = float(recent[recent > 0].mean())
             assert got[i]["sparse"]["size_when_invoked"] == pytest.approx(size)
+            if "steady" in got[i]["sparse"]:
+                # a steady rate (sparse.steady): the mean of its minutes
+                st = got[i]["sparse"]["steady"]
+                assert sp.get("steady")
+                assert st["rate"] == pytest.approx(history[-st["minutes"]:].mean())
+                np.testing.assert_allclose(forecast[k], st["rate"], rtol=1e-6)
+                sparse_rows += 1
+                continue
             p = forecast[k] / size
             assert ((p >= 0) & (p <= 1 + 1e-6)).all()
             sparse_rows += 1

@@ -1,0 +1,145 @@
+package steady
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// poissonMinutes draws n minutes of a Poisson rate (Knuth's method).
+func poissonMinutes(rng *rand.Rand, n int, rate func(m int) float64) []float64 {
+	d := make([]float64, n)
+	for m := range d {
+		l, k, p := math.Exp(-rate(m)), 0, 1.0
+		for {
+			p *= rng.Float64()
+			if p <= l {
+				break
+			}
+			k++
+		}
+		d[m] = float64(k)
+	}
+	return d
+}
+
+func constant(r float64) func(int) float64 { return func(int) float64 { return r } }
+
+func TestDetectStationaryRates(t *testing.T) {
+	// A stationary rate is found over the whole day, and its estimate is
+	// the day's mean (within 4 standard errors of the true rate).
+	for _, rate := range []float64{0.02, 0.1, 0.3, 0.6, 1, 3} {
+		passed, whole := 0, 0
+		for seed := range 20 {
+			rng := rand.New(rand.NewPCG(uint64(seed), 3))
+			d := poissonMinutes(rng, 1440, constant(rate))
+			got, ok := Detect(d)
+			if !ok {
+				continue
+			}
+			passed++
+			se := math.Sqrt(rate / float64(got.Minutes))
+			if math.Abs(got.PerMinute-rate) > 4*se {
+				t.Errorf("rate %g seed %d: %.4f over %d minutes", rate, seed, got.PerMinute, got.Minutes)
+			}
+			if got.Minutes == 1440 {
+				whole++
+			}
+		}
+		// the tests' level is 1% each per look: nearly every draw passes,
+		// and nearly every one over the whole day
+		if passed < 19 || whole < 17 {
+			t.Errorf("rate %g: steady in %d of 20 draws, over the whole day in %d", rate, passed, whole)
+		}
+	}
+}
+
+func TestDetectRefuses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	cases := []struct {
+		name string
+		d    []float64
+	}{
+		{"silent day", make([]float64, 1440)},
+		{"stopped three hours ago", append(poissonMinutes(rng, 1260, constant(0.5)), make([]float64, 180)...)},
+		{"bursts", func() []float64 {
+			d := make([]float64, 1440)
+			for m := 7; m < len(d); m += 97 {
+				d[m] = 40
+			}
+			return d
+		}()},
+		{"a daily cycle", poissonMinutes(rng, 1440, func(m int) float64 {
+			return 2 + 1.5*math.Sin(2*math.Pi*float64(m)/1440)
+		})},
+		{"under a bin", []float64{1, 0, 1, 1, 0}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if r, ok := Detect(c.d); ok {
+				t.Errorf("steady at %.3f over %d minutes", r.PerMinute, r.Minutes)
+			}
+		})
+	}
+}
+
+func TestDetectARampReadsItsEnd(t *testing.T) {
+	// A rate rising all day (0.2 to 6 a minute) is not one rate over the
+	// day; a stretch short enough to pass is read near its end.
+	for seed := range 5 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 4))
+		d := poissonMinutes(rng, 1440, func(m int) float64 { return 0.2 + float64(m)/248 })
+		r, ok := Detect(d)
+		if ok && (r.Minutes > 240 || r.PerMinute < 0.85*6) {
+			t.Errorf("seed %d: steady at %.3f over %d minutes; the ramp ends at 6", seed, r.PerMinute, r.Minutes)
+		}
+	}
+}
+
+func TestDetectAStepTakesTheStretchAfterIt(t *testing.T) {
+	// 0.2 a minute until minute 900, then 1.5: the day and the last 12
+	// hours hold the step, the last 8 hours (from minute 960) do not.
+	for seed := range 5 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 5))
+		d := poissonMinutes(rng, 1440, func(m int) float64 {
+			if m < 900 {
+				return 0.2
+			}
+			return 1.5
+		})
+		r, ok := Detect(d)
+		if !ok || r.Minutes != 480 {
+			t.Fatalf("seed %d: %+v %v, want the last 480 minutes", seed, r, ok)
+		}
+		if math.Abs(r.PerMinute-1.5) > 4*math.Sqrt(1.5/480) {
+			t.Errorf("seed %d: %.3f a minute after the step, want 1.5", seed, r.PerMinute)
+		}
+	}
+}
+
+func TestDetectShortHistories(t *testing.T) {
+	// a history shorter than the day is tested on the looks it holds
+	rng := rand.New(rand.NewPCG(1, 1))
+	d := poissonMinutes(rng, 500, constant(0.4))
+	r, ok := Detect(d)
+	if !ok || r.Minutes != 480 {
+		t.Fatalf("%+v %v, want the last 480 minutes", r, ok)
+	}
+}
+
+func TestChiSquareQuantile(t *testing.T) {
+	// the exact 99% quantiles (scipy.stats.chi2.ppf) the approximation stands in for
+	for _, c := range []struct{ k, want float64 }{{15, 30.578}, {31, 52.191}, {47, 72.443}, {95, 129.973}} {
+		if got := chiSquareQuantile(c.k); math.Abs(got-c.want)/c.want > 0.005 {
+			t.Errorf("chi-square 99%% quantile at %v degrees: %.3f, want %.3f", c.k, got, c.want)
+		}
+	}
+}
+
+func BenchmarkDetect(b *testing.B) {
+	d := poissonMinutes(rand.New(rand.NewPCG(1, 2)), 1440, constant(0.3))
+	b.ReportAllocs()
+	for b.Loop() {
+		Detect(d)
+	}
+}
