@@ -10,9 +10,11 @@ package fleetbench
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +59,10 @@ type Options struct {
 	// once by default, concurrently); 0: 1.
 	Callers  int
 	Progress func(string)
+	// HeapProfile, when set, gets the live heap's profile (pprof) after
+	// the last minute, the store and the table still in use: what the
+	// fleet's memory is made of.
+	HeapProfile io.Writer
 }
 
 // Minute is one decided minute's figures.
@@ -193,6 +199,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		rep.HeapMiB = max(rep.HeapMiB, float64(ms.HeapInuse)/(1<<20))
 		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding",
 			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99))
+	}
+	if o.HeapProfile != nil {
+		runtime.GC()
+		if err := pprof.WriteHeapProfile(o.HeapProfile); err != nil {
+			return rep, fmt.Errorf("fleetbench: heap profile: %w", err)
+		}
+		runtime.KeepAlive(loop)
 	}
 	// from the table: a few seconds of calls
 	var lat []time.Duration

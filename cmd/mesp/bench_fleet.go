@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -18,7 +19,7 @@ func init() {
 	register("bench-fleet", "decide whole minutes of a fleet built from real days, with KEDA asking meanwhile; report time, CPU per function, memory and latency", runBenchFleet)
 }
 
-func runBenchFleet(ctx context.Context, args []string) error {
+func runBenchFleet(ctx context.Context, args []string) (err error) {
 	fs := pflag.NewFlagSet("bench-fleet", pflag.ContinueOnError)
 	data := fs.String("data", "", "Azure-layout CSV(.gz) whose days the fleet is built from")
 	fs.String("models", "", "models folder (models)")
@@ -30,6 +31,7 @@ func runBenchFleet(ctx context.Context, args []string) error {
 	rate := fs.Float64("keda-rate", -1, "KEDA's GetMetrics calls a second while deciding, on a schedule; 0: closed loop; default: functions / 15 (each ScaledObject's metric read once per HPA sync of 15 s)")
 	callers := fs.Int("keda-callers", 5, "concurrent GetMetrics callers, each one call at a time (the HPA controller syncs 5 HPAs at once by default)")
 	out := fs.String("out", "", "write the JSON report here (stdout when empty)")
+	heap := fs.String("heap-profile", "", "write the live heap's pprof profile after the last minute here (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,8 +55,21 @@ func runBenchFleet(ctx context.Context, args []string) error {
 	if *rate < 0 {
 		*rate = float64(*functions) / 15
 	}
+	var heapProfile io.Writer
+	if *heap != "" {
+		f, ferr := os.Create(*heap)
+		if ferr != nil {
+			return ferr
+		}
+		defer func() {
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+		}()
+		heapProfile = f
+	}
 	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
-		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), HeapProfile: heapProfile, Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
 	if err != nil {
 		return err
 	}
