@@ -160,6 +160,37 @@ func TestBehaviourTimers(t *testing.T) {
 	}
 }
 
+func TestBehaviourTwoSchedules(t *testing.T) {
+	answer := behaviour(t)
+	// rule: a function on two schedules, a short period and a longer one
+	// that is a multiple of it (every 5 minutes and on the hour), gets its
+	// next hour within 15%, the longer schedule's pulse in it, with every
+	// pulse minute warm
+	rng := rand.New(rand.NewPCG(9, 13))
+	for _, c := range []struct {
+		short, long  int
+		small, large float64
+	}{{5, 60, 3, 100}, {10, 60, 2, 50}, {15, 120, 10, 300}, {6, 60, 1, 30}, {20, 60, 5, 40}} {
+		for k := range 3 {
+			phase := rng.IntN(c.long)
+			day := timerDay(1500, c.short, phase%c.short, c.small, nil)
+			for i, v := range timerDay(1500, c.long, phase, c.large, nil) {
+				day[i] += v
+			}
+			fc, warm := answer(day[:1440])
+			next := day[1440:]
+			if got, want := sum(fc), sum(next); math.Abs(got-want) > 0.15*want {
+				t.Errorf("every %d minutes (%g) and every %d (%g), phase %d: %.0f in the hour forecast, %.0f come", c.short, c.small, c.long, c.large, phase, got, want)
+			}
+			for h, v := range next {
+				if v > 0 && !warm[h] {
+					t.Errorf("every %d and every %d minutes, try %d: pulse minute %d cold", c.short, c.long, k, h+1)
+				}
+			}
+		}
+	}
+}
+
 func TestBehaviourRates(t *testing.T) {
 	answer := behaviour(t)
 	// rule: a constant rate is forecast at that rate, within 10% over the

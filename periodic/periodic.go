@@ -58,6 +58,20 @@ type Timer struct {
 	Kappa float64
 	// Pulses is the number of invoked minutes judged.
 	Pulses int
+	// Cycle is the period, a multiple of Period, at which the pulses'
+	// sizes repeat, where it is not Period itself (0): two schedules on
+	// one function, every 5 minutes and on the hour, pulse every 5
+	// minutes and repeat every 60, and a forecast in phase at 5 averages
+	// the hourly pulse away. The forecasts are in phase at Cycle.
+	Cycle int
+}
+
+// forecastPeriod is the period the forecasts are in phase at.
+func (t Timer) forecastPeriod() int {
+	if t.Cycle > 0 {
+		return t.Cycle
+	}
+	return t.Period
 }
 
 // Tolerance is the jitter allowed for a period: two minutes (a pulse a
@@ -134,7 +148,9 @@ func Detect(counts []float64) (t Timer, ok bool) {
 			continue
 		}
 		agree := float64(judged-misses) / float64(judged)
-		return Timer{Period: refine(x, pulses, p, tol), Tolerance: tol, Kappa: (agree - chance) / (1 - chance), Pulses: len(pulses)}, true
+		t := Timer{Period: refine(x, pulses, p, tol), Tolerance: tol, Kappa: (agree - chance) / (1 - chance), Pulses: len(pulses)}
+		t.Cycle = sizeCycle(x, t.Period)
+		return t, true
 	}
 	return Timer{}, false
 }
@@ -157,6 +173,81 @@ func refine(x []float64, pulses []int, p, tol int) int {
 		}
 	}
 	return best
+}
+
+// Size cycles: the multiples of a timer's period tried (at most
+// MaxCycleMultiple of it, with MinCycles cycles of the multiple in the
+// history), how many of the last cycles they are judged on (at most
+// CycleJudged, half the history's), and how much less error forecasts
+// of those cycles' volumes must have at the multiple than at the period
+// (chance lets some multiple fit a little better).
+const (
+	MaxCycleMultiple = 24
+	CycleJudged      = 96
+	CycleGain        = 0.5
+)
+
+// sizeCycle is the multiple of period p at which the history's cycle
+// volumes repeat, 0 where none does better than p itself. The volumes
+// are summed over cycles of p that begin at its quietest phase, so that
+// a jittered pulse stays inside its cycle; each of the last judged
+// cycles' volume is forecast as the mean of the same cycle k cycles back,
+// over the last MaxCycles such (k = 1: the period itself), and the k with
+// the least absolute error wins where that error is under CycleGain
+// times k = 1's and varies by more than a tenth of a cycle's volume.
+func sizeCycle(x []float64, p int) int {
+	quiet, least := 0, math.Inf(1)
+	for phase := range p {
+		var s float64
+		for i := phase; i < len(x); i += p {
+			s += x[i]
+		}
+		if s < least {
+			quiet, least = phase, s
+		}
+	}
+	var buf [1440]float64 // cycle volumes: at most one a minute
+	vol := buf[:0]
+	var total float64
+	for at := quiet; at+p <= len(x); at += p {
+		var s float64
+		for _, v := range x[at : at+p] {
+			s += v
+		}
+		vol = append(vol, s)
+		total += s
+	}
+	judged := min(CycleJudged, len(vol)/2)
+	if judged == 0 || total == 0 {
+		return 0
+	}
+	base := cycleError(vol, 1, judged)
+	if base < 0.1*float64(judged)*total/float64(len(vol)) {
+		return 0 // volumes as steady as the period's own forecast needs
+	}
+	best, bestErr := 0, CycleGain*base
+	for k := 2; k <= MaxCycleMultiple && k*MinCycles <= len(vol) && k <= len(vol)-judged; k++ {
+		if e := cycleError(vol, k, judged); e < bestErr {
+			best, bestErr = k*p, e
+		}
+	}
+	return best
+}
+
+// cycleError is the absolute error over the last judged cycle volumes of
+// forecasting each as the mean of the volumes k, 2k, ... cycles before it
+// (at most MaxCycles of them, those held).
+func cycleError(vol []float64, k, judged int) float64 {
+	var total float64
+	for c := len(vol) - judged; c < len(vol); c++ {
+		var s, n float64
+		for j := 1; j <= MaxCycles && c-j*k >= 0; j++ {
+			s += vol[c-j*k]
+			n++
+		}
+		total += math.Abs(vol[c] - s/n)
+	}
+	return total
 }
 
 // PhaseShare is the share of pulses that must fall on the busiest phases
@@ -226,12 +317,13 @@ func (t Timer) Quantile(counts []float64, horizon int, q float64) []float64 {
 }
 
 // phase appends minute t+h's counterparts in the last cycles the history
-// holds (at most MaxCycles of them), minutes t+h-kP, to buf.
+// holds (at most MaxCycles of them), minutes t+h-kP, to buf; P is the
+// forecasts' period (Cycle where the sizes repeat at a multiple).
 func (t Timer) phase(counts []float64, h int, buf []float64) []float64 {
-	n := len(counts)
+	n, period := len(counts), t.forecastPeriod()
 	// the first cycle back that the history holds
-	for c := (h + t.Period - 1) / t.Period; c <= MaxCycles+(h-1)/t.Period; c++ {
-		i := n - 1 + h - c*t.Period
+	for c := (h + period - 1) / period; c <= MaxCycles+(h-1)/period; c++ {
+		i := n - 1 + h - c*period
 		if i < 0 {
 			break
 		}

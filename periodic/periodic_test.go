@@ -3,6 +3,7 @@ package periodic
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -215,5 +216,59 @@ func TestDetectAllocatesNothingOnceWarm(t *testing.T) {
 		}
 	}); avg >= 1 {
 		t.Fatalf("%.2f allocations a call, want none", avg/float64(len(days)))
+	}
+}
+
+// TestSizeCycle: two schedules on one function (every a minutes and every
+// b, a multiple of a) pulse at a and repeat at b: the forecasts are in
+// phase at b, and the hour ahead, the hourly pulse in it, comes out
+// exact; one schedule, exact or jittered, or over a Poisson background,
+// keeps its own period.
+func TestSizeCycle(t *testing.T) {
+	r := func(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 6)) }
+	rng := r(0)
+	sum := func(a, b []float64) []float64 {
+		for i := range a {
+			a[i] += b[i]
+		}
+		return a
+	}
+	for _, tc := range []struct {
+		name          string
+		day           []float64
+		period, cycle int
+	}{
+		{"5 minutes and hourly", sum(timer(1500, 5, 1, 3, false, r(1)), timer(1500, 60, 7, 100, false, r(2))), 5, 60},
+		{"10 minutes and hourly", sum(timer(1500, 10, 4, 2, false, r(3)), timer(1500, 60, 4, 50, false, r(4))), 10, 60},
+		{"15 minutes and two-hourly", sum(timer(1500, 15, 0, 10, false, r(5)), timer(1500, 120, 30, 300, false, r(6))), 15, 120},
+		{"10 minutes and hourly, jittered", sum(timer(1500, 10, 4, 2, true, r(7)), timer(1500, 60, 4, 50, true, r(8))), 10, 60},
+		{"15 minutes", timer(1500, 15, 3, 600, false, r(9)), 15, 0},
+		{"15 minutes, 1 to 3 calls a pulse", func() []float64 {
+			x := timer(1500, 15, 3, 1, false, r(10))
+			for i, v := range x {
+				x[i] = v * float64(1+rng.IntN(3))
+			}
+			return x
+		}(), 15, 0},
+		{"hourly", timer(1500, 60, 41, 100, false, r(11)), 60, 0},
+		{"7 minutes, jittered", timer(1500, 7, 2, 200, true, r(12)), 7, 0},
+		{"hourly, jittered", timer(1500, 60, 12, 100, true, r(13)), 60, 0},
+	} {
+		hist, next := tc.day[:1440], tc.day[1440:]
+		tm, ok := Detect(hist)
+		if !ok || tm.Period != tc.period || tm.Cycle != tc.cycle {
+			t.Errorf("%s: period %d cycle %d (ok %v), want %d and %d", tc.name, tm.Period, tm.Cycle, ok, tc.period, tc.cycle)
+			continue
+		}
+		if tc.cycle == 0 || strings.Contains(tc.name, "jittered") {
+			continue // a jittered pulse is spread over its minutes
+		}
+		mean, p := tm.Forecast(hist, 60)
+		for h, v := range next {
+			if mean[h] != v || (v > 0) != (p[h] == 1) {
+				t.Errorf("%s: minute %d forecast %v (p %v), %v came", tc.name, h+1, mean[h], p[h], v)
+				break
+			}
+		}
 	}
 }

@@ -316,9 +316,11 @@ type SteadyJSON struct {
 	Minutes int     `json:"minutes"`
 }
 
-// TimerJSON is the timers' expert's period (periodic.Timer).
+// TimerJSON is the timers' expert's period (periodic.Timer), and the
+// multiple of it its sizes repeat at, where that is longer.
 type TimerJSON struct {
 	Period    int     `json:"period"`
+	Cycle     int     `json:"cycle,omitempty"`
 	Tolerance int     `json:"tolerance"`
 	Kappa     float64 `json:"kappa"`
 }
@@ -353,7 +355,7 @@ func routeJSON(r forecast.Result) RouteJSON {
 		rj.Trees = &TreesJSON{Model: t.Model, Weight: t.Weight}
 	}
 	if t := r.Timer; t != nil {
-		rj.Timer = &TimerJSON{Period: t.Period, Tolerance: t.Tolerance, Kappa: t.Kappa}
+		rj.Timer = &TimerJSON{Period: t.Period, Cycle: t.Cycle, Tolerance: t.Tolerance, Kappa: t.Kappa}
 	}
 	if m := r.Mean; m != nil {
 		rj.Mean = &TreesJSON{Model: m.Model, Weight: m.Weight, Scale: m.Scale}
