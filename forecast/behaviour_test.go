@@ -572,3 +572,40 @@ func burstyDay(rng *rand.Rand) []float64 {
 	}
 	return d
 }
+
+// TestSparseRuleLeavesSilencesToTheLevel: a small function in a silence
+// longer than any it shows, with calls still inside the rule's look, is
+// not answered by p_invoke (the hazard's) times the size its calls had
+// before the silence: its expected count is the level, as the mean
+// trees leave it (Set.inSilence).
+func TestSparseRuleLeavesSilencesToTheLevel(t *testing.T) {
+	f := loadSet(t, fixture.CopyModels(t))
+	cat, _ := f.Catalog()
+	sp := cat.Manifest.Sparse
+	if sp == nil || sp.Look < 240 {
+		t.Fatalf("the shipped set's sparse rule %+v: want a look of 4 hours or more for this case", sp)
+	}
+	d := make([]float64, 1440)
+	for i := range 1440 - sp.Look/2 { // busy until half the look ago
+		d[i] = 5
+	}
+	if _, ok := sp.MeanWhenInvoked(d); !ok {
+		t.Fatal("the rule's look holds no call: the case tests nothing")
+	}
+	res, err := f.Predict(context.Background(), []Request{{ID: "quiet", Counts: d}}, Routed, Counts|PInvoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.Sparse != nil || r.Silence == 0 || !slices.Equal(r.Forecast, r.Median) {
+		t.Fatalf("sparse %+v, silence %d, forecast %v (median %v): want the level's", r.Sparse, r.Silence, sum64(r.Forecast), sum64(r.Median))
+	}
+}
+
+func sum64(v []float32) float64 {
+	var s float64
+	for _, x := range v {
+		s += float64(x)
+	}
+	return s
+}

@@ -487,7 +487,7 @@ func (s *Set) finishPInvoke(reqs []Request, mode Mode, out []Result) {
 
 // sparseMeans sets the expected count of every routed pattern that
 // manifest.Sparse answers (not the timers': their expert answers in
-// phase) to p_invoke times the mean count of its recent invoked minutes,
+// phase; nor one in a silence no day shows: inSilence) to p_invoke times the mean count of its recent invoked minutes,
 // or, for a steady pattern where the set says so, to its steady rate. A
 // call that did not ask for p_invoke computes it for the other rows
 // alone, on the routes the call already has.
@@ -498,7 +498,7 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 	}
 	var rows []int
 	for i := range out {
-		if out[i].Timer != nil {
+		if out[i].Timer != nil || s.inSilence(reqs[i].Counts) {
 			continue
 		}
 		size, ok := sp.MeanWhenInvoked(reqs[i].Counts)
@@ -682,18 +682,27 @@ func (s *Set) meanRows(reqs []Request, mode Mode, out []Result) []modelGroup {
 // silentLess is a trees run less the patterns in a silence longer than
 // any they show (meanRows says why).
 func (s *Set) silentLess(groups []modelGroup, reqs []Request) []modelGroup {
-	sl := s.Manifest.Silence
-	if groups == nil || sl == nil {
+	if groups == nil || s.Manifest.Silence == nil {
 		return groups
 	}
-	rows := slices.DeleteFunc(groups[0].rows, func(i int) bool {
-		g, unprecedented := silence.Gap(reqs[i].Counts)
-		return unprecedented && g >= sl.MinGap
-	})
+	rows := slices.DeleteFunc(groups[0].rows, func(i int) bool { return s.inSilence(reqs[i].Counts) })
 	if len(rows) == 0 {
 		return nil
 	}
 	return []modelGroup{{model: groups[0].model, rows: rows}}
+}
+
+// inSilence says whether counts end in a silence longer than any they
+// show, of at least the set's MinGap: its p_invoke is the hazard's, and
+// its expected count the level's (neither the mean trees' hour nor the
+// sparse rule's p_invoke times the size its calls had before it).
+func (s *Set) inSilence(counts []float64) bool {
+	sl := s.Manifest.Silence
+	if sl == nil {
+		return false
+	}
+	g, unprecedented := silence.Gap(counts)
+	return unprecedented && g >= sl.MinGap
 }
 
 // dayOf appends request i's day, as a p_invoke graph takes it.

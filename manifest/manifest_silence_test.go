@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,9 +80,58 @@ func TestSparseRule(t *testing.T) {
 			t.Errorf("%s: %v %v, want %v %v", tc.name, size, ok, tc.size, tc.ok)
 		}
 	}
-	for _, bad := range []Sparse{{BelowDaily: 0, Look: 240}, {BelowDaily: 1e4, Look: 0}} {
+	for _, bad := range []Sparse{{BelowDaily: 0, Look: 240}, {BelowDaily: 1e4, Look: 0},
+		{BelowDaily: 1e4, Look: 240, HalfLife: -1}, {BelowDaily: 1e4, Look: 240, HalfLife: math.Inf(1)},
+		{BelowDaily: 1e4, Look: 240, Cap: 1.5}, {BelowDaily: 1e4, Look: 240, Cap: math.NaN()}} {
 		if err := (Manifest{Sparse: &bad}).validateSparse(); err == nil {
 			t.Errorf("%+v passed validation", bad)
 		}
+	}
+}
+
+// TestSparseSizeRecencyAndCap: with a half-life, the invoked minutes'
+// counts weigh half as much that many minutes back; with a cap, each is
+// first capped at that quantile of the history's invoked counts, so one
+// burst among many calls does not set the size.
+func TestSparseSizeRecencyAndCap(t *testing.T) {
+	// a day of one call a minute, its last two hours' first half at 10
+	step := make([]float64, 1440)
+	for i := range step {
+		step[i] = 1
+		if i >= 1320 && i < 1380 {
+			step[i] = 10
+		}
+	}
+	plain := Sparse{BelowDaily: 1e5, Look: 120}
+	if got, _ := plain.MeanWhenInvoked(step); got != 5.5 {
+		t.Fatalf("plain mean %v, want 5.5", got)
+	}
+	recent := Sparse{BelowDaily: 1e5, Look: 120, HalfLife: 15}
+	// the last 60 minutes (1) weigh 1 - 2^-4 of all the weight, the 60
+	// before (10) 2^-4 - 2^-8
+	w1, w10 := 1-math.Exp2(-4), math.Exp2(-4)-math.Exp2(-8)
+	if got, _ := recent.MeanWhenInvoked(step); math.Abs(got-(w1+10*w10)/(w1+w10)) > 1e-9 {
+		t.Fatalf("half-life 15: %v, want %v", got, (w1+10*w10)/(w1+w10))
+	}
+	// one burst of 500 among 1,440 calls of 1: capped at the 0.99 quantile
+	burst := make([]float64, 1440)
+	for i := range burst {
+		burst[i] = 1
+	}
+	burst[1430] = 500
+	capped := Sparse{BelowDaily: 1e5, Look: 120, Cap: 0.99}
+	if got, _ := capped.MeanWhenInvoked(burst); got != 1 {
+		t.Fatalf("capped: %v, want 1", got)
+	}
+	if got, _ := plain.MeanWhenInvoked(burst); got != (119+500)/120.0 {
+		t.Fatalf("uncapped: %v, want %v", got, (119+500)/120.0)
+	}
+	// a level of 10 held for 89 minutes (6% of the calls) is not a burst
+	high := slices.Clone(step)
+	for i := 1411; i < 1440; i++ {
+		high[i] = 10
+	}
+	if got, _ := capped.MeanWhenInvoked(high); got <= 5 {
+		t.Fatalf("a sustained level capped: %v", got)
 	}
 }

@@ -235,8 +235,11 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
     sp = m.get("sparse")
     if sp is not None and not (isinstance(sp, dict) and isinstance(sp.get("below_daily"), int | float)
                                and sp["below_daily"] > 0 and isinstance(sp.get("look"), int) and sp["look"] >= 1
-                               and isinstance(sp.get("steady", False), bool)):
-        out.append(f"sparse {sp!r}: want below_daily > 0, look >= 1 minute and steady true or false")
+                               and isinstance(sp.get("steady", False), bool)
+                               and isinstance(sp.get("half_life", 0), int | float) and sp.get("half_life", 0) >= 0
+                               and isinstance(sp.get("cap", 0), int | float) and 0 <= sp.get("cap", 0) <= 1):
+        out.append(f"sparse {sp!r}: want below_daily > 0, look >= 1 minute, steady true or false, "
+                   "half_life none or minutes > 0 and cap none or a quantile in (0, 1]")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

@@ -107,7 +107,8 @@ def test_manifest_writer_refuses_a_set_that_does_not_check(tmp_path: Path) -> No
         (lambda m: m["silence"]["past"][2]["bins"][0].update(p=-0.1), "silence past: classes need"),
         (lambda m: m["silence"].update(cap_from=-1), "silence cap_from -1"),
         (lambda m: m["sparse"].update(look=0), "want below_daily > 0, look >= 1 minute"),
-        (lambda m: m["sparse"].update(steady="yes"), "and steady true or false"),
+        (lambda m: m["sparse"].update(steady="yes"), "steady true or false"),
+        (lambda m: m["sparse"].update(cap=2), "cap none or a quantile"),
     ]
     for edit, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -164,7 +165,7 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
         if sp and history.sum() * 1440 / t < sp["below_daily"] and (recent > 0).any():
             # a small function: p_invoke times the mean size of its recent
             # invocations (manifest sparse), whatever the count models say
-            size = float(recent[recent > 0].mean())
+            size = sparse_size(history, sp)
             assert got[i]["sparse"]["size_when_invoked"] == pytest.approx(size)
             if "steady" in got[i]["sparse"]:
                 # a steady rate (sparse.steady): the mean of its minutes
@@ -289,3 +290,18 @@ def test_served_quantiles_are_the_graphs_in_python(server: str) -> None:
             lower = want
         compared += 1
     assert compared >= 20  # 26 of the 40 rows: the rest are timers or silent
+
+
+def sparse_size(history: np.ndarray, sp: dict[str, Any]) -> float:
+    """The size of an invocation as manifest sparse defines it: the mean
+    count of the invoked minutes among the last `look`, each capped at the
+    `cap` quantile of the history's invoked counts and weighted by
+    2^-(minutes back / half_life) where those are set."""
+    recent = history[-sp["look"]:].astype(np.float64)
+    if sp.get("cap"):
+        invoked = np.sort(history[history > 0])
+        recent = np.minimum(recent, invoked[max(0, int(np.ceil(sp["cap"] * len(invoked))) - 1)])
+    age = np.arange(len(recent))[::-1]
+    w = np.exp2(-age / sp["half_life"]) if sp.get("half_life") else np.ones(len(recent))
+    on = history[-sp["look"]:] > 0
+    return float((w[on] * recent[on]).sum() / w[on].sum())
