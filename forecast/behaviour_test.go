@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mesp-project/mesp/config"
+	"github.com/mesp-project/mesp/internal/draw"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/onnx"
@@ -244,14 +245,8 @@ func TestTimersAndSilenceAreWhatAnswers(t *testing.T) {
 	silent := make([]float64, 1440)
 	reqs := []Request{{ID: "timer", Counts: timer}, {ID: "silent", Counts: silent}}
 	on, off := load(false), load(true)
-	got, err := on.Predict(ctx, reqs, Routed, Counts|PInvoke)
-	if err != nil {
-		t.Fatal(err)
-	}
-	models, err := off.Predict(ctx, reqs, Routed, Counts|PInvoke)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := mustPredict(t, on, reqs, Counts|PInvoke)
+	models := mustPredict(t, off, reqs, Counts|PInvoke)
 	if got[0].Timer == nil || got[0].Timer.Period != 15 || models[0].Timer != nil {
 		t.Fatalf("timer: %+v served, %+v with timers off", got[0].Timer, models[0].Timer)
 	}
@@ -363,7 +358,7 @@ func TestBehaviourSparseRatesAndJitteredTimers(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(seed), 7))
 				d := make([]float64, 1440)
 				for i := range d {
-					d[i] = float64(poisson(rng, rate))
+					d[i] = float64(draw.Poisson(rng, rate))
 				}
 				fc, _ := answer(d)
 				if got := sum(fc) / 60; math.Abs(got-rate) > 0.1*rate {
@@ -388,18 +383,6 @@ func TestBehaviourSparseRatesAndJitteredTimers(t *testing.T) {
 				t.Errorf("a %d-call timer every %d minutes, jittered (seed %d): %.0f in the hour forecast, %.0f come", c.size, c.period, seed, got, want)
 			}
 		}
-	}
-}
-
-// poisson draws a Poisson count of mean lambda (Knuth's method: small means).
-func poisson(rng *rand.Rand, lambda float64) int {
-	l, k, p := math.Exp(-lambda), 0, 1.0
-	for {
-		p *= rng.Float64()
-		if p <= l {
-			return k
-		}
-		k++
 	}
 }
 
@@ -454,19 +437,9 @@ func TestSparseFunctionsExpectedCountIsPInvokeTimesTheirSize(t *testing.T) {
 		busy[i] = 400 + float64(rng.IntN(50))
 	}
 	reqs := []Request{{ID: "small", Counts: small}, {ID: "busy", Counts: busy}, {ID: "timer", Counts: timerDay(1440, 15, 6, 3, nil)}}
-	ctx := context.Background()
-	both, err := on.Predict(ctx, reqs, Routed, Counts|PInvoke)
-	if err != nil {
-		t.Fatal(err)
-	}
-	countsOnly, err := on.Predict(ctx, reqs, Routed, Counts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, err := off.Predict(ctx, reqs, Routed, Counts|PInvoke)
-	if err != nil {
-		t.Fatal(err)
-	}
+	both := mustPredict(t, on, reqs, Counts|PInvoke)
+	countsOnly := mustPredict(t, on, reqs, Counts)
+	before := mustPredict(t, off, reqs, Counts|PInvoke)
 	if _, ok := steady.Detect(small); ok {
 		t.Fatal("the bursty small function has a steady rate")
 	}
@@ -517,7 +490,7 @@ func TestSparseSteadyRateIsTheForecast(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 1))
 	rate := make([]float64, 1440)
 	for i := range rate {
-		rate[i] = float64(poisson(rng, 0.4))
+		rate[i] = float64(draw.Poisson(rng, 0.4))
 	}
 	bursty := burstyDay(rng)
 	want, ok := steady.Detect(rate)
@@ -525,16 +498,9 @@ func TestSparseSteadyRateIsTheForecast(t *testing.T) {
 		t.Fatal("a Poisson rate of 0.4 a minute is not steady")
 	}
 	reqs := []Request{{ID: "rate", Counts: rate}, {ID: "bursty", Counts: bursty}}
-	ctx := context.Background()
 	for _, outs := range []Outputs{Counts, Counts | PInvoke} {
-		got, err := on.Predict(ctx, reqs, Routed, outs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		was, err := off.Predict(ctx, reqs, Routed, outs|PInvoke)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := mustPredict(t, on, reqs, outs)
+		was := mustPredict(t, off, reqs, outs|PInvoke)
 		r := got[0]
 		if r.Sparse == nil || r.Sparse.Steady == nil || *r.Sparse.Steady != want {
 			t.Fatalf("outputs %v: the steady function answered %+v, want steady %+v", outs, r.Sparse, want)
@@ -567,7 +533,7 @@ func burstyDay(rng *rand.Rand) []float64 {
 	d := make([]float64, 1440)
 	for start := rng.IntN(60); start < len(d); start += 40 + rng.IntN(150) {
 		for m := start; m < min(start+10, len(d)); m++ {
-			d[m] = float64(poisson(rng, 1.5))
+			d[m] = float64(draw.Poisson(rng, 1.5))
 		}
 	}
 	return d
@@ -609,4 +575,14 @@ func sum64(v []float32) float64 {
 		s += float64(x)
 	}
 	return s
+}
+
+// mustPredict is f's routed answer to reqs for outs; an error fails the test.
+func mustPredict(t *testing.T, f *Forecaster, reqs []Request, outs Outputs) []Result {
+	t.Helper()
+	res, err := f.Predict(context.Background(), reqs, Routed, outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }

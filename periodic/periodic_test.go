@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/mesp-project/mesp/internal/draw"
 )
 
 // timer is a day of pulses of size every period minutes from phase on,
@@ -19,23 +21,6 @@ func timer(n, period, phase int, size float64, jitter bool, rng *rand.Rand) []fl
 		if i >= 0 && i < n {
 			x[i] += size
 		}
-	}
-	return x
-}
-
-func poisson(n int, rate float64, rng *rand.Rand) []float64 {
-	x := make([]float64, n)
-	for i := range x {
-		// Knuth's method: rates here are small
-		l, k, p := math.Exp(-rate), 0, 1.0
-		for {
-			p *= rng.Float64()
-			if p <= l {
-				break
-			}
-			k++
-		}
-		x[i] = float64(k)
 	}
 	return x
 }
@@ -64,8 +49,8 @@ func TestDetect(t *testing.T) {
 		{"every 5 minutes, 1080 minutes", timer(1080, 5, 0, 1, false, rng), 5},
 		{"silent", make([]float64, 1440), 0},
 		{"three calls", sparse, 0},
-		{"Poisson 0.3 a minute", poisson(1440, 0.3, rng), 0},
-		{"Poisson 0.05 a minute", poisson(1440, 0.05, rng), 0},
+		{"Poisson 0.3 a minute", draw.Minutes(rng, 1440, draw.Constant(0.3)), 0},
+		{"Poisson 0.05 a minute", draw.Minutes(rng, 1440, draw.Constant(0.05)), 0},
 		{"every minute", timer(1440, 1, 0, 4, false, rng), 0},
 		{"one busy burst", burst, 0},
 	}

@@ -4,26 +4,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/mesp-project/mesp/internal/draw"
 )
-
-// poissonMinutes draws n minutes of a Poisson rate (Knuth's method).
-func poissonMinutes(rng *rand.Rand, n int, rate func(m int) float64) []float64 {
-	d := make([]float64, n)
-	for m := range d {
-		l, k, p := math.Exp(-rate(m)), 0, 1.0
-		for {
-			p *= rng.Float64()
-			if p <= l {
-				break
-			}
-			k++
-		}
-		d[m] = float64(k)
-	}
-	return d
-}
-
-func constant(r float64) func(int) float64 { return func(int) float64 { return r } }
 
 func TestDetectStationaryRates(t *testing.T) {
 	// A stationary rate is found over the whole day, and its estimate is
@@ -32,7 +15,7 @@ func TestDetectStationaryRates(t *testing.T) {
 		passed, whole := 0, 0
 		for seed := range 20 {
 			rng := rand.New(rand.NewPCG(uint64(seed), 3))
-			d := poissonMinutes(rng, 1440, constant(rate))
+			d := draw.Minutes(rng, 1440, draw.Constant(rate))
 			got, ok := Detect(d)
 			if !ok {
 				continue
@@ -61,7 +44,7 @@ func TestDetectRefuses(t *testing.T) {
 		d    []float64
 	}{
 		{"silent day", make([]float64, 1440)},
-		{"stopped three hours ago", append(poissonMinutes(rng, 1260, constant(0.5)), make([]float64, 180)...)},
+		{"stopped three hours ago", append(draw.Minutes(rng, 1260, draw.Constant(0.5)), make([]float64, 180)...)},
 		{"bursts", func() []float64 {
 			d := make([]float64, 1440)
 			for m := 7; m < len(d); m += 97 {
@@ -69,7 +52,7 @@ func TestDetectRefuses(t *testing.T) {
 			}
 			return d
 		}()},
-		{"a daily cycle", poissonMinutes(rng, 1440, func(m int) float64 {
+		{"a daily cycle", draw.Minutes(rng, 1440, func(m int) float64 {
 			return 2 + 1.5*math.Sin(2*math.Pi*float64(m)/1440)
 		})},
 		{"under a bin", []float64{1, 0, 1, 1, 0}},
@@ -88,7 +71,7 @@ func TestDetectARampReadsItsEnd(t *testing.T) {
 	// day; a stretch short enough to pass is read near its end.
 	for seed := range 5 {
 		rng := rand.New(rand.NewPCG(uint64(seed), 4))
-		d := poissonMinutes(rng, 1440, func(m int) float64 { return 0.2 + float64(m)/248 })
+		d := draw.Minutes(rng, 1440, func(m int) float64 { return 0.2 + float64(m)/248 })
 		r, ok := Detect(d)
 		if ok && (r.Minutes > 240 || r.PerMinute < 0.85*6) {
 			t.Errorf("seed %d: steady at %.3f over %d minutes; the ramp ends at 6", seed, r.PerMinute, r.Minutes)
@@ -101,7 +84,7 @@ func TestDetectAStepTakesTheStretchAfterIt(t *testing.T) {
 	// hours hold the step, the last 8 hours (from minute 960) do not.
 	for seed := range 5 {
 		rng := rand.New(rand.NewPCG(uint64(seed), 5))
-		d := poissonMinutes(rng, 1440, func(m int) float64 {
+		d := draw.Minutes(rng, 1440, func(m int) float64 {
 			if m < 900 {
 				return 0.2
 			}
@@ -120,7 +103,7 @@ func TestDetectAStepTakesTheStretchAfterIt(t *testing.T) {
 func TestDetectShortHistories(t *testing.T) {
 	// a history shorter than the day is tested on the looks it holds
 	rng := rand.New(rand.NewPCG(1, 1))
-	d := poissonMinutes(rng, 500, constant(0.4))
+	d := draw.Minutes(rng, 500, draw.Constant(0.4))
 	r, ok := Detect(d)
 	if !ok || r.Minutes != 480 {
 		t.Fatalf("%+v %v, want the last 480 minutes", r, ok)
@@ -137,7 +120,7 @@ func TestChiSquareQuantile(t *testing.T) {
 }
 
 func BenchmarkDetect(b *testing.B) {
-	d := poissonMinutes(rand.New(rand.NewPCG(1, 2)), 1440, constant(0.3))
+	d := draw.Minutes(rand.New(rand.NewPCG(1, 2)), 1440, draw.Constant(0.3))
 	b.ReportAllocs()
 	for b.Loop() {
 		Detect(d)
