@@ -158,11 +158,14 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
     with_mean = [k for k, i in enumerate(models_rows) if "mean" in got[i]]
     assert len(with_mean) >= len(models_rows) // 2
     sp = man.get("sparse")
+    min_gap = man["silence"]["min_gap"] if "silence" in man else None
     sparse_rows = 0
     for k, i in enumerate(models_rows):
         history = series[i, :t]
         recent = history[-sp["look"]:] if sp else history
-        if sp and history.sum() * 1440 / t < sp["below_daily"] and (recent > 0).any():
+        idle, unprecedented = _gap(history)
+        in_silence = min_gap is not None and unprecedented and idle >= min_gap  # left to the level
+        if sp and not in_silence and history.sum() * 1440 / t < sp["below_daily"] and (recent > 0).any():
             # a small function: p_invoke times the mean size of its recent
             # invocations (manifest sparse), whatever the count models say
             size = sparse_size(history, sp)
