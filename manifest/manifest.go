@@ -289,8 +289,8 @@ func (sp Sparse) invokedQuantile(counts []float64) float64 {
 // training part's fit functions (package silence): from CapFrom idle
 // minutes on, a routed p_invoke is at most the hazard of the gap it
 // reaches (by how far past the function's longest gap, where the table
-// has Past classes); from MinGap on, the mean trees leave the pattern to
-// the level.
+// has Past classes); from MinGap on, the mean trees and the sparse rule
+// leave the pattern to the level.
 type Silence struct {
 	silence.Hazard
 	MinGap int `json:"min_gap"`

@@ -24,7 +24,7 @@ func runFitSilence(_ context.Context, args []string) error {
 	fs := pflag.NewFlagSet("fit-silence", pflag.ContinueOnError)
 	data := fs.String("data", "", "Azure-layout CSV or CSV.gz of the training data")
 	models := fs.String("models", "", "models or work folder whose manifest.json gets the hazard")
-	minGap := fs.Int("min-gap", 60, "idle minutes from which the mean trees leave an unprecedented silence to the level")
+	minGap := fs.Int("min-gap", 10, "idle minutes from which the mean trees and the sparse rule leave an unprecedented silence to the level (the minutes from which p_invoke is capped: a busy function silent for half an hour was forecast most of its rate while its p_invoke was the hazard's)")
 	capFrom := fs.Int("cap-from", 10, "idle minutes from which the hazard caps p_invoke (below, the models know a function's own gaps better)")
 	if err := fs.Parse(args); err != nil {
 		return err
