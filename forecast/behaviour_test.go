@@ -122,6 +122,21 @@ func timerDay(n, period, phase int, size float64, rng *rand.Rand) []float64 {
 	return d
 }
 
+func TestBehaviourStoppedHalfAnHourAgo(t *testing.T) {
+	answer := behaviour(t)
+	// rule: a busy function silent for the last half hour, longer than
+	// any gap it showed, is forecast at most a tenth of its former rate's
+	// hour (its p_invoke is the silence hazard's; the models read its day)
+	rng := rand.New(rand.NewPCG(3, 17))
+	for _, rate := range []float64{20, 50, 200} {
+		d := draw.Minutes(rng, 1440, draw.Constant(rate))
+		clear(d[1410:])
+		if fc, _ := answer(d); sum(fc) > 0.1*60*rate {
+			t.Errorf("%g a minute until 30 minutes ago: %.0f in the next hour forecast, want at most %.0f", rate, sum(fc), 6*rate)
+		}
+	}
+}
+
 func TestBehaviourTimers(t *testing.T) {
 	answer := behaviour(t)
 	// rule: a timer's next hour within 15% of what comes (over its phases
