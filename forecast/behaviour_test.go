@@ -371,11 +371,7 @@ func TestBehaviourSparseRatesAndJitteredTimers(t *testing.T) {
 		for _, rate := range []float64{0.3, 0.6, 1.5} {
 			for seed := range 5 {
 				rng := rand.New(rand.NewPCG(uint64(seed), 7))
-				d := make([]float64, 1440)
-				for i := range d {
-					d[i] = float64(draw.Poisson(rng, rate))
-				}
-				fc, _ := answer(d)
+				fc, _ := answer(draw.Minutes(rng, 1440, draw.Constant(rate)))
 				if got := sum(fc) / 60; math.Abs(got-rate) > 0.1*rate {
 					t.Errorf("Poisson %g a minute (seed %d): %.3f a minute forecast", rate, seed, got)
 				}
@@ -503,10 +499,7 @@ func TestSparseSteadyRateIsTheForecast(t *testing.T) {
 	}
 	on, off := edit(true), edit(false)
 	rng := rand.New(rand.NewPCG(8, 1))
-	rate := make([]float64, 1440)
-	for i := range rate {
-		rate[i] = float64(draw.Poisson(rng, 0.4))
-	}
+	rate := draw.Minutes(rng, 1440, draw.Constant(0.4))
 	bursty := burstyDay(rng)
 	want, ok := steady.Detect(rate)
 	if !ok {
@@ -580,16 +573,8 @@ func TestSparseRuleLeavesSilencesToTheLevel(t *testing.T) {
 	}
 	r := res[0]
 	if r.Sparse != nil || r.Silence == 0 || !slices.Equal(r.Forecast, r.Median) {
-		t.Fatalf("sparse %+v, silence %d, forecast %v (median %v): want the level's", r.Sparse, r.Silence, sum64(r.Forecast), sum64(r.Median))
+		t.Fatalf("sparse %+v, silence %d, forecast %v (median %v): want the level's", r.Sparse, r.Silence, sum32(r.Forecast), sum32(r.Median))
 	}
-}
-
-func sum64(v []float32) float64 {
-	var s float64
-	for _, x := range v {
-		s += float64(x)
-	}
-	return s
 }
 
 // mustPredict is f's routed answer to reqs for outs; an error fails the test.

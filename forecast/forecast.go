@@ -487,10 +487,11 @@ func (s *Set) finishPInvoke(reqs []Request, mode Mode, out []Result) {
 
 // sparseMeans sets the expected count of every routed pattern that
 // manifest.Sparse answers (not the timers': their expert answers in
-// phase; nor one in a silence no day shows: inSilence) to p_invoke times the mean count of its recent invoked minutes,
-// or, for a steady pattern where the set says so, to its steady rate. A
-// call that did not ask for p_invoke computes it for the other rows
-// alone, on the routes the call already has.
+// phase; nor one in a silence no day shows: inSilence) to p_invoke
+// times the mean count of its recent invoked minutes, or, for a steady
+// pattern where the set says so, to its steady rate. A call that did not
+// ask for p_invoke computes it for the other rows alone, on the routes
+// the call already has.
 func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.Route, mode Mode, outs Outputs, dense *denseRun, out []Result) error {
 	sp := s.Manifest.Sparse
 	if sp == nil || mode != Routed {

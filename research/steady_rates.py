@@ -20,17 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mesp_training.contract import is_test, is_validation, read_cluster_parquet, read_clusters
+from mesp_training.contract import read_clusters
+from mesp_training.pipeline import load_cluster
+from mesp_training.search import SearchConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LOOK, BIN, HOUR = 240, 15, 60
 
 
 def validation_days(models: Path) -> np.ndarray:
-    rows = []
-    for cl in read_clusters(models / "clusters.json")["clusters"]:
-        ids, counts = read_cluster_parquet(models / cl["parquet"])
-        rows += [np.asarray(c, float) for f, c in zip(ids, counts, strict=True) if is_validation(f) and not is_test(f)]
-    return np.stack(rows)
+    """The validation functions' days, as training holds them out."""
+    val_percent = SearchConfig.load(ROOT / "training" / "search.yaml").val_percent
+    clusters = read_clusters(models / "clusters.json")["clusters"]
+    return np.concatenate([load_cluster(models, cl, val_percent)[1] for cl in clusters]).astype(np.float64)
 
 
 def main() -> None:
