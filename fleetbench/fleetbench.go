@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -63,6 +64,10 @@ type Options struct {
 	// the last minute, the store and the table still in use: what the
 	// fleet's memory is made of.
 	HeapProfile io.Writer
+	// CPUProfile, when set, gets a CPU profile (pprof) of the minutes
+	// decided from a table (all but the first, which has none: its calls
+	// compute), or of the only one.
+	CPUProfile io.Writer
 }
 
 // Minute is one decided minute's figures.
@@ -75,6 +80,13 @@ type Minute struct {
 	GetMetricsP50 float64 `json:"getmetrics_p50_ms_while_deciding"`
 	GetMetricsP99 float64 `json:"getmetrics_p99_ms_while_deciding"`
 	Calls         int     `json:"getmetrics_calls_while_deciding"`
+	// PeakRSSMiB is the most resident memory while the minute was
+	// decided (the process's peak, reset before the minute).
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// PeakGoMiB is the most memory the Go runtime held from the system
+	// meanwhile (sampled every 50 ms): the rest of the RSS is ONNX
+	// Runtime's and the C allocator's.
+	PeakGoMiB float64 `json:"peak_go_runtime_mib"`
 }
 
 // Report is the run's.
@@ -119,10 +131,6 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	store := history.New(1440, o.Functions+1)
 	// minute 0 of every day is minute start; the first decided minute is
 	// start+1440, each later one a new minute of every function later
 	start := time.Now().Unix()/60 - 1440 - int64(o.Minutes)
@@ -133,6 +141,21 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return row[((i/len(o.Rows))*37+m)%len(row)]
 	}
 	id := func(i int) string { return "fleet/" + strconv.Itoa(i) }
+	// the minutes after the first day, kept apart so that the rows (the
+	// bench's input, no server's memory) can go before the fleet is
+	// measured
+	later := make([][]float32, o.Minutes-1)
+	for k := range later {
+		later[k] = make([]float32, o.Functions)
+		for i := range o.Functions {
+			later[k][i] = float32(countAt(i, 1440+k))
+		}
+	}
+	built := fmt.Sprintf("%d real days, function i = day i mod %d rotated by 37 x (i div %d) minutes, ids fleet/<i>; pushed into the store in-process", len(o.Rows), len(o.Rows), len(o.Rows))
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	store := history.New(1440, o.Functions+1)
 	obs := make([]history.Observation, 1440)
 	for i := range o.Functions {
 		for m := range 1440 {
@@ -149,6 +172,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	storeMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+	o.Rows = nil
 	// the table keeps the quantile KEDA's demand defaults to, as serve does
 	loop := &decide.Loop{Predictor: o.Predictor, History: store, Batch: o.Batch, Workers: o.Workers, Nice: o.Nice,
 		Quantiles: []float64{scaler.DefaultQuantile}}
@@ -166,7 +190,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	defer stop()
 	callers := max(1, o.Callers)
 	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: callers, Workers: o.Workers, Nice: o.Nice,
-		Built:        fmt.Sprintf("%d real days, function i = day i mod %d rotated by 37 x (i div %d) minutes, ids fleet/<i>; pushed into the store in-process", len(o.Rows), len(o.Rows), len(o.Rows)),
+		Built:        built,
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
 		FunctionsPer: callNote(o.CallRate, callers) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -174,31 +198,47 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		minute := start + 1440 + int64(k)
 		if k > 0 { // the minute just closed: each function's next count
 			for i := range o.Functions {
-				obs[0] = history.Observation{ID: id(i), Minute: minute - 1, Count: countAt(i, 1440+k-1)}
+				obs[0] = history.Observation{ID: id(i), Minute: minute - 1, Count: float64(later[k-1][i])}
 				if _, _, err := store.Observe(obs[:1]); err != nil {
 					return Report{}, err
 				}
 			}
 		}
 		now.Store(minute)
+		if o.CPUProfile != nil && k == min(1, o.Minutes-1) {
+			if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+				return rep, fmt.Errorf("fleetbench: CPU profile: %w", err)
+			}
+			defer pprof.StopCPUProfile()
+		}
+		rep.PeakRSSMiB = max(rep.PeakRSSMiB, procstat.PeakRSSMiB())
+		resetPeak := procstat.ResetPeakRSS() == nil
 		cpu0, t0 := procstat.CPUSeconds(), time.Now()
 		lat, stopCalls := callWhile(ctx, client, o.Functions, o.CallRate, callers, rng)
+		stopSampling := sampleGoMemory()
 		err := loop.Decide(ctx, minute)
 		calls := stopCalls()
+		peakGo := stopSampling()
 		if err != nil {
 			return rep, err
 		}
 		wall, cpu := time.Since(t0).Seconds(), procstat.CPUSeconds()-cpu0
 		t := loop.Current()
 		m := Minute{WallSeconds: wall, CPUSeconds: cpu, CPUUsPerFunc: 1e6 * cpu / float64(max(1, len(t.Entries))),
-			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls}
+			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls, PeakGoMiB: peakGo}
 		m.GetMetricsP50, m.GetMetricsP99 = loadgen.Percentiles(*lat)
+		if resetPeak {
+			m.PeakRSSMiB = procstat.PeakRSSMiB()
+		}
 		rep.Minutes = append(rep.Minutes, m)
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		rep.HeapMiB = max(rep.HeapMiB, float64(ms.HeapInuse)/(1<<20))
-		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding",
-			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99))
+		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding, peak RSS %.0f MiB (Go %.0f MiB)",
+			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99, m.PeakRSSMiB, m.PeakGoMiB))
+	}
+	if o.CPUProfile != nil {
+		pprof.StopCPUProfile()
 	}
 	if o.HeapProfile != nil {
 		runtime.GC()
@@ -236,11 +276,38 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		rep.CPURatio = last.CPUUsPerFunc / rep.PerRequestCPUUsPerFunc
 	}
 	rep.StoreMiB = storeMiB
-	rep.PeakRSSMiB = procstat.PeakRSSMiB()
+	rep.PeakRSSMiB = max(rep.PeakRSSMiB, procstat.PeakRSSMiB())
 	return rep, nil
 }
 
 // callNote says how KEDA's calls were sent.
+// sampleGoMemory samples the memory the Go runtime holds from the system
+// (mapped, less what it has released) until stop, which returns the most
+// seen, in MiB.
+func sampleGoMemory() (stop func() float64) {
+	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	held := func() float64 {
+		metrics.Read(samples)
+		return float64(samples[0].Value.Uint64()-samples[1].Value.Uint64()) / (1 << 20)
+	}
+	done, peak := make(chan struct{}), make(chan float64)
+	go func() {
+		most := held()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				peak <- max(most, held())
+				return
+			case <-tick.C:
+				most = max(most, held())
+			}
+		}
+	}()
+	return func() float64 { close(done); return <-peak }
+}
+
 func callNote(rate float64, callers int) string {
 	if rate > 0 {
 		return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %.0f calls a second on a schedule (open loop) from %d concurrent callers", rate, callers)

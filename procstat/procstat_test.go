@@ -1,6 +1,10 @@
 package procstat
 
-import "testing"
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+)
 
 func TestReadsThisProcess(t *testing.T) {
 	before := CPUSeconds()
@@ -17,5 +21,25 @@ func TestReadsThisProcess(t *testing.T) {
 	}
 	if rss := PeakRSSMiB(); rss < 64 || buf[1000] != byte(1000%256) {
 		t.Fatalf("peak RSS %v MiB after touching 64 MiB", rss)
+	}
+}
+
+func TestResetPeakRSSForgetsAnEarlierPeak(t *testing.T) {
+	buf := make([]byte, 256<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	peak := PeakRSSMiB()
+	if peak < 256 || buf[7] != 7 {
+		t.Fatalf("peak RSS %v MiB after touching 256 MiB", peak)
+	}
+	buf = nil
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := ResetPeakRSS(); err != nil {
+		t.Skipf("this kernel keeps VmHWM: %v", err)
+	}
+	if after := PeakRSSMiB(); after > peak-128 {
+		t.Fatalf("peak RSS %v MiB after freeing 256 MiB and resetting; was %v", after, peak)
 	}
 }

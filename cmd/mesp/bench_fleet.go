@@ -32,6 +32,7 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	callers := fs.Int("keda-callers", 5, "concurrent GetMetrics callers, each one call at a time (the HPA controller syncs 5 HPAs at once by default)")
 	out := fs.String("out", "", "write the JSON report here (stdout when empty)")
 	heap := fs.String("heap-profile", "", "write the live heap's pprof profile after the last minute here (go tool pprof)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the decided minutes here (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,8 +69,21 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 		}()
 		heapProfile = f
 	}
+	var cpuOut io.Writer
+	if *cpuProfile != "" {
+		f, ferr := os.Create(*cpuProfile)
+		if ferr != nil {
+			return ferr
+		}
+		defer func() {
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+		}()
+		cpuOut = f
+	}
 	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
-		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), HeapProfile: heapProfile, Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), HeapProfile: heapProfile, CPUProfile: cpuOut, Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
 	if err != nil {
 		return err
 	}
