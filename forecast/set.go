@@ -77,7 +77,8 @@ func LoadSet(dir string, o onnx.Options, b Batching) (*Set, error) {
 		return nil, err
 	}
 	if m.Routing != nil {
-		rt.WithRunnerUp() // soft routing blends the runner-up's model
+		// soft routing blends the runner-up's model, where it is near
+		rt.WithRunnerUpWithin(m.Routing.RunnerGap())
 	}
 	s := &Set{Manifest: m, Clusters: cs, Router: rt, Experts: map[int]*onnx.Model{}, PExperts: map[int]*onnx.Model{},
 		LoadedAt: time.Now()}

@@ -62,7 +62,7 @@ const boundSlack = 1e-9
 // passes this test gets the grid bound (refinedBound, a fifth of an exact
 // evaluation) before an exact one.
 func (p *Plan) Nearest(x Spectrum, b *Bank) (j int, ncc float64, shift, ffts int) {
-	top, ffts := p.nearest(x, b, false)
+	top, ffts := p.nearest(x, b, false, 0)
 	return top.c[0], top.ncc[0], top.shift[0], ffts
 }
 
@@ -70,8 +70,18 @@ func (p *Plan) Nearest(x Spectrum, b *Bank) (j int, ncc float64, shift, ffts int
 // NCC, the lower index on ties; Centroid -1 when there is none), found
 // with the same pruning against the runner-up's NCC.
 func (p *Plan) NearestTwo(x Spectrum, b *Bank) (best, runner Match) {
-	top, _ := p.nearest(x, b, true)
-	return top.match(0), top.match(1)
+	return p.NearestTwoWithin(x, b, math.Inf(1))
+}
+
+// NearestTwoWithin is NearestTwo with the runner-up wanted only where its
+// NCC is at least the best's less gap (Centroid -1 otherwise; a negative
+// gap counts as 0): a centroid that cannot come that close is pruned as
+// one that cannot beat the runner-up, so a pattern near one centroid
+// alone costs about what Nearest does. Soft routing blends no other
+// runner-up.
+func (p *Plan) NearestTwoWithin(x Spectrum, b *Bank, gap float64) (best, runner Match) {
+	top, _ := p.nearest(x, b, true, gap)
+	return top.match(0), top.runnerUp()
 }
 
 // Match is a centroid and its NCC with a series, at a shift (or start).
@@ -87,10 +97,13 @@ type ranked struct {
 	ncc   [2]float64
 	c     [2]int
 	shift [2]int
+	// gap is how far under the best NCC a runner-up is still wanted
+	// (never negative: the best itself is always found exactly).
+	gap float64
 }
 
-func newRanked() ranked {
-	return ranked{ncc: [2]float64{math.Inf(-1), math.Inf(-1)}, c: [2]int{-1, -1}}
+func newRanked(gap float64) ranked {
+	return ranked{ncc: [2]float64{math.Inf(-1), math.Inf(-1)}, c: [2]int{-1, -1}, gap: max(gap, 0)}
 }
 
 func (r *ranked) add(v float64, c, s int) {
@@ -104,12 +117,24 @@ func (r *ranked) add(v float64, c, s int) {
 }
 
 // floor is the NCC a centroid must reach to change the answer: the best's,
-// or the runner-up's when two are wanted.
+// or, when two are wanted, the runner-up's or the best's less the gap,
+// whichever is higher. Both only rise as the search goes on, so a
+// centroid under the floor when tried is under it at the end.
 func (r *ranked) floor(two bool) float64 {
 	if two {
-		return r.ncc[1]
+		return max(r.ncc[1], r.ncc[0]-r.gap)
 	}
 	return r.ncc[0]
+}
+
+// runnerUp is the runner-up when it lies within the gap of the best
+// (centroids further off were pruned: another may have been kept in its
+// place), else none.
+func (r *ranked) runnerUp() Match {
+	if r.c[1] < 0 || r.ncc[1] < r.ncc[0]-r.gap {
+		return Match{Centroid: -1, NCC: math.Inf(-1)}
+	}
+	return r.match(1)
 }
 
 func (r *ranked) match(i int) Match {
@@ -119,10 +144,11 @@ func (r *ranked) match(i int) Match {
 	return Match{Centroid: r.c[i], NCC: r.ncc[i], Shift: r.shift[i]}
 }
 
-// nearest is Nearest's search, keeping the runner-up too when two is set.
-func (p *Plan) nearest(x Spectrum, b *Bank, two bool) (top ranked, ffts int) {
+// nearest is Nearest's search, keeping the runner-up within gap of the
+// best too when two is set.
+func (p *Plan) nearest(x Spectrum, b *Bank, two bool, gap float64) (top ranked, ffts int) {
 	k := len(b.spectra)
-	top = newRanked()
+	top = newRanked(gap)
 	if x.Norm == 0 || k == 0 {
 		top.add(0, 0, 0) // every NCC is 0: the first centroid, no runner-up
 		return top, 0

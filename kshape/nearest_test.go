@@ -61,6 +61,8 @@ func TestNearestEqualsBruteForce(t *testing.T) {
 			p := NewPlan(1440)
 			bank := p.NewBank(res.Centroids)
 			ffts := 0
+			gaps := []float64{0, 0.05, 0.0847, 0.3, math.Inf(1)}
+			gapFFTs := map[float64]int{}
 			for i, s := range series {
 				x := p.Spectrum(ZNormalize(s))
 				j, ncc, shift, n := p.Nearest(x, bank)
@@ -87,7 +89,32 @@ func TestNearestEqualsBruteForce(t *testing.T) {
 				if best != (Match{Centroid: wj, NCC: wncc, Shift: wshift}) || runner != want {
 					t.Fatalf("series %d: NearestTwo = %+v, %+v, brute force %d %v, %+v", i, best, runner, wj, wncc, want)
 				}
+				// Within a gap: the same runner-up where it is that close,
+				// none where it is not, the best always.
+				for _, gap := range gaps {
+					top, n := p.nearest(x, bank, true, gap)
+					gapFFTs[gap] += n
+					wantWithin := want
+					if want.NCC < wncc-gap {
+						wantWithin = Match{Centroid: -1, NCC: math.Inf(-1)}
+					}
+					if top.match(0) != best || top.runnerUp() != wantWithin {
+						t.Fatalf("series %d gap %v: %+v, %+v; want %+v, %+v", i, gap, top.match(0), top.runnerUp(), best, wantWithin)
+					}
+				}
 			}
+			// a tighter gap prunes more: fewer exact evaluations
+			for k := 1; k < len(gaps); k++ {
+				if gapFFTs[gaps[k-1]] > gapFFTs[gaps[k]] {
+					t.Errorf("%d inverse FFTs within %v, %d within %v", gapFFTs[gaps[k-1]], gaps[k-1], gapFFTs[gaps[k]], gaps[k])
+				}
+			}
+			// on real days, the shipped soft routing's gap (0.1 ln(7/3))
+			// saves exact evaluations
+			if !tc.random && gapFFTs[0.0847] >= gapFFTs[math.Inf(1)] {
+				t.Errorf("%d inverse FFTs for a runner-up within 0.0847, %d for any runner-up: the gap pruned nothing", gapFFTs[0.0847], gapFFTs[math.Inf(1)])
+			}
+			t.Logf("inverse FFTs by runner-up gap: %v", gapFFTs)
 			avg := float64(ffts) / float64(len(series))
 			t.Logf("%.2f inverse FFTs per series of %d", avg, bank.Len())
 			if avg > tc.maxFFTs {

@@ -168,20 +168,26 @@ func (p *Plan) maxStretchNCC(x Spectrum, b *StretchBank, c int, inv []float64) (
 // plus the most it can rise between grid starts, times the largest inverse
 // spread near each) before an exact evaluation.
 func (p *Plan) NearestStretch(x Spectrum, n int, b *StretchBank) (j int, ncc float64, start int) {
-	top := p.nearestStretch(x, n, b, false)
+	top := p.nearestStretch(x, n, b, false, 0)
 	return top.c[0], top.ncc[0], top.shift[0]
 }
 
 // NearestStretchTwo is NearestStretch's best match and the runner-up
 // (Centroid -1 when there is none), as NearestTwo.
 func (p *Plan) NearestStretchTwo(x Spectrum, n int, b *StretchBank) (best, runner Match) {
-	top := p.nearestStretch(x, n, b, true)
-	return top.match(0), top.match(1)
+	return p.NearestStretchTwoWithin(x, n, b, math.Inf(1))
 }
 
-func (p *Plan) nearestStretch(x Spectrum, n int, b *StretchBank, two bool) ranked {
+// NearestStretchTwoWithin is NearestStretchTwo with the runner-up wanted
+// only within gap of the best NCC, as NearestTwoWithin.
+func (p *Plan) NearestStretchTwoWithin(x Spectrum, n int, b *StretchBank, gap float64) (best, runner Match) {
+	top := p.nearestStretch(x, n, b, true, gap)
+	return top.match(0), top.runnerUp()
+}
+
+func (p *Plan) nearestStretch(x Spectrum, n int, b *StretchBank, two bool, gap float64) ranked {
 	k := len(b.spectra)
-	top := newRanked()
+	top := newRanked(gap)
 	if x.Norm == 0 || n < 2 || n >= p.m || k == 0 {
 		top.add(0, 0, 0) // every NCC is 0: the first centroid, no runner-up
 		return top

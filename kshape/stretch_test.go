@@ -126,6 +126,15 @@ func TestNearestStretchPrunesExactly(t *testing.T) {
 		if best != (Match{Centroid: wantJ, NCC: wantNCC, Shift: wantStart}) || runner != runnerWant {
 			t.Fatalf("trial %d n=%d: NearestStretchTwo %+v, %+v; every centroid %d %v, %+v", trial, n, best, runner, wantJ, wantNCC, runnerWant)
 		}
+		for _, gap := range []float64{-1, 0, 0.05, 0.0847, 0.3} {
+			want := runnerWant
+			if want.NCC < wantNCC-max(gap, 0) {
+				want = Match{Centroid: -1, NCC: math.Inf(-1)}
+			}
+			if b2, r2 := p.NearestStretchTwoWithin(x, n, b, gap); b2 != best || r2 != want {
+				t.Fatalf("trial %d n=%d gap %v: NearestStretchTwoWithin %+v, %+v; want %+v, %+v", trial, n, gap, b2, r2, best, want)
+			}
+		}
 	}
 }
 

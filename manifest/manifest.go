@@ -416,6 +416,20 @@ func (r Routing) RunnerWeight(d1, d2 float64) float64 {
 	return 1 / (1 + math.Exp((d2-d1)/r.SoftTau))
 }
 
+// RunnerGap is the most the runner-up's distance can exceed the nearest's
+// for its weight to reach MinWeight (+Inf when any weight blends, negative
+// when none does), with a hair of slack for rounding: a router need not
+// find a runner-up further off.
+func (r Routing) RunnerGap() float64 {
+	if r.MinWeight <= 0 {
+		return math.Inf(1)
+	}
+	if r.MinWeight > 0.5 {
+		return -1
+	}
+	return r.SoftTau*math.Log(1/r.MinWeight-1) + 1e-9
+}
+
 // Model is one exported ONNX graph.
 type Model struct {
 	ID       string  `json:"id"`

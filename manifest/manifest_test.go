@@ -225,3 +225,36 @@ func TestWriteKeepsTextAsWritten(t *testing.T) {
 		t.Fatalf("wrote %q, want %q", b, want)
 	}
 }
+
+// TestRunnerGapIsWhereTheWeightReachesTheMinimum: a runner-up RunnerGap
+// further off than the nearest has MinWeight (to rounding), one a little
+// further has less; no minimum blends any runner-up, a minimum over one
+// half none.
+func TestRunnerGapIsWhereTheWeightReachesTheMinimum(t *testing.T) {
+	cases := []struct {
+		r       Routing
+		wantGap float64 // NaN: finite, checked against the weight
+	}{
+		{Routing{SoftTau: 0.1, MinWeight: 0.3}, math.NaN()},
+		{Routing{SoftTau: 0.05, MinWeight: 0.1}, math.NaN()},
+		{Routing{SoftTau: 0.1, MinWeight: 0.5}, math.NaN()},
+		{Routing{SoftTau: 0.1, MinWeight: 0}, math.Inf(1)},
+		{Routing{SoftTau: 0.1, MinWeight: 0.6}, -1},
+	}
+	for _, tc := range cases {
+		gap := tc.r.RunnerGap()
+		if !math.IsNaN(tc.wantGap) {
+			if gap != tc.wantGap {
+				t.Errorf("%+v: gap %v, want %v", tc.r, gap, tc.wantGap)
+			}
+			continue
+		}
+		d1 := 0.2
+		if w := tc.r.RunnerWeight(d1, d1+gap); math.Abs(w-tc.r.MinWeight) > 1e-6 {
+			t.Errorf("%+v: weight %v at the gap %v, want %v", tc.r, w, gap, tc.r.MinWeight)
+		}
+		if w := tc.r.RunnerWeight(d1, d1+gap+1e-3); w >= tc.r.MinWeight {
+			t.Errorf("%+v: weight %v beyond the gap %v", tc.r, w, gap)
+		}
+	}
+}

@@ -46,12 +46,21 @@ type Router struct {
 	transform  kshape.Transform
 	scratch    sync.Pool // of *scratch
 	runnerUp   bool
+	runnerGap  float64
 }
 
 // WithRunnerUp makes every route find the runner-up cluster too (Route's
 // Runner fields), at the cost of less pruning. Call it before routing.
 func (r *Router) WithRunnerUp() *Router {
-	r.runnerUp = true
+	return r.WithRunnerUpWithin(math.Inf(1))
+}
+
+// WithRunnerUpWithin is WithRunnerUp for a runner-up whose distance is at
+// most gap more than the nearest cluster's (none otherwise): the clusters
+// that cannot come that close are pruned, and a pattern near one cluster
+// alone routes about as fast as without a runner-up.
+func (r *Router) WithRunnerUpWithin(gap float64) *Router {
+	r.runnerUp, r.runnerGap = true, gap
 	return r
 }
 
@@ -196,11 +205,11 @@ func (r *Router) route(ctx context.Context, s *scratch, shape []float64) (Route,
 	best, runner := kshape.Match{}, kshape.Match{Centroid: -1}
 	switch x := p.ScratchSpectrum(z); {
 	case n == r.m && r.runnerUp:
-		best, runner = p.NearestTwo(x, r.bank)
+		best, runner = p.NearestTwoWithin(x, r.bank, r.runnerGap)
 	case n == r.m:
 		best.Centroid, best.NCC, _, _ = p.Nearest(x, r.bank)
 	case r.runnerUp:
-		best, runner = p.NearestStretchTwo(x, n, r.stretches)
+		best, runner = p.NearestStretchTwoWithin(x, n, r.stretches, r.runnerGap)
 	default:
 		best.Centroid, best.NCC, _ = p.NearestStretch(x, n, r.stretches)
 	}

@@ -172,6 +172,13 @@ func TestRunnerUpIsTheNearestOfTheRest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	nearRouters := map[float64]*Router{}
+	for _, gap := range []float64{0.02, 0.0847, 0.3} {
+		if nearRouters[gap], err = New(cs); err != nil {
+			t.Fatal(err)
+		}
+		nearRouters[gap].WithRunnerUpWithin(gap)
+	}
 	ctx := context.Background()
 	for _, f := range fixture.Rows(t)[:40] {
 		for _, n := range []int{1440, 1200, 300} {
@@ -202,6 +209,21 @@ func TestRunnerUpIsTheNearestOfTheRest(t *testing.T) {
 			}
 			if got.Runner != rest.Cluster || got.RunnerDistance != rest.Distance || got.RunnerWithin == rest.OOD {
 				t.Fatalf("%s n=%d: runner-up %d at %v (within %v); without cluster %d: %+v", f.ID, n, got.Runner, got.RunnerDistance, got.RunnerWithin, hard.Cluster, rest)
+			}
+			// within a gap: the same runner-up where it is that near,
+			// none where it is further off
+			for gap, near := range nearRouters {
+				r, err := near.Route(ctx, counts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := got
+				if got.RunnerDistance > got.Distance+gap {
+					want.Runner, want.RunnerDistance, want.RunnerWithin = -1, 0, false
+				}
+				if r != want {
+					t.Fatalf("%s n=%d: within %v: %+v, want %+v", f.ID, n, gap, r, want)
+				}
 			}
 		}
 	}
