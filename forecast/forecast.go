@@ -74,6 +74,18 @@ type Result struct {
 	// Quantiles), in increasing order of Q, none under the median or a
 	// lower quantile.
 	Quantiles []QuantileCounts
+
+	// idle and longest are the pattern's silence (silence.State), read
+	// once: the p_invoke cap, the mean and quantile trees and the sparse
+	// rule all ask.
+	idle, longest int
+}
+
+// withSilence sets every result's silence from its request's pattern.
+func withSilence(reqs []Request, out []Result) {
+	for i := range out {
+		out[i].idle, out[i].longest = silence.State(reqs[i].Counts)
+	}
 }
 
 // QuantileCounts is one quantile of each minute's count.
@@ -269,6 +281,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		}
 		out[i] = Result{ID: r.ID, Cluster: rt.Cluster, Distance: rt.Distance, OOD: rt.OOD, Model: m.ID, Kind: kind, Family: m.Family}
 	}
+	withSilence(reqs, out)
 	s.markTimers(reqs, mode, out)
 	// The dense p_invoke graph runs once per request that needs it, beside
 	// the count models that do not: its features feed the count trees that
@@ -347,7 +360,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 						quantiles[k] = quantiles[j]
 						continue
 					}
-					qg := s.silentLess(s.treeRows(m, reqs, mode, out), reqs)
+					qg := s.silentLess(s.treeRows(m, reqs, mode, out), out)
 					if countsErr != nil || qg == nil {
 						continue
 					}
@@ -480,7 +493,7 @@ func (s *Set) finishPInvoke(reqs []Request, mode Mode, out []Result) {
 	}
 	if sl := s.Manifest.Silence; sl != nil && mode == Routed {
 		for i := range out {
-			out[i].Silence = capSilence(sl, reqs[i].Counts, out[i].PInvoke)
+			out[i].Silence = capSilence(sl, &out[i])
 		}
 	}
 }
@@ -499,7 +512,7 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 	}
 	var rows []int
 	for i := range out {
-		if out[i].Timer != nil || s.inSilence(reqs[i].Counts) {
+		if out[i].Timer != nil || s.inSilence(&out[i]) {
 			continue
 		}
 		size, ok := sp.MeanWhenInvoked(reqs[i].Counts)
@@ -528,6 +541,7 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 		sub, subRoutes, subOut := make([]Request, len(rows)), make([]router.Route, len(rows)), make([]Result, len(rows))
 		for k, i := range rows {
 			sub[k], subRoutes[k] = reqs[i], routes[i]
+			subOut[k].idle, subOut[k].longest = out[i].idle, out[i].longest
 		}
 		if err := s.pInvokes(ctx, sub, subRoutes, Routed, dense.rows(rows), subOut); err != nil {
 			return err
@@ -562,13 +576,13 @@ func floorTimer(counts []float64, r *Result) {
 // shows, from the set's CapsFrom gap on, at the hazard the training data
 // support for the gap each minute ahead reaches, that far past the
 // pattern's longest gap; it returns the gap (0: no cap).
-func capSilence(sl *manifest.Silence, counts []float64, p []float32) int {
-	g, longest := silence.State(counts)
+func capSilence(sl *manifest.Silence, r *Result) int {
+	g, longest := r.idle, r.longest
 	if g <= longest || g < sl.CapsFrom() {
 		return 0
 	}
-	for h := range p {
-		p[h] = min(p[h], float32(sl.AtPast(g+h, longest)))
+	for h := range r.PInvoke {
+		r.PInvoke[h] = min(r.PInvoke[h], float32(sl.AtPast(g+h, longest)))
 	}
 	return g
 }
@@ -677,33 +691,32 @@ func (s *Set) treeRows(m *onnx.Model, reqs []Request, mode Mode, out []Result) [
 // day would be forecast invocations no hazard supports; its expected
 // count is the level, as its p_invoke is the hazard's.
 func (s *Set) meanRows(reqs []Request, mode Mode, out []Result) []modelGroup {
-	return s.silentLess(s.treeRows(s.Mean, reqs, mode, out), reqs)
+	return s.silentLess(s.treeRows(s.Mean, reqs, mode, out), out)
 }
 
 // silentLess is a trees run less the patterns in a silence longer than
 // any they show (meanRows says why).
-func (s *Set) silentLess(groups []modelGroup, reqs []Request) []modelGroup {
+func (s *Set) silentLess(groups []modelGroup, out []Result) []modelGroup {
 	if groups == nil || s.Manifest.Silence == nil {
 		return groups
 	}
-	rows := slices.DeleteFunc(groups[0].rows, func(i int) bool { return s.inSilence(reqs[i].Counts) })
+	rows := slices.DeleteFunc(groups[0].rows, func(i int) bool { return s.inSilence(&out[i]) })
 	if len(rows) == 0 {
 		return nil
 	}
 	return []modelGroup{{model: groups[0].model, rows: rows}}
 }
 
-// inSilence says whether counts end in a silence longer than any they
-// show, of at least the set's MinGap: its p_invoke is the hazard's, and
+// inSilence says whether r's pattern ends in a silence longer than any it
+// shows, of at least the set's MinGap: its p_invoke is the hazard's, and
 // its expected count the level's (neither the mean trees' hour nor the
 // sparse rule's p_invoke times the size its calls had before it).
-func (s *Set) inSilence(counts []float64) bool {
+func (s *Set) inSilence(r *Result) bool {
 	sl := s.Manifest.Silence
 	if sl == nil {
 		return false
 	}
-	g, unprecedented := silence.Gap(counts)
-	return unprecedented && g >= sl.MinGap
+	return r.idle > r.longest && r.idle >= sl.MinGap
 }
 
 // dayOf appends request i's day, as a p_invoke graph takes it.
@@ -1009,6 +1022,7 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	// routing blends in, then the trees: none on rows the timers' expert
 	// answers
 	out := make([]Result, len(reqs))
+	withSilence(reqs, out)
 	s.markTimers(reqs, mode, out)
 	groups = withoutTimers(groups, out)
 	groups = append(groups, s.blends(routes, per, mode, out)...)
