@@ -68,6 +68,23 @@ type Options struct {
 	// decided from a table (all but the first, which has none: its calls
 	// compute), or of the only one.
 	CPUProfile io.Writer
+	// Caller, when set, starts KEDA's calls of a minute in a process of
+	// their own, as KEDA's operator is (CallerProcess); nil: goroutines of
+	// this process, which share its scheduler and collector.
+	Caller Caller
+}
+
+// Caller starts GetMetrics calls to the scaler at addr about functions
+// fleet/0..n-1, rate a second from callers callers (CallWhile), until
+// stop, which returns what they measured.
+type Caller func(addr string, n int, rate float64, callers int, seed uint64) (stop func() (CallStats, error), err error)
+
+// CallStats are a caller's latencies, in milliseconds, and its answered
+// calls.
+type CallStats struct {
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+	Calls int     `json:"calls"`
 }
 
 // Minute is one decided minute's figures.
@@ -183,7 +200,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	srv := &scaler.Server{Predictor: o.Predictor, History: store, Now: now.time,
 		DefaultThreshold: func() float64 { return o.Threshold },
 		Decisions:        loop.Lookup}
-	client, stop, err := serveGRPC(srv)
+	client, addr, stop, err := serveGRPC(srv)
 	if err != nil {
 		return Report{}, err
 	}
@@ -192,7 +209,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: callers, Workers: o.Workers, Nice: o.Nice,
 		Built:        built,
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
-		FunctionsPer: callNote(o.CallRate, callers) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
+		FunctionsPer: callNote(o.CallRate, callers, o.Caller != nil) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for k := range o.Minutes {
 		minute := start + 1440 + int64(k)
@@ -214,19 +231,25 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		rep.PeakRSSMiB = max(rep.PeakRSSMiB, procstat.PeakRSSMiB())
 		resetPeak := procstat.ResetPeakRSS() == nil
 		cpu0, t0 := procstat.CPUSeconds(), time.Now()
-		lat, stopCalls := callWhile(ctx, client, o.Functions, o.CallRate, callers, rng)
+		stopCalls, err := startCalls(ctx, o, client, addr, callers, rng)
+		if err != nil {
+			return rep, err
+		}
 		stopSampling := sampleGoMemory()
-		err := loop.Decide(ctx, minute)
-		calls := stopCalls()
+		err = loop.Decide(ctx, minute)
+		calls, callErr := stopCalls()
 		peakGo := stopSampling()
 		if err != nil {
 			return rep, err
 		}
+		if callErr != nil {
+			return rep, callErr
+		}
 		wall, cpu := time.Since(t0).Seconds(), procstat.CPUSeconds()-cpu0
 		t := loop.Current()
 		m := Minute{WallSeconds: wall, CPUSeconds: cpu, CPUUsPerFunc: 1e6 * cpu / float64(max(1, len(t.Entries))),
-			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls, PeakGoMiB: peakGo}
-		m.GetMetricsP50, m.GetMetricsP99 = loadgen.Percentiles(*lat)
+			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls.Calls, PeakGoMiB: peakGo,
+			GetMetricsP50: calls.P50, GetMetricsP99: calls.P99}
 		if resetPeak {
 			m.PeakRSSMiB = procstat.PeakRSSMiB()
 		}
@@ -308,11 +331,47 @@ func sampleGoMemory() (stop func() float64) {
 	return func() float64 { close(done); return <-peak }
 }
 
-func callNote(rate float64, callers int) string {
-	if rate > 0 {
-		return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %.0f calls a second on a schedule (open loop) from %d concurrent callers", rate, callers)
+func callNote(rate float64, callers int, ownProcess bool) string {
+	where := "goroutines of the bench's process"
+	if ownProcess {
+		where = "a process of their own, as KEDA's operator is"
 	}
-	return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %d callers each one call after another as fast as answered (closed loop)", callers)
+	if rate > 0 {
+		return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %.0f calls a second on a schedule (open loop) from %d concurrent callers in %s", rate, callers, where)
+	}
+	return fmt.Sprintf("GetMetrics over loopback gRPC about random functions, %d callers each one call after another as fast as answered (closed loop) in %s", callers, where)
+}
+
+// startCalls starts a minute's GetMetrics calls, in o.Caller's process or
+// in this one.
+func startCalls(ctx context.Context, o Options, client externalscaler.ExternalScalerClient, addr string, callers int, rng *rand.Rand) (stop func() (CallStats, error), err error) {
+	if o.Caller != nil {
+		return o.Caller(addr, o.Functions, o.CallRate, callers, rng.Uint64())
+	}
+	lat, stopCalls := CallWhile(ctx, client, o.Functions, o.CallRate, callers, rng)
+	return func() (CallStats, error) {
+		n := stopCalls()
+		p50, p99 := loadgen.Percentiles(*lat)
+		return CallStats{P50: p50, P99: p99, Calls: n}, nil
+	}, nil
+}
+
+// RunCaller is a Caller's process: it calls the scaler at addr as
+// CallWhile does until stop is closed, and returns the latencies.
+func RunCaller(ctx context.Context, addr string, n int, rate float64, callers int, seed uint64, stop <-chan struct{}) (CallStats, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return CallStats{}, err
+	}
+	defer conn.Close()
+	lat, stopCalls := CallWhile(ctx, externalscaler.NewExternalScalerClient(conn), n, rate, callers, rand.New(rand.NewPCG(seed, 2)))
+	select {
+	case <-stop:
+	case <-ctx.Done():
+	}
+	calls := stopCalls()
+	p50, p99 := loadgen.Percentiles(*lat)
+	return CallStats{P50: p50, P99: p99, Calls: calls}, ctx.Err()
 }
 
 // simulatedMinute is the minute being decided, which the scaler takes for
@@ -322,20 +381,21 @@ type simulatedMinute struct{ atomic.Int64 }
 // time is a moment 30 s into the minute.
 func (m *simulatedMinute) time() time.Time { return time.Unix(m.Load()*60+30, 0) }
 
-// serveGRPC serves srv on a loopback port and connects KEDA's client.
-func serveGRPC(srv *scaler.Server) (externalscaler.ExternalScalerClient, func(), error) {
+// serveGRPC serves srv on a loopback port, at addr, and connects KEDA's
+// client.
+func serveGRPC(srv *scaler.Server) (c externalscaler.ExternalScalerClient, addr string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	g := scaler.NewGRPC(srv, prometheus.NewRegistry(), scaler.Limits{})
 	go g.Serve(ln)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		g.Stop()
-		return nil, nil, err
+		return nil, "", nil, err
 	}
-	return externalscaler.NewExternalScalerClient(conn), func() { conn.Close(); g.Stop() }, nil
+	return externalscaler.NewExternalScalerClient(conn), ln.Addr().String(), func() { conn.Close(); g.Stop() }, nil
 }
 
 func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, function string) error {
@@ -344,12 +404,12 @@ func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, func
 	return err
 }
 
-// callWhile asks GetMetrics about random functions from callers (at
+// CallWhile asks GetMetrics about random functions from callers (at
 // least 1) concurrent callers, each one call at a time (rate > 0: call k at its
 // scheduled time k/rate, by caller k mod callers, timed from that time, so
 // a late answer counts its wait), until stop is called; stop returns the
 // number of calls.
-func callWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, callers int, rng *rand.Rand) (*[]time.Duration, func() int) {
+func CallWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, callers int, rng *rand.Rand) (*[]time.Duration, func() int) {
 	var lat []time.Duration
 	var mu sync.Mutex
 	done := make(chan struct{})

@@ -33,6 +33,7 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	out := fs.String("out", "", "write the JSON report here (stdout when empty)")
 	heap := fs.String("heap-profile", "", "write the live heap's pprof profile after the last minute here (go tool pprof)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the decided minutes here (go tool pprof)")
+	kedaProcess := fs.Bool("keda-process", true, "KEDA's calls from a process of their own, as KEDA's operator runs apart from MESP; false: goroutines of the bench's process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,8 +83,16 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 		}()
 		cpuOut = f
 	}
+	var caller fleetbench.Caller
+	if *kedaProcess {
+		command, err := thisBinary(ctx)
+		if err != nil {
+			return err
+		}
+		caller = processCaller(command)
+	}
 	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
-		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), HeapProfile: heapProfile, CPUProfile: cpuOut, Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), HeapProfile: heapProfile, CPUProfile: cpuOut, Caller: caller, Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
 	if err != nil {
 		return err
 	}
