@@ -33,7 +33,7 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	out := fs.String("out", "", "write the JSON report here (stdout when empty)")
 	heap := fs.String("heap-profile", "", "write the live heap's pprof profile after the last minute here (go tool pprof)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the decided minutes here (go tool pprof)")
-	kedaProcess := fs.Bool("keda-process", true, "KEDA's calls from a process of their own, as KEDA's operator runs apart from MESP; false: goroutines of the bench's process")
+	kedaProcess := fs.Bool("keda-process", false, "KEDA's calls from a process of their own, as KEDA's operator runs apart from MESP (on this machine it takes a core's half from the loop); default: goroutines of the bench's process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
