@@ -371,3 +371,59 @@ func TestLoopsDecidingAtOnceGiveBackTheirProcessors(t *testing.T) {
 		t.Fatalf("GOMAXPROCS %d after two loops decided, %d before", after, before)
 	}
 }
+
+// gatedPredictor is stubPredictor that first waits for its gate, telling
+// entered that it does.
+type gatedPredictor struct {
+	entered chan struct{}
+	mu      sync.Mutex
+	gate    chan struct{}
+}
+
+func (g *gatedPredictor) Predict(ctx context.Context, reqs []forecast.Request, mode forecast.Mode, outs forecast.Outputs) ([]forecast.Result, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-gate
+	return stubPredictor{}.Predict(ctx, reqs, mode, outs)
+}
+
+// TestFirstPendingOnlyWhileTheFirstTableIsDecided: FirstPending is false
+// before any minute is decided, true while the first is, and false from
+// then on, while later minutes are decided too (the previous table
+// answers meanwhile).
+func TestFirstPendingOnlyWhileTheFirstTableIsDecided(t *testing.T) {
+	minute := time.Now().Unix() / 60
+	store := history.New(1440, 10)
+	store.Observe([]history.Observation{{ID: "f", Minute: minute - 1, Count: 1}})
+	p := &gatedPredictor{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	loop := &decide.Loop{Predictor: p, History: store}
+	if loop.FirstPending() {
+		t.Fatal("pending before any minute is decided")
+	}
+	ctx := context.Background()
+	for k, wantPending := range []bool{true, false} {
+		done := make(chan error)
+		go func() { done <- loop.Decide(ctx, minute+int64(k)) }()
+		<-p.entered
+		if got := loop.FirstPending(); got != wantPending {
+			t.Fatalf("minute %d being decided: pending %v, want %v", k+1, got, wantPending)
+		}
+		p.mu.Lock()
+		close(p.gate)
+		p.mu.Unlock()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if loop.FirstPending() || loop.Current() == nil {
+			t.Fatalf("minute %d decided: pending %v, table %v", k+1, loop.FirstPending(), loop.Current())
+		}
+		p.mu.Lock()
+		p.gate = make(chan struct{})
+		p.mu.Unlock()
+	}
+}

@@ -85,6 +85,9 @@ type CallStats struct {
 	P50   float64 `json:"p50_ms"`
 	P99   float64 `json:"p99_ms"`
 	Calls int     `json:"calls"`
+	// Refused is the calls answered with an error (Unavailable while the
+	// first table is decided), not in the latencies.
+	Refused int `json:"refused"`
 }
 
 // Minute is one decided minute's figures.
@@ -97,6 +100,9 @@ type Minute struct {
 	GetMetricsP50 float64 `json:"getmetrics_p50_ms_while_deciding"`
 	GetMetricsP99 float64 `json:"getmetrics_p99_ms_while_deciding"`
 	Calls         int     `json:"getmetrics_calls_while_deciding"`
+	// Refused is the calls answered with an error meanwhile (Unavailable
+	// while the first table is decided: decide.Loop.FirstPending).
+	Refused int `json:"getmetrics_refused_while_deciding"`
 	// PeakRSSMiB is the most resident memory while the minute was
 	// decided (the process's peak, reset before the minute).
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
@@ -199,7 +205,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	var now simulatedMinute
 	srv := &scaler.Server{Predictor: o.Predictor, History: store, Now: now.time,
 		DefaultThreshold: func() float64 { return o.Threshold },
-		Decisions:        loop.Lookup}
+		Decisions:        loop.Lookup, Pending: loop.FirstPending}
 	client, addr, stop, err := serveGRPC(srv)
 	if err != nil {
 		return Report{}, err
@@ -209,7 +215,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: callers, Workers: o.Workers, Nice: o.Nice,
 		Built:        built,
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
-		FunctionsPer: callNote(o.CallRate, callers, o.Caller != nil) + "; while the first minute is decided there is no table and each call computes; later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
+		FunctionsPer: callNote(o.CallRate, callers, o.Caller != nil) + "; while the first minute is decided there is no table and calls are refused Unavailable (decide.Loop.FirstPending); later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for k := range o.Minutes {
 		minute := start + 1440 + int64(k)
@@ -248,7 +254,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		wall, cpu := time.Since(t0).Seconds(), procstat.CPUSeconds()-cpu0
 		t := loop.Current()
 		m := Minute{WallSeconds: wall, CPUSeconds: cpu, CPUUsPerFunc: 1e6 * cpu / float64(max(1, len(t.Entries))),
-			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls.Calls, PeakGoMiB: peakGo,
+			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls.Calls, Refused: calls.Refused, PeakGoMiB: peakGo,
 			GetMetricsP50: calls.P50, GetMetricsP99: calls.P99}
 		if resetPeak {
 			m.PeakRSSMiB = procstat.PeakRSSMiB()
@@ -257,8 +263,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		rep.HeapMiB = max(rep.HeapMiB, float64(ms.HeapInuse)/(1<<20))
-		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding, peak RSS %.0f MiB (Go %.0f MiB)",
-			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99, m.PeakRSSMiB, m.PeakGoMiB))
+		progress(fmt.Sprintf("minute %d of %d: %d functions decided in %.1f s (%.0f us CPU each), GetMetrics p99 %.1f ms while deciding (%d answered, %d refused), peak RSS %.0f MiB (Go %.0f MiB)",
+			k+1, o.Minutes, m.Functions, wall, m.CPUUsPerFunc, m.GetMetricsP99, m.Calls, m.Refused, m.PeakRSSMiB, m.PeakGoMiB))
 	}
 	if o.CPUProfile != nil {
 		pprof.StopCPUProfile()
@@ -350,9 +356,9 @@ func startCalls(ctx context.Context, o Options, client externalscaler.ExternalSc
 	}
 	lat, stopCalls := CallWhile(ctx, client, o.Functions, o.CallRate, callers, rng)
 	return func() (CallStats, error) {
-		n := stopCalls()
+		n, refused := stopCalls()
 		p50, p99 := loadgen.Percentiles(*lat)
-		return CallStats{P50: p50, P99: p99, Calls: n}, nil
+		return CallStats{P50: p50, P99: p99, Calls: n, Refused: refused}, nil
 	}, nil
 }
 
@@ -369,9 +375,9 @@ func RunCaller(ctx context.Context, addr string, n int, rate float64, callers in
 	case <-stop:
 	case <-ctx.Done():
 	}
-	calls := stopCalls()
+	calls, refused := stopCalls()
 	p50, p99 := loadgen.Percentiles(*lat)
-	return CallStats{P50: p50, P99: p99, Calls: calls}, ctx.Err()
+	return CallStats{P50: p50, P99: p99, Calls: calls, Refused: refused}, ctx.Err()
 }
 
 // simulatedMinute is the minute being decided, which the scaler takes for
@@ -408,9 +414,10 @@ func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, func
 // least 1) concurrent callers, each one call at a time (rate > 0: call k at its
 // scheduled time k/rate, by caller k mod callers, timed from that time, so
 // a late answer counts its wait), until stop is called; stop returns the
-// number of calls.
-func CallWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, callers int, rng *rand.Rand) (*[]time.Duration, func() int) {
+// number of calls answered and of those refused (an error; not timed).
+func CallWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, callers int, rng *rand.Rand) (*[]time.Duration, func() (answered, refused int)) {
 	var lat []time.Duration
+	var refusals atomic.Int64
 	var mu sync.Mutex
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -440,14 +447,16 @@ func CallWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int
 						}
 					}
 				}
-				if err := getMetrics(ctx, c, "fleet/"+strconv.Itoa(ids[k%len(ids)])); err == nil {
-					d := time.Since(t0)
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
+				if err := getMetrics(ctx, c, "fleet/"+strconv.Itoa(ids[k%len(ids)])); err != nil {
+					refusals.Add(1)
+					continue
 				}
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
 			}
 		}()
 	}
-	return &lat, func() int { close(done); wg.Wait(); return len(lat) }
+	return &lat, func() (int, int) { close(done); wg.Wait(); return len(lat), int(refusals.Load()) }
 }

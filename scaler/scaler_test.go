@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mesp-project/mesp/decide"
 	"math"
 	"net"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/mesp-project/mesp/decide"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/scaler"
@@ -268,7 +268,39 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 	if _, err := s.IsActive(ctx, other); err == nil || !strings.Contains(err.Error(), "the models ran") {
 		t.Fatalf("a function the table lacks: %v, want the models asked", err)
 	}
+	// while the first table is decided, a call the table cannot answer is
+	// refused Unavailable, every method alike, and the models are not
+	// asked; one it can answer is answered
+	s.Pending = func() bool { return true }
+	for name, call := range map[string]func() error{
+		"IsActive": func() error { _, err := s.IsActive(ctx, other); return err },
+		"GetMetrics": func() error {
+			_, err := s.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: other})
+			return err
+		},
+		"StreamIsActive": func() error { return s.StreamIsActive(other, &stream{ctx: ctx}) },
+	} {
+		if err := call(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "first minute's decision table") {
+			t.Fatalf("%s while the first table is decided: %v, want Unavailable", name, err)
+		}
+	}
+	if active, err := s.IsActive(ctx, ref); err != nil || !active.Result {
+		t.Fatalf("a function the table holds while it is pending: %v, %v", active.GetResult(), err)
+	}
+	s.Pending = func() bool { return false }
+	if _, err := s.IsActive(ctx, other); err == nil || !strings.Contains(err.Error(), "the models ran") {
+		t.Fatalf("no longer pending: %v, want the models asked", err)
+	}
 }
+
+// stream is a StreamIsActive stream that takes every answer.
+type stream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stream) Context() context.Context                    { return s.ctx }
+func (s *stream) Send(*externalscaler.IsActiveResponse) error { return nil }
 
 // quantileModels answers the median, and with trees the 0.9 and 0.99
 // quantiles, counting its runs.

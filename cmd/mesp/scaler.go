@@ -51,10 +51,10 @@ func startReader(ctx context.Context, cfg config.Config, store *history.Store, s
 }
 
 // startScaler serves KEDA's external scaler over gRPC when
-// scaler.grpc_addr is set (it stops with ctx); fresh is the reader's
-// freshness check (nil: none).
+// scaler.grpc_addr is set (it stops with ctx); loop is the decision
+// table's (nil: none), fresh the reader's freshness check (nil: none).
 func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster, store *history.Store, srv *server.Server,
-	decisions func(string, int64) (decide.Entry, bool), fresh func(string) error, sh shard.Shard, log *slog.Logger) error {
+	loop *decide.Loop, fresh func(string) error, sh shard.Shard, log *slog.Logger) error {
 	if cfg.Scaler.GRPCAddr == "" {
 		return nil
 	}
@@ -73,11 +73,15 @@ func startScaler(ctx context.Context, cfg config.Config, fc *forecast.Forecaster
 	if cfg.Server.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, cfg.Server.MaxConnections)
 	}
-	g := scaler.NewGRPC(&scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh, Admit: srv.Admit, Decisions: decisions, Owns: sh.Check,
+	sc := &scaler.Server{Predictor: fc, History: store, StreamEvery: cfg.Scaler.StreamEvery, Fresh: fresh, Admit: srv.Admit, Owns: sh.Check,
 		DefaultThreshold: func() float64 {
 			set, _ := fc.Catalog()
 			return set.PrewarmThreshold()
-		}}, srv.Registerer(), lim)
+		}}
+	if loop != nil {
+		sc.Decisions, sc.Pending = loop.Lookup, loop.FirstPending
+	}
+	g := scaler.NewGRPC(sc, srv.Registerer(), lim)
 	go func() {
 		<-ctx.Done()
 		stopped := make(chan struct{})

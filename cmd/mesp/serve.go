@@ -131,7 +131,6 @@ func runServe(ctx context.Context, args []string) error {
 		ln.Close()
 		return err
 	}
-	var decisions func(string, int64) (decide.Entry, bool)
 	if loop != nil {
 		// a function the reader no longer finds in Prometheus is not decided
 		loop.Fresh = fresh
@@ -140,9 +139,8 @@ func runServe(ctx context.Context, args []string) error {
 			return err
 		}
 		go loop.Run(ctx)
-		decisions = loop.Lookup
 	}
-	if err := startScaler(ctx, cfg, fc, store, srv, decisions, fresh, sh, log); err != nil {
+	if err := startScaler(ctx, cfg, fc, store, srv, loop, fresh, sh, log); err != nil {
 		ln.Close()
 		return err
 	}
