@@ -57,32 +57,16 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	if *rate < 0 {
 		*rate = float64(*functions) / 15
 	}
-	var heapProfile io.Writer
-	if *heap != "" {
-		f, ferr := os.Create(*heap)
-		if ferr != nil {
-			return ferr
-		}
-		defer func() {
-			if cerr := f.Close(); err == nil && cerr != nil {
-				err = cerr
-			}
-		}()
-		heapProfile = f
+	heapProfile, closeHeap, err := optionalFile(*heap, &err)
+	if err != nil {
+		return err
 	}
-	var cpuOut io.Writer
-	if *cpuProfile != "" {
-		f, ferr := os.Create(*cpuProfile)
-		if ferr != nil {
-			return ferr
-		}
-		defer func() {
-			if cerr := f.Close(); err == nil && cerr != nil {
-				err = cerr
-			}
-		}()
-		cpuOut = f
+	defer closeHeap()
+	cpuOut, closeCPU, err := optionalFile(*cpuProfile, &err)
+	if err != nil {
+		return err
 	}
+	defer closeCPU()
 	var caller fleetbench.Caller
 	if *kedaProcess {
 		command, err := thisBinary(ctx)
@@ -108,4 +92,22 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	return os.WriteFile(*out, append(b, '\n'), 0o644)
+}
+
+// optionalFile creates path for output written while a command runs (a
+// nil writer when path is empty); its close sets *err to the close's
+// error where *err holds none.
+func optionalFile(path string, err *error) (io.Writer, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	f, ferr := os.Create(path)
+	if ferr != nil {
+		return nil, nil, ferr
+	}
+	return f, func() {
+		if cerr := f.Close(); *err == nil && cerr != nil {
+			*err = cerr
+		}
+	}, nil
 }
