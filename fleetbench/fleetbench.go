@@ -69,8 +69,9 @@ type Options struct {
 	// compute), or of the only one.
 	CPUProfile io.Writer
 	// Caller, when set, starts KEDA's calls of a minute in a process of
-	// their own, as KEDA's operator is (CallerProcess); nil: goroutines of
-	// this process, which share its scheduler and collector.
+	// their own, as KEDA's operator is (RunCaller is that process's
+	// side); nil: goroutines of this process, which share its scheduler
+	// and collector.
 	Caller Caller
 }
 
@@ -309,7 +310,6 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	return rep, nil
 }
 
-// callNote says how KEDA's calls were sent.
 // sampleGoMemory samples the memory the Go runtime holds from the system
 // (mapped, less what it has released) until stop, which returns the most
 // seen, in MiB.
@@ -337,6 +337,7 @@ func sampleGoMemory() (stop func() float64) {
 	return func() float64 { close(done); return <-peak }
 }
 
+// callNote says how KEDA's calls were sent.
 func callNote(rate float64, callers int, ownProcess bool) string {
 	where := "goroutines of the bench's process"
 	if ownProcess {
@@ -354,12 +355,8 @@ func startCalls(ctx context.Context, o Options, client externalscaler.ExternalSc
 	if o.Caller != nil {
 		return o.Caller(addr, o.Functions, o.CallRate, callers, rng.Uint64())
 	}
-	lat, stopCalls := CallWhile(ctx, client, o.Functions, o.CallRate, callers, rng)
-	return func() (CallStats, error) {
-		n, refused := stopCalls()
-		p50, p99 := loadgen.Percentiles(*lat)
-		return CallStats{P50: p50, P99: p99, Calls: n, Refused: refused}, nil
-	}, nil
+	stopCalls := CallWhile(ctx, client, o.Functions, o.CallRate, callers, rng)
+	return func() (CallStats, error) { return stopCalls(), nil }, nil
 }
 
 // RunCaller is a Caller's process: it calls the scaler at addr as
@@ -370,14 +367,12 @@ func RunCaller(ctx context.Context, addr string, n int, rate float64, callers in
 		return CallStats{}, err
 	}
 	defer conn.Close()
-	lat, stopCalls := CallWhile(ctx, externalscaler.NewExternalScalerClient(conn), n, rate, callers, rand.New(rand.NewPCG(seed, 2)))
+	stopCalls := CallWhile(ctx, externalscaler.NewExternalScalerClient(conn), n, rate, callers, rand.New(rand.NewPCG(seed, 2)))
 	select {
 	case <-stop:
 	case <-ctx.Done():
 	}
-	calls, refused := stopCalls()
-	p50, p99 := loadgen.Percentiles(*lat)
-	return CallStats{P50: p50, P99: p99, Calls: calls, Refused: refused}, ctx.Err()
+	return stopCalls(), ctx.Err()
 }
 
 // simulatedMinute is the minute being decided, which the scaler takes for
@@ -414,8 +409,9 @@ func getMetrics(ctx context.Context, c externalscaler.ExternalScalerClient, func
 // least 1) concurrent callers, each one call at a time (rate > 0: call k at its
 // scheduled time k/rate, by caller k mod callers, timed from that time, so
 // a late answer counts its wait), until stop is called; stop returns the
-// number of calls answered and of those refused (an error; not timed).
-func CallWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, callers int, rng *rand.Rand) (*[]time.Duration, func() (answered, refused int)) {
+// answered calls' latencies and count, and the number refused (an error;
+// not timed).
+func CallWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int, rate float64, callers int, rng *rand.Rand) (stop func() CallStats) {
 	var lat []time.Duration
 	var refusals atomic.Int64
 	var mu sync.Mutex
@@ -458,5 +454,10 @@ func CallWhile(ctx context.Context, c externalscaler.ExternalScalerClient, n int
 			}
 		}()
 	}
-	return &lat, func() (int, int) { close(done); wg.Wait(); return len(lat), int(refusals.Load()) }
+	return func() CallStats {
+		close(done)
+		wg.Wait()
+		p50, p99 := loadgen.Percentiles(lat)
+		return CallStats{P50: p50, P99: p99, Calls: len(lat), Refused: int(refusals.Load())}
+	}
 }

@@ -577,14 +577,13 @@ func floorTimer(counts []float64, r *Result) {
 // support for the gap each minute ahead reaches, that far past the
 // pattern's longest gap; it returns the gap (0: no cap).
 func capSilence(sl *manifest.Silence, r *Result) int {
-	g, longest := r.idle, r.longest
-	if g <= longest || g < sl.CapsFrom() {
+	if !r.silentPast(sl.CapsFrom()) {
 		return 0
 	}
 	for h := range r.PInvoke {
-		r.PInvoke[h] = min(r.PInvoke[h], float32(sl.AtPast(g+h, longest)))
+		r.PInvoke[h] = min(r.PInvoke[h], float32(sl.AtPast(r.idle+h, r.longest)))
 	}
-	return g
+	return r.idle
 }
 
 // markTimers sets Timer on every routed request whose pattern the timers'
@@ -716,8 +715,12 @@ func (s *Set) inSilence(r *Result) bool {
 	if sl == nil {
 		return false
 	}
-	return r.idle > r.longest && r.idle >= sl.MinGap
+	return r.silentPast(sl.MinGap)
 }
+
+// silentPast says whether r's pattern ends in a silence longer than any
+// gap it closed before, of at least from minutes.
+func (r *Result) silentPast(from int) bool { return r.idle > r.longest && r.idle >= from }
 
 // dayOf appends request i's day, as a p_invoke graph takes it.
 func dayOf(reqs []Request) func(in []float32, i int) []float32 {
