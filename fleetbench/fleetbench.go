@@ -86,8 +86,8 @@ type CallStats struct {
 	P50   float64 `json:"p50_ms"`
 	P99   float64 `json:"p99_ms"`
 	Calls int     `json:"calls"`
-	// Refused is the calls answered with an error (Unavailable while the
-	// first table is decided), not in the latencies.
+	// Refused is the calls answered with an error (ResourceExhausted while
+	// the first table is decided), not in the latencies.
 	Refused int `json:"refused"`
 }
 
@@ -101,8 +101,8 @@ type Minute struct {
 	GetMetricsP50 float64 `json:"getmetrics_p50_ms_while_deciding"`
 	GetMetricsP99 float64 `json:"getmetrics_p99_ms_while_deciding"`
 	Calls         int     `json:"getmetrics_calls_while_deciding"`
-	// Refused is the calls answered with an error meanwhile (Unavailable
-	// while the first table is decided: decide.Loop.FirstPending).
+	// Refused is the calls answered with an error meanwhile
+	// (ResourceExhausted while the first table is decided: decide.Loop.FirstPending).
 	Refused int `json:"getmetrics_refused_while_deciding"`
 	// PeakRSSMiB is the most resident memory while the minute was
 	// decided (the process's peak, reset before the minute).
@@ -216,7 +216,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: callers, Workers: o.Workers, Nice: o.Nice,
 		Built:        built,
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
-		FunctionsPer: callNote(o.CallRate, callers, o.Caller != nil) + "; while the first minute is decided there is no table and calls are refused Unavailable (decide.Loop.FirstPending); later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
+		FunctionsPer: callNote(o.CallRate, callers, o.Caller != nil) + "; while the first minute is decided there is no table and calls are refused ResourceExhausted (decide.Loop.FirstPending); later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for k := range o.Minutes {
 		minute := start + 1440 + int64(k)

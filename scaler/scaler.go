@@ -84,9 +84,9 @@ type Server struct {
 	Decisions func(function string, minute int64) (decide.Entry, bool)
 	// Pending, when set, says the first table is being decided
 	// (decide.Loop.FirstPending): a call the table cannot answer is then
-	// refused Unavailable (KEDA keeps its replicas, or applies the
-	// ScaledObject's fallback, and asks again) instead of computing on the
-	// cores the table needs.
+	// refused ResourceExhausted, the overload answer Admit gives too (KEDA
+	// keeps its replicas, or applies the ScaledObject's fallback, and asks
+	// again) instead of computing on the cores the table needs.
 	Pending func() bool
 	// Owns, when set, says whether this replica owns a function (shard.Shard.Check):
 	// a call about another replica's function is answered FailedPrecondition,
@@ -201,7 +201,7 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		}
 	}
 	if s.Pending != nil && s.Pending() {
-		return decision{}, status.Errorf(codes.Unavailable, "function %s: the first minute's decision table is being computed; ask again shortly", funcid.Short(t.function))
+		return decision{}, status.Errorf(codes.ResourceExhausted, "function %s: the first minute's decision table is being computed; ask again shortly", funcid.Short(t.function))
 	}
 	if s.Admit != nil {
 		release, err := s.Admit(1)

@@ -269,7 +269,7 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 		t.Fatalf("a function the table lacks: %v, want the models asked", err)
 	}
 	// while the first table is decided, a call the table cannot answer is
-	// refused Unavailable, every method alike, and the models are not
+	// refused ResourceExhausted (the overload answer), every method alike, and the models are not
 	// asked; one it can answer is answered
 	s.Pending = func() bool { return true }
 	for name, call := range map[string]func() error{
@@ -280,8 +280,8 @@ func TestAnswersFromTheMinutesTable(t *testing.T) {
 		},
 		"StreamIsActive": func() error { return s.StreamIsActive(other, &stream{ctx: ctx}) },
 	} {
-		if err := call(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "first minute's decision table") {
-			t.Fatalf("%s while the first table is decided: %v, want Unavailable", name, err)
+		if err := call(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "first minute's decision table") {
+			t.Fatalf("%s while the first table is decided: %v, want ResourceExhausted", name, err)
 		}
 	}
 	if active, err := s.IsActive(ctx, ref); err != nil || !active.Result {
