@@ -229,6 +229,26 @@ func (s *Store) IDs() []string {
 	return out
 }
 
+// At is a function's count in one minute (a Unix minute), as Window
+// gives it: 0 before its first observed minute and after its newest.
+// ErrUnknown if the store has never seen the function. It reads one
+// slot: KEDA's demand floor (the last minute's count) asks it per call.
+func (s *Store) At(id string, minute int64) (float64, error) {
+	s.mu.RLock()
+	r, ok := s.series[id]
+	s.mu.RUnlock()
+	if !ok {
+		return 0, fmt.Errorf("%w %s", ErrUnknown, funcid.Short(id))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// first is never older than the ring's oldest minute (set keeps it so)
+	if minute < r.first || minute > r.newest {
+		return 0, nil
+	}
+	return float64(r.counts.get(int(minute % int64(s.length)))), nil
+}
+
 // Window returns a function's counts for the minutes before end (a Unix
 // minute, exclusive), oldest first: at most Length minutes, starting no
 // earlier than its first observed minute. Minutes after its newest

@@ -111,6 +111,21 @@ func TestObserveAndWindow(t *testing.T) {
 			if kept, err := s.AppendWindow(buf, "unknown", day+tc.end); err == nil || !slices.Equal(kept, buf) {
 				t.Fatalf("an unknown function: %v, %v; want an error and the buffer as it was", kept, err)
 			}
+			// one minute at a time, each as the window ending after it
+			// gives it, from before the first minute to past the newest
+			for m := day - 2; m <= day+tc.end+2; m++ {
+				w, _ := s.Window("f", m+1)
+				want := 0.0
+				if len(w) > 0 {
+					want = w[len(w)-1]
+				}
+				if got, err := s.At("f", m); err != nil || got != want {
+					t.Fatalf("At minute %d: %v (%v), want %v", m-day, got, err, want)
+				}
+			}
+			if _, err := s.At("unknown", day); !errors.Is(err, history.ErrUnknown) {
+				t.Fatalf("At an unknown function: %v, want ErrUnknown", err)
+			}
 		})
 	}
 }

@@ -97,7 +97,7 @@ func TradeOff(path, title, xLabel, yLabel string, curves [][]Point, points []Poi
 	}
 	colors := []color.Color{color.RGBA{B: 200, A: 255}, color.RGBA{R: 200, G: 100, A: 255},
 		color.RGBA{G: 150, A: 255}, color.RGBA{R: 200, B: 200, A: 255}, color.RGBA{R: 120, G: 120, B: 120, A: 255},
-		color.RGBA{G: 160, B: 160, A: 255}, color.RGBA{R: 230, G: 160, A: 255}}
+		color.RGBA{G: 160, B: 160, A: 255}, color.RGBA{R: 220, A: 255}}
 	for ci, curve := range curves {
 		var xy plotter.XYs
 		for _, c := range curve {

@@ -102,6 +102,27 @@ func Stabilized(desired []int, window int) []int {
 	return out
 }
 
+// FloorLastMinute is the demand floor of a KEDA trigger with metadata
+// floor "lastMinute" (scaler.FloorLastMinute): GetMetrics' demand is at
+// least the last complete minute's observed count.
+const FloorLastMinute = "lastMinute"
+
+// FloorAtLastMinute is desired replicas floored at what the last complete
+// minute needed: max(desired(m), Needed(count(m-1))), the forecast policy
+// with its demand floored (FloorLastMinute). Like Reactive, it reads only
+// counts[:m-1] for minute m. Bursts that no history announces tend to
+// last a few minutes: the minute after the first one, the floor serves
+// what the forecast, made from a history where the burst is one minute
+// long, does not.
+func FloorAtLastMinute(desired []int, counts []float64, target float64) []int {
+	floor := Reactive(counts, 0, target)
+	out := make([]int, len(desired))
+	for m := range desired {
+		out[m] = max(desired[m], floor[m])
+	}
+	return out
+}
+
 // ScalingOutcome is one policy's replicas over a set of functions.
 type ScalingOutcome struct {
 	// Deficit is the invocations beyond the replicas' capacity (queued,
@@ -160,6 +181,8 @@ type ScalingPoint struct {
 	Output   string   `json:"output,omitempty"`
 	// Lead is the minutes ahead a forecast policy sizes for (Leads).
 	Lead int `json:"lead,omitempty"`
+	// Floor is the demand's floor (FloorLastMinute; empty: none).
+	Floor string `json:"floor,omitempty"`
 	ScalingOutcome
 	// All is the same policy on every function.
 	All ScalingOutcome `json:"all_functions"`
@@ -172,7 +195,11 @@ type ScalingReport struct {
 	All       int            `json:"all_functions"`
 	Reactive  []ScalingPoint `json:"reactive"`
 	Mesp      []ScalingPoint `json:"mesp"`
-	Dense     []ScalingPoint `json:"dense,omitempty"`
+	// MespFloored is MESP's quantiles and expected count a minute ahead
+	// with the demand floored at the last minute's count
+	// (FloorAtLastMinute), unheld and through each of HeldWindows.
+	MespFloored []ScalingPoint `json:"mesp_floored,omitempty"`
+	Dense       []ScalingPoint `json:"dense,omitempty"`
 	// Peer is the LightGBM quantile peer's curve, one point per quantile.
 	Peer []ScalingPoint `json:"peer_lightgbm_quantile,omitempty"`
 	// Coverage is, per served quantile, the share of the busy functions'
@@ -195,6 +222,11 @@ type ScalingComparison struct {
 	// PeerDeficit is the quantile peer's curve read the same way (0:
 	// none, or no point within the budget).
 	PeerDeficit float64 `json:"peer_deficit,omitempty"`
+	// MespFlooredDeficit is the MespFloored curve read the same way (0:
+	// none), and its ratio to reactive's deficit.
+	MespFlooredDeficit             float64 `json:"mesp_floored_deficit,omitempty"`
+	MespFlooredOverReactive        float64 `json:"mesp_floored_over_reactive,omitempty"`
+	MespFlooredDeficitInterpolated bool    `json:"mesp_floored_interpolated,omitempty"`
 	// Interpolated says MespDeficit lies on the line between the two MESP
 	// points around the budget (no point lands on it); else it is the
 	// lowest deficit of a point within the budget.
@@ -323,6 +355,25 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 			rep.Mesp = append(rep.Mesp, ScalingPoint{Quantile: &q.Q, Lead: 1, Window: &w, ScalingOutcome: b, All: a})
 		}
 	}
+	// the same a minute ahead with the demand floored at the last minute
+	// (trigger metadata floor: lastMinute), unheld and held
+	for _, w := range append([]int{0}, HeldWindows...) {
+		floored := func(desired []int, i int) []int {
+			return Stabilized(FloorAtLastMinute(desired, in.Days[i], target), w)
+		}
+		var window *int
+		if w > 0 {
+			window = &w
+		}
+		if in.MespMean != nil {
+			b, a := score(func(i int) []int { return floored(FromForecastAhead(in.MespMean[i], 1, target), i) })
+			rep.MespFloored = append(rep.MespFloored, ScalingPoint{Output: "mean", Lead: 1, Window: window, Floor: FloorLastMinute, ScalingOutcome: b, All: a})
+		}
+		for _, q := range in.MespQuantiles {
+			b, a := score(func(i int) []int { return floored(FromForecastAhead(q.Ahead[i], 1, target), i) })
+			rep.MespFloored = append(rep.MespFloored, ScalingPoint{Quantile: &q.Q, Lead: 1, Window: window, Floor: FloorLastMinute, ScalingOutcome: b, All: a})
+		}
+	}
 	rep.Peer = quantilePoints(in.PeerQuantiles, []int{1})
 	rep.Dense = medianPoints(in.DenseMedian)
 	for _, r := range rep.Reactive {
@@ -334,6 +385,10 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 				MespDeficit: d, MespOverReactive: d / r.Deficit, Interpolated: interp}
 			if pd, _, ok := atBudget(rep.Peer, r.ReplicaMinutes); ok {
 				rep.AtReactive5.PeerDeficit = pd
+			}
+			if fd, interp, ok := atBudget(rep.MespFloored, r.ReplicaMinutes); ok {
+				rep.AtReactive5.MespFlooredDeficit, rep.AtReactive5.MespFlooredOverReactive = fd, fd/r.Deficit
+				rep.AtReactive5.MespFlooredDeficitInterpolated = interp
 			}
 		}
 	}

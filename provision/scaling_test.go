@@ -242,3 +242,78 @@ func TestStabilizedHoldsExactlyItsWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestFloorAtLastMinuteByHand: a forecast that misses a burst of three
+// minutes has the burst's second and third minutes served by the floor,
+// the first still short; the floor never reads minute m for minute m.
+func TestFloorAtLastMinuteByHand(t *testing.T) {
+	const s = Start + 50
+	d := dayWith(map[int]float64{s: 240, s + 1: 240, s + 2: 180, s + 3: 30})
+	blind := make([]int, End-Start+1) // a forecast of one replica all along
+	for m := range blind {
+		blind[m] = 1
+	}
+	got := FloorAtLastMinute(blind, d, Target)
+	for m, want := range map[int]int{s: 1, s + 1: 4, s + 2: 4, s + 3: 3, s + 4: 1, Start: 1} {
+		if r := replicasAt(got, m); r != want {
+			t.Errorf("minute %d: %d replicas, want %d", m-s, r, want)
+		}
+	}
+	if o := SimulateScaling(d, got, Target); o.Deficit != 180 {
+		t.Errorf("deficit %v, want 180 (the burst's first minute alone)", o.Deficit)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range d {
+		d[i] = float64(rng.IntN(400))
+	}
+	base := FloorAtLastMinute(blind, d, Target)
+	for _, m := range []int{Start, Start + 90, End} {
+		changed := slices.Clone(d)
+		for k := m - 1; k < End; k++ {
+			changed[k] = float64(rng.IntN(10000))
+		}
+		if got := FloorAtLastMinute(blind, changed, Target); !slices.Equal(got[:m-Start+1], base[:m-Start+1]) {
+			t.Fatalf("changing minutes %d.. changed replicas up to minute %d", m, m)
+		}
+	}
+}
+
+// TestFlooredCurveAndItsReading: the floored curve has one point per
+// output and hold (none and HeldWindows), each marked with its floor; a
+// forecast blind to a burst gains exactly what the floor serves, and the
+// reading at reactive's budget names the floored curve's deficit beside
+// the forecast's own.
+func TestFlooredCurveAndItsReading(t *testing.T) {
+	const s = Start + 50
+	busy := dayWith(map[int]float64{s: 240, s + 1: 240, s + 2: 240})
+	blind := make([][]float64, End-Start+1)
+	for m := range blind {
+		blind[m] = []float64{0, 0}
+	}
+	qs := []QuantileAhead{{Q: 0.9, Ahead: [][][]float64{blind}}}
+	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespQuantiles: qs, MespMean: [][][]float64{blind}})
+	if len(rep.MespFloored) != 2*(1+len(HeldWindows)) {
+		t.Fatalf("%d floored points, want %d", len(rep.MespFloored), 2*(1+len(HeldWindows)))
+	}
+	for _, p := range rep.MespFloored {
+		if p.Floor != FloorLastMinute || p.Lead != 1 {
+			t.Fatalf("floored point %+v", p)
+		}
+	}
+	// unheld: four replicas in the burst's 2nd and 3rd minutes and the
+	// minute after, short by the burst's first minute alone
+	for _, p := range rep.MespFloored {
+		if p.Window == nil && (p.Deficit != 240 || p.ReplicaMinutes != 12) {
+			t.Fatalf("floored, unheld: %+v", p)
+		}
+		if p.Window != nil && *p.Window == 5 && p.ReplicaMinutes != 32 {
+			t.Fatalf("floored, held 5 minutes: %+v", p)
+		}
+	}
+	// reactive with the 5-minute window: the same 240 short at 32
+	// replica-minutes; the blind forecast alone misses all 720
+	at := rep.AtReactive5
+	if at == nil || at.ReplicaMinutes != 32 || at.ReactiveDeficit != 240 || at.MespDeficit != 720 || at.MespFlooredDeficit != 240 || at.MespFlooredOverReactive != 1 {
+		t.Fatalf("reading at reactive's budget: %+v", at)
+	}
+}

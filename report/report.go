@@ -3,10 +3,12 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -289,13 +291,33 @@ func scalingPlot(dir string, sc *provision.ScalingReport) error {
 	for _, pt := range sc.Peer {
 		peer = append(peer, point("peer LightGBM quantiles 0.5..0.99", pt))
 	}
+	var floored []plots.Point
+	for _, pt := range frontier(sc.MespFloored) {
+		floored = append(floored, point("mesp floored at the last minute (its frontier over outputs and holds)", pt))
+	}
 	for _, pt := range sc.Dense {
 		points = append(points, point("dense "+pt.Output, pt))
 	}
-	curves := [][]plots.Point{reactive, mean, quantiles, peer, held5, q09}
+	curves := [][]plots.Point{reactive, mean, quantiles, peer, held5, q09, floored}
 	return plots.TradeOff(filepath.Join(dir, "scaling.png"),
 		fmt.Sprintf("Replicas for %d busy functions, minutes 1081-1440 (target %g/min)", sc.Functions, sc.Target),
 		"replica-minutes", "share of invocations beyond capacity", curves, points)
+}
+
+// frontier is the points of pts no cheaper point beats (fewer
+// replica-minutes and no more deficit), by replica-minutes.
+func frontier(pts []provision.ScalingPoint) []provision.ScalingPoint {
+	sorted := slices.Clone(pts)
+	slices.SortFunc(sorted, func(a, b provision.ScalingPoint) int {
+		return cmp.Or(cmp.Compare(a.ReplicaMinutes, b.ReplicaMinutes), cmp.Compare(a.Deficit, b.Deficit))
+	})
+	var out []provision.ScalingPoint
+	for _, p := range sorted {
+		if len(out) == 0 || p.Deficit < out[len(out)-1].Deficit {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // examples plots four functions spread over the busyness range at the

@@ -4,9 +4,10 @@
 // day of per-minute counts from the history store and answers from the
 // experts. IsActive is the pre-warm decision for the current minute
 // (p_invoke >= threshold, as POST /v1/prewarm decides); GetMetrics is the
-// demand coming, the largest expected per-minute count over the next
-// demandMinutes minutes, which KEDA divides by the target to size the
-// workload.
+// demand coming, the largest per-minute count forecast (at the trigger's
+// quantile) over the next demandMinutes minutes, with floor lastMinute at
+// least the last minute's count, which KEDA divides by the target to size
+// the workload.
 package scaler
 
 import (
@@ -43,6 +44,18 @@ const (
 	KeyDemandMinutes = "demandMinutes" // minutes ahead whose largest forecast is the demand (default 10)
 	KeyTarget        = "target"        // invocations per minute one replica serves (default 60)
 	KeyQuantile      = "quantile"      // the demand's quantile of each minute's count, or "mean" (default 0.9)
+	KeyFloor         = "floor"         // "lastMinute": the demand is at least the last minute's observed count (default "none")
+)
+
+// Values of KeyFloor.
+const (
+	FloorNone = "none"
+	// FloorLastMinute floors GetMetrics' demand at the last complete
+	// minute's observed count: a burst no history announces is served
+	// from its second minute on, as reactive scaling serves it, while the
+	// forecast sizes for what is coming (EVALUATION.md section 4's
+	// mesp_floored curve).
+	FloorLastMinute = "lastMinute"
 )
 
 // Defaults for the optional metadata.
@@ -109,6 +122,9 @@ type trigger struct {
 	// expected count where the set has no quantile trees for it).
 	quantile float64
 	explicit bool
+	// floorLastMinute: the demand is at least the last minute's count
+	// (FloorLastMinute).
+	floorLastMinute bool
 }
 
 func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
@@ -163,6 +179,13 @@ func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
 			t.quantile = q
 		}
 	}
+	switch v := md[KeyFloor]; v {
+	case "", FloorNone:
+	case FloorLastMinute:
+		t.floorLastMinute = true
+	default:
+		return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want %q or %q", KeyFloor, v, FloorNone, FloorLastMinute)
+	}
 	return t, nil
 }
 
@@ -174,15 +197,32 @@ type decision struct {
 	demand float64
 }
 
-// decide answers from the minute's decision table when it holds the
-// function, else reads the function's history up to the current minute
-// and asks the models: either way the same p_invoke and forecast POST
-// /v1/prewarm gives for those counts.
+// decide is the trigger's decision for the current minute (decideAt),
+// its demand floored as the trigger asks: with FloorLastMinute, at least
+// the history's count of the minute before.
 func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
+	minute := now().Unix() / 60
+	d, err := s.decideAt(ctx, t, minute)
+	if err != nil || !t.floorLastMinute {
+		return d, err
+	}
+	last, err := s.History.At(t.function, minute-1)
+	if err != nil {
+		return decision{}, historyStatus(err)
+	}
+	d.demand = max(d.demand, last)
+	return d, nil
+}
+
+// decideAt answers from the minute's decision table when it holds the
+// function, else reads the function's history up to minute and asks the
+// models: either way the same p_invoke and forecast POST /v1/prewarm
+// gives for those counts.
+func (s *Server) decideAt(ctx context.Context, t trigger, minute int64) (decision, error) {
 	if s.Owns != nil {
 		if err := s.Owns(t.function); err != nil {
 			return decision{}, status.Error(codes.FailedPrecondition, err.Error())
@@ -193,7 +233,6 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 			return decision{}, status.Error(codes.Unavailable, err.Error())
 		}
 	}
-	minute := now().Unix() / 60
 	if s.Decisions != nil {
 		// a table that does not keep the trigger's quantile: compute
 		if e, ok := s.Decisions(t.function, minute); ok && t.keptIn(e.Quantiles) {
@@ -212,10 +251,7 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 	}
 	counts, err := s.History.Window(t.function, minute)
 	if err != nil {
-		if errors.Is(err, history.ErrUnknown) {
-			return decision{}, status.Errorf(codes.NotFound, "%v: push it to POST /v1/observe or configure it for the Prometheus reader", err)
-		}
-		return decision{}, status.Error(codes.Internal, err.Error())
+		return decision{}, historyStatus(err)
 	}
 	// the quantile levels up to the trigger's (Mean, 0: none)
 	res, err := decide.PredictUpTo(ctx, s.Predictor, []forecast.Request{{ID: t.function, Counts: counts}}, forecast.Counts|forecast.PInvoke, t.quantile)
@@ -232,6 +268,15 @@ func (s *Server) decide(ctx context.Context, t trigger) (decision, error) {
 		return decision{}, status.Error(codes.Internal, err.Error())
 	}
 	return answer(t, res[0].PInvoke, res[0].Forecast, res[0].QuantileSeries())
+}
+
+// historyStatus is a history read's error as KEDA is told it: a function
+// the store never saw is NotFound, with how to feed it.
+func historyStatus(err error) error {
+	if errors.Is(err, history.ErrUnknown) {
+		return status.Errorf(codes.NotFound, "%v: push it to POST /v1/observe or configure it for the Prometheus reader", err)
+	}
+	return status.Error(codes.Internal, err.Error())
 }
 
 // keptIn says whether qs hold the trigger's demand.

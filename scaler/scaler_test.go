@@ -396,3 +396,63 @@ func TestAnotherReplicasFunctionIsNamedNotDecided(t *testing.T) {
 		t.Fatalf("another replica's function: %v, want FailedPrecondition naming it (%s)", err, want)
 	}
 }
+
+// TestDemandFloorAtTheLastMinute: with metadata floor "lastMinute" the
+// demand is at least the last minute's observed count, from the table
+// and from the models alike; without it, or "none", the forecast's
+// alone; any other value is InvalidArgument, and a function the history
+// never saw is NotFound even where a table holds it.
+func TestDemandFloorAtTheLastMinute(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
+	minute := now.Unix() / 60
+	store := history.New(1440, 10)
+	store.Observe([]history.Observation{
+		{ID: "burst", Minute: minute - 2, Count: 1}, {ID: "burst", Minute: minute - 1, Count: 500},
+		{ID: "quiet", Minute: minute - 1, Count: 3}, {ID: "earlier", Minute: minute - 2, Count: 900},
+	})
+	cases := []struct {
+		function, floor, quantile string
+		demand                    float64
+		code                      codes.Code
+	}{
+		{"burst", "", "", 204, codes.OK},
+		{"burst", scaler.FloorNone, "", 204, codes.OK},
+		{"burst", scaler.FloorLastMinute, "", 500, codes.OK},      // the table's q0.9, floored
+		{"burst", scaler.FloorLastMinute, "0.99", 500, codes.OK},  // the models' q0.99, floored
+		{"quiet", scaler.FloorLastMinute, "", 204, codes.OK},      // 3 is under the forecast
+		{"quiet", scaler.FloorLastMinute, "0.99", 304, codes.OK},  // likewise from the models
+		{"earlier", scaler.FloorLastMinute, "", 204, codes.OK},    // 900 came two minutes ago: not the last
+		{"unseen", scaler.FloorLastMinute, "", 0, codes.NotFound}, // the table holds it, the history does not
+		{"burst", "LastMinute", "", 0, codes.InvalidArgument},
+		{"burst", "true", "", 0, codes.InvalidArgument},
+	}
+	for _, c := range cases {
+		runs := 0
+		table := decide.Entry{PInvoke: float32s(ramp(0)), Forecast: float32s(ramp(100)),
+			Quantiles: []forecast.QuantileCounts{{Q: 0.9, Counts: float32s(ramp(200))}}}
+		s := &scaler.Server{Predictor: quantileModels{trees: true, runs: &runs}, History: store,
+			DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
+			Decisions: func(string, int64) (decide.Entry, bool) { return table, true }}
+		md := map[string]string{scaler.KeyFunction: c.function, scaler.KeyDemandMinutes: "5"}
+		if c.floor != "" {
+			md[scaler.KeyFloor] = c.floor
+		}
+		if c.quantile != "" {
+			md[scaler.KeyQuantile] = c.quantile
+		}
+		ref := &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: md}
+		m, err := s.GetMetrics(context.Background(), &externalscaler.GetMetricsRequest{ScaledObjectRef: ref})
+		if status.Code(err) != c.code {
+			t.Fatalf("%s, floor %q, quantile %q: %v, want %v", c.function, c.floor, c.quantile, err, c.code)
+		}
+		if err == nil && m.MetricValues[0].MetricValueFloat != c.demand {
+			t.Errorf("%s, floor %q, quantile %q: demand %v, want %v", c.function, c.floor, c.quantile, m.MetricValues[0].MetricValueFloat, c.demand)
+		}
+		// the floor sizes the demand, not the activation
+		if c.code == codes.OK {
+			if a, err := s.IsActive(context.Background(), ref); err != nil || a.Result != (ramp(0)[0] >= 0.25) {
+				t.Errorf("%s, floor %q: active %v, %v", c.function, c.floor, a.GetResult(), err)
+			}
+		}
+	}
+}

@@ -157,10 +157,12 @@ def scaling(d: dict[str, Any]) -> list[str]:
                 f"{o['over_replica_minutes']:,}"]
 
     rows = [row(f"`reactive`, window {r['window']} min", r) for r in sc["reactive"]]
-    for name in ("mesp", "dense", "peer_lightgbm_quantile"):
+    for name in ("mesp", "mesp_floored", "dense", "peer_lightgbm_quantile"):
         for pt in sc.get(name) or []:
             lead = f", lead {pt['lead']} min" if pt.get("lead") else ""
             held = f", held {pt['window']} min (HPA window)" if pt.get("window") is not None else ""
+            if pt.get("floor"):
+                held += f", floor {pt['floor']}"
             what = pt.get("output") or f"q{pt['quantile']:g}"
             rows.append(row(f"`{name}` {what}{lead}{held}", pt))
     head = ["policy", "deficit", "deficit / invocations", "replica-minutes", "under-minutes", "over-replica-minutes"]
@@ -172,8 +174,11 @@ def scaling(d: dict[str, Any]) -> list[str]:
         out += ["", f"At reactive scaling's cost with the 5-minute window ({at['replica_minutes']:,} replica-minutes), "
                     f"MESP's lowest deficit is {at['mesp_deficit']:,.0f} ({how}): "
                     f"{at['mesp_over_reactive']:.3f}x reactive's {at['reactive_deficit']:,.0f}"
-                    + (f"; the LightGBM quantile peer's, read the same way, {at['peer_deficit']:,.0f}."
-                       if at.get("peer_deficit") else ".")]
+                    + (f"; the LightGBM quantile peer's, read the same way, {at['peer_deficit']:,.0f}"
+                       if at.get("peer_deficit") else "")
+                    + (f"; MESP with its demand floored at the last minute's count (trigger metadata `floor: lastMinute`), "
+                       f"{at['mesp_floored_deficit']:,.0f} ({at['mesp_floored_over_reactive']:.3f}x)"
+                       if at.get("mesp_floored_deficit") else "") + "."]
     cov = sc.get("coverage") or {}
     if len(cov) > 1 or sc.get("peer_coverage"):
         peer = sc.get("peer_coverage") or {}

@@ -59,7 +59,7 @@ func TestDeployManifestsAgreeWithTheBinary(t *testing.T) {
 	if _, port, _ := net.SplitHostPort(md["scalerAddress"].(string)); port != grpcPort {
 		t.Fatalf("scalerAddress %v, Service grpc port %q", md["scalerAddress"], grpcPort)
 	}
-	known := []string{"scalerAddress", scaler.KeyFunction, scaler.KeyThreshold, scaler.KeyDemandMinutes, scaler.KeyTarget}
+	known := []string{"scalerAddress", scaler.KeyFunction, scaler.KeyThreshold, scaler.KeyDemandMinutes, scaler.KeyTarget, scaler.KeyQuantile, scaler.KeyFloor}
 	for k := range md {
 		if !slices.Contains(known, k) {
 			t.Errorf("ScaledObject metadata %q is not a key the scaler reads", k)

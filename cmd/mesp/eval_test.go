@@ -15,6 +15,7 @@ import (
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/provision"
 	"github.com/mesp-project/mesp/report"
+	"github.com/mesp-project/mesp/scaler"
 )
 
 // TestEvalOnFixture runs `mesp eval` on the 100-row fixture with the
@@ -52,10 +53,17 @@ func TestEvalOnFixture(t *testing.T) {
 				Deficit        float64  `json:"deficit"`
 				ReplicaMinutes int      `json:"replica_minutes"`
 			} `json:"mesp"`
+			MespFloored []struct {
+				Floor          string  `json:"floor"`
+				Lead           int     `json:"lead"`
+				ReplicaMinutes int     `json:"replica_minutes"`
+				Deficit        float64 `json:"deficit"`
+			} `json:"mesp_floored"`
 			Coverage    map[string]float64 `json:"coverage"`
 			AtReactive5 *struct {
 				ReplicaMinutes   int     `json:"replica_minutes"`
 				MespOverReactive float64 `json:"mesp_over_reactive"`
+				FlooredDeficit   float64 `json:"mesp_floored_deficit"`
 			} `json:"at_reactive_window5"`
 		} `json:"scaling"`
 	}
@@ -185,6 +193,15 @@ func TestEvalOnFixture(t *testing.T) {
 	}
 	if at := sc.AtReactive5; at == nil || at.ReplicaMinutes != sc.Reactive[3].ReplicaMinutes || !(at.MespOverReactive > 0) {
 		t.Errorf("no reading of MESP's curve at reactive's 5-minute cost: %+v", at)
+	}
+	// the floored curve is the KEDA trigger's floor, by its metadata value
+	if len(sc.MespFloored) == 0 {
+		t.Error("no floored curve")
+	}
+	for _, p := range sc.MespFloored {
+		if p.Floor != scaler.FloorLastMinute || p.Lead != 1 {
+			t.Errorf("floored point %+v: want floor %q a minute ahead", p, scaler.FloorLastMinute)
+		}
 	}
 	if c := sc.Coverage["0.5"]; !(c > 0.3 && c < 1) {
 		t.Errorf("the median's coverage %v", c)
