@@ -87,8 +87,11 @@ log: {level: warn}
 				ScalerMetadata: map[string]string{scaler.KeyFunction: f.ID, scaler.KeyDemandMinutes: "1", scaler.KeyQuantile: "mean"}}
 			high := &externalscaler.ScaledObjectRef{Name: "fn", Namespace: "default",
 				ScalerMetadata: map[string]string{scaler.KeyFunction: f.ID, scaler.KeyDemandMinutes: "15", scaler.KeyQuantile: "0.99"}}
+			// floored: at least the last minute's count the history holds
+			floored := &externalscaler.ScaledObjectRef{Name: "fn", Namespace: "default",
+				ScalerMetadata: map[string]string{scaler.KeyFunction: f.ID, scaler.KeyDemandMinutes: "1", scaler.KeyFloor: scaler.FloorLastMinute}}
 			var demands []float64
-			for _, r := range []*externalscaler.ScaledObjectRef{ref, next, high} {
+			for _, r := range []*externalscaler.ScaledObjectRef{ref, next, high, floored} {
 				m, err := keda.GetMetrics(ctx, &externalscaler.GetMetricsRequest{ScaledObjectRef: r, MetricName: scaler.MetricName(f.ID)})
 				if err != nil {
 					t.Fatal(err)
@@ -100,11 +103,12 @@ log: {level: warn}
 				h = again // a minute passed: ask again
 				continue
 			}
-			want := []float64{float64(slices.Max(pw.Quantiles["q0.9"][:15])), float64(pw.Forecast[0]), float64(slices.Max(pw.Quantiles["q0.99"][:15]))}
+			want := []float64{float64(slices.Max(pw.Quantiles["q0.9"][:15])), float64(pw.Forecast[0]), float64(slices.Max(pw.Quantiles["q0.99"][:15])),
+				max(float64(pw.Quantiles["q0.9"][0]), h.Counts[len(h.Counts)-1])}
 			if want[2] < want[0] {
 				t.Fatalf("%s: the 0.99 quantile's demand %v is under the 0.9's %v", f.ID, want[2], want[0])
 			}
-			t.Logf("%s: active %v (p_invoke %.4f, threshold %.4f), demand: q0.9 over 15 minutes, the mean of the next, q0.99 over 15 %v", f.ID, active.Result, pw.PInvoke[0], pw.Threshold, want)
+			t.Logf("%s: active %v (p_invoke %.4f, threshold %.4f), demand: q0.9 over 15 minutes, the mean of the next, q0.99 over 15, the next q0.9 floored at the last minute's %v: %v", f.ID, active.Result, pw.PInvoke[0], pw.Threshold, h.Counts[len(h.Counts)-1], want)
 			// KEDA's answers may come from the minute's decision table, made in
 			// a batch: ONNX Runtime may round a row of a batch differently
 			// from the row alone, within float32's precision
