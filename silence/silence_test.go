@@ -1,6 +1,11 @@
 package silence
 
-import "testing"
+import (
+	"math"
+	"testing"
+
+	"github.com/mesp-project/mesp/internal/fixture"
+)
 
 func TestGap(t *testing.T) {
 	cases := []struct {
@@ -148,5 +153,79 @@ func TestAtPastAnswersWithThePooledBinWhereItsClassIsThin(t *testing.T) {
 	bad.Past = []PastBins{h.Past[1], h.Past[0]}
 	if bad.Validate() == nil {
 		t.Error("decreasing past ratios passed Validate")
+	}
+}
+
+func TestNonIncreasingPoolsAdjacentViolators(t *testing.T) {
+	bin := func(events, atRisk int) Bin { return Bin{Events: events, AtRisk: atRisk} }
+	cases := []struct {
+		name string
+		in   []Bin
+		want []float64
+	}{
+		{"already falling: the rates", []Bin{bin(30, 100), bin(20, 100), bin(1, 100)}, []float64{0.3, 0.2, 0.01}},
+		// 0.0115 then 0.0158: pooled by their decisions, 220 / 15800
+		{"a bump pooled with the bin before it", []Bin{bin(300, 1000), bin(92, 8000), bin(128, 7800), bin(5, 1000)},
+			[]float64{0.3, 220.0 / 15800, 220.0 / 15800, 0.005}},
+		// 0.1 < 0.2 pools to 0.15, still under 0.3: the second violator
+		// pools the first block on (0.3 > 0.15, no further)
+		{"a rise after the first bins", []Bin{bin(30, 100), bin(10, 100), bin(20, 100)}, []float64{0.3, 0.15, 0.15}},
+		// a block that grows must be compared again with the one before
+		{"pooling cascades back", []Bin{bin(20, 100), bin(10, 100), bin(60, 100)}, []float64{0.3, 0.3, 0.3}},
+		{"bins no decision reached keep 0", []Bin{bin(10, 100), bin(0, 0), bin(20, 100)}, []float64{0.15, 0, 0.15}},
+	}
+	for _, c := range cases {
+		nonIncreasing(c.in)
+		for k, b := range c.in {
+			if math.Abs(b.P-c.want[k]) > 1e-12 {
+				t.Errorf("%s: bin %d P %v, want %v", c.name, k, b.P, c.want[k])
+			}
+		}
+	}
+}
+
+// TestFittedHazardNeverRises: on real days every class's hazard falls or
+// stays with the gap, and each class's decisions and events are kept
+// (the expected events, P times AtRisk summed, equal the events).
+func TestFittedHazardNeverRises(t *testing.T) {
+	var days [][]float64
+	for _, f := range fixture.Rows(t) {
+		days = append(days, f.Counts)
+	}
+	h := Fit(days)
+	classes := [][]Bin{h.Bins}
+	for _, p := range h.Past {
+		classes = append(classes, p.Bins)
+	}
+	rose := false // the raw rates rise somewhere: the test has work to see
+	for _, bs := range classes {
+		prev := 1.0
+		for _, b := range bs {
+			if b.AtRisk > 0 {
+				r := float64(b.Events) / float64(b.AtRisk)
+				rose = rose || r > prev
+				prev = r
+			}
+		}
+	}
+	if !rose {
+		t.Fatal("the fixture's raw hazard never rises")
+	}
+	for c, bs := range classes {
+		prev, expected, events := 1.0, 0.0, 0
+		for _, b := range bs {
+			if b.AtRisk == 0 {
+				continue
+			}
+			if b.P > prev {
+				t.Fatalf("class %d: hazard %v at gap %d after %v", c, b.P, b.Gap, prev)
+			}
+			prev = b.P
+			expected += b.P * float64(b.AtRisk)
+			events += b.Events
+		}
+		if math.Abs(expected-float64(events)) > 1e-6 {
+			t.Errorf("class %d: %v events expected from the fit, %d counted", c, expected, events)
+		}
 	}
 }
