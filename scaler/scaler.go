@@ -53,8 +53,8 @@ const (
 	// FloorLastMinute floors GetMetrics' demand at the last complete
 	// minute's observed count: a burst no history announces is served
 	// from its second minute on, as reactive scaling serves it, while the
-	// forecast sizes for what is coming (EVALUATION.md section 4's
-	// mesp_floored curve).
+	// forecast sizes for what is coming (`mesp eval`'s mesp_floored
+	// curve, beside EVALUATION.md section 4's policies).
 	FloorLastMinute = "lastMinute"
 )
 
