@@ -158,7 +158,7 @@ TRUNCATIONS = (250, 500, 1000, 1500)
 def ort_us_per_row(booster: lgb.Booster, x: np.ndarray) -> dict[str, float]:
     """Microseconds per row of the trees alone in ONNX Runtime (one thread),
     at batch 1 and 64: the part of a pre-warm decision they cost."""
-    graph = gbm.trees_graph(booster, x.shape[1]).SerializeToString()
+    graph = gbm.margin_trees_graph(booster, 0, x.shape[1]).SerializeToString()
     with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
         f.write(graph)
         f.flush()
@@ -171,10 +171,10 @@ def ort_us_per_row(booster: lgb.Booster, x: np.ndarray) -> dict[str, float]:
     for b, n in ((1, 2000), (64, 100)):
         rows = sample[:b]
         for _ in range(20):
-            sess.run(["probabilities"], {"features": rows})
+            sess.run(["variable"], {"features": rows})
         t0 = time.perf_counter()
         for _ in range(n):
-            sess.run(["probabilities"], {"features": rows})
+            sess.run(["variable"], {"features": rows})
         out[f"ort_us_per_row_batch{b}"] = round((time.perf_counter() - t0) / n / b * 1e6, 2)
     out["onnx_mb"] = round(len(graph) / 2**20, 2)
     return out

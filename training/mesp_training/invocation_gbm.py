@@ -1,10 +1,13 @@
 """Gradient-boosted trees as a p_invoke family: LightGBM on the same
 in-graph features, for the minute that drives the decision (horizon 1),
 the MLP for the other 59 minutes. Exported as one ONNX graph: the
-features, the MLP on them, the trees as ONNX Runtime's
-TreeEnsembleClassifier (onnxmltools) on the same features, and the two
-joined into the ``p_invoke`` output the server reads; the features are a
-second output.
+features, the MLP on them, the trees' raw margin as ONNX Runtime's
+TreeEnsembleRegressor (onnxmltools) on the same features and its sigmoid,
+and the two joined into the ``p_invoke`` output the server reads; the
+features are a second output. (A one-target ensemble, because ONNX
+Runtime walks its trees across a batch's rows, where it walks a binary
+classifier's, two classes, row by row: 69 -> 64 us a row for the dense
+trees at batch 256, docs/research.md.)
 
 A cluster's trees are warm-started from the dense model's (LightGBM's
 ``init_model``: more trees fitted on the cluster's functions), as the MLP
@@ -88,27 +91,16 @@ class _FromFeatures(torch.nn.Module):
         return torch.sigmoid(self.model.logits_from_features(f))
 
 
-def trees_graph(booster: lgb.Booster, n_features: int) -> onnx.ModelProto:
-    """The trees alone as ONNX Runtime's TreeEnsembleClassifier: input
-    ``features`` [batch, n_features], outputs ``label`` and ``probabilities``."""
-    from onnxmltools import convert_lightgbm
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    inputs = [("features", FloatTensorType([None, n_features]))]
-    graph: onnx.ModelProto = convert_lightgbm(booster, initial_types=inputs, zipmap=False, target_opset=15)
-    return graph
-
-
 BINARY = "objective=binary sigmoid:1"
 # dense_p1 is clipped before its logit is taken: float32 rounds 1 - 1e-7
 # to 0.99999988, so the logit is at most about 16 (p1 = 1 stays 1).
 P1_EPS = 1e-7
 
 
-def added_trees_graph(booster: lgb.Booster, skip: int, n_features: int) -> onnx.ModelProto:
+def margin_trees_graph(booster: lgb.Booster, skip: int, n_features: int) -> onnx.ModelProto:
     """The trees after the first ``skip`` (those an expert fitted on top of
-    the dense model's) as one TreeEnsembleRegressor of their raw margin:
-    input ``features``, output ``variable`` [batch, 1]."""
+    the dense model's; 0: all of them) as one TreeEnsembleRegressor of
+    their raw margin: input ``features``, output ``variable`` [batch, 1]."""
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
 
@@ -127,8 +119,9 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
                 base_trees: int = 0) -> onnx.ModelProto:
     """The MLP and the trees in one graph.
 
-    Without base_trees: input ``counts``, outputs ``p_invoke`` and the
-    features both parts read (P_FEATURES_NAME). With base_trees: only the
+    Without base_trees: input ``counts``, outputs ``p_invoke`` (minute 1
+    the sigmoid of the trees' margin) and the features both parts read
+    (P_FEATURES_NAME). With base_trees: only the
     trees after the first base_trees (the dense model's), fed the dense
     graph's features and minute 1 (inputs P_FEATURES_NAME and
     DENSE_P1_INPUT_NAME); minute 1 is sigmoid(logit(dense_p1) + their
@@ -140,10 +133,9 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
         with torch.no_grad():
             f = model.features(torch.from_numpy(probe)).numpy()
         mlp = trace_graph(_FromFeatures(model), f, ["p_mlp"], opset, input_name=P_FEATURES_NAME)
-        trees = added_trees_graph(booster, base_trees, model.features.n_features)
     else:
         mlp = trace_graph(_WithFeatures(model), probe, ["p_mlp", P_FEATURES_NAME], opset)
-        trees = trees_graph(booster, model.features.n_features)
+    trees = margin_trees_graph(booster, base_trees, model.features.n_features)
     trees = compose.add_prefix(trees, "gbm_")
     # The trees read the features tensor itself: their nodes and weights
     # join the MLP's graph (one opset per domain: the trees' few standard
@@ -156,8 +148,6 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
     domains = {imp.domain for imp in mlp.opset_import}
     mlp.opset_import.extend(imp for imp in trees.opset_import if imp.domain not in domains | {"ai.onnx"})
     consts = {"one": [1], "sixty": [HORIZON], "axis": [1]}
-    if not base_trees:
-        consts["two"] = [2]  # the classifier's column of class 1
     for name, v in consts.items():
         g.initializer.append(helper.make_tensor(f"join_{name}", TensorProto.INT64, [1], v))
     if base_trees:
@@ -173,8 +163,7 @@ def build_graph(model: InvocationModel, booster: lgb.Booster, probe: np.ndarray,
             helper.make_node("Sigmoid", ["join_logit"], ["join_p1"]),
         ])
     else:
-        g.node.append(helper.make_node("Slice", ["gbm_probabilities", "join_one", "join_two", "join_axis"],
-                                       ["join_p1"]))
+        g.node.append(helper.make_node("Sigmoid", ["gbm_variable"], ["join_p1"]))
     g.node.extend([
         helper.make_node("Slice", ["p_mlp", "join_one", "join_sixty", "join_axis"], ["join_rest"]),
         helper.make_node("Concat", ["join_p1", "join_rest"], [P_INVOKE_OUTPUT_NAME], axis=1),

@@ -61,6 +61,13 @@ def test_train_tiny_end_to_end_then_add_cluster(clustered: Path, tmp_path: Path)
     dense_p = manifest["dense"]["p_invoke"]
     dense_out = ort.InferenceSession(str(models / dense_p["file"]), providers=["CPUExecutionProvider"]).run(
         None, {"counts": x})
+    if dense_p["family"] == gbm.FAMILY:
+        # minute 1 is the sigmoid of the trees' margin: one one-target
+        # ensemble, which ONNX Runtime walks across a batch's rows
+        dense_graph = onnx.load(str(models / dense_p["file"])).graph
+        assert not any(n.op_type == "TreeEnsembleClassifier" for n in dense_graph.node)
+        (margin,) = [n for n in dense_graph.node if n.op_type == "TreeEnsembleRegressor"]
+        assert next(a.i for a in margin.attribute if a.name == "n_targets") == 1
     for e in [manifest["dense"], *manifest["experts"]]:
         p = e["p_invoke"]
         assert sha256_file(models / p["file"]) == p["sha256"] and p["input_len"] == WINDOW
