@@ -40,7 +40,7 @@ from mesp_training.contract import (
     write_manifest,
 )
 from mesp_training.count_trees import WINDOW, run_trees
-from mesp_training.export import ExportMismatch, carry_identity, rename_tensor, replace_checked
+from mesp_training.export import ExportMismatch, carry_identity, rename_tensor, replace_checked, same_answers
 from mesp_training.invocation import InvocationFeatures, pad_history
 from mesp_training.invocation_train import set_histories
 from mesp_training.runtime import inference_session
@@ -86,11 +86,8 @@ def rewrite(models: Path, entry: dict[str, Any], dense: Any, histories: list[np.
         new = inference_session(tmp)
         if [i.name for i in new.get_inputs()] != [INPUT_NAME, P_FEATURES_NAME]:
             raise ExportMismatch(f"{entry['id']}: inputs {[i.name for i in new.get_inputs()]}")
-        for x in histories:
-            want, got = run_trees(old, x), run_trees(new, x, dense)
-            if got.shape != want.shape or not np.allclose(got, want, atol=TOLERANCE, rtol=TOLERANCE):
-                raise ExportMismatch(f"{entry['id']}: the shared-features graph differs by up to "
-                                     f"{np.abs(got - want).max()}")
+        same_answers(f"{entry['id']}: the shared-features graph", lambda x: (run_trees(old, x), run_trees(new, x, dense)),
+                     histories, atol=TOLERANCE, rtol=TOLERANCE)
     return replace_checked(path, shared(onnx.load(str(path))), check)
 
 

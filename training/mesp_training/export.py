@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,20 @@ def replace_checked(path: Path, graph: onnx.ModelProto, check: Callable[[str], N
         if os.path.exists(tmp):
             os.remove(tmp)
     return before, path.stat().st_size
+
+
+def same_answers(what: str, answers: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 histories: Iterable[np.ndarray], *, atol: float, rtol: float) -> None:
+    """Raises ExportMismatch unless, on every batch of histories, the old
+    graph's and the new one's answers (``answers(x)``: old's, new's) agree
+    within atol + rtol times the old's: a model set's graph rewritten
+    without refitting (replace_checked's check) must answer as before."""
+    for x in histories:
+        want, got = answers(x)
+        if got.shape != want.shape:
+            raise ExportMismatch(f"{what}: shape {got.shape}, was {want.shape}")
+        if not np.allclose(got, want, atol=atol, rtol=rtol):
+            raise ExportMismatch(f"{what} differs by up to {np.abs(got - want).max()}")
 
 
 def stamp(graph: onnx.ModelProto, model_id: str, input_len: int, family: str) -> onnx.ModelProto:
