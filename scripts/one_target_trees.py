@@ -35,6 +35,7 @@ from mesp_training.contract import (
     P_INVOKE_OUTPUT_NAME,
     require_manifest,
     sha256_file,
+    trees_entries,
     write_manifest,
 )
 from mesp_training.count_trees import WINDOW, one_target_ensembles, run_trees
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     # features of, before that graph is rewritten (its features do not
     # change; its minute 1 does, within P_TOLERANCE)
     dense = inference_session(str(a.models / dp["file"])) if dp is not None else None
-    trees = [e for e in (manifest.get("trees"), manifest.get("mean"), *manifest.get("quantiles", [])) if e is not None]
+    trees = [e for _, e in trees_entries(manifest)]
     done: dict[str, str] = {}
     for e in trees:
         f = e["file"]

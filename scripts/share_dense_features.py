@@ -37,6 +37,7 @@ from mesp_training.contract import (
     P_FEATURES_NAME,
     require_manifest,
     sha256_file,
+    trees_entries,
     write_manifest,
 )
 from mesp_training.count_trees import WINDOW, run_trees
@@ -97,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     manifest = require_manifest(a.models)
     dp = manifest["dense"].get("p_invoke")
-    entries = [manifest.get("trees"), manifest.get("mean"), *manifest.get("quantiles", [])]
-    todo = [e for e in entries if e is not None and e.get("day")]
+    todo = [e for _, e in trees_entries(manifest) if e.get("day")]
     if not todo:
         print("no trees read the day: nothing to do")
         return 0

@@ -151,6 +151,14 @@ def write_manifest(models: str | Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(models / "manifest.json", manifest)
 
 
+def trees_entries(m: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The manifest's trees graphs, each entry with its key: the count
+    trees, the mean trees and each quantile level, those present."""
+    pairs = [("trees", m.get("trees")), ("mean", m.get("mean"))] + [
+        (f"quantiles[{k}]", q) for k, q in enumerate(m.get("quantiles") or [])]
+    return [(key, e) for key, e in pairs if e is not None]
+
+
 def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if m.get("version") != VERSION or m.get("horizon") != HORIZON:
@@ -206,8 +214,7 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
                                and isinstance(rt.get("min_weight"), int | float) and 0 <= rt["min_weight"] <= 0.5):
         out.append(f"routing soft_tau {rt.get('soft_tau')!r} and min_weight {rt.get('min_weight')!r}, "
                    "want soft_tau > 0 and min_weight in [0, 0.5]")
-    for key, tr in [("trees", m.get("trees")), ("mean", m.get("mean"))] + [
-            (f"quantiles[{k}]", q) for k, q in enumerate(m.get("quantiles") or [])]:
+    for key, tr in trees_entries(m):
         if isinstance(tr, dict) and tr.get("day"):
             out.append(f"{key}: trees that read the day (an older layout): scripts/share_dense_features.py "
                        "brings the set to the shared-features layout")
