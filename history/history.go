@@ -242,11 +242,10 @@ func (s *Store) At(id string, minute int64) (float64, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// first is never older than the ring's oldest minute (set keeps it so)
-	if minute < r.first || minute > r.newest {
+	if minute < r.first {
 		return 0, nil
 	}
-	return float64(r.counts.get(int(minute % int64(s.length)))), nil
+	return r.count(minute, int64(s.length)), nil
 }
 
 // Window returns a function's counts for the minutes before end (a Unix
@@ -281,11 +280,17 @@ func (s *Store) AppendWindow(dst []float64, id string, end int64) ([]float64, er
 	dst = slices.Grow(dst, int(end-lo))[:at+int(end-lo)]
 	out := dst[at:]
 	for t := lo; t < end; t++ {
-		if t <= r.newest {
-			out[t-lo] = float64(r.counts.get(int(t % n)))
-		} else {
-			out[t-lo] = 0
-		}
+		out[t-lo] = r.count(t, n)
 	}
 	return dst, nil
+}
+
+// count is the ring's count of minute, at least its first (never older
+// than the ring's oldest minute: set keeps it so), 0 after its newest
+// (nothing reported); r.mu is held.
+func (r *ring) count(minute, length int64) float64 {
+	if minute > r.newest {
+		return 0
+	}
+	return float64(r.counts.get(int(minute % length)))
 }
