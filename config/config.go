@@ -188,6 +188,10 @@ type ORT struct {
 	// model runs at once); 0 disables batching.
 	BatchWait time.Duration `koanf:"batch_wait"`
 	MaxBatch  int           `koanf:"max_batch"`
+	// MaxRowsPerRun splits a model call of more rows into runs of at most
+	// that many (onnx.Options.MaxRowsPerRun): ONNX Runtime's arena keeps
+	// the largest run's intermediate tensors; 0: no split.
+	MaxRowsPerRun int `koanf:"max_rows_per_run"`
 }
 
 // Server configures the HTTP server.
@@ -216,6 +220,15 @@ type Server struct {
 	WriteTimeout    time.Duration `koanf:"write_timeout"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	Watch           bool          `koanf:"watch"`
+	// GoMemoryLimitBytes is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit): near it the collector runs more
+	// often instead of letting the heap grow to twice what is live, which
+	// a whole minute's decision table, built while the last one still
+	// answers, would otherwise make the process's largest figure. It
+	// covers Go's memory only, not ONNX Runtime's (about 400 MiB with the
+	// shipped set under load): set it to the container's limit less that.
+	// 0: Go's own (the GOMEMLIMIT variable where set, else no limit).
+	GoMemoryLimitBytes int64 `koanf:"go_memory_limit_bytes"`
 }
 
 // Router configures routing.
@@ -251,6 +264,7 @@ func Defaults() map[string]any {
 		"ort.intra_op_threads":           1,
 		"ort.batch_wait":                 "500us",
 		"ort.max_batch":                  256,
+		"ort.max_rows_per_run":           64,
 		"server.addr":                    "127.0.0.1:8080",
 		"server.admin_token":             "",
 		"server.write_token":             "",
@@ -261,6 +275,7 @@ func Defaults() map[string]any {
 		"server.max_body_bytes":          int64(32 << 20),
 		"server.max_inflight_functions":  4096,
 		"server.max_inflight_body_bytes": int64(128 << 20),
+		"server.go_memory_limit_bytes":   int64(0),
 		"server.max_connections":         1024,
 		"server.read_timeout":            "10s",
 		"server.write_timeout":           "30s",
@@ -411,6 +426,12 @@ func (c Config) Validate() error {
 	}
 	if c.Prometheus.Timeout <= 0 || c.Prometheus.Concurrency < 1 || c.Prometheus.MaxLag <= 0 {
 		return fmt.Errorf("config: prometheus.timeout, prometheus.concurrency and prometheus.max_lag must be positive")
+	}
+	if c.ORT.MaxRowsPerRun < 0 {
+		return fmt.Errorf("config: ort.max_rows_per_run must not be negative (0: no split)")
+	}
+	if c.Server.GoMemoryLimitBytes < 0 {
+		return fmt.Errorf("config: server.go_memory_limit_bytes must not be negative (0: Go's own)")
 	}
 	if c.Server.MaxInflightBodyBytes < 0 || c.Server.MaxConnections < 0 {
 		return fmt.Errorf("config: server.max_inflight_body_bytes and server.max_connections must not be negative")

@@ -77,6 +77,9 @@ func TestTyposAndBadValuesAreRefused(t *testing.T) {
 		{"decide quantile one", "decide:\n  quantiles: [0.9, 1]\n", "", "", `decide.quantiles [0.9 1]`},
 		{"decide quantile under the median", "", "MESP_DECIDE__QUANTILES", "0.2", `decide.quantiles [0.2]`},
 		{"negative decide workers", "", "MESP_DECIDE__WORKERS", "-1", `decide.workers -1`},
+		{"negative rows per run", "", "MESP_ORT__MAX_ROWS_PER_RUN", "-1", `ort.max_rows_per_run`},
+		{"negative go memory limit", "", "MESP_SERVER__GO_MEMORY_LIMIT_BYTES", "-1", `server.go_memory_limit_bytes`},
+		{"go memory limit not a number", "server:\n  go_memory_limit_bytes: 1GiB\n", "", "", `go_memory_limit_bytes`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,9 +11,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
@@ -133,10 +135,13 @@ type Report struct {
 	// HeapMiB is the most Go heap in use after a decided minute (the rest
 	// of the RSS is ONNX Runtime's, the allocators' and garbage not yet
 	// collected).
-	HeapMiB      float64 `json:"go_heap_in_use_mib"`
-	Cores        int     `json:"cores"`
-	PromQueries  string  `json:"prometheus_queries_per_refresh"`
-	FunctionsPer string  `json:"note"`
+	HeapMiB float64 `json:"go_heap_in_use_mib"`
+	// GoMemoryLimitMiB is the Go runtime's soft memory limit the minutes
+	// ran under (server.go_memory_limit_bytes); 0: none.
+	GoMemoryLimitMiB float64 `json:"go_memory_limit_mib"`
+	Cores            int     `json:"cores"`
+	PromQueries      string  `json:"prometheus_queries_per_refresh"`
+	FunctionsPer     string  `json:"note"`
 	// CallRate is Options.CallRate (0: closed loop), Callers
 	// Options.Callers.
 	CallRate float64 `json:"keda_calls_per_second"`
@@ -213,7 +218,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	defer stop()
 	callers := max(1, o.Callers)
-	rep := Report{Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: callers, Workers: o.Workers, Nice: o.Nice,
+	rep := Report{GoMemoryLimitMiB: goMemoryLimitMiB(), Functions: o.Functions, Cores: runtime.NumCPU(), CallRate: o.CallRate, Callers: callers, Workers: o.Workers, Nice: o.Nice,
 		Built:        built,
 		PromQueries:  "1 (the grouped query of package promread; not in this loop: the store is filled in-process)",
 		FunctionsPer: callNote(o.CallRate, callers, o.Caller != nil) + "; while the first minute is decided there is no table and calls are refused ResourceExhausted (decide.Loop.FirstPending); later, calls answer from the previous minute's table until the new one is in service (decide.max_age)"}
@@ -308,6 +313,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep.StoreMiB = storeMiB
 	rep.PeakRSSMiB = max(rep.PeakRSSMiB, procstat.PeakRSSMiB())
 	return rep, nil
+}
+
+// goMemoryLimitMiB is the Go runtime's soft memory limit; 0: none.
+func goMemoryLimitMiB() float64 {
+	if l := debug.SetMemoryLimit(-1); l < math.MaxInt64 {
+		return float64(l) / (1 << 20)
+	}
+	return 0
 }
 
 // sampleGoMemory samples the memory the Go runtime holds from the system

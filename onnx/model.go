@@ -50,6 +50,8 @@ type Model struct {
 	// row's Horizon outputs (Expect.Features), 0 when not asked for.
 	Features int
 	sess     *ort.DynamicAdvancedSession
+	// maxRowsPerRun splits larger calls (Options.MaxRowsPerRun).
+	maxRowsPerRun int
 }
 
 // Width is the values per row of an answer: Horizon outputs, then the
@@ -181,7 +183,7 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 	}
 	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen, Horizon: want.Horizon,
 		Family: family, Output: want.output(), DenseP1: want.DenseP1, TakesFeatures: want.TakesFeatures,
-		InWidth: inWidth, SecondWidth: secondWidth, Features: features, sess: sess}
+		InWidth: inWidth, SecondWidth: secondWidth, Features: features, sess: sess, maxRowsPerRun: o.MaxRowsPerRun}
 	if err := m.selfTest(); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%w: %s: test inference: %v", ErrMismatch, path, err)
@@ -279,40 +281,29 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	x, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.InWidth)), in)
-	if err != nil {
-		return nil, fmt.Errorf("onnx: input tensor: %w", err)
-	}
-	defer x.Destroy()
-	inputs := []ort.Value{x}
-	if m.SecondWidth > 0 {
-		d, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.SecondWidth)), dense)
-		if err != nil {
-			return nil, fmt.Errorf("onnx: input tensor: %w", err)
-		}
-		defer d.Destroy()
-		inputs = append(inputs, d)
-	}
-	// The output tensors wrap Go slices that outlive them: no copy out.
+	// The outputs are written in place into one buffer for all rows, run
+	// after run (the tensors wrap Go slices).
 	out := make([]float32, n*m.Horizon)
-	y, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Horizon)), out)
-	if err != nil {
-		return nil, fmt.Errorf("onnx: output tensor: %w", err)
-	}
-	defer y.Destroy()
-	outputs := []ort.Value{y}
 	var feats []float32
 	if m.Features > 0 {
 		feats = make([]float32, n*m.Features)
-		f, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Features)), feats)
-		if err != nil {
-			return nil, fmt.Errorf("onnx: output tensor: %w", err)
-		}
-		defer f.Destroy()
-		outputs = append(outputs, f)
 	}
-	if err := m.sess.Run(inputs, outputs); err != nil {
-		return nil, fmt.Errorf("onnx: %s: run: %w", m.ID, err)
+	step := n
+	if m.maxRowsPerRun > 0 {
+		step = min(n, m.maxRowsPerRun)
+	}
+	for lo := 0; lo < n; lo += step {
+		hi := min(n, lo+step)
+		var sec, f []float32
+		if m.SecondWidth > 0 {
+			sec = dense[lo*m.SecondWidth : hi*m.SecondWidth]
+		}
+		if m.Features > 0 {
+			f = feats[lo*m.Features : hi*m.Features]
+		}
+		if err := m.run(in[lo*m.InWidth:hi*m.InWidth], sec, out[lo*m.Horizon:hi*m.Horizon], f, hi-lo); err != nil {
+			return nil, err
+		}
 	}
 	if m.Features == 0 {
 		return out, nil
@@ -325,6 +316,43 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 		rows = append(rows, feats[r*m.Features:(r+1)*m.Features]...)
 	}
 	return rows, nil
+}
+
+// run is one ONNX Runtime run of n rows into out (and feats, for a graph
+// with features).
+func (m *Model) run(in, dense, out, feats []float32, n int) error {
+	x, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.InWidth)), in)
+	if err != nil {
+		return fmt.Errorf("onnx: input tensor: %w", err)
+	}
+	defer x.Destroy()
+	inputs := []ort.Value{x}
+	if m.SecondWidth > 0 {
+		d, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.SecondWidth)), dense)
+		if err != nil {
+			return fmt.Errorf("onnx: input tensor: %w", err)
+		}
+		defer d.Destroy()
+		inputs = append(inputs, d)
+	}
+	y, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Horizon)), out)
+	if err != nil {
+		return fmt.Errorf("onnx: output tensor: %w", err)
+	}
+	defer y.Destroy()
+	outputs := []ort.Value{y}
+	if m.Features > 0 {
+		f, err := ort.NewTensor(ort.NewShape(int64(n), int64(m.Features)), feats)
+		if err != nil {
+			return fmt.Errorf("onnx: output tensor: %w", err)
+		}
+		defer f.Destroy()
+		outputs = append(outputs, f)
+	}
+	if err := m.sess.Run(inputs, outputs); err != nil {
+		return fmt.Errorf("onnx: %s: run: %w", m.ID, err)
+	}
+	return nil
 }
 
 // Close releases the session. Callers make sure no Predict is running.

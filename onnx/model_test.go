@@ -351,3 +351,74 @@ func loadDense(t *testing.T) (manifest.Manifest, *Model) {
 	t.Cleanup(func() { mod.Close() })
 	return m, mod
 }
+
+// TestSplitRunsAnswerAsOneRun: a call split into runs of at most
+// MaxRowsPerRun rows (10 rows in runs of 3, 3, 3 and 1) answers what one
+// run answers, row for row, for a graph of one input, one with features
+// and one with a second input.
+func TestSplitRunsAnswerAsOneRun(t *testing.T) {
+	m, dir := setup(t)
+	p := m.Dense.PInvoke
+	pDense := Expect{ID: p.ID, SHA256: p.SHA256, InputLen: p.InputLen, Horizon: manifest.Horizon, Output: manifest.PInvokeOutputName, Features: true}
+	expert, dense := loadContinuingExpert(t)
+	const n = 10
+	rows := fixture.Rows(t)[:n]
+	counts := func(width int) []float32 {
+		var in []float32
+		for _, f := range rows {
+			for _, v := range f.Counts[len(f.Counts)-width:] {
+				in = append(in, float32(v))
+			}
+		}
+		return in
+	}
+	_, features, p1 := denseRows(t, dense, counts(dense.InWidth), n)
+	cases := []struct {
+		name    string
+		path    string
+		want    Expect
+		in, sec []float32
+	}{
+		{"count model", filepath.Join(dir, m.Dense.File), expect(m.Dense), counts(m.Dense.InputLen), nil},
+		{"dense p_invoke with its features", filepath.Join(dir, p.File), pDense, counts(p.InputLen), nil},
+		{"expert with a second input", expert.Path, continuingExpect(t, m, expert.ID, dense.Features), slices.Concat(features...), p1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var answers [2][]float32
+			for k, per := range []int{0, 3} {
+				mod, err := Load(tc.path, tc.want, Options{IntraOpThreads: 1, MaxRowsPerRun: per})
+				if err != nil {
+					t.Fatal(err)
+				}
+				answers[k], err = mod.PredictDense(context.Background(), tc.in, tc.sec, n)
+				mod.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			whole, split := answers[0], answers[1]
+			if len(whole) != len(split) || len(whole) == 0 {
+				t.Fatalf("%d values in one run, %d split", len(whole), len(split))
+			}
+			for i := range whole {
+				if d := math.Abs(float64(whole[i] - split[i])); d > 1e-6*math.Max(1, math.Abs(float64(whole[i]))) {
+					t.Fatalf("value %d (row %d): %v in one run, %v split", i, i/(len(whole)/n), whole[i], split[i])
+				}
+			}
+		})
+	}
+}
+
+// continuingExpect is the Expect of the shipped p_invoke expert id that
+// continues the dense trees.
+func continuingExpect(t *testing.T, m manifest.Manifest, id string, features int) Expect {
+	t.Helper()
+	for _, e := range m.Experts {
+		if p := e.PInvoke; p != nil && p.ID == id {
+			return continuing(p, features)
+		}
+	}
+	t.Fatalf("no expert %s", id)
+	return Expect{}
+}

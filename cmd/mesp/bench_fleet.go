@@ -44,6 +44,8 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	// the server's own setting, as serve applies it
+	applyGoMemoryLimit(cfg.Server)
 	rows, err := trace.ReadAll(*data, trace.Options{}, trace.All)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -57,6 +58,9 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log)
+	if limit, set := applyGoMemoryLimit(cfg.Server); set {
+		log.Info("go memory limit", "bytes", limit)
+	}
 	ortVersion, err := onnx.Init(cfg.ORT.ORTLibrary())
 	if err != nil {
 		return err
@@ -224,10 +228,21 @@ func newLogger(c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
+// applyGoMemoryLimit sets the Go runtime's soft memory limit from
+// server.go_memory_limit_bytes; set is false where the setting is 0 and
+// Go's own limit stays (GOMEMLIMIT, or none).
+func applyGoMemoryLimit(c config.Server) (limit int64, set bool) {
+	if c.GoMemoryLimitBytes <= 0 {
+		return debug.SetMemoryLimit(-1), false
+	}
+	debug.SetMemoryLimit(c.GoMemoryLimitBytes)
+	return c.GoMemoryLimitBytes, true
+}
+
 // ortOptions and ortBatching are the ONNX Runtime settings of every
 // subcommand that runs models for answers (serve, eval, loadgen --raw).
 func ortOptions(c config.ORT) onnx.Options {
-	return onnx.Options{IntraOpThreads: c.IntraOpThreads, Provider: c.Provider, CUDADevice: c.CUDADevice}
+	return onnx.Options{IntraOpThreads: c.IntraOpThreads, Provider: c.Provider, CUDADevice: c.CUDADevice, MaxRowsPerRun: c.MaxRowsPerRun}
 }
 
 func ortBatching(c config.ORT) forecast.Batching {
