@@ -278,9 +278,6 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 	if want := n * m.SecondWidth; len(dense) != want {
 		return nil, fmt.Errorf("onnx: %s: %d values of the second input for %d rows, want %d", m.ID, len(dense), n, want)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	// The outputs are written in place into one buffer for all rows, run
 	// after run (the tensors wrap Go slices).
 	out := make([]float32, n*m.Horizon)
@@ -293,6 +290,9 @@ func (m *Model) PredictDense(ctx context.Context, in, dense []float32, n int) ([
 		step = min(n, m.maxRowsPerRun)
 	}
 	for lo := 0; lo < n; lo += step {
+		if err := ctx.Err(); err != nil {
+			return nil, err // a caller gone stops its remaining runs
+		}
 		hi := min(n, lo+step)
 		var sec, f []float32
 		if m.SecondWidth > 0 {

@@ -422,3 +422,22 @@ func continuingExpect(t *testing.T, m manifest.Manifest, id string, features int
 	t.Fatalf("no expert %s", id)
 	return Expect{}
 }
+
+// TestCancelledCallRunsNothing: a call whose caller has gone answers the
+// context's error, not a forecast, split into runs or not.
+func TestCancelledCallRunsNothing(t *testing.T) {
+	m, dir := setup(t)
+	for _, per := range []int{0, 2} {
+		mod, err := Load(filepath.Join(dir, m.Dense.File), expect(m.Dense), Options{IntraOpThreads: 1, MaxRowsPerRun: per})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		y, err := mod.Predict(ctx, make([]float32, 5*mod.InWidth), 5)
+		mod.Close()
+		if !errors.Is(err, context.Canceled) || y != nil {
+			t.Fatalf("runs of %d rows: %d values, error %v; want none and context.Canceled", per, len(y), err)
+		}
+	}
+}
