@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -102,6 +103,16 @@ func checkDeployFleet(t *testing.T, docs []map[string]any, cfg config.Config) {
 	}
 	if dig(sts, "spec")["serviceName"] != dig(headless, "metadata")["name"] {
 		t.Errorf("the StatefulSet's serviceName %v is not the headless Service %v", dig(sts, "spec")["serviceName"], dig(headless, "metadata")["name"])
+	}
+	// make bench-fleet measures the server under the deployed Go memory
+	// limit: the Makefile's literal is the ConfigMap's
+	mk, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^FLEET_GO_MEMORY_LIMIT \?= (\d+)$`).FindSubmatch(mk)
+	if m == nil || string(m[1]) != strconv.FormatInt(cfg.Server.GoMemoryLimitBytes, 10) || cfg.Server.GoMemoryLimitBytes == 0 {
+		t.Errorf("the Makefile's FLEET_GO_MEMORY_LIMIT %q, the ConfigMap's server.go_memory_limit_bytes %d: want the same, set", m, cfg.Server.GoMemoryLimitBytes)
 	}
 	if cfg.Shard.Index != -1 {
 		t.Errorf("shard.index %d in the ConfigMap, want -1 (the pod name's ordinal)", cfg.Shard.Index)
