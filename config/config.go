@@ -225,8 +225,9 @@ type Server struct {
 	// often instead of letting the heap grow to twice what is live, which
 	// a whole minute's decision table, built while the last one still
 	// answers, would otherwise make the process's largest figure. It
-	// covers Go's memory only, not ONNX Runtime's (about 400 MiB with the
-	// shipped set under load): set it to the container's limit less that.
+	// covers Go's memory only, not ONNX Runtime's and the C allocator's
+	// (310-360 MiB with the shipped set under load, make bench-fleet's peak
+	// RSS less the Go runtime's): set it to the container's limit less that.
 	// 0: Go's own (the GOMEMLIMIT variable where set, else no limit).
 	GoMemoryLimitBytes int64 `koanf:"go_memory_limit_bytes"`
 }
