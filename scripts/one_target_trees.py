@@ -38,10 +38,9 @@ from mesp_training.contract import (
     trees_entries,
     write_manifest,
 )
-from mesp_training.count_trees import WINDOW, one_target_ensembles, run_trees
-from mesp_training.export import replace_checked, same_answers
+from mesp_training.count_trees import one_target_ensembles, run_trees
+from mesp_training.export import probe_histories, replace_checked, same_answers
 from mesp_training.invocation import pad_history
-from mesp_training.invocation_train import set_histories
 from mesp_training.runtime import inference_session
 
 COUNT_TOLERANCE = 1e-5
@@ -142,10 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     manifest = require_manifest(a.models)
     dp = manifest["dense"].get("p_invoke")
-    rows = set_histories(a.models, manifest)
-    # real histories of several lengths (at least the trees' window), one
-    # batch per length; the p_invoke graph takes them padded to a day
-    histories = [np.stack([r[r >= 0][-n:] for r in rows if (r >= 0).sum() >= n]) for n in (WINDOW, 700, 1200, 1440)]
+    # the p_invoke graph takes the histories padded to a day
+    histories = probe_histories(a.models, manifest)
     days = [np.stack([pad_history(r) for r in h]) for h in histories]
     # every trees graph is checked against the dense graph it reads the
     # features of, before that graph is rewritten (its features do not

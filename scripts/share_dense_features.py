@@ -40,10 +40,16 @@ from mesp_training.contract import (
     trees_entries,
     write_manifest,
 )
-from mesp_training.count_trees import WINDOW, run_trees
-from mesp_training.export import ExportMismatch, carry_identity, rename_tensor, replace_checked, same_answers
+from mesp_training.count_trees import run_trees
+from mesp_training.export import (
+    ExportMismatch,
+    carry_identity,
+    probe_histories,
+    rename_tensor,
+    replace_checked,
+    same_answers,
+)
 from mesp_training.invocation import InvocationFeatures, pad_history
-from mesp_training.invocation_train import set_histories
 from mesp_training.runtime import inference_session
 
 # The trees graphs' copy of the dense graph's features (count_trees
@@ -109,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{e['id']}: fitted on the features of another dense p_invoke graph than the set's "
                              f"{dp['file']}: fit the trees again")
     dense = inference_session(str(a.models / dp["file"]))
-    # Real histories of several lengths (at least the trees' window; padded
-    # days among them), one batch per length.
-    rows = set_histories(a.models, manifest)
-    histories = [np.stack([r[r >= 0][-n:] for r in rows if (r >= 0).sum() >= n]) for n in (WINDOW, 700, 1200, 1440)]
+    histories = probe_histories(a.models, manifest)
     assert all(len(pad_history(h[0])) == 1440 for h in histories)
     done: dict[str, str] = {}
     for e in todo:

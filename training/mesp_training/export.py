@@ -8,6 +8,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -70,6 +71,17 @@ def replace_checked(path: Path, graph: onnx.ModelProto, check: Callable[[str], N
         if os.path.exists(tmp):
             os.remove(tmp)
     return before, path.stat().st_size
+
+
+def probe_histories(models: Path, manifest: dict[str, Any]) -> list[np.ndarray]:
+    """The set's own real histories that a graph rewritten without refitting
+    is checked on (same_answers): one batch per length, from the trees'
+    window to a whole day, each history's last n minutes."""
+    from .count_trees import WINDOW
+    from .invocation_train import set_histories
+
+    rows = set_histories(models, manifest)
+    return [np.stack([r[r >= 0][-n:] for r in rows if (r >= 0).sum() >= n]) for n in (WINDOW, 700, 1200, 1440)]
 
 
 def same_answers(what: str, answers: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
