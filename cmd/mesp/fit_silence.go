@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mesp-project/mesp/manifest"
+	"github.com/mesp-project/mesp/provision"
 	"github.com/mesp-project/mesp/silence"
 	"github.com/mesp-project/mesp/trace"
 )
@@ -26,6 +28,7 @@ func runFitSilence(_ context.Context, args []string) error {
 	models := fs.String("models", "", "models or work folder whose manifest.json gets the hazard")
 	minGap := fs.Int("min-gap", 10, "idle minutes from which the mean trees and the sparse rule leave an unprecedented silence to the level (the minutes from which p_invoke is capped: a busy function silent for half an hour was forecast most of its rate while its p_invoke was the hazard's)")
 	capFrom := fs.Int("cap-from", 10, "idle minutes from which the hazard caps p_invoke (below, the models know a function's own gaps better)")
+	stopped := fs.Bool("stopped", true, "fit on the platform EVALUATION.md §2's mix describes: each fit function's day and one stopped copy of it (its last 6, 12 or 24 hours silent); false: the active days alone, every one invoked that day")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,8 +47,14 @@ func runFitSilence(_ context.Context, args []string) error {
 	if len(days) == 0 {
 		return fmt.Errorf("%s: no training functions", *data)
 	}
-	sl := manifest.Silence{Hazard: silence.Fit(days), MinGap: *minGap, CapFrom: *capFrom,
-		FittedOn: fmt.Sprintf("%s: %d fit functions of the training part", filepath.Base(*data), len(days))}
+	fitted := fmt.Sprintf("%s: %d fit functions of the training part", filepath.Base(*data), len(days))
+	fit := days
+	if *stopped {
+		copies, _ := provision.SilentCopies(days)
+		fit = append(slices.Clip(days), copies...)
+		fitted += " and one stopped copy of each (its last 6, 12 or 24 hours silent, cycling: EVALUATION.md §2's platform mix)"
+	}
+	sl := manifest.Silence{Hazard: silence.Fit(fit), MinGap: *minGap, CapFrom: *capFrom, FittedOn: fitted}
 	if err := sl.Validate(); err != nil {
 		return err
 	}
