@@ -124,9 +124,10 @@ type Loop struct {
 	// left Prometheus' answer, or whose reads fail) is not decided: its
 	// minutes would be zeros nobody measured.
 	Fresh func(function string) error
-	// Quantiles are the quantile levels the table keeps (0.5: the median;
-	// none: no quantile is computed); a level the set does not serve is
-	// not kept.
+	// Quantiles are the quantile levels the table keeps, in increasing
+	// order whatever theirs (0.5: the median; none: no quantile is
+	// computed); a level between two the set serves is kept interpolated
+	// (forecast.QuantileAt), one beyond them is not kept.
 	Quantiles []float64
 
 	table    atomic.Pointer[Table]
@@ -432,12 +433,15 @@ func (l *Loop) run(ctx context.Context, reqs []forecast.Request, missing []int, 
 	if err != nil {
 		return err
 	}
+	// kept in increasing order, as forecast.QuantileAt reads them
+	levels := slices.Compact(slices.Sorted(slices.Values(l.Quantiles)))
 	for i, r := range res {
 		e := Entry{PInvoke: r.PInvoke, Forecast: r.Forecast, Missing: missing[i]}
 		if len(r.Median) == len(r.Forecast) {
-			for _, q := range r.QuantileSeries() {
-				if slices.Contains(l.Quantiles, q.Q) {
-					e.Quantiles = append(e.Quantiles, q)
+			series := r.QuantileSeries()
+			for _, q := range levels {
+				if c, ok := forecast.QuantileAt(series, q); ok {
+					e.Quantiles = append(e.Quantiles, forecast.QuantileCounts{Q: q, Counts: c})
 				}
 			}
 		}

@@ -69,7 +69,7 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 	p := &countingPredictor{Predictor: fc}
 	// three batches at once, each on a thread of its own at nice 5: what
 	// each worker decides lands in the one table
-	loop := &decide.Loop{Predictor: p, History: store, Batch: 16, Workers: 3, Nice: 5, Quantiles: []float64{0.5, 0.9, 0.99}}
+	loop := &decide.Loop{Predictor: p, History: store, Batch: 16, Workers: 3, Nice: 5, Quantiles: []float64{0.99, 0.5, 0.93, 0.9, 0.93}}
 	if err := loop.Register(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +105,17 @@ func TestTableEqualsWhatEachFunctionIsAnswered(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: not in the table", f.ID)
 		}
-		// the quantiles the loop keeps, for KEDA's demand
-		wantQ := slices.DeleteFunc(want[0].QuantileSeries(), func(q forecast.QuantileCounts) bool { return !slices.Contains(loop.Quantiles, q.Q) })
+		// the quantiles the loop keeps, for KEDA's demand, in increasing
+		// order and once each: 0.93, between the served 0.9 and 0.95, as a
+		// trigger asking it is answered
+		var wantQ []forecast.QuantileCounts
+		for _, q := range []float64{0.5, 0.9, 0.93, 0.99} {
+			c, ok := forecast.QuantileAt(want[0].QuantileSeries(), q)
+			if !ok {
+				t.Fatalf("%s: the set does not answer %v", f.ID, q)
+			}
+			wantQ = append(wantQ, forecast.QuantileCounts{Q: q, Counts: c})
+		}
 		if len(e.Quantiles) != len(wantQ) {
 			t.Fatalf("%s: the table holds %d quantiles, the set answers %d", f.ID, len(e.Quantiles), len(wantQ))
 		}

@@ -103,15 +103,45 @@ func (r Result) QuantileSeries() []QuantileCounts {
 	return append([]QuantileCounts{{Q: Median, Counts: r.Median}}, r.Quantiles...)
 }
 
-// QuantileAt is quantile q's counts among qs; ok is false when qs does
-// not hold it.
+// QuantileAt is quantile q's counts among qs (in increasing order of
+// level): the level's own where qs holds it, else each minute interpolated
+// linearly in the level between the two levels of qs around q, so that a
+// platform can size capacity between the levels the models serve (the
+// levels never cross, so neither do the interpolated ones); ok is false
+// when q is outside qs' levels.
 func QuantileAt(qs []QuantileCounts, q float64) (counts []float32, ok bool) {
-	for _, c := range qs {
-		if c.Q == q {
+	for k, c := range qs {
+		switch {
+		case c.Q == q:
 			return c.Counts, true
+		case c.Q > q:
+			if k == 0 {
+				return nil, false
+			}
+			lo := qs[k-1]
+			w := float32((q - lo.Q) / (c.Q - lo.Q))
+			counts = make([]float32, min(len(lo.Counts), len(c.Counts)))
+			for h := range counts {
+				counts[h] = lo.Counts[h] + w*(c.Counts[h]-lo.Counts[h])
+			}
+			return counts, true
 		}
 	}
 	return nil, false
+}
+
+// levelsUpTo is how many of levels (increasing) a caller that wants
+// quantile upTo needs: those up to the first at or above it, which
+// QuantileAt interpolates from; none for the median or below.
+func levelsUpTo(levels []manifest.Quantile, upTo float64) int {
+	if upTo <= Median {
+		return 0
+	}
+	n := 0
+	for n < len(levels) && (n == 0 || levels[n-1].Q < upTo) {
+		n++
+	}
+	return n
 }
 
 // SparseMean is how a sparse function's expected count was answered:
@@ -249,10 +279,11 @@ func (f *Forecaster) Predict(ctx context.Context, reqs []Request, mode Mode, out
 	return s.forecast(ctx, reqs, mode, outs, f.OnRoute, 1)
 }
 
-// PredictUpTo is Predict answering only the quantile levels up to upTo
-// (with Outputs Quantiles): the quantile graphs no such level uses do not
-// run. The levels answered are what Predict answers for them (each level
-// reads only the levels below it).
+// PredictUpTo is Predict answering only the quantile levels up to the
+// first at or above upTo (with Outputs Quantiles), the ones QuantileAt
+// reads for upTo: the quantile graphs no such level uses do not run. The
+// levels answered are what Predict answers for them (each level reads
+// only the levels below it).
 func (f *Forecaster) PredictUpTo(ctx context.Context, reqs []Request, mode Mode, outs Outputs, upTo float64) ([]Result, error) {
 	s, release, err := f.Acquire()
 	if err != nil {
@@ -352,10 +383,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			if outs&Quantiles != 0 {
 				// one run per graph, whatever the levels it serves
 				quantiles = make([][][]float32, len(s.Quantiles))
-				for k, m := range s.Quantiles {
-					if s.Manifest.Quantiles[k].Q > upTo {
-						break // levels increase: none above reads this run
-					}
+				for k, m := range s.Quantiles[:levelsUpTo(s.Manifest.Quantiles, upTo)] {
 					if j := slices.Index(s.Quantiles, m); j < k {
 						quantiles[k] = quantiles[j]
 						continue
@@ -435,10 +463,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 // answer (shorter than its window, or in a silence no day shows) has the
 // median for the graph's answer.
 func (s *Set) answerQuantiles(counts []float64, r *Result, trees [][][]float32, i int, upTo float64) {
-	n := 0
-	for n < len(s.Manifest.Quantiles) && s.Manifest.Quantiles[n].Q <= upTo {
-		n++
-	}
+	n := levelsUpTo(s.Manifest.Quantiles, upTo)
 	r.Quantiles = make([]QuantileCounts, n)
 	lower := r.Median
 	for k, q := range s.Manifest.Quantiles[:n] {

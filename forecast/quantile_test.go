@@ -59,6 +59,24 @@ func TestQuantilesNeverCross(t *testing.T) {
 	if above == 0 {
 		t.Fatal("no quantile above the median on any row: the quantile trees answered nothing")
 	}
+	// the levels a trigger may ask between the served ones never cross
+	// either: every hundredth from the median to the highest level
+	for _, r := range res {
+		series := r.QuantileSeries()
+		lower := r.Median
+		for q := 0.51; q < levels[len(levels)-1].Q; q += 0.01 {
+			c, ok := QuantileAt(series, q)
+			if !ok {
+				t.Fatalf("%s: no quantile %v between the served levels", r.ID, q)
+			}
+			for h, v := range c {
+				if v < lower[h] {
+					t.Fatalf("%s: q%.2f minute %d is %v, under the level below it %v", r.ID, q, h+1, v, lower[h])
+				}
+			}
+			lower = c
+		}
+	}
 	tm := res[len(res)-2]
 	if tm.Timer == nil {
 		t.Fatal("the 15-minute timer was not detected")
@@ -123,5 +141,66 @@ func TestPredictUpToAnswersTheLowerLevelsAlike(t *testing.T) {
 				t.Fatalf("%s: level %v differs answered alone", reqs[i].ID, q.Q)
 			}
 		}
+	}
+}
+
+// TestQuantileAtInterpolatesBetweenLevels: a level qs hold answers its
+// own counts; one between two is each minute's linear interpolation in
+// the level; one outside them is not answered.
+func TestQuantileAtInterpolatesBetweenLevels(t *testing.T) {
+	qs := []QuantileCounts{{Q: 0.5, Counts: []float32{1, 4}}, {Q: 0.9, Counts: []float32{3, 4}}, {Q: 0.95, Counts: []float32{5, 14}}}
+	for _, c := range []struct {
+		q    float64
+		want []float32
+		ok   bool
+	}{
+		{0.5, []float32{1, 4}, true},
+		{0.9, []float32{3, 4}, true},
+		{0.7, []float32{2, 4}, true},
+		{0.92, []float32{3.8, 8}, true},
+		{0.95, []float32{5, 14}, true},
+		{0.49, nil, false},
+		{0.96, nil, false},
+	} {
+		got, ok := QuantileAt(qs, c.q)
+		if ok != c.ok || len(got) != len(c.want) {
+			t.Fatalf("q%v: %v, %v; want %v, %v", c.q, got, ok, c.want, c.ok)
+		}
+		for h := range got {
+			if math.Abs(float64(got[h]-c.want[h])) > 1e-6 {
+				t.Fatalf("q%v: %v, want %v", c.q, got, c.want)
+			}
+		}
+	}
+}
+
+// TestPredictUpToBetweenLevelsAnswersTheLevelAbove: a caller that wants a
+// level between two served ones gets the served levels up to the one
+// above it, so that QuantileAt can answer it; the median alone runs no
+// quantile graph.
+func TestPredictUpToBetweenLevelsAnswersTheLevelAbove(t *testing.T) {
+	f := loadSet(t, fixture.CopyModels(t))
+	cat, _ := f.Catalog()
+	levels := cat.Manifest.Quantiles
+	reqs := []Request{{ID: "f", Counts: fixture.Rows(t)[0].Counts[:1200]}}
+	for k := 1; k < len(levels); k++ {
+		between := (levels[k-1].Q + levels[k].Q) / 2
+		res, err := f.PredictUpTo(context.Background(), reqs, Routed, Counts|Quantiles, between)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(res[0].Quantiles); n != k+1 || res[0].Quantiles[n-1].Q != levels[k].Q {
+			t.Fatalf("up to %v: %d levels, want the %d up to %v", between, n, k+1, levels[k].Q)
+		}
+		if _, ok := QuantileAt(res[0].QuantileSeries(), between); !ok {
+			t.Fatalf("up to %v: QuantileAt cannot answer it", between)
+		}
+	}
+	res, err := f.PredictUpTo(context.Background(), reqs, Routed, Counts|Quantiles, Median)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res[0].Quantiles) != 0 {
+		t.Fatalf("up to the median: %d quantile levels answered", len(res[0].Quantiles))
 	}
 }

@@ -89,6 +89,38 @@ func FromForecastAhead(ahead [][]float64, lead int, target float64) []int {
 // holds them after the observed rate's.
 var HeldWindows = []int{1, 2, 5}
 
+// GridSteps is how many quantile levels the floored curve is scored at
+// per unit of level between the levels the models serve (QuantileGrid):
+// every hundredth.
+const GridSteps = 100
+
+// QuantileGrid is every level from the lowest to the highest of served
+// (increasing) at GridStep, and served's own: a trigger may ask any level
+// between two served ones (forecast.QuantileAt interpolates), so the
+// curve a platform chooses its cost on is scored at each. The second
+// result says which levels are interpolated.
+func QuantileGrid(served []float64) (levels []float64, interpolated []bool) {
+	if len(served) == 0 {
+		return nil, nil
+	}
+	lo, hi := served[0], served[len(served)-1]
+	isServed := func(q float64) bool {
+		return slices.ContainsFunc(served, func(s float64) bool { return math.Abs(s-q) < 1e-9 })
+	}
+	// whole steps, so that a level is 0.82 and not 0.8200000000000001
+	for n := math.Ceil(lo * GridSteps); n/GridSteps < hi; n++ {
+		if q := n / GridSteps; q > lo && !isServed(q) {
+			levels = append(levels, q)
+		}
+	}
+	levels = append(levels, served...)
+	slices.Sort(levels)
+	for _, q := range levels {
+		interpolated = append(interpolated, !slices.Contains(served, q))
+	}
+	return levels, interpolated
+}
+
 // Stabilized is desired replicas as the HPA acts on them: replicas(m) is
 // the largest desired of minutes m-window..m within the simulated window
 // (scale-up at once, scale-down held for window minutes).
@@ -183,6 +215,9 @@ type ScalingPoint struct {
 	Lead int `json:"lead,omitempty"`
 	// Floor is the demand's floor (FloorLastMinute; empty: none).
 	Floor string `json:"floor,omitempty"`
+	// Interpolated: the quantile is between two the models serve, each
+	// minute interpolated linearly between them (QuantileGrid).
+	Interpolated bool `json:"interpolated_level,omitempty"`
 	ScalingOutcome
 	// All is the same policy on every function.
 	All ScalingOutcome `json:"all_functions"`
@@ -280,6 +315,9 @@ type ScalingInputs struct {
 type QuantileAhead struct {
 	Q     float64
 	Ahead [][][]float64
+	// Interpolated: a level between two the models serve (QuantileGrid),
+	// scored on the floored curve and for coverage only.
+	Interpolated bool
 }
 
 // EvaluateScaling runs every policy over every function.
@@ -330,6 +368,9 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 	quantilePoints := func(qs []QuantileAhead, leads []int) []ScalingPoint {
 		var pts []ScalingPoint
 		for _, q := range qs {
+			if q.Interpolated {
+				continue
+			}
 			for _, lead := range leads {
 				b, a := score(func(i int) []int { return FromForecastAhead(q.Ahead[i], lead, target) })
 				pts = append(pts, ScalingPoint{Quantile: &q.Q, Lead: lead, ScalingOutcome: b, All: a})
@@ -351,6 +392,9 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 			rep.Mesp = append(rep.Mesp, ScalingPoint{Output: "mean", Lead: 1, Window: &w, ScalingOutcome: b, All: a})
 		}
 		for _, q := range in.MespQuantiles {
+			if q.Interpolated {
+				continue
+			}
 			b, a := score(func(i int) []int { return held(FromForecastAhead(q.Ahead[i], 1, target)) })
 			rep.Mesp = append(rep.Mesp, ScalingPoint{Quantile: &q.Q, Lead: 1, Window: &w, ScalingOutcome: b, All: a})
 		}
@@ -371,7 +415,7 @@ func EvaluateScaling(in ScalingInputs) ScalingReport {
 		}
 		for _, q := range in.MespQuantiles {
 			b, a := score(func(i int) []int { return floored(FromForecastAhead(q.Ahead[i], 1, target), i) })
-			rep.MespFloored = append(rep.MespFloored, ScalingPoint{Quantile: &q.Q, Lead: 1, Window: window, Floor: FloorLastMinute, ScalingOutcome: b, All: a})
+			rep.MespFloored = append(rep.MespFloored, ScalingPoint{Quantile: &q.Q, Lead: 1, Window: window, Floor: FloorLastMinute, Interpolated: q.Interpolated, ScalingOutcome: b, All: a})
 		}
 	}
 	rep.Peer = quantilePoints(in.PeerQuantiles, []int{1})

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -177,12 +178,34 @@ func TestQuantileCurvesAndCoverage(t *testing.T) {
 		}
 		return [][][]float64{out}
 	}
-	qs := []QuantileAhead{{Q: 0.9, Ahead: flat(100)}, {Q: 0.99, Ahead: flat(300)}}
+	// 0.95, between the served levels, is scored floored and for coverage
+	// alone
+	qs := []QuantileAhead{{Q: 0.9, Ahead: flat(100)}, {Q: 0.95, Ahead: flat(200), Interpolated: true}, {Q: 0.99, Ahead: flat(300)}}
 	rep := EvaluateScaling(ScalingInputs{Days: [][]float64{busy}, Target: Target, MespQuantiles: qs, PeerQuantiles: qs[:1]})
+	n := float64(End - Start + 1)
 	if len(rep.Mesp) != 2*len(Leads)+2*len(HeldWindows) || len(rep.Peer) != 1 || *rep.Peer[0].Quantile != 0.9 || rep.Peer[0].Lead != 1 {
 		t.Fatalf("mesp %d points, peer %+v", len(rep.Mesp), rep.Peer)
 	}
-	n := float64(End - Start + 1)
+	for _, p := range rep.Mesp {
+		if p.Quantile != nil && *p.Quantile == 0.95 {
+			t.Fatalf("an interpolated level among the lead and held points: %+v", p)
+		}
+	}
+	between := 0
+	for _, p := range rep.MespFloored {
+		if *p.Quantile == 0.95 {
+			if !p.Interpolated {
+				t.Fatalf("floored q0.95 not marked interpolated: %+v", p)
+			}
+			between++
+		}
+	}
+	if len(rep.MespFloored) != 3*(1+len(HeldWindows)) || between != 1+len(HeldWindows) {
+		t.Fatalf("%d floored points, %d at q0.95", len(rep.MespFloored), between)
+	}
+	if got := rep.Coverage["0.95"]; got != (n-1)/n {
+		t.Errorf("coverage of 200 a minute: %v", got)
+	}
 	if got, want := rep.Coverage["0.9"], (n-1)/n; got != want {
 		t.Errorf("coverage of 100 a minute: %v, want %v", got, want)
 	}
@@ -315,5 +338,34 @@ func TestFlooredCurveAndItsReading(t *testing.T) {
 	at := rep.AtReactive5
 	if at == nil || at.ReplicaMinutes != 32 || at.ReactiveDeficit != 240 || at.MespDeficit != 720 || at.MespFlooredDeficit != 240 || at.MespFlooredOverReactive != 1 {
 		t.Fatalf("reading at reactive's budget: %+v", at)
+	}
+}
+
+// TestQuantileGridHoldsEveryHundredthBetweenServedLevels: the grid is the
+// served levels and every hundredth strictly between the lowest and the
+// highest, each printed as itself (0.82, not 0.8200000000000001), marked
+// interpolated unless served; no served level, no grid.
+func TestQuantileGridHoldsEveryHundredthBetweenServedLevels(t *testing.T) {
+	levels, interp := QuantileGrid([]float64{0.8, 0.85, 0.9, 0.95, 0.99})
+	if len(levels) != 20 || levels[0] != 0.8 || levels[19] != 0.99 {
+		t.Fatalf("grid %v, want 0.80..0.99 by 0.01", levels)
+	}
+	for k, q := range levels {
+		if s := strconv.FormatFloat(q, 'g', -1, 64); len(s) > 4 {
+			t.Errorf("level %d prints as %s", k, s)
+		}
+		served := q == 0.8 || q == 0.85 || q == 0.9 || q == 0.95 || q == 0.99
+		if interp[k] == served {
+			t.Errorf("level %v: interpolated %v", q, interp[k])
+		}
+		if k > 0 && !(q > levels[k-1]) {
+			t.Errorf("levels %v and %v not increasing", levels[k-1], q)
+		}
+	}
+	if l, _ := QuantileGrid([]float64{0.9}); !slices.Equal(l, []float64{0.9}) {
+		t.Errorf("one served level: grid %v", l)
+	}
+	if l, _ := QuantileGrid(nil); l != nil {
+		t.Errorf("no served level: grid %v", l)
 	}
 }

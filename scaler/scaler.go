@@ -174,7 +174,7 @@ func (s *Server) parse(ref *externalscaler.ScaledObjectRef) (trigger, error) {
 		if v == "mean" {
 			t.quantile = Mean
 		} else if q, err := strconv.ParseFloat(v, 64); err != nil || !(q >= 0.5 && q < 1) {
-			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want \"mean\" or a quantile in [0.5, 1) that the models serve", KeyQuantile, v)
+			return t, status.Errorf(codes.InvalidArgument, "metadata %s %q: want \"mean\" or a quantile in [0.5, 1) within the levels the models serve", KeyQuantile, v)
 		} else {
 			t.quantile = q
 		}
@@ -279,10 +279,11 @@ func historyStatus(err error) error {
 	return status.Error(codes.Internal, err.Error())
 }
 
-// keptIn says whether qs hold the trigger's demand.
+// keptIn says whether qs hold the trigger's demand: its own level (one
+// interpolated between two kept levels would not be the served
+// interpolation when the set serves a level between them).
 func (t trigger) keptIn(qs []forecast.QuantileCounts) bool {
-	_, ok := forecast.QuantileAt(qs, t.quantile)
-	return ok || t.quantile == Mean
+	return t.quantile == Mean || slices.ContainsFunc(qs, func(c forecast.QuantileCounts) bool { return c.Q == t.quantile })
 }
 
 // answer is the trigger's decision from a function's p_invoke, expected
@@ -300,7 +301,7 @@ func answer(t trigger, pInvoke, fc []float32, quantiles []forecast.QuantileCount
 			for k, c := range quantiles {
 				served[k] = strconv.FormatFloat(c.Q, 'g', -1, 64)
 			}
-			return decision{}, status.Errorf(codes.FailedPrecondition, "metadata %s %v: the models in service do not answer it (their quantiles up to it: %v; \"mean\" is the expected count)", KeyQuantile, t.quantile, served)
+			return decision{}, status.Errorf(codes.FailedPrecondition, "metadata %s %v: the models in service do not answer it (their quantiles: %v, and any level between two of them; \"mean\" is the expected count)", KeyQuantile, t.quantile, served)
 		}
 	}
 	// a table a minute old forecasts one minute fewer ahead

@@ -320,11 +320,12 @@ func (q quantileModels) Predict(_ context.Context, reqs []forecast.Request, _ fo
 
 // TestDemandAtTheTriggersQuantile: GetMetrics' demand is the largest of
 // the trigger's quantile over its demand minutes: 0.9 by default, "mean"
-// the expected count, any quantile the set answers, from the minute's
-// table where it keeps that quantile (decide.quantiles), computed where
-// it does not; one the set does not answer is FailedPrecondition naming
-// those it does, and the default falls back to the expected count where
-// the set has no 0.9 quantile.
+// the expected count, any quantile the set answers or that lies between
+// two it answers (interpolated), from the minute's table where it keeps
+// that very quantile (decide.quantiles), computed where it does not; one
+// beyond the set's levels is FailedPrecondition naming those it answers,
+// and the default falls back to the expected count where the set has no
+// 0.9 quantile.
 func TestDemandAtTheTriggersQuantile(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 30, 0, time.UTC)
 	store := history.New(1440, 10)
@@ -343,7 +344,8 @@ func TestDemandAtTheTriggersQuantile(t *testing.T) {
 		{"0.5", true, 54, 1, codes.OK},
 		{"", false, 104, 1, codes.OK},
 		{"0.9", false, 0, 1, codes.FailedPrecondition},
-		{"0.95", true, 0, 1, codes.FailedPrecondition},
+		{"0.945", true, 254, 1, codes.OK}, // halfway from 0.9 to 0.99, computed: the table keeps 0.9 alone
+		{"0.995", true, 0, 1, codes.FailedPrecondition},
 		{"1", true, 0, 0, codes.InvalidArgument},
 		{"0.2", true, 0, 0, codes.InvalidArgument},
 		{"NaN", true, 0, 0, codes.InvalidArgument},
@@ -375,6 +377,18 @@ func TestDemandAtTheTriggersQuantile(t *testing.T) {
 		if runs != c.runs {
 			t.Errorf("quantile %q (trees %v): %d model runs, want %d", c.quantile, c.trees, runs, c.runs)
 		}
+	}
+	// a table keeping 0.9 and 0.99 does not answer 0.945 by interpolating
+	// them: the set may serve a level between them
+	runs := 0
+	table := decide.Entry{PInvoke: float32s(ramp(0)), Forecast: float32s(ramp(100)),
+		Quantiles: []forecast.QuantileCounts{{Q: 0.9, Counts: float32s(ramp(200))}, {Q: 0.99, Counts: float32s(ramp(300))}}}
+	s := &scaler.Server{Predictor: quantileModels{trees: true, runs: &runs}, History: store,
+		DefaultThreshold: func() float64 { return 0.25 }, Now: func() time.Time { return now },
+		Decisions: func(string, int64) (decide.Entry, bool) { return table, true }}
+	md := map[string]string{scaler.KeyFunction: "f", scaler.KeyDemandMinutes: "5", scaler.KeyQuantile: "0.945"}
+	if _, err := s.GetMetrics(context.Background(), &externalscaler.GetMetricsRequest{ScaledObjectRef: &externalscaler.ScaledObjectRef{Name: "x", ScalerMetadata: md}}); err != nil || runs != 1 {
+		t.Fatalf("0.945 with 0.9 and 0.99 kept: %v, %d model runs, want it computed (1)", err, runs)
 	}
 }
 

@@ -159,11 +159,13 @@ def scaling(d: dict[str, Any]) -> list[str]:
     rows = [row(f"`reactive`, window {r['window']} min", r) for r in sc["reactive"]]
     for name in ("mesp", "mesp_floored", "dense", "peer_lightgbm_quantile"):
         for pt in sc.get(name) or []:
+            if pt.get("interpolated_level") and pt.get("window") is not None:
+                continue  # the levels between served ones: unheld only, where the budget is read
             lead = f", lead {pt['lead']} min" if pt.get("lead") else ""
             held = f", held {pt['window']} min (HPA window)" if pt.get("window") is not None else ""
             if pt.get("floor"):
                 held += f", floor {pt['floor']}"
-            what = pt.get("output") or f"q{pt['quantile']:g}"
+            what = pt.get("output") or f"q{pt['quantile']:g}" + (" (interpolated)" if pt.get("interpolated_level") else "")
             rows.append(row(f"`{name}` {what}{lead}{held}", pt))
     head = ["policy", "deficit", "deficit / invocations", "replica-minutes", "under-minutes", "over-replica-minutes"]
     out = [f"{sc['functions']} of {sc['all_functions']} functions need 2 replicas or more at some minute; "

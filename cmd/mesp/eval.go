@@ -301,6 +301,7 @@ func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.
 	// per series (the mean, then each quantile): [minute][function][minute ahead]
 	var byMinute [][][][]float64
 	var levels []float64
+	var interpolated []bool
 	aheadOf := func(c []float32) []float64 {
 		a := make([]float64, min(lead, len(c)))
 		for h := range a {
@@ -315,9 +316,11 @@ func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.
 		}
 		med := make([]float64, len(res))
 		if byMinute == nil && len(res) > 0 {
+			var served []float64
 			for _, q := range res[0].Quantiles {
-				levels = append(levels, q.Q)
+				served = append(served, q.Q)
 			}
+			levels, interpolated = provision.QuantileGrid(served)
 			byMinute = make([][][][]float64, 1+len(levels))
 		}
 		for k := range byMinute {
@@ -326,8 +329,13 @@ func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.
 		for i, r := range res {
 			med[i] = float64(r.Median[0])
 			byMinute[0][len(byMinute[0])-1][i] = aheadOf(r.Forecast)
-			for k, q := range r.Quantiles {
-				byMinute[1+k][len(byMinute[1+k])-1][i] = aheadOf(q.Counts)
+			series := r.QuantileSeries()
+			for k, q := range levels {
+				c, ok := forecast.QuantileAt(series, q)
+				if !ok {
+					return nil, fmt.Errorf("%s: no quantile %v", r.ID, q)
+				}
+				byMinute[1+k][len(byMinute[1+k])-1][i] = aheadOf(c)
 			}
 		}
 		return med, nil
@@ -350,7 +358,7 @@ func minutelyCounts(ctx context.Context, fc *forecast.Forecaster, mode forecast.
 	}
 	mean = byFunction(byMinute[0])
 	for k, q := range levels {
-		quantiles = append(quantiles, provision.QuantileAhead{Q: q, Ahead: byFunction(byMinute[1+k])})
+		quantiles = append(quantiles, provision.QuantileAhead{Q: q, Ahead: byFunction(byMinute[1+k]), Interpolated: interpolated[k]})
 	}
 	return median, mean, quantiles, nil
 }
