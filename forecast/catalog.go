@@ -45,6 +45,16 @@ func (c Catalog) QuantileNames() []string {
 	return out
 }
 
+// Answers says whether the set answers quantile q: the median, a level
+// it serves or one between two of them (QuantileAt).
+func (c Catalog) Answers(q float64) bool {
+	top := Median
+	if n := len(c.Manifest.Quantiles); n > 0 {
+		top = c.Manifest.Quantiles[n-1].Q
+	}
+	return q >= Median && q <= top
+}
+
 // PInvoke says whether the set answers per-minute invocation probabilities.
 func (c Catalog) PInvoke() bool { return c.Manifest.Dense.PInvoke != nil }
 

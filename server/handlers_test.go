@@ -296,8 +296,10 @@ func TestPrewarmOutputs(t *testing.T) {
 }
 
 // Quantiles are answered where "outputs" names them, on every route, and
-// computed only then; a quantile the set does not serve is a JSON 400
-// that lists those it does; "q0.5" is the median.
+// computed only then; a level between two served ones is interpolated
+// (KServe V2's metadata lists the served ones); a quantile beyond the
+// set's levels is a JSON 400 that lists those it serves; "q0.5" is the
+// median.
 func TestQuantileOutputs(t *testing.T) {
 	f := &fakeModels{reloadOK: true, pInvoke: 0.3}
 	url := startFake(t, f)
@@ -312,7 +314,9 @@ func TestQuantileOutputs(t *testing.T) {
 		{"/v1/forecast", `,"outputs":["q0.9","q0.99"]`, 200, forecast.Counts | forecast.Quantiles, []string{"quantiles"}, []string{"q0.9", "q0.99"}},
 		{"/v1/forecast", `,"outputs":["forecast","q0.99"]`, 200, forecast.Counts | forecast.Quantiles, []string{"forecast", "quantiles"}, []string{"q0.99"}},
 		{"/v1/forecast", `,"outputs":["q0.5"]`, 200, forecast.Counts, []string{"quantiles"}, []string{"q0.5"}},
-		{"/v1/forecast", `,"outputs":["q0.95"]`, 400, 0, nil, nil},
+		{"/v1/forecast", `,"outputs":["q0.945","q0.7"]`, 200, forecast.Counts | forecast.Quantiles, []string{"quantiles"}, []string{"q0.7", "q0.945"}},
+		{"/v1/forecast", `,"outputs":["q0.995"]`, 400, 0, nil, nil},
+		{"/v1/forecast", `,"outputs":["q0.4"]`, 400, 0, nil, nil},
 		{"/v1/forecast", `,"outputs":[]`, 400, 0, nil, nil},
 		{"/v1/prewarm", `,"outputs":["warm","q0.9"]`, 200, forecast.PInvoke | forecast.Quantiles, []string{"warm", "quantiles"}, []string{"q0.9"}},
 		{"/v1/prewarm", "", 200, forecast.Counts | forecast.PInvoke, []string{"p_invoke", "warm", "forecast", "median"}, nil},
@@ -362,8 +366,9 @@ func TestQuantileOutputs(t *testing.T) {
 			t.Errorf("%s %s: quantiles %q, want %q", c.route, c.outputs, got, c.quantiles)
 		}
 		for name, counts := range qs {
-			// the fake's median is 2; its q0.9 is the median + 1, q0.99 + 2
-			want := map[string]float32{"q0.5": 2, "q0.9": 3, "q0.99": 4}[name]
+			// the fake's median is 2; its q0.9 is the median + 1, q0.99 + 2;
+			// q0.945 halfway from q0.9 to q0.99, q0.7 from the median to q0.9
+			want := map[string]float32{"q0.5": 2, "q0.9": 3, "q0.99": 4, "q0.945": 3.5, "q0.7": 2.5}[name]
 			if len(counts) != manifest.Horizon || counts[0] != want {
 				t.Errorf("%s %s: %s %v, want %v a minute", c.route, c.outputs, name, counts, want)
 			}
@@ -402,8 +407,15 @@ func TestQuantileOutputs(t *testing.T) {
 	if f.outs&forecast.Quantiles == 0 {
 		t.Errorf("V2: quantiles named but not computed (%b)", f.outs)
 	}
-	if status, body := post(t, url+"/v2/models/mesp/infer", `{"inputs":[{"name":"counts","shape":[1,300],"datatype":"FP32","data":`+day(2, 300)+`}],"outputs":[{"name":"q0.8"}]}`); status != 400 {
-		t.Errorf("V2 unknown quantile: %d %s", status, body)
+	// a level between two served ones is answered there too, one beyond
+	// them is refused
+	status, body = post(t, url+"/v2/models/mesp/infer", `{"inputs":[{"name":"counts","shape":[1,300],"datatype":"FP32","data":`+day(2, 300)+`}],"outputs":[{"name":"q0.8"}]}`)
+	v2.Outputs = nil
+	if status != 200 || json.Unmarshal(body, &v2) != nil || len(v2.Outputs) != 1 || v2.Outputs[0].Name != "q0.8" || v2.Outputs[0].Data[0] != 2.75 {
+		t.Errorf("V2 q0.8, from the median 2 to q0.9's 3: %d %s", status, body)
+	}
+	if status, body := post(t, url+"/v2/models/mesp/infer", `{"inputs":[{"name":"counts","shape":[1,300],"datatype":"FP32","data":`+day(2, 300)+`}],"outputs":[{"name":"q0.995"}]}`); status != 400 {
+		t.Errorf("V2 quantile beyond the served levels: %d %s", status, body)
 	}
 }
 

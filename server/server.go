@@ -591,9 +591,10 @@ type PrewarmResponse struct {
 }
 
 // The per-minute arrays of an answer, as a request's "outputs" names them
-// (and the quantiles the set serves, "q0.9"; "q0.5" is the median);
-// "forecast", "median", "p_invoke" and the quantiles' are the KServe V2
-// outputs' names too.
+// (and the quantiles the set serves, "q0.9"; "q0.5" is the median; v1
+// answers any level between two served ones too, "q0.92", interpolated
+// as KEDA's trigger is); "forecast", "median", "p_invoke" and the served
+// quantiles' are the KServe V2 outputs' names too.
 const (
 	outPInvoke  = "p_invoke"
 	outWarm     = "warm"
@@ -615,19 +616,31 @@ func (s *Server) outputs(names []string, defaults []string) (wantOutputs, error)
 		return want, nil
 	}
 	known := slices.Clone(defaults)
-	if c, ok := s.models.Catalog(); ok {
+	c, loaded := s.models.Catalog()
+	if loaded {
 		known = append(known, c.QuantileNames()...)
 	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("%w: \"outputs\" is empty: name at least one of %q", forecast.ErrInvalid, known)
 	}
 	for _, n := range names {
-		if !slices.Contains(known, n) {
-			return nil, fmt.Errorf("%w: unknown output %q (known: %q)", forecast.ErrInvalid, n, known)
+		if q, ok := quantileLevel(n); !slices.Contains(known, n) && !(ok && loaded && c.Answers(q)) {
+			return nil, fmt.Errorf("%w: unknown output %q (known: %q, or a level between two of those quantiles, \"q0.92\")", forecast.ErrInvalid, n, known)
 		}
 		want[n] = true
 	}
 	return want, nil
+}
+
+// quantileLevel is the level a quantile's output name asks ("q0.92":
+// 0.92); ok is false for a name that is not one.
+func quantileLevel(name string) (float64, bool) {
+	rest, ok := strings.CutPrefix(name, "q")
+	if !ok {
+		return 0, false
+	}
+	q, err := strconv.ParseFloat(rest, 64)
+	return q, err == nil && q >= forecast.Median && q < 1
 }
 
 // models is what the models must compute for these outputs, beside base.
@@ -655,8 +668,17 @@ func (w wantOutputs) quantiles(r forecast.Result) map[string][]float32 {
 			out[name] = counts
 		}
 	}
-	for _, q := range r.QuantileSeries() {
+	series := r.QuantileSeries()
+	for _, q := range series {
 		add(manifest.QuantileName(q.Q), q.Counts)
+	}
+	// a level between two served ones, by the name it was asked by
+	for name := range w {
+		if q, ok := quantileLevel(name); ok && (out == nil || out[name] == nil) {
+			if c, ok := forecast.QuantileAt(series, q); ok {
+				add(name, c)
+			}
+		}
 	}
 	return out
 }
