@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,10 +36,14 @@ func runFitSilence(_ context.Context, args []string) error {
 	if *data == "" || *models == "" {
 		return fmt.Errorf("--data and --models are required")
 	}
-	var days [][]float64
+	var days, val [][]float64
 	if _, err := trace.Each(*data, trace.Options{}, func(f trace.Function) error {
-		if trace.Train.Contains(f.ID) && !trace.IsValidation(f.ID) {
-			days = append(days, f.Counts)
+		if trace.Train.Contains(f.ID) {
+			if trace.IsValidation(f.ID) {
+				val = append(val, f.Counts)
+			} else {
+				days = append(days, f.Counts)
+			}
 		}
 		return nil
 	}); err != nil {
@@ -48,11 +53,13 @@ func runFitSilence(_ context.Context, args []string) error {
 		return fmt.Errorf("%s: no training functions", *data)
 	}
 	fitted := fmt.Sprintf("%s: %d fit functions of the training part", filepath.Base(*data), len(days))
-	fit := days
+	fit, check := days, val
 	if *stopped {
 		copies, _ := provision.SilentCopies(days)
 		fit = append(slices.Clip(days), copies...)
 		fitted += " and one stopped copy of each (its last 6, 12 or 24 hours silent, cycling: EVALUATION.md §2's platform mix)"
+		copies, _ = provision.SilentCopies(val)
+		check = append(slices.Clip(val), copies...)
 	}
 	sl := manifest.Silence{Hazard: silence.Fit(fit), MinGap: *minGap, CapFrom: *capFrom, FittedOn: fitted}
 	if err := sl.Validate(); err != nil {
@@ -63,5 +70,37 @@ func runFitSilence(_ context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "fit-silence: %d days; hazard after an unprecedented gap: %d min %.4f (%.4f at 10x the longest before), %d min %.4f, %d min %.5f; caps p_invoke from %d idle minutes\n",
 		len(days), 30, sl.At(30), sl.AtPast(30, 1), 240, sl.At(240), 1440, sl.At(1440), sl.CapsFrom())
+	printSilenceCheck(os.Stderr, sl.Hazard, silence.Fit(check), len(val))
 	return nil
+}
+
+// printSilenceCheck prints, for the gaps the cap acts on, the fitted
+// hazard beside the rate the validation functions (and their stopped
+// copies, where the fit has them) show: whether a long silence's
+// probability follows what data the fit never read support.
+func printSilenceCheck(w io.Writer, fitted, observed silence.Hazard, functions int) {
+	fmt.Fprintf(w, "fit-silence: on %d validation functions, idle gap (minutes): fitted hazard / observed events over decisions at risk\n", functions)
+	row := func(label string, fb, ob []silence.Bin) {
+		fmt.Fprintf(w, "  %-24s", label)
+		for k, b := range fb {
+			if b.Gap >= 10 && b.Gap <= 360 {
+				fmt.Fprintf(w, " %d: %.4f / %d/%d", b.Gap, b.P, ob[k].Events, ob[k].AtRisk)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	row("every gap", fitted.Bins, observed.Bins)
+	for c, p := range fitted.Past {
+		if c >= len(observed.Past) {
+			break
+		}
+		label := fmt.Sprintf("%gx the longest and more", p.Ratio)
+		switch {
+		case c == 0 && len(fitted.Past) > 1:
+			label = fmt.Sprintf("under %gx the longest", fitted.Past[1].Ratio)
+		case c+1 < len(fitted.Past):
+			label = fmt.Sprintf("%g-%gx the longest", p.Ratio, fitted.Past[c+1].Ratio)
+		}
+		row(label, p.Bins, observed.Past[c].Bins)
+	}
 }
