@@ -5,6 +5,7 @@ package report
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -182,6 +183,7 @@ func Table(d Document) string {
 	for _, v := range p.Comparison.MespVsKeepAlive {
 		fmt.Fprintf(&b, "  mesp_minutely vs keepalive%-3d beaten %-5v cold starts %.3fx at its idle\n", v.Window, v.Beaten, v.ColdStartsRatio)
 	}
+	writeScaling(&b, d.Scaling)
 	keys := make([]string, 0, len(d.Ratios))
 	for k := range d.Ratios {
 		keys = append(keys, k)
@@ -192,6 +194,36 @@ func Table(d Document) string {
 		fmt.Fprintf(&b, "%-45s %.4f\n", k, d.Ratios[k])
 	}
 	return b.String()
+}
+
+// writeScaling prints the replica simulation's reading (EVALUATION.md
+// section 4): each curve's deficit at reactive scaling's cost with the
+// HPA's 5-minute window, and the served quantiles' coverage.
+func writeScaling(b *strings.Builder, sc *provision.ScalingReport) {
+	if sc == nil || sc.AtReactive5 == nil {
+		return
+	}
+	at := sc.AtReactive5
+	fmt.Fprintf(b, "\nreplicas: %d of %d functions need 2 or more at %g invocations a replica-minute\n", sc.Functions, sc.All, sc.Target)
+	fmt.Fprintf(b, "  at reactive (5-minute window)'s %d replica-minutes, invocations beyond capacity: reactive %.0f\n", at.ReplicaMinutes, at.ReactiveDeficit)
+	curve := func(name string, deficit float64) {
+		if deficit > 0 {
+			fmt.Fprintf(b, "  %-32s %12.0f  %.3fx reactive's\n", name, deficit, deficit/at.ReactiveDeficit)
+		}
+	}
+	curve("mesp", at.MespDeficit)
+	curve("mesp floored at the last minute", at.MespFlooredDeficit)
+	curve("peer_lightgbm_quantile", at.PeerDeficit)
+	levels := slices.SortedFunc(maps.Keys(sc.Coverage), func(x, y string) int {
+		a, _ := strconv.ParseFloat(x, 64)
+		c, _ := strconv.ParseFloat(y, 64)
+		return cmp.Compare(a, c)
+	})
+	b.WriteString("  coverage a minute ahead:")
+	for _, q := range levels {
+		fmt.Fprintf(b, " q%s %.4f", q, sc.Coverage[q])
+	}
+	b.WriteString("\n")
 }
 
 // Plots writes examples.png (a few functions: history, actual, each
