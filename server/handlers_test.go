@@ -317,6 +317,8 @@ func TestQuantileOutputs(t *testing.T) {
 		{"/v1/forecast", `,"outputs":["q0.945","q0.7"]`, 200, forecast.Counts | forecast.Quantiles, []string{"quantiles"}, []string{"q0.7", "q0.945"}},
 		{"/v1/forecast", `,"outputs":["q0.995"]`, 400, 0, nil, nil},
 		{"/v1/forecast", `,"outputs":["q0.4"]`, 400, 0, nil, nil},
+		{"/v1/forecast", `,"outputs":["qNaN"]`, 400, 0, nil, nil},
+		{"/v1/prewarm", `,"outputs":["q-0.9"]`, 400, 0, nil, nil},
 		{"/v1/forecast", `,"outputs":[]`, 400, 0, nil, nil},
 		{"/v1/prewarm", `,"outputs":["warm","q0.9"]`, 200, forecast.PInvoke | forecast.Quantiles, []string{"warm", "quantiles"}, []string{"q0.9"}},
 		{"/v1/prewarm", "", 200, forecast.Counts | forecast.PInvoke, []string{"p_invoke", "warm", "forecast", "median"}, nil},
