@@ -95,7 +95,7 @@ var HeldWindows = []int{1, 2, 5}
 const GridSteps = 100
 
 // QuantileGrid is every level from the lowest to the highest of served
-// (increasing) at GridStep, and served's own: a trigger may ask any level
+// (increasing) at 1/GridSteps, and served's own: a trigger may ask any level
 // between two served ones (forecast.QuantileAt interpolates), so the
 // curve a platform chooses its cost on is scored at each. The second
 // result says which levels are interpolated.
@@ -116,7 +116,7 @@ func QuantileGrid(served []float64) (levels []float64, interpolated []bool) {
 	levels = append(levels, served...)
 	slices.Sort(levels)
 	for _, q := range levels {
-		interpolated = append(interpolated, !slices.Contains(served, q))
+		interpolated = append(interpolated, !isServed(q))
 	}
 	return levels, interpolated
 }

@@ -668,13 +668,11 @@ func (w wantOutputs) quantiles(r forecast.Result) map[string][]float32 {
 			out[name] = counts
 		}
 	}
+	// each by the name it was asked by: a served level's own counts, one
+	// between two served ones interpolated
 	series := r.QuantileSeries()
-	for _, q := range series {
-		add(manifest.QuantileName(q.Q), q.Counts)
-	}
-	// a level between two served ones, by the name it was asked by
 	for name := range w {
-		if q, ok := quantileLevel(name); ok && (out == nil || out[name] == nil) {
+		if q, ok := quantileLevel(name); ok {
 			if c, ok := forecast.QuantileAt(series, q); ok {
 				add(name, c)
 			}

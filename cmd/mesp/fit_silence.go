@@ -55,11 +55,12 @@ func runFitSilence(_ context.Context, args []string) error {
 	fitted := fmt.Sprintf("%s: %d fit functions of the training part", filepath.Base(*data), len(days))
 	fit, check := days, val
 	if *stopped {
-		copies, _ := provision.SilentCopies(days)
-		fit = append(slices.Clip(days), copies...)
+		withStopped := func(d [][]float64) [][]float64 {
+			copies, _ := provision.SilentCopies(d)
+			return append(slices.Clip(d), copies...)
+		}
+		fit, check = withStopped(days), withStopped(val)
 		fitted += " and one stopped copy of each (its last 6, 12 or 24 hours silent, cycling: EVALUATION.md §2's platform mix)"
-		copies, _ = provision.SilentCopies(val)
-		check = append(slices.Clip(val), copies...)
 	}
 	sl := manifest.Silence{Hazard: silence.Fit(fit), MinGap: *minGap, CapFrom: *capFrom, FittedOn: fitted}
 	if err := sl.Validate(); err != nil {
