@@ -84,12 +84,11 @@ train-experts: venv build
 	  $(if $(CLUSTERS),--clusters $(CLUSTERS),)
 	$(PY) -m mesp_training soft-routing --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --models $(WORK) --config training/search.yaml
-	$(PY) -m mesp_training train-trees --mean --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --quantiles --models $(WORK) --config training/search.yaml
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
-	bin/mesp choose-volume --data $(DATA) --models $(WORK)
 	bin/mesp choose-quantiles --data $(DATA) --models $(WORK)
+	bin/mesp choose-volume --data $(DATA) --models $(WORK)
 	bin/mesp publish --from $(WORK) --models $(MODELS)
 
 ## image: the CPU Dockerfile built with buildah (local stand-ins for its base

@@ -55,6 +55,14 @@ func (c Catalog) Answers(q float64) bool {
 	return q >= Median && q <= top
 }
 
+// ExpectedApart says whether the set's forecast (the expected count) may
+// differ from its median: it has mean trees, an expected entry or a sparse
+// rule (without any, the forecast is the median).
+func (c Catalog) ExpectedApart() bool {
+	m := c.Manifest
+	return m.Mean != nil || m.Expected != nil || m.Sparse != nil
+}
+
 // PInvoke says whether the set answers per-minute invocation probabilities.
 func (c Catalog) PInvoke() bool { return c.Manifest.Dense.PInvoke != nil }
 

@@ -34,11 +34,13 @@ type Result struct {
 	// Forecast and PInvoke stay float32, as the models answer, up to the
 	// JSON.
 	Model, Kind, Family string
-	// Forecast is the count forecast. With mean trees (Mean set) it is the
-	// expected count: Mean.Scale times ((1 - Mean.Weight) times Level plus
-	// Mean.Weight times the mean trees'), not rounded, so that an hour of it sums to the
-	// hour's volume. Without, it is Median. A timer's (Timer set) is its
-	// expected count in phase, not rounded.
+	// Forecast is the count forecast: the expected count, not rounded, so
+	// that an hour of it sums to the hour's volume. Level, blended with the
+	// mean trees where the set has them ((1 - Mean.Weight) times Level plus
+	// Mean.Weight times theirs), raised by a share of the served upper
+	// quantile's distance above Level where the set says so (Upper); with
+	// neither, it is Median. A timer's (Timer set) is its expected count in
+	// phase; a sparse function's (Sparse) p_invoke times its size.
 	Forecast []float32
 	// Median is each minute's median in whole invocations: Level rounded.
 	// The count models are fitted to absolute error, whose best point
@@ -67,6 +69,9 @@ type Result struct {
 	// Timer is the period the timers' expert answered the counts in phase
 	// with (periodic.Detect); nil: the count models answered.
 	Timer *periodic.Timer
+	// Upper says Forecast is raised by a share of the served upper
+	// quantile's distance above the level (manifest.Expected); nil: not.
+	Upper *UpperShare
 	// Sparse says Forecast is p_invoke times the size of an invocation
 	// (manifest.Sparse); nil: the count models' expected count.
 	Sparse *SparseMean
@@ -86,6 +91,12 @@ func withSilence(reqs []Request, out []Result) {
 	for i := range out {
 		out[i].idle, out[i].longest = silence.State(reqs[i].Counts)
 	}
+}
+
+// UpperShare is how an expected count was derived from a served quantile
+// (manifest.Expected).
+type UpperShare struct {
+	Quantile, Share float64
 }
 
 // QuantileCounts is one quantile of each minute's count.
@@ -158,9 +169,6 @@ type SparseMean struct {
 type TreesBlend struct {
 	Model  string
 	Weight float64
-	// Scale is the mean trees' factor on the expected count
-	// (manifest.Trees.Scale; 0 for the count trees).
-	Scale float64
 }
 
 // Blend is the second count model of a soft-routed forecast: Forecast is
@@ -373,22 +381,22 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				})
 			}
 			if mg := s.meanRows(reqs, mode, out); countsErr == nil && mg != nil {
-				mb := &TreesBlend{Model: mg[0].model.ID, Weight: s.Manifest.Mean.Weight, Scale: s.Manifest.Mean.Scales()}
+				mb := &TreesBlend{Model: mg[0].model.ID, Weight: s.Manifest.Mean.Weight}
 				means = make([][]float32, len(out))
 				countsErr = s.runGroups(ctx, mg, buf, input, dense.second, func(i int, y []float32) {
 					means[i] = slices.Clone(y)
 					out[i].Mean = mb
 				})
 			}
-			if outs&Quantiles != 0 {
+			if outs&Quantiles != 0 || s.Manifest.Expected != nil {
 				// one run per graph, whatever the levels it serves
 				quantiles = make([][][]float32, len(s.Quantiles))
-				for k, m := range s.Quantiles[:levelsUpTo(s.Manifest.Quantiles, upTo)] {
+				for k, m := range s.Quantiles[:levelsUpTo(s.Manifest.Quantiles, s.graphsUpTo(outs, upTo))] {
 					if j := slices.Index(s.Quantiles, m); j < k {
 						quantiles[k] = quantiles[j]
 						continue
 					}
-					qg := s.silentLess(s.treeRows(m, reqs, mode, out), out)
+					qg := s.quantileRows(m, reqs, mode, out)
 					if countsErr != nil || qg == nil {
 						continue
 					}
@@ -434,15 +442,11 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 					shapeHour(r.Level, means[i])
 				}
 				mix(r.Forecast, means[i], r.Mean.Weight)
-				if c := float32(r.Mean.Scale); c != 1 {
-					for h := range r.Forecast {
-						r.Forecast[h] *= c
-					}
-				}
 			default:
 				r.Level, r.Forecast = r.Forecast, WholeInvocations(r.Forecast)
 				r.Median = r.Forecast
 			}
+			s.addUpperShare(reqs[i].Counts, r, quantiles, i)
 		}
 		if err := s.sparseMeans(ctx, reqs, routes, mode, outs, dense, out); err != nil {
 			return nil, err
@@ -454,6 +458,51 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 		}
 	}
 	return out, nil
+}
+
+// graphsUpTo is the quantile level up to which the quantile graphs run:
+// upTo where quantiles are asked for, and the expected count's quantile
+// (manifest.Expected) where counts are.
+func (s *Set) graphsUpTo(outs Outputs, upTo float64) float64 {
+	if outs&Quantiles == 0 {
+		upTo = 0
+	}
+	if e := s.Manifest.Expected; e != nil {
+		upTo = max(upTo, e.Quantile)
+	}
+	return upTo
+}
+
+// quantileRows is quantile graph m's run: treeRows, less the patterns in
+// a silence longer than any they show (meanRows says why).
+func (s *Set) quantileRows(m *onnx.Model, reqs []Request, mode Mode, out []Result) []modelGroup {
+	return s.silentLess(s.treeRows(m, reqs, mode, out), out)
+}
+
+// addUpperShare makes r's Forecast the expected count manifest.Expected
+// derives, where the quantile trees answered r's pattern (no timer's, no
+// silence longer than the pattern shows, a pattern as long as their
+// window): the level (or the mean trees' blend, before rounding) plus the
+// share of how far the served quantile lies above the level.
+func (s *Set) addUpperShare(counts []float64, r *Result, trees [][][]float32, i int) {
+	e := s.Manifest.Expected
+	if e == nil || r.Timer != nil {
+		return
+	}
+	k := slices.IndexFunc(s.Manifest.Quantiles, func(q manifest.Quantile) bool { return q.Q == e.Quantile })
+	if k < 0 || k >= len(trees) || trees[k] == nil || trees[k][i] == nil {
+		return
+	}
+	at := *r
+	s.answerQuantiles(counts, &at, trees, i, e.Quantile)
+	upper := at.Quantiles[k].Counts
+	if r.Mean == nil {
+		r.Forecast = slices.Clone(r.Level)
+	}
+	for h, v := range upper {
+		r.Forecast[h] += float32(e.Share * float64(max(v-r.Level[h], 0)))
+	}
+	r.Upper = &UpperShare{Quantile: e.Quantile, Share: e.Share}
 }
 
 // answerQuantiles sets r.Quantiles: each served level is the largest of
@@ -1047,7 +1096,8 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 		return nil, err
 	}
 	// the nearest clusters' models, then the runner-up models that soft
-	// routing blends in, then the trees: none on rows the timers' expert
+	// routing blends in, then the trees (the count, mean and, for the
+	// expected count, quantile trees): none on rows the timers' expert
 	// answers
 	out := make([]Result, len(reqs))
 	withSilence(reqs, out)
@@ -1055,6 +1105,14 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	groups = withoutTimers(groups, out)
 	groups = append(groups, s.blends(routes, per, mode, out)...)
 	trees := append(s.treeRows(s.Trees, reqs, mode, out), s.meanRows(reqs, mode, out)...)
+	if s.Manifest.Expected != nil {
+		// the quantile graphs a forecast runs for its expected count
+		for k, m := range s.Quantiles[:levelsUpTo(s.Manifest.Quantiles, s.graphsUpTo(Counts, 0))] {
+			if slices.Index(s.Quantiles, m) == k {
+				trees = append(trees, s.quantileRows(m, reqs, mode, out)...)
+			}
+		}
+	}
 	dense := newDenseRun(len(reqs))
 	if rows := s.featureRows(reqs, mode, out); len(rows) > 0 {
 		// the dense p_invoke graph's run that feeds the trees their features

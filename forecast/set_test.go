@@ -284,6 +284,15 @@ func TestRunsAreForecastsWork(t *testing.T) {
 						byModel[s.Model(r.Mean.Model)] = append(byModel[s.Model(r.Mean.Model)], i)
 					}
 				}
+				var upper *onnx.Model // the graph of the expected count's quantile
+				if e := s.Manifest.Expected; e != nil {
+					upper = s.Quantiles[slices.IndexFunc(s.Manifest.Quantiles, func(q manifest.Quantile) bool { return q.Q == e.Quantile })]
+				}
+				for i, r := range want {
+					if r.Upper != nil {
+						byModel[upper] = append(byModel[upper], i)
+					}
+				}
 				outputs := map[int][][]float32{} // request -> its model outputs, nearest first
 				rows := 0
 				for _, run := range runs {
@@ -318,14 +327,17 @@ func TestRunsAreForecastsWork(t *testing.T) {
 					if r.Mean != nil {
 						n++
 					}
+					if r.Upper != nil {
+						n++
+					}
 					if len(outputs[i]) != n {
 						t.Fatalf("request %d in %d runs, want %d", i, len(outputs[i]), n)
 					}
 					if want := WholeInvocations(r.Level); !slices.Equal(r.Median, want) {
 						t.Fatalf("request %d: Median %v is not Level rounded (%v)", i, r.Median, want)
 					}
-					if r.Mean == nil && r.Sparse == nil && !slices.Equal(r.Forecast, r.Median) {
-						t.Fatalf("request %d: no mean trees, yet Forecast %v is not the median", i, r.Forecast)
+					if r.Mean == nil && r.Upper == nil && r.Sparse == nil && !slices.Equal(r.Forecast, r.Median) {
+						t.Fatalf("request %d: no mean trees or upper share, yet Forecast %v is not the median", i, r.Forecast)
 					}
 					for h, v := range r.Level {
 						got := float64(outputs[i][0][h])
@@ -335,6 +347,9 @@ func TestRunsAreForecastsWork(t *testing.T) {
 						if r.Trees != nil {
 							k := n - 1
 							if r.Mean != nil {
+								k--
+							}
+							if r.Upper != nil {
 								k--
 							}
 							got = (1-r.Trees.Weight)*got + r.Trees.Weight*float64(outputs[i][k][h])
@@ -589,7 +604,7 @@ func TestFeatureTreesMustBeFedTheirFeatures(t *testing.T) {
 		}, "features_of"},
 		{"the older layout, the day in", func(t *testing.T) string {
 			dir := fixture.CopyModels(t)
-			editManifest(t, dir, func(m *manifest.Manifest) { m.Mean.DenseFeatures, m.Mean.Day = false, true })
+			editManifest(t, dir, func(m *manifest.Manifest) { m.Trees.DenseFeatures, m.Trees.Day = false, true })
 			return dir
 		}, "scripts/share_dense_features.py"},
 	}
@@ -646,11 +661,11 @@ func TestWholeInvocations(t *testing.T) {
 }
 
 // TestMeanTreesGiveTheExpectedCount: with mean trees the forecast is the
-// expected count, the set's scale times ((1 - w) times the level plus w
-// times the hour the mean trees answer, spread as the level shapes the
-// hour), not rounded; the
+// expected count, (1 - w) times the level plus w times the hour the mean
+// trees answer, spread as the level shapes the hour, not rounded; the
 // median is the level in whole invocations, as the forecast was before;
-// without them the forecast is the median.
+// without them (and without an expected entry) the forecast is the
+// median.
 func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 	// without the sparse rule, which answers small functions' expected
 	// count apart (TestSparseFunctionsExpectedCountIsPInvokeTimesTheirSize)
@@ -658,12 +673,13 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 		fixture.EditManifest(t, dir, func(m map[string]any) { delete(m, "sparse") })
 		return dir
 	}
-	// at a scale of 1.25 (manifest mean.scale): the blend times the scale
-	scaled := func(dir string) string {
-		fixture.EditManifest(t, dir, func(m map[string]any) { m["mean"].(map[string]any)["scale"] = 1.25 })
+	// the mean trees alone, without the share of the upper quantile
+	// (TestExpectedCountAddsAShareOfTheUpperQuantile)
+	meanOnly := func(dir string) string {
+		fixture.EditManifest(t, dir, func(m map[string]any) { delete(m, "expected") })
 		return dir
 	}
-	with, fns := readyForecaster(t, scaled(noSparse(fixture.CopyModelsWithMeanTrees(t, 0.6))))
+	with, fns := readyForecaster(t, meanOnly(noSparse(fixture.CopyModelsWithMeanTrees(t, 0.6))))
 	without, _ := readyForecaster(t, noSparse(fixture.CopyModelsWithoutMean(t)))
 	reqs, a, b := forecastBoth(t, with, without, fns)
 	ctx := context.Background()
@@ -682,7 +698,7 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 			continue
 		}
 		withMean++
-		if a[i].Mean == nil || a[i].Mean.Weight != 0.6 || a[i].Mean.Scale != 1.25 || a[i].Mean.Model != "dense-trees-mean" {
+		if a[i].Mean == nil || a[i].Mean.Weight != 0.6 || a[i].Mean.Model != "dense-trees-mean" {
 			t.Fatalf("%s: mean %+v", a[i].ID, a[i].Mean)
 		}
 		if !slices.Equal(a[i].Median, b[i].Forecast) || !slices.Equal(a[i].Median, WholeInvocations(a[i].Level)) {
@@ -701,7 +717,7 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 			if total > 0.5 {
 				hour = float64(a[i].Level[h]) * volume / total
 			}
-			want := 1.25 * (0.4*float64(a[i].Level[h]) + 0.6*hour)
+			want := 0.4*float64(a[i].Level[h]) + 0.6*hour
 			if math.Abs(float64(a[i].Forecast[h])-want) > 1e-4*max(1, want) {
 				t.Fatalf("%s minute %d: forecast %v, want %v", a[i].ID, h, a[i].Forecast[h], want)
 			}
@@ -712,6 +728,85 @@ func TestMeanTreesGiveTheExpectedCount(t *testing.T) {
 	}
 	if fractional == 0 || withMean < len(a)/2 {
 		t.Fatalf("%d of %d with mean trees, %d fractional minutes", withMean, len(a), fractional)
+	}
+}
+
+// TestExpectedCountAddsAShareOfTheUpperQuantile: with an expected entry
+// (manifest.Expected) the forecast of every row the quantile trees answer
+// is the level plus the share of how far the served quantile lies above
+// it, minute by minute; the median and the quantiles stay what they are at
+// share 0, where the forecast is the level itself, not rounded; rows the
+// quantile trees leave (a silence no day shows) keep the median.
+func TestExpectedCountAddsAShareOfTheUpperQuantile(t *testing.T) {
+	at := func(share float64) *Forecaster {
+		dir := fixture.CopyModelsWithoutMean(t)
+		fixture.EditManifest(t, dir, func(m map[string]any) {
+			delete(m, "sparse") // small functions' expected count is the sparse rule's, apart
+			m["expected"] = map[string]any{"quantile": 0.9, "share": share}
+		})
+		f, _ := readyForecaster(t, dir)
+		return f
+	}
+	fns := fixture.Rows(t)
+	reqs := make([]Request, 40)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200]}
+	}
+	busiest, most := 0, 0.0 // its every gap short: 5 silent hours are a silence no day of it shows
+	for i := range fns {
+		var total float64
+		for _, v := range fns[i].Counts[:900] {
+			total += v
+		}
+		if total > most {
+			busiest, most = i, total
+		}
+	}
+	reqs[39].Counts = append(slices.Clone(fns[busiest].Counts[:900]), make([]float64, 300)...)
+	ctx := context.Background()
+	zero, err := at(0).PredictUpTo(ctx, reqs, Routed, Counts|Quantiles, 0.9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised, err := at(0.3).PredictUpTo(ctx, reqs, Routed, Counts|Quantiles, 0.9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, plain := 0, 0
+	for i := range reqs {
+		z, r := zero[i], raised[i]
+		if !slices.Equal(z.Median, r.Median) || !slices.Equal(z.Level, r.Level) {
+			t.Fatalf("%s: the median or the level moved with the share", r.ID)
+		}
+		q, ok := QuantileAt(z.QuantileSeries(), 0.9)
+		if !ok {
+			t.Fatalf("%s: no q0.9", r.ID)
+		}
+		if r.Upper == nil {
+			plain++
+			if z.Upper != nil || !slices.Equal(r.Forecast, r.Median) {
+				t.Fatalf("%s: no share applied, yet forecast %v is not the median %v", r.ID, r.Forecast[:5], r.Median[:5])
+			}
+			continue
+		}
+		up++
+		if *r.Upper != (UpperShare{Quantile: 0.9, Share: 0.3}) || !slices.Equal(z.Forecast, z.Level) {
+			t.Fatalf("%s: upper %+v; at share 0 the forecast is not the level", r.ID, r.Upper)
+		}
+		var above float64
+		for h := range r.Forecast {
+			d := max(q[h]-r.Level[h], 0)
+			above += float64(d)
+			if want := r.Level[h] + float32(0.3*float64(d)); r.Forecast[h] != want {
+				t.Fatalf("%s minute %d: forecast %v, want level %v + 0.3 x %v", r.ID, h, r.Forecast[h], r.Level[h], d)
+			}
+		}
+		if above == 0 {
+			t.Fatalf("%s: q0.9 nowhere above the level", r.ID)
+		}
+	}
+	if up < 30 || plain == 0 || raised[39].Upper != nil {
+		t.Fatalf("%d rows raised, %d not (the silent one raised: %v)", up, plain, raised[39].Upper != nil)
 	}
 }
 

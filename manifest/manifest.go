@@ -129,11 +129,11 @@ type Manifest struct {
 	Routing        *Routing `json:"routing,omitempty"`
 	Trees          *Trees   `json:"trees,omitempty"`
 	// Mean is the mean trees: one booster for the next hour's volume
-	// (Hour). The served forecast is then the expected count, Scale times
-	// ((1 - Weight) times the served level, the routed and trees-blended
-	// median before rounding, plus Weight times their hour spread as the
-	// level shapes it), and the median is answered beside it (absent: the
-	// forecast is the median).
+	// (Hour). The served forecast is then the expected count, (1 -
+	// Weight) times the served level, the routed and trees-blended median
+	// before rounding, plus Weight times their hour spread as the level
+	// shapes it, and the median is answered beside it (absent: the
+	// forecast is the median, or Expected's).
 	Mean *Trees `json:"mean,omitempty"`
 	// Silence caps p_invoke after a silence longer than any the pattern
 	// shows (`mesp fit-silence`; absent: the models answer alone).
@@ -141,6 +141,10 @@ type Manifest struct {
 	// Sparse answers the expected count of small functions from p_invoke
 	// (absent: the count models answer it for every function).
 	Sparse *Sparse `json:"sparse,omitempty"`
+	// Expected derives the expected count of the functions the count
+	// models answer from their served quantiles (absent: the level, or
+	// the mean trees' blend, is the expected count).
+	Expected *Expected `json:"expected,omitempty"`
 	// Quantiles are the quantile trees, in increasing order of Q: each
 	// minute's count quantiles beside the median (absent: the median is
 	// the only quantile served).
@@ -223,6 +227,24 @@ type Sparse struct {
 	HalfLife   float64 `json:"half_life,omitempty"`
 	Cap        float64 `json:"cap,omitempty"`
 	ChosenOn   string  `json:"chosen_on,omitempty"`
+}
+
+// Expected is the expected count of each minute the quantile trees answer:
+// the served level (the median before rounding, blended with the mean
+// trees where a set has them) plus Share times how far the served
+// Quantile lies above it. A count's median falls short of its mean by as
+// much as its distribution leans right: a busy steady function's minute
+// is nearly symmetric and its forecast is left nearly as it is, a bursty
+// one's upper quantile lies far above its median and its expected count
+// is raised with it. One factor on every forecast instead (the mean
+// trees' scale before) moved the precise forecasts of the largest
+// functions too, which decide the hour's WAPE. `mesp choose-volume` fits
+// Share on the validation functions so that the hour's volume of the rows
+// it applies to is unbiased.
+type Expected struct {
+	Quantile float64 `json:"quantile"`
+	Share    float64 `json:"share"`
+	ChosenOn string  `json:"chosen_on,omitempty"`
 }
 
 // sizeScratch pools the invoked counts a capped size sorts.
@@ -321,13 +343,9 @@ type Trees struct {
 	// volume as even shares per minute, which the server spreads as the
 	// served level shapes the hour.
 	Hour bool `json:"hour,omitempty"`
-	// Scale (mean trees only) multiplies the expected count of every row
-	// the mean trees answer (absent: 1). The blend is fitted with robust
-	// losses (the level's L1, the hour's Huber), whose answer sits under
-	// the mean of a right-skewed hour; a ratio estimator fitted on
-	// validation functions, the sum of their hours over the sum of these
-	// rows' forecasts (`mesp choose-volume`), restores the hour's volume,
-	// as a smearing factor does for a model fitted on a log scale.
+	// Scale is the factor older sets put on the mean trees' expected
+	// count: refused, as Day is, so that such a set is not served with its
+	// volume silently changed (Expected replaces it: `mesp choose-volume`).
 	Scale float64 `json:"scale,omitempty"`
 }
 
@@ -351,14 +369,6 @@ type TreesGraph struct {
 	FeaturesOf *FeaturesOf `json:"features_of,omitempty"`
 	// Validation is the validation figures it was chosen on (informational).
 	Validation map[string]any `json:"validation,omitempty"`
-}
-
-// Scales is the factor on the expected count of the rows t answers.
-func (t Trees) Scales() float64 {
-	if t.Scale > 0 {
-		return t.Scale
-	}
-	return 1
 }
 
 // oldTreesLayout is the advice for trees graphs that carry their own copy
@@ -611,8 +621,8 @@ func (m Manifest) Validate() error {
 		if t.Hour && key != "mean" {
 			return fmt.Errorf("manifest: %s %s: only the mean trees answer the hour", key, t.ID)
 		}
-		if t.Scale != 0 && (key != "mean" || !(t.Scale >= 0.5 && t.Scale <= 2)) {
-			return fmt.Errorf("manifest: %s %s: scale %v, want none, or for the mean trees a factor in [0.5, 2]", key, t.ID, t.Scale)
+		if t.Scale != 0 {
+			return fmt.Errorf("manifest: %s %s: scale %v is no longer served: `mesp choose-volume` fits the expected entry's share instead", key, t.ID, t.Scale)
 		}
 	}
 	for _, g := range m.TreesGraphs() {
@@ -624,6 +634,9 @@ func (m Manifest) Validate() error {
 		return err
 	}
 	if err := m.validateQuantiles(); err != nil {
+		return err
+	}
+	if err := m.validateExpected(); err != nil {
 		return err
 	}
 	if err := m.validateSparse(); err != nil {
@@ -805,6 +818,20 @@ func (m Manifest) validateQuantiles() error {
 		if err := checkFile(q.ID, q.File, q.SHA256); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (m Manifest) validateExpected() error {
+	e := m.Expected
+	if e == nil {
+		return nil
+	}
+	if !(e.Share >= 0 && e.Share <= 1) {
+		return fmt.Errorf("manifest: expected share %v, want a share in [0, 1]", e.Share)
+	}
+	if !slices.ContainsFunc(m.Quantiles, func(q Quantile) bool { return q.Q == e.Quantile }) {
+		return fmt.Errorf("manifest: expected quantile %v, want one of the levels the set serves", e.Quantile)
 	}
 	return nil
 }

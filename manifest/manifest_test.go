@@ -64,17 +64,25 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 			m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240,
 				PInvoke: &PInvoke{ID: "p", File: "p.onnx", SHA256: good, InputLen: PInvokeInputLen}}}, Weight: 0.5}
 		},
-		"count trees with a scale": func(m *Manifest) {
-			m.Trees = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees", File: "t.onnx", SHA256: good, InputLen: 240}}, Weight: 0.5, Scale: 1.05}
+		"expected count from an unserved level": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9}}
+			m.Expected = &Expected{Quantile: 0.95, Share: 0.2}
 		},
-		"mean scale past 2": func(m *Manifest) {
-			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: 2.5}
+		"mean trees with the scale of older sets": func(m *Manifest) {
+			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: 1.0411}
 		},
-		"negative mean scale": func(m *Manifest) {
-			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: -1}
+		"expected count without quantiles": func(m *Manifest) { m.Expected = &Expected{Quantile: 0.9, Share: 0.2} },
+		"expected share above one": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9}}
+			m.Expected = &Expected{Quantile: 0.9, Share: 1.5}
 		},
-		"mean scale not a number": func(m *Manifest) {
-			m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: math.NaN()}
+		"negative expected share": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9}}
+			m.Expected = &Expected{Quantile: 0.9, Share: -0.1}
+		},
+		"expected share not a number": func(m *Manifest) {
+			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9}}
+			m.Expected = &Expected{Quantile: 0.9, Share: math.NaN()}
 		},
 		"quantile at the median": func(m *Manifest) {
 			m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.5}}
@@ -133,16 +141,13 @@ func TestValidateConfinesFilesAndRequiresHashes(t *testing.T) {
 	if got := []string{QuantileName(0.5), QuantileName(0.9), QuantileName(0.99)}; !slices.Equal(got, []string{"q0.5", "q0.9", "q0.99"}) {
 		t.Fatalf("quantile names %q", got)
 	}
-	// Mean trees with a scale, or none (1), are good.
-	for _, scale := range []float64{0, 0.5, 1.0411, 2} {
+	// An expected count from a served level, at any share in [0, 1], is good.
+	for _, share := range []float64{0, 0.2174, 1} {
 		m = base()
-		m.Mean = &Trees{TreesGraph: TreesGraph{Model: Model{ID: "dense-trees-mean", File: "m.onnx", SHA256: good, InputLen: 240}}, Weight: 0.4, Hour: true, Scale: scale}
-		want := scale
-		if scale == 0 {
-			want = 1
-		}
-		if err := m.Validate(); err != nil || m.Mean.Scales() != want {
-			t.Fatalf("mean trees at scale %v: %v (scales %v)", scale, err, m.Mean.Scales())
+		m.Quantiles = []Quantile{{TreesGraph: TreesGraph{Model: Model{ID: "q", File: "q.onnx", SHA256: good, InputLen: 240}}, Q: 0.9}}
+		m.Expected = &Expected{Quantile: 0.9, Share: share}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("expected share %v of q0.9: %v", share, err)
 		}
 	}
 	// An expert that continues the set's dense p_invoke model is good.

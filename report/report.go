@@ -46,7 +46,7 @@ const PeerCountsWhole = "peer_lightgbm_whole"
 const PeerMean = "peer_lightgbm_mean"
 
 // MespMedian is MESP's median output, scored beside its forecast (the
-// expected count) where the set has mean trees.
+// expected count) where the two may differ (forecast.Catalog.ExpectedApart).
 const MespMedian = "mesp_median"
 
 // New assembles the document.

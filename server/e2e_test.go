@@ -122,9 +122,17 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 	// The shipped set with count trees that read the dense p_invoke
 	// features added: soft routing's blends and the trees' are both
 	// checked.
+	// The expected count's served quantile comes back beside it (its
+	// parity with Python is the quantile tests').
 	ts := startOn(t, fixture.AddMeanTrees(t, fixture.CopyModelsWithFeatureTrees(t, 0.3), 0.4))
 	fns := fixtureRows(t, 40)
-	code, body := post(t, ts.URL+"/v1/forecast", batchBody(fns, 1200))
+	var req server.ForecastRequest
+	for _, f := range fns {
+		req.Functions = append(req.Functions, server.FunctionCounts{ID: f.ID, Counts: f.Counts[:1200]})
+	}
+	req.Outputs = []string{"forecast", "median", "q0.9"}
+	reqBody, _ := json.Marshal(req)
+	code, body := post(t, ts.URL+"/v1/forecast", string(reqBody))
 	if code != http.StatusOK {
 		t.Fatalf("%d %s", code, body)
 	}
@@ -210,7 +218,7 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			python[id][i] = ref[r]
 		}
 	}
-	nonzero, means, sparse := 0, 0, 0
+	nonzero, means, uppers, sparse := 0, 0, 0, 0
 	for i, f := range resp.Forecasts {
 		if f.Timer != nil {
 			continue // checked above
@@ -242,7 +250,9 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 		// TestPrewarmMatchesPythonOnnxRuntime's, the product the forecast
 		// package's); with mean trees, (1 - w) times Python's level plus w
 		// times their hour spread as that level shapes it
-		// (count_trees.shaped); else the median.
+		// (count_trees.shaped), plus, with an upper share, that share of
+		// how far the served quantile lies above Python's level; else the
+		// median.
 		if f.Sparse != nil {
 			size, ok := m.Sparse.MeanWhenInvoked(fns[i].Counts[:1200])
 			if !ok || size != f.Sparse.SizeWhenInvoked {
@@ -251,29 +261,43 @@ func TestForecastMatchesPythonOnnxRuntime(t *testing.T) {
 			sparse++
 			continue
 		}
-		if f.Mean == nil {
+		if f.Mean == nil && f.Upper == nil {
 			if !slices.Equal(f.Forecast, f.Median) {
-				t.Fatalf("forecast %d: no mean trees, yet forecast %v is not the median %v", i, f.Forecast, f.Median)
+				t.Fatalf("forecast %d: no mean trees or upper share, yet forecast %v is not the median %v", i, f.Forecast, f.Median)
 			}
 			continue
 		}
-		means++
-		hour, total, volume := slices.Clone(python[f.Mean.Model][i]), 0.0, 0.0
-		for h := range hour {
-			total, volume = total+level[h], volume+hour[h]
+		if u := f.Upper; u != nil && (m.Expected == nil || u.Quantile != m.Expected.Quantile || u.Share != m.Expected.Share) {
+			t.Fatalf("forecast %d: upper %+v, manifest %+v", i, u, m.Expected)
 		}
-		for h := range hour {
-			if total > 0.5 {
-				hour[h] = level[h] * volume / total
+		expected := slices.Clone(level)
+		if f.Mean != nil {
+			means++
+			hour, total, volume := slices.Clone(python[f.Mean.Model][i]), 0.0, 0.0
+			for h := range hour {
+				total, volume = total+level[h], volume+hour[h]
 			}
-			want := (1-f.Mean.Weight)*level[h] + f.Mean.Weight*hour[h]
+			for h := range hour {
+				if total > 0.5 {
+					hour[h] = level[h] * volume / total
+				}
+				expected[h] = (1-f.Mean.Weight)*level[h] + f.Mean.Weight*hour[h]
+			}
+		}
+		if u := f.Upper; u != nil {
+			uppers++
+			for h, q := range f.Quantiles[manifest.QuantileName(u.Quantile)] {
+				expected[h] += u.Share * math.Max(float64(q)-level[h], 0)
+			}
+		}
+		for h, want := range expected {
 			if math.Abs(float64(f.Forecast[h])-want) > 1e-4*math.Max(1, want) {
-				t.Fatalf("forecast %d (mean %+v) minute %d: server %v, python %v", i, f.Mean, h, f.Forecast[h], want)
+				t.Fatalf("forecast %d (mean %+v, upper %+v) minute %d: server %v, python %v", i, f.Mean, f.Upper, h, f.Forecast[h], want)
 			}
 		}
 	}
-	if nonzero == 0 || means == 0 || sparse == 0 {
-		t.Fatalf("%d nonzero medians, %d expected counts compared, %d sparse functions", nonzero, means, sparse)
+	if nonzero == 0 || means == 0 || uppers == 0 || sparse == 0 {
+		t.Fatalf("%d nonzero medians, %d mean and %d upper expected counts compared, %d sparse functions", nonzero, means, uppers, sparse)
 	}
 	if m.Routing != nil && blended == 0 {
 		t.Fatal("soft routing is on, yet no forecast blended two models")

@@ -298,8 +298,18 @@ type RouteJSON struct {
 	Sparse *SparseJSON `json:"sparse,omitempty"`
 	// Mean is the mean trees' part of the expected count: forecast is
 	// (1 - weight) times the median's level plus weight times theirs
-	// (absent: forecast is the median).
+	// (absent: forecast is the level, or the median).
 	Mean *TreesJSON `json:"mean,omitempty"`
+	// Upper says the expected count was raised by share times how far the
+	// served quantile lies above the level (absent: it was not).
+	Upper *UpperJSON `json:"upper,omitempty"`
+}
+
+// UpperJSON is how the expected count was derived from a served quantile
+// (forecast.UpperShare): forecast = level + share x max(q - level, 0).
+type UpperJSON struct {
+	Quantile float64 `json:"quantile"`
+	Share    float64 `json:"share"`
 }
 
 // SparseJSON is a sparse function's size of an invocation and, where
@@ -331,8 +341,6 @@ type TimerJSON struct {
 type TreesJSON struct {
 	Model  string  `json:"model"`
 	Weight float64 `json:"weight"`
-	// Scale is the mean trees' factor on the expected count (mean only).
-	Scale float64 `json:"scale,omitempty"`
 }
 
 // BlendJSON is the second model of a soft-routed forecast: the forecast
@@ -358,7 +366,10 @@ func routeJSON(r forecast.Result) RouteJSON {
 		rj.Timer = &TimerJSON{Period: t.Period, Cycle: t.Cycle, Tolerance: t.Tolerance, Kappa: t.Kappa}
 	}
 	if m := r.Mean; m != nil {
-		rj.Mean = &TreesJSON{Model: m.Model, Weight: m.Weight, Scale: m.Scale}
+		rj.Mean = &TreesJSON{Model: m.Model, Weight: m.Weight}
+	}
+	if u := r.Upper; u != nil {
+		rj.Upper = &UpperJSON{Quantile: u.Quantile, Share: u.Share}
 	}
 	if sp := r.Sparse; sp != nil {
 		rj.Sparse = &SparseJSON{SizeWhenInvoked: sp.SizeWhenInvoked}

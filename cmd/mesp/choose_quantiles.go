@@ -68,9 +68,16 @@ func runChooseQuantiles(ctx context.Context, args []string) error {
 	if err := manifest.Read(filepath.Join(cfg.Models, "manifest.json"), &doc); err != nil {
 		return err
 	}
-	// on failure the manifest gets its levels back
+	// on failure the manifest gets its levels (and its expected entry) back
 	restore := func(err error) error {
 		_ = writeManifestEntry(cfg.Models, "quantiles", doc["quantiles"])
+		_ = writeManifestEntry(cfg.Models, "expected", doc["expected"])
+		return err
+	}
+	// The expected count's share was fitted on the levels as they were
+	// calibrated before (manifest.Expected): it goes, and `mesp
+	// choose-volume` fits it again on the new ones.
+	if err := writeManifestEntry(cfg.Models, "expected", nil); err != nil {
 		return err
 	}
 	days := make([][]float64, len(fns))
@@ -146,6 +153,9 @@ func runChooseQuantiles(ctx context.Context, args []string) error {
 		return restore(err)
 	}
 	fmt.Fprintf(os.Stderr, "choose-quantiles: %s serves %d levels from %d graphs (%s)\n", cfg.Models, len(levels), len(graphs), time.Since(start).Round(time.Second))
+	if doc["expected"] != nil {
+		fmt.Fprintln(os.Stderr, "choose-quantiles: the expected count's share was fitted on the old levels and is removed: run mesp choose-volume")
+	}
 	return nil
 }
 

@@ -29,6 +29,9 @@ func TestChooseQuantilesCalibratesWhatTheServerAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m.Expected != nil {
+		t.Fatalf("expected entry %+v kept, though fitted on the levels before", m.Expected)
+	}
 	var levels []float64
 	for _, q := range m.Quantiles {
 		levels = append(levels, q.Q)

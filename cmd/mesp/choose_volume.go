@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/mesp-project/mesp/backtest"
@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	register("choose-volume", "fix how a models folder's expected count meets the hour's volume (the sparse rule for small functions, the mean trees' scale) on the validation functions' hour figures, as served", runChooseVolume)
+	register("choose-volume", "fix how a models folder's expected count meets the hour's volume (the sparse rule for small functions, the share of the upper quantile above the level) on the validation functions' hour figures, as served", runChooseVolume)
 }
 
 // The candidates of the sparse rule: daily totals under which it answers,
@@ -53,24 +53,33 @@ const (
 // the large functions' accuracy.
 const sparseWAPESlack = 1.01
 
-// volumeChoice is one candidate: the sparse rule (nil: none), the mean
-// trees' scale fitted with it, and the served set's backtest with both.
+// expectedQuantile is the served level whose distance above the level
+// the expected count takes a share of (manifest.Expected). On the
+// validation functions the 0.9 level raised the hour's volume of the
+// functions the count models answer to unbiased at a lower hour WAPE than
+// the 0.99 level or one factor on every forecast (docs/research.md).
+const expectedQuantile = 0.9
+
+// volumeChoice is one candidate: the sparse rule (nil: none), the
+// expected count's share fitted with it, and the served set's backtest
+// with both.
 type volumeChoice struct {
 	sparse *manifest.Sparse
-	scale  float64
-	rows   int // the mean trees' rows the scale was fitted on
+	share  float64
+	rows   int // the rows the share was fitted on
 	res    *backtest.Result
 }
 
 // runChooseVolume backtests the served forecaster on the validation
 // functions without the sparse rule and with each candidate. With each,
-// the mean trees' scale is the ratio estimator over the rows they answer
-// (the rule's and the timers' aside): the sum of those rows' hours over
-// the sum of their forecasts. It writes the candidate with the smallest
-// summed distance of the bands' hour bias from 1, then the lowest hour
-// WAPE (overall hour WAPE within sparseWAPESlack of the set without it),
-// into the manifest's "sparse" entry (none qualifies: removed) and its
-// scale into "mean".
+// the expected count's share (manifest.Expected) is the ratio estimator
+// over the rows it applies to (the rule's and the timers' aside): the sum
+// of those rows' hours less the sum of their levels, over the sum of the
+// served upper quantile's distance above the level. It writes the
+// candidate with the smallest summed distance of the bands' hour bias
+// from 1, then the lowest hour WAPE (overall hour WAPE within
+// sparseWAPESlack of the set without it), into the manifest's "sparse"
+// entry (none qualifies: removed) and its share into "expected".
 func runChooseVolume(ctx context.Context, args []string) error {
 	cfg, fns, err := validationCommand("choose-volume", args)
 	if err != nil {
@@ -80,26 +89,25 @@ func runChooseVolume(ctx context.Context, args []string) error {
 	if err := manifest.Read(filepath.Join(cfg.Models, "manifest.json"), &doc); err != nil {
 		return err
 	}
-	original := map[string]any{"sparse": doc["sparse"], "mean": doc["mean"]}
+	original := map[string]any{"sparse": doc["sparse"], "expected": doc["expected"]}
 	restore := func() {
 		for k, v := range original {
 			_ = writeManifestEntry(cfg.Models, k, v)
 		}
 	}
-	mean, _ := doc["mean"].(map[string]any)
-	// withScale is the mean entry with scale c (1: none)
-	withScale := func(c float64) any {
-		if mean == nil {
-			return nil
-		}
-		m := maps.Clone(mean)
-		delete(m, "scale")
-		if c != 1 {
-			m["scale"] = c
-		}
-		return m
+	m, err := manifest.ReadManifest(cfg.Models)
+	if err != nil {
+		return err
 	}
-	if err := writeManifestEntry(cfg.Models, "mean", withScale(1)); err != nil {
+	upper := slices.ContainsFunc(m.Quantiles, func(q manifest.Quantile) bool { return q.Q == expectedQuantile })
+	if !upper {
+		fmt.Fprintf(os.Stderr, "choose-volume: %s serves no q%g: the expected count is the level (no expected entry)\n", cfg.Models, expectedQuantile)
+	}
+	var unfitted any // the expected entry the candidates are scored with: share 0
+	if upper {
+		unfitted = &manifest.Expected{Quantile: expectedQuantile}
+	}
+	if err := writeManifestEntry(cfg.Models, "expected", unfitted); err != nil {
 		return err
 	}
 	score := func(sp *manifest.Sparse) (volumeChoice, error) {
@@ -118,7 +126,7 @@ func runChooseVolume(ctx context.Context, args []string) error {
 		if set, _ := fc.Catalog(); !set.PInvoke() {
 			return volumeChoice{}, fmt.Errorf("%s: no p_invoke models for the sparse rule", cfg.Models)
 		}
-		return scoreVolume(ctx, fns, fc, sp)
+		return scoreVolume(ctx, fns, fc, sp, upper)
 	}
 	base, err := score(nil)
 	if err != nil {
@@ -157,16 +165,10 @@ func runChooseVolume(ctx context.Context, args []string) error {
 		restore()
 		return err
 	}
-	if m, ok := withScale(best.scale).(map[string]any); ok {
-		val, _ := m["validation"].(map[string]any)
-		val = maps.Clone(val)
-		if val == nil {
-			val = map[string]any{}
-		}
-		val["scale_fitted_on"] = fmt.Sprintf("mesp choose-volume: the sum of the hours over the sum of the forecasts of the %d rows (function and origin) of %d validation functions the mean trees answer, "+
-			"the sparse rule chosen with it and the timers' aside; the set with it: %s", best.rows, len(fns), best.describe())
-		m["validation"] = val
-		if err := writeManifestEntry(cfg.Models, "mean", m); err != nil {
+	if upper {
+		e := &manifest.Expected{Quantile: expectedQuantile, Share: best.share, ChosenOn: fmt.Sprintf("mesp choose-volume: the sum of the hours less the sum of the levels over the sum of the served q%g's distance above the level, "+
+			"over the %d rows (function and origin) of %d validation functions it applies to, the sparse rule chosen with it and the timers' aside; the set with it: %s", expectedQuantile, best.rows, len(fns), best.describe())}
+		if err := writeManifestEntry(cfg.Models, "expected", e); err != nil {
 			restore()
 			return err
 		}
@@ -176,26 +178,41 @@ func runChooseVolume(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintf(os.Stderr, "choose-volume: sparse below %g a day, last %d minutes\n", best.sparse.BelowDaily, best.sparse.Look)
 	}
-	fmt.Fprintf(os.Stderr, "choose-volume: mean trees' scale %.4f\n", best.scale)
+	fmt.Fprintf(os.Stderr, "choose-volume: expected share %.4f of q%g above the level\n", best.share, expectedQuantile)
 	return nil
 }
 
-// scoreVolume backtests fc (whose manifest holds sparse rule sp and no
-// mean scale) on fns, fits the mean trees' scale on the rows they answer
-// and backtests the same forecasts with it: the server's answer with the
-// scale in the manifest, without running the models twice.
-func scoreVolume(ctx context.Context, fns []trace.Function, fc *forecast.Forecaster, sp *manifest.Sparse) (volumeChoice, error) {
-	meanRow := make([][]bool, 0, len(backtest.Origins)) // [origin][function]
+// scoreVolume backtests fc (whose manifest holds sparse rule sp and, with
+// upper, the expected entry at share 0) on fns, fits the expected count's
+// share on the rows it applies to and backtests the same forecasts with
+// it: the server's answer with the share in the manifest, without running
+// the models twice.
+func scoreVolume(ctx context.Context, fns []trace.Function, fc *forecast.Forecaster, sp *manifest.Sparse, upper bool) (volumeChoice, error) {
+	spread := make([][][]float64, 0, len(backtest.Origins)) // [origin][function]: nil where no share applies
 	record := func(ctx context.Context, hs [][]float64) ([][]float64, []int, error) {
-		res, err := fc.Forecast(ctx, backtestRequests(hs), forecast.Routed)
+		outs := forecast.Counts
+		if upper {
+			outs |= forecast.Quantiles
+		}
+		res, err := fc.PredictUpTo(ctx, backtestRequests(hs), forecast.Routed, outs, expectedQuantile)
 		if err != nil {
 			return nil, nil, err
 		}
-		rows := make([]bool, len(res))
+		rows := make([][]float64, len(res))
 		for i, r := range res {
-			rows[i] = r.Mean != nil && r.Sparse == nil && r.Timer == nil
+			if r.Upper == nil || r.Sparse != nil || r.Timer != nil {
+				continue
+			}
+			q, ok := forecast.QuantileAt(r.QuantileSeries(), expectedQuantile)
+			if !ok {
+				return nil, nil, fmt.Errorf("choose-volume: no q%g in an answer the expected share applies to", expectedQuantile)
+			}
+			rows[i] = make([]float64, len(q))
+			for h, v := range q {
+				rows[i][h] = float64(max(v-r.Level[h], 0))
+			}
 		}
-		meanRow = append(meanRow, rows)
+		spread = append(spread, rows)
 		out, cl := backtestAnswers(res, false)
 		return out, cl, nil
 	}
@@ -203,50 +220,51 @@ func scoreVolume(ctx context.Context, fns []trace.Function, fc *forecast.Forecas
 	if err != nil {
 		return volumeChoice{}, err
 	}
-	c := volumeChoice{sparse: sp, scale: 1, res: first}
-	var hours, forecasts float64
+	c := volumeChoice{sparse: sp, res: first}
+	var hours, forecasts, above float64
 	for oi, t := range backtest.Origins {
 		for i, f := range fns {
-			if !meanRow[oi][i] {
+			if spread[oi][i] == nil {
 				continue
 			}
 			c.rows++
 			for h, v := range first.Forecasts["mesp"][i][oi] {
 				forecasts += v
 				hours += f.Counts[t+h]
+				above += spread[oi][i][h]
 			}
 		}
 	}
-	if c.rows == 0 || forecasts <= 0 {
+	if c.rows == 0 || above <= 0 {
 		return c, nil
 	}
-	c.scale = math.Round(min(2, max(0.5, hours/forecasts))*1e4) / 1e4
+	c.share = math.Round(min(1, max(0, (hours-forecasts)/above))*1e4) / 1e4
 	call := 0
-	scaled := func(_ context.Context, hs [][]float64) ([][]float64, []int, error) {
+	raised := func(_ context.Context, hs [][]float64) ([][]float64, []int, error) {
 		oi := call
 		call++
 		out, cl := make([][]float64, len(hs)), make([]int, len(hs))
 		for i := range hs {
 			f := first.Forecasts["mesp"][i][oi]
 			out[i], cl[i] = f, first.Routes[i][oi]
-			if meanRow[oi][i] {
+			if up := spread[oi][i]; up != nil {
 				out[i] = make([]float64, len(f))
 				for h, v := range f {
-					out[i][h] = float64(float32(v) * float32(c.scale))
+					out[i][h] = float64(float32(v) + float32(c.share*up[h]))
 				}
 			}
 		}
 		return out, cl, nil
 	}
-	if c.res, err = backtest.Run(ctx, fns, []backtest.Forecaster{{Name: "mesp", Predict: scaled}}, "mesp", nil); err != nil {
+	if c.res, err = backtest.Run(ctx, fns, []backtest.Forecaster{{Name: "mesp", Predict: raised}}, "mesp", nil); err != nil {
 		return volumeChoice{}, err
 	}
 	return c, nil
 }
 
-// describe is the candidate's scale and hour figures, in words.
+// describe is the candidate's share and hour figures, in words.
 func (c volumeChoice) describe() string {
-	return fmt.Sprintf("mean scale %.4f; %s", c.scale, hourFigures(c.res))
+	return fmt.Sprintf("expected share %.4f; %s", c.share, hourFigures(c.res))
 }
 
 // sparseBiasDistance is the sum over bands of daily total of MESP's |hour

@@ -63,7 +63,7 @@ func runEval(ctx context.Context, args []string) error {
 		{Name: "mesp", Predict: served(fc, forecast.Routed, false)},
 		{Name: "dense", Predict: served(fc, forecast.DenseOnly, false)},
 	}, backtest.Baselines()...)
-	if set, _ := fc.Catalog(); set.Manifest.Mean != nil {
+	if set, _ := fc.Catalog(); set.ExpectedApart() {
 		// forecast is the expected count; the median is scored beside it
 		contenders = append(contenders, backtest.Forecaster{Name: report.MespMedian, Predict: served(fc, forecast.Routed, true)})
 	}

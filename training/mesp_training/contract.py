@@ -233,9 +233,9 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
             out.append(f"{key}: count trees have no p_invoke model")
         if isinstance(tr, dict) and (tr.get("hour", False) not in (True, False) or (key != "mean" and tr.get("hour"))):
             out.append(f"{key} hour {tr.get('hour')!r}: only the mean trees answer the hour (true or false)")
-        if isinstance(tr, dict) and "scale" in tr and not (
-                key == "mean" and isinstance(tr["scale"], int | float) and 0.5 <= tr["scale"] <= 2):
-            out.append(f"{key} scale {tr['scale']!r}: want none, or for the mean trees a factor in [0.5, 2]")
+        if isinstance(tr, dict) and "scale" in tr:
+            out.append(f"{key} scale {tr['scale']!r}: the expected count's factor is gone; "
+                       "mesp choose-volume fits the manifest's expected share instead")
     sl = m.get("silence")
     if sl is not None:
         out.extend(_silence_errors(sl))
@@ -247,6 +247,11 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
                                and isinstance(sp.get("cap", 0), int | float) and 0 <= sp.get("cap", 0) <= 1):
         out.append(f"sparse {sp!r}: want below_daily > 0, look >= 1 minute, steady true or false, "
                    "half_life none or minutes > 0 and cap none or a quantile in (0, 1]")
+    ex = m.get("expected")
+    if ex is not None and not (isinstance(ex, dict) and isinstance(ex.get("share"), int | float)
+                               and 0 <= ex["share"] <= 1
+                               and ex.get("quantile") in [q.get("q") for q in m.get("quantiles") or []]):
+        out.append(f"expected {ex!r}: want a share in [0, 1] of a quantile level the set serves")
     pw = m.get("prewarm")
     if pw is not None and not (isinstance(pw.get("threshold"), int | float) and 0 < pw["threshold"] < 1):
         out.append(f"prewarm threshold {pw.get('threshold')!r}, want a probability in (0, 1)")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,17 +152,25 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
     answered = np.array([got[i]["median"] for i in models_rows])
     assert_whole_invocations(answered, want[models_rows])
     assert answered.max() > 0  # something was compared
-    # the forecast is the expected count: the mean trees' hour spread as
-    # the level shapes it, at their share (none in a silence no day shows)
+    # the forecast is the expected count: the level, or the mean trees'
+    # hour spread as the level shapes it at their share, plus the expected
+    # entry's share of the served upper quantile above the level (neither
+    # in a silence no day shows)
     forecast = np.array([got[i]["forecast"] for i in models_rows])
-    if "mean" not in man:
+    ex = man.get("expected")
+    if "mean" not in man and ex is None:
         np.testing.assert_array_equal(forecast, answered)
         return
-    a, c = man["mean"]["weight"], man["mean"].get("scale", 1.0)
-    hour = ct.shaped(want, ct.forecast_at(models, man, series[:, :t], t, man["mean"]))
-    expected = c * ((1 - a) * want + a * hour)
-    with_mean = [k for k, i in enumerate(models_rows) if "mean" in got[i]]
-    assert len(with_mean) >= len(models_rows) // 2
+    expected = want.copy()
+    if "mean" in man:
+        a = man["mean"]["weight"]
+        hour = ct.shaped(want, ct.forecast_at(models, man, series[:, :t], t, man["mean"]))
+        expected = (1 - a) * want + a * hour
+    median = np.zeros_like(want)
+    median[models_rows] = answered
+    upper = dict(served_levels(models, man, series[:, :t], median))[ex["quantile"]] if ex else want
+    raised = [k for k, i in enumerate(models_rows) if "mean" in got[i] or "upper" in got[i]]
+    assert len(raised) >= len(models_rows) // 2
     sp = man.get("sparse")
     min_gap = man["silence"]["min_gap"] if "silence" in man else None
     sparse_rows = 0
@@ -188,9 +197,14 @@ def test_the_chooser_scores_what_the_server_answers(server: str) -> None:
             sparse_rows += 1
             continue
         assert "sparse" not in got[i]
-        if "mean" in got[i]:
-            assert got[i]["mean"] == {"model": man["mean"]["id"], "weight": a, "scale": c}
-            np.testing.assert_allclose(forecast[k], expected[i], rtol=1e-4, atol=1e-4)
+        if "mean" in got[i] or "upper" in got[i]:
+            e = expected[i] if "mean" in got[i] else want[i]
+            if "mean" in got[i]:
+                assert got[i]["mean"] == {"model": man["mean"]["id"], "weight": man["mean"]["weight"]}
+            if "upper" in got[i]:
+                assert ex is not None and got[i]["upper"] == {"quantile": ex["quantile"], "share": ex["share"]}
+                e = e + ex["share"] * np.maximum(upper[i] - want[i], 0)
+            np.testing.assert_allclose(forecast[k], e, rtol=1e-4, atol=1e-4)
         else:
             np.testing.assert_array_equal(forecast[k], answered[k])
     assert not sp or sparse_rows > 0  # the rule was compared
@@ -282,22 +296,30 @@ def test_served_quantiles_are_the_graphs_in_python(server: str) -> None:
     names = [f"q{q['q']:g}" for q in man["quantiles"]]
     got = v1(server, series[:, :t], ["median", *names])["forecasts"]
     min_gap = man["silence"]["min_gap"] if "silence" in man else None
-    # each level's graph over every row at once (rows are independent)
-    graphs = [ct.forecast_at(models, man, series[:, :t], t, q) for q in man["quantiles"]]
+    median = np.array([f["median"] for f in got], np.float64)
+    levels = list(served_levels(models, man, series[:, :t], median))
     compared = 0
     for i, f in enumerate(got):
         idle, unprecedented = _gap(series[i, :t])
         if "timer" in f or (min_gap is not None and unprecedented and idle >= min_gap):
             continue
-        median = np.array(f["median"], np.float64)
-        lower = median
-        for q, name, graph in zip(man["quantiles"], names, graphs, strict=True):
-            trees = graph[i]
-            want = np.maximum(lower, q.get("scale", 1.0) * np.maximum(trees, median))
-            np.testing.assert_allclose(f["quantiles"][name], want, rtol=1e-4, atol=1e-4, err_msg=f"row {i} {name}")
-            lower = want
+        for name, (_, want) in zip(names, levels, strict=True):
+            np.testing.assert_allclose(f["quantiles"][name], want[i], rtol=1e-4, atol=1e-4, err_msg=f"row {i} {name}")
         compared += 1
     assert compared >= 20  # 26 of the 40 rows: the rest are timers or silent
+
+
+def served_levels(models: Path, man: dict[str, Any], history: np.ndarray,
+                  median: np.ndarray) -> Iterator[tuple[float, np.ndarray]]:
+    """Each quantile level the set serves, [functions, 60], as the server
+    answers it where the quantile trees run: the largest of the level below
+    (the median first) and its scale times the largest of its graph's
+    answer and the median."""
+    lower = median
+    for q in man["quantiles"]:
+        trees = ct.forecast_at(models, man, history, history.shape[1], q)
+        lower = np.maximum(lower, q.get("scale", 1.0) * np.maximum(trees, median))
+        yield q["q"], lower
 
 
 def sparse_size(history: np.ndarray, sp: dict[str, Any]) -> float:
