@@ -243,6 +243,11 @@ type Router struct {
 	// into every routed forecast; false serves without them (less CPU per
 	// forecast for less accuracy: docs/benchmarks.md, Serving).
 	CountTrees bool `koanf:"count_trees"`
+	// UpperShare derives the expected count from the served upper
+	// quantile where the manifest says so (manifest.Expected); false
+	// serves the level's median for it (a forecast runs one graph fewer,
+	// and the hour's volume falls short: docs/configuration.md).
+	UpperShare bool `koanf:"upper_share"`
 	// Timers lets the timers' expert (package periodic) answer the counts
 	// of timer-like patterns in phase; false: the count models answer
 	// every pattern.
@@ -286,6 +291,7 @@ func Defaults() map[string]any {
 		"router.ood_max_bytes":           int64(64 << 20),
 		"router.ood_keep":                4,
 		"router.count_trees":             true,
+		"router.upper_share":             true,
 		"router.timers":                  true,
 		"log.level":                      "info",
 		"log.format":                     "text",

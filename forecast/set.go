@@ -376,6 +376,10 @@ type Forecaster struct {
 	// config router.count_trees false, for CPU over accuracy. Set it
 	// before the first Reload.
 	SkipTrees bool
+	// SkipUpper serves every set without its expected entry
+	// (manifest.Expected): config router.upper_share false, for CPU over
+	// the hour's volume. Set it before the first Reload.
+	SkipUpper bool
 	// SkipTimers serves without the timers' expert (periodic): config
 	// router.timers false. Set it before the first Reload.
 	SkipTimers bool
@@ -405,6 +409,11 @@ func (f *Forecaster) Reload() (*Set, error) {
 	}
 	if f.SkipTrees {
 		s.dropTrees()
+	}
+	if f.SkipUpper && s.Manifest.Expected != nil {
+		// no graph of its own: the quantile graphs stay for the quantiles
+		s.Manifest.Expected = nil
+		s.catalog = newCatalog(s, s.catalog.Dir)
 	}
 	s.skipTimers = f.SkipTimers
 	f.swap(s)

@@ -381,6 +381,40 @@ func withAndWithoutTrees(t *testing.T, dir string) (with, without *Forecaster, f
 	return with, without, fns
 }
 
+// TestSkipUpperServesTheMedian: with router.upper_share off, a set with an
+// expected entry serves the median for the forecast, as a set without the
+// entry does, and still answers its quantiles.
+func TestSkipUpperServesTheMedian(t *testing.T) {
+	dir := fixture.CopyModels(t)
+	fixture.EditManifest(t, dir, func(m map[string]any) {
+		delete(m, "sparse") // the sparse rule answers small functions apart
+		m["expected"] = map[string]any{"quantile": 0.9, "share": 0.3}
+	})
+	with, fns := readyForecaster(t, dir)
+	without := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+	without.SkipUpper, without.SkipTimers = true, true
+	if _, err := without.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(without.Close)
+	if c, _ := without.Catalog(); c.Manifest.Expected != nil || len(c.Manifest.Quantiles) == 0 {
+		t.Fatalf("served without the upper share: expected %+v, %d quantile levels", c.Manifest.Expected, len(c.Manifest.Quantiles))
+	}
+	_, a, b := forecastBoth(t, with, without, fns)
+	raised := 0
+	for i := range a {
+		if a[i].Upper != nil {
+			raised++
+		}
+		if b[i].Upper != nil || !slices.Equal(b[i].Forecast, b[i].Median) || !slices.Equal(a[i].Median, b[i].Median) {
+			t.Fatalf("%s: without the upper share: upper %+v, forecast %v, median %v (with it: median %v)", b[i].ID, b[i].Upper, b[i].Forecast[:4], b[i].Median[:4], a[i].Median[:4])
+		}
+	}
+	if raised == 0 {
+		t.Fatal("no forecast raised with the upper share on: nothing compared")
+	}
+}
+
 // TestSkipTreesServesTheRoutedForecast: with router.count_trees off, a
 // forecast is the routed one alone: the answer with the trees is (1 - w)
 // times it plus w times the trees' own forecast.

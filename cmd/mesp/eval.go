@@ -172,6 +172,7 @@ func openServed(cfg config.Config) (*forecast.Forecaster, error) {
 	}
 	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
 	fc.SkipTrees = !cfg.Router.CountTrees
+	fc.SkipUpper = !cfg.Router.UpperShare
 	fc.SkipTimers = !cfg.Router.Timers
 	if _, err := fc.Reload(); err != nil {
 		fc.Close()

@@ -68,6 +68,7 @@ func runServe(ctx context.Context, args []string) error {
 	log.Info("onnxruntime ready", "mesp", version(), "version", ortVersion, "provider", cfg.ORT.Provider)
 	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
 	fc.SkipTrees = !cfg.Router.CountTrees
+	fc.SkipUpper = !cfg.Router.UpperShare
 	fc.SkipTimers = !cfg.Router.Timers
 	if cfg.Router.OODDir != "" {
 		ood, err := oodlog.Open(cfg.Router.OODDir, cfg.Router.OODMaxBytes, cfg.Router.OODKeep)
