@@ -446,15 +446,13 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 				r.Level, r.Forecast = r.Forecast, WholeInvocations(r.Forecast)
 				r.Median = r.Forecast
 			}
+			if outs&Quantiles != 0 {
+				s.answerQuantiles(reqs[i].Counts, r, quantiles, i, upTo)
+			}
 			s.addUpperShare(reqs[i].Counts, r, quantiles, i)
 		}
 		if err := s.sparseMeans(ctx, reqs, routes, mode, outs, dense, out); err != nil {
 			return nil, err
-		}
-	}
-	if outs&Quantiles != 0 {
-		for i := range out {
-			s.answerQuantiles(reqs[i].Counts, &out[i], quantiles, i, upTo)
 		}
 	}
 	return out, nil
@@ -493,9 +491,13 @@ func (s *Set) addUpperShare(counts []float64, r *Result, trees [][][]float32, i 
 	if k < 0 || k >= len(trees) || trees[k] == nil || trees[k][i] == nil {
 		return
 	}
-	at := *r
-	s.answerQuantiles(counts, &at, trees, i, e.Quantile)
-	upper := at.Quantiles[k].Counts
+	qs := r.Quantiles // the answer's own, where it asks for that level
+	if len(qs) <= k {
+		at := *r
+		s.answerQuantiles(counts, &at, trees, i, e.Quantile)
+		qs = at.Quantiles
+	}
+	upper := qs[k].Counts
 	if r.Mean == nil {
 		r.Forecast = slices.Clone(r.Level)
 	}
