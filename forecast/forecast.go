@@ -396,7 +396,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 						quantiles[k] = quantiles[j]
 						continue
 					}
-					qg := s.quantileRows(m, reqs, mode, out)
+					qg := s.quantileRows(m, reqs, mode, outs, out)
 					if countsErr != nil || qg == nil {
 						continue
 					}
@@ -472,9 +472,24 @@ func (s *Set) graphsUpTo(outs Outputs, upTo float64) float64 {
 }
 
 // quantileRows is quantile graph m's run: treeRows, less the patterns in
-// a silence longer than any they show (meanRows says why).
-func (s *Set) quantileRows(m *onnx.Model, reqs []Request, mode Mode, out []Result) []modelGroup {
-	return s.silentLess(s.treeRows(m, reqs, mode, out), out)
+// a silence longer than any they show (meanRows says why). Where no
+// quantile is asked for (outs), the graph runs for the expected count
+// alone, and the rows the sparse rule answers are left out too: their
+// expected count is the rule's, whatever the graph would say.
+func (s *Set) quantileRows(m *onnx.Model, reqs []Request, mode Mode, outs Outputs, out []Result) []modelGroup {
+	groups := s.silentLess(s.treeRows(m, reqs, mode, out), out)
+	if outs&Quantiles != 0 || s.Manifest.Sparse == nil {
+		return groups
+	}
+	return rowsLess(groups, func(i int) bool { return s.sparseAnswers(reqs[i], &out[i]) })
+}
+
+// sparseAnswers says whether the sparse rule (manifest.Sparse) answers
+// r's expected count: no timer's, no silence longer than the pattern
+// shows, and the rule's own conditions (a routed pattern: callers check).
+func (s *Set) sparseAnswers(r Request, res *Result) bool {
+	sp := s.Manifest.Sparse
+	return sp != nil && res.Timer == nil && !s.inSilence(res) && sp.Answers(r.Counts)
 }
 
 // addUpperShare makes r's Forecast the expected count manifest.Expected
@@ -588,14 +603,12 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 	}
 	var rows []int
 	for i := range out {
-		if out[i].Timer != nil || s.inSilence(&out[i]) {
+		if !s.sparseAnswers(reqs[i], &out[i]) {
 			continue
 		}
-		size, ok := sp.MeanWhenInvoked(reqs[i].Counts)
-		if !ok {
-			continue
-		}
+		size, _ := sp.MeanWhenInvoked(reqs[i].Counts)
 		out[i].Sparse = &SparseMean{SizeWhenInvoked: size}
+		out[i].Upper = nil // the rule's expected count, not the share's
 		if sp.Steady {
 			if rate, ok := steady.Detect(reqs[i].Counts); ok {
 				r := &out[i]
@@ -772,10 +785,18 @@ func (s *Set) meanRows(reqs []Request, mode Mode, out []Result) []modelGroup {
 // silentLess is a trees run less the patterns in a silence longer than
 // any they show (meanRows says why).
 func (s *Set) silentLess(groups []modelGroup, out []Result) []modelGroup {
-	if groups == nil || s.Manifest.Silence == nil {
+	if s.Manifest.Silence == nil {
 		return groups
 	}
-	rows := slices.DeleteFunc(groups[0].rows, func(i int) bool { return s.inSilence(&out[i]) })
+	return rowsLess(groups, func(i int) bool { return s.inSilence(&out[i]) })
+}
+
+// rowsLess is a one-graph run less the rows drop says (nil: none left).
+func rowsLess(groups []modelGroup, drop func(i int) bool) []modelGroup {
+	if groups == nil {
+		return nil
+	}
+	rows := slices.DeleteFunc(groups[0].rows, drop)
 	if len(rows) == 0 {
 		return nil
 	}
@@ -1111,7 +1132,7 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 		// the quantile graphs a forecast runs for its expected count
 		for k, m := range s.Quantiles[:levelsUpTo(s.Manifest.Quantiles, s.graphsUpTo(Counts, 0))] {
 			if slices.Index(s.Quantiles, m) == k {
-				trees = append(trees, s.quantileRows(m, reqs, mode, out)...)
+				trees = append(trees, s.quantileRows(m, reqs, mode, Counts, out)...)
 			}
 		}
 	}

@@ -844,6 +844,64 @@ func TestExpectedCountAddsAShareOfTheUpperQuantile(t *testing.T) {
 	}
 }
 
+// TestExpectedCountSkipsTheQuantileGraphForSparseRows: a forecast that
+// asks for no quantile runs the quantile graph only where the expected
+// count reads it, not on the rows the sparse rule answers; its answers
+// are the same, row by row, as those of a forecast that asks for the
+// quantiles (which runs the graph on every row).
+func TestExpectedCountSkipsTheQuantileGraphForSparseRows(t *testing.T) {
+	f, fns := readyForecaster(t, fixture.CopyModels(t))
+	if c, _ := f.Catalog(); c.Manifest.Expected == nil || c.Manifest.Sparse == nil {
+		t.Skip("the shipped set has no expected entry or no sparse rule")
+	}
+	reqs := make([]Request, 64)
+	for i := range reqs {
+		reqs[i] = Request{ID: fns[i].ID, Counts: fns[i].Counts[:1200-7*i]}
+	}
+	ctx := context.Background()
+	counts, err := f.Predict(ctx, reqs, Routed, Counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := f.PredictUpTo(ctx, reqs, Routed, Counts|Quantiles, 0.9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sparse, upper := 0, 0
+	for i := range reqs {
+		a, b := counts[i], both[i]
+		if !slices.Equal(a.Forecast, b.Forecast) || !slices.Equal(a.Median, b.Median) ||
+			(a.Upper == nil) != (b.Upper == nil) || (a.Sparse == nil) != (b.Sparse == nil) {
+			t.Fatalf("%s: counts alone %v (upper %+v, sparse %+v), with quantiles %v (upper %+v, sparse %+v)",
+				a.ID, a.Forecast[:3], a.Upper, a.Sparse, b.Forecast[:3], b.Upper, b.Sparse)
+		}
+		if a.Sparse != nil {
+			sparse++
+		}
+		if a.Upper != nil {
+			upper++
+		}
+	}
+	if sparse == 0 || upper == 0 {
+		t.Fatalf("%d sparse rows, %d with the upper share: nothing compared", sparse, upper)
+	}
+	s, release, err := f.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	runs, err := s.Runs(ctx, reqs, Routed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graph := s.Quantiles[slices.IndexFunc(s.Manifest.Quantiles, func(q manifest.Quantile) bool { return q.Q == s.Manifest.Expected.Quantile })]
+	for _, r := range runs {
+		if r.Model == graph && r.Rows != upper {
+			t.Fatalf("the quantile graph runs %d rows for the expected count; %d answers carry its share", r.Rows, upper)
+		}
+	}
+}
+
 func TestShapeHourByHand(t *testing.T) {
 	cases := []struct {
 		name              string

@@ -255,14 +255,7 @@ var sizeScratch = sync.Pool{New: func() any { return new([]float64) }}
 // says so), and whether the rule answers for counts: a daily rate under
 // BelowDaily and an invocation in those minutes.
 func (sp Sparse) MeanWhenInvoked(counts []float64) (float64, bool) {
-	if len(counts) == 0 {
-		return 0, false
-	}
-	var total float64
-	for _, v := range counts {
-		total += v
-	}
-	if total*minutesPerDay/float64(len(counts)) >= sp.BelowDaily {
+	if !sp.Answers(counts) {
 		return 0, false
 	}
 	limit := math.Inf(1)
@@ -281,10 +274,24 @@ func (sp Sparse) MeanWhenInvoked(counts []float64) (float64, bool) {
 			n += w
 		}
 	}
-	if n == 0 {
-		return 0, false
-	}
 	return sum / n, true
+}
+
+// Answers says whether the rule answers for counts (MeanWhenInvoked's ok,
+// without sizing an invocation): a daily rate under BelowDaily and an
+// invocation among the last Look minutes.
+func (sp Sparse) Answers(counts []float64) bool {
+	if len(counts) == 0 {
+		return false
+	}
+	var total float64
+	for _, v := range counts {
+		total += v
+	}
+	if total*minutesPerDay/float64(len(counts)) >= sp.BelowDaily {
+		return false
+	}
+	return slices.ContainsFunc(counts[max(0, len(counts)-sp.Look):], func(v float64) bool { return v > 0 })
 }
 
 // invokedQuantile is the Cap quantile of the counts of the invoked
