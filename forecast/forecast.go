@@ -449,7 +449,7 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			if outs&Quantiles != 0 {
 				s.answerQuantiles(reqs[i].Counts, r, quantiles, i, upTo)
 			}
-			s.addUpperShare(reqs[i].Counts, r, quantiles, i)
+			s.addUpperShare(reqs[i], r, quantiles, i)
 		}
 		if err := s.sparseMeans(ctx, reqs, routes, mode, outs, dense, out); err != nil {
 			return nil, err
@@ -495,21 +495,22 @@ func (s *Set) sparseAnswers(r Request, res *Result) bool {
 // addUpperShare makes r's Forecast the expected count manifest.Expected
 // derives, where the quantile trees answered r's pattern (no timer's, no
 // silence longer than the pattern shows, a pattern as long as their
-// window): the level (or the mean trees' blend, before rounding) plus the
-// share of how far the served quantile lies above the level.
-func (s *Set) addUpperShare(counts []float64, r *Result, trees [][][]float32, i int) {
+// window) and the sparse rule does not answer it: the level (or the mean
+// trees' blend, before rounding) plus the share of how far the served
+// quantile lies above the level.
+func (s *Set) addUpperShare(req Request, r *Result, trees [][][]float32, i int) {
 	e := s.Manifest.Expected
-	if e == nil || r.Timer != nil {
+	if e == nil {
 		return
 	}
-	k := slices.IndexFunc(s.Manifest.Quantiles, func(q manifest.Quantile) bool { return q.Q == e.Quantile })
-	if k < 0 || k >= len(trees) || trees[k] == nil || trees[k][i] == nil {
+	k := s.Manifest.Level(e.Quantile)
+	if k < 0 || k >= len(trees) || trees[k] == nil || trees[k][i] == nil || s.sparseAnswers(req, r) {
 		return
 	}
 	qs := r.Quantiles // the answer's own, where it asks for that level
 	if len(qs) <= k {
 		at := *r
-		s.answerQuantiles(counts, &at, trees, i, e.Quantile)
+		s.answerQuantiles(req.Counts, &at, trees, i, e.Quantile)
 		qs = at.Quantiles
 	}
 	upper := qs[k].Counts
@@ -608,7 +609,6 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 		}
 		size, _ := sp.MeanWhenInvoked(reqs[i].Counts)
 		out[i].Sparse = &SparseMean{SizeWhenInvoked: size}
-		out[i].Upper = nil // the rule's expected count, not the share's
 		if sp.Steady {
 			if rate, ok := steady.Detect(reqs[i].Counts); ok {
 				r := &out[i]
@@ -1130,7 +1130,7 @@ func (s *Set) Runs(ctx context.Context, reqs []Request, mode Mode) ([]Run, error
 	trees := append(s.treeRows(s.Trees, reqs, mode, out), s.meanRows(reqs, mode, out)...)
 	if s.Manifest.Expected != nil {
 		// the quantile graphs a forecast runs for its expected count
-		for k, m := range s.Quantiles[:levelsUpTo(s.Manifest.Quantiles, s.graphsUpTo(Counts, 0))] {
+		for k, m := range s.Quantiles[:levelsUpTo(s.Manifest.Quantiles, s.Manifest.Expected.Quantile)] {
 			if slices.Index(s.Quantiles, m) == k {
 				trees = append(trees, s.quantileRows(m, reqs, mode, Counts, out)...)
 			}

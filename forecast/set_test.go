@@ -286,7 +286,7 @@ func TestRunsAreForecastsWork(t *testing.T) {
 				}
 				var upper *onnx.Model // the graph of the expected count's quantile
 				if e := s.Manifest.Expected; e != nil {
-					upper = s.Quantiles[slices.IndexFunc(s.Manifest.Quantiles, func(q manifest.Quantile) bool { return q.Q == e.Quantile })]
+					upper = s.Quantiles[s.Manifest.Level(e.Quantile)]
 				}
 				for i, r := range want {
 					if r.Upper != nil {
@@ -894,7 +894,7 @@ func TestExpectedCountSkipsTheQuantileGraphForSparseRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	graph := s.Quantiles[slices.IndexFunc(s.Manifest.Quantiles, func(q manifest.Quantile) bool { return q.Q == s.Manifest.Expected.Quantile })]
+	graph := s.Quantiles[s.Manifest.Level(s.Manifest.Expected.Quantile)]
 	for _, r := range runs {
 		if r.Model == graph && r.Rows != upper {
 			t.Fatalf("the quantile graph runs %d rows for the expected count; %d answers carry its share", r.Rows, upper)

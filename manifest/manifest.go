@@ -829,6 +829,12 @@ func (m Manifest) validateQuantiles() error {
 	return nil
 }
 
+// Level is the index of quantile level q among the served Quantiles; -1
+// when the set does not serve it.
+func (m Manifest) Level(q float64) int {
+	return slices.IndexFunc(m.Quantiles, func(l Quantile) bool { return l.Q == q })
+}
+
 func (m Manifest) validateExpected() error {
 	e := m.Expected
 	if e == nil {
@@ -837,7 +843,7 @@ func (m Manifest) validateExpected() error {
 	if !(e.Share >= 0 && e.Share <= 1) {
 		return fmt.Errorf("manifest: expected share %v, want a share in [0, 1]", e.Share)
 	}
-	if !slices.ContainsFunc(m.Quantiles, func(q Quantile) bool { return q.Q == e.Quantile }) {
+	if m.Level(e.Quantile) < 0 {
 		return fmt.Errorf("manifest: expected quantile %v, want one of the levels the set serves", e.Quantile)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/mesp-project/mesp/backtest"
@@ -99,7 +98,7 @@ func runChooseVolume(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	upper := slices.ContainsFunc(m.Quantiles, func(q manifest.Quantile) bool { return q.Q == expectedQuantile })
+	upper := m.Level(expectedQuantile) >= 0
 	if !upper {
 		fmt.Fprintf(os.Stderr, "choose-volume: %s serves no q%g: the expected count is the level (no expected entry)\n", cfg.Models, expectedQuantile)
 	}
