@@ -247,6 +247,36 @@ func TestCalibrateScaleByHand(t *testing.T) {
 	}
 }
 
+// TestSharpestScaleByHand: each base is calibrated to the level, and the
+// one whose calibrated answer sums least wins; a tie goes to the first.
+func TestSharpestScaleByHand(t *testing.T) {
+	y := []float64{1, 2, 3, 4}
+	lower := make([]float64, len(y))
+	even := []float64{2, 2, 2, 2} // calibrated at 1.5 for 0.75 (sum 12), 2 for 1 (sum 16)
+	cases := []struct {
+		name  string
+		bases [][]float64
+		q     float64
+		k     int
+		c     float64
+	}{
+		{"the shape fits: sum 10.5", [][]float64{{1, 2, 3, 4.5}, even}, 0.75, 0, 1},
+		{"all covered, still sharper", [][]float64{{1, 2, 3, 4.5}, even}, 1, 0, 1},
+		{"one wide minute: sum 46 against 12", [][]float64{{1, 2, 3, 40}, even}, 0.75, 1, 1.5},
+		{"the even base first", [][]float64{even, {1, 2, 3, 40}}, 0.75, 0, 1.5},
+		{"a tie", [][]float64{even, even}, 1, 0, 2},
+	}
+	for _, c := range cases {
+		k, got := SharpestScale(y, lower, c.bases, c.q, 0.05, 10)
+		if k != c.k || math.Abs(got-c.c*(1+1e-6)) > 1e-9 {
+			t.Errorf("%s: base %d at %v, want base %d at %v", c.name, k, got, c.k, c.c)
+		}
+		if want, _ := CalibrateScale(y, lower, c.bases[k], c.q, 0.05, 10); got != want {
+			t.Errorf("%s: factor %v, its base calibrates at %v", c.name, got, want)
+		}
+	}
+}
+
 // TestStabilizedHoldsExactlyItsWindow: a desire of 3 at one minute is
 // held for exactly window minutes after it, and a higher one starts at
 // once.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -189,4 +190,43 @@ func BenchmarkDecodeForecastRequest64EncodingJSON(b *testing.B) {
 func DecodeForecastRequest(body []byte, maxBatch int) ([]forecast.Request, error) {
 	reqs, _, _, err := decodeForecastRequest(body, maxBatch, 0, nil)
 	return reqs, err
+}
+
+// TestOpenAPIBoundsOutputsAsTheDecoderDoes: every "outputs" array of
+// openapi.json allows exactly maxOutputs names, the bound both decoders
+// (the V1 body and KServe V2's) enforce, so a client reading the schema
+// is neither refused below it nor promised more.
+func TestOpenAPIBoundsOutputsAsTheDecoderDoes(t *testing.T) {
+	b, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, child := range v {
+				if o, ok := child.(map[string]any); ok && k == "outputs" && o["type"] == "array" {
+					found++
+					if o["maxItems"] != float64(maxOutputs) {
+						t.Errorf("an outputs array allows %v names, the decoder %d", o["maxItems"], maxOutputs)
+					}
+				}
+				walk(child)
+			}
+		case []any:
+			for _, child := range v {
+				walk(child)
+			}
+		}
+	}
+	walk(doc)
+	if found == 0 {
+		t.Fatal("openapi.json has no outputs array")
+	}
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -224,7 +226,7 @@ func TestPrewarmOutputs(t *testing.T) {
 		{`,"outputs":[]`, 400, 0, false, false, false, false},
 		{`,"outputs":["warm","cold"]`, 400, 0, false, false, false, false},
 		{`,"outputs":"warm"`, 400, 0, false, false, false, false},
-		{`,"outputs":["warm","warm","warm","warm","warm","warm","warm","warm","warm"]`, 400, 0, false, false, false, false},
+		{`,"outputs":["warm"` + strings.Repeat(`,"warm"`, 32) + `]`, 400, 0, false, false, false, false},
 	}
 	for _, c := range cases {
 		f.mu.Lock()
@@ -295,6 +297,10 @@ func TestPrewarmOutputs(t *testing.T) {
 	}
 }
 
+// everyLevel names the levels the shipped set serves: 0.8, 0.85 and every
+// hundredth from 0.9 to 0.99, in the order the answer lists them.
+var everyLevel = []string{"q0.8", "q0.85", "q0.9", "q0.91", "q0.92", "q0.93", "q0.94", "q0.95", "q0.96", "q0.97", "q0.98", "q0.99"}
+
 // Quantiles are answered where "outputs" names them, on every route, and
 // computed only then; a level between two served ones is interpolated
 // (KServe V2's metadata lists the served ones); a quantile beyond the
@@ -323,6 +329,8 @@ func TestQuantileOutputs(t *testing.T) {
 		{"/v1/prewarm", `,"outputs":["warm","q0.9"]`, 200, forecast.PInvoke | forecast.Quantiles, []string{"warm", "quantiles"}, []string{"q0.9"}},
 		{"/v1/prewarm", "", 200, forecast.Counts | forecast.PInvoke, []string{"p_invoke", "warm", "forecast", "median"}, nil},
 		{"/v1/prewarm", `,"outputs":["q1"]`, 400, 0, nil, nil},
+		// every level a set like the shipped one serves, with the counts
+		{"/v1/forecast", `,"outputs":["forecast","median","` + strings.Join(everyLevel, `","`) + `"]`, 200, forecast.Counts | forecast.Quantiles, []string{"forecast", "median", "quantiles"}, everyLevel},
 	}
 	for _, c := range cases {
 		f.mu.Lock()
@@ -369,9 +377,16 @@ func TestQuantileOutputs(t *testing.T) {
 		}
 		for name, counts := range qs {
 			// the fake's median is 2; its q0.9 is the median + 1, q0.99 + 2;
-			// q0.945 halfway from q0.9 to q0.99, q0.7 from the median to q0.9
-			want := map[string]float32{"q0.5": 2, "q0.9": 3, "q0.99": 4, "q0.945": 3.5, "q0.7": 2.5}[name]
-			if len(counts) != manifest.Horizon || counts[0] != want {
+			// a level between is linear in the level (q0.945: 3.5, q0.7: 2.5)
+			q, err := strconv.ParseFloat(strings.TrimPrefix(name, "q"), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 2 + (q-0.5)/0.4
+			if q > 0.9 {
+				want = 3 + (q-0.9)/0.09
+			}
+			if len(counts) != manifest.Horizon || math.Abs(float64(counts[0])-want) > 1e-5 {
 				t.Errorf("%s %s: %s %v, want %v a minute", c.route, c.outputs, name, counts, want)
 			}
 		}

@@ -21,11 +21,13 @@ func init() {
 }
 
 // quantileLevels are the levels a set serves after calibration: KEDA's
-// default 0.9 and a range around it for the replica simulation's curve
-// (each level costs no model run of its own: it scales a graph's answer).
-// None lower: the median alone covers about three quarters of the busy
-// functions' minutes on validation.
-var quantileLevels = []float64{0.8, 0.85, 0.9, 0.95, 0.99}
+// default 0.9 and a range around it, every hundredth from 0.9 up, so that
+// a trigger's level is calibrated, not interpolated between two (each
+// level costs no model run of its own: it scales a graph's answer; the
+// interpolated levels had covered 0.918 at q0.91 and 0.980 at q0.96 on
+// validation). None lower than 0.8: the median alone covers about three
+// quarters of the busy functions' minutes on validation.
+var quantileLevels = []float64{0.8, 0.85, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99}
 
 // Bounds of a level's scale: below the lowest the level would be the
 // median's; a level that needs more than manifest.MaxQuantileScale is
@@ -35,13 +37,14 @@ const minQuantileScale = 0.05
 // runChooseQuantiles serves each quantile graph of the manifest alone (its
 // fitted level, scale 1) over the validation functions' minutes
 // 1081..1440, each forecast a minute ahead as the replica simulation makes
-// it (EVALUATION.md section 4), and for each of quantileLevels, from the
-// graph fitted at the nearest level at or above it, chooses the smallest
-// scale at which the level (floored at the level below, the median first)
-// covers that share of the minutes of the functions that ever need two
-// replicas (provision.CalibrateScale): conformal calibration of the
-// quantile trees on functions their fit never read. It writes the levels
-// into the manifest's "quantiles".
+// it (EVALUATION.md section 4), and for each of quantileLevels chooses,
+// for each graph, the smallest scale at which the level (floored at the
+// level below, the median first) covers that share of the minutes of the
+// functions that ever need two replicas (provision.CalibrateScale):
+// conformal calibration of the quantile trees on functions their fit never
+// read. Of the graphs it keeps the sharpest at that coverage
+// (provision.SharpestScale). It writes the levels into the manifest's
+// "quantiles".
 func runChooseQuantiles(ctx context.Context, args []string) error {
 	cfg, fns, err := validationCommand("choose-quantiles", args)
 	if err != nil {
@@ -119,11 +122,7 @@ func runChooseQuantiles(ctx context.Context, args []string) error {
 	var levels []manifest.Quantile
 	lower := median
 	for _, q := range quantileLevels {
-		k := slices.IndexFunc(graphs, func(g manifest.Quantile) bool { return g.Q >= q })
-		if k < 0 {
-			k = len(graphs) - 1
-		}
-		c, _ := provision.CalibrateScale(y, lower, base[k], q, minQuantileScale, manifest.MaxQuantileScale)
+		k, c := provision.SharpestScale(y, lower, base, q, minQuantileScale, manifest.MaxQuantileScale)
 		c = math.Ceil(c*1e4) / 1e4 // four decimals, never under the factor found
 		// the level as the server answers it (float32), and what it covers
 		next := make([]float64, len(y))
@@ -143,7 +142,7 @@ func runChooseQuantiles(ctx context.Context, args []string) error {
 		}
 		l.Validation["calibration"] = map[string]any{
 			"coverage": math.Round(cov*1e4) / 1e4, "functions": countTrue(busy), "minutes": len(y),
-			"chosen_on": fmt.Sprintf("the %d of %d validation functions of the training part that ever need two replicas of %d invocations a minute, minutes %d..%d each forecast a minute ahead as served (mesp choose-quantiles): the smallest scale at which the level, floored at the level below, covers %g of them", countTrue(busy), len(fns), provision.Target, provision.Start, provision.End, q),
+			"chosen_on": fmt.Sprintf("the %d of %d validation functions of the training part that ever need two replicas of %d invocations a minute, minutes %d..%d each forecast a minute ahead as served (mesp choose-quantiles): the smallest scale at which the level, floored at the level below, covers %g of them, from the graph whose level then sums least", countTrue(busy), len(fns), provision.Target, provision.Start, provision.End, q),
 		}
 		fmt.Fprintf(os.Stderr, "choose-quantiles: q%g from the graph fitted at %g: scale %.4f covers %.4f of %d minutes\n", q, graphs[k].Q, c, cov, len(y))
 		lower = next
