@@ -52,9 +52,6 @@ func TestDetectRefuses(t *testing.T) {
 			}
 			return d
 		}()},
-		{"a daily cycle", draw.Minutes(rng, 1440, func(m int) float64 {
-			return 2 + 1.5*math.Sin(2*math.Pi*float64(m)/1440)
-		})},
 		{"under a bin", []float64{1, 0, 1, 1, 0}},
 	}
 	for _, c := range cases {
@@ -63,6 +60,21 @@ func TestDetectRefuses(t *testing.T) {
 				t.Errorf("steady at %.3f over %d minutes", r.PerMinute, r.Minutes)
 			}
 		})
+	}
+}
+
+func TestDetectADailyCycleReadsOnlyItsEnd(t *testing.T) {
+	// A rate swinging 0.5-3.5 a minute over the day is not one rate over
+	// any stretch of four hours or more; an hour or two near its end may
+	// pass, read at the rate the cycle had there (1.25-2 a minute over
+	// the last 120 minutes, 1.61-2 over the last 60).
+	for seed := range 5 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 9))
+		d := draw.Minutes(rng, 1440, func(m int) float64 { return 2 + 1.5*math.Sin(2*math.Pi*float64(m)/1440) })
+		r, ok := Detect(d)
+		if ok && (r.Minutes > 120 || r.PerMinute < 1.25*0.8 || r.PerMinute > 2*1.2) {
+			t.Errorf("seed %d: steady at %.3f over %d minutes", seed, r.PerMinute, r.Minutes)
+		}
 	}
 }
 
@@ -96,6 +108,27 @@ func TestDetectAStepTakesTheStretchAfterIt(t *testing.T) {
 		}
 		if math.Abs(r.PerMinute-1.5) > 4*math.Sqrt(1.5/480) {
 			t.Errorf("seed %d: %.3f a minute after the step, want 1.5", seed, r.PerMinute)
+		}
+	}
+}
+
+func TestDetectAStepDownAnHourBack(t *testing.T) {
+	// 10 a minute until an hour or two back, then 1: the stretch after
+	// the step gives the rate, not the day's (p_invoke times the size of
+	// an invocation had forecast the next hour 77-146% over).
+	for _, back := range []int{60, 120} {
+		for seed := range 5 {
+			rng := rand.New(rand.NewPCG(uint64(seed), 6))
+			d := draw.Minutes(rng, 1440, func(m int) float64 {
+				if m < 1440-back {
+					return 10
+				}
+				return 1
+			})
+			r, ok := Detect(d)
+			if !ok || r.Minutes != back || math.Abs(r.PerMinute-1) > 4*math.Sqrt(1/float64(back)) {
+				t.Errorf("%d minutes back, seed %d: %+v %v, want about 1 a minute over the last %d", back, seed, r, ok, back)
+			}
 		}
 	}
 }
