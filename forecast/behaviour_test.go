@@ -238,6 +238,36 @@ func TestBehaviourRates(t *testing.T) {
 	}
 }
 
+// TestBehaviourSmallFunctionsFollowASteppedRate: a small function whose
+// rate stepped up or down half an hour to two hours ago is forecast at
+// the rate since, within what that many minutes can tell of it (3.5
+// standard deviations of the new rate's estimate, at least 20%). Before
+// the steady rates read the last half hour, hour and two hours, 10 calls
+// a minute then 1 for the last half hour had the next hour at 4.6 times
+// the new rate.
+func TestBehaviourSmallFunctionsFollowASteppedRate(t *testing.T) {
+	answer := behaviour(t)
+	for _, step := range [][2]float64{{1, 10}, {10, 1}, {5, 15}, {15, 5}} {
+		for _, back := range []int{30, 60, 120} {
+			for seed := range 3 {
+				rng := rand.New(rand.NewPCG(uint64(seed), uint64(back)))
+				d := draw.Minutes(rng, 1440, func(m int) float64 {
+					if m < 1440-back {
+						return step[0]
+					}
+					return step[1]
+				})
+				fc, _ := answer(d)
+				tol := max(0.2, 3.5/math.Sqrt(step[1]*float64(back)))
+				if got := sum(fc) / 60; math.Abs(got-step[1]) > tol*step[1] {
+					t.Errorf("%g -> %g a minute %d minutes back, seed %d: %.2f a minute forecast, want %g within %.0f%%",
+						step[0], step[1], back, seed, got, step[1], 100*tol)
+				}
+			}
+		}
+	}
+}
+
 // TestTimersAndSilenceAreWhatAnswers: the timers' expert answers a timer's
 // counts (and not with router.timers off), and the silence hazard caps a
 // silent day's p_invoke (and not once the manifest has no hazard).

@@ -58,7 +58,7 @@ func Detect(counts []float64) (Rate, bool) {
 		if look > len(counts) {
 			continue
 		}
-		rate, ok := poissonStretch(counts[len(counts)-look:])
+		rate, ok := poissonStretch(counts[len(counts)-look:], BinMinutes)
 		if !ok {
 			continue
 		}
@@ -67,16 +67,58 @@ func Detect(counts []float64) (Rate, bool) {
 		}
 		return Rate{PerMinute: rate, Minutes: look}, true
 	}
+	if rate, ok := stepped(counts); ok && rate*float64(gap) <= math.Log(100) {
+		return Rate{PerMinute: rate, Minutes: StepMinutes}, true
+	}
 	return Rate{}, false
 }
 
+// StepMinutes is the stretch after a step that stepped reads: too short
+// for the 15-minute bins of Looks, long enough for six of 5 minutes.
+const StepMinutes = 30
+
+// stepped is the rate of the last StepMinutes when they hold one Poisson
+// rate (5-minute bins) that differs from the one rate of the hour and a
+// half before them (15-minute bins; the two counts' split against their
+// minutes, a binomial score test): a step half an hour back, which no
+// look of Looks can hold on one side. Without it, 10 calls a minute and
+// then 1 for the last half hour had the next hour forecast at 242 where
+// 53 came (p_invoke times an invocation's size, both still reading the
+// hours before).
+func stepped(counts []float64) (float64, bool) {
+	const before = 3 * StepMinutes
+	if len(counts) < StepMinutes+before {
+		return 0, false
+	}
+	recent := counts[len(counts)-StepMinutes:]
+	earlier := counts[len(counts)-StepMinutes-before : len(counts)-StepMinutes]
+	rate, ok := poissonStretch(recent, 5)
+	if !ok {
+		return 0, false
+	}
+	if _, ok := poissonStretch(earlier, BinMinutes); !ok {
+		return 0, false
+	}
+	var n1, n2 float64
+	for _, v := range recent {
+		n1 += v
+	}
+	for _, v := range earlier {
+		n2 += v
+	}
+	share := float64(StepMinutes) / float64(StepMinutes+before)
+	n := n1 + n2
+	score := (n1 - share*n) / math.Sqrt(n*share*(1-share))
+	return rate, math.Abs(score) > zTwoSided
+}
+
 // poissonStretch is the stretch's rate per minute and whether its bins'
-// sums pass the dispersion test (Pearson's chi-square against their
+// (width minutes each) sums pass the dispersion test (Pearson's chi-square against their
 // mean) and the trend test (the score of a linear trend over the bins:
 // a slow ramp disperses the bins too little to fail the first).
-func poissonStretch(stretch []float64) (float64, bool) {
+func poissonStretch(stretch []float64, width int) (float64, bool) {
 	var buf [1440 / BinMinutes]float64 // the longest look's bins, on the stack
-	bins := min(len(stretch)/BinMinutes, len(buf))
+	bins := min(len(stretch)/width, len(buf))
 	if bins < 2 {
 		return 0, false
 	}
@@ -84,7 +126,7 @@ func poissonStretch(stretch []float64) (float64, bool) {
 	sums := buf[:0]
 	for b := range bins {
 		var s float64
-		for _, v := range stretch[b*BinMinutes : (b+1)*BinMinutes] {
+		for _, v := range stretch[b*width : (b+1)*width] {
 			s += v
 		}
 		sums = append(sums, s)
@@ -102,7 +144,7 @@ func poissonStretch(stretch []float64) (float64, bool) {
 	}
 	// under one rate the slope's score has variance spread x mean
 	trend := math.Abs(slope) / math.Sqrt(spread*mean)
-	return total / float64(bins*BinMinutes), chi <= chiSquareQuantile(float64(bins-1)) && trend <= zTwoSided
+	return total / float64(bins*width), chi <= chiSquareQuantile(float64(bins-1)) && trend <= zTwoSided
 }
 
 // chiSquareQuantile is the chi-square quantile of k degrees of freedom

@@ -133,6 +133,38 @@ func TestDetectAStepDownAnHourBack(t *testing.T) {
 	}
 }
 
+func TestDetectAStepHalfAnHourBack(t *testing.T) {
+	// a step half an hour back, up or down: the last 30 minutes' rate
+	for _, step := range [][2]float64{{10, 1}, {1, 10}, {5, 50}} {
+		for seed := range 5 {
+			rng := rand.New(rand.NewPCG(uint64(seed), 7))
+			d := draw.Minutes(rng, 1440, func(m int) float64 {
+				if m < 1440-StepMinutes {
+					return step[0]
+				}
+				return step[1]
+			})
+			r, ok := Detect(d)
+			if !ok || r.Minutes != StepMinutes || math.Abs(r.PerMinute-step[1]) > 4*math.Sqrt(step[1]/StepMinutes) {
+				t.Errorf("%g -> %g, seed %d: %+v %v, want about %g a minute over the last %d", step[0], step[1], seed, r, ok, step[1], StepMinutes)
+			}
+		}
+	}
+	// no step: a burst in the last half hour over a steady rate, or a
+	// rate drifting into it, is not one rate after a step
+	rng := rand.New(rand.NewPCG(3, 7))
+	burst := draw.Minutes(rng, 1440, draw.Constant(0.5))
+	burst[1430] = 500
+	for name, d := range map[string][]float64{
+		"a burst 10 minutes back": burst,
+		"a rate rising all day":   draw.Minutes(rng, 1440, func(m int) float64 { return 0.2 + float64(m)/100 }),
+	} {
+		if r, ok := Detect(d); ok && r.Minutes == StepMinutes {
+			t.Errorf("%s: read as a step, %.3f a minute", name, r.PerMinute)
+		}
+	}
+}
+
 func TestDetectShortHistories(t *testing.T) {
 	// a history shorter than the day is tested on the looks it holds
 	rng := rand.New(rand.NewPCG(1, 1))
