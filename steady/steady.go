@@ -46,36 +46,47 @@ type Rate struct {
 // Detect returns the rate of the longest of Looks (at most len(counts))
 // whose bin sums pass the dispersion test of one Poisson rate (their
 // index of dispersion times the bins less one under the chi-square
-// quantile), with at least one invocation and an open silence at the end
-// no longer than that rate makes likely (rate x gap at most ln 100: a
-// function that stopped is not steady). Counts are whole invocations.
+// quantile), or else of a step half an hour back (stepped), with at least
+// one invocation and an open silence at the end no longer than that rate
+// makes likely (rate x gap at most ln 100: a function that stopped is not
+// steady). Counts are whole invocations.
 func Detect(counts []float64) (Rate, bool) {
+	r, ok := longestStretch(counts)
+	if !ok {
+		return Rate{}, false
+	}
 	gap := 0
 	for gap < len(counts) && counts[len(counts)-1-gap] == 0 {
 		gap++
 	}
+	if r.PerMinute*float64(gap) > math.Log(100) {
+		return Rate{}, false
+	}
+	return r, true
+}
+
+// longestStretch is the rate of the longest of Looks that holds one
+// Poisson rate, or else of the stretch after a step half an hour back.
+func longestStretch(counts []float64) (Rate, bool) {
 	for _, look := range Looks {
 		if look > len(counts) {
 			continue
 		}
-		rate, ok := poissonStretch(counts[len(counts)-look:], BinMinutes)
-		if !ok {
-			continue
+		if rate, ok := poissonStretch(counts[len(counts)-look:], BinMinutes); ok {
+			return Rate{PerMinute: rate, Minutes: look}, true
 		}
-		if rate*float64(gap) > math.Log(100) {
-			return Rate{}, false
-		}
-		return Rate{PerMinute: rate, Minutes: look}, true
 	}
-	if rate, ok := stepped(counts); ok && rate*float64(gap) <= math.Log(100) {
+	if rate, ok := stepped(counts); ok {
 		return Rate{PerMinute: rate, Minutes: StepMinutes}, true
 	}
 	return Rate{}, false
 }
 
 // StepMinutes is the stretch after a step that stepped reads: too short
-// for the 15-minute bins of Looks, long enough for six of 5 minutes.
+// for the 15-minute bins of Looks, long enough for six of stepBinMinutes.
 const StepMinutes = 30
+
+const stepBinMinutes = 5
 
 // stepped is the rate of the last StepMinutes when they hold one Poisson
 // rate (5-minute bins) that differs from the one rate of the hour and a
@@ -90,32 +101,26 @@ func stepped(counts []float64) (float64, bool) {
 	if len(counts) < StepMinutes+before {
 		return 0, false
 	}
-	recent := counts[len(counts)-StepMinutes:]
-	earlier := counts[len(counts)-StepMinutes-before : len(counts)-StepMinutes]
-	rate, ok := poissonStretch(recent, 5)
+	rate, ok := poissonStretch(counts[len(counts)-StepMinutes:], stepBinMinutes)
 	if !ok {
 		return 0, false
 	}
-	if _, ok := poissonStretch(earlier, BinMinutes); !ok {
+	earlier, ok := poissonStretch(counts[len(counts)-StepMinutes-before:len(counts)-StepMinutes], BinMinutes)
+	if !ok {
 		return 0, false
 	}
-	var n1, n2 float64
-	for _, v := range recent {
-		n1 += v
-	}
-	for _, v := range earlier {
-		n2 += v
-	}
+	// both stretches are whole bins, so rate x minutes is each one's count
+	n1, n := rate*StepMinutes, rate*StepMinutes+earlier*before
 	share := float64(StepMinutes) / float64(StepMinutes+before)
-	n := n1 + n2
 	score := (n1 - share*n) / math.Sqrt(n*share*(1-share))
 	return rate, math.Abs(score) > zTwoSided
 }
 
-// poissonStretch is the stretch's rate per minute and whether its bins'
-// (width minutes each) sums pass the dispersion test (Pearson's chi-square against their
-// mean) and the trend test (the score of a linear trend over the bins:
-// a slow ramp disperses the bins too little to fail the first).
+// poissonStretch is the stretch's rate per minute and whether the sums
+// of its bins (width minutes each) pass the dispersion test (Pearson's
+// chi-square against their mean) and the trend test (the score of a
+// linear trend over the bins: a slow ramp disperses the bins too little
+// to fail the first).
 func poissonStretch(stretch []float64, width int) (float64, bool) {
 	var buf [1440 / BinMinutes]float64 // the longest look's bins, on the stack
 	bins := min(len(stretch)/width, len(buf))
