@@ -9,6 +9,7 @@ import (
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/provision"
+	"github.com/mesp-project/mesp/trace"
 )
 
 func init() {
@@ -33,16 +34,8 @@ func runChooseThreshold(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s: no p_invoke models to fix a threshold for", cfg.Models)
 	}
 	start := time.Now()
-	var active provision.Inputs
-	for _, f := range fns {
-		active.Days = append(active.Days, f.Counts)
-	}
-	var silent provision.SilentInputs
-	silent.Days, silent.Hours = provision.SilentCopies(active.Days)
-	if active.MespP, err = minutelyP(ctx, fc, forecast.Routed, active.Days, "choose-threshold: active", start); err != nil {
-		return err
-	}
-	if silent.MespP, err = minutelyP(ctx, fc, forecast.Routed, silent.Days, "choose-threshold: silent", start); err != nil {
+	active, silent, err := servedMix(ctx, fc, fns, "choose-threshold", start)
+	if err != nil {
 		return err
 	}
 	c, err := provision.ChooseThreshold(active, silent, provision.ThresholdGrid, 0)
@@ -66,4 +59,22 @@ func runChooseThreshold(ctx context.Context, args []string) error {
 		c.Threshold, c.ColdStarts, c.IdleMinutes, c.ReferenceColdStarts, c.ReferenceIdleMinutes, c.IdleRatioUpper,
 		100*provision.IdleConfidence, 100*pw.ValSilentWarmShare, time.Since(start).Round(time.Second))
 	return nil
+}
+
+// servedMix is the platform mix of the validation functions fns (EVALUATION.md
+// §2: each day and one silent copy of it) with the served p_invoke of every
+// simulated minute.
+func servedMix(ctx context.Context, fc *forecast.Forecaster, fns []trace.Function, label string, start time.Time) (provision.Inputs, provision.SilentInputs, error) {
+	var active provision.Inputs
+	for _, f := range fns {
+		active.Days = append(active.Days, f.Counts)
+	}
+	var silent provision.SilentInputs
+	silent.Days, silent.Hours = provision.SilentCopies(active.Days)
+	var err error
+	if active.MespP, err = minutelyP(ctx, fc, forecast.Routed, active.Days, label+": active", start); err != nil {
+		return active, silent, err
+	}
+	silent.MespP, err = minutelyP(ctx, fc, forecast.Routed, silent.Days, label+": silent", start)
+	return active, silent, err
 }
