@@ -141,7 +141,10 @@ func TestBehaviourTimers(t *testing.T) {
 	answer := behaviour(t)
 	// rule: a timer's next hour within 15% of what comes (over its phases
 	// when jittered: one pulse across the hour's edge is a large share of
-	// a short period's hour); every pulse minute of an exact timer warm
+	// a short period's hour); every pulse minute of an exact timer warm,
+	// and of one of 10 minutes or more at most two minutes more than two
+	// minutes from any pulse (an instance kept between pulses is the
+	// idle memory pre-warming exists to save)
 	rng := rand.New(rand.NewPCG(7, 11))
 	for _, period := range []int{5, 7, 10, 15, 30, 60, 120} {
 		for _, size := range []float64{1, 40, 600} {
@@ -162,10 +165,17 @@ func TestBehaviourTimers(t *testing.T) {
 					next := day[1440:]
 					absErr += math.Abs(sum(fc) - sum(next))
 					total += sum(next)
+					offWarm := 0
 					for h, v := range next {
 						if !jitter && v > 0 && !warm[h] {
 							t.Errorf("%s, phase %d: pulse minute %d cold", name, phase, h+1)
 						}
+						if warm[h] && sum(day[1440+h-2:min(len(day), 1440+h+3)]) == 0 {
+							offWarm++
+						}
+					}
+					if !jitter && period >= 10 && offWarm > 2 {
+						t.Errorf("%s, phase %d: %d minutes warm more than two minutes from any pulse", name, phase, offWarm)
 					}
 				}
 				if absErr > 0.15*total {

@@ -648,16 +648,20 @@ func (s *Set) sparseMeans(ctx context.Context, reqs []Request, routes []router.R
 	return nil
 }
 
-// floorTimer raises a timer's p_invoke to at least the share of its last
-// cycles invoked in each minute ahead (periodic.Timer.Forecast): the
-// p_invoke models see no period, and a pulse 11 minutes ahead of a
-// 7-minute timer got 0.01, under the default threshold. The cap of a
-// silence longer than the timer ever showed still applies after it, so a
-// timer that stopped goes cold as any function does.
+// floorTimer holds a timer's p_invoke to its phases: at least the share
+// of its last cycles invoked in each minute ahead (periodic.Timer.Forecast),
+// and at most the rate its history supports at minutes off every phase
+// they were invoked at (periodic.Timer.OffPhaseCap). The p_invoke models
+// see no period: a pulse 11 minutes ahead of a 7-minute timer got 0.01,
+// under the default threshold, and an exact 45-minute timer had 29 of the
+// next 60 minutes warm for its 2 pulses. The cap of a silence longer than
+// the timer ever showed still applies after it, so a timer that stopped
+// goes cold as any function does.
 func floorTimer(counts []float64, r *Result) {
 	_, p := r.Timer.Forecast(counts, len(r.PInvoke))
+	ceiling := r.Timer.OffPhaseCap(counts, len(r.PInvoke))
 	for h, v := range p {
-		r.PInvoke[h] = max(r.PInvoke[h], float32(v))
+		r.PInvoke[h] = min(max(r.PInvoke[h], float32(v)), float32(ceiling[h]))
 	}
 }
 

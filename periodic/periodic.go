@@ -331,3 +331,57 @@ func (t Timer) phase(counts []float64, h int, buf []float64) []float64 {
 	}
 	return buf
 }
+
+// OffPhaseCap is, for each of the next horizon minutes, the most p_invoke
+// the history supports: 1 at a minute within the jitter tolerance of a
+// phase the last cycles (at most MaxCycles, those Forecast averages) were
+// invoked at; elsewhere the rate at which the history's minutes at those
+// off phases were invoked, (invoked + 1) / (minutes + 2), so that no
+// evidence caps nothing. A timer answered by a model that sees no period
+// kept minutes between its pulses warm (p_invoke 0.47-0.61 at minutes no
+// cycle of an exact 45-minute timer ever invoked).
+func (t Timer) OffPhaseCap(counts []float64, horizon int) []float64 {
+	n, period := len(counts), t.forecastPeriod()
+	out := make([]float64, horizon)
+	for h := range out {
+		out[h] = 1
+	}
+	if period <= 0 || n < period {
+		return out
+	}
+	// pos is the phase of history index i, counted so that minute h
+	// ahead (index n-1+h) is at (h-1) mod period.
+	pos := func(i int) int { return ((i-n)%period + period) % period }
+	hit := make([]bool, period)
+	for i := max(0, n-MaxCycles*period); i < n; i++ {
+		if counts[i] > 0 {
+			hit[pos(i)] = true
+		}
+	}
+	off := make([]bool, period)
+	for j := range off {
+		off[j] = true
+		for d := -t.Tolerance; d <= t.Tolerance; d++ {
+			if hit[((j+d)%period+period)%period] {
+				off[j] = false
+				break
+			}
+		}
+	}
+	var invoked, minutes float64
+	for i := max(0, n-Lookback); i < n; i++ {
+		if off[pos(i)] {
+			minutes++
+			if counts[i] > 0 {
+				invoked++
+			}
+		}
+	}
+	rate := (invoked + 1) / (minutes + 2)
+	for h := range out {
+		if off[h%period] {
+			out[h] = rate
+		}
+	}
+	return out
+}

@@ -257,3 +257,38 @@ func TestSizeCycle(t *testing.T) {
 		}
 	}
 }
+
+func TestOffPhaseCap(t *testing.T) {
+	timer := Timer{Period: 10, Tolerance: 2}
+	pulsed := func(n int, extra ...int) []float64 {
+		x := make([]float64, n)
+		for i := 9; i < n; i += 10 {
+			x[i] = 3
+		}
+		for _, i := range extra {
+			x[i] = 1
+		}
+		return x
+	}
+	// phases 7, 8, 9, 0, 1 are within two minutes of the pulse (minute
+	// ahead h is at phase (h-1) mod 10): minutes 1, 2, 8, 9, 10 ahead
+	for _, c := range []struct {
+		name   string
+		counts []float64
+		want   map[int]float64 // minute ahead -> cap
+	}{
+		{"no call off phase: (0+1)/(50+2)", pulsed(100), map[int]float64{1: 1, 2: 1, 3: 1.0 / 52, 5: 1.0 / 52, 7: 1.0 / 52, 8: 1, 10: 1, 13: 1.0 / 52}},
+		{"one off-phase call before the last cycles", pulsed(100, 4), map[int]float64{3: 2.0 / 52, 7: 2.0 / 52, 9: 1}},
+		{"one in them, at phase 4: phases 2-6 are on too", pulsed(100, 94), map[int]float64{3: 1, 5: 1, 7: 1, 8: 1}},
+	} {
+		got := timer.OffPhaseCap(c.counts, 20)
+		for h, w := range c.want {
+			if math.Abs(got[h-1]-w) > 1e-12 {
+				t.Errorf("%s: minute %d ahead capped at %v, want %v", c.name, h, got[h-1], w)
+			}
+		}
+	}
+	if got := timer.OffPhaseCap(make([]float64, 5), 3); got[0] != 1 {
+		t.Errorf("history shorter than the period: %v, want no cap", got)
+	}
+}
