@@ -32,6 +32,7 @@ import (
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/history"
 	"github.com/mesp-project/mesp/loadgen"
+	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/procstat"
 	"github.com/mesp-project/mesp/scaler"
 	"github.com/mesp-project/mesp/trace"
@@ -50,6 +51,9 @@ type Options struct {
 	// and decide.nice).
 	Workers, Nice int
 	Predictor     decide.Predictor
+	// Runs, when set, counts the Predictor's model runs (the models
+	// loaded with onnx.Options.Stats): each minute reports its share.
+	Runs *onnx.RunStats
 	// Threshold is the set's default pre-warm threshold (KEDA's default).
 	Threshold float64
 	// CallRate is KEDA's GetMetrics calls a second while a minute is
@@ -113,6 +117,31 @@ type Minute struct {
 	// meanwhile (sampled every 50 ms): the rest of the RSS is ONNX
 	// Runtime's and the C allocator's.
 	PeakGoMiB float64 `json:"peak_go_runtime_mib"`
+	// Models is each model's rows and seconds in ONNX Runtime while the
+	// minute was decided (Options.Runs): where the decision's time goes.
+	Models map[string]ModelMinute `json:"models,omitempty"`
+}
+
+// ModelMinute is one model's runs in a decided minute.
+type ModelMinute struct {
+	Rows    int64   `json:"rows"`
+	Seconds float64 `json:"seconds"`
+	// UsPerRow is Seconds over Rows, in microseconds.
+	UsPerRow float64 `json:"us_per_row"`
+}
+
+// modelMinutes is the runs since before, by model (nil without runs).
+func modelMinutes(runs *onnx.RunStats, before map[string]onnx.RunStat) map[string]ModelMinute {
+	if runs == nil {
+		return nil
+	}
+	out := map[string]ModelMinute{}
+	for id, st := range runs.Since(before) {
+		if st.Rows > 0 {
+			out[id] = ModelMinute{Rows: st.Rows, Seconds: st.Seconds, UsPerRow: 1e6 * st.Seconds / float64(st.Rows)}
+		}
+	}
+	return out
 }
 
 // Report is the run's.
@@ -242,6 +271,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		rep.PeakRSSMiB = max(rep.PeakRSSMiB, procstat.PeakRSSMiB())
 		resetPeak := procstat.ResetPeakRSS() == nil
+		var runs0 map[string]onnx.RunStat
+		if o.Runs != nil {
+			runs0 = o.Runs.Snapshot()
+		}
 		cpu0, t0 := procstat.CPUSeconds(), time.Now()
 		stopCalls, err := startCalls(ctx, o, client, addr, callers, rng)
 		if err != nil {
@@ -261,7 +294,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		t := loop.Current()
 		m := Minute{WallSeconds: wall, CPUSeconds: cpu, CPUUsPerFunc: 1e6 * cpu / float64(max(1, len(t.Entries))),
 			Functions: len(t.Entries), Skipped: t.Skipped, Calls: calls.Calls, Refused: calls.Refused, PeakGoMiB: peakGo,
-			GetMetricsP50: calls.P50, GetMetricsP99: calls.P99}
+			GetMetricsP50: calls.P50, GetMetricsP99: calls.P99, Models: modelMinutes(o.Runs, runs0)}
 		if resetPeak {
 			m.PeakRSSMiB = procstat.PeakRSSMiB()
 		}

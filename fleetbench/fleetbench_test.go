@@ -8,6 +8,7 @@ import (
 	"github.com/mesp-project/mesp/fleetbench"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/internal/servedset"
+	"github.com/mesp-project/mesp/onnx"
 )
 
 // TestSmallFleet runs the benchmark on 250 functions from the fixture's
@@ -16,10 +17,11 @@ import (
 // previous minute's table after it, and the baseline and memory figures
 // are filled.
 func TestSmallFleet(t *testing.T) {
-	fc := servedset.Open(t)
+	runs := onnx.NewRunStats()
+	fc := servedset.OpenCounting(t, runs)
 	set, _ := fc.Catalog()
 	rep, err := fleetbench.Run(context.Background(), fleetbench.Options{Rows: fixture.Rows(t), Functions: 250, Minutes: 2, Sample: 20,
-		Predictor: fc, Threshold: set.PrewarmThreshold()})
+		Predictor: fc, Runs: runs, Threshold: set.PrewarmThreshold()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,6 +31,11 @@ func TestSmallFleet(t *testing.T) {
 	for k, m := range rep.Minutes {
 		if m.Functions+m.Skipped != 250 || m.Functions < 240 || !(m.CPUUsPerFunc > 0) || !(m.WallSeconds > 0) {
 			t.Fatalf("minute %d: %+v", k+1, m)
+		}
+		// every decided function's p_invoke starts from the dense graph's
+		dense := m.Models[set.Manifest.Dense.PInvoke.ID]
+		if dense.Rows < int64(m.Functions) || !(dense.Seconds > 0) || dense.UsPerRow != 1e6*dense.Seconds/float64(dense.Rows) {
+			t.Fatalf("minute %d: the dense p_invoke graph's runs %+v for %d functions (models %v)", k+1, dense, m.Functions, m.Models)
 		}
 	}
 	if rep.Minutes[1].Calls == 0 || !(rep.TableGetMetricsP99 > 0) || !(rep.PerRequestCPUUsPerFunc > 0) || rep.PerRequestSample != 20 || !(rep.PeakRSSMiB > 0) {

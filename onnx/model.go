@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -52,6 +53,7 @@ type Model struct {
 	sess     *ort.DynamicAdvancedSession
 	// maxRowsPerRun splits larger calls (Options.MaxRowsPerRun).
 	maxRowsPerRun int
+	stats         *RunStats
 }
 
 // Width is the values per row of an answer: Horizon outputs, then the
@@ -183,7 +185,7 @@ func LoadBytes(path string, data []byte, want Expect, o Options) (*Model, error)
 	}
 	m := &Model{ID: want.ID, Path: path, SHA256: digest, InputLen: want.InputLen, Horizon: want.Horizon,
 		Family: family, Output: want.output(), DenseP1: want.DenseP1, TakesFeatures: want.TakesFeatures,
-		InWidth: inWidth, SecondWidth: secondWidth, Features: features, sess: sess, maxRowsPerRun: o.MaxRowsPerRun}
+		InWidth: inWidth, SecondWidth: secondWidth, Features: features, sess: sess, maxRowsPerRun: o.MaxRowsPerRun, stats: o.Stats}
 	if err := m.selfTest(); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%w: %s: test inference: %v", ErrMismatch, path, err)
@@ -349,7 +351,12 @@ func (m *Model) run(in, dense, out, feats []float32, n int) error {
 		defer f.Destroy()
 		outputs = append(outputs, f)
 	}
-	if err := m.sess.Run(inputs, outputs); err != nil {
+	start := time.Now()
+	err = m.sess.Run(inputs, outputs)
+	if m.stats != nil {
+		m.stats.add(m.ID, n, time.Since(start))
+	}
+	if err != nil {
 		return fmt.Errorf("onnx: %s: run: %w", m.ID, err)
 	}
 	return nil

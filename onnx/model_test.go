@@ -16,6 +16,7 @@ import (
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/internal/fixture"
 	"github.com/mesp-project/mesp/manifest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func setup(t *testing.T) (manifest.Manifest, string) {
@@ -386,8 +387,9 @@ func TestSplitRunsAnswerAsOneRun(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var answers [2][]float32
+			stats := NewRunStats()
 			for k, per := range []int{0, 3} {
-				mod, err := Load(tc.path, tc.want, Options{IntraOpThreads: 1, MaxRowsPerRun: per})
+				mod, err := Load(tc.path, tc.want, Options{IntraOpThreads: 1, MaxRowsPerRun: per, Stats: stats})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -396,6 +398,28 @@ func TestSplitRunsAnswerAsOneRun(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+			}
+			// each Load checks its graph with a run of one row; then one run
+			// of 10 rows, and four of 3, 3, 3 and 1
+			st := stats.Snapshot()[tc.want.ID]
+			if st.Runs != 7 || st.Rows != 2*n+2 || !(st.Seconds > 0) {
+				t.Errorf("run stats %+v, want 7 runs of %d rows in all and some seconds", st, 2*n+2)
+			}
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(stats)
+			families, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]float64{"mesp_model_runs_total": 7, "mesp_model_rows_total": 2*n + 2, "mesp_model_run_seconds_total": st.Seconds}
+			for _, f := range families {
+				if m := f.GetMetric(); len(m) != 1 || m[0].GetCounter().GetValue() != want[f.GetName()] || m[0].GetLabel()[0].GetValue() != tc.want.ID {
+					t.Errorf("%s: %v, want one series of model %s at %v", f.GetName(), m, tc.want.ID, want[f.GetName()])
+				}
+				delete(want, f.GetName())
+			}
+			if len(want) > 0 {
+				t.Errorf("not collected: %v", want)
 			}
 			whole, split := answers[0], answers[1]
 			if len(whole) != len(split) || len(whole) == 0 {

@@ -59,6 +59,9 @@ type Options struct {
 	// graph's are a day wide: at 256 rows they held about 75 MiB more
 	// than at 64 (`make bench-fleet`).
 	MaxRowsPerRun int
+	// Stats, when set, counts every run of the models loaded with these
+	// options (RunStats).
+	Stats *RunStats
 	// Provider is "cpu" or "cuda".
 	Provider   string
 	CUDADevice int

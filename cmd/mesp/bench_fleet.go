@@ -12,6 +12,7 @@ import (
 
 	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/fleetbench"
+	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/trace"
 )
 
@@ -50,7 +51,8 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	fc, err := openServed(cfg)
+	runs := onnx.NewRunStats()
+	fc, err := openServedCounting(cfg, runs)
 	if err != nil {
 		return err
 	}
@@ -78,7 +80,7 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 		caller = processCaller(command)
 	}
 	rep, err := fleetbench.Run(ctx, fleetbench.Options{Rows: rows, Functions: *functions, Minutes: *minutes, Sample: *sample, Batch: *batch,
-		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Threshold: set.PrewarmThreshold(), HeapProfile: heapProfile, CPUProfile: cpuOut, Caller: caller, Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
+		Workers: cfg.Decide.Workers, Nice: cfg.Decide.Nice, CallRate: *rate, Callers: *callers, Predictor: fc, Runs: runs, Threshold: set.PrewarmThreshold(), HeapProfile: heapProfile, CPUProfile: cpuOut, Caller: caller, Progress: func(s string) { fmt.Fprintln(os.Stderr, "bench-fleet: "+s) }})
 	if err != nil {
 		return err
 	}

@@ -167,10 +167,18 @@ func runEval(ctx context.Context, args []string) error {
 // openServed opens the very path the server uses: forecast.Forecaster over
 // the configured models folder, with the ONNX Runtime library loaded.
 func openServed(cfg config.Config) (*forecast.Forecaster, error) {
+	return openServedCounting(cfg, nil)
+}
+
+// openServedCounting is openServed with every model run counted in runs
+// (nil: not counted).
+func openServedCounting(cfg config.Config, runs *onnx.RunStats) (*forecast.Forecaster, error) {
 	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
 		return nil, err
 	}
-	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
+	opts := ortOptions(cfg.ORT)
+	opts.Stats = runs
+	fc := forecast.New(cfg.Models, opts, ortBatching(cfg.ORT))
 	fc.SkipTrees = !cfg.Router.CountTrees
 	fc.SkipUpper = !cfg.Router.UpperShare
 	fc.SkipTimers = !cfg.Router.Timers

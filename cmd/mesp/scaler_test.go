@@ -442,6 +442,20 @@ log: {level: warn}
 	if !strings.Contains(string(body), "\nmesp_decisions_stale_functions 1\n") {
 		t.Errorf("the function that left Prometheus is not counted as stale:\n%s", grepLines(string(body), "mesp_decisions"))
 	}
+	// the decided functions ran the dense p_invoke graph, and /metrics
+	// says how many rows and how long
+	var denseRows, denseSeconds float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, `mesp_model_rows_total{model="dense-p"} `); ok {
+			denseRows, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, `mesp_model_run_seconds_total{model="dense-p"} `); ok {
+			denseSeconds, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if denseRows < 1 || !(denseSeconds > 0) {
+		t.Errorf("the dense p_invoke graph's runs on /metrics: %v rows, %v seconds, want some of each:\n%s", denseRows, denseSeconds, grepLines(string(body), "mesp_model_"))
+	}
 	if h := getHistory(t, httpAddr, gone.ID); len(h.Counts) == 0 {
 		t.Errorf("the function that left has no history: %+v", h)
 	}

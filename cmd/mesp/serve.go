@@ -66,7 +66,11 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("onnxruntime ready", "mesp", version(), "version", ortVersion, "provider", cfg.ORT.Provider)
-	fc := forecast.New(cfg.Models, ortOptions(cfg.ORT), ortBatching(cfg.ORT))
+	// each model's runs, rows and seconds in ONNX Runtime, on /metrics
+	runs := onnx.NewRunStats()
+	opts := ortOptions(cfg.ORT)
+	opts.Stats = runs
+	fc := forecast.New(cfg.Models, opts, ortBatching(cfg.ORT))
 	fc.SkipTrees = !cfg.Router.CountTrees
 	fc.SkipUpper = !cfg.Router.UpperShare
 	fc.SkipTimers = !cfg.Router.Timers
@@ -127,6 +131,10 @@ func runServe(ctx context.Context, args []string) error {
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxInflightFunctions: cfg.Server.MaxInflightFunctions, MaxInflightBodyBytes: cfg.Server.MaxInflightBodyBytes, ReadTimeout: cfg.Server.ReadTimeout, WriteTimeout: cfg.Server.WriteTimeout,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, Logger: log, History: store, Decisions: table, Shard: sh})
 	fc.OnRoute = srv.RouteHook(fc.OnRoute)
+	if err := srv.Registerer().Register(runs); err != nil {
+		ln.Close()
+		return fmt.Errorf("model run metrics: %w", err)
+	}
 	if st := srv.Reload("start"); !st.OK {
 		ln.Close()
 		return fmt.Errorf("loading %s: %s", cfg.Models, st.Error)

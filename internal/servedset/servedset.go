@@ -16,10 +16,16 @@ import (
 // batching, and closes it at the test's end.
 func Open(tb testing.TB) *forecast.Forecaster {
 	tb.Helper()
+	return OpenCounting(tb, nil)
+}
+
+// OpenCounting is Open with every model run counted in runs.
+func OpenCounting(tb testing.TB, runs *onnx.RunStats) *forecast.Forecaster {
+	tb.Helper()
 	if _, err := onnx.Init(config.ORT{}.ORTLibrary()); err != nil {
 		tb.Fatal(err)
 	}
-	fc := forecast.New(fixture.CopyModels(tb), onnx.Options{IntraOpThreads: 1}, forecast.Batching{})
+	fc := forecast.New(fixture.CopyModels(tb), onnx.Options{IntraOpThreads: 1, Stats: runs}, forecast.Batching{})
 	if _, err := fc.Reload(); err != nil {
 		tb.Fatal(err)
 	}
