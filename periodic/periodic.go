@@ -14,6 +14,7 @@ package periodic
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 )
@@ -43,7 +44,15 @@ const (
 // scratch is Detect's working memory.
 type scratch struct {
 	before, pulses, hist []int
+	// invoked is the history's invoked minutes as a bitset; near[t] the
+	// minutes with an invoked one within t of them (nearDone[t]: built)
+	invoked  []uint64
+	near     [maxTolerance + 1][]uint64
+	nearDone [maxTolerance + 1]bool
 }
+
+// maxTolerance is Tolerance's largest answer.
+const maxTolerance = 2
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
@@ -118,6 +127,12 @@ func Detect(counts []float64) (t Timer, ok bool) {
 		return Timer{}, false
 	}
 	rate := float64(len(pulses)) / float64(n)
+	s.setInvoked(pulses, n)
+	// the chance that a tolerance window around a minute holds a pulse
+	var chances [maxTolerance + 1]float64
+	for t := range chances {
+		chances[t] = 1 - math.Pow(1-rate, float64(2*t+1))
+	}
 	for p := MinPeriod; p*MinCycles <= n; p++ {
 		tol := Tolerance(p)
 		// a neighbour is judged where its whole tolerance window lies in
@@ -127,23 +142,10 @@ func Detect(counts []float64) (t Timer, ok bool) {
 		if judged < 2*MinPulses {
 			continue
 		}
-		chance := 1 - math.Pow(1-rate, float64(2*tol+1))
+		chance := chances[tol]
 		need := chance + MinKappa*(1-chance)
 		allowed := judged - int(math.Ceil(need*float64(judged)))
-		misses := 0
-		for _, i := range pulses {
-			for _, j := range [2]int{i - p, i + p} {
-				if j-tol < 0 || j+tol >= n {
-					continue
-				}
-				if before[j+tol+1]-before[j-tol] == 0 {
-					misses++
-				}
-			}
-			if misses > allowed {
-				break
-			}
-		}
+		misses := s.misses(p, tol, n, allowed)
 		if misses > allowed || !fewPhases(pulses, p, tol, s) {
 			continue
 		}
@@ -153,6 +155,101 @@ func Detect(counts []float64) (t Timer, ok bool) {
 		return t, true
 	}
 	return Timer{}, false
+}
+
+// setInvoked sets the scratch's bitset of invoked minutes (pulses of a
+// history of n minutes) and forgets the neighbourhoods of the last.
+func (s *scratch) setInvoked(pulses []int, n int) {
+	words := (n + 63) / 64
+	s.invoked = slices.Grow(s.invoked[:0], words)[:words]
+	clear(s.invoked)
+	for _, i := range pulses {
+		s.invoked[i>>6] |= 1 << uint(i&63)
+	}
+	s.nearDone = [maxTolerance + 1]bool{}
+}
+
+// nearBy is the bitset of minutes with an invoked minute within tol of
+// them, built once per history (bits past the history's end may be set:
+// no check reads them).
+func (s *scratch) nearBy(tol int) []uint64 {
+	if s.nearDone[tol] {
+		return s.near[tol]
+	}
+	words := len(s.invoked)
+	nb := slices.Grow(s.near[tol][:0], words)[:words]
+	copy(nb, s.invoked)
+	for d := 1; d <= tol; d++ {
+		for w := range nb {
+			nb[w] |= shiftedUp(s.invoked, w, d) | shiftedDown(s.invoked, w, d)
+		}
+	}
+	s.near[tol], s.nearDone[tol] = nb, true
+	return nb
+}
+
+// misses is how many of a period's neighbour checks find no invoked
+// minute within tol: for each pulse i, minute i - p (where i - p - tol >=
+// 0) and minute i + p (where i + p + tol < n); counted until it passes
+// allowed (any count above allowed fails the period alike). A word of 64
+// minutes at a time: the pulses against the neighbourhood bitset shifted
+// by the period, so a busy day costs its words, not its pulses.
+func (s *scratch) misses(p, tol, n, allowed int) int {
+	nb := s.nearBy(tol)
+	count := 0
+	backFrom, aheadTo := p+tol, n-1-p-tol // pulses judged each way
+	for w := range s.invoked {
+		pulses := s.invoked[w]
+		if pulses == 0 {
+			continue
+		}
+		// back: minute i-p has none near; ahead: minute i+p has none near
+		count += bits.OnesCount64(pulses &^ shiftedUp(nb, w, p) & span(w, backFrom, n-1))
+		if aheadTo >= 0 {
+			count += bits.OnesCount64(pulses &^ shiftedDown(nb, w, p) & span(w, 0, aheadTo))
+		}
+		if count > allowed {
+			break
+		}
+	}
+	return count
+}
+
+// shiftedUp is word w of bitset b moved d minutes later: bit i is b's bit
+// i - d.
+func shiftedUp(b []uint64, w, d int) uint64 {
+	q, r := d>>6, uint(d&63)
+	var v uint64
+	if k := w - q; k >= 0 && k < len(b) {
+		v = b[k] << r
+	}
+	if k := w - q - 1; r != 0 && k >= 0 && k < len(b) {
+		v |= b[k] >> (64 - r)
+	}
+	return v
+}
+
+// shiftedDown is word w of bitset b moved d minutes earlier: bit i is b's
+// bit i + d.
+func shiftedDown(b []uint64, w, d int) uint64 {
+	q, r := d>>6, uint(d&63)
+	var v uint64
+	if k := w + q; k < len(b) {
+		v = b[k] >> r
+	}
+	if k := w + q + 1; r != 0 && k < len(b) {
+		v |= b[k] << (64 - r)
+	}
+	return v
+}
+
+// span is the bits of word w for minutes lo..hi.
+func span(w, lo, hi int) uint64 {
+	from, to := max(lo-w*64, 0), min(hi-w*64, 63)
+	if from > to {
+		return 0
+	}
+	return (^uint64(0) >> uint(63-to)) &^ (1<<uint(from) - 1)
 }
 
 // refine picks the period among p..p+2 tol that the pulses repeat at most

@@ -292,3 +292,53 @@ func TestOffPhaseCap(t *testing.T) {
 		t.Errorf("history shorter than the period: %v, want no cap", got)
 	}
 }
+
+// TestMissesCountsEveryNeighbourCheck: the bitset count of a period's
+// misses equals the check done pulse by pulse (each pulse's minutes one
+// period back and ahead, where the tolerance window lies in the history,
+// with no invoked minute within the tolerance), up to the allowed count
+// it may stop past; on random days of every density, every period and
+// tolerance, and lengths that end mid-word.
+func TestMissesCountsEveryNeighbourCheck(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for _, n := range []int{64, 200, 1200, 1440} {
+		for _, density := range []float64{0.01, 0.05, 0.2, 0.5} {
+			x := make([]float64, n)
+			var pulses []int
+			for i := range x {
+				if rng.Float64() < density {
+					x[i], pulses = 1, append(pulses, i)
+				}
+			}
+			s := new(scratch)
+			s.setInvoked(pulses, n)
+			for p := MinPeriod; p*MinCycles <= n; p++ {
+				for tol := 0; tol <= maxTolerance; tol++ {
+					want := 0
+					for _, i := range pulses {
+						for _, j := range [2]int{i - p, i + p} {
+							if j-tol < 0 || j+tol >= n {
+								continue
+							}
+							near := false
+							for k := j - tol; k <= j+tol; k++ {
+								near = near || x[k] > 0
+							}
+							if !near {
+								want++
+							}
+						}
+					}
+					if got := s.misses(p, tol, n, len(pulses)*2); got != want {
+						t.Fatalf("n %d, density %v, period %d, tolerance %d: %d misses, want %d", n, density, p, tol, got, want)
+					}
+					if allowed := want / 2; want > 0 {
+						if got := s.misses(p, tol, n, allowed); got <= allowed {
+							t.Fatalf("n %d, period %d, tolerance %d: stopped at %d of %d misses with %d allowed", n, p, tol, got, want, allowed)
+						}
+					}
+				}
+			}
+		}
+	}
+}
