@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/manifest"
 	"github.com/mesp-project/mesp/provision"
@@ -21,24 +22,12 @@ func init() {
 // threshold provision.ChooseThreshold picks into the manifest's "prewarm"
 // entry, keeping every other key of the file as it is.
 func runChooseThreshold(ctx context.Context, args []string) error {
-	cfg, fns, err := validationCommand("choose-threshold", args)
+	mix, err := validationMix(ctx, "choose-threshold", args)
 	if err != nil {
 		return err
 	}
-	fc, err := openServed(cfg)
-	if err != nil {
-		return err
-	}
-	defer fc.Close()
-	if set, _ := fc.Catalog(); !set.PInvoke() {
-		return fmt.Errorf("%s: no p_invoke models to fix a threshold for", cfg.Models)
-	}
-	start := time.Now()
-	active, silent, err := servedMix(ctx, fc, fns, "choose-threshold", start)
-	if err != nil {
-		return err
-	}
-	c, err := provision.ChooseThreshold(active, silent, provision.ThresholdGrid, 0)
+	cfg, fns, start := mix.cfg, mix.fns, mix.start
+	c, err := provision.ChooseThreshold(mix.active, mix.silent, provision.ThresholdGrid, 0)
 	if err != nil {
 		return err
 	}
@@ -61,20 +50,41 @@ func runChooseThreshold(ctx context.Context, args []string) error {
 	return nil
 }
 
-// servedMix is the platform mix of the validation functions fns (EVALUATION.md
-// §2: each day and one silent copy of it) with the served p_invoke of every
-// simulated minute.
-func servedMix(ctx context.Context, fc *forecast.Forecaster, fns []trace.Function, label string, start time.Time) (provision.Inputs, provision.SilentInputs, error) {
-	var active provision.Inputs
+// servedMix is the platform mix of a validation command's functions
+// (EVALUATION.md §2: each day and one silent copy of it) with the served
+// p_invoke of every simulated minute.
+type servedMix struct {
+	cfg    config.Config
+	fns    []trace.Function
+	active provision.Inputs
+	silent provision.SilentInputs
+	start  time.Time
+}
+
+// validationMix reads the command's flags (validationCommand), serves its
+// models and runs their p_invoke over the validation functions' platform
+// mix.
+func validationMix(ctx context.Context, name string, args []string) (servedMix, error) {
+	cfg, fns, err := validationCommand(name, args)
+	if err != nil {
+		return servedMix{}, err
+	}
+	fc, err := openServed(cfg)
+	if err != nil {
+		return servedMix{}, err
+	}
+	defer fc.Close()
+	if set, _ := fc.Catalog(); !set.PInvoke() {
+		return servedMix{}, fmt.Errorf("%s: no p_invoke models to decide with", cfg.Models)
+	}
+	mix := servedMix{cfg: cfg, fns: fns, start: time.Now()}
 	for _, f := range fns {
-		active.Days = append(active.Days, f.Counts)
+		mix.active.Days = append(mix.active.Days, f.Counts)
 	}
-	var silent provision.SilentInputs
-	silent.Days, silent.Hours = provision.SilentCopies(active.Days)
-	var err error
-	if active.MespP, err = minutelyP(ctx, fc, forecast.Routed, active.Days, label+": active", start); err != nil {
-		return active, silent, err
+	mix.silent.Days, mix.silent.Hours = provision.SilentCopies(mix.active.Days)
+	if mix.active.MespP, err = minutelyP(ctx, fc, forecast.Routed, mix.active.Days, name+": active", mix.start); err != nil {
+		return mix, err
 	}
-	silent.MespP, err = minutelyP(ctx, fc, forecast.Routed, silent.Days, label+": silent", start)
-	return active, silent, err
+	mix.silent.MespP, err = minutelyP(ctx, fc, forecast.Routed, mix.silent.Days, name+": silent", mix.start)
+	return mix, err
 }

@@ -20,28 +20,18 @@ const silentShareAsked = 0.01
 // runSilenceFrontier prints provision.SilenceFrontier on the validation
 // functions' platform mix, as served; it writes nothing.
 func runSilenceFrontier(ctx context.Context, args []string) error {
-	cfg, fns, err := validationCommand("silence-frontier", args)
-	if err != nil {
-		return err
-	}
-	fc, err := openServed(cfg)
-	if err != nil {
-		return err
-	}
-	defer fc.Close()
-	start := time.Now()
-	active, silent, err := servedMix(ctx, fc, fns, "silence-frontier", start)
+	mix, err := validationMix(ctx, "silence-frontier", args)
 	if err != nil {
 		return err
 	}
 	grid := append([]float64{0.0005, 0.001, 0.002}, provision.ThresholdGrid...)
 	froms := []int{1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 45, 60, provision.End}
-	points, err := provision.SilenceFrontier(active, silent, grid, froms, silentShareAsked)
+	points, err := provision.SilenceFrontier(mix.active, mix.silent, grid, froms, silentShareAsked)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("silence-frontier: %d validation functions and a silent copy of each; silent copies warm at most %.0f%% of their minutes, idle at most keepalive10's\n",
-		len(fns), 100*silentShareAsked)
+		len(mix.fns), 100*silentShareAsked)
 	for _, p := range points {
 		from := fmt.Sprintf("from %d idle minutes", p.From)
 		if p.From == provision.End {
@@ -55,6 +45,6 @@ func runSilenceFrontier(ctx context.Context, args []string) error {
 			from, p.Threshold, p.Silent, p.ColdStarts, float64(p.ColdStarts)/float64(p.ReferenceColdStarts), p.ReferenceColdStarts,
 			float64(p.IdleMinutes)/float64(p.ReferenceIdleMinutes), 100*float64(p.SilentIdleMinutes)/float64(p.SilentMinutes))
 	}
-	fmt.Fprintf(os.Stderr, "silence-frontier: %s\n", time.Since(start).Round(time.Second))
+	fmt.Fprintf(os.Stderr, "silence-frontier: %s\n", time.Since(mix.start).Round(time.Second))
 	return nil
 }
