@@ -389,18 +389,21 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		}
 		ref := ortReference(t, filepath.Join(ts.dir, files[id]), "p_invoke", rows, filepath.Join(ts.dir, m.Dense.PInvoke.File))
 		for r, i := range idx {
-			var floor []float64 // a timer's: the share of its cycles invoked
+			// a timer's: at least the share of its cycles invoked, at most
+			// the rate off its phases
+			var floor, ceiling []float64
 			if tj := resp.Functions[i].Timer; tj != nil {
 				tm, ok := periodic.Detect(rows[r])
 				if !ok || tm.Period != tj.Period {
 					t.Fatalf("row %d: answered as a timer of period %d, Detect says %v %d", i, tj.Period, ok, tm.Period)
 				}
 				_, floor = tm.Forecast(rows[r], len(ref[r]))
+				ceiling = tm.OffPhaseCap(rows[r], len(ref[r]))
 				timers++
 			}
 			for h, want := range ref[r] {
 				if floor != nil {
-					want = math.Max(want, floor[h])
+					want = math.Min(math.Max(want, floor[h]), ceiling[h])
 				}
 				// a silence longer than any before it: capped at its hazard
 				if sl := resp.Functions[i].Silence; sl != nil {
