@@ -1,7 +1,5 @@
 package provision
 
-import "fmt"
-
 // The silent copies of the platform mix are warm mostly in the first hour
 // after their last call, where a function that stopped and one that
 // paused show the same history. SilenceFrontier measures what holding
@@ -40,15 +38,24 @@ func IdleBefore(day []float64) []int {
 	return out
 }
 
+// idleBefore is IdleBefore of each day.
+func idleBefore(days [][]float64) [][]int {
+	out := make([][]int, len(days))
+	for i, d := range days {
+		out[i] = IdleBefore(d)
+	}
+	return out
+}
+
 // regionCounts are a grid's cold starts and idle minutes, per threshold,
 // over the minutes at idle below from (low) and at or above it (high).
 type regionCounts struct{ coldLow, coldHigh, idleLow, idleHigh []int }
 
-func countRegions(days, ps [][]float64, thresholds []float64, from int) regionCounts {
+func countRegions(days, ps [][]float64, idles [][]int, thresholds []float64, from int) regionCounts {
 	n := len(thresholds)
 	rc := regionCounts{make([]int, n), make([]int, n), make([]int, n), make([]int, n)}
 	for i, day := range days {
-		idle := IdleBefore(day)
+		idle := idles[i]
 		for m := Start; m <= End; m++ {
 			p, invoked := ps[i][m-Start], day[m-1] > 0
 			cold, idleM := rc.coldLow, rc.idleLow
@@ -74,21 +81,16 @@ func countRegions(days, ps [][]float64, thresholds []float64, from int) regionCo
 // MespP) and silent (its SilentCopies, with MespP), the silent copies held
 // to maxSilentShare of their minutes.
 func SilenceFrontier(active Inputs, silent SilentInputs, thresholds []float64, froms []int, maxSilentShare float64) ([]FrontierPoint, error) {
-	n := len(active.Days)
-	if n == 0 || len(active.MespP) != n || len(silent.Days) != n || len(silent.MespP) != n {
-		return nil, fmt.Errorf("provision: %d active days with %d p_invoke rows, %d silent days with %d: want one silent copy and p_invoke per function",
-			n, len(active.MespP), len(silent.Days), len(silent.MespP))
+	if err := checkMix(active, silent); err != nil {
+		return nil, err
 	}
-	var ref Outcome
-	for i := range n {
-		ref.Add(Simulate(active.Days[i], KeepAlive(active.Days[i], ReferenceKeepAlive)))
-		ref.Add(Simulate(silent.Days[i], KeepAlive(silent.Days[i], ReferenceKeepAlive)))
-	}
-	silentMinutes := n * (End - Start + 1)
+	ref, _ := mixReference(active, silent)
+	silentMinutes := len(active.Days) * (End - Start + 1)
+	activeIdle, silentIdleBefore := idleBefore(active.Days), idleBefore(silent.Days)
 	var out []FrontierPoint
 	for _, from := range froms {
-		a := countRegions(active.Days, active.MespP, thresholds, from)
-		s := countRegions(silent.Days, silent.MespP, thresholds, from)
+		a := countRegions(active.Days, active.MespP, activeIdle, thresholds, from)
+		s := countRegions(silent.Days, silent.MespP, silentIdleBefore, thresholds, from)
 		best := FrontierPoint{From: from, SilentMinutes: silentMinutes, ReferenceColdStarts: ref.ColdStarts, ReferenceIdleMinutes: ref.IdleMinutes}
 		for lo, th := range thresholds {
 			for hi, ths := range thresholds {

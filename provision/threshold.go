@@ -51,24 +51,14 @@ type ThresholdChoice struct {
 // IdleConfidence of Bootstrap resamples of the functions, each drawn with
 // its silent copy. When none qualifies, the highest threshold.
 func ChooseThreshold(active Inputs, silent SilentInputs, thresholds []float64, seed uint64) (ThresholdChoice, error) {
-	n := len(active.Days)
-	if n == 0 || len(active.MespP) != n || len(silent.Days) != n || len(silent.MespP) != n {
-		return ThresholdChoice{}, fmt.Errorf("provision: %d active days with %d p_invoke rows, %d silent days with %d: want one silent copy and p_invoke per function",
-			n, len(active.MespP), len(silent.Days), len(silent.MespP))
+	if err := checkMix(active, silent); err != nil {
+		return ThresholdChoice{}, err
 	}
+	n := len(active.Days)
 	if len(thresholds) == 0 {
 		return ThresholdChoice{}, fmt.Errorf("provision: no thresholds to choose from")
 	}
-	// per function (with its silent copy): idle minutes under the reference
-	refIdle := make([]float64, n)
-	var ref Outcome
-	for i := range n {
-		a := Simulate(active.Days[i], KeepAlive(active.Days[i], ReferenceKeepAlive))
-		s := Simulate(silent.Days[i], KeepAlive(silent.Days[i], ReferenceKeepAlive))
-		refIdle[i] = float64(a.IdleMinutes + s.IdleMinutes)
-		ref.Add(a)
-		ref.Add(s)
-	}
+	ref, refIdle := mixReference(active, silent)
 	weights := resampleWeights(n, Bootstrap, seed)
 	refResampled := make([]float64, len(weights))
 	for b, w := range weights {
@@ -106,6 +96,32 @@ func ChooseThreshold(active Inputs, silent SilentInputs, thresholds []float64, s
 		return highest, nil
 	}
 	return *best, nil
+}
+
+// checkMix refuses a platform mix that is not one silent copy and a row of
+// p_invoke per active function.
+func checkMix(active Inputs, silent SilentInputs) error {
+	n := len(active.Days)
+	if n == 0 || len(active.MespP) != n || len(silent.Days) != n || len(silent.MespP) != n {
+		return fmt.Errorf("provision: %d active days with %d p_invoke rows, %d silent days with %d: want one silent copy and p_invoke per function",
+			n, len(active.MespP), len(silent.Days), len(silent.MespP))
+	}
+	return nil
+}
+
+// mixReference is the reference keep-alive's outcome on the mix (cold
+// starts from the active functions, idle minutes from both) and each
+// function's idle minutes under it, its silent copy's included.
+func mixReference(active Inputs, silent SilentInputs) (ref Outcome, idle []float64) {
+	idle = make([]float64, len(active.Days))
+	for i := range active.Days {
+		a := Simulate(active.Days[i], KeepAlive(active.Days[i], ReferenceKeepAlive))
+		s := Simulate(silent.Days[i], KeepAlive(silent.Days[i], ReferenceKeepAlive))
+		idle[i] = float64(a.IdleMinutes + s.IdleMinutes)
+		ref.Add(a)
+		ref.Add(s)
+	}
+	return ref, idle
 }
 
 // resampleWeights is b bootstrap resamples of n functions: how often each

@@ -69,14 +69,11 @@ func validationMix(ctx context.Context, name string, args []string) (servedMix, 
 	if err != nil {
 		return servedMix{}, err
 	}
-	fc, err := openServed(cfg)
+	fc, err := openServedPInvoke(cfg, "to decide with")
 	if err != nil {
 		return servedMix{}, err
 	}
 	defer fc.Close()
-	if set, _ := fc.Catalog(); !set.PInvoke() {
-		return servedMix{}, fmt.Errorf("%s: no p_invoke models to decide with", cfg.Models)
-	}
 	mix := servedMix{cfg: cfg, fns: fns, start: time.Now()}
 	for _, f := range fns {
 		mix.active.Days = append(mix.active.Days, f.Counts)

@@ -117,14 +117,11 @@ func runChooseVolume(ctx context.Context, args []string) error {
 		if err := writeManifestEntry(cfg.Models, "sparse", entry); err != nil {
 			return volumeChoice{}, err
 		}
-		fc, err := openServed(cfg)
+		fc, err := openServedPInvoke(cfg, "for the sparse rule")
 		if err != nil {
 			return volumeChoice{}, err
 		}
 		defer fc.Close()
-		if set, _ := fc.Catalog(); !set.PInvoke() {
-			return volumeChoice{}, fmt.Errorf("%s: no p_invoke models for the sparse rule", cfg.Models)
-		}
 		return scoreVolume(ctx, fns, fc, sp, upper)
 	}
 	base, err := score(nil)

@@ -170,23 +170,46 @@ func openServed(cfg config.Config) (*forecast.Forecaster, error) {
 	return openServedCounting(cfg, nil)
 }
 
+// openServedPInvoke is openServed for a command that needs the set's
+// p_invoke models (what for: the error's words); a set without them is
+// closed and refused.
+func openServedPInvoke(cfg config.Config, what string) (*forecast.Forecaster, error) {
+	fc, err := openServed(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if set, _ := fc.Catalog(); !set.PInvoke() {
+		fc.Close()
+		return nil, fmt.Errorf("%s: no p_invoke models %s", cfg.Models, what)
+	}
+	return fc, nil
+}
+
 // openServedCounting is openServed with every model run counted in runs
 // (nil: not counted).
 func openServedCounting(cfg config.Config, runs *onnx.RunStats) (*forecast.Forecaster, error) {
 	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
 		return nil, err
 	}
+	fc := servedForecaster(cfg, runs)
+	if _, err := fc.Reload(); err != nil {
+		fc.Close()
+		return nil, err
+	}
+	return fc, nil
+}
+
+// servedForecaster is the server's forecast.Forecaster over the
+// configured models folder (not loaded yet: Reload), every model run
+// counted in runs (nil: not counted).
+func servedForecaster(cfg config.Config, runs *onnx.RunStats) *forecast.Forecaster {
 	opts := ortOptions(cfg.ORT)
 	opts.Stats = runs
 	fc := forecast.New(cfg.Models, opts, ortBatching(cfg.ORT))
 	fc.SkipTrees = !cfg.Router.CountTrees
 	fc.SkipUpper = !cfg.Router.UpperShare
 	fc.SkipTimers = !cfg.Router.Timers
-	if _, err := fc.Reload(); err != nil {
-		fc.Close()
-		return nil, err
-	}
-	return fc, nil
+	return fc
 }
 
 // minutelyP is the served p_invoke of every minute of the simulated window

@@ -68,12 +68,7 @@ func runServe(ctx context.Context, args []string) error {
 	log.Info("onnxruntime ready", "mesp", version(), "version", ortVersion, "provider", cfg.ORT.Provider)
 	// each model's runs, rows and seconds in ONNX Runtime, on /metrics
 	runs := onnx.NewRunStats()
-	opts := ortOptions(cfg.ORT)
-	opts.Stats = runs
-	fc := forecast.New(cfg.Models, opts, ortBatching(cfg.ORT))
-	fc.SkipTrees = !cfg.Router.CountTrees
-	fc.SkipUpper = !cfg.Router.UpperShare
-	fc.SkipTimers = !cfg.Router.Timers
+	fc := servedForecaster(cfg, runs)
 	if cfg.Router.OODDir != "" {
 		ood, err := oodlog.Open(cfg.Router.OODDir, cfg.Router.OODMaxBytes, cfg.Router.OODKeep)
 		if err != nil {
