@@ -17,7 +17,7 @@ VENV       = $(shell scripts/setup-venv.sh)
 PY         = env PYTHONPATH=$(CURDIR)/training $(VENV)/bin/python
 export CGO_ENABLED := 1
 
-.PHONY: image work build run test test-go test-py lint ort venv cluster train-experts eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train bench-fleet soak clean
+.PHONY: image work build run test test-go test-py lint ort venv cluster train-experts train-stop eval bench bench-kshape bench-kshape-scale bench-serve bench-serve-cuda bench-train bench-fleet soak clean
 
 ort:
 	@scripts/setup-ort.sh >/dev/null
@@ -86,10 +86,20 @@ train-experts: venv build
 	$(PY) -m mesp_training train-trees --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --quantiles --models $(WORK) --config training/search.yaml
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
+	bin/mesp stop-decisions --data $(DATA) --models $(WORK) --out out/stop-decisions.parquet
+	$(PY) -m mesp_training train-stop --models $(WORK) --decisions out/stop-decisions.parquet
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 	bin/mesp choose-quantiles --data $(DATA) --models $(WORK)
 	bin/mesp choose-volume --data $(DATA) --models $(WORK)
 	bin/mesp publish --from $(WORK) --models $(MODELS)
+
+## train-stop: the stop model alone (p_invoke on a platform where functions
+##   also stop), fitted on the work folder's served p_invoke, then the
+##   default threshold chosen again; publish as train-experts does
+train-stop: venv build
+	bin/mesp stop-decisions --data $(DATA) --models $(WORK) --out out/stop-decisions.parquet
+	$(PY) -m mesp_training train-stop --models $(WORK) --decisions out/stop-decisions.parquet
+	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 
 ## image: the CPU Dockerfile built with buildah (local stand-ins for its base
 ##   images from Debian packages where no registry answers), then run and

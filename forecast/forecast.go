@@ -66,6 +66,9 @@ type Result struct {
 	// Silence is the idle gap, in minutes, whose hazard capped PInvoke
 	// (manifest.Silence); 0: the p_invoke models answered alone.
 	Silence int
+	// Stop says the stop model answered the next minute's p_invoke
+	// (manifest.Stop); nil: not.
+	Stop *StopAnswer
 	// Timer is the period the timers' expert answered the counts in phase
 	// with (periodic.Detect); nil: the count models answered.
 	Timer *periodic.Timer
@@ -455,7 +458,41 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 			return nil, err
 		}
 	}
+	if outs&PInvoke != 0 && mode == Routed && s.Manifest.Stop != nil {
+		for i := range out {
+			stopped(s.Manifest.Stop, reqs[i].Counts, &out[i])
+		}
+	}
 	return out, nil
+}
+
+// stopped answers r's next minute with the stop model (manifest.Stop) and
+// scales the later minutes by as much, when it lowers p_invoke: the chance
+// that the function still runs bounds every minute ahead. It comes after
+// the sparse rule, which reads p_invoke for the expected count of an
+// active function: the counts stay the active functions' expectation, and
+// only the pre-warm decision weighs a stop.
+func stopped(m *silence.StopModel, counts []float64, r *Result) {
+	if len(r.PInvoke) == 0 {
+		return
+	}
+	p := float64(r.PInvoke[0])
+	q := m.P(silence.StopInputs(counts, p))
+	r.Stop = &StopAnswer{PInvokeBefore: float32(p)}
+	r.PInvoke[0] = float32(q)
+	if p <= 0 || q >= p {
+		return
+	}
+	f := float32(q / p)
+	for h := 1; h < len(r.PInvoke); h++ {
+		r.PInvoke[h] *= f
+	}
+}
+
+// StopAnswer is what the stop model changed: the next minute's p_invoke
+// before it.
+type StopAnswer struct {
+	PInvokeBefore float32
 }
 
 // graphsUpTo is the quantile level up to which the quantile graphs run:

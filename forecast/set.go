@@ -383,6 +383,10 @@ type Forecaster struct {
 	// SkipTimers serves without the timers' expert (periodic): config
 	// router.timers false. Set it before the first Reload.
 	SkipTimers bool
+	// SkipStop serves every set without its stop model (manifest.Stop):
+	// the p_invoke it is fitted on (`mesp stop-decisions`). Set it before
+	// the first Reload.
+	SkipStop bool
 }
 
 // RouteHook observes one routing decision and the kind of model chosen.
@@ -413,6 +417,10 @@ func (f *Forecaster) Reload() (*Set, error) {
 	if f.SkipUpper && s.Manifest.Expected != nil {
 		// no graph of its own: the quantile graphs stay for the quantiles
 		s.Manifest.Expected = nil
+		s.catalog = newCatalog(s, s.catalog.Dir)
+	}
+	if f.SkipStop && s.Manifest.Stop != nil {
+		s.Manifest.Stop = nil
 		s.catalog = newCatalog(s, s.catalog.Dir)
 	}
 	s.skipTimers = f.SkipTimers

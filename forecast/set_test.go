@@ -937,3 +937,73 @@ func forecastBoth(t *testing.T, with, without *Forecaster, fns []trace.Function)
 	}
 	return reqs, a, b
 }
+
+// TestStopModelAnswersTheNextMinute: a set with a stop model (here one
+// split: idle more than 5 minutes, logit -6; else +3) answers the next
+// minute with it on the p_invoke served without it, scales the later
+// minutes by as much where it lowered it and leaves them where it raised
+// it; the counts, and the dense baseline, are untouched.
+func TestStopModelAnswersTheNextMinute(t *testing.T) {
+	dir := fixture.CopyModels(t)
+	stump := silence.StopModel{Features: silence.StopFeatures, Trees: []silence.StopTree{{
+		SplitFeature: []int{1}, Threshold: []float64{math.Log(6)}, LeftChild: []int{-1}, RightChild: []int{-2}, LeafValue: []float64{3, -6}}}}
+	fixture.EditManifest(t, dir, func(m map[string]any) { m["stop"] = stump })
+	with, fns := readyForecaster(t, dir)
+	without := New(dir, onnx.Options{IntraOpThreads: 1}, Batching{})
+	without.SkipStop, without.SkipTimers = true, with.SkipTimers
+	if _, err := without.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(without.Close)
+	reqs := make([]Request, 24)
+	for i := range reqs {
+		c := slices.Clone(fns[i].Counts[:1200])
+		if i%2 == 0 {
+			clear(c[1100:]) // stopped 100 minutes ago
+		}
+		reqs[i] = Request{ID: fns[i].ID, Counts: c}
+	}
+	ctx := context.Background()
+	for _, mode := range []Mode{Routed, DenseOnly} {
+		a, err := with.Predict(ctx, reqs, mode, PInvoke|Counts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := without.Predict(ctx, reqs, mode, PInvoke|Counts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lowered, raised := 0, 0
+		for i := range a {
+			if !slices.Equal(a[i].Forecast, b[i].Forecast) {
+				t.Fatalf("%s (mode %v): the stop model changed the counts: %v, without %v (sparse %+v)", a[i].ID, mode, a[i].Forecast[:5], b[i].Forecast[:5], a[i].Sparse)
+			}
+			if mode == DenseOnly {
+				if a[i].Stop != nil || !slices.Equal(a[i].PInvoke, b[i].PInvoke) {
+					t.Fatalf("%s: the dense baseline went through the stop model", a[i].ID)
+				}
+				continue
+			}
+			p := float64(b[i].PInvoke[0])
+			q := stump.P(silence.StopInputs(reqs[i].Counts, p))
+			if a[i].Stop == nil || a[i].Stop.PInvokeBefore != b[i].PInvoke[0] || a[i].PInvoke[0] != float32(q) {
+				t.Fatalf("%s: next minute %v (stop %+v), want %v from %v", a[i].ID, a[i].PInvoke[0], a[i].Stop, q, p)
+			}
+			scale := float32(1)
+			if q < p {
+				scale = float32(q / p)
+				lowered++
+			} else {
+				raised++
+			}
+			for h := 1; h < len(a[i].PInvoke); h++ {
+				if want := b[i].PInvoke[h] * scale; a[i].PInvoke[h] != want {
+					t.Fatalf("%s minute %d: %v, want %v", a[i].ID, h, a[i].PInvoke[h], want)
+				}
+			}
+		}
+		if mode == Routed && (lowered == 0 || raised == 0) {
+			t.Fatalf("%d answers lowered, %d raised: both ways must be checked", lowered, raised)
+		}
+	}
+}

@@ -138,6 +138,10 @@ type Manifest struct {
 	// Silence caps p_invoke after a silence longer than any the pattern
 	// shows (`mesp fit-silence`; absent: the models answer alone).
 	Silence *Silence `json:"silence,omitempty"`
+	// Stop answers the next minute's p_invoke on a platform where
+	// functions also stop for good (package silence; `make train-stop`;
+	// absent: the models, the timers' floor and the silence cap answer).
+	Stop *silence.StopModel `json:"stop,omitempty"`
 	// Sparse answers the expected count of small functions from p_invoke
 	// (absent: the count models answer it for every function).
 	Sparse *Sparse `json:"sparse,omitempty"`
@@ -635,6 +639,11 @@ func (m Manifest) Validate() error {
 	for _, g := range m.TreesGraphs() {
 		if err := g.validateInputs(); err != nil {
 			return err
+		}
+	}
+	if m.Stop != nil {
+		if err := m.Stop.Validate(); err != nil {
+			return fmt.Errorf("manifest: %w", err)
 		}
 	}
 	if err := m.validateSilence(); err != nil {

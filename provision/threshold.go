@@ -22,6 +22,10 @@ const (
 	IdleConfidence = 0.95
 	// Bootstrap is the number of resamples of the functions.
 	Bootstrap = 2000
+	// MaxSilentShare is the share of the silent copies' minutes the
+	// default threshold may keep warm: a function nobody calls any more
+	// is what pre-warming must let go.
+	MaxSilentShare = 0.01
 )
 
 // ThresholdGrid is the thresholds ChooseThreshold tries.
@@ -49,8 +53,10 @@ type ThresholdChoice struct {
 // thresholds with the fewest cold starts (then the fewest idle minutes)
 // whose idle minutes over keepalive10's stay at or below 1 in
 // IdleConfidence of Bootstrap resamples of the functions, each drawn with
-// its silent copy. When none qualifies, the highest threshold.
-func ChooseThreshold(active Inputs, silent SilentInputs, thresholds []float64, seed uint64) (ThresholdChoice, error) {
+// its silent copy, and whose silent copies are warm at most maxSilentShare
+// of their minutes (0: any share). When none qualifies, the highest
+// threshold.
+func ChooseThreshold(active Inputs, silent SilentInputs, thresholds []float64, maxSilentShare float64, seed uint64) (ThresholdChoice, error) {
 	if err := checkMix(active, silent); err != nil {
 		return ThresholdChoice{}, err
 	}
@@ -87,7 +93,8 @@ func ChooseThreshold(active Inputs, silent SilentInputs, thresholds []float64, s
 		if th >= highest.Threshold {
 			highest = c
 		}
-		if c.IdleRatioUpper <= 1 && (best == nil || c.ColdStarts < best.ColdStarts ||
+		silentOK := maxSilentShare <= 0 || float64(c.SilentIdleMinutes) <= maxSilentShare*float64(c.SilentMinutes)
+		if c.IdleRatioUpper <= 1 && silentOK && (best == nil || c.ColdStarts < best.ColdStarts ||
 			c.ColdStarts == best.ColdStarts && c.IdleMinutes < best.IdleMinutes) {
 			best = &c
 		}

@@ -39,7 +39,7 @@ func TestChooseThresholdHoldsTheMixsIdleOverResampledFunctions(t *testing.T) {
 		active.MespP = append(active.MespP, pa)
 		silent.MespP = append(silent.MespP, ps)
 	}
-	c, err := ChooseThreshold(active, silent, ThresholdGrid, 0)
+	c, err := ChooseThreshold(active, silent, ThresholdGrid, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +58,29 @@ func TestChooseThresholdHoldsTheMixsIdleOverResampledFunctions(t *testing.T) {
 	for i := range n {
 		clear(silent.MespP[i])
 	}
-	if c, err = ChooseThreshold(active, silent, ThresholdGrid, 0); err != nil {
+	if c, err = ChooseThreshold(active, silent, ThresholdGrid, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if c.Threshold != ThresholdGrid[0] || c.ColdStarts != 0 {
 		t.Fatalf("with silent copies kept cold: chose %v with %d cold starts, want the grid's lowest with none", c.Threshold, c.ColdStarts)
 	}
 
-	if _, err := ChooseThreshold(active, SilentInputs{}, ThresholdGrid, 0); err == nil {
+	// One silent copy of 20 at 0.03 every minute: 5% of the silent
+	// minutes warm at any threshold that keeps function 0 (0.02) warm,
+	// within keepalive10's idle. Bound to 1%, the choice moves above 0.03,
+	// where function 0's 18 invocations are cold again.
+	for k := range silent.MespP[0] {
+		silent.MespP[0][k] = 0.03
+	}
+	if c, err = ChooseThreshold(active, silent, ThresholdGrid, 0, 0); err != nil || c.Threshold != ThresholdGrid[0] || c.SilentIdleMinutes != 360 || c.ColdStarts != 0 {
+		t.Fatalf("unbound: chose %+v (%v), want the grid's lowest with no cold start and 360 silent minutes warm", c, err)
+	}
+	if c, err = ChooseThreshold(active, silent, ThresholdGrid, 0.01, 0); err != nil || !(c.Threshold > 0.03 && c.Threshold <= 0.06) ||
+		c.SilentIdleMinutes != 0 || c.ColdStarts != 18 {
+		t.Fatalf("bound to 1%%: chose %+v (%v), want a threshold in (0.03, 0.06] with 18 cold starts and no silent minute warm", c, err)
+	}
+
+	if _, err := ChooseThreshold(active, SilentInputs{}, ThresholdGrid, 0, 0); err == nil {
 		t.Fatal("no silent copies: no error")
 	}
 }

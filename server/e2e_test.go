@@ -377,7 +377,7 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 		byModel[f.Model] = append(byModel[f.Model], i)
 		kinds[f.Kind] = true
 	}
-	chained, timers := 0, 0
+	chained, timers, stopped := 0, 0, 0
 	capped := map[int]bool{}
 	for id, idx := range byModel {
 		if continuing[id] {
@@ -401,6 +401,7 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 				ceiling = tm.OffPhaseCap(rows[r], len(ref[r]))
 				timers++
 			}
+			scale := 1.0 // the stop model's on the later minutes
 			for h, want := range ref[r] {
 				if floor != nil {
 					want = math.Min(math.Max(want, floor[h]), ceiling[h])
@@ -413,6 +414,20 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 						t.Fatalf("row %d: silence %+v, the pattern's gap %d after a longest %d (from %d)", i, sl, g, longest, m.Silence.CapsFrom())
 					}
 					want = math.Min(want, float64(float32(m.Silence.AtPast(sl.IdleMinutes+h, longest))))
+				}
+				// the stop model answers the next minute and scales the rest
+				if st := resp.Functions[i].Stop; (st != nil) != (m.Stop != nil) {
+					t.Fatalf("row %d: stop %+v with the manifest's stop model %v", i, st, m.Stop != nil)
+				} else if st != nil && h == 0 {
+					if math.Abs(float64(st.PInvokeBefore)-want) > 1e-4 {
+						t.Fatalf("row %d: p_invoke before the stop model %v, python %v", i, st.PInvokeBefore, want)
+					}
+					q := m.Stop.P(silence.StopInputs(rows[r], float64(st.PInvokeBefore)))
+					scale = math.Min(1, q/float64(st.PInvokeBefore))
+					want = q
+					stopped++
+				} else {
+					want *= scale
 				}
 				if got := float64(resp.Functions[i].PInvoke[h]); math.Abs(got-want) > 1e-4 {
 					t.Fatalf("model %s row %d minute %d: server %v, python %v", id, i, h, got, want)
@@ -428,6 +443,9 @@ func TestPrewarmMatchesPythonOnnxRuntime(t *testing.T) {
 	}
 	if timers == 0 {
 		t.Fatal("no fixture row was answered as a timer: the timer's floor went unchecked")
+	}
+	if m.Stop != nil && stopped == 0 {
+		t.Fatal("no answer went through the stop model: it went unchecked")
 	}
 	// A request's own threshold overrides the default.
 	code, body = post(t, ts.URL+"/v1/prewarm", `{"policy":{"threshold":1},"counts":`+mustJSON(fns[0].Counts[:1200])+`}`)

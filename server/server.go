@@ -579,11 +579,13 @@ type PrewarmJSON struct {
 	ForecastModel string  `json:"forecast_model,omitempty"`
 	Threshold     float64 `json:"threshold"`
 	// Silence says the hazard of an unprecedented silence capped PInvoke.
-	Silence  *SilenceJSON `json:"silence,omitempty"`
-	PInvoke  []float32    `json:"p_invoke,omitempty"`
-	Forecast []float32    `json:"forecast,omitempty"`
-	Median   []float32    `json:"median,omitempty"`
-	Warm     []bool       `json:"warm,omitempty"`
+	Silence *SilenceJSON `json:"silence,omitempty"`
+	// Stop says the stop model answered the next minute's p_invoke.
+	Stop     *StopJSON `json:"stop,omitempty"`
+	PInvoke  []float32 `json:"p_invoke,omitempty"`
+	Forecast []float32 `json:"forecast,omitempty"`
+	Median   []float32 `json:"median,omitempty"`
+	Warm     []bool    `json:"warm,omitempty"`
 	// Quantiles is each quantile "outputs" names ("q0.9"), by name.
 	Quantiles map[string][]float32 `json:"quantiles,omitempty"`
 }
@@ -592,6 +594,13 @@ type PrewarmJSON struct {
 // (forecast.Result.Silence).
 type SilenceJSON struct {
 	IdleMinutes int `json:"idle_minutes"`
+}
+
+// StopJSON is the next minute's p_invoke before the stop model answered it
+// (forecast.Result.Stop); later minutes were scaled by as much where it
+// lowered it.
+type StopJSON struct {
+	PInvokeBefore float32 `json:"p_invoke_before"`
 }
 
 // PrewarmResponse is the body of a successful POST /v1/prewarm.
@@ -728,6 +737,9 @@ func (s *Server) handlePrewarm(c echo.Context) error {
 		}
 		if r.Silence > 0 {
 			f.Silence = &SilenceJSON{IdleMinutes: r.Silence}
+		}
+		if r.Stop != nil {
+			f.Stop = &StopJSON{PInvokeBefore: r.Stop.PInvokeBefore}
 		}
 		if want[outPInvoke] {
 			f.PInvoke = r.PInvoke

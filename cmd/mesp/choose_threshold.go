@@ -27,15 +27,16 @@ func runChooseThreshold(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg, fns, start := mix.cfg, mix.fns, mix.start
-	c, err := provision.ChooseThreshold(mix.active, mix.silent, provision.ThresholdGrid, 0)
+	c, err := provision.ChooseThreshold(mix.active, mix.silent, provision.ThresholdGrid, provision.MaxSilentShare, 0)
 	if err != nil {
 		return err
 	}
 	pw := manifest.Prewarm{
 		Threshold: c.Threshold,
 		ChosenOn: fmt.Sprintf("platform mix of %d validation functions of the training part and one silent copy of each (EVALUATION.md §2), as served: "+
-			"fewest cold starts with idle instance-minutes at most keepalive10's in %.0f%% of %d bootstrap resamples of the functions",
-			len(fns), 100*provision.IdleConfidence, provision.Bootstrap),
+			"fewest cold starts with idle instance-minutes at most keepalive10's in %.0f%% of %d bootstrap resamples of the functions "+
+			"and the silent copies warm at most %.0f%% of their minutes",
+			len(fns), 100*provision.IdleConfidence, provision.Bootstrap, 100*provision.MaxSilentShare),
 		ValColdStarts: c.ColdStarts, ValIdleMinutes: c.IdleMinutes, ValInvokedMinutes: c.InvokedMinutes,
 		ValKeepalive10ColdStarts: c.ReferenceColdStarts, ValKeepalive10Idle: c.ReferenceIdleMinutes,
 		ValIdleRatioUpper:  c.IdleRatioUpper,

@@ -188,15 +188,24 @@ func openServedPInvoke(cfg config.Config, what string) (*forecast.Forecaster, er
 // openServedCounting is openServed with every model run counted in runs
 // (nil: not counted).
 func openServedCounting(cfg config.Config, runs *onnx.RunStats) (*forecast.Forecaster, error) {
-	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
-		return nil, err
-	}
 	fc := servedForecaster(cfg, runs)
-	if _, err := fc.Reload(); err != nil {
-		fc.Close()
+	if err := openForecaster(cfg, fc); err != nil {
 		return nil, err
 	}
 	return fc, nil
+}
+
+// openForecaster loads fc's set with ONNX Runtime started (fc is closed on
+// failure).
+func openForecaster(cfg config.Config, fc *forecast.Forecaster) error {
+	if _, err := onnx.Init(cfg.ORT.ORTLibrary()); err != nil {
+		return err
+	}
+	if _, err := fc.Reload(); err != nil {
+		fc.Close()
+		return err
+	}
+	return nil
 }
 
 // servedForecaster is the server's forecast.Forecaster over the

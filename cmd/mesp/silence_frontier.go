@@ -13,10 +13,6 @@ func init() {
 	register("silence-frontier", "print what holding the silent copies to 1% of their minutes warm costs the validation functions' platform mix, with a second threshold by idle minutes", runSilenceFrontier)
 }
 
-// silentShareAsked is the share of the silent copies' minutes EVALUATION.md
-// §2's silent functions may be warm (the bound).
-const silentShareAsked = 0.01
-
 // runSilenceFrontier prints provision.SilenceFrontier on the validation
 // functions' platform mix, as served; it writes nothing.
 func runSilenceFrontier(ctx context.Context, args []string) error {
@@ -26,12 +22,12 @@ func runSilenceFrontier(ctx context.Context, args []string) error {
 	}
 	grid := append([]float64{0.0005, 0.001, 0.002}, provision.ThresholdGrid...)
 	froms := []int{1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 45, 60, provision.End}
-	points, err := provision.SilenceFrontier(mix.active, mix.silent, grid, froms, silentShareAsked)
+	points, err := provision.SilenceFrontier(mix.active, mix.silent, grid, froms, provision.MaxSilentShare)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("silence-frontier: %d validation functions and a silent copy of each; silent copies warm at most %.0f%% of their minutes, idle at most keepalive10's\n",
-		len(mix.fns), 100*silentShareAsked)
+		len(mix.fns), 100*provision.MaxSilentShare)
 	for _, p := range points {
 		from := fmt.Sprintf("from %d idle minutes", p.From)
 		if p.From == provision.End {

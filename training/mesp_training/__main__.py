@@ -4,7 +4,8 @@ python -m mesp_training threshold --models DIR [--config search.yaml]
 python -m mesp_training soft-routing --models DIR [--config search.yaml]
 python -m mesp_training train-trees --models DIR [--config search.yaml] [--window-only] [--mean | --quantiles]
 python -m mesp_training refit --models DIR [--config search.yaml]
-python -m mesp_training serve-rule --models DIR [--config search.yaml]"""
+python -m mesp_training serve-rule --models DIR [--config search.yaml]
+python -m mesp_training train-stop --models DIR --decisions out/stop-decisions.parquet"""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .invocation_train import InvokeConfig, rechoose_threshold, train_invoke
 from .pipeline import choose_serving, load_cluster, log, refit, train
 from .search import SearchConfig
 from .soft_routing import choose_soft_routing
+from .stop import train_stop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     on_set("serve-rule", "choose again, without training, where each count expert serves (serve_rule: a clear "
            "win over the dense model on the cluster's validation functions)", "search settings (YAML): the "
            "validation split")
+    st = on_set("train-stop", "fit the stop model (p_invoke on a platform where functions also stop) on the "
+                "decisions `mesp stop-decisions` wrote", "unused")
+    st.add_argument("--decisions", required=True, type=Path, help="Parquet written by `mesp stop-decisions`")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -78,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             cs = read_clusters(a.models / man["clusters"])
             val = np.concatenate([load_cluster(a.models, cl, scfg.val_percent)[1] for cl in cs["clusters"]])
             choose_soft_routing(a.models, val, log=log)
+            return 0
+        if a.cmd == "train-stop":
+            train_stop(a.models, a.decisions, log=log)
             return 0
         if a.cmd == "serve-rule":
             choose_serving(a.models, SearchConfig.load(a.config))

@@ -239,6 +239,9 @@ def _manifest_problems(models: Path, m: dict[str, Any]) -> list[str]:
     sl = m.get("silence")
     if sl is not None:
         out.extend(_silence_errors(sl))
+    st = m.get("stop")
+    if st is not None:
+        out.extend(_stop_errors(st))
     sp = m.get("sparse")
     if sp is not None and not (isinstance(sp, dict) and isinstance(sp.get("below_daily"), int | float)
                                and sp["below_daily"] > 0 and isinstance(sp.get("look"), int) and sp["look"] >= 1
@@ -264,6 +267,46 @@ def _hazard_bins_ok(raw: Any) -> bool:
     gaps = [b.get("gap") for b in bins]
     return bool(gaps) and all(isinstance(g, int) and g >= 1 for g in gaps) and gaps == sorted(set(gaps)) and all(
         isinstance(b.get("p"), int | float) and 0 <= b["p"] <= 1 for b in bins)
+
+
+STOP_FEATURES = ["logit_p", "log_idle", "log_idle_over_longest", "log_gaps_as_long", "invoked_share",
+                 "log_since_first"]
+
+
+def _stop_errors(st: Any) -> list[str]:
+    """The stop entry as Go's silence.StopModel.Validate reads it: the
+    inputs by name, and trees whose nodes each reach children after them
+    or leaves, every leaf once."""
+    if not (isinstance(st, dict) and st.get("features") == STOP_FEATURES and isinstance(st.get("init"), int | float)
+            and isinstance(st.get("trees"), list) and st["trees"]):
+        return [f"stop: want features {STOP_FEATURES}, a number init and trees"]
+    for k, t in enumerate(st["trees"]):
+        if not _stop_tree_ok(t):
+            return [f"stop: tree {k} is not a tree over the {len(STOP_FEATURES)} inputs"]
+    return []
+
+
+def _stop_tree_ok(t: Any) -> bool:
+    keys = ("split_feature", "threshold", "left_child", "right_child", "leaf_value")
+    if not (isinstance(t, dict) and all(isinstance(t.get(k), list) for k in keys)):
+        return False
+    n = len(t["split_feature"])
+    if any(len(t[k]) != n for k in keys[1:4]) or len(t["leaf_value"]) != n + 1:
+        return False
+    if not all(isinstance(v, int | float) and np.isfinite(v) for v in t["threshold"] + t["leaf_value"]):
+        return False
+    seen_nodes, seen_leaves = {0} if n else set(), set()
+    for i in range(n):
+        if not (isinstance(t["split_feature"][i], int) and 0 <= t["split_feature"][i] < len(STOP_FEATURES)):
+            return False
+        for c in (t["left_child"][i], t["right_child"][i]):
+            if isinstance(c, int) and c < 0 and -c - 1 <= n and -c - 1 not in seen_leaves:
+                seen_leaves.add(-c - 1)
+            elif isinstance(c, int) and i < c < n and c not in seen_nodes:
+                seen_nodes.add(c)
+            else:
+                return False
+    return True
 
 
 def _silence_errors(sl: Any) -> list[str]:

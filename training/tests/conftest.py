@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import os
@@ -81,6 +82,13 @@ def server(tmp_path: Path) -> Iterator[str]:
     """`mesp serve` on loopback over a copy of the shipped models; yields host:port."""
     models = tmp_path / "models"
     shutil.copytree(shipped_models(), models, ignore=shutil.ignore_patterns(".work"))
+    with serving(models) as addr:
+        yield addr
+
+
+@contextlib.contextmanager
+def serving(models: Path) -> Iterator[str]:
+    """`mesp serve` on loopback over models; yields host:port."""
     proc = subprocess.Popen([str(mesp_bin()), "serve", "--models", str(models), "--addr", "127.0.0.1:0",
                              "--admin-token", "t0k"], stderr=subprocess.PIPE, text=True)
     addr = None
