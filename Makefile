@@ -86,7 +86,7 @@ train-experts: venv build
 	$(PY) -m mesp_training train-trees --models $(WORK) --config training/search.yaml
 	$(PY) -m mesp_training train-trees --quantiles --models $(WORK) --config training/search.yaml
 	bin/mesp fit-silence --data $(DATA) --models $(WORK)
-	bin/mesp stop-decisions --data $(DATA) --models $(WORK) --out out/stop-decisions.parquet
+	bin/mesp stop-decisions --data $(DATA) --models $(WORK) --functions validation --out out/stop-decisions.parquet
 	$(PY) -m mesp_training train-stop --models $(WORK) --decisions out/stop-decisions.parquet
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 	bin/mesp choose-quantiles --data $(DATA) --models $(WORK)
@@ -97,7 +97,7 @@ train-experts: venv build
 ##   also stop), fitted on the work folder's served p_invoke, then the
 ##   default threshold chosen again; publish as train-experts does
 train-stop: venv build
-	bin/mesp stop-decisions --data $(DATA) --models $(WORK) --out out/stop-decisions.parquet
+	bin/mesp stop-decisions --data $(DATA) --models $(WORK) --functions validation --out out/stop-decisions.parquet
 	$(PY) -m mesp_training train-stop --models $(WORK) --decisions out/stop-decisions.parquet
 	bin/mesp choose-threshold --data $(DATA) --models $(WORK)
 

@@ -460,32 +460,35 @@ func (s *Set) forecast(ctx context.Context, reqs []Request, mode Mode, outs Outp
 	}
 	if outs&PInvoke != 0 && mode == Routed && s.Manifest.Stop != nil {
 		for i := range out {
-			stopped(s.Manifest.Stop, reqs[i].Counts, &out[i])
+			if out[i].Timer == nil { // a timer's minutes are its floor's and cap's
+				stopped(s.Manifest.Stop, reqs[i].Counts, &out[i])
+			}
 		}
 	}
 	return out, nil
 }
 
 // stopped answers r's next minute with the stop model (manifest.Stop) and
-// scales the later minutes by as much, when it lowers p_invoke: the chance
-// that the function still runs bounds every minute ahead. It comes after
-// the sparse rule, which reads p_invoke for the expected count of an
-// active function: the counts stay the active functions' expectation, and
-// only the pre-warm decision weighs a stop.
+// scales every later minute by the chance it gives that the function
+// still runs (silence.StopModel.StillRuns). It comes after the sparse
+// rule, which reads p_invoke for the expected count of an active
+// function: the counts stay the active functions' expectation, and only
+// the pre-warm decision weighs a stop. A timer's minutes are left to its
+// floor and cap (floorTimer): a model of pauses has nothing to add while
+// the timer keeps its phases, and once it misses them the silence cap
+// applies.
 func stopped(m *silence.StopModel, counts []float64, r *Result) {
 	if len(r.PInvoke) == 0 {
 		return
 	}
 	p := float64(r.PInvoke[0])
-	q := m.P(silence.StopInputs(counts, p))
+	x := silence.StopInputs(counts, p)
 	r.Stop = &StopAnswer{PInvokeBefore: float32(p)}
-	r.PInvoke[0] = float32(q)
-	if p <= 0 || q >= p {
-		return
-	}
-	f := float32(q / p)
-	for h := 1; h < len(r.PInvoke); h++ {
-		r.PInvoke[h] *= f
+	r.PInvoke[0] = float32(m.P(x))
+	if f := float32(m.StillRuns(x, p)); f < 1 {
+		for h := 1; h < len(r.PInvoke); h++ {
+			r.PInvoke[h] *= f
+		}
 	}
 }
 

@@ -940,9 +940,10 @@ func forecastBoth(t *testing.T, with, without *Forecaster, fns []trace.Function)
 
 // TestStopModelAnswersTheNextMinute: a set with a stop model (here one
 // split: idle more than 5 minutes, logit -6; else +3) answers the next
-// minute with it on the p_invoke served without it, scales the later
-// minutes by as much where it lowered it and leaves them where it raised
-// it; the counts, and the dense baseline, are untouched.
+// minute with it on the p_invoke served without it and scales the later
+// minutes by the chance it gives that the function still runs; the
+// counts (the sparse rule's p_invoke x size included), and the dense
+// baseline, are untouched.
 func TestStopModelAnswersTheNextMinute(t *testing.T) {
 	dir := fixture.CopyModels(t)
 	stump := silence.StopModel{Features: silence.StopFeatures, Trees: []silence.StopTree{{
@@ -973,7 +974,7 @@ func TestStopModelAnswersTheNextMinute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lowered, raised := 0, 0
+		lowered, raised, sparseLowered := 0, 0, 0
 		for i := range a {
 			if !slices.Equal(a[i].Forecast, b[i].Forecast) {
 				t.Fatalf("%s (mode %v): the stop model changed the counts: %v, without %v (sparse %+v)", a[i].ID, mode, a[i].Forecast[:5], b[i].Forecast[:5], a[i].Sparse)
@@ -985,16 +986,22 @@ func TestStopModelAnswersTheNextMinute(t *testing.T) {
 				continue
 			}
 			p := float64(b[i].PInvoke[0])
-			q := stump.P(silence.StopInputs(reqs[i].Counts, p))
+			x := silence.StopInputs(reqs[i].Counts, p)
+			q := stump.P(x)
 			if a[i].Stop == nil || a[i].Stop.PInvokeBefore != b[i].PInvoke[0] || a[i].PInvoke[0] != float32(q) {
 				t.Fatalf("%s: next minute %v (stop %+v), want %v from %v", a[i].ID, a[i].PInvoke[0], a[i].Stop, q, p)
 			}
-			scale := float32(1)
-			if q < p {
-				scale = float32(q / p)
+			// the later minutes: scaled by the chance it still runs, read
+			// at p_invoke max(p, 0.01): the stump's logistic there, over it
+			ref := max(p, silence.StopReferenceP)
+			scale := float32(min(1, stump.P(append([]float64{math.Log(ref / (1 - ref))}, x[1:]...))/ref))
+			if scale < 1 {
 				lowered++
 			} else {
 				raised++
+			}
+			if a[i].Sparse != nil && scale < 1 {
+				sparseLowered++
 			}
 			for h := 1; h < len(a[i].PInvoke); h++ {
 				if want := b[i].PInvoke[h] * scale; a[i].PInvoke[h] != want {
@@ -1002,8 +1009,8 @@ func TestStopModelAnswersTheNextMinute(t *testing.T) {
 				}
 			}
 		}
-		if mode == Routed && (lowered == 0 || raised == 0) {
-			t.Fatalf("%d answers lowered, %d raised: both ways must be checked", lowered, raised)
+		if mode == Routed && (lowered == 0 || raised == 0 || sparseLowered == 0) {
+			t.Fatalf("%d answers scaled down (%d answered by the sparse rule), %d not: each must be checked", lowered, sparseLowered, raised)
 		}
 	}
 }

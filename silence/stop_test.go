@@ -93,7 +93,7 @@ func TestStopModelValidateRefuses(t *testing.T) {
 func TestStopDecisionsSeeOnlyThePast(t *testing.T) {
 	day := []float64{1, 0, 0, 5, 0, 0}
 	p := []float64{0.3, 0.4, 0.5}
-	got := StopDecisions(7, 6, day, p, 4)
+	got := StopDecisions(7, 6, day, p, 4, nil)
 	if len(got) != 3 {
 		t.Fatalf("%d decisions", len(got))
 	}
@@ -107,5 +107,10 @@ func TestStopDecisionsSeeOnlyThePast(t *testing.T) {
 	}
 	if !got[0].Invoked || got[1].Invoked || got[0].LogIdle != math.Log(3) {
 		t.Fatalf("minute 4 is invoked after 2 idle minutes: %+v", got[:2])
+	}
+	// a minute timer says the timers' expert answers is marked
+	marked := StopDecisions(7, 6, day, p, 4, func(h []float64) bool { return h[len(h)-1] > 0 })
+	if marked[0].Timer || !marked[1].Timer || marked[2].Timer {
+		t.Fatalf("marked %+v, want minute 5 alone (its history ends invoked)", marked)
 	}
 }
