@@ -1,9 +1,14 @@
 package silence
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/mesp-project/mesp/internal/fixture"
 )
 
 func TestStopInputsByHand(t *testing.T) {
@@ -112,5 +117,28 @@ func TestStopDecisionsSeeOnlyThePast(t *testing.T) {
 	marked := StopDecisions(7, 6, day, p, 4, func(h []float64) bool { return h[len(h)-1] > 0 })
 	if marked[0].Timer || !marked[1].Timer || marked[2].Timer {
 		t.Fatalf("marked %+v, want minute 5 alone (its history ends invoked)", marked)
+	}
+}
+
+// BenchmarkStopModel is what the stop model adds to a decision: the
+// shipped model's inputs from a day of the fixture, its answer for the
+// next minute and the chance the function still runs (per function).
+func BenchmarkStopModel(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join(fixture.Models(), "manifest.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m struct {
+		Stop *StopModel `json:"stop"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil || m.Stop == nil {
+		b.Skipf("the shipped set has no stop model (%v)", err)
+	}
+	rows := fixture.Rows(b)
+	b.ResetTimer()
+	for i := range b.N {
+		c := rows[i%len(rows)].Counts
+		x := StopInputs(c, 0.05)
+		_ = m.Stop.P(x) + m.Stop.StillRuns(x, 0.05)
 	}
 }
