@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/fleetbench"
 	"github.com/mesp-project/mesp/onnx"
 	"github.com/mesp-project/mesp/trace"
@@ -24,7 +23,6 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	fs := pflag.NewFlagSet("bench-fleet", pflag.ContinueOnError)
 	data := fs.String("data", "", "Azure-layout CSV(.gz) whose days the fleet is built from")
 	fs.String("models", "", "models folder (models)")
-	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
 	functions := fs.Int("functions", 100000, "functions in the fleet")
 	minutes := fs.Int("minutes", 3, "minutes decided")
 	sample := fs.Int("sample", 2000, "functions the one-request-per-function baseline answers")
@@ -35,13 +33,7 @@ func runBenchFleet(ctx context.Context, args []string) (err error) {
 	heap := fs.String("heap-profile", "", "write the live heap's pprof profile after the last minute here (go tool pprof)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the decided minutes here (go tool pprof)")
 	kedaProcess := fs.Bool("keda-process", false, "KEDA's calls from a process of their own, as KEDA's operator runs apart from MESP (on this machine it takes a core's half from the loop); default: goroutines of the bench's process")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *data == "" {
-		return fmt.Errorf("--data is required")
-	}
-	cfg, err := config.Load("", fs, map[string]string{"ort-library": "ort.library"})
+	cfg, err := loadWithData(fs, args, data)
 	if err != nil {
 		return err
 	}

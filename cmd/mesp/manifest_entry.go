@@ -18,19 +18,27 @@ func validationCommand(name string, args []string) (config.Config, []trace.Funct
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	data := fs.String("data", "", "Azure-layout CSV or CSV.gz of the training data (its validation functions are read)")
 	fs.String("models", "", "models or work folder whose manifest.json gets the entry (models)")
-	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
-	if err := fs.Parse(args); err != nil {
-		return config.Config{}, nil, err
-	}
-	if *data == "" {
-		return config.Config{}, nil, fmt.Errorf("--data is required")
-	}
-	cfg, err := config.Load("", fs, map[string]string{"ort-library": "ort.library"})
+	cfg, err := loadWithData(fs, args, data)
 	if err != nil {
 		return cfg, nil, err
 	}
 	fns, _, err := readPart(*data, "validation", false)
 	return cfg, fns, err
+}
+
+// loadWithData adds --ort-library to fs, parses args, requires the --data
+// flag data points at, and loads the configuration (models and the ONNX
+// Runtime library from flags over the file and environment): the set-up
+// of the commands that serve a models folder over a data file.
+func loadWithData(fs *pflag.FlagSet, args []string, data *string) (config.Config, error) {
+	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	if *data == "" {
+		return config.Config{}, fmt.Errorf("--data is required")
+	}
+	return config.Load("", fs, map[string]string{"ort-library": "ort.library"})
 }
 
 // writeManifestEntry sets key in models' manifest.json to value (nil

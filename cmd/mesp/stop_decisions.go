@@ -10,7 +10,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/spf13/pflag"
 
-	"github.com/mesp-project/mesp/config"
 	"github.com/mesp-project/mesp/forecast"
 	"github.com/mesp-project/mesp/periodic"
 	"github.com/mesp-project/mesp/provision"
@@ -32,14 +31,7 @@ func runStopDecisions(ctx context.Context, args []string) error {
 	out := fs.String("out", "out/stop-decisions.parquet", "Parquet file to write")
 	which := fs.String("functions", "validation", "which functions of the training part: validation (unseen by the p_invoke models, whose answers on their own fit functions are better than on any other) or fit")
 	fs.String("models", "", "models folder whose served p_invoke the decisions hold (models)")
-	fs.String("ort-library", "", "libonnxruntime.so path (ort.library)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *data == "" {
-		return fmt.Errorf("--data is required")
-	}
-	cfg, err := config.Load("", fs, map[string]string{"ort-library": "ort.library"})
+	cfg, err := loadWithData(fs, args, data)
 	if err != nil {
 		return err
 	}
