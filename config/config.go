@@ -252,6 +252,11 @@ type Router struct {
 	// of timer-like patterns in phase; false: the count models answer
 	// every pattern.
 	Timers bool `koanf:"timers"`
+	// Stop lets the manifest's stop model (manifest.Stop) answer the next
+	// minute's p_invoke, weighing the chance that a function stopped for
+	// good; false serves the p_invoke before it (a platform whose
+	// functions seldom stop; choose its threshold on its own mix).
+	Stop bool `koanf:"stop"`
 }
 
 // Log configures structured logging.
@@ -293,6 +298,7 @@ func Defaults() map[string]any {
 		"router.count_trees":             true,
 		"router.upper_share":             true,
 		"router.timers":                  true,
+		"router.stop":                    true,
 		"log.level":                      "info",
 		"log.format":                     "text",
 		"history.max_functions":          100000,

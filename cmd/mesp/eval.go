@@ -218,6 +218,7 @@ func servedForecaster(cfg config.Config, runs *onnx.RunStats) *forecast.Forecast
 	fc.SkipTrees = !cfg.Router.CountTrees
 	fc.SkipUpper = !cfg.Router.UpperShare
 	fc.SkipTimers = !cfg.Router.Timers
+	fc.SkipStop = !cfg.Router.Stop
 	return fc
 }
 
