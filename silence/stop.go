@@ -26,6 +26,13 @@ var StopFeatures = []string{"logit_p", "log_idle", "log_idle_over_longest", "log
 // pClip keeps the logit of p_invoke finite.
 const pClip = 1e-6
 
+// logit is the stop model's first input for p_invoke p, clipped into
+// [pClip, 1 - pClip].
+func logit(p float64) float64 {
+	p = min(max(p, pClip), 1-pClip)
+	return math.Log(p / (1 - p))
+}
+
 // StopInputs are the stop model's inputs for a pattern (counts per minute,
 // oldest first) whose next minute the models answer with p_invoke p:
 // logit(p); log(1 + idle), the minutes since the last invocation (the whole
@@ -66,9 +73,8 @@ func StopInputs(counts []float64, p float64) []float64 {
 		}
 		prev = i
 	}
-	p = min(max(p, pClip), 1-pClip)
 	lIdle := math.Log1p(float64(idle))
-	return []float64{math.Log(p / (1 - p)), lIdle, lIdle - math.Log(float64(longest)+2), math.Log1p(float64(asLong)), share, math.Log1p(float64(since))}
+	return []float64{logit(p), lIdle, lIdle - math.Log(float64(longest)+2), math.Log1p(float64(asLong)), share, math.Log1p(float64(since))}
 }
 
 // StopModel is the fitted ensemble (LightGBM's binary objective): the
@@ -133,10 +139,7 @@ const StopReferenceP = 0.01
 func (m StopModel) StillRuns(x []float64, p float64) float64 {
 	ref := max(p, StopReferenceP)
 	xr := slices.Clone(x)
-	xr[0] = math.Log(ref / (1 - ref))
-	if ref >= 1 {
-		xr[0] = math.Log((1 - pClip) / pClip)
-	}
+	xr[0] = logit(ref)
 	return min(1, m.P(xr)/ref)
 }
 

@@ -56,10 +56,11 @@ func runStopDecisions(ctx context.Context, args []string) error {
 		return err
 	}
 	defer fc.Close()
-	// the timers' expert answers its own minutes: the stop model does not
+	// the timers' expert answers its own minutes, as the forecaster marks
+	// them (forecast.Set.markTimers): the stop model does not
 	timer := func(h []float64) bool {
 		_, ok := periodic.Detect(h)
-		return ok && cfg.Router.Timers
+		return ok && !fc.SkipTimers
 	}
 	start := time.Now()
 	copies, hours := provision.SilentCopies(days)
