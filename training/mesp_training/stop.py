@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .contract import STOP_FEATURES, require_manifest, write_manifest
+from .invocation_train import h1_logloss
 
 FEATURES = STOP_FEATURES
 # Chosen on the validation functions' mix by two-fold cross-validation over
@@ -140,11 +141,6 @@ def train_stop(models: Path, decisions: Path, log: Callable[[str], None] = print
     man["stop"] = entry
     write_manifest(models, man)
     served = 1 / (1 + np.exp(-x[:, 0]))
-    log(f"stop model: log-loss on its decisions {log_loss(predict(entry, x), y):.5f} (the served p_invoke "
-        f"{log_loss(served, y):.5f}); written to {models}/manifest.json")
+    log(f"stop model: log-loss on its decisions {h1_logloss(predict(entry, x), y):.5f} (the served p_invoke "
+        f"{h1_logloss(served, y):.5f}); written to {models}/manifest.json")
     return entry
-
-
-def log_loss(p: np.ndarray, y: np.ndarray) -> float:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
